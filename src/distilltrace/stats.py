@@ -1,0 +1,93 @@
+"""Shared statistics: multiple-testing control, p-value combination, calibration checks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats as _st
+from statsmodels.stats.multitest import multipletests
+
+
+@dataclass(frozen=True)
+class HolmResult:
+    """Holm step-down adjusted p-values and rejections at family-wise level alpha."""
+
+    pvalues: tuple[float, ...]
+    adjusted: tuple[float, ...]
+    reject: tuple[bool, ...]
+    alpha: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def holm(pvalues: Sequence[float], alpha: float = 0.05) -> HolmResult:
+    """Holm family-wise error control over a family of p-values."""
+    p = np.asarray(pvalues, dtype=float)
+    if p.size == 0:
+        return HolmResult((), (), (), alpha)
+    reject, adj, _, _ = multipletests(p, alpha=alpha, method="holm")
+    return HolmResult(
+        tuple(float(x) for x in p),
+        tuple(float(x) for x in adj),
+        tuple(bool(x) for x in reject),
+        alpha,
+    )
+
+
+def combine_pvalues(pvalues: Sequence[float], method: str = "fisher") -> float:
+    """Combine p-values of independent tests ("fisher", "stouffer") or of dependent
+    tests ("bonferroni": min-p times k, valid under any dependence)."""
+    p = np.clip(np.asarray(pvalues, dtype=float), 1e-300, 1.0)
+    if p.size == 0:
+        return 1.0
+    if method == "bonferroni":
+        return float(min(1.0, p.min() * p.size))
+    return float(_st.combine_pvalues(p, method=method).pvalue)
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """Whether p-values computed under a true null look valid."""
+
+    n: int
+    ks_statistic: float
+    ks_pvalue: float
+    fpr: dict[float, float]  # alpha -> empirical false-positive rate
+
+    def ok(self, ks_level: float = 0.01, slack: float = 0.0) -> bool:
+        """Uniform at ks_level and every empirical FPR <= alpha + slack."""
+        return self.ks_pvalue >= ks_level and all(
+            rate <= a + slack for a, rate in self.fpr.items()
+        )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["fpr"] = {str(k): v for k, v in self.fpr.items()}
+        return d
+
+
+def calibration(
+    null_pvalues: Sequence[float], alphas: Sequence[float] = (0.01, 0.05, 0.1)
+) -> CalibrationResult:
+    """KS test of uniformity and false-positive rates for p-values under a true null.
+
+    Discrete or conservative tests give super-uniform p-values; use `ok(slack=...)`
+    with a binomial allowance when the sample is small.
+    """
+    p = np.asarray(null_pvalues, dtype=float)
+    ks = _st.kstest(p, "uniform")
+    return CalibrationResult(
+        n=int(p.size),
+        ks_statistic=float(ks.statistic),
+        ks_pvalue=float(ks.pvalue),
+        fpr={float(a): float(np.mean(p <= a)) for a in alphas},
+    )
+
+
+def binomial_slack(n: int, alpha: float, level: float = 0.001) -> float:
+    """How far above alpha an empirical FPR over n null draws may sit by chance."""
+    upper = _st.binom.ppf(1 - level, n, alpha) / max(n, 1)
+    return float(max(0.0, upper - alpha))
