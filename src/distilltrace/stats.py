@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import stats as _st
-from statsmodels.stats.multitest import multipletests
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,14 @@ def holm(pvalues: Sequence[float], alpha: float = 0.05) -> HolmResult:
     p = np.asarray(pvalues, dtype=float)
     if p.size == 0:
         return HolmResult((), (), (), alpha)
-    reject, adj, _, _ = multipletests(p, alpha=alpha, method="holm")
+    # Same numbers as statsmodels' multipletests(method="holm") (checked in the tests),
+    # which runs gc.collect() on every call: ~0.1 s each once torch is loaded.
+    order = np.argsort(p, kind="stable")
+    m = p.size
+    stepped = np.maximum.accumulate(p[order] * (m - np.arange(m)))
+    adj = np.empty(m)
+    adj[order] = np.minimum(stepped, 1.0)
+    reject = adj <= alpha
     return HolmResult(
         tuple(float(x) for x in p),
         tuple(float(x) for x in adj),

@@ -1,10 +1,132 @@
-"""CLI for provenance. (Filled in by the provenance work.)"""
+"""CLI for provenance: `distilltrace provenance test` and `distilltrace bench provenance`."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
+
+from distilltrace.errors import InputError
 
 app = typer.Typer(no_args_is_help=True)
 
 
-def bench() -> None:
-    """Benchmark provenance on a zoo."""
-    raise NotImplementedError
+def _cache_file(cache: Path | None) -> Path | None:
+    """The query-cache file inside a cache folder (a path with a suffix is used as is)."""
+    if cache is None:
+        return None
+    if cache.suffix:
+        return cache
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache / "queries.sqlite"
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+
+
+@app.command("test")
+def test(
+    suspect: str = typer.Option(..., "--suspect", help="Model spec of the suspect."),
+    reference: list[str] = typer.Option(..., "--reference", help="Reference model spec (repeat)."),
+    control: list[str] = typer.Option(
+        [],
+        "--control",
+        help="Control model spec, known not to derive from the references (repeat; >= 2).",
+    ),
+    budget: int = typer.Option(1000, "--budget", help="Suspect queries in all."),
+    alpha: float = typer.Option(0.01, "--alpha", help="Family-wise error rate over references."),
+    out: Path = typer.Option(Path("provenance-out"), "--out", help="Output folder."),
+    cache: Path | None = typer.Option(
+        None, "--cache", help="Query cache folder (or .sqlite file)."
+    ),
+    seed: int = typer.Option(0, "--seed"),
+    prompts: list[Path] = typer.Option([], "--prompts", help="Extra probe prompt files (repeat)."),
+    pool_size: int = typer.Option(3000, "--pool-size", help="Generated probe prompts in the pool."),
+    prompt_source: str = typer.Option(
+        "auto", "--prompt-source", help="auto | distill | builtin | none"
+    ),
+    max_new_tokens: int = typer.Option(48, "--max-new-tokens"),
+    no_adaptive: bool = typer.Option(False, "--no-adaptive", help="Use pool prompts uniformly."),
+) -> None:
+    """Test whether SUSPECT derives from each REFERENCE, against CONTROLS."""
+    from distilltrace.models import load_model
+    from distilltrace.provenance.report import write_report
+    from distilltrace.provenance.tester import (
+        MIN_CONTROLS,
+        WHY_CONTROLS,
+        ProvenanceConfig,
+        test_provenance,
+    )
+
+    if len(control) < MIN_CONTROLS:
+        raise InputError(
+            f"{len(control)} --control given, at least {MIN_CONTROLS} are needed: {WHY_CONTROLS}"
+        )
+    cf = _cache_file(cache)
+    cfg = ProvenanceConfig(
+        seed=seed,
+        prompt_files=tuple(str(p) for p in prompts),
+        pool_size=pool_size,
+        prompt_source=prompt_source,
+        max_new_tokens=max_new_tokens,
+        adaptive=not no_adaptive,
+    )
+    s = load_model(suspect, cache=cf)
+    refs = [load_model(r, cache=cf) for r in reference]
+    ctrls = [load_model(c, cache=cf) for c in control]
+    with _progress() as prog:
+        task = prog.add_task("provenance", total=None)
+
+        def note(msg: str, done: int, total: int) -> None:
+            prog.update(task, description=msg, completed=done, total=total)
+
+        res = test_provenance(s, refs, ctrls, budget=budget, alpha=alpha, config=cfg, progress=note)
+    paths = write_report(res, out)
+    typer.echo(res.verdict)
+    for r in res.references:
+        typer.echo(
+            f"  {r.reference}: combined p = {r.combined_pvalue}, Holm p = {r.holm_pvalue}"
+            + (f" [identical: {r.identical}]" if r.identical else "")
+        )
+    typer.echo(f"plausible parents: {', '.join(res.plausible_parents) or 'none'}")
+    typer.echo(f"wrote {paths['json']} and {paths['html']}")
+
+
+def bench(
+    zoo: Path = typer.Option(..., "--zoo", help="Zoo folder (with its manifest)."),
+    budget: int = typer.Option(1000, "--budget", help="Suspect queries per test."),
+    out: Path = typer.Option(Path("bench-provenance"), "--out", help="Output folder."),
+    cache: Path | None = typer.Option(
+        None, "--cache", help="Query cache folder (default: OUT/cache)."
+    ),
+    seed: int = typer.Option(0, "--seed"),
+    pool_size: int = typer.Option(1500, "--pool-size"),
+    limit: int | None = typer.Option(
+        None, "--limit", help="At most this many suspects (smoke runs)."
+    ),
+) -> None:
+    """Every suspect in the zoo against every teacher, scored against the manifest."""
+    from distilltrace.provenance.bench import run_bench
+
+    cf = _cache_file(cache if cache is not None else out / "cache")
+    with _progress() as prog:
+        task = prog.add_task("bench", total=None)
+
+        def note(msg: str, done: int, total: int) -> None:
+            prog.update(task, description=msg, completed=done, total=total)
+
+        res = run_bench(
+            zoo,
+            budget=budget,
+            out=out,
+            cache=cf,
+            seed=seed,
+            pool_size=pool_size,
+            limit=limit,
+            progress=note,
+        )
+    typer.echo(res.summary())
+    typer.echo(f"wrote {out / 'bench.json'} and {out / 'bench.html'}")

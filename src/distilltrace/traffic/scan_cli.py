@@ -1,7 +1,46 @@
-"""Traffic scan commands. (Being written by the scan work.)"""
+"""`distilltrace traffic scan LOGS... --out DIR`."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
+def scan_command(
+    logs: list[Path] = typer.Argument(..., help="Log files (Parquet, JSON Lines or CSV)."),
+    out: Path = typer.Option(..., "--out", help="Output folder."),
+    engine: str = typer.Option("duckdb", "--engine", help="Where the pipeline runs."),
+    account_alpha: float = typer.Option(
+        0.0005, "--account-alpha", help="Calibrated tail probability at which a lone account is flagged."
+    ),
+    campaign_alpha: float = typer.Option(
+        0.001, "--campaign-alpha", help="Family-wise level for calling a cluster a campaign."
+    ),
+    threads: int = typer.Option(0, "--threads", help="Engine threads (0: all cores)."),
+    memory_limit: str = typer.Option("", "--memory-limit", help="Engine memory limit, e.g. 6GB."),
+) -> None:
+    """Find distillation campaigns in API request logs."""
+    from distilltrace.traffic.scanner import scan
+
+    res = scan(
+        [str(p) for p in logs],
+        out_dir=out,
+        engine=engine,
+        account_alpha=account_alpha,
+        campaign_alpha=campaign_alpha,
+        threads=threads or None,
+        memory_limit=memory_limit or None,
+        progress=True,
+    )
+    s = res.summary
+    typer.echo(
+        f"{s['n_requests']} requests, {s['n_accounts']} accounts, {s['rows_quarantined']} quarantined; "
+        f"{s['n_campaigns']} campaign(s), {s['n_flagged_accounts']} flagged accounts"
+    )
+    typer.echo(f"report: {res.files.get('report')}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the scan commands to the traffic app."""
+    app.command("scan")(scan_command)

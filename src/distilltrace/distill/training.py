@@ -1,0 +1,836 @@
+"""Training students: sequence-level KD, token-level (logit) KD, and plain language modelling.
+
+One seeded loop serves all three: AdamW, linear warm-up then cosine decay, gradient
+clipping, a data order fixed by (seed, epoch), periodic checkpoints in transformers format
+(safetensors + config + tokenizer, plus the optimiser state) and exact resumption from the
+last one. The final model is written to `out_dir` itself, loadable by `load_model(out_dir)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distilltrace.distill.dataset import Record, read_records
+from distilltrace.distill.divergence import DIVERGENCES, divergence
+from distilltrace.distill.encoding import (
+    Example,
+    encode_pair,
+    encode_text,
+    examples_hash,
+    tokenizer_fingerprint,
+)
+from distilltrace.distill.progress import progress_bar
+from distilltrace.distill.prompts import Prompt
+from distilltrace.errors import CapabilityError, InputError
+
+TRAIN_FILE = "train.json"
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "trainer_state.pt"
+
+
+@dataclass
+class TrainResult:
+    """What a training run did: steps, examples, tokens, losses, time, where it is saved."""
+
+    out_dir: str
+    method: str
+    steps: int
+    examples: int
+    epochs: float
+    tokens: int
+    target_tokens: int
+    first_loss: float
+    final_loss: float
+    wall_s: float
+    tokens_per_s: float
+    device: str
+    seed: int
+    resumed_from: int = 0
+    cached: bool = False
+    skipped_examples: int = 0
+    data_tokens: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+    losses: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """ "auto" is CUDA when available, else CPU; anything else is passed to torch."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as e:
+        raise InputError(f"bad device {device!r}: {e}") from None
+
+
+def unpack_student(student: Any) -> tuple[Any, Any]:
+    """(hf_model, tokenizer) from a tuple or a local model object (.hf_model, .tokenizer)."""
+    if isinstance(student, tuple) and len(student) == 2:
+        return student
+    hf = getattr(student, "hf_model", None)
+    tok = getattr(student, "tokenizer", None)
+    if hf is None or tok is None:
+        raise CapabilityError(
+            "a student must be (hf_model, tokenizer) or a local model with weights "
+            f"(.hf_model and .tokenizer); got {type(student).__name__}"
+        )
+    return hf, tok
+
+
+# ----------------------------------------------------------------------- memory check
+
+
+def estimate_train_bytes(
+    model: Any, batch_size: int, max_len: int, extra_vocab_copies: int = 0
+) -> int:
+    """A conservative estimate of training memory: fp32 weights, gradients and AdamW
+    moments, plus activations and logits for one batch (and `extra_vocab_copies` more
+    batch x length x vocabulary tensors, e.g. a teacher's distribution)."""
+    cfg = model.config
+    n_params = sum(p.numel() for p in model.parameters())
+    h = int(getattr(cfg, "hidden_size", 256))
+    inter = int(getattr(cfg, "intermediate_size", 4 * h))
+    layers = int(getattr(cfg, "num_hidden_layers", 4))
+    heads = int(getattr(cfg, "num_attention_heads", 4))
+    vocab = int(getattr(cfg, "vocab_size", 32000))
+    tokens = batch_size * max_len
+    states = n_params * 4 * 4  # weights, grads, two AdamW moments
+    acts = tokens * layers * (16 * h + 4 * inter) * 4 + batch_size * heads * max_len**2 * layers * 4
+    logits = tokens * vocab * 4 * (4 + extra_vocab_copies)
+    return int((states + acts + logits) * 1.2)
+
+
+def available_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def check_memory(
+    model: Any, batch_size: int, max_len: int, device: torch.device, extra_vocab_copies: int = 0
+) -> int:
+    """Raise InputError (with the numbers) if training would not fit in available memory."""
+    need = estimate_train_bytes(model, batch_size, max_len, extra_vocab_copies)
+    have = available_bytes(device)
+    if need > 0.9 * have:
+        n_params = sum(p.numel() for p in model.parameters())
+        raise InputError(
+            f"training would need about {need / 2**30:.1f} GiB on {device.type} "
+            f"({n_params / 1e6:.1f}M parameters, batch {batch_size} x {max_len} tokens) but "
+            f"only {have / 2**30:.1f} GiB is available; lower --batch-size or --max-len, "
+            "or pick a smaller student"
+        )
+    return need
+
+
+# ----------------------------------------------------------------------- the loop
+
+
+@dataclass
+class _Batch:
+    ids: torch.Tensor
+    attn: torch.Tensor
+    targets: torch.Tensor  # 1 where the token is a loss target
+    index: list[int]
+
+
+LossFn = Callable[[Any, _Batch], tuple[torch.Tensor, int]]
+
+
+def _collate(
+    examples: Sequence[Example], index: list[int], pad: int, device: torch.device
+) -> _Batch:
+    width = max(len(examples[i].ids) for i in index)
+    ids = torch.full((len(index), width), pad, dtype=torch.long)
+    attn = torch.zeros((len(index), width), dtype=torch.long)
+    tg = torch.zeros((len(index), width), dtype=torch.long)
+    for row, i in enumerate(index):
+        e = examples[i]
+        n = len(e.ids)
+        ids[row, :n] = torch.tensor(e.ids)
+        attn[row, :n] = 1
+        tg[row, :n] = torch.tensor(e.targets)
+    return _Batch(ids.to(device), attn.to(device), tg.to(device), index)
+
+
+def ce_loss(model: Any, b: _Batch) -> tuple[torch.Tensor, int]:
+    """Mean next-token cross-entropy over the target tokens."""
+    logits = model(input_ids=b.ids, attention_mask=b.attn).logits[:, :-1].float()
+    tgt = b.ids[:, 1:]
+    mask = b.targets[:, 1:].bool()
+    n = int(mask.sum())
+    lp = torch.log_softmax(logits, dim=-1)
+    nll = -lp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
+    return nll[mask].sum() / max(n, 1), n
+
+
+def _batch_indices(
+    step: int, batch_size: int, n: int, seed: int, cache: dict[int, list[int]]
+) -> list[int]:
+    out = []
+    for pos in range(step * batch_size, (step + 1) * batch_size):
+        epoch, k = divmod(pos, n)
+        if epoch not in cache:
+            g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            cache[epoch] = torch.randperm(n, generator=g).tolist()
+        out.append(cache[epoch][k])
+    return out
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    prog = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, prog)))
+
+
+def _fingerprint(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    ck = out / CHECKPOINTS
+    if not ck.is_dir():
+        return None
+    cands = sorted(p for p in ck.iterdir() if p.is_dir() and (p / STATE_FILE).is_file())
+    return cands[-1] if cands else None
+
+
+def _load_weights(model: Any, folder: Path) -> None:
+    from safetensors.torch import load_file
+
+    state: dict[str, torch.Tensor] = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        state.update(load_file(str(f)))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
+    if set(missing) - tied or unexpected:
+        raise InputError(
+            f"checkpoint {folder} does not match the student (missing {sorted(missing)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]})"
+        )
+    if tied:
+        model.tie_weights()
+
+
+def _save_model(model: Any, tok: Any, folder: Path) -> None:
+    from transformers.utils import logging as hf_logging
+
+    folder.mkdir(parents=True, exist_ok=True)
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(str(folder))
+        tok.save_pretrained(str(folder))
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
+def _save_checkpoint(
+    model: Any, tok: Any, out: Path, step: int, state: dict[str, Any], keep: int = 2
+) -> None:
+    ck = out / CHECKPOINTS
+    final = ck / f"step-{step:08d}"
+    tmp = ck / f".tmp-step-{step:08d}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    _save_model(model, tok, tmp)
+    torch.save(state, tmp / STATE_FILE)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    old = sorted(p for p in ck.iterdir() if p.is_dir() and p.name.startswith("step-"))
+    for p in old[:-keep]:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def run_training(
+    model: Any,
+    tok: Any,
+    examples: list[Example],
+    out_dir: str | Path,
+    *,
+    method: str,
+    loss_fn: LossFn,
+    steps: int | None,
+    epochs: float,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    max_len: int,
+    resume: bool,
+    warmup: float = 0.05,
+    weight_decay: float = 0.0,
+    checkpoint_every: int | None = None,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+    extra_config: dict[str, Any] | None = None,
+    extra_vocab_copies: int = 0,
+    skipped_examples: int = 0,
+    on_device: Callable[[torch.device], None] | None = None,
+) -> TrainResult:
+    """The shared seeded training loop (see the module docstring)."""
+    if not examples:
+        raise InputError("no training examples (every example was empty or too long)")
+    if batch_size < 1 or max_len < 2 or lr <= 0:
+        raise InputError("batch_size must be >= 1, max_len >= 2 and lr > 0")
+    out = Path(out_dir)
+    n = len(examples)
+    total = int(steps) if steps is not None else max(1, math.ceil(epochs * n / batch_size))
+    if total < 1:
+        raise InputError(f"steps must be >= 1, got {total}")
+    every = checkpoint_every or max(1, total // 4)
+    config = {
+        "method": method,
+        "steps": total,
+        "lr": lr,
+        "batch_size": batch_size,
+        "seed": seed,
+        "max_len": max_len,
+        "warmup": warmup,
+        "weight_decay": weight_decay,
+        "examples": n,
+        "data_hash": examples_hash(examples),
+        "tokenizer": tokenizer_fingerprint(tok),
+        "n_parameters": int(sum(p.numel() for p in model.parameters())),
+        **(extra_config or {}),
+    }
+    fp = _fingerprint(config)
+    dev = resolve_device(device)
+
+    done_file = out / TRAIN_FILE
+    if resume and done_file.is_file():
+        prev = json.loads(done_file.read_text())
+        if prev.get("fingerprint") == fp:
+            _load_weights(model, out)
+            res = TrainResult(**prev["result"])
+            res.cached = True
+            return res
+    if not resume:
+        for p in (out / CHECKPOINTS, done_file):
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+
+    check_memory(
+        model, batch_size, min(max_len, max(len(e.ids) for e in examples)), dev, extra_vocab_copies
+    )
+    model.to(dev)
+    model.float()
+    if on_device is not None:
+        on_device(dev)
+    decay = [p for nm, p in model.named_parameters() if p.ndim >= 2 and "norm" not in nm]
+    no_decay = [p for nm, p in model.named_parameters() if not (p.ndim >= 2 and "norm" not in nm)]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=lr,
+        betas=(0.9, 0.95),
+    )
+    warm = max(1, int(warmup * total))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total, warm))
+
+    start, losses, tokens, tgt_tokens, wall_before = 0, [], 0, 0, 0.0
+    ck = _latest_checkpoint(out) if resume else None
+    if ck is not None:
+        state = torch.load(ck / STATE_FILE, map_location=dev, weights_only=False)
+        if state.get("fingerprint") != fp:
+            raise InputError(
+                f"{out} holds a checkpoint of a different training run (other data or settings); "
+                "use another output folder, or resume=False / --no-resume to start over"
+            )
+        _load_weights(model, ck)
+        model.to(dev)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start, losses = int(state["step"]), list(state["losses"])
+        tokens, tgt_tokens = int(state["tokens"]), int(state["target_tokens"])
+        wall_before = float(state["wall_s"])
+
+    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    perm_cache: dict[int, list[int]] = {}
+    model.train()
+    t0 = time.perf_counter()
+    run_tokens = 0
+    with progress_bar(f"{method} -> {out.name}", total, progress) as bar:
+        bar.update(start)
+        for step in range(start, total):
+            idx = _batch_indices(step, batch_size, n, seed, perm_cache)
+            batch = _collate(examples, idx, pad, dev)
+            loss, n_tgt = loss_fn(model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            n_tok = int(batch.attn.sum())
+            tokens += n_tok
+            run_tokens += n_tok
+            tgt_tokens += n_tgt
+            el = time.perf_counter() - t0
+            recent = losses[-20:]
+            bar.update(
+                step + 1,
+                f"loss {sum(recent) / len(recent):.3f} | {run_tokens / max(el, 1e-9):.0f} tok/s",
+            )
+            if (step + 1) % every == 0 and step + 1 < total:
+                _save_checkpoint(
+                    model,
+                    tok,
+                    out,
+                    step + 1,
+                    {
+                        "fingerprint": fp,
+                        "step": step + 1,
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "losses": losses,
+                        "tokens": tokens,
+                        "target_tokens": tgt_tokens,
+                        "wall_s": wall_before + (time.perf_counter() - t0),
+                    },
+                )
+    model.eval()
+    run_wall = time.perf_counter() - t0
+    wall = wall_before + run_wall
+    tail = losses[-max(1, len(losses) // 10) :]
+    result = TrainResult(
+        out_dir=str(out),
+        method=method,
+        steps=total,
+        examples=n,
+        epochs=round(total * batch_size / n, 4),
+        tokens=tokens,
+        target_tokens=tgt_tokens,
+        first_loss=losses[0],
+        final_loss=sum(tail) / len(tail),
+        wall_s=round(wall, 3),
+        tokens_per_s=round(run_tokens / run_wall, 1) if run_wall > 0 else 0.0,
+        device=str(dev),
+        seed=seed,
+        resumed_from=start,
+        skipped_examples=skipped_examples,
+        data_tokens=sum(e.n_targets for e in examples),
+        config=config,
+        losses=[round(x, 5) for x in losses],
+    )
+    _save_model(model, tok, out)
+    tmp = done_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"fingerprint": fp, "result": result.to_dict()}, indent=1))
+    os.replace(tmp, done_file)
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    return result
+
+
+# ----------------------------------------------------------------------- public trainers
+
+
+def _pairs_to_examples(
+    tok: Any, records: Sequence[Record], max_len: int
+) -> tuple[list[Example], int]:
+    ex, skipped = [], 0
+    for r in records:
+        stopped = r.meta.get("finish_reason", "stop") == "stop"
+        e = encode_pair(tok, r.prompt, r.response, stopped=stopped, max_len=max_len)
+        if e is None:
+            skipped += 1
+        else:
+            ex.append(e)
+    return ex, skipped
+
+
+def load_dataset(dataset: str | Path | Sequence[Record]) -> list[Record]:
+    """Records from a dataset path (JSONL/Parquet) or a list of records."""
+    if isinstance(dataset, str | Path):
+        return read_records(dataset)
+    recs = list(dataset)
+    if not recs:
+        raise InputError("the dataset is empty")
+    return recs
+
+
+def train_seq_kd(
+    student: Any,
+    dataset_path: str | Path | Sequence[Record],
+    out_dir: str | Path,
+    *,
+    epochs: float = 1.0,
+    steps: int | None = None,
+    lr: float = 1e-3,
+    batch_size: int = 8,
+    seed: int = 0,
+    max_len: int = 256,
+    resume: bool = True,
+    max_examples: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    checkpoint_every: int | None = None,
+) -> TrainResult:
+    """Sequence-level KD: fine-tune `student` ((hf_model, tokenizer) or a local model) on a
+    harvested dataset, loss on response tokens only with the chat-templated prompt as context."""
+    model, tok = unpack_student(student)
+    records = load_dataset(dataset_path)
+    if max_examples is not None:
+        records = records[:max_examples]
+    ex, skipped = _pairs_to_examples(tok, records, max_len)
+    return run_training(
+        model,
+        tok,
+        ex,
+        out_dir,
+        method="seq-kd",
+        loss_fn=ce_loss,
+        steps=steps,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        max_len=max_len,
+        resume=resume,
+        device=device,
+        progress=progress,
+        checkpoint_every=checkpoint_every,
+        skipped_examples=skipped,
+    )
+
+
+def train_lm(
+    student: Any,
+    texts: Sequence[str],
+    out_dir: str | Path,
+    *,
+    epochs: float = 1.0,
+    steps: int | None = None,
+    lr: float = 1e-3,
+    batch_size: int = 8,
+    seed: int = 0,
+    max_len: int = 256,
+    resume: bool = True,
+    device: str = "auto",
+    progress: bool = True,
+    checkpoint_every: int | None = None,
+) -> TrainResult:
+    """Plain language modelling on `texts` (e.g. human text): loss on every token."""
+    model, tok = unpack_student(student)
+    texts = [t for t in texts if isinstance(t, str) and t.strip()]
+    if not texts:
+        raise InputError("train_lm needs at least one non-empty text")
+    ex = [e for t in texts for e in encode_text(tok, t, max_len=max_len)]
+    return run_training(
+        model,
+        tok,
+        ex,
+        out_dir,
+        method="lm",
+        loss_fn=ce_loss,
+        steps=steps,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        max_len=max_len,
+        resume=resume,
+        device=device,
+        progress=progress,
+        checkpoint_every=checkpoint_every,
+    )
+
+
+# ----------------------------------------------------------------------- logit KD
+
+
+def _kd_inputs(
+    teacher: Any,
+    tok: Any,
+    texts_or_prompts: Any,
+    max_len: int,
+    gen: dict[str, Any],
+) -> tuple[list[Example], int]:
+    """Examples for logit KD: raw texts, (prompt, response) records, or prompts that the
+    teacher answers first (sampled with `gen`)."""
+    if isinstance(texts_or_prompts, str | Path):
+        return _pairs_to_examples(tok, read_records(texts_or_prompts), max_len)
+    items = list(texts_or_prompts)
+    if not items:
+        raise InputError("logit-KD needs at least one text, record or prompt")
+    if all(isinstance(x, Record) for x in items):
+        return _pairs_to_examples(tok, items, max_len)
+    if all(isinstance(x, dict) and "response" in x for x in items):
+        recs = [Record(x["prompt"], x["response"], x.get("meta") or {}) for x in items]
+        return _pairs_to_examples(tok, recs, max_len)
+    if all(isinstance(x, Prompt | dict) for x in items):
+        prompts = [x.text if isinstance(x, Prompt) else x["prompt"] for x in items]
+        gens = teacher.generate(prompts, **gen)
+        recs = [
+            Record(p, g.text, {"finish_reason": g.finish_reason})
+            for p, g in zip(prompts, gens, strict=True)
+        ]
+        return _pairs_to_examples(tok, recs, max_len)
+    if all(isinstance(x, str) for x in items):
+        return [e for t in items if t.strip() for e in encode_text(tok, t, max_len=max_len)], 0
+    raise InputError(
+        "texts_or_prompts must be texts, records, prompts, or a dataset path (not a mix)"
+    )
+
+
+def check_same_tokenizer(teacher_tok: Any, student_tok: Any, teacher_name: str = "teacher") -> None:
+    """Logit KD compares distributions token by token: the vocabularies must be identical."""
+    a, b = tokenizer_fingerprint(teacher_tok), tokenizer_fingerprint(student_tok)
+    if a != b:
+        raise InputError(
+            f"logit-KD needs the student to share the teacher's tokenizer ({teacher_name}: {a}, "
+            f"student: {b}); build the student with the teacher's tokenizer, or use seq-KD, "
+            "which works across tokenizers"
+        )
+
+
+def write_topk_file(
+    teacher: Any,
+    texts_or_prompts: Any,
+    path: str | Path,
+    *,
+    k: int = 32,
+    max_len: int = 256,
+    batch_size: int = 8,
+    gen: dict[str, Any] | None = None,
+    device: str = "auto",
+) -> Path:
+    """Store the teacher's top-k next-token log-probabilities at every position of the
+    examples (safetensors: ids, targets, topk ids/logprobs; metadata: tokenizer, teacher)."""
+    from safetensors.torch import save_file
+
+    hf, ttok = unpack_student(teacher)
+    ex, _ = _kd_inputs(teacher, ttok, texts_or_prompts, max_len, gen or _default_gen())
+    if not ex:
+        raise InputError("no examples to score with the teacher")
+    dev = resolve_device(device)
+    hf.to(dev)
+    vocab = len(ttok)
+    k = min(k, vocab)
+    width = max(len(e.ids) for e in ex)
+    n = len(ex)
+    ids = torch.zeros((n, width), dtype=torch.int32)
+    tg = torch.zeros((n, width), dtype=torch.uint8)
+    lens = torch.zeros(n, dtype=torch.int32)
+    top_ids = torch.zeros((n, width, k), dtype=torch.int32)
+    top_lp = torch.full((n, width, k), -1e4, dtype=torch.float32)
+    pad = ttok.pad_token_id if ttok.pad_token_id is not None else 0
+    for s in range(0, n, batch_size):
+        index = list(range(s, min(n, s + batch_size)))
+        b = _collate(ex, index, pad, dev)
+        with torch.inference_mode():
+            lp = torch.log_softmax(
+                hf(input_ids=b.ids, attention_mask=b.attn).logits[..., :vocab].float(), -1
+            )
+        v, i = torch.topk(lp, k, dim=-1)
+        for row, j in enumerate(index):
+            m = len(ex[j].ids)
+            ids[j, :m] = torch.tensor(ex[j].ids, dtype=torch.int32)
+            tg[j, :m] = torch.tensor(ex[j].targets, dtype=torch.uint8)
+            lens[j] = m
+            top_ids[j, :m] = i[row, :m].to("cpu", torch.int32)
+            top_lp[j, :m] = v[row, :m].cpu()
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    info = getattr(teacher, "info", None)
+    save_file(
+        {"ids": ids, "targets": tg, "lengths": lens, "topk_ids": top_ids, "topk_logprobs": top_lp},
+        str(p),
+        metadata={
+            "format": "distilltrace-topk-v1",
+            "tokenizer": tokenizer_fingerprint(ttok),
+            "teacher": getattr(info, "name", "teacher"),
+            "teacher_identity": getattr(info, "identity", ""),
+            "k": str(k),
+            "max_len": str(max_len),
+        },
+    )
+    return p
+
+
+def _read_topk(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"top-k file {p} does not exist")
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for bad files
+        raise InputError(f"{p}: not a readable top-k file ({type(e).__name__})") from None
+    if meta.get("format") != "distilltrace-topk-v1":
+        raise InputError(f"{p}: not a distilltrace top-k file (format {meta.get('format')!r})")
+    return tensors, meta
+
+
+def _default_gen() -> dict[str, Any]:
+    return {"max_new_tokens": 96, "temperature": 0.7, "top_p": 0.95, "seed": 0}
+
+
+def train_logit_kd(
+    student: Any,
+    teacher: Any,
+    texts_or_prompts: Any,
+    out_dir: str | Path,
+    *,
+    divergence: str = "fkl",
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    topk_file: str | Path | None = None,
+    epochs: float = 1.0,
+    steps: int | None = None,
+    lr: float = 1e-3,
+    batch_size: int = 8,
+    seed: int = 0,
+    max_len: int = 256,
+    resume: bool = True,
+    gen: dict[str, Any] | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    checkpoint_every: int | None = None,
+) -> TrainResult:
+    """Token-level KD against the teacher's next-token distribution ("fkl", "rkl" or "jsd"
+    with `beta`, at `temperature`), on the fly from a local teacher or from a stored top-k
+    file (`write_topk_file`). Student and teacher must share the tokenizer."""
+    div = divergence
+    if div not in DIVERGENCES:
+        raise InputError(f"divergence must be one of {', '.join(DIVERGENCES)}, got {div!r}")
+    if div == "jsd" and not 0.0 < beta < 1.0:
+        raise InputError(f"jsd needs 0 < beta < 1, got {beta}")
+    if temperature <= 0:
+        raise InputError(f"temperature must be > 0, got {temperature}")
+    model, tok = unpack_student(student)
+    vocab = len(tok)
+    scale = temperature**2
+    extra = {"divergence": div, "beta": beta, "temperature": temperature}
+
+    if topk_file is not None:
+        tensors, meta = _read_topk(topk_file)
+        if meta.get("tokenizer") != tokenizer_fingerprint(tok):
+            raise InputError(
+                f"top-k file {topk_file} was made with tokenizer {meta.get('tokenizer')}, the "
+                f"student uses {tokenizer_fingerprint(tok)}; logit-KD needs the same tokenizer"
+            )
+        lens = tensors["lengths"].tolist()
+        ex = [
+            Example(
+                tuple(tensors["ids"][i, :m].tolist()), tuple(tensors["targets"][i, :m].tolist())
+            )
+            for i, m in enumerate(lens)
+        ]
+        top_ids, top_lp = tensors["topk_ids"].long(), tensors["topk_logprobs"]
+        extra.update(
+            teacher=meta.get("teacher"),
+            teacher_identity=meta.get("teacher_identity"),
+            topk=int(meta.get("k", 0)),
+        )
+        skipped = 0
+
+        def loss_fn(m: Any, b: _Batch) -> tuple[torch.Tensor, int]:
+            logits = (
+                m(input_ids=b.ids, attention_mask=b.attn).logits[:, :-1, :vocab].float()
+                / temperature
+            )
+            w = b.ids.shape[1]
+            ti = top_ids[b.index, : w - 1].to(logits.device)
+            tl = top_lp[b.index, : w - 1].to(logits.device) / temperature
+            t_logp = tl - torch.logsumexp(tl, -1, keepdim=True)
+            s_full = torch.log_softmax(logits, -1)
+            s_k = s_full.gather(-1, ti)
+            if div == "fkl":  # cross-entropy to the renormalised top-k teacher, full student
+                per = (t_logp.exp() * (t_logp - s_k)).sum(-1)
+            else:  # rkl / jsd on the top-k support, both renormalised
+                s_logp = s_k - torch.logsumexp(s_k, -1, keepdim=True)
+                per = _div(div, t_logp, s_logp, beta)
+            mask = b.targets[:, 1:].bool()
+            n = int(mask.sum())
+            return per[mask].sum() * scale / max(n, 1), n
+
+        extra_copies = 0
+    else:
+        if teacher is None:
+            raise InputError("logit-KD needs a local teacher or a top-k file")
+        if isinstance(teacher, str):
+            from distilltrace.models import load_model
+
+            teacher = load_model(teacher)
+        thf = getattr(teacher, "hf_model", None)
+        ttok = getattr(teacher, "tokenizer", None)
+        if thf is None or ttok is None:
+            raise CapabilityError(
+                f"logit-KD on the fly needs the teacher's weights; {teacher.info.name} is not a "
+                "local model (harvest it for seq-KD instead)"
+            )
+        check_same_tokenizer(ttok, tok, teacher.info.name)
+        ex, skipped = _kd_inputs(teacher, tok, texts_or_prompts, max_len, gen or _default_gen())
+        extra.update(teacher=teacher.info.name, teacher_identity=teacher.info.identity)
+
+        def on_device(dev: torch.device) -> None:
+            thf.to(dev)
+            thf.eval()
+
+        def loss_fn(m: Any, b: _Batch) -> tuple[torch.Tensor, int]:
+            with torch.inference_mode():
+                tl = thf(input_ids=b.ids, attention_mask=b.attn).logits[:, :-1, :vocab].float()
+            t_logp = torch.log_softmax(tl.clone() / temperature, -1)
+            logits = m(input_ids=b.ids, attention_mask=b.attn).logits[:, :-1, :vocab].float()
+            s_logp = torch.log_softmax(logits / temperature, -1)
+            per = _div(div, t_logp, s_logp, beta)
+            mask = b.targets[:, 1:].bool()
+            n = int(mask.sum())
+            return per[mask].sum() * scale / max(n, 1), n
+
+        extra_copies = 3
+
+    return run_training(
+        model,
+        tok,
+        ex,
+        out_dir,
+        method=f"logit-kd-{div}",
+        loss_fn=loss_fn,
+        steps=steps,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        max_len=max_len,
+        resume=resume,
+        device=device,
+        progress=progress,
+        checkpoint_every=checkpoint_every,
+        extra_config=extra,
+        extra_vocab_copies=extra_copies,
+        skipped_examples=skipped,
+        on_device=None if topk_file is not None else on_device,
+    )
+
+
+def _div(name: str, t: torch.Tensor, s: torch.Tensor, beta: float) -> torch.Tensor:
+    return divergence(name, t, s, beta)

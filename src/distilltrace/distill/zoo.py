@@ -1,0 +1,642 @@
+"""The model zoo: teachers, their distilled students and independent models, with a manifest
+that records exactly how each was made. The manifest is the ground truth ("which model
+derives from which") that the provenance and radioactivity benchmarks are scored against.
+
+Tiers: `quick` (two tiny teachers trained on disjoint standard-library text, a few
+students of each, human-text and mixed students; minutes on 2 CPU cores, for tests) and
+`full` (the bundled SmolLM2-135M-Instruct and Gemma-3-270M as teachers). `scale`
+multiplies prompts and training length, so the full tier can be built small on a laptop or
+large on a GPU machine with the same manifest format. Building is cached and resumable:
+each finished member leaves `zoo_member.json` in its folder and is skipped on a rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from distilltrace.errors import InputError
+
+MANIFEST = "manifest.json"
+MEMBER_FILE = "zoo_member.json"
+ROLES = ("teacher", "student", "independent")
+METHODS = ("bundled", "seq-kd", "logit-kd", "human-text", "mix", "tiny-teacher")
+TIERS = ("quick", "full")
+
+
+# ----------------------------------------------------------------------- manifest
+
+
+@dataclass
+class ZooMember:
+    """One zoo model and how it was made (see docs/distill.md for the schema)."""
+
+    name: str
+    role: str
+    method: str
+    teachers: list[str]
+    arch: str
+    seed: int
+    data: dict[str, Any]
+    train: dict[str, Any]
+    path: str | None = None  # relative to the zoo folder (a transformers folder)
+    spec: str | None = None  # a bundled model name
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("path", "spec"):
+            if d[k] is None:
+                del d[k]
+        return d
+
+
+@dataclass
+class Manifest:
+    """The zoo's ground truth: its tier, when it was built, and every member."""
+
+    tier: str
+    created: str
+    models: list[ZooMember]
+    root: Path | None = field(default=None, compare=False)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "tier": self.tier,
+            "created": self.created,
+            "models": [m.to_dict() for m in self.models],
+        }
+        if self.extra:
+            d["build"] = self.extra
+        return d
+
+    def get(self, name: str) -> ZooMember:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise InputError(f"no model {name!r} in the zoo (models: {', '.join(self.names())})")
+
+    def names(self, role: str | None = None) -> list[str]:
+        return [m.name for m in self.models if role is None or m.role == role]
+
+    def spec(self, name: str) -> str:
+        """The model spec to pass to load_model: the member's folder, or its bundled name."""
+        m = self.get(name)
+        if m.spec:
+            return m.spec
+        if self.root is None:
+            raise InputError("this manifest was not loaded from a folder; paths are relative")
+        return str((self.root / str(m.path)).resolve())
+
+    def students_of(self, teacher: str) -> list[str]:
+        return [m.name for m in self.models if self.derives_from(m.name, teacher)]
+
+    def derives_from(self, model_name: str, teacher_name: str) -> bool:
+        """True when `model_name` was trained (directly, or through a chain of students) on
+        `teacher_name`'s outputs or distribution. A model does not derive from itself."""
+        self.get(teacher_name)
+        seen: set[str] = set()
+        frontier = list(self.get(model_name).teachers)
+        while frontier:
+            t = frontier.pop()
+            if t == teacher_name:
+                return True
+            if t in seen:
+                continue
+            seen.add(t)
+            frontier.extend(self.get(t).teachers)
+        return False
+
+    def save(self, out_dir: str | Path) -> Path:
+        p = Path(out_dir) / MANIFEST
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2))
+        os.replace(tmp, p)
+        return p
+
+
+def _member_from(d: Any, where: str) -> ZooMember:
+    if not isinstance(d, dict):
+        raise InputError(f"{where}: expected an object")
+    need = ("name", "role", "method", "teachers", "arch", "seed", "data", "train")
+    missing = [k for k in need if k not in d]
+    if missing:
+        raise InputError(f"{where}: missing fields {missing}")
+    if d["role"] not in ROLES:
+        raise InputError(f"{where}: role {d['role']!r} is not one of {ROLES}")
+    if not (d.get("path") or d.get("spec")):
+        raise InputError(f"{where}: needs a 'path' or a 'spec'")
+    return ZooMember(
+        name=str(d["name"]),
+        role=d["role"],
+        method=str(d["method"]),
+        teachers=[str(t) for t in d["teachers"]],
+        arch=str(d["arch"]),
+        seed=int(d["seed"]),
+        data=dict(d["data"]),
+        train=dict(d["train"]),
+        path=d.get("path"),
+        spec=d.get("spec"),
+    )
+
+
+def load_manifest(zoo_dir: str | Path) -> Manifest:
+    """Read and check `zoo_dir/manifest.json` (paths resolve against `zoo_dir`)."""
+    root = Path(zoo_dir)
+    p = root / MANIFEST if root.is_dir() or not root.name.endswith(".json") else root
+    if p.name == MANIFEST or p.suffix == ".json":
+        root = p.parent
+    if not p.is_file():
+        raise InputError(f"no zoo manifest at {p} (build one with `distilltrace zoo build`)")
+    try:
+        raw = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{p}: line {e.lineno}: malformed JSON ({e.msg})") from None
+    if not isinstance(raw, dict) or "models" not in raw or "tier" not in raw:
+        raise InputError(f"{p}: not a zoo manifest (needs 'tier' and 'models')")
+    models = [_member_from(m, f"{p}: models[{i}]") for i, m in enumerate(raw["models"])]
+    names = [m.name for m in models]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise InputError(f"{p}: duplicate model names {sorted(dup)}")
+    for m in models:
+        for t in m.teachers:
+            if t not in names:
+                raise InputError(f"{p}: {m.name} names unknown teacher {t!r}")
+    return Manifest(
+        tier=str(raw["tier"]),
+        created=str(raw.get("created", "")),
+        models=models,
+        root=root,
+        extra=dict(raw.get("build") or {}),
+    )
+
+
+# ----------------------------------------------------------------------- plans
+
+
+@dataclass(frozen=True)
+class TeacherPlan:
+    """A teacher: a bundled model, or a tiny model trained (with the same trainer as the
+    students) on chat pairs whose answers come from one part of the human corpus."""
+
+    name: str
+    spec: str | None = None  # bundled name
+    arch: str = "tiny-2l"
+    seed: int = 0
+    corpus_part: int = 0
+    n_pairs: int = 256
+    epochs: float = 2.0
+    lr: float = 3e-3
+
+
+@dataclass(frozen=True)
+class StudentPlan:
+    """A student: its method, teachers, architecture, seed and share of the harvest."""
+
+    name: str
+    method: str  # "seq-kd" | "logit-kd" | "human-text" | "mix"
+    teachers: tuple[str, ...]
+    arch: str
+    seed: int
+    data_fraction: float = 1.0
+    divergence: str = "fkl"
+    epochs: float = 3.0
+
+
+@dataclass(frozen=True)
+class ZooPlan:
+    """Everything a tier builds, and with which sizes."""
+
+    tier: str
+    teachers: tuple[TeacherPlan, ...]
+    students: tuple[StudentPlan, ...]
+    tokenizer: str  # students' tokenizer: "byte" or "smollm2"
+    n_prompts: int
+    max_new_tokens: int
+    temperature: float = 0.7
+    top_p: float = 0.95
+    harvest_seed: int = 0
+    batch_size: int = 8
+    lr: float = 3e-3
+    max_len: int = 256
+    human_chars: int = 60_000
+    topk: int = 32
+    logit_source: str = "online"  # "online" (teacher forward passes) or "topk" (stored file)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _students(
+    teachers: list[str], logit_teacher: str, small: str, big: str
+) -> tuple[StudentPlan, ...]:
+    a, b = teachers
+    out: list[StudentPlan] = []
+    for t in teachers:
+        out += [
+            StudentPlan(f"{t}-seqkd-{small}-s0", "seq-kd", (t,), small, 0),
+            StudentPlan(f"{t}-seqkd-{small}-s1", "seq-kd", (t,), small, 1),
+            StudentPlan(f"{t}-seqkd-{big}-s0", "seq-kd", (t,), big, 0),
+            StudentPlan(
+                f"{t}-seqkd-{small}-smalldata-s2", "seq-kd", (t,), small, 2, data_fraction=0.25
+            ),
+        ]
+    out += [
+        StudentPlan(
+            f"{logit_teacher}-logitkd-fkl-{small}-s0",
+            "logit-kd",
+            (logit_teacher,),
+            small,
+            0,
+            divergence="fkl",
+        ),
+        StudentPlan(
+            f"{logit_teacher}-logitkd-jsd-{small}-s1",
+            "logit-kd",
+            (logit_teacher,),
+            small,
+            1,
+            divergence="jsd",
+        ),
+        StudentPlan(f"human-{small}-s0", "human-text", (), small, 0),
+        StudentPlan(f"human-{big}-s1", "human-text", (), big, 1),
+        StudentPlan(f"human-{small}-s2", "human-text", (), small, 2),
+        StudentPlan(f"mix-{a}-{b}-{small}-s0", "mix", (a, b), small, 0),
+        StudentPlan(f"mix-{a}-{b}-{small}-s1", "mix", (a, b), small, 1),
+    ]
+    return tuple(out)
+
+
+def zoo_plan(tier: str, scale: float = 1.0) -> ZooPlan:
+    """The members and sizes of a tier; `scale` multiplies prompts, corpus and teacher data."""
+    if tier not in TIERS:
+        raise InputError(f"tier must be one of {', '.join(TIERS)}, got {tier!r}")
+    if not 0 < scale <= 100:
+        raise InputError(f"scale must be in (0, 100], got {scale}")
+    if tier == "quick":
+        teachers = (
+            TeacherPlan(
+                "tiny-teacher-a",
+                arch="tiny-2l",
+                seed=11,
+                corpus_part=0,
+                n_pairs=max(16, int(192 * scale)),
+            ),
+            TeacherPlan(
+                "tiny-teacher-b",
+                arch="tiny-2l",
+                seed=22,
+                corpus_part=1,
+                n_pairs=max(16, int(192 * scale)),
+            ),
+        )
+        students = _students(
+            ["tiny-teacher-a", "tiny-teacher-b"], "tiny-teacher-a", "tiny-2l", "small-4l"
+        )
+        return ZooPlan(
+            tier="quick",
+            teachers=teachers,
+            students=students,
+            tokenizer="byte",
+            n_prompts=max(16, int(96 * scale)),
+            max_new_tokens=64,
+            lr=3e-3,
+            max_len=192,
+            human_chars=max(4000, int(60_000 * scale)),
+            batch_size=8,
+        )
+    teachers = (
+        TeacherPlan("smollm2-135m-instruct", spec="smollm2-135m-instruct"),
+        TeacherPlan("gemma3-270m", spec="gemma3-270m"),
+    )
+    return ZooPlan(
+        tier="full",
+        teachers=teachers,
+        students=_students(
+            ["smollm2-135m-instruct", "gemma3-270m"], "smollm2-135m-instruct", "small-4l", "base-8l"
+        ),
+        tokenizer="smollm2",
+        n_prompts=max(16, int(400 * scale)),
+        max_new_tokens=96,
+        lr=2e-3,
+        max_len=256,
+        human_chars=max(20_000, int(300_000 * scale)),
+        batch_size=8,
+        logit_source="topk",
+    )
+
+
+# ----------------------------------------------------------------------- building
+
+
+def _now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def _write_member(folder: Path, member: ZooMember) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (MEMBER_FILE + ".tmp")
+    tmp.write_text(json.dumps(member.to_dict(), indent=2))
+    os.replace(tmp, folder / MEMBER_FILE)
+
+
+def _read_member(folder: Path) -> ZooMember | None:
+    p = folder / MEMBER_FILE
+    if not p.is_file():
+        return None
+    try:
+        return _member_from(json.loads(p.read_text()), str(p))
+    except (json.JSONDecodeError, InputError):
+        return None
+
+
+def _corpus_parts() -> list[list[str]]:
+    from distilltrace.distill.human_text import human_corpus
+
+    chunks = human_corpus(seed=0)
+    return [chunks[i::3] for i in range(3)]
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0]
+    return cut.rstrip(",;:") + "."
+
+
+def _train_summary(res: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "steps": res.steps,
+        "epochs": res.epochs,
+        "final_loss": round(res.final_loss, 5),
+        "first_loss": round(res.first_loss, 5),
+        "wall_s": res.wall_s,
+        "tokens_per_s": res.tokens_per_s,
+        "lr": res.config.get("lr"),
+        "batch_size": res.config.get("batch_size"),
+        **extra,
+    }
+
+
+def build_zoo(
+    out_dir: str | Path,
+    tier: str = "quick",
+    *,
+    scale: float = 1.0,
+    plan: ZooPlan | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> Manifest:
+    """Build (or finish building) a zoo tier in `out_dir` and write its manifest.json.
+    Members already built are skipped; harvests resume where they stopped."""
+    from distilltrace.distill.dataset import Record, read_records
+    from distilltrace.distill.harvesting import harvest
+    from distilltrace.distill.prompts import generate_prompts
+    from distilltrace.distill.student import ARCHS, make_student, resolve_tokenizer
+    from distilltrace.distill.training import (
+        train_lm,
+        train_logit_kd,
+        train_seq_kd,
+        write_topk_file,
+    )
+
+    plan = plan or zoo_plan(tier, scale)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    created = _now()
+    if (out / MANIFEST).is_file():
+        try:
+            old = load_manifest(out)
+            if old.tier != plan.tier:
+                raise InputError(
+                    f"{out} holds a {old.tier!r} zoo; build the {plan.tier!r} tier in another folder"
+                )
+            created = old.created
+        except InputError as e:
+            if "holds a" in str(e):
+                raise
+    members: dict[str, ZooMember] = {}
+    order = [t.name for t in plan.teachers] + [s.name for s in plan.students]
+
+    def save() -> Manifest:
+        m = Manifest(
+            tier=plan.tier,
+            created=created,
+            models=[members[n] for n in order if n in members],
+            root=out,
+            extra={"scale": scale, "plan": plan.to_dict()},
+        )
+        m.save(out)
+        return m
+
+    parts: list[list[str]] | None = None
+
+    def corpus() -> list[list[str]]:
+        nonlocal parts
+        if parts is None:
+            parts = _corpus_parts()
+        return parts
+
+    student_tok = resolve_tokenizer(plan.tokenizer)
+    loaded: dict[str, Any] = {}
+
+    def teacher_model(name: str) -> Any:
+        if name not in loaded:
+            from distilltrace.models import load_model
+
+            loaded[name] = load_model(members[name].spec or str(out / str(members[name].path)))
+        return loaded[name]
+
+    # 1. teachers
+    for tp in plan.teachers:
+        folder = out / tp.name
+        if tp.spec:
+            members[tp.name] = ZooMember(
+                name=tp.name,
+                role="teacher",
+                method="bundled",
+                teachers=[],
+                arch=tp.spec,
+                seed=0,
+                data={"prompts": 0, "tokens": 0, "source": "pretrained (bundled model)"},
+                train={},
+                spec=tp.spec,
+            )
+            continue
+        done = _read_member(folder)
+        if done is None:
+            chunks = corpus()[tp.corpus_part]
+            prompts = generate_prompts(tp.n_pairs, seed=1000 + tp.corpus_part)
+            recs = [
+                Record(p.text, _clip(chunks[i % len(chunks)], 160), {"finish_reason": "stop"})
+                for i, p in enumerate(prompts)
+            ]
+            st = make_student(tp.arch, student_tok, tp.seed)
+            res = train_seq_kd(
+                st,
+                recs,
+                folder,
+                epochs=tp.epochs,
+                lr=tp.lr,
+                batch_size=plan.batch_size,
+                seed=tp.seed,
+                max_len=plan.max_len,
+                device=device,
+                progress=progress,
+            )
+            done = ZooMember(
+                name=tp.name,
+                role="teacher",
+                method="tiny-teacher",
+                teachers=[],
+                arch=tp.arch,
+                seed=tp.seed,
+                data={
+                    "prompts": len(recs),
+                    "tokens": res.data_tokens,
+                    "source": f"stdlib docstrings part {tp.corpus_part} as chat answers",
+                },
+                train=_train_summary(res),
+                path=tp.name,
+            )
+            _write_member(folder, done)
+        members[tp.name] = done
+        save()
+
+    # 2. harvests (one per teacher, same prompts)
+    prompts = generate_prompts(plan.n_prompts, seed=plan.harvest_seed)
+    data_dir = out / "data"
+    datasets: dict[str, Path] = {}
+    needed = {t for s in plan.students for t in s.teachers}
+    for tp in plan.teachers:
+        if tp.name not in needed:
+            continue
+        path = data_dir / f"{tp.name}.jsonl"
+        have = (
+            {r.prompt for r in read_records(path, allow_partial_tail=True)}
+            if path.exists() and path.stat().st_size
+            else set()
+        )
+        if not {p.text for p in prompts} <= have:
+            harvest(
+                teacher_model(tp.name),
+                prompts,
+                path,
+                max_new_tokens=plan.max_new_tokens,
+                temperature=plan.temperature,
+                top_p=plan.top_p,
+                seed=plan.harvest_seed,
+                batch_size=16,
+                progress=progress,
+            )
+        datasets[tp.name] = path
+    records: dict[str, list[Any]] = {}
+    for name, path in datasets.items():
+        by_prompt = {r.prompt: r for r in read_records(path)}
+        records[name] = [by_prompt[p.text] for p in prompts]
+
+    # 3. students
+    for sp in plan.students:
+        folder = out / sp.name
+        done = _read_member(folder)
+        if done is not None:
+            members[sp.name] = done
+            continue
+        if sp.arch not in ARCHS:
+            raise InputError(f"unknown student architecture {sp.arch!r}")
+        st = make_student(sp.arch, student_tok, sp.seed)
+        common = dict(
+            epochs=sp.epochs,
+            lr=plan.lr,
+            batch_size=plan.batch_size,
+            seed=sp.seed,
+            max_len=plan.max_len,
+            device=device,
+            progress=progress,
+        )
+        n_take = max(4, int(round(sp.data_fraction * plan.n_prompts)))
+        extra: dict[str, Any] = {}
+        if sp.method == "seq-kd":
+            recs = records[sp.teachers[0]][:n_take]
+            res = train_seq_kd(st, recs, folder, **common)
+            source = f"harvest of {sp.teachers[0]} (data/{sp.teachers[0]}.jsonl, first {len(recs)} prompts)"
+            n_prompts, role = len(recs), "student"
+        elif sp.method == "mix":
+            a, b = sp.teachers
+            recs = [
+                (records[a] if i % 2 == 0 else records[b])[i]
+                for i in range(min(n_take, plan.n_prompts))
+            ]
+            res = train_seq_kd(st, recs, folder, **common)
+            source = f"harvests of {a} (even prompts) and {b} (odd prompts)"
+            n_prompts, role = len(recs), "student"
+        elif sp.method == "logit-kd":
+            t = sp.teachers[0]
+            recs = records[t][:n_take]
+            if plan.logit_source == "topk":
+                topk = data_dir / f"{t}.top{plan.topk}.n{len(recs)}.safetensors"
+                if not topk.is_file():
+                    write_topk_file(
+                        teacher_model(t),
+                        recs,
+                        topk,
+                        k=plan.topk,
+                        max_len=plan.max_len,
+                        device=device,
+                    )
+                res = train_logit_kd(
+                    st, None, None, folder, divergence=sp.divergence, topk_file=topk, **common
+                )
+                extra = {"divergence": sp.divergence, "teacher_probs": f"top-{plan.topk} file"}
+            else:
+                res = train_logit_kd(
+                    st, teacher_model(t), recs, folder, divergence=sp.divergence, **common
+                )
+                extra = {
+                    "divergence": sp.divergence,
+                    "teacher_probs": "full distribution, on the fly",
+                }
+            source = f"harvest of {t} (first {len(recs)} prompts), teacher next-token distributions"
+            n_prompts, role = len(recs), "student"
+        elif sp.method == "human-text":
+            import random
+
+            texts = list(corpus()[2])
+            random.Random(f"zoo-human:{sp.seed}").shuffle(texts)
+            take, total = [], 0
+            for c in texts:
+                if total + len(c) > plan.human_chars:
+                    break
+                take.append(c)
+                total += len(c)
+            res = train_lm(st, take, folder, **common)
+            source = f"stdlib docstrings part 2 ({total} characters, {len(take)} chunks)"
+            n_prompts, role = 0, "independent"
+        else:
+            raise InputError(f"unknown zoo method {sp.method!r}")
+        done = ZooMember(
+            name=sp.name,
+            role=role,
+            method=sp.method,
+            teachers=list(sp.teachers),
+            arch=sp.arch,
+            seed=sp.seed,
+            data={"prompts": n_prompts, "tokens": res.data_tokens, "source": source},
+            train=_train_summary(res, **extra),
+            path=sp.name,
+        )
+        _write_member(folder, done)
+        members[sp.name] = done
+        save()
+
+    manifest = save()
+    manifest.extra["wall_s"] = round(time.perf_counter() - t_start, 1)
+    manifest.save(out)
+    return manifest

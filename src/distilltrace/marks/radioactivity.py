@@ -1,0 +1,241 @@
+"""Radioactivity tests: did a suspect model learn from text marked with our key?
+
+Following Sander et al. (2024), "Watermarking Makes Language Models Radioactive":
+
+- closed-model mode: prompt the suspect, score its outputs for the mark. Every distinct
+  (window, token) tuple is scored once ACROSS all outputs, windows that occur in the
+  prompts are excluded (the suspect may copy them), and optionally (supervised setting)
+  only windows frequent in the provider's own marked outputs are scored.
+- open-model mode: feed the provider's marked text through the suspect's weights and
+  score the suspect's top-1 next-token prediction after each window, de-duplicated;
+  windows already seen earlier in the same marked context are skipped (a model that
+  copies from its context would otherwise echo the marked tokens).
+
+H0: the suspect's weights are independent of the key (it was not trained on text marked
+with it). Under H0 the scored tuples carry independent key-derived uniforms, so the
+detector's exact null (Binomial for green-list, Gamma for Gumbel) holds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from distilltrace.errors import CapabilityError, InputError
+from distilltrace.marks.detect import (
+    DEFAULT_MIN_SCORED,
+    MarkTest,
+    TupleScorer,
+    encode_text,
+    window_seeds_of_texts,
+)
+from distilltrace.marks.schemes import Watermark
+
+MODES = ("closed", "open")
+
+
+@dataclass(frozen=True)
+class RadioactivityResult:
+    """A radioactivity test of one suspect in one mode."""
+
+    mode: str
+    suspect: dict[str, Any]
+    key: dict[str, Any]
+    test: MarkTest
+    n_inputs: int  # prompts (closed) or marked texts (open)
+    settings: dict[str, Any] = field(default_factory=dict)
+    samples: tuple[dict[str, str], ...] = ()  # a few inputs/outputs, for the report
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["test"] = self.test.to_dict()
+        return d
+
+
+def frequent_window_seeds(
+    wm: Watermark, tokenizer: Any, marked_texts: Sequence[str], min_count: int
+) -> set[int]:
+    """Seeds of windows occurring at least min_count times in the provider's marked texts
+    (the supervised filter: windows the suspect most likely learned)."""
+    if min_count < 1:
+        raise InputError("filter min_count must be >= 1")
+    counts: Counter[int] = Counter()
+    for t in marked_texts:
+        counts.update(int(s) for s in wm.sequence_seeds(encode_text(tokenizer, t)))
+    return {s for s, c in counts.items() if c >= min_count}
+
+
+def _suspect_info(model: Any) -> dict[str, Any]:
+    info = getattr(model, "info", None)
+    if info is None:
+        return {"name": repr(model)}
+    return {
+        "name": info.name,
+        "spec": info.spec,
+        "backend": info.backend,
+        "identity": info.identity,
+        "tokenizer_id": info.tokenizer_id,
+    }
+
+
+def radioactivity_closed(
+    wm: Watermark,
+    suspect: Any,
+    prompts: Sequence[str],
+    tokenizer: Any,
+    *,
+    marked_texts: Sequence[str] | None = None,
+    filter_min_count: int | None = None,
+    max_new_tokens: int = 128,
+    temperature: float = 0.0,
+    seed: int = 0,
+    alpha: float = 1e-3,
+    min_scored: int = DEFAULT_MIN_SCORED,
+    chat: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+) -> RadioactivityResult:
+    """Prompt the suspect and test its outputs for the mark (any model spec works)."""
+    wm.check_tokenizer(tokenizer, what="the scoring tokenizer")
+    prompts = [p for p in prompts]
+    if not prompts:
+        raise InputError("closed-model mode needs at least one prompt")
+    allowed = None
+    if filter_min_count is not None:
+        if not marked_texts:
+            raise InputError("the supervised filter needs the provider's marked texts (--marked)")
+        allowed = frequent_window_seeds(wm, tokenizer, marked_texts, filter_min_count)
+    scorer = TupleScorer(
+        wm, exclude_seeds=window_seeds_of_texts(wm, tokenizer, prompts), allowed_seeds=allowed
+    )
+    kwargs: dict[str, Any] = {}
+    if on_batch is not None and hasattr(suspect, "hf_model"):
+        kwargs["on_batch"] = on_batch
+    gens = suspect.generate(
+        prompts,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        seed=seed,
+        chat=chat,
+        **kwargs,
+    )
+    for g in gens:
+        scorer.add_sequence(encode_text(tokenizer, g.text))
+    return RadioactivityResult(
+        mode="closed",
+        suspect=_suspect_info(suspect),
+        key=wm.to_dict(),
+        test=scorer.test(alpha, min_scored),
+        n_inputs=len(prompts),
+        settings={
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "seed": seed,
+            "chat": chat,
+            "filter_min_count": filter_min_count,
+            "n_allowed_windows": None if allowed is None else len(allowed),
+            "prompt_windows_excluded": True,
+        },
+        samples=tuple({"input": g.prompt, "output": g.text} for g in gens[:5]),
+    )
+
+
+def _top1_predictions(model: Any, seqs: list[list[int]], batch_size: int) -> list[list[int]]:
+    """For each sequence, the model's argmax next token after every prefix (aligned so
+    pred[t] is the prediction for position t; pred[0] is -1)."""
+    hf = model.hf_model
+    pad = int(getattr(model, "pad_id", 0) or 0)
+    device = getattr(model, "device", torch.device("cpu"))
+    out: list[list[int]] = []
+    for a in range(0, len(seqs), batch_size):
+        chunk = seqs[a : a + batch_size]
+        width = max(len(s) for s in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for i, s in enumerate(chunk):
+            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s) :] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            logits = hf(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                position_ids=pos.to(device),
+            ).logits
+        top = torch.argmax(logits, dim=-1).cpu().tolist()
+        for i, s in enumerate(chunk):
+            row = top[i][width - len(s) :]  # row[j] predicts position j + 1
+            out.append([-1] + row[:-1])
+    return out
+
+
+def radioactivity_open(
+    wm: Watermark,
+    suspect: Any,
+    marked_texts: Sequence[str],
+    *,
+    marked_prompts: Sequence[str] | None = None,
+    filter_min_count: int | None = None,
+    max_tokens: int = 512,
+    batch_size: int = 8,
+    alpha: float = 1e-3,
+    min_scored: int = DEFAULT_MIN_SCORED,
+    on_batch: Callable[[int], None] | None = None,
+) -> RadioactivityResult:
+    """Feed marked text through the suspect's weights and test its top-1 predictions."""
+    if not hasattr(suspect, "hf_model") or getattr(suspect, "tokenizer", None) is None:
+        raise CapabilityError(
+            f"open-model mode needs local weights; {_suspect_info(suspect)['name']!r} has none "
+            "(use --mode closed)"
+        )
+    tok = suspect.tokenizer
+    wm.check_tokenizer(tok, what=f"the suspect's tokenizer ({_suspect_info(suspect)['name']})")
+    texts = list(marked_texts)
+    if not texts:
+        raise InputError("open-model mode needs marked texts (--marked)")
+    if marked_prompts is not None and len(marked_prompts) != len(texts):
+        raise InputError("marked prompts must align with marked texts")
+    allowed = None
+    if filter_min_count is not None:
+        allowed = frequent_window_seeds(wm, tok, texts, filter_min_count)
+    seqs, starts = [], []
+    for i, t in enumerate(texts):
+        ans = encode_text(tok, t)
+        if marked_prompts is not None and hasattr(suspect, "encode_prompt"):
+            ctx = suspect.encode_prompt(marked_prompts[i], True)
+        else:
+            ctx = []
+        seq = (ctx + ans)[:max_tokens]
+        seqs.append(seq)
+        starts.append(len(ctx))
+    scorer = TupleScorer(wm, allowed_seeds=allowed)
+    keep = [i for i, s in enumerate(seqs) if len(s) > wm.context_width]
+    done = 0
+    for a in range(0, len(keep), batch_size):
+        idx = keep[a : a + batch_size]
+        preds = _top1_predictions(suspect, [seqs[i] for i in idx], batch_size)
+        for i, pred in zip(idx, preds, strict=True):
+            scorer.add_sequence(
+                seqs[i], start=max(starts[i], 1), tokens=pred, context_is_marked=True
+            )
+        done += len(idx)
+        if on_batch is not None:
+            on_batch(done)
+    return RadioactivityResult(
+        mode="open",
+        suspect=_suspect_info(suspect),
+        key=wm.to_dict(),
+        test=scorer.test(alpha, min_scored),
+        n_inputs=len(texts),
+        settings={
+            "max_tokens": max_tokens,
+            "filter_min_count": filter_min_count,
+            "n_allowed_windows": None if allowed is None else len(allowed),
+            "with_prompts": marked_prompts is not None,
+            "scored": "top-1 next-token predictions",
+        },
+        samples=tuple({"input": t[:400], "output": ""} for t in texts[:3]),
+    )

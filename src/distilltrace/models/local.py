@@ -1,0 +1,513 @@
+"""Local transformers models (safetensors folders, de-quantised GGUF, in-memory objects)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distilltrace.errors import InputError, ModelSpecError
+from distilltrace.models.base import (
+    CHAT,
+    GENERATE,
+    LOGITS_PROCESSORS,
+    LOGPROBS,
+    SCORE,
+    WEIGHTS,
+    Generation,
+    ModelInfo,
+    NextTokenLogprobs,
+    ScoredContinuation,
+    TokenLogprob,
+)
+from distilltrace.models.identity import hash_files, hash_objects
+from distilltrace.models.sampling import (
+    PickProcessor,
+    WarpProcessor,
+    check_sampling,
+    make_generators,
+)
+
+# End-of-turn markers of common chat formats: generation stops on them too.
+_END_OF_TURN = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>", "</s>")
+
+_IDENTITY_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "tokenizer.model",
+    "special_tokens_map.json",
+)
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+@dataclass(frozen=True)
+class TokenStep:
+    """One generated token with its log-probability and the top alternatives."""
+
+    chosen: TokenLogprob
+    top: tuple[TokenLogprob, ...] = ()
+
+
+class TransformersModel:
+    """A transformers causal LM and its tokenizer behind the distilltrace Model protocol."""
+
+    batch_size: int = 16
+
+    def __init__(
+        self,
+        hf_model: Any,
+        tokenizer: Any,
+        *,
+        name: str,
+        spec: str,
+        identity: str,
+        backend: str = "transformers",
+        tokenizer_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ):
+        _quiet_transformers()
+        hf_model.eval()
+        self.hf_model = hf_model
+        self.tokenizer = tokenizer
+        self.device = next(hf_model.parameters()).device
+        self._lock = threading.RLock()
+        tokenizer.padding_side = "left"
+        self.pad_id = self._pad_id()
+        self.eos_ids = self._eos_ids()
+        self.has_chat = bool(getattr(tokenizer, "chat_template", None))
+        supports = {GENERATE, LOGPROBS, SCORE, LOGITS_PROCESSORS, WEIGHTS}
+        if self.has_chat:
+            supports.add(CHAT)
+        vocab_size = int(hf_model.get_output_embeddings().weight.shape[0])
+        self.info = ModelInfo(
+            name=name,
+            spec=spec,
+            backend=backend,
+            tokenizer_id=tokenizer_id or _tokenizer_id(tokenizer),
+            vocab_size=vocab_size,
+            identity=identity,
+            supports=frozenset(supports),
+            extra={
+                "device": str(self.device),
+                "dtype": str(next(hf_model.parameters()).dtype).replace("torch.", ""),
+                "n_parameters": int(sum(p.numel() for p in hf_model.parameters())),
+                "architecture": type(hf_model).__name__,
+                **(extra or {}),
+            },
+        )
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_objects(
+        cls,
+        hf_model: Any,
+        tokenizer: Any,
+        *,
+        name: str = "in-memory",
+        identity: str | None = None,
+        spec: str | None = None,
+    ) -> TransformersModel:
+        """Wrap an in-memory transformers model and tokenizer (identity: a hash of the weights)."""
+        ident = identity or hash_objects(hf_model, tokenizer)
+        return cls(
+            hf_model,
+            tokenizer,
+            name=name,
+            spec=spec or f"memory:{name}",
+            identity=ident,
+            backend="transformers",
+        )
+
+    @classmethod
+    def from_folder(
+        cls,
+        path: str | Path,
+        *,
+        spec: str | None = None,
+        name: str | None = None,
+        identity: str | None = None,
+        backend: str = "transformers",
+        extra: dict[str, Any] | None = None,
+    ) -> TransformersModel:
+        """Load a local transformers folder (config.json, safetensors, tokenizer files)."""
+        p = Path(path).expanduser()
+        if not p.is_dir():
+            raise ModelSpecError(f"model folder not found: {p}")
+        if not (p / "config.json").is_file():
+            raise ModelSpecError(f"not a transformers model folder (no config.json): {p}")
+        weights = sorted(p.glob("*.safetensors"))
+        if not weights:
+            raise ModelSpecError(f"no *.safetensors weights in model folder: {p}")
+        _quiet_transformers()
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tok = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(
+                str(p), local_files_only=True, dtype=torch.float32
+            )
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelSpecError(f"cannot load model folder {p}: {_one_line(e)}") from None
+        ident = identity or hash_files(
+            [*weights, *(p / f for f in _IDENTITY_FILES if (p / f).is_file())]
+        )
+        return cls(
+            model,
+            tok,
+            name=name or p.name,
+            spec=spec or str(p),
+            identity=ident,
+            backend=backend,
+            extra={"path": str(p), **(extra or {})},
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def _pad_id(self) -> int:
+        tok = self.tokenizer
+        for cand in (tok.pad_token_id, tok.eos_token_id, tok.unk_token_id):
+            if cand is not None:
+                return int(cand)
+        return 0
+
+    def _eos_ids(self) -> frozenset[int]:
+        ids: set[int] = set()
+        tok = self.tokenizer
+        if tok.eos_token_id is not None:
+            ids.add(int(tok.eos_token_id))
+        gen_eos = getattr(getattr(self.hf_model, "generation_config", None), "eos_token_id", None)
+        if gen_eos is not None:
+            ids.update(int(x) for x in (gen_eos if isinstance(gen_eos, list) else [gen_eos]))
+        vocab = tok.get_vocab()
+        for t in _END_OF_TURN:
+            if t in vocab:
+                ids.add(int(vocab[t]))
+        return frozenset(ids)
+
+    def format_prompt(self, prompt: str, chat: bool = True) -> str:
+        """The text the model sees: the chat template with one user turn, or the raw prompt."""
+        if chat and self.has_chat:
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+        return prompt
+
+    def encode_prompt(self, prompt: str, chat: bool = True) -> list[int]:
+        """Token ids of a prompt (templated text gets no extra special tokens)."""
+        if not isinstance(prompt, str):
+            raise InputError(f"prompts must be strings, got {type(prompt).__name__}")
+        if chat and self.has_chat:
+            ids = self.tokenizer(self.format_prompt(prompt, True), add_special_tokens=False)[
+                "input_ids"
+            ]
+        else:
+            ids = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        if not ids:  # an empty raw prompt: start from BOS (or EOS) so there is a context
+            start = self.tokenizer.bos_token_id
+            ids = [int(start if start is not None else self.pad_id)]
+        return list(ids)
+
+    def _piece(self, token_id: int) -> str:
+        return self.tokenizer.decode([int(token_id)], skip_special_tokens=False)
+
+    def _left_pad(self, seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            if s:
+                ids[i, width - len(s) :] = torch.tensor(list(s), dtype=torch.long)
+                mask[i, width - len(s) :] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _forward_logprobs(self, seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, int]:
+        """Log-softmax over the vocabulary at every position of left-padded sequences."""
+        ids, mask = self._left_pad(seqs)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            logits = self.hf_model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+        return torch.log_softmax(logits.float(), dim=-1), ids.shape[1]
+
+    def _batches(self, n: int) -> list[range]:
+        b = max(1, int(self.batch_size))
+        return [range(i, min(n, i + b)) for i in range(0, n, b)]
+
+    # ------------------------------------------------------------------ protocol
+    def generate(
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        logits_processors: Sequence[Any] | None = None,
+        chat: bool = True,
+        *,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[Generation]:
+        """Complete each prompt; temperature 0 is greedy. Same seed, same output per prompt.
+
+        ``on_batch(n_done)`` is called after each batch (for progress bars).
+        """
+        prompts = list(prompts)
+        encoded = [self.encode_prompt(p, chat) for p in prompts]
+        out = self.generate_encoded(
+            prompts,
+            encoded,
+            max_new_tokens,
+            temperature,
+            top_p,
+            seed,
+            logits_processors,
+            seed_chat=chat,
+            on_batch=on_batch,
+        )
+        return [g for g, _ in out]
+
+    def encode_messages(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Token ids of a conversation through the chat template.
+
+        A final assistant message is continued (no generation prompt after it).
+        """
+        if not self.has_chat:
+            raise InputError("this model has no chat template")
+        msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
+        cont = bool(msgs) and msgs[-1]["role"] == "assistant"
+        text = self.tokenizer.apply_chat_template(
+            msgs, tokenize=False, add_generation_prompt=not cont, continue_final_message=cont
+        )
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def generate_encoded(
+        self,
+        prompts: Sequence[str],
+        encoded: Sequence[Sequence[int]],
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        logits_processors: Sequence[Any] | None = None,
+        *,
+        seed_chat: bool = True,
+        top_logprobs: int | None = None,
+        streamer: Any | None = None,
+        stopping_criteria: Sequence[Any] | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[tuple[Generation, list[TokenStep] | None]]:
+        """Generate from already-tokenised prompts; optionally with per-token log-probabilities.
+
+        ``prompts`` label the results and seed each prompt's sampler (with ``seed_chat``).
+        ``top_logprobs`` (k >= 0) adds, per generated token, its model log-probability and
+        the top-k alternatives (raw model distribution, before temperature and processors).
+        ``streamer`` (single prompt only) receives token ids as they are produced.
+        """
+        check_sampling(max_new_tokens, temperature, top_p)
+        prompts = list(prompts)
+        if len(prompts) != len(encoded):
+            raise InputError("one encoding per prompt is needed")
+        if streamer is not None and len(prompts) != 1:
+            raise InputError("streaming supports exactly one prompt")
+        out: list[tuple[Generation, list[TokenStep] | None] | None] = [None] * len(prompts)
+        # Sort by length so batches pad little; results do not depend on the batch.
+        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+        done = 0
+        with self._lock:
+            for rng in self._batches(len(order)):
+                idx = [order[k] for k in rng]
+                gens = self._generate_batch(
+                    [prompts[i] for i in idx],
+                    [list(encoded[i]) for i in idx],
+                    max_new_tokens,
+                    float(temperature),
+                    float(top_p),
+                    int(seed),
+                    list(logits_processors or []),
+                    seed_chat,
+                    top_logprobs,
+                    streamer,
+                    list(stopping_criteria or []),
+                )
+                for i, g in zip(idx, gens, strict=True):
+                    out[i] = g
+                done += len(idx)
+                if on_batch is not None:
+                    on_batch(done)
+        return [g for g in out if g is not None]
+
+    def _generate_batch(
+        self,
+        prompts: list[str],
+        encoded: list[list[int]],
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        seed: int,
+        processors: list[Any],
+        chat: bool,
+        top_logprobs: int | None,
+        streamer: Any | None,
+        stopping: list[Any],
+    ) -> list[tuple[Generation, list[TokenStep] | None]]:
+        if max_new_tokens == 0:
+            return [
+                (
+                    Generation(prompt=p, text="", token_ids=(), finish_reason="length"),
+                    [] if top_logprobs is not None else None,
+                )
+                for p in prompts
+            ]
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        ids, mask = self._left_pad(encoded)
+        generators = None if temperature == 0 else make_generators(seed, prompts, chat)
+        chain: list[Any] = []
+        if temperature > 0:
+            chain.append(WarpProcessor(temperature, top_p))
+        chain.extend(processors)
+        chain.append(PickProcessor(generators))
+        want_lp = top_logprobs is not None
+        gc = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=sorted(self.eos_ids) or None,
+            pad_token_id=self.pad_id,
+            output_logits=want_lp,
+            return_dict_in_generate=True,
+        )
+        with torch.inference_mode():
+            res = self.hf_model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                generation_config=gc,
+                logits_processor=LogitsProcessorList(chain),
+                stopping_criteria=StoppingCriteriaList(stopping) if stopping else None,
+                streamer=streamer,
+            )
+        seqs = res.sequences
+        new = seqs[:, ids.shape[1] :].tolist()
+        step_lp = None
+        if want_lp and res.logits:
+            step_lp = torch.log_softmax(torch.stack(res.logits, dim=1).float(), dim=-1)
+        result = []
+        for r, (p, row) in enumerate(zip(prompts, new, strict=True)):
+            toks: list[int] = []
+            finish = "length"
+            for t in row:
+                if t in self.eos_ids:
+                    finish = "stop"
+                    break
+                toks.append(int(t))
+            text = self.tokenizer.decode(toks, skip_special_tokens=True)
+            steps: list[TokenStep] | None = None
+            if want_lp:
+                steps = []
+                for j, t in enumerate(toks):
+                    if step_lp is None or j >= step_lp.shape[1]:
+                        break
+                    row_lp = step_lp[r, j]
+                    top: tuple[TokenLogprob, ...] = ()
+                    if top_logprobs:
+                        vals, tix = torch.topk(row_lp, min(int(top_logprobs), row_lp.shape[0]))
+                        top = tuple(
+                            TokenLogprob(self._piece(i), float(v), int(i))
+                            for v, i in zip(vals.tolist(), tix.tolist(), strict=True)
+                        )
+                    chosen = TokenLogprob(self._piece(t), float(row_lp[t]), int(t))
+                    steps.append(TokenStep(chosen=chosen, top=top))
+            gen = Generation(prompt=p, text=text, token_ids=tuple(toks), finish_reason=finish)
+            result.append((gen, steps))
+        return result
+
+    def next_token_logprobs(
+        self, prompts: Sequence[str], top_k: int = 5, chat: bool = True
+    ) -> list[NextTokenLogprobs]:
+        """The top-k next tokens after each prompt with their log-probabilities."""
+        if not isinstance(top_k, int) or top_k < 1:
+            raise InputError(f"top_k must be an integer >= 1, got {top_k!r}")
+        prompts = list(prompts)
+        encoded = [self.encode_prompt(p, chat) for p in prompts]
+        k = min(top_k, self.info.vocab_size)
+        out: list[NextTokenLogprobs] = []
+        with self._lock:
+            for rng in self._batches(len(prompts)):
+                lp, _ = self._forward_logprobs([encoded[i] for i in rng])
+                vals, idx = torch.topk(lp[:, -1, :], k, dim=-1)
+                for row, i in enumerate(rng):
+                    top = tuple(
+                        TokenLogprob(token=self._piece(t), logprob=float(v), id=int(t))
+                        for v, t in zip(vals[row].tolist(), idx[row].tolist(), strict=True)
+                    )
+                    out.append(NextTokenLogprobs(prompt=prompts[i], top=top))
+        return out
+
+    def score(
+        self, prompts: Sequence[str], continuations: Sequence[str], chat: bool = True
+    ) -> list[ScoredContinuation]:
+        """Per-token log-probabilities of each continuation given its prompt."""
+        prompts, continuations = list(prompts), list(continuations)
+        if len(prompts) != len(continuations):
+            raise InputError(
+                f"score needs one continuation per prompt ({len(prompts)} prompts, "
+                f"{len(continuations)} continuations)"
+            )
+        p_ids = [self.encode_prompt(p, chat) for p in prompts]
+        c_ids = [self.encode_continuation(c) for c in continuations]
+        out: list[ScoredContinuation] = []
+        with self._lock:
+            for rng in self._batches(len(prompts)):
+                seqs = [p_ids[i] + c_ids[i] for i in rng]
+                lp, width = self._forward_logprobs(seqs)
+                for row, i in enumerate(rng):
+                    cont = c_ids[i]
+                    start = width - len(cont)  # first continuation position
+                    toks = []
+                    for j, t in enumerate(cont):
+                        toks.append(
+                            TokenLogprob(
+                                token=self._piece(t),
+                                logprob=float(lp[row, start + j - 1, t]),
+                                id=int(t),
+                            )
+                        )
+                    out.append(
+                        ScoredContinuation(
+                            prompt=prompts[i], continuation=continuations[i], tokens=tuple(toks)
+                        )
+                    )
+        return out
+
+    def encode_continuation(self, text: str) -> list[int]:
+        """Token ids of a continuation (no special tokens added)."""
+        if not isinstance(text, str):
+            raise InputError(f"continuations must be strings, got {type(text).__name__}")
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
+
+    def __repr__(self) -> str:
+        return f"TransformersModel(name={self.info.name!r}, spec={self.info.spec!r})"
+
+
+def _tokenizer_id(tokenizer: Any) -> str:
+    """A short stable id of a tokenizer's vocabulary (name + hash of the vocab)."""
+    import hashlib
+
+    vocab = tokenizer.get_vocab()
+    h = hashlib.sha256()
+    for tok, i in sorted(vocab.items(), key=lambda kv: kv[1]):
+        h.update(f"{i}\t{tok}\n".encode())
+    return f"vocab{len(vocab)}-{h.hexdigest()[:16]}"
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:300] or type(e).__name__

@@ -1,0 +1,235 @@
+"""Benchmark: every suspect in a zoo against every teacher, scored against the manifest.
+
+Controls for a (suspect S, teacher R) test are the zoo's non-teacher models that do not
+derive from R, excluding S itself: human-text students and students of other teachers.
+They are "like S except for not deriving from R" as far as the zoo allows (same sizes and
+training recipes, different or no teacher).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats as _st
+
+from distilltrace.provenance.tester import (
+    MIN_CONTROLS,
+    ProvenanceConfig,
+    QueryStore,
+    queries_needed,
+    test_provenance,
+)
+from distilltrace.stats import calibration
+
+
+@dataclass
+class PairOutcome:
+    """One (suspect, teacher) pair: truth, p-values and queries."""
+
+    suspect: str
+    teacher: str
+    derived: bool
+    combined_pvalue: float | None
+    holm_pvalue: float | None
+    rejected: bool
+    test_pvalues: dict[str, float | None]
+    suspect_queries: int
+    queries_to_p01: int | None
+    queries_to_p1e4: int | None
+    controls: list[str]
+    skipped: str | None = None
+
+
+@dataclass
+class BenchResult:
+    """Precision/recall at alpha, null calibration, queries needed, per-pair outcomes."""
+
+    zoo: str
+    tier: str
+    alpha: float
+    budget: int
+    pairs: list[PairOutcome]
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "zoo": self.zoo,
+            "tier": self.tier,
+            "alpha": self.alpha,
+            "budget": self.budget,
+            "metrics": self.metrics,
+            "pairs": [asdict(p) for p in self.pairs],
+        }
+
+    def summary(self) -> str:
+        m = self.metrics
+        return (
+            f"pairs: {m.get('n_derived')} derived, {m.get('n_non_derived')} non-derived; "
+            f"precision {m.get('precision')}, recall {m.get('recall')} at alpha={self.alpha}; "
+            f"null FPR@0.01 {m.get('null_fpr', {}).get('0.01')}, @0.05 {m.get('null_fpr', {}).get('0.05')}; "
+            f"students at p<=1e-4 on true teacher only: {m.get('students_attributed_1e4')}/{m.get('n_students')}"
+        )
+
+
+def score_pairs(pairs: list[PairOutcome], alpha: float) -> dict[str, Any]:
+    """Precision/recall of Holm decisions, calibration of non-derived p-values, queries."""
+    tested = [p for p in pairs if p.skipped is None]
+    tp = sum(p.derived and p.rejected for p in tested)
+    fp = sum((not p.derived) and p.rejected for p in tested)
+    fn = sum(p.derived and not p.rejected for p in tested)
+    null_p = [p.combined_pvalue for p in tested if not p.derived and p.combined_pvalue is not None]
+    m: dict[str, Any] = {
+        "n_pairs": len(pairs),
+        "n_skipped": len(pairs) - len(tested),
+        "n_derived": sum(p.derived for p in tested),
+        "n_non_derived": sum(not p.derived for p in tested),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "recall": tp / (tp + fn) if tp + fn else None,
+    }
+    if null_p:
+        cal = calibration(null_p, alphas=(0.01, 0.05))
+        m["null_ks_two_sided_pvalue"] = cal.ks_pvalue
+        # Validity needs super-uniformity only: test "p-values stochastically smaller than U(0,1)".
+        m["null_ks_superuniform_pvalue"] = float(
+            _st.kstest(null_p, "uniform", alternative="greater").pvalue
+        )
+        m["null_fpr"] = {str(a): v for a, v in cal.fpr.items()}
+        m["null_pvalues"] = sorted(null_p)
+    q = [p.queries_to_p01 for p in tested if p.derived]
+    m["queries_to_p01"] = {
+        "reached": sum(x is not None for x in q),
+        "of": len(q),
+        "median": float(np.median([x for x in q if x is not None]))
+        if any(x is not None for x in q)
+        else None,
+        "max": max((x for x in q if x is not None), default=None),
+    }
+    # Target: each distilled student at p <= 1e-4 on its true teacher(s), on no other teacher.
+    by_s: dict[str, list[PairOutcome]] = {}
+    for p in tested:
+        by_s.setdefault(p.suspect, []).append(p)
+    students = {s: ps for s, ps in by_s.items() if any(p.derived for p in ps)}
+    ok = [
+        s
+        for s, ps in students.items()
+        if all((p.holm_pvalue or 1) <= 1e-4 for p in ps if p.derived)
+        and not any(p.rejected for p in ps if not p.derived)
+    ]
+    m["n_students"] = len(students)
+    m["students_attributed_1e4"] = len(ok)
+    m["students_attributed_1e4_names"] = sorted(ok)
+    return m
+
+
+def run_bench(
+    zoo: str | Path,
+    *,
+    budget: int = 1000,
+    alpha: float = 0.01,
+    out: str | Path | None = None,
+    cache: str | Path | None = None,
+    seed: int = 0,
+    pool_size: int = 1500,
+    limit: int | None = None,
+    config: ProvenanceConfig | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> BenchResult:
+    """Run the benchmark on a zoo folder; writes bench.json/bench.html into out if given."""
+    from distilltrace.distill.zoo import load_manifest
+    from distilltrace.models import load_model
+
+    man = load_manifest(zoo)
+    teachers = man.names("teacher")
+    suspects = [n for n in man.names() if n not in teachers]
+    if limit is not None:
+        suspects = suspects[:limit]
+    loaded: dict[str, Any] = {}
+
+    def get(name: str) -> Any:
+        if name not in loaded:
+            loaded[name] = load_model(man.spec(name), cache=cache)
+        return loaded[name]
+
+    base = config.to_dict() if config else {}
+    cfg = ProvenanceConfig(**{**base, "seed": seed, "pool_size": pool_size})
+    store = QueryStore()
+    pairs: list[PairOutcome] = []
+    for i, s in enumerate(suspects):
+        if progress:
+            progress(f"suspect {s}", i, len(suspects))
+        ctrl_map = {
+            t: [
+                n
+                for n in man.names()
+                if n not in teachers and n != s and not man.derives_from(n, t)
+            ]
+            for t in teachers
+        }
+        ok_teachers = [t for t in teachers if len(ctrl_map[t]) >= MIN_CONTROLS]
+        for t in teachers:
+            if t not in ok_teachers:
+                pairs.append(
+                    PairOutcome(
+                        s,
+                        t,
+                        man.derives_from(s, t),
+                        None,
+                        None,
+                        False,
+                        {},
+                        0,
+                        None,
+                        None,
+                        ctrl_map[t],
+                        skipped=f"only {len(ctrl_map[t])} controls",
+                    )
+                )
+        if not ok_teachers:
+            continue
+        names = {
+            id(get(n)): n for n in [s, *ok_teachers, *{c for t in ok_teachers for c in ctrl_map[t]}]
+        }
+        res = test_provenance(
+            get(s),
+            [get(t) for t in ok_teachers],
+            [[get(c) for c in ctrl_map[t]] for t in ok_teachers],
+            budget=budget,
+            alpha=alpha,
+            config=cfg,
+            store=store,
+            name_of=lambda m, names=names: names[id(m)],
+        )
+        for t, r in zip(ok_teachers, res.references, strict=True):
+            pairs.append(
+                PairOutcome(
+                    suspect=s,
+                    teacher=t,
+                    derived=man.derives_from(s, t),
+                    combined_pvalue=r.combined_pvalue,
+                    holm_pvalue=r.holm_pvalue,
+                    rejected=r.rejected,
+                    test_pvalues={k: v.pvalue for k, v in r.tests.items()},
+                    suspect_queries=res.suspect_queries,
+                    queries_to_p01=queries_needed(r.trajectory, 0.01),
+                    queries_to_p1e4=queries_needed(r.trajectory, 1e-4),
+                    controls=ctrl_map[t],
+                    skipped=f"identical: {r.identical}"
+                    if r.identical and r.combined_pvalue is None
+                    else None,
+                )
+            )
+    result = BenchResult(str(zoo), man.tier, alpha, budget, pairs, score_pairs(pairs, alpha))
+    if out is not None:
+        from distilltrace.report import render_html, write_json
+
+        o = Path(out)
+        write_json(result, o / "bench.json")
+        render_html("provenance_bench.html", {"b": result.to_dict()}, o / "bench.html")
+    return result

@@ -1,0 +1,89 @@
+"""Result objects of the provenance tests (dataclasses with to_dict())."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class TestResult:
+    """One test of one suspect against one reference (p-value None when skipped)."""
+
+    name: str
+    null: str
+    pvalue: float | None
+    n: int = 0
+    effect: float | None = None
+    effect_label: str = ""
+    per_control: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    __test__ = False  # not a pytest class
+
+    @property
+    def ran(self) -> bool:
+        return self.pvalue is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def skipped_test(name: str, null: str, reason: str) -> TestResult:
+    """A test that could not run, with the reason."""
+    return TestResult(name=name, null=null, pvalue=None, skipped=reason)
+
+
+@dataclass
+class ReferenceResult:
+    """Everything about one reference: per-test results, combined and Holm-adjusted p."""
+
+    reference: str
+    identity: str
+    controls: list[str]
+    tests: dict[str, TestResult]
+    combined_pvalue: float | None
+    combination: str
+    holm_pvalue: float | None = None
+    rejected: bool = False
+    identical: str | None = None  # why the suspect is the same model, if it is
+    trajectory: list[tuple[int, float]] = field(default_factory=list)  # (suspect queries, p)
+    queries_to: dict[str, int | None] = field(default_factory=dict)  # "p<0.01" -> queries
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    effect: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tests"] = {k: v.to_dict() for k, v in self.tests.items()}
+        return d
+
+
+@dataclass
+class ProvenanceResult:
+    """The answer for one suspect: plausible parents among the references, with evidence."""
+
+    suspect: str
+    suspect_identity: str
+    alpha: float
+    budget: int
+    references: list[ReferenceResult]
+    plausible_parents: list[str]
+    identical_references: list[str]
+    verdict: str
+    queries: dict[str, dict[str, int]]  # model -> {"generate": n, "score": n}
+    suspect_queries: int
+    identity: dict[str, Any]
+    config: dict[str, Any]
+
+    def reference(self, name: str) -> ReferenceResult:
+        for r in self.references:
+            if r.reference == name:
+                return r
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["references"] = [r.to_dict() for r in self.references]
+        d["plausible_parents"] = self.plausible_parents or ["none"]
+        return d

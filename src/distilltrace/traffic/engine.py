@@ -1,0 +1,104 @@
+"""The engine abstraction: named SQL statements run where the logs live.
+
+The pipeline is one list of named SQL statements written in DuckDB's dialect
+(`distilltrace.traffic.pipeline`). An engine runs each statement as
+``CREATE TABLE <name> AS <sql>`` and hands back the small reduced tables as pandas
+frames. The DuckDB engine runs them as written; a Spark engine transpiles the same
+text with sqlglot (`to_dialect`), so there is one definition of the pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Protocol
+
+import pandas as pd
+import sqlglot
+
+
+def to_dialect(sql: str, dialect: str) -> str:
+    """Transpile a pipeline statement from DuckDB SQL to another dialect (e.g. "spark")."""
+    if dialect == "duckdb":
+        return sql
+    out = sqlglot.transpile(sql, read="duckdb", write=dialect, pretty=False)
+    return ";\n".join(out)
+
+
+class Engine(Protocol):
+    """Where the SQL runs: a table namespace plus a way to bring small tables back."""
+
+    name: str
+
+    def execute(self, name: str, sql: str) -> None:
+        """Materialise ``sql`` as table ``name`` (replacing it)."""
+
+    def fetch(self, sql: str) -> pd.DataFrame:
+        """Run a query and return its (small) result as a pandas frame."""
+
+    def columns(self, table: str) -> list[str]:
+        """Column names of a table."""
+
+    def close(self) -> None:
+        """Release resources."""
+
+
+class DuckDBEngine:
+    """The embedded default: an in-process DuckDB database."""
+
+    name = "duckdb"
+
+    def __init__(
+        self,
+        *,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+        temp_dir: str | None = None,
+    ) -> None:
+        import duckdb
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="distilltrace-duckdb-")
+        self.con = duckdb.connect(":memory:")
+        self.con.execute("SET TimeZone='UTC'")
+        self.con.execute(f"SET temp_directory='{temp_dir or self._tmp.name}'")
+        self.con.execute("SET preserve_insertion_order=true")
+        if threads:
+            self.con.execute(f"SET threads={int(threads)}")
+        elif os.environ.get("DISTILLTRACE_THREADS"):
+            self.con.execute(f"SET threads={int(os.environ['DISTILLTRACE_THREADS'])}")
+        if memory_limit:
+            self.con.execute(f"SET memory_limit='{memory_limit}'")
+        try:
+            self.con.execute("SET enable_progress_bar=false")
+        except Exception:  # pragma: no cover - older DuckDB
+            pass
+
+    def execute(self, name: str, sql: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+
+    def run(self, sql: str) -> None:
+        """Run a statement with no result (engine-specific reader set-up)."""
+        self.con.execute(sql)
+
+    def fetch(self, sql: str) -> pd.DataFrame:
+        return self.con.execute(sql).df()
+
+    def columns(self, table: str) -> list[str]:
+        return [r[0] for r in self.con.execute(f"DESCRIBE {table}").fetchall()]
+
+    def close(self) -> None:
+        try:
+            self.con.close()
+        finally:
+            self._tmp.cleanup()
+
+
+def make_engine(engine: str | Engine, **opts) -> Engine:
+    """An engine by name ("duckdb") or an Engine instance as given."""
+    if not isinstance(engine, str):
+        return engine
+    if engine == "duckdb":
+        return DuckDBEngine(**opts)
+    from distilltrace.errors import InputError
+
+    raise InputError(f"unknown engine {engine!r}: this version runs 'duckdb'")

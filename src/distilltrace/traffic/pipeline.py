@@ -1,0 +1,229 @@
+"""The scan's one pipeline definition: named SQL statements over the ``events`` table.
+
+Written in a DuckDB SQL subset that sqlglot transpiles to Spark SQL
+(`distilltrace.traffic.engine.to_dialect`). Each statement reduces events to a small
+table: per request features (computed once, vectorised), per account, per
+(account, shared value), per (account, task family), per (account, hour of day),
+per (account, day) and per (account, model). Ordering is total (ties broken by ids)
+wherever a result depends on order, so every engine gives the same tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from distilltrace.traffic import textrules as tr
+
+#: Linkage kinds: name -> (required column, SQL expression of the shared value).
+LINK_KINDS: dict[str, tuple[str, str]] = {
+    "payment": ("payment_fingerprint", "payment_fingerprint"),
+    "ip": ("client_ip", "client_ip"),
+    "prefix": (
+        "client_ip",
+        "CASE WHEN contains(client_ip, ':') THEN "
+        "concat_ws(':', split_part(client_ip, ':', 1), split_part(client_ip, ':', 2), "
+        "split_part(client_ip, ':', 3)) || '::/48' "
+        "ELSE concat_ws('.', split_part(client_ip, '.', 1), split_part(client_ip, '.', 2), "
+        "split_part(client_ip, '.', 3)) || '.0/24' END",
+    ),
+    "asn": ("asn", "CAST(asn AS VARCHAR)"),
+    "tls": ("tls_fingerprint", "tls_fingerprint"),
+    "user_agent": ("user_agent", "user_agent"),
+    "org": ("org_id", "org_id"),
+    "api_key": ("api_key_id", "api_key_id"),
+}
+
+#: Template frames an account contributes to linkage (its most used frames).
+FRAMES_PER_ACCOUNT = 3
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One named step: ``CREATE TABLE name AS sql``."""
+
+    name: str
+    sql: str
+    purpose: str
+
+
+def statements(present: set[str]) -> list[Statement]:
+    """The pipeline for the columns present (statements needing absent columns are left out)."""
+    rules = tr.rule_sql("lp")
+    nb = tr.elicitation_model()
+    has = present.__contains__
+    tok_in = "input_tokens" if has("input_tokens") else "NULL::BIGINT"
+    tok_out = "output_tokens" if has("output_tokens") else "NULL::BIGINT"
+    model = "model" if has("model") else "NULL::VARCHAR"
+    out: list[Statement] = []
+
+    # Extraction cues are rare in ordinary traffic: one combined regex gates the
+    # per-rule regexes, which then run only on the (few) rows that match it. A request
+    # that matches no cue cannot reach positive log-odds (see textrules.GATE_FEATURES).
+    gate = tr.gate_sql("lp")
+    rule_cols = ", ".join(
+        f"CASE WHEN _gate THEN {expr} ELSE 0 END AS {name}" for name, expr in rules.items()
+    )
+    out.append(
+        Statement(
+            "req",
+            f"""
+SELECT request_id, account_id, t,
+       CAST(floor(t / 86400) AS BIGINT) AS day,
+       CAST(floor(t / 3600) AS BIGINT) % 24 AS hod,
+       hash(sk) AS sk_hash,
+       hash(left(sk, 60) || '|' || right(sk, 40)) AS frame_hash,
+       length(sk) - length(replace(sk, ' ', '')) + 1 AS sk_words,
+       prompt_hash, topic, {", ".join(rules)},
+       {nb.sql()} AS elicit_lo,
+       in_tok, out_tok, model
+FROM (
+  SELECT request_id, account_id, t, hash(prompt) AS prompt_hash, {tr.skeleton_sql("prompt")} AS sk,
+         {tr.topic_sql("lp")} AS topic, {rule_cols},
+         {tok_in} AS in_tok, {tok_out} AS out_tok, {model} AS model
+  FROM (SELECT *, lower(left(prompt, {tr.TEXT_CHARS})) AS lp,
+               regexp_matches(lower(left(prompt, {tr.TEXT_CHARS})), {gate}) AS _gate
+        FROM events))
+""",
+            "per-request text features: skeleton and frame hashes, extraction cues and their "
+            "naive Bayes log-odds, task family",
+        )
+    )
+    strong = " + ".join(tr.STRONG_RULES)
+    extra = []
+    if has("account_created_at"):
+        extra.append("min(created_t) AS created_t")
+    for c in ("signup_path", "org_id", "country", "asn_type"):
+        if has(c):
+            extra.append(f"min({c}) AS {c}")
+    extra_sql = (", " + ", ".join(extra)) if extra else ""
+    out.append(
+        Statement(
+            "acct_meta",
+            f"SELECT account_id, count(*) AS n_events{extra_sql} FROM events GROUP BY account_id",
+            "per-account metadata (sign-up time and path, org, country)",
+        )
+    )
+    out.append(
+        Statement(
+            "acct_iat",
+            """
+SELECT account_id, count(gap) AS n_gaps, avg(gap) AS gap_mean, stddev_pop(gap) AS gap_std,
+       avg(CASE WHEN gap < 1 THEN 1.0 ELSE 0.0 END) AS gap_lt1s
+FROM (SELECT account_id, t - lag(t) OVER (PARTITION BY account_id ORDER BY t, request_id) AS gap
+      FROM req)
+GROUP BY account_id
+""",
+            "inter-arrival gaps per account (load-balancer cadence)",
+        )
+    )
+    out.append(
+        Statement(
+            "acct",
+            f"""
+SELECT r.account_id, count(*) AS n_req, min(t) AS first_t, max(t) AS last_t,
+       count(DISTINCT day) AS n_days, count(DISTINCT hod) AS n_hours,
+       count(DISTINCT prompt_hash) AS n_distinct_prompts,
+       count(DISTINCT sk_hash) AS n_distinct_skeletons,
+       count(DISTINCT frame_hash) AS n_distinct_frames,
+       sum(CASE WHEN elicit_lo > 0 THEN 1 ELSE 0 END) AS n_elicit,
+       sum(CASE WHEN ({strong}) > 0 THEN 1 ELSE 0 END) AS n_rule,
+       sum(step_by_step) AS n_step,
+       avg(elicit_lo) AS elicit_lo_mean,
+       sum(coalesce(in_tok, 0)) AS in_tok, sum(coalesce(out_tok, 0)) AS out_tok,
+       avg(sk_words) AS sk_words_mean
+FROM req r GROUP BY r.account_id
+""",
+            "per-account volume, diversity and elicitation counts",
+        )
+    )
+    out.append(
+        Statement(
+            "acct_topic",
+            "SELECT account_id, topic, count(*) AS n FROM req GROUP BY account_id, topic",
+            "per (account, task family) counts",
+        )
+    )
+    out.append(
+        Statement(
+            "acct_hod",
+            "SELECT account_id, hod, count(*) AS n FROM req GROUP BY account_id, hod",
+            "per (account, hour of day) counts",
+        )
+    )
+    out.append(
+        Statement(
+            "acct_day",
+            "SELECT account_id, day, count(*) AS n FROM req GROUP BY account_id, day",
+            "per (account, day) counts",
+        )
+    )
+    if has("model"):
+        out.append(
+            Statement(
+                "acct_model",
+                "SELECT account_id, model, count(*) AS n, min(t) AS first_t FROM req "
+                "WHERE model IS NOT NULL GROUP BY account_id, model",
+                "per (account, model) volume and first use",
+            )
+        )
+    parts = []
+    for kind, (col, expr) in LINK_KINDS.items():
+        if not has(col):
+            continue
+        where = f"{col} IS NOT NULL"
+        if kind == "asn" and has("asn_type"):
+            where += " AND asn_type IN ('datacenter', 'proxy', 'hosting', 'vpn')"
+        parts.append(
+            f"SELECT '{kind}' AS kind, CAST({expr} AS VARCHAR) AS value, account_id, count(*) AS n "
+            f"FROM events WHERE {where} GROUP BY 2, 3"
+        )
+    parts.append(
+        f"""
+SELECT 'template' AS kind, CAST(frame_hash AS VARCHAR) AS value, account_id, n FROM (
+  SELECT account_id, frame_hash, n,
+         row_number() OVER (PARTITION BY account_id ORDER BY n DESC, frame_hash) AS k
+  FROM (SELECT account_id, frame_hash, count(*) AS n FROM req
+        WHERE sk_words >= 6 GROUP BY account_id, frame_hash)
+  WHERE n >= 2) WHERE k <= {FRAMES_PER_ACCOUNT}
+"""
+    )
+    out.append(
+        Statement(
+            "acct_value",
+            " UNION ALL ".join(parts),
+            "per (account, shared value) counts for the linkage graph",
+        )
+    )
+    return out
+
+
+def stage2_statements() -> list[Statement]:
+    """Statements run after clustering, with the small ``cluster_map`` table uploaded."""
+    return [
+        Statement(
+            "cluster_day",
+            "SELECT m.cluster_id, r.day, count(*) AS n, count(DISTINCT r.account_id) AS n_accounts "
+            "FROM req r JOIN cluster_map m ON r.account_id = m.account_id "
+            "GROUP BY m.cluster_id, r.day",
+            "per (cluster, day) volume for timelines",
+        ),
+        Statement(
+            "cluster_sync",
+            "SELECT m.cluster_id, CAST(floor(r.t / 600) AS BIGINT) AS bin, count(DISTINCT r.account_id) AS k "
+            "FROM req r JOIN cluster_map m ON r.account_id = m.account_id "
+            "GROUP BY m.cluster_id, CAST(floor(r.t / 600) AS BIGINT)",
+            "per (cluster, 10-minute bin) active member counts (synchronisation)",
+        ),
+        Statement(
+            "cluster_examples",
+            """
+SELECT cluster_id, request_id, account_id, t, prompt, elicit_lo FROM (
+  SELECT m.cluster_id, r.request_id, r.account_id, r.t, e.prompt, r.elicit_lo,
+         row_number() OVER (PARTITION BY m.cluster_id ORDER BY r.elicit_lo DESC, r.request_id) AS k
+  FROM req r JOIN cluster_map m ON r.account_id = m.account_id
+  JOIN events e ON e.request_id = r.request_id)
+WHERE k <= 5
+""",
+            "example prompts per cluster (most extraction-like first)",
+        ),
+    ]

@@ -1,0 +1,206 @@
+"""Signals computed on the reduced tables (pandas/numpy/scipy; never on raw events).
+
+Each function takes the small per-account tables the pipeline produced and returns
+per-account statistics where larger means more campaign-like, plus evidence. A
+signal whose columns are absent is skipped by the caller and listed in the summary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import sparse, stats
+from scipy.sparse.csgraph import connected_components
+
+#: How much one shared value of each kind links two accounts, before rarity weighting.
+KIND_WEIGHT = {
+    "payment": 1.0,
+    "api_key": 1.0,
+    "ip": 0.8,
+    "tls": 0.6,
+    "template": 0.6,
+    "user_agent": 0.5,
+    "prefix": 0.4,
+    "asn": 0.3,
+    "org": 0.2,
+}
+
+
+def _log10_sf(x: np.ndarray) -> np.ndarray:
+    return -np.log10(np.clip(x, 1e-300, 1.0))
+
+
+def elicitation_stat(acct: pd.DataFrame) -> tuple[np.ndarray, float]:
+    """-log10 binomial tail of an account's extraction-request count vs the population rate.
+
+    Null: the account's requests are extraction-like at the population's typical rate
+    (median account rate, floored), independently. Returns (statistic, base rate).
+    """
+    n = acct["n_req"].to_numpy(float)
+    k = acct["n_elicit"].to_numpy(float)
+    rates = k / np.maximum(n, 1)
+    base = float(np.clip(np.quantile(rates, 0.5) if len(rates) else 0.01, 0.002, 0.5))
+    p = stats.binom.sf(k - 1, n.astype(int), base)
+    return _log10_sf(p), base
+
+
+def concentration_stat(acct_topic: pd.DataFrame, accounts: pd.Index) -> tuple[pd.DataFrame, dict]:
+    """Task-family mix vs the population: G-test -log10 p, JSD and the dominant family.
+
+    Null: the account's requests are drawn from the population's family mix.
+    """
+    if acct_topic.empty:
+        z = pd.DataFrame(index=accounts, data={"conc": 0.0, "jsd": 0.0, "top_topic": "", "top_share": 0.0})
+        return z, {}
+    tab = acct_topic.pivot_table(index="account_id", columns="topic", values="n", aggfunc="sum", fill_value=0)
+    tab = tab.reindex(accounts, fill_value=0).sort_index(axis=1)
+    K = tab.to_numpy(float)
+    pop = K.sum(0) / max(K.sum(), 1)
+    n = K.sum(1, keepdims=True)
+    exp = np.maximum(n * pop[None, :], 1e-12)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = 2 * np.nansum(np.where(K > 0, K * np.log(K / exp), 0.0), axis=1)
+    dof = max(int((pop > 0).sum()) - 1, 1)
+    conc = _log10_sf(stats.chi2.sf(g, dof))
+    P = K / np.maximum(n, 1)
+    M = 0.5 * (P + pop[None, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl1 = np.nansum(np.where(P > 0, P * np.log2(P / M), 0.0), axis=1)
+        kl2 = np.nansum(np.where(pop[None, :] > 0, pop[None, :] * np.log2(pop[None, :] / M), 0.0), axis=1)
+    jsd = 0.5 * (kl1 + kl2)
+    top = np.argmax(K, axis=1)
+    cols = np.array(tab.columns)
+    out = pd.DataFrame(
+        {
+            "conc": conc,
+            "jsd": jsd,
+            "top_topic": np.where(n[:, 0] > 0, cols[top], ""),
+            "top_share": K[np.arange(len(K)), top] / np.maximum(n[:, 0], 1),
+        },
+        index=accounts,
+    )
+    return out, {str(c): float(v) for c, v in zip(cols, pop, strict=True)}
+
+
+def sweep_stat(acct: pd.DataFrame, conc: pd.DataFrame) -> np.ndarray:
+    """Systematic sweep: many distinct prompts in one task family with few repeats.
+
+    log(1 + distinct prompts in the dominant family), times the distinct-prompt ratio.
+    """
+    n = acct["n_req"].to_numpy(float)
+    distinct = acct["n_distinct_prompts"].to_numpy(float) / np.maximum(n, 1)
+    return np.log1p(n * conc["top_share"].to_numpy(float) * distinct) * distinct
+
+
+def timing_stats(acct: pd.DataFrame, acct_hod: pd.DataFrame, accounts: pd.Index) -> pd.DataFrame:
+    """Cadence regularity (-log coefficient of variation of gaps) and round-the-clock coverage."""
+    n_gaps = acct["n_gaps"].fillna(0).to_numpy(float)
+    cv = acct["gap_std"].to_numpy(float) / np.maximum(acct["gap_mean"].to_numpy(float), 1e-9)
+    regular = np.where(n_gaps >= 8, -np.log(np.clip(cv, 1e-3, None)), 0.0)
+    hod = acct_hod.pivot_table(index="account_id", columns="hod", values="n", aggfunc="sum", fill_value=0)
+    hod = hod.reindex(accounts, fill_value=0).reindex(columns=range(24), fill_value=0)
+    H = hod.to_numpy(float)
+    n = H.sum(1)
+    P = H / np.maximum(n[:, None], 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = -np.nansum(np.where(P > 0, P * np.log(P), 0.0), axis=1) / np.log(24)
+    # only meaningful once an account has enough requests to cover the clock
+    clock = np.where(n >= 48, ent, 0.0)
+    return pd.DataFrame({"regular": regular, "cv": cv, "clock": clock}, index=accounts)
+
+
+def pivot_stat(acct_model: pd.DataFrame | None, accounts: pd.Index, t0: float) -> pd.DataFrame:
+    """Release pivot: share of an account's traffic on a model first seen after the log
+    starts, when the account's first use came within 48 hours of the model's first appearance."""
+    zero = pd.DataFrame({"pivot": 0.0, "pivot_lag_h": np.nan}, index=accounts)
+    if acct_model is None or acct_model.empty:
+        return zero
+    first = acct_model.groupby("model")["first_t"].min()
+    new = first[first > t0 + 86400]
+    if new.empty:
+        return zero
+    am = acct_model[acct_model["model"].isin(new.index)].copy()
+    am["lag_h"] = (am["first_t"] - am["model"].map(new)) / 3600
+    am = am[am["lag_h"] <= 48]
+    tot = acct_model.groupby("account_id")["n"].sum()
+    share = am.groupby("account_id")["n"].sum() / tot
+    lag = am.groupby("account_id")["lag_h"].min()
+    zero["pivot"] = share.reindex(accounts).fillna(0.0)
+    zero["pivot_lag_h"] = lag.reindex(accounts)
+    return zero
+
+
+@dataclass
+class Linkage:
+    """The account graph: components on strong links, and each link value's rarity."""
+
+    cluster: np.ndarray  # cluster label per account (index order)
+    values: pd.DataFrame  # kind, value, df, idf, weight, strong
+    edges_used: int
+    kinds: list[str] = field(default_factory=list)
+
+
+def linkage_graph(
+    acct_value: pd.DataFrame,
+    accounts: pd.Index,
+    *,
+    threshold: float = 2.0,
+    max_df: int = 200,
+    rarity_scale: float = 100.0,
+) -> Linkage:
+    """Link accounts that share rare infrastructure; cluster into candidate campaigns.
+
+    A shared value's weight is KIND_WEIGHT[kind] * log(1 + rarity_scale / df), an
+    inverse document frequency over accounts that does not depend on the population
+    size: a NAT used by hundreds of accounts links weakly, a payment fingerprint shared
+    by a few links strongly. Two accounts are joined when the
+    weights of all values they share add up to ``threshold``; clusters are the
+    connected components. Values shared by more than ``max_df`` accounts are kept as
+    evidence but add no links.
+    """
+    N = len(accounts)
+    if acct_value.empty or N == 0:
+        return Linkage(np.arange(N), pd.DataFrame(columns=["kind", "value", "df", "idf", "weight"]), 0)
+    av = acct_value[["kind", "value", "account_id"]].drop_duplicates()
+    df = av.groupby(["kind", "value"]).size().rename("df").reset_index()
+    df["idf"] = np.log1p(rarity_scale / df["df"])
+    df["weight"] = df["kind"].map(KIND_WEIGHT).fillna(0.3) * df["idf"]
+    df = df.sort_values(["kind", "value"]).reset_index(drop=True)
+    df["vid"] = np.arange(len(df))
+    use = df[(df["df"] >= 2) & (df["df"] <= max_df)]
+    m = av.merge(use[["kind", "value", "vid", "weight"]], on=["kind", "value"])
+    pos = pd.Series(np.arange(N), index=accounts)
+    rows = pos.reindex(m["account_id"]).to_numpy()
+    A = sparse.csr_matrix(
+        (np.sqrt(m["weight"].to_numpy()), (rows, m["vid"].to_numpy())), shape=(N, len(df))
+    )
+    W = (A @ A.T).tocoo()
+    keep = (W.row < W.col) & (W.data >= threshold)
+    G = sparse.csr_matrix((np.ones(keep.sum()), (W.row[keep], W.col[keep])), shape=(N, N))
+    _, labels = connected_components(G, directed=False)
+    # relabel deterministically: clusters numbered by their smallest account index
+    first = {}
+    for i, lab in enumerate(labels):
+        first.setdefault(lab, i)
+    order = sorted(first, key=first.get)
+    remap = {lab: j for j, lab in enumerate(order)}
+    cl = np.array([remap[lab] for lab in labels])
+    df["linking"] = (df["df"] >= 2) & (df["df"] <= max_df)
+    return Linkage(cl, df.drop(columns="vid"), int(keep.sum()), sorted(df["kind"].unique()))
+
+
+def template_share(
+    acct_value: pd.DataFrame, accounts: pd.Index, n_req: np.ndarray, *, min_accounts: int = 3
+) -> np.ndarray:
+    """Share of an account's requests on template frames that at least ``min_accounts``
+    accounts use (cross-account templates); an enterprise app sending one template from
+    one account scores 0."""
+    tv = acct_value[acct_value["kind"] == "template"]
+    if tv.empty:
+        return np.zeros(len(accounts))
+    dfv = tv.groupby("value")["account_id"].nunique()
+    tv = tv.assign(shared=tv["value"].map(dfv) >= min_accounts)
+    sh = tv[tv["shared"]].groupby("account_id")["n"].sum()
+    return sh.reindex(accounts).fillna(0.0).to_numpy() / np.maximum(n_req, 1)

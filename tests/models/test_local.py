@@ -1,0 +1,101 @@
+"""The local transformers backend and the tiny-model factory."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from distilltrace.errors import InputError
+from distilltrace.models import Model, TransformersModel, load_model
+from distilltrace.models.tiny import byte_tokenizer, make_tiny_model
+
+PROMPTS = ["What is the capital of France?", "hi", "Tell me about cats and dogs, please."]
+
+
+def test_tiny_folder_loads_as_transformers_model(tiny_dir, tiny_model):
+    assert (tiny_dir / "config.json").is_file()
+    assert list(tiny_dir.glob("*.safetensors"))
+    assert isinstance(tiny_model, TransformersModel)
+    assert isinstance(tiny_model, Model)
+    assert tiny_model.info.vocab_size == len(tiny_model.tokenizer) == 261
+    assert tiny_model.device.type == "cpu"
+    assert "chat" in tiny_model.info.supports
+
+
+def test_byte_tokenizer_round_trips_and_has_chat_template():
+    tok = byte_tokenizer()
+    text = "héllo wörld ✓"
+    assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+    chat = tok.apply_chat_template(
+        [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True
+    )
+    assert chat == "<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_same_seed_same_folder(tmp_path):
+    a = make_tiny_model(tmp_path / "a", seed=3)
+    b = make_tiny_model(tmp_path / "b", seed=3)
+    c = make_tiny_model(tmp_path / "c", seed=4)
+    ma, mb, mc = (load_model(str(p)) for p in (a, b, c))
+    assert ma.info.identity == mb.info.identity != mc.info.identity
+
+
+def test_batch_does_not_change_outputs(tiny_model):
+    for temp in (0.0, 0.9):
+        batched = tiny_model.generate(PROMPTS, max_new_tokens=12, temperature=temp, seed=5)
+        single = [
+            tiny_model.generate([p], max_new_tokens=12, temperature=temp, seed=5)[0]
+            for p in PROMPTS
+        ]
+        assert batched == single
+
+
+def test_seed_changes_sampled_output(tiny_model):
+    outs = {
+        tiny_model.generate(PROMPTS[:1], max_new_tokens=16, temperature=1.0, seed=s)[0].text
+        for s in range(4)
+    }
+    assert len(outs) > 1
+
+
+def test_greedy_generation_agrees_with_score_and_logprobs(tiny_model):
+    g = tiny_model.generate(["The cat"], max_new_tokens=6, chat=False)[0]
+    top = tiny_model.next_token_logprobs(["The cat"], top_k=3, chat=False)[0]
+    assert g.token_ids[0] == top.top[0].id
+    sc = tiny_model.score(["The cat"], [g.text], chat=False)[0]
+    assert [t.id for t in sc.tokens] == list(g.token_ids)
+    assert sc.tokens[0].logprob == pytest.approx(top.top[0].logprob, abs=1e-4)
+
+
+def test_forcing_processor_decides_the_token(tiny_model):
+    target = tiny_model.tokenizer.convert_tokens_to_ids("Z")
+
+    def force(input_ids, scores):
+        out = torch.full_like(scores, float("-inf"))
+        out[:, target] = 0.0
+        return out
+
+    for temp in (0.0, 0.7):
+        g = tiny_model.generate(
+            ["hi"], max_new_tokens=5, temperature=temp, logits_processors=[force]
+        )
+        assert g[0].text == "ZZZZZ"
+
+
+def test_bad_parameters_raise_input_error(tiny_model):
+    with pytest.raises(InputError):
+        tiny_model.generate(["x"], temperature=-1)
+    with pytest.raises(InputError):
+        tiny_model.generate(["x"], top_p=0)
+    with pytest.raises(InputError):
+        tiny_model.score(["a", "b"], ["c"])
+    with pytest.raises(InputError):
+        tiny_model.next_token_logprobs(["a"], top_k=0)
+
+
+def test_from_objects_matches_folder(tiny_model):
+    m = TransformersModel.from_objects(tiny_model.hf_model, tiny_model.tokenizer, name="mem")
+    a = m.next_token_logprobs(["hello"], top_k=4)[0]
+    b = tiny_model.next_token_logprobs(["hello"], top_k=4)[0]
+    assert [t.id for t in a.top] == [t.id for t in b.top]
+    assert m.info.name == "mem" and len(m.info.identity) == 64

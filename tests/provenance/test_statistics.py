@@ -1,0 +1,276 @@
+"""Calibration, power and validity of the provenance statistics, on simulated data (no models)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from distilltrace.provenance.agreement import greedy_agreement_test
+from distilltrace.provenance.lexical import lexical_test
+from distilltrace.provenance.likelihood import likelihood_test, reverse_likelihood_test
+from distilltrace.provenance.paired import intersection_union, signflip_test
+from distilltrace.provenance.sequential import BettingEProcess, anytime_pvalues
+from distilltrace.provenance.textmatch import prefix_agreement
+from distilltrace.stats import binomial_slack, calibration, combine_pvalues, holm
+
+
+def _fpr_ok(pvals, alphas=(0.01, 0.05)):
+    cal = calibration(pvals, alphas=alphas)
+    for a, rate in cal.fpr.items():
+        assert rate <= a + binomial_slack(cal.n, a), (a, rate, cal)
+    return cal
+
+
+def _superuniform(pvals, level=0.01):
+    """Valid p-values may be conservative: test only 'stochastically smaller than uniform'."""
+    assert st.kstest(pvals, "uniform", alternative="greater").pvalue >= level
+
+
+# ------------------------------------------------------------- sequential e-process
+
+
+def test_eprocess_type_one_error_under_optional_stopping():
+    """Peek after every observation, stop at the first p <= alpha: the FPR stays <= alpha."""
+    rng = np.random.default_rng(0)
+    reps, horizon = 1500, 300
+    hits = {0.05: 0, 0.01: 0}
+    dists = [
+        lambda n: rng.choice([-1.0, 0.0, 0.0, 1.0], size=n),  # agreement differences
+        lambda n: np.clip(rng.normal(0.0, 0.5, n), -1, 1),
+        lambda n: rng.uniform(-1, 1, n),
+    ]
+    for r in range(reps):
+        d = dists[r % 3](horizon)
+        pmin = anytime_pvalues(d).min()  # stopping at the first crossing == min over time
+        for a in hits:
+            hits[a] += pmin <= a
+    for a, h in hits.items():
+        assert h / reps <= a + binomial_slack(reps, a), (a, h / reps)
+
+
+def test_naive_peeking_would_fail_where_eprocess_holds():
+    """Contrast: a t-test re-run after every observation rejects far more often than alpha."""
+    rng = np.random.default_rng(1)
+    reps, horizon, fp = 300, 200, 0
+    for _ in range(reps):
+        d = rng.choice([-1.0, 0.0, 1.0], size=horizon)
+        c = np.cumsum(d)
+        n = np.arange(1, horizon + 1)
+        sd = np.array([d[:k].std(ddof=1) if k > 1 else 1.0 for k in n])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(sd > 0, (c / n) / (sd / np.sqrt(n)), 0)
+        p = st.t.sf(t[9:], df=n[9:] - 1)
+        fp += p.min() <= 0.05
+    assert fp / reps > 0.1  # the naive sequential t-test is invalid
+
+
+def test_eprocess_power_reaches_small_p():
+    rng = np.random.default_rng(2)
+    d = np.clip(rng.normal(0.25, 0.4, 400), -1, 1)
+    p = anytime_pvalues(d)
+    assert p[-1] <= 1e-6
+    assert np.all(np.diff(p) <= 1e-15)  # running p never increases
+
+
+def test_eprocess_rejects_out_of_range():
+    with pytest.raises(ValueError):
+        BettingEProcess().update(1.5)
+
+
+# ------------------------------------------------------------- fixed-n paired tests
+
+
+@pytest.mark.parametrize("kind", ["normal", "skewed", "discrete"])
+def test_signflip_calibrated_under_mean_zero(kind):
+    rng = np.random.default_rng(3)
+    gen = {
+        "normal": lambda: rng.normal(0, 1, 80),
+        "skewed": lambda: rng.exponential(1, 80) - 1,
+        "discrete": lambda: rng.choice([-1, 0, 0, 1], 80).astype(float),
+    }[kind]
+    p = [signflip_test(gen(), n_resamples=499, seed=i).pvalue for i in range(300)]
+    cal = _fpr_ok(p)
+    if kind == "normal":
+        assert cal.ks_pvalue >= 0.001  # exact under symmetry: uniform
+    _superuniform(p)
+
+
+def test_signflip_power_and_floor():
+    rng = np.random.default_rng(4)
+    r = signflip_test(rng.normal(0.6, 1, 100), n_resamples=999)
+    assert r.pvalue == pytest.approx(1 / 1000)
+    assert signflip_test([]).pvalue == 1.0
+    assert signflip_test(np.zeros(20)).pvalue == 1.0
+
+
+def test_intersection_union_is_the_max():
+    assert intersection_union({"a": 0.001, "b": 0.2}) == 0.2
+    assert intersection_union({}) == 1.0
+
+
+# ------------------------------------------------------------- greedy agreement: simulated null
+
+
+def _simulate_models(rng, n_prompts, n_models, n_answers=4, k=6, shared=None):
+    """Each 'model' answers each prompt with one of n_answers word sequences, from its own
+    random preferences; independent models are exchangeable, so a(S,R) and a(S,C) have equal
+    means (the boundary of the null, where a test is most likely to be wrong)."""
+    answers = [
+        [[f"w{p}_{a}_{j}" if j else f"start{a % 2}" for j in range(k)] for a in range(n_answers)]
+        for p in range(n_prompts)
+    ]
+    pick = rng.integers(0, n_answers, size=(n_models, n_prompts))
+    if shared is not None:  # model shared[0] copies model shared[1] on a fraction shared[2] of prompts
+        dst, src, frac = shared
+        copy = rng.random(n_prompts) < frac
+        pick[dst, copy] = pick[src, copy]
+    return [[answers[p][pick[m, p]] for p in range(n_prompts)] for m in range(n_models)]
+
+
+def _agreements(models, k=6):
+    s, r, *cs = models
+    a_r = [prefix_agreement(x, y, k) for x, y in zip(s, r, strict=True)]
+    a_c = {f"c{i}": [prefix_agreement(x, y, k) for x, y in zip(s, c, strict=True)] for i, c in enumerate(cs)}
+    return a_r, a_c
+
+
+def test_greedy_agreement_calibrated_on_simulated_independent_models():
+    rng = np.random.default_rng(5)
+    p = []
+    for _ in range(400):
+        a_r, a_c = _agreements(_simulate_models(rng, 150, 4))
+        p.append(greedy_agreement_test(a_r, a_c).pvalue)
+    _fpr_ok(p, alphas=(0.01, 0.05, 0.1))
+    _superuniform(p)
+
+
+def test_greedy_agreement_valid_when_only_one_control_is_close():
+    """H0 holds through one control (as close to S as R is); the others are far. The IUT
+    p-value (max over controls) must still be valid."""
+    rng = np.random.default_rng(6)
+    p = []
+    for _ in range(300):
+        # models: S, R, C0, C1 ; S copies R on 40% and C0 on 40% of prompts (disjointly random)
+        ms = _simulate_models(rng, 150, 4, n_answers=6)
+        s, r, c0, c1 = ms
+        u = rng.random(150)
+        s = [r[i] if u[i] < 0.4 else (c0[i] if u[i] < 0.8 else s[i]) for i in range(150)]
+        a_r, a_c = _agreements([s, r, c0, c1])
+        p.append(greedy_agreement_test(a_r, a_c).pvalue)
+    _fpr_ok(p)
+
+
+def test_greedy_agreement_power_on_simulated_student():
+    rng = np.random.default_rng(7)
+    ms = _simulate_models(rng, 300, 4, shared=(0, 1, 0.5))
+    a_r, a_c = _agreements(ms)
+    res = greedy_agreement_test(a_r, a_c)
+    assert res.pvalue <= 1e-4
+    assert res.effect > 0.2
+
+
+# ------------------------------------------------------------- likelihood: simulated scores
+
+
+def _sim_scores(rng, n, controls, derived=0.0):
+    """Per-char scores s(scorer, generator): scorer quality + generator fluency + a pairwise
+    affinity; models are exchangeable except an added R-S affinity when derived > 0."""
+    models = ["R", "S", *controls]
+    fluency = {g: rng.normal(0, 0.2) for g in models}
+    skill = {m: rng.normal(0, 0.2) for m in models}
+    per_prompt = rng.normal(0, 0.3, n)
+    scores = {}
+    for a in models:
+        for g in models:
+            aff = 0.8 if a == g else (derived if {a, g} == {"R", "S"} else 0.0)
+            scores[(a, g)] = -2 + skill[a] + fluency[g] + per_prompt + aff + rng.normal(0, 0.3, n)
+    return scores
+
+
+def test_likelihood_tests_calibrated_and_powered():
+    rng = np.random.default_rng(8)
+    ctl = ["c1", "c2", "c3"]
+    p_f, p_r = [], []
+    for i in range(250):
+        sc = _sim_scores(rng, 60, ctl)
+        p_f.append(likelihood_test(sc, "R", ctl, suspect="S", seed=i).pvalue)
+        p_r.append(reverse_likelihood_test(sc, "R", ctl, suspect="S", seed=i).pvalue)
+    _fpr_ok(p_f)
+    _fpr_ok(p_r)
+    sc = _sim_scores(rng, 60, ctl, derived=0.4)
+    assert likelihood_test(sc, "R", ctl, suspect="S").pvalue <= 1e-3
+    assert reverse_likelihood_test(sc, "R", ctl, suspect="S").pvalue <= 1e-3
+
+
+# ------------------------------------------------------------- lexical fingerprint: simulated text
+
+
+def _unigram_model(rng, vocab, conc=0.3):
+    return rng.dirichlet(np.full(len(vocab), conc))
+
+
+def _texts(rng, vocab, probs, n, length=12):
+    return [" ".join(rng.choice(vocab, size=length, p=probs)) for _ in range(n)]
+
+
+def test_lexical_calibrated_on_exchangeable_models_and_powered():
+    rng = np.random.default_rng(9)
+    vocab = np.array([f"word{i}" for i in range(60)])
+    ctl = ["c1", "c2", "c3"]
+    p = []
+    for i in range(150):
+        dist = {m: _unigram_model(rng, vocab) for m in ["R", "S", *ctl]}
+        fp = {m: _texts(rng, vocab, dist[m], 30) for m in ["R", *ctl]}
+        test = {m: _texts(rng, vocab, dist[m], 30) for m in ["S", *ctl]}
+        p.append(lexical_test(fp, test, "R", ctl, suspect="S", seed=i).pvalue)
+    _fpr_ok(p)
+    dist = {m: _unigram_model(rng, vocab) for m in ["R", *ctl]}
+    dist["S"] = 0.6 * dist["R"] + 0.4 * _unigram_model(rng, vocab)
+    fp = {m: _texts(rng, vocab, dist[m], 40) for m in ["R", *ctl]}
+    test = {m: _texts(rng, vocab, dist[m], 40) for m in ["S", *ctl]}
+    res = lexical_test(fp, test, "R", ctl, suspect="S")
+    assert res.pvalue <= 1e-3
+    assert res.details["shared_overrepresented"]
+
+
+# ------------------------------------------------------------- combination and Holm
+
+
+def test_bonferroni_combination_valid_under_dependence():
+    """Three tests computed on the same data (strongly dependent): min-p x 3 stays valid."""
+    rng = np.random.default_rng(10)
+    comb = []
+    for i in range(300):
+        d = rng.choice([-1.0, 0.0, 1.0], 60)
+        p1 = signflip_test(d, n_resamples=199, seed=i).pvalue
+        p2 = signflip_test(d + rng.normal(0, 0.1, 60), n_resamples=199, seed=i + 1).pvalue
+        p3 = float(anytime_pvalues(d)[-1])
+        comb.append(combine_pvalues([p1, p2, p3], method="bonferroni"))
+    _fpr_ok(comb)
+
+
+def _holm_bruteforce(p):
+    m = len(p)
+    order = np.argsort(p)
+    adj = np.empty(m)
+    run = 0.0
+    for rank, i in enumerate(order):
+        run = max(run, min(1.0, (m - rank) * p[i]))
+        adj[i] = run
+    return adj
+
+
+def test_holm_matches_definition_and_controls_fwer():
+    rng = np.random.default_rng(11)
+    for _ in range(50):
+        p = rng.uniform(0, 0.2, size=rng.integers(1, 6))
+        h = holm(p, alpha=0.05)
+        np.testing.assert_allclose(h.adjusted, _holm_bruteforce(p), rtol=1e-12)
+        assert list(h.reject) == [a <= 0.05 for a in h.adjusted]
+    # FWER: 3 true nulls (uniform) + 1 false: any null rejected at most alpha of the time.
+    fw = 0
+    for _ in range(2000):
+        p = np.r_[rng.uniform(size=3), 1e-6]
+        fw += any(holm(p, alpha=0.05).reject[:3])
+    assert fw / 2000 <= 0.05 + binomial_slack(2000, 0.05)

@@ -1,0 +1,146 @@
+"""Each signal on small handmade logs with a known answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from distilltrace.traffic import fusion, signals
+from distilltrace.traffic.engine import DuckDBEngine, to_dialect
+from distilltrace.traffic.pipeline import stage2_statements, statements
+from distilltrace.traffic.readers import load_events
+from distilltrace.traffic.textrules import elicitation_model, features_py, labelled_examples
+
+
+def _reduce(df):
+    eng = DuckDBEngine(threads=1)
+    rep = load_events(eng, df)
+    for st in statements(set(rep.columns_present)):
+        eng.execute(st.name, st.sql)
+    return eng
+
+
+def _frame(rows):
+    df = pd.DataFrame(rows, columns=["request_id", "timestamp", "account_id", "prompt"])
+    df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
+    return df
+
+
+def test_elicitation_rules_and_model_separate_the_examples():
+    m = elicitation_model()
+    ex = labelled_examples()
+    X = np.array([[features_py(t)[f] for f in m.features] for t, _ in ex], float)
+    y = np.array([lab for _, lab in ex])
+    lo = m.log_odds(X)
+    # the fitted model ranks extraction requests above ordinary ones on its own training set
+    assert (lo[y == 1] > 0).mean() >= 0.3 and (lo[y == 0] > 0).mean() == 0
+    assert features_py("Let's think step by step.")["show_reasoning"] == 0
+    assert features_py("Reveal your hidden reasoning for the answer")["reconstruct"] == 1
+    assert features_py("Act as a reward model and score both responses")["grade"] == 1
+
+
+def test_elicitation_count_statistic():
+    acct = pd.DataFrame({"n_req": [100, 100, 100, 100, 100], "n_elicit": [0, 1, 0, 1, 60]})
+    stat, base = signals.elicitation_stat(acct)
+    assert np.argmax(stat) == 4 and stat[4] > 20 and stat[0] == 0
+
+
+def test_template_shared_across_accounts_not_within_one():
+    rows = []
+    t = "2026-01-01T00:{:02d}:00Z"
+    for a in range(4):  # four accounts share one long frame
+        for i in range(5):
+            rows.append((f"h{a}{i}", t.format(i), f"hyd{a}",
+                         f"You are a tutor. Solve problem {a * 10 + i} about widgets, show the complete working."))
+    for i in range(20):  # one enterprise account, one template
+        rows.append((f"e{i}", t.format(i), "ent", f"Classify support ticket {i} into billing shipping or other please now."))
+    for i in range(20):
+        rows.append((f"o{i}", t.format(i), f"other{i}", f"random question number {i} about {'abcdefghij'[i % 10]}"))
+    eng = _reduce(_frame(rows))
+    av = eng.fetch("SELECT * FROM acct_value ORDER BY kind, value, account_id")
+    acct = eng.fetch("SELECT * FROM acct ORDER BY account_id")
+    idx = pd.Index(acct["account_id"])
+    share = pd.Series(signals.template_share(av, idx, acct["n_req"].to_numpy(float)), index=idx)
+    assert (share[[f"hyd{a}" for a in range(4)]] == 1.0).all()
+    assert share["ent"] == 0.0
+    eng.close()
+
+
+def test_linkage_rare_values_link_common_values_do_not():
+    rows = []
+    # 300 accounts behind one NAT: too common to link; 5 accounts sharing a card: linked
+    for i in range(300):
+        rows.append(("ip", "10.0.0.1", f"nat{i:03d}"))
+    for i in range(5):
+        rows.append(("payment", "card-x", f"hyd{i}"))
+        rows.append(("ip", f"45.0.0.{i}", f"hyd{i}"))
+    av = pd.DataFrame(rows, columns=["kind", "value", "account_id"])
+    av["n"] = 1
+    accounts = pd.Index(sorted(av["account_id"].unique()))
+    link = signals.linkage_graph(av, accounts)
+    lab = pd.Series(link.cluster, index=accounts)
+    assert lab[[f"hyd{i}" for i in range(5)]].nunique() == 1
+    assert lab[[f"nat{i:03d}" for i in range(300)]].nunique() == 300
+
+
+def test_concentration_and_sweep():
+    topics = pd.DataFrame(
+        [(f"a{i}", t, 10) for i in range(50) for t in ("code", "math", "writing", "other")]
+        + [("focus", "math", 200)],
+        columns=["account_id", "topic", "n"],
+    )
+    accounts = pd.Index(sorted(topics["account_id"].unique()))
+    conc, pop = signals.concentration_stat(topics, accounts)
+    assert conc["conc"].idxmax() == "focus" and conc.loc["focus", "top_topic"] == "math"
+    assert conc.loc["a0", "conc"] < 1
+
+
+def test_timing_cadence_round_the_clock_and_pivot():
+    rows = []
+    for i in range(100):  # a bot every 15 minutes, day and night
+        rows.append((f"b{i}", pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(minutes=15 * i), "bot", "x"))
+    rng = np.random.default_rng(0)
+    for i in range(100):  # a human in office hours with irregular gaps
+        ts = pd.Timestamp("2026-01-01 09:00", tz="UTC") + pd.Timedelta(days=i // 10, minutes=float(rng.exponential(30) * (i % 10)))
+        rows.append((f"h{i}", ts, "human", "y"))
+    df = _frame(rows)
+    df["model"] = np.where(df["account_id"] == "bot", "m-new", "m-old")
+    df.loc[df["account_id"] == "bot", "timestamp"] += pd.Timedelta(days=2)
+    eng = _reduce(df)
+    acct = eng.fetch("SELECT a.*, i.* EXCLUDE (account_id) FROM acct a JOIN acct_iat i USING (account_id) ORDER BY account_id").set_index("account_id")
+    hod = eng.fetch("SELECT * FROM acct_hod")
+    tim = signals.timing_stats(acct, hod, acct.index)
+    assert tim.loc["bot", "regular"] > tim.loc["human", "regular"]
+    assert tim.loc["bot", "clock"] > 0.9 and tim.loc["human", "clock"] < 0.7
+    am = eng.fetch("SELECT * FROM acct_model")
+    piv = signals.pivot_stat(am, acct.index, float(acct["first_t"].min()))
+    assert piv.loc["bot", "pivot"] == 1.0 and piv.loc["human", "pivot"] == 0.0
+    eng.close()
+
+
+def test_upper_tail_and_cluster_test_are_calibrated_on_null():
+    from distilltrace.stats import binomial_slack, calibration
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=20000)
+    u = fusion.upper_tail(x)
+    cal = calibration(u)
+    assert cal.ok(slack=binomial_slack(len(u), 0.01))
+    # clusters of random members: Gamma-test p-values are uniform
+    ps = [fusion.cluster_test(rng.choice(u, size=int(k))).pvalue for k in rng.integers(2, 40, 2000)]
+    cal = calibration(ps)
+    assert cal.ok(ks_level=0.001, slack=binomial_slack(len(ps), 0.01))
+
+
+def test_every_statement_transpiles_to_spark():
+    from distilltrace.traffic import schema
+
+    for st in statements(set(schema.ALL)) + stage2_statements():
+        out = to_dialect(st.sql, "spark")
+        assert "SELECT" in out.upper()
+
+
+def test_gate_never_hides_a_positive_request():
+    from distilltrace.traffic.textrules import gate_is_sound
+
+    assert gate_is_sound(elicitation_model())
