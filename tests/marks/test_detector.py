@@ -39,7 +39,8 @@ def _valid(tests, rng, alphas=(0.01, 0.05, 0.1)):
     one_sided = st.kstest(ps, "uniform", alternative="greater").pvalue
     g = tests[0].expected / tests[0].n_scored
     rand = [
-        st.binom.sf(t.statistic, t.n_scored, g) + rng.random() * st.binom.pmf(t.statistic, t.n_scored, g)
+        st.binom.sf(t.statistic, t.n_scored, g)
+        + rng.random() * st.binom.pmf(t.statistic, t.n_scored, g)
         for t in tests
     ]
     cal = calibration(rand, alphas)

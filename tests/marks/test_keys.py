@@ -128,7 +128,12 @@ def test_tokenizer_mismatch(make_wm, byte_tok):
 
 
 def test_bad_params():
-    for kw in ({"gamma": 0.0}, {"delta": -1.0}, {"context_width": 0}, {"scheme": "x"},
-               {"seeding": "selfhash-typo"}):
+    for kw in (
+        {"gamma": 0.0},
+        {"delta": -1.0},
+        {"context_width": 0},
+        {"scheme": "x"},
+        {"seeding": "selfhash-typo"},
+    ):
         with pytest.raises(ValueError):
             SchemeParams(**kw)

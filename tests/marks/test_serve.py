@@ -41,8 +41,7 @@ def test_served_outputs_are_marked_and_name_the_key_id(tmp_path):
                 texts.append(body["choices"][0]["message"]["content"])
     for i in range(4):  # the same model unmarked, locally
         plain += [
-            g.text
-            for g in model.generate([f"Say something, {i}."], 150, temperature=1.0, seed=i)
+            g.text for g in model.generate([f"Say something, {i}."], 150, temperature=1.0, seed=i)
         ]
     loaded = load_watermark(key)
     rep = detect_texts(loaded, texts, model.tokenizer)

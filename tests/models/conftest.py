@@ -27,3 +27,33 @@ def tiny_model(tiny_dir):
     from distilltrace.models import load_model
 
     return load_model(str(tiny_dir))
+
+
+@pytest.fixture(scope="session")
+def served_url(tiny_dir):
+    """A real `distilltrace serve` subprocess of the tiny model on 127.0.0.1."""
+    from distilltrace.serve.testing import running_server
+
+    with running_server(str(tiny_dir)) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def http_model(served_url, tiny_dir):
+    from distilltrace.models import load_model
+
+    return load_model(f"openai:{served_url};model={tiny_dir.name}")
+
+
+@pytest.fixture
+def cached_model(tiny_model, tmp_path):
+    from distilltrace.models.cache import CachedModel
+
+    return CachedModel(tiny_model, tmp_path / "cache.sqlite")
+
+
+@pytest.fixture(params=["local", "cached", "http"])
+def backend(request):
+    """Each backend in turn: the same contract tests run against all of them."""
+    name = {"local": "tiny_model", "cached": "cached_model", "http": "http_model"}[request.param]
+    return request.getfixturevalue(name)

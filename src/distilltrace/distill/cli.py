@@ -1,6 +1,329 @@
-"""CLI for distill and zoo. (Filled in by the distill work.)"""
+"""CLI for `distilltrace distill ...` (harvest, seq-kd, logit-kd) and `distilltrace zoo ...`.
+
+Parses, calls the library, prints a short summary; heavy imports happen inside commands.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 import typer
 
-app = typer.Typer(no_args_is_help=True)
-zoo_app = typer.Typer(no_args_is_help=True)
+from distilltrace.errors import InputError
+
+app = typer.Typer(no_args_is_help=True, help="Train students from teachers.")
+zoo_app = typer.Typer(no_args_is_help=True, help="Build the model zoo (ground truth).")
+
+
+def _echo_json(obj: dict[str, Any]) -> None:
+    obj = {k: v for k, v in obj.items() if k not in ("losses", "config")}
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+def _prompts(
+    prompts: Path | None, column: str | None, n_prompts: int | None, prompt_seed: int
+) -> list[Any]:
+    from distilltrace.distill.prompts import generate_prompts, load_prompts
+
+    if prompts is not None and n_prompts is not None:
+        raise InputError("give either --prompts FILE or --n-prompts N, not both")
+    if prompts is not None:
+        return list(load_prompts(prompts, column=column))
+    if n_prompts is not None:
+        return list(generate_prompts(n_prompts, seed=prompt_seed))
+    raise InputError("give --prompts FILE or --n-prompts N")
+
+
+def _load(spec: str) -> Any:
+    from distilltrace.models import load_model
+
+    return load_model(spec)
+
+
+def _student(arch: str, tokenizer: str | None, teacher: Any, seed: int) -> Any:
+    from distilltrace.distill.student import ARCHS, make_student
+
+    if arch in ARCHS:
+        tok: Any = tokenizer
+        if tok is None:
+            tok = getattr(teacher, "tokenizer", None) or "smollm2"
+        return make_student(arch, tok, seed)
+    if tokenizer is not None:
+        raise InputError("--tokenizer applies to a new architecture, not to an existing model spec")
+    return make_student(arch, None, seed)
+
+
+_TEACHER = typer.Option(
+    ..., "--teacher", help="Teacher model spec (folder, GGUF, bundled name, openai:...)."
+)
+_PROMPTS = typer.Option(None, "--prompts", help="Prompt file: one per line, JSONL or CSV.")
+_COLUMN = typer.Option(
+    None, "--column", help="JSONL field / CSV column holding the prompt (default: prompt)."
+)
+_NPROMPTS = typer.Option(
+    None, "--n-prompts", help="Generate N instruction prompts instead of a file."
+)
+_PSEED = typer.Option(0, "--prompt-seed", help="Seed of the prompt generator.")
+_MAXNEW = typer.Option(128, "--max-new-tokens", help="Response length limit (tokens).")
+_TEMP = typer.Option(0.7, "--temperature", help="Teacher sampling temperature (0 = greedy).")
+_TOPP = typer.Option(0.95, "--top-p", help="Teacher nucleus sampling.")
+_SEED = typer.Option(0, "--seed", help="Seed (sampling and training).")
+_HBATCH = typer.Option(8, "--harvest-batch-size", help="Prompts per teacher call.")
+_STUDENT = typer.Option(
+    ...,
+    "--student",
+    help="Architecture (tiny-2l, tiny-4l, small-4l, base-8l) or a model spec to fine-tune.",
+)
+_TOK = typer.Option(
+    None,
+    "--tokenizer",
+    help="Tokenizer of a new architecture: byte, smollm2, or a model spec (default: the teacher's, else smollm2).",
+)
+_EPOCHS = typer.Option(3.0, "--epochs", help="Passes over the data (ignored with --steps).")
+_STEPS = typer.Option(None, "--steps", help="Training steps (overrides --epochs).")
+_LR = typer.Option(2e-3, "--lr", help="Peak learning rate (AdamW, warm-up then cosine).")
+_BATCH = typer.Option(8, "--batch-size", help="Training batch size.")
+_MAXLEN = typer.Option(256, "--max-len", help="Maximum tokens per training example.")
+_RESUME = typer.Option(
+    True, "--resume/--no-resume", help="Resume from the last checkpoint in --out."
+)
+_DEVICE = typer.Option("auto", "--device", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
+
+
+@app.command("harvest")
+def harvest_cmd(
+    teacher: str = _TEACHER,
+    out: Path = typer.Option(..., "--out", help="Dataset file to append to (.jsonl or .parquet)."),
+    prompts: Path | None = _PROMPTS,
+    column: str | None = _COLUMN,
+    n_prompts: int | None = _NPROMPTS,
+    prompt_seed: int = _PSEED,
+    max_new_tokens: int = _MAXNEW,
+    temperature: float = _TEMP,
+    top_p: float = _TOPP,
+    seed: int = _SEED,
+    batch_size: int = _HBATCH,
+) -> None:
+    """Query a teacher on prompts and store (prompt, response) pairs; resumable."""
+    from distilltrace.distill.harvesting import harvest
+
+    ps = _prompts(prompts, column, n_prompts, prompt_seed)
+    res = harvest(
+        _load(teacher),
+        ps,
+        out,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        batch_size=batch_size,
+    )
+    _echo_json(res.to_dict())
+
+
+@app.command("seq-kd")
+def seq_kd_cmd(
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder (the trained student, loadable as a model spec)."
+    ),
+    student: str = _STUDENT,
+    teacher: str | None = typer.Option(
+        None, "--teacher", help="Teacher spec to harvest (omit with --dataset)."
+    ),
+    dataset: Path | None = typer.Option(
+        None, "--dataset", help="Harvest file (default OUT/harvest.jsonl)."
+    ),
+    prompts: Path | None = _PROMPTS,
+    column: str | None = _COLUMN,
+    n_prompts: int | None = _NPROMPTS,
+    prompt_seed: int = _PSEED,
+    tokenizer: str | None = _TOK,
+    max_new_tokens: int = _MAXNEW,
+    temperature: float = _TEMP,
+    top_p: float = _TOPP,
+    seed: int = _SEED,
+    harvest_batch_size: int = _HBATCH,
+    epochs: float = _EPOCHS,
+    steps: int | None = _STEPS,
+    lr: float = _LR,
+    batch_size: int = _BATCH,
+    max_len: int = _MAXLEN,
+    resume: bool = _RESUME,
+    device: str = _DEVICE,
+) -> None:
+    """Sequence-level KD: harvest the teacher, then fine-tune the student on its answers."""
+    from distilltrace.distill.harvesting import harvest
+    from distilltrace.distill.training import train_seq_kd
+
+    data = dataset or out / "harvest.jsonl"
+    t = None
+    if teacher is not None:
+        t = _load(teacher)
+        ps = _prompts(prompts, column, n_prompts, prompt_seed)
+        harvest(
+            t,
+            ps,
+            data,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            batch_size=harvest_batch_size,
+        )
+    elif dataset is None:
+        raise InputError("give --teacher (to harvest) or --dataset (an existing harvest)")
+    st = _student(student, tokenizer, t, seed)
+    res = train_seq_kd(
+        st,
+        data,
+        out,
+        epochs=epochs,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        max_len=max_len,
+        resume=resume,
+        device=device,
+    )
+    _echo_json(res.to_dict())
+
+
+@app.command("logit-kd")
+def logit_kd_cmd(
+    out: Path = typer.Option(..., "--out", help="Output folder (the trained student)."),
+    student: str = _STUDENT,
+    teacher: str | None = typer.Option(
+        None, "--teacher", help="Local teacher spec (same tokenizer as the student)."
+    ),
+    dataset: Path | None = typer.Option(
+        None, "--dataset", help="(prompt, response) file to distil on."
+    ),
+    topk_file: Path | None = typer.Option(
+        None, "--topk-file", help="Stored teacher top-k file instead of a live teacher."
+    ),
+    prompts: Path | None = _PROMPTS,
+    column: str | None = _COLUMN,
+    n_prompts: int | None = _NPROMPTS,
+    prompt_seed: int = _PSEED,
+    tokenizer: str | None = _TOK,
+    divergence: str = typer.Option("fkl", "--divergence", help="fkl, rkl or jsd."),
+    beta: float = typer.Option(0.5, "--beta", help="JSD mixing weight (0 < beta < 1)."),
+    kd_temperature: float = typer.Option(
+        1.0, "--kd-temperature", help="Softmax temperature of both distributions."
+    ),
+    max_new_tokens: int = _MAXNEW,
+    temperature: float = _TEMP,
+    top_p: float = _TOPP,
+    seed: int = _SEED,
+    epochs: float = _EPOCHS,
+    steps: int | None = _STEPS,
+    lr: float = _LR,
+    batch_size: int = _BATCH,
+    max_len: int = _MAXLEN,
+    resume: bool = _RESUME,
+    device: str = _DEVICE,
+) -> None:
+    """Token-level KD against the teacher's next-token distribution (same tokenizer)."""
+    from distilltrace.distill.harvesting import harvest
+    from distilltrace.distill.training import train_logit_kd
+
+    t = _load(teacher) if teacher is not None else None
+    data: Any = dataset
+    if topk_file is None:
+        if t is None:
+            raise InputError("give --teacher (a local model) or --topk-file")
+        if data is None:
+            data = out / "harvest.jsonl"
+            ps = _prompts(prompts, column, n_prompts, prompt_seed)
+            harvest(
+                t,
+                ps,
+                data,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                seed=seed,
+            )
+    st = _student(student, tokenizer, t, seed)
+    res = train_logit_kd(
+        st,
+        t,
+        data,
+        out,
+        divergence=divergence,
+        beta=beta,
+        temperature=kd_temperature,
+        topk_file=topk_file,
+        epochs=epochs,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        max_len=max_len,
+        resume=resume,
+        device=device,
+    )
+    _echo_json(res.to_dict())
+
+
+@zoo_app.command("build")
+def zoo_build_cmd(
+    out: Path = typer.Option(
+        ..., "--out", help="Zoo folder (rerun to resume; built members are skipped)."
+    ),
+    tier: str = typer.Option(
+        "quick", "--tier", help="quick (tiny teachers, minutes) or full (bundled teachers)."
+    ),
+    scale: float = typer.Option(
+        1.0, "--scale", help="Multiply prompts, corpus and teacher data (e.g. 0.25 or 4)."
+    ),
+    device: str = _DEVICE,
+) -> None:
+    """Build the zoo: teachers, distilled students, independent models, and manifest.json."""
+    from distilltrace.distill.zoo import build_zoo
+
+    m = build_zoo(out, tier, scale=scale, device=device)
+    _print_manifest(m)
+
+
+@zoo_app.command("show")
+def zoo_show_cmd(zoo_dir: Path = typer.Argument(..., help="A zoo folder.")) -> None:
+    """List a zoo's members and how each was made."""
+    from distilltrace.distill.zoo import load_manifest
+
+    _print_manifest(load_manifest(zoo_dir))
+
+
+def _print_manifest(m: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"zoo ({m.tier}, created {m.created})")
+    for col in (
+        "name",
+        "role",
+        "method",
+        "teachers",
+        "arch",
+        "seed",
+        "prompts",
+        "tokens",
+        "final loss",
+    ):
+        table.add_column(col)
+    for x in m.models:
+        table.add_row(
+            x.name,
+            x.role,
+            x.method,
+            ",".join(x.teachers) or "-",
+            x.arch,
+            str(x.seed),
+            str(x.data.get("prompts", "")),
+            str(x.data.get("tokens", "")),
+            str(x.train.get("final_loss", "-")),
+        )
+    Console().print(table)

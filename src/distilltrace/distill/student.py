@@ -30,11 +30,12 @@ class StudentConfig:
 
 
 # Sized to train in minutes on 2 CPU cores (parameters with the 49k SmolLM2 vocabulary:
-# tiny-2l ~3.3M, small-4l ~7M, base-8l ~21M, most of it the embedding table).
+# tiny-2l ~3.3M, tiny-4l ~3.5M, small-4l ~7M, base-8l ~21M, most of it the embedding table).
 ARCHS: dict[str, StudentConfig] = {
     c.name: c
     for c in (
         StudentConfig("tiny-2l", n_layers=2, hidden_size=64, n_heads=4, intermediate_size=256),
+        StudentConfig("tiny-4l", n_layers=4, hidden_size=64, n_heads=4, intermediate_size=256),
         StudentConfig("small-4l", n_layers=4, hidden_size=128, n_heads=4, intermediate_size=512),
         StudentConfig("base-8l", n_layers=8, hidden_size=256, n_heads=8, intermediate_size=1024),
     )

@@ -57,6 +57,7 @@ class TrainResult:
     device: str
     seed: int
     resumed_from: int = 0
+    complete: bool = True
     cached: bool = False
     skipped_examples: int = 0
     data_tokens: int = 0
@@ -282,14 +283,17 @@ def run_training(
     warmup: float = 0.05,
     weight_decay: float = 0.0,
     checkpoint_every: int | None = None,
+    checkpoint_every_s: float = 120.0,
     device: str | torch.device = "auto",
     progress: bool = True,
     extra_config: dict[str, Any] | None = None,
     extra_vocab_copies: int = 0,
     skipped_examples: int = 0,
     on_device: Callable[[torch.device], None] | None = None,
+    stop_after: int | None = None,
 ) -> TrainResult:
-    """The shared seeded training loop (see the module docstring)."""
+    """The shared seeded training loop (see the module docstring). `stop_after` ends this
+    call after that many steps with a checkpoint (complete=False); a rerun continues."""
     if not examples:
         raise InputError("no training examples (every example was empty or too long)")
     if batch_size < 1 or max_len < 2 or lr <= 0:
@@ -299,7 +303,7 @@ def run_training(
     total = int(steps) if steps is not None else max(1, math.ceil(epochs * n / batch_size))
     if total < 1:
         raise InputError(f"steps must be >= 1, got {total}")
-    every = checkpoint_every or max(1, total // 4)
+    every_s = float(checkpoint_every_s)
     config = {
         "method": method,
         "steps": total,
@@ -374,6 +378,7 @@ def run_training(
     perm_cache: dict[int, list[int]] = {}
     model.train()
     t0 = time.perf_counter()
+    last_ck = t0
     run_tokens = 0
     with progress_bar(f"{method} -> {out.name}", total, progress) as bar:
         bar.update(start)
@@ -397,7 +402,14 @@ def run_training(
                 step + 1,
                 f"loss {sum(recent) / len(recent):.3f} | {run_tokens / max(el, 1e-9):.0f} tok/s",
             )
-            if (step + 1) % every == 0 and step + 1 < total:
+            due = (
+                (step + 1) % checkpoint_every == 0
+                if checkpoint_every
+                else time.perf_counter() - last_ck >= every_s
+            )
+            stop = stop_after is not None and step + 1 - start >= stop_after and step + 1 < total
+            if (due or stop) and step + 1 < total:
+                last_ck = time.perf_counter()
                 _save_checkpoint(
                     model,
                     tok,
@@ -414,14 +426,17 @@ def run_training(
                         "wall_s": wall_before + (time.perf_counter() - t0),
                     },
                 )
+            if stop:
+                break
     model.eval()
     run_wall = time.perf_counter() - t0
     wall = wall_before + run_wall
     tail = losses[-max(1, len(losses) // 10) :]
+    done_steps = len(losses)
     result = TrainResult(
         out_dir=str(out),
         method=method,
-        steps=total,
+        steps=done_steps,
         examples=n,
         epochs=round(total * batch_size / n, 4),
         tokens=tokens,
@@ -437,7 +452,10 @@ def run_training(
         data_tokens=sum(e.n_targets for e in examples),
         config=config,
         losses=[round(x, 5) for x in losses],
+        complete=done_steps >= total,
     )
+    if not result.complete:  # stopped early on request: the checkpoint holds the state
+        return result
     _save_model(model, tok, out)
     tmp = done_file.with_suffix(".tmp")
     tmp.write_text(json.dumps({"fingerprint": fp, "result": result.to_dict()}, indent=1))
@@ -489,6 +507,7 @@ def train_seq_kd(
     device: str = "auto",
     progress: bool = True,
     checkpoint_every: int | None = None,
+    stop_after: int | None = None,
 ) -> TrainResult:
     """Sequence-level KD: fine-tune `student` ((hf_model, tokenizer) or a local model) on a
     harvested dataset, loss on response tokens only with the chat-templated prompt as context."""
@@ -514,6 +533,7 @@ def train_seq_kd(
         device=device,
         progress=progress,
         checkpoint_every=checkpoint_every,
+        stop_after=stop_after,
         skipped_examples=skipped,
     )
 
@@ -533,6 +553,7 @@ def train_lm(
     device: str = "auto",
     progress: bool = True,
     checkpoint_every: int | None = None,
+    stop_after: int | None = None,
 ) -> TrainResult:
     """Plain language modelling on `texts` (e.g. human text): loss on every token."""
     model, tok = unpack_student(student)
@@ -557,6 +578,7 @@ def train_lm(
         device=device,
         progress=progress,
         checkpoint_every=checkpoint_every,
+        stop_after=stop_after,
     )
 
 
@@ -714,6 +736,7 @@ def train_logit_kd(
     device: str = "auto",
     progress: bool = True,
     checkpoint_every: int | None = None,
+    stop_after: int | None = None,
 ) -> TrainResult:
     """Token-level KD against the teacher's next-token distribution ("fkl", "rkl" or "jsd"
     with `beta`, at `temperature`), on the fly from a local teacher or from a stored top-k
@@ -825,6 +848,7 @@ def train_logit_kd(
         device=device,
         progress=progress,
         checkpoint_every=checkpoint_every,
+        stop_after=stop_after,
         extra_config=extra,
         extra_vocab_copies=extra_copies,
         skipped_examples=skipped,

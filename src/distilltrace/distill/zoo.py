@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -193,6 +194,7 @@ class TeacherPlan:
     n_pairs: int = 256
     epochs: float = 2.0
     lr: float = 3e-3
+    style: str = "plain"  # answer style of a tiny teacher: "plain", "preamble" or "bullets"
 
 
 @dataclass(frozen=True)
@@ -297,15 +299,15 @@ def zoo_plan(tier: str, scale: float = 1.0) -> ZooPlan:
             ),
         )
         students = _students(
-            ["tiny-teacher-a", "tiny-teacher-b"], "tiny-teacher-a", "tiny-2l", "small-4l"
+            ["tiny-teacher-a", "tiny-teacher-b"], "tiny-teacher-a", "tiny-2l", "tiny-4l"
         )
         return ZooPlan(
             tier="quick",
             teachers=teachers,
             students=students,
             tokenizer="byte",
-            n_prompts=max(16, int(96 * scale)),
-            max_new_tokens=64,
+            n_prompts=max(16, int(64 * scale)),
+            max_new_tokens=48,
             lr=3e-3,
             max_len=192,
             human_chars=max(4000, int(60_000 * scale)),
@@ -368,6 +370,19 @@ def _clip(text: str, limit: int) -> str:
         return text
     cut = text[:limit].rsplit(" ", 1)[0]
     return cut.rstrip(",;:") + "."
+
+
+def styled_answer(text: str, style: str, limit: int = 160) -> str:
+    """A tiny teacher's answer in its house style, so the two tiny teachers behave
+    differently the way real models do (signature openers, list formatting)."""
+    if style == "plain":
+        return _clip(text, limit)
+    if style == "preamble":
+        return "Sure! " + _clip(text, limit)
+    if style == "bullets":
+        sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", _clip(text, limit)) if s.strip()]
+        return "\n".join(f"- {s}" for s in sentences)
+    raise InputError(f"unknown teacher style {style!r}")
 
 
 def _train_summary(res: Any, **extra: Any) -> dict[str, Any]:
@@ -475,7 +490,11 @@ def build_zoo(
             chunks = corpus()[tp.corpus_part]
             prompts = generate_prompts(tp.n_pairs, seed=1000 + tp.corpus_part)
             recs = [
-                Record(p.text, _clip(chunks[i % len(chunks)], 160), {"finish_reason": "stop"})
+                Record(
+                    p.text,
+                    styled_answer(chunks[i % len(chunks)], tp.style),
+                    {"finish_reason": "stop"},
+                )
                 for i, p in enumerate(prompts)
             ]
             st = make_student(tp.arch, student_tok, tp.seed)
@@ -501,7 +520,7 @@ def build_zoo(
                 data={
                     "prompts": len(recs),
                     "tokens": res.data_tokens,
-                    "source": f"stdlib docstrings part {tp.corpus_part} as chat answers",
+                    "source": f"stdlib docstrings part {tp.corpus_part} as chat answers ({tp.style} style)",
                 },
                 train=_train_summary(res),
                 path=tp.name,

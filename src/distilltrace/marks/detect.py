@@ -154,7 +154,9 @@ class TupleScorer:
         if len(ids) <= first:
             return []
         seeds = self.wm.sequence_seeds(ids)  # seeds[t - h] is the window before t
-        earlier: set[int] = {int(s) for s in seeds[: max(0, first - h)]}
+        # Only windows inside the scored (marked) part count as "seen earlier": the
+        # unscored prefix (e.g. a prompt) was not generated with the key.
+        earlier: set[int] = set()
         pos, sd, tk = [], [], []
         for t in range(first, len(ids)):
             s = int(seeds[t - h])

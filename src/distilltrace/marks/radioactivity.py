@@ -82,6 +82,34 @@ def _suspect_info(model: Any) -> dict[str, Any]:
     }
 
 
+def score_closed(
+    wm: Watermark,
+    outputs: Sequence[str],
+    prompts: Sequence[str],
+    tokenizer: Any,
+    *,
+    marked_texts: Sequence[str] | None = None,
+    filter_min_count: int | None = None,
+    alpha: float = 1e-3,
+    min_scored: int = DEFAULT_MIN_SCORED,
+) -> tuple[MarkTest, int | None]:
+    """The closed-mode test on suspect outputs: tuples de-duplicated across all outputs,
+    prompt windows excluded, optionally only windows frequent in our marked texts.
+    Returns the test and the number of allowed windows (None without the filter)."""
+    wm.check_tokenizer(tokenizer, what="the scoring tokenizer")
+    allowed = None
+    if filter_min_count is not None:
+        if not marked_texts:
+            raise InputError("the supervised filter needs the provider's marked texts (--marked)")
+        allowed = frequent_window_seeds(wm, tokenizer, marked_texts, filter_min_count)
+    scorer = TupleScorer(
+        wm, exclude_seeds=window_seeds_of_texts(wm, tokenizer, prompts), allowed_seeds=allowed
+    )
+    for text in outputs:
+        scorer.add_sequence(encode_text(tokenizer, text))
+    return scorer.test(alpha, min_scored), None if allowed is None else len(allowed)
+
+
 def radioactivity_closed(
     wm: Watermark,
     suspect: Any,
@@ -100,17 +128,11 @@ def radioactivity_closed(
 ) -> RadioactivityResult:
     """Prompt the suspect and test its outputs for the mark (any model spec works)."""
     wm.check_tokenizer(tokenizer, what="the scoring tokenizer")
-    prompts = [p for p in prompts]
+    prompts = list(prompts)
     if not prompts:
         raise InputError("closed-model mode needs at least one prompt")
-    allowed = None
-    if filter_min_count is not None:
-        if not marked_texts:
-            raise InputError("the supervised filter needs the provider's marked texts (--marked)")
-        allowed = frequent_window_seeds(wm, tokenizer, marked_texts, filter_min_count)
-    scorer = TupleScorer(
-        wm, exclude_seeds=window_seeds_of_texts(wm, tokenizer, prompts), allowed_seeds=allowed
-    )
+    if filter_min_count is not None and not marked_texts:
+        raise InputError("the supervised filter needs the provider's marked texts (--marked)")
     kwargs: dict[str, Any] = {}
     if on_batch is not None and hasattr(suspect, "hf_model"):
         kwargs["on_batch"] = on_batch
@@ -122,13 +144,21 @@ def radioactivity_closed(
         chat=chat,
         **kwargs,
     )
-    for g in gens:
-        scorer.add_sequence(encode_text(tokenizer, g.text))
+    test, n_allowed = score_closed(
+        wm,
+        [g.text for g in gens],
+        prompts,
+        tokenizer,
+        marked_texts=marked_texts,
+        filter_min_count=filter_min_count,
+        alpha=alpha,
+        min_scored=min_scored,
+    )
     return RadioactivityResult(
         mode="closed",
         suspect=_suspect_info(suspect),
         key=wm.to_dict(),
-        test=scorer.test(alpha, min_scored),
+        test=test,
         n_inputs=len(prompts),
         settings={
             "max_new_tokens": max_new_tokens,
@@ -136,7 +166,7 @@ def radioactivity_closed(
             "seed": seed,
             "chat": chat,
             "filter_min_count": filter_min_count,
-            "n_allowed_windows": None if allowed is None else len(allowed),
+            "n_allowed_windows": n_allowed,
             "prompt_windows_excluded": True,
         },
         samples=tuple({"input": g.prompt, "output": g.text} for g in gens[:5]),
@@ -172,6 +202,82 @@ def _top1_predictions(model: Any, seqs: list[list[int]], batch_size: int) -> lis
     return out
 
 
+@dataclass(frozen=True)
+class OpenReading:
+    """A suspect's top-1 predictions along our marked texts (computed once, scored per key)."""
+
+    seqs: tuple[tuple[int, ...], ...]
+    starts: tuple[int, ...]  # first position of the marked part of each sequence
+    preds: tuple[tuple[int, ...], ...]  # preds[i][t]: the prediction for position t
+
+
+def read_open(
+    suspect: Any,
+    marked_texts: Sequence[str],
+    *,
+    marked_prompts: Sequence[str] | None = None,
+    max_tokens: int = 512,
+    batch_size: int = 8,
+    on_batch: Callable[[int], None] | None = None,
+) -> OpenReading:
+    """Feed marked texts (after their chat-templated prompts, if given) through the
+    suspect's weights and keep its argmax next token at every position."""
+    if not hasattr(suspect, "hf_model") or getattr(suspect, "tokenizer", None) is None:
+        raise CapabilityError(
+            f"open-model mode needs local weights; {_suspect_info(suspect)['name']!r} has none "
+            "(use --mode closed)"
+        )
+    texts = list(marked_texts)
+    if not texts:
+        raise InputError("open-model mode needs marked texts (--marked)")
+    if marked_prompts is not None and len(marked_prompts) != len(texts):
+        raise InputError("marked prompts must align with marked texts")
+    tok = suspect.tokenizer
+    seqs, starts = [], []
+    for i, t in enumerate(texts):
+        ans = encode_text(tok, t)
+        ctx = []
+        if marked_prompts is not None and hasattr(suspect, "encode_prompt"):
+            ctx = suspect.encode_prompt(marked_prompts[i], True)
+        seqs.append((ctx + ans)[:max_tokens])
+        starts.append(len(ctx))
+    preds: list[tuple[int, ...]] = [()] * len(seqs)
+    keep = [i for i, s in enumerate(seqs) if len(s) > 1]
+    keep.sort(key=lambda i: len(seqs[i]))  # similar lengths batch with little padding
+    done = 0
+    for a in range(0, len(keep), batch_size):
+        idx = keep[a : a + batch_size]
+        for i, p in zip(
+            idx, _top1_predictions(suspect, [seqs[i] for i in idx], batch_size), strict=True
+        ):
+            preds[i] = tuple(p)
+        done += len(idx)
+        if on_batch is not None:
+            on_batch(done)
+    return OpenReading(
+        tuple(tuple(s) for s in seqs),
+        tuple(starts),
+        tuple(p or (-1,) * len(s) for p, s in zip(preds, seqs, strict=True)),
+    )
+
+
+def score_open(
+    wm: Watermark,
+    reading: OpenReading,
+    *,
+    allowed_seeds: set[int] | None = None,
+    alpha: float = 1e-3,
+    min_scored: int = DEFAULT_MIN_SCORED,
+) -> MarkTest:
+    """The open-mode test: the suspect's predictions after each window of the marked part,
+    (window, prediction) de-duplicated, windows repeated earlier in a context skipped."""
+    scorer = TupleScorer(wm, allowed_seeds=allowed_seeds)
+    for seq, start, pred in zip(reading.seqs, reading.starts, reading.preds, strict=True):
+        if len(seq) > wm.context_width:
+            scorer.add_sequence(seq, start=max(start, 1), tokens=pred, context_is_marked=True)
+    return scorer.test(alpha, min_scored)
+
+
 def radioactivity_open(
     wm: Watermark,
     suspect: Any,
@@ -186,50 +292,28 @@ def radioactivity_open(
     on_batch: Callable[[int], None] | None = None,
 ) -> RadioactivityResult:
     """Feed marked text through the suspect's weights and test its top-1 predictions."""
-    if not hasattr(suspect, "hf_model") or getattr(suspect, "tokenizer", None) is None:
-        raise CapabilityError(
-            f"open-model mode needs local weights; {_suspect_info(suspect)['name']!r} has none "
-            "(use --mode closed)"
+    if hasattr(suspect, "hf_model") and getattr(suspect, "tokenizer", None) is not None:
+        wm.check_tokenizer(
+            suspect.tokenizer, what=f"the suspect's tokenizer ({_suspect_info(suspect)['name']})"
         )
-    tok = suspect.tokenizer
-    wm.check_tokenizer(tok, what=f"the suspect's tokenizer ({_suspect_info(suspect)['name']})")
-    texts = list(marked_texts)
-    if not texts:
-        raise InputError("open-model mode needs marked texts (--marked)")
-    if marked_prompts is not None and len(marked_prompts) != len(texts):
-        raise InputError("marked prompts must align with marked texts")
+    reading = read_open(
+        suspect,
+        marked_texts,
+        marked_prompts=marked_prompts,
+        max_tokens=max_tokens,
+        batch_size=batch_size,
+        on_batch=on_batch,
+    )
     allowed = None
     if filter_min_count is not None:
-        allowed = frequent_window_seeds(wm, tok, texts, filter_min_count)
-    seqs, starts = [], []
-    for i, t in enumerate(texts):
-        ans = encode_text(tok, t)
-        if marked_prompts is not None and hasattr(suspect, "encode_prompt"):
-            ctx = suspect.encode_prompt(marked_prompts[i], True)
-        else:
-            ctx = []
-        seq = (ctx + ans)[:max_tokens]
-        seqs.append(seq)
-        starts.append(len(ctx))
-    scorer = TupleScorer(wm, allowed_seeds=allowed)
-    keep = [i for i, s in enumerate(seqs) if len(s) > wm.context_width]
-    done = 0
-    for a in range(0, len(keep), batch_size):
-        idx = keep[a : a + batch_size]
-        preds = _top1_predictions(suspect, [seqs[i] for i in idx], batch_size)
-        for i, pred in zip(idx, preds, strict=True):
-            scorer.add_sequence(
-                seqs[i], start=max(starts[i], 1), tokens=pred, context_is_marked=True
-            )
-        done += len(idx)
-        if on_batch is not None:
-            on_batch(done)
+        allowed = frequent_window_seeds(wm, suspect.tokenizer, list(marked_texts), filter_min_count)
+    test = score_open(wm, reading, allowed_seeds=allowed, alpha=alpha, min_scored=min_scored)
     return RadioactivityResult(
         mode="open",
         suspect=_suspect_info(suspect),
         key=wm.to_dict(),
-        test=scorer.test(alpha, min_scored),
-        n_inputs=len(texts),
+        test=test,
+        n_inputs=len(reading.seqs),
         settings={
             "max_tokens": max_tokens,
             "filter_min_count": filter_min_count,
@@ -237,5 +321,5 @@ def radioactivity_open(
             "with_prompts": marked_prompts is not None,
             "scored": "top-1 next-token predictions",
         },
-        samples=tuple({"input": t[:400], "output": ""} for t in texts[:3]),
+        samples=tuple({"input": t[:400], "output": ""} for t in list(marked_texts)[:3]),
     )

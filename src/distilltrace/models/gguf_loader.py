@@ -101,6 +101,7 @@ def _save_converted(model, tok, cdir: Path, meta: dict) -> None:
         model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
         (tmp / MARKER).write_text(json.dumps(meta, indent=2))
+        os.chmod(tmp, 0o755)
         if cdir.exists():
             shutil.rmtree(cdir)
         os.replace(tmp, cdir)

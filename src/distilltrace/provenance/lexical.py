@@ -81,6 +81,7 @@ def lexical_test(
     suspect: str = "suspect",
     seed: int = 0,
     n_evidence: int = 12,
+    n_resamples: int = 9999,
 ) -> TestResult:
     """Run the test (see module doc). fp_outputs: reference and controls on fingerprint
     prompts; test_outputs: suspect and controls on test prompts (same prompt order)."""
@@ -90,7 +91,7 @@ def lexical_test(
         w = fingerprint(fp_outputs[reference], neg)
         f_s = np.array([fingerprint_score(t, w) for t in test_outputs[suspect]])
         f_c = np.array([fingerprint_score(t, w) for t in test_outputs[c]])
-        r = signflip_test(f_s - f_c, seed=seed + i)
+        r = signflip_test(f_s - f_c, seed=seed + i, n_resamples=n_resamples)
         per[c] = {"pvalue": r.pvalue, "mean_difference": r.mean, "sd": r.sd, "t": r.t, "n": r.n}
     p = intersection_union({c: v["pvalue"] for c, v in per.items()})
     # Evidence: n-grams over-represented both in S's outputs and in R's (vs the controls).

@@ -47,11 +47,16 @@ Scores = Mapping[tuple[str, str], np.ndarray]  # (scorer, generator) -> per-prom
 
 
 def _iut(
-    name: str, null: str, diffs: Mapping[str, np.ndarray], seed: int, extra: dict
+    name: str,
+    null: str,
+    diffs: Mapping[str, np.ndarray],
+    seed: int,
+    extra: dict,
+    n_resamples: int = 9999,
 ) -> TestResult:
     per = {}
     for i, (c, d) in enumerate(diffs.items()):
-        r = signflip_test(d, seed=seed + i)
+        r = signflip_test(d, seed=seed + i, n_resamples=n_resamples)
         per[c] = {"pvalue": r.pvalue, "mean_difference": r.mean, "sd": r.sd, "t": r.t, "n": r.n}
     p = intersection_union({c: v["pvalue"] for c, v in per.items()})
     n = min((v["n"] for v in per.values()), default=0)
@@ -69,7 +74,12 @@ def _iut(
 
 
 def likelihood_test(
-    scores: Scores, reference: str, controls: Sequence[str], suspect: str = "suspect", seed: int = 0
+    scores: Scores,
+    reference: str,
+    controls: Sequence[str],
+    suspect: str = "suspect",
+    seed: int = 0,
+    n_resamples: int = 9999,
 ) -> TestResult:
     """The reference scores the suspect's outputs (see module doc for the null)."""
     diffs = {}
@@ -84,11 +94,16 @@ def likelihood_test(
             c: float(np.mean(scores[(reference, c)])) for c in controls
         },
     }
-    return _iut(NAME, NULL, diffs, seed, extra)
+    return _iut(NAME, NULL, diffs, seed, extra, n_resamples)
 
 
 def reverse_likelihood_test(
-    scores: Scores, reference: str, controls: Sequence[str], suspect: str = "suspect", seed: int = 0
+    scores: Scores,
+    reference: str,
+    controls: Sequence[str],
+    suspect: str = "suspect",
+    seed: int = 0,
+    n_resamples: int = 9999,
 ) -> TestResult:
     """The suspect scores the reference's outputs (see module doc for the null)."""
     diffs = {}
@@ -97,4 +112,4 @@ def reverse_likelihood_test(
         base = np.mean([scores[(o, reference)] - scores[(o, c)] for o in others], axis=0)
         diffs[c] = (scores[(suspect, reference)] - scores[(suspect, c)]) - base
     extra = {"suspect_score_of_reference": float(np.mean(scores[(suspect, reference)]))}
-    return _iut(REVERSE_NAME, REVERSE_NULL, diffs, seed, extra)
+    return _iut(REVERSE_NAME, REVERSE_NULL, diffs, seed, extra, n_resamples)

@@ -468,6 +468,9 @@ def test_provenance(
     )
 
 
+test_provenance.__test__ = False  # a library function, not a pytest test
+
+
 def _sampled_tests(
     sess: _Session,
     cfg: ProvenanceConfig,

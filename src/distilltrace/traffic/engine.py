@@ -39,6 +39,9 @@ class Engine(Protocol):
     def columns(self, table: str) -> list[str]:
         """Column names of a table."""
 
+    def write_parquet(self, sql: str, path: str) -> None:
+        """Write a query's (possibly large) result to a Parquet file."""
+
     def close(self) -> None:
         """Release resources."""
 
@@ -85,6 +88,10 @@ class DuckDBEngine:
 
     def columns(self, table: str) -> list[str]:
         return [r[0] for r in self.con.execute(f"DESCRIBE {table}").fetchall()]
+
+    def write_parquet(self, sql: str, path: str) -> None:
+        p = str(path).replace("'", "''")
+        self.con.execute(f"COPY ({sql}) TO '{p}' (FORMAT parquet, COMPRESSION zstd)")
 
     def close(self) -> None:
         try:

@@ -74,7 +74,9 @@ class BinaryMetrics:
         return dict(self.__dict__)
 
 
-def binary_metrics(y: np.ndarray, flagged: np.ndarray, score: np.ndarray | None = None) -> BinaryMetrics:
+def binary_metrics(
+    y: np.ndarray, flagged: np.ndarray, score: np.ndarray | None = None
+) -> BinaryMetrics:
     """Precision, recall, FPR, F1 at `flagged`; ROC/PR AUC from `score` when given."""
     y = np.asarray(y, bool)
     f = np.asarray(flagged, bool)
@@ -85,10 +87,22 @@ def binary_metrics(y: np.ndarray, flagged: np.ndarray, score: np.ndarray | None 
     prec = tp / (tp + fp) if tp + fp else None
     rec = tp / (tp + fn) if tp + fn else None
     fpr = fp / (fp + tn) if fp + tn else None
-    f1 = 2 * prec * rec / (prec + rec) if prec and rec else (0.0 if prec is not None and rec is not None else None)
+    f1 = (
+        2 * prec * rec / (prec + rec)
+        if prec and rec
+        else (0.0 if prec is not None and rec is not None else None)
+    )
     return BinaryMetrics(
-        n=len(y), n_positive=int(y.sum()), tp=tp, fp=fp, fn=fn, tn=tn, precision=prec, recall=rec,
-        fpr=fpr, f1=f1,
+        n=len(y),
+        n_positive=int(y.sum()),
+        tp=tp,
+        fp=fp,
+        fn=fn,
+        tn=tn,
+        precision=prec,
+        recall=rec,
+        fpr=fpr,
+        f1=f1,
         roc_auc=None if score is None else roc_auc(y, score),
         pr_auc=None if score is None else average_precision(y, score),
     )
@@ -121,10 +135,13 @@ def _read_truth_columns(paths: list[Path]) -> pd.DataFrame:
                 if c not in cols:
                     raise InputError(f"{p}: missing required column {c!r}")
             if "campaign_id" not in cols:
-                raise InputError(f"{p}: no campaign_id column, so there is no ground truth to evaluate against")
+                raise InputError(
+                    f"{p}: no campaign_id column, so there is no ground truth to evaluate against"
+                )
             df = con.execute(
                 f"SELECT CAST(request_id AS VARCHAR) AS request_id, CAST(account_id AS VARCHAR) AS account_id, "
-                f"NULLIF(CAST(campaign_id AS VARCHAR), '') AS campaign_id FROM {src}").fetch_df()
+                f"NULLIF(CAST(campaign_id AS VARCHAR), '') AS campaign_id FROM {src}"
+            ).fetch_df()
         except duckdb.Error as e:
             raise InputError(f"cannot read {p}: {str(e).splitlines()[0]}") from None
         finally:
@@ -182,10 +199,16 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "scan_dir": self.scan_dir, "logs": self.logs, "request_source": self.request_source,
-            "requests": self.requests.to_dict(), "accounts": self.accounts.to_dict(),
-            "campaigns": self.campaigns, "archetypes": self.archetypes,
-            "hard_cases": self.hard_cases, "targets": self.targets, "notes": self.notes,
+            "scan_dir": self.scan_dir,
+            "logs": self.logs,
+            "request_source": self.request_source,
+            "requests": self.requests.to_dict(),
+            "accounts": self.accounts.to_dict(),
+            "campaigns": self.campaigns,
+            "archetypes": self.archetypes,
+            "hard_cases": self.hard_cases,
+            "targets": self.targets,
+            "notes": self.notes,
         }
 
 
@@ -197,8 +220,9 @@ def _archetype(cid: str, truth: dict[str, Any] | None) -> str:
     return cid.rsplit("-", 1)[0] if "-" in cid else cid
 
 
-def evaluate(scan_dir: str | Path, logs: str | Path | list[str | Path],
-             truth: str | Path | None = None) -> EvalResult:
+def evaluate(
+    scan_dir: str | Path, logs: str | Path | list[str | Path], truth: str | Path | None = None
+) -> EvalResult:
     """Compare a scan's accounts.parquet (and requests.parquet) with the logs' campaign_id."""
     scan_dir = Path(scan_dir)
     paths = [Path(p) for p in ([logs] if isinstance(logs, str | Path) else logs)]
@@ -218,11 +242,17 @@ def evaluate(scan_dir: str | Path, logs: str | Path | list[str | Path],
     notes: list[str] = []
 
     # accounts
-    per_acct = log.groupby("account_id")["campaign_id"].agg(lambda s: s.notna().any()).rename("is_campaign")
+    per_acct = (
+        log.groupby("account_id")["campaign_id"]
+        .agg(lambda s: s.notna().any())
+        .rename("is_campaign")
+    )
     a = per_acct.reset_index().merge(acc, on="account_id", how="left")
     missing = int(a["flagged"].isna().sum())
     if missing:
-        notes.append(f"{missing} account(s) in the logs are absent from accounts.parquet; counted as not flagged")
+        notes.append(
+            f"{missing} account(s) in the logs are absent from accounts.parquet; counted as not flagged"
+        )
     a["flagged"] = a["flagged"].fillna(False).astype(bool)
     floor = float(np.nanmin(acc["risk"])) - 1.0 if len(acc) else 0.0
     a["risk"] = a["risk"].astype(float).fillna(floor)
@@ -248,8 +278,11 @@ def evaluate(scan_dir: str | Path, logs: str | Path | list[str | Path],
     else:
         req_path = None
     if req_path is None:
-        r = r.merge(a[["account_id", "flagged", "risk"]].rename(columns={"risk": "score"}),
-                    on="account_id", how="left")
+        r = r.merge(
+            a[["account_id", "flagged", "risk"]].rename(columns={"risk": "score"}),
+            on="account_id",
+            how="left",
+        )
         source = "account flags"
         notes.append("no requests.parquet: a request counts as flagged when its account is flagged")
     r["flagged"] = r["flagged"].fillna(False).astype(bool)
@@ -266,19 +299,37 @@ def evaluate(scan_dir: str | Path, logs: str | Path | list[str | Path],
     for cid, grp in cr.groupby("campaign_id", sort=True):
         accts = sorted(set(grp["account_id"]))
         nf = sum(bool(flag_of.get(x, False)) for x in accts)
-        clusters = sorted({int(cl_of[x]) for x in accts if flag_of.get(x, False) and pd.notna(cl_of.get(x))})
-        campaigns.append({
-            "campaign_id": cid, "archetype": _archetype(cid, tr), "n_accounts": len(accts),
-            "n_flagged_accounts": nf, "account_fraction_flagged": nf / len(accts),
-            "found": nf / len(accts) > 0.5, "n_requests": len(grp),
-            "request_fraction_flagged": float(grp["flagged"].mean()),
-            "clusters_of_flagged_accounts": clusters[:20], "n_clusters": len(clusters),
-        })
+        clusters = sorted(
+            {int(cl_of[x]) for x in accts if flag_of.get(x, False) and pd.notna(cl_of.get(x))}
+        )
+        campaigns.append(
+            {
+                "campaign_id": cid,
+                "archetype": _archetype(cid, tr),
+                "n_accounts": len(accts),
+                "n_flagged_accounts": nf,
+                "account_fraction_flagged": nf / len(accts),
+                "found": nf / len(accts) > 0.5,
+                "n_requests": len(grp),
+                "request_fraction_flagged": float(grp["flagged"].mean()),
+                "clusters_of_flagged_accounts": clusters[:20],
+                "n_clusters": len(clusters),
+            }
+        )
     arche: dict[str, dict[str, Any]] = {}
     for c in campaigns:
-        d = arche.setdefault(c["archetype"], {"archetype": c["archetype"], "n_campaigns": 0, "n_found": 0,
-                                              "n_accounts": 0, "n_flagged_accounts": 0,
-                                              "n_requests": 0, "n_flagged_requests": 0})
+        d = arche.setdefault(
+            c["archetype"],
+            {
+                "archetype": c["archetype"],
+                "n_campaigns": 0,
+                "n_found": 0,
+                "n_accounts": 0,
+                "n_flagged_accounts": 0,
+                "n_requests": 0,
+                "n_flagged_requests": 0,
+            },
+        )
         d["n_campaigns"] += 1
         d["n_found"] += int(c["found"])
         d["n_accounts"] += c["n_accounts"]
@@ -292,7 +343,9 @@ def evaluate(scan_dir: str | Path, logs: str | Path | list[str | Path],
     # hard cases
     hard = []
     if tr is None:
-        notes.append("no simulator ground truth (FILE.truth.json or Parquet metadata): hard-case groups not reported")
+        notes.append(
+            "no simulator ground truth (FILE.truth.json or Parquet metadata): hard-case groups not reported"
+        )
     else:
         is_camp = dict(zip(a["account_id"], a["is_campaign"], strict=True))
         for g in tr.get("groups", []):
@@ -301,19 +354,39 @@ def evaluate(scan_dir: str | Path, logs: str | Path | list[str | Path],
             ids = [x for x in g.get("accounts", []) if x in is_camp and not is_camp[x]]
             fl = [x for x in ids if flag_of.get(x, False)]
             clusters = sorted({int(cl_of[x]) for x in fl if pd.notna(cl_of.get(x))})
-            hard.append({"group": g["name"], "description": g.get("description", ""),
-                         "n_active_accounts": len(ids), "n_flagged": len(fl),
-                         "fraction_flagged": len(fl) / len(ids) if ids else 0.0,
-                         "flagged_accounts": fl[:10], "clusters": clusters[:10]})
+            hard.append(
+                {
+                    "group": g["name"],
+                    "description": g.get("description", ""),
+                    "n_active_accounts": len(ids),
+                    "n_flagged": len(fl),
+                    "fraction_flagged": len(fl) / len(ids) if ids else 0.0,
+                    "flagged_accounts": fl[:10],
+                    "clusters": clusters[:10],
+                }
+            )
     targets = {
         "all_campaigns_found": bool(campaigns) and all(c["found"] for c in campaigns),
         "account_recall_ge_0.95": am.recall is not None and am.recall >= TARGETS["account_recall"],
-        "benign_account_fpr_le_0.001": am.fpr is not None and am.fpr <= TARGETS["benign_account_fpr"],
-        "no_hard_case_flagged": (all(h["n_flagged"] == 0 for h in hard) if tr is not None else None),
+        "benign_account_fpr_le_0.001": am.fpr is not None
+        and am.fpr <= TARGETS["benign_account_fpr"],
+        "no_hard_case_flagged": (
+            all(h["n_flagged"] == 0 for h in hard) if tr is not None else None
+        ),
     }
     targets["all_met"] = all(v is True for v in targets.values())
-    return EvalResult(str(scan_dir), [str(p) for p in paths], source, rm, am, campaigns,
-                      sorted(arche.values(), key=lambda d: d["archetype"]), hard, targets, notes)
+    return EvalResult(
+        str(scan_dir),
+        [str(p) for p in paths],
+        source,
+        rm,
+        am,
+        campaigns,
+        sorted(arche.values(), key=lambda d: d["archetype"]),
+        hard,
+        targets,
+        notes,
+    )
 
 
 def evaluation_section(result: EvalResult) -> dict[str, Any]:

@@ -2,12 +2,15 @@
 
 Calibration is against the population itself, which is overwhelmingly benign:
 
-1. Each signal statistic x_f is turned into an empirical upper-tail probability
-   u_f(a) = (1 + #{accounts b : x_f(b) >= x_f(a)}) / (N + 1).
+1. Each signal statistic x_f is turned into an upper-tail probability u_f(a) against
+   the bulk of the population: the empirical tail (1 + #{b : x_f(b) >= x_f(a)}) / (N + 1)
+   up to the 90th percentile, and beyond it an exponential (peaks-over-threshold) tail
+   fitted on the 90th-99th percentile band, so that campaign accounts in the top 1%
+   neither shape the fit nor hide each other through ties.
 2. An account's behaviour score is b(a) = sum_f w_f * -log10 u_f(a); its calibrated
-   tail probability u(a) is again the empirical upper tail of b over all accounts.
-   Flagging a single account when u(a) <= alpha flags at most alpha * N accounts in
-   all, so the benign false-positive rate is at most alpha * N / N_benign.
+   tail probability u(a) is again the robust upper tail of b over all accounts.
+   Flagging a single account when u(a) <= alpha then flags about alpha * N benign
+   accounts (checked on benign-only traffic by the calibration test).
 3. A candidate campaign C (a linkage cluster of >= 2 accounts) is tested with the
    null "C's members are a random sample of the population": then -ln u(a) are
    (approximately) independent Exp(1) and T = sum_{a in C} -ln u(a) ~ Gamma(|C|, 1);
@@ -37,17 +40,37 @@ WEIGHTS: dict[str, float] = {
 }
 
 
-def upper_tail(x: np.ndarray) -> np.ndarray:
-    """Empirical upper-tail probability of each value within x: (1 + #{x_b >= x_a}) / (N + 1).
+def upper_tail(x: np.ndarray, *, body: float = 0.90, fit_to: float = 0.99) -> np.ndarray:
+    """Tail probability of each value against the bulk of x (robust to a contaminated top).
 
-    NaN counts as the least suspicious value."""
+    Up to the ``body`` quantile q: the empirical upper tail (1 + #{x_b >= x_a}) / (N + 1).
+    Beyond q: a peaks-over-threshold exponential tail, P(X > x) = P(X > q) * exp(-(x - q) / beta),
+    with beta the mean excess over q of the values between the ``body`` and ``fit_to``
+    quantiles, so the top 1% (where campaigns sit) does not shape the fit. NaN counts
+    as the least suspicious value.
+    """
     x = np.nan_to_num(np.asarray(x, dtype=float), nan=-np.inf)
     n = len(x)
     if n == 0:
         return x
     srt = np.sort(x)
     ge = n - np.searchsorted(srt, x, side="left")
-    return (1.0 + ge) / (n + 1.0)
+    emp = (1.0 + ge) / (n + 1.0)
+    fin = srt[np.isfinite(srt)]
+    if n < 50 or len(fin) == 0:
+        return emp
+    q = float(np.quantile(fin, body))
+    hi = float(np.quantile(fin, fit_to))
+    band = fin[(fin > q) & (fin <= hi)] - q
+    if len(band) >= 5 and band.mean() > 0:
+        beta = float(band.mean())
+    else:  # almost everyone at q: scale from the spread of the values above it
+        above = fin[fin > q] - q
+        beta = float(np.median(above)) if len(above) else 1.0
+        beta = beta if beta > 0 else 1.0
+    p_q = (1.0 + (n - np.searchsorted(srt, q, side="right"))) / (n + 1.0)
+    tail = p_q * np.exp(-(x - q) / beta)
+    return np.where(x > q, tail, emp).clip(1e-300, 1.0)
 
 
 @dataclass

@@ -49,10 +49,10 @@ def _timeline_png(camp) -> str | None:
 def write_outputs(result, out: Path) -> None:
     """Write every output file of a scan into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    files = {}
+    files = dict(result.files)
     _write_parquet(result.accounts, out / "accounts.parquet")
     files["accounts"] = str(out / "accounts.parquet")
-    if result.requests is not None:
+    if result.requests is not None and "requests" not in files:
         _write_parquet(result.requests, out / "requests.parquet")
         files["requests"] = str(out / "requests.parquet")
     if result.quarantine is not None:

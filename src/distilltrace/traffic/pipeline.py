@@ -73,12 +73,12 @@ SELECT request_id, account_id, t,
        hash(sk) AS sk_hash,
        hash(left(sk, 60) || '|' || right(sk, 40)) AS frame_hash,
        length(sk) - length(replace(sk, ' ', '')) + 1 AS sk_words,
-       prompt_hash, topic, {", ".join(rules)},
+       prompt_hash, {tr.topic_sql("_tm")} AS topic, {", ".join(rules)},
        {nb.sql()} AS elicit_lo,
        in_tok, out_tok, model
 FROM (
   SELECT request_id, account_id, t, hash(prompt) AS prompt_hash, {tr.skeleton_sql("prompt")} AS sk,
-         {tr.topic_sql("lp")} AS topic, {rule_cols},
+         {tr.topic_match_sql("lp")} AS _tm, {rule_cols},
          {tok_in} AS in_tok, {tok_out} AS out_tok, {model} AS model
   FROM (SELECT *, lower(left(prompt, {tr.TEXT_CHARS})) AS lp,
                regexp_matches(lower(left(prompt, {tr.TEXT_CHARS})), {gate}) AS _gate
@@ -166,7 +166,21 @@ FROM req r GROUP BY r.account_id
                 "per (account, model) volume and first use",
             )
         )
+    link_cols = sorted({col for col, _ in LINK_KINDS.values() if has(col)})
+    if has("asn_type") and has("asn"):
+        link_cols.append("asn_type")
     parts = []
+    if link_cols:
+        # one pass over events: the distinct infrastructure combinations per account
+        # (accounts use few), then one small group-by per kind
+        cols = ", ".join(link_cols)
+        out.append(
+            Statement(
+                "acct_infra",
+                f"SELECT account_id, {cols}, count(*) AS n FROM events GROUP BY account_id, {cols}",
+                "per (account, infrastructure combination) counts",
+            )
+        )
     for kind, (col, expr) in LINK_KINDS.items():
         if not has(col):
             continue
@@ -174,8 +188,8 @@ FROM req r GROUP BY r.account_id
         if kind == "asn" and has("asn_type"):
             where += " AND asn_type IN ('datacenter', 'proxy', 'hosting', 'vpn')"
         parts.append(
-            f"SELECT '{kind}' AS kind, CAST({expr} AS VARCHAR) AS value, account_id, count(*) AS n "
-            f"FROM events WHERE {where} GROUP BY 2, 3"
+            f"SELECT '{kind}' AS kind, CAST({expr} AS VARCHAR) AS value, account_id, sum(n) AS n "
+            f"FROM acct_infra WHERE {where} GROUP BY 2, 3"
         )
     parts.append(
         f"""
@@ -217,12 +231,14 @@ def stage2_statements() -> list[Statement]:
         Statement(
             "cluster_examples",
             """
-SELECT cluster_id, request_id, account_id, t, prompt, elicit_lo FROM (
-  SELECT m.cluster_id, r.request_id, r.account_id, r.t, e.prompt, r.elicit_lo,
-         row_number() OVER (PARTITION BY m.cluster_id ORDER BY r.elicit_lo DESC, r.request_id) AS k
-  FROM req r JOIN cluster_map m ON r.account_id = m.account_id
-  JOIN events e ON e.request_id = r.request_id)
-WHERE k <= 5
+WITH top AS (
+  SELECT cluster_id, request_id, account_id, t, elicit_lo FROM (
+    SELECT m.cluster_id, r.request_id, r.account_id, r.t, r.elicit_lo,
+           row_number() OVER (PARTITION BY m.cluster_id ORDER BY r.elicit_lo DESC, r.request_id) AS k
+    FROM req r JOIN cluster_map m ON r.account_id = m.account_id)
+  WHERE k <= 5)
+SELECT top.cluster_id, top.request_id, top.account_id, top.t, e.prompt, top.elicit_lo
+FROM top JOIN events e ON e.request_id = top.request_id
 """,
             "example prompts per cluster (most extraction-like first)",
         ),

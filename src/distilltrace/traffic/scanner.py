@@ -167,7 +167,10 @@ def scan(
         with prog if show else nullcontext(prog):
             load = load_events(eng, source)
             prog.step("validated")
-            result = _run(eng, load, prog, account_alpha, campaign_alpha, link_threshold)
+            result = _run(
+                eng, load, prog, account_alpha, campaign_alpha, link_threshold,
+                Path(out_dir) if out_dir is not None else None,
+            )
         result.summary["timings_s"] = prog.timings
         result.summary["timings_s"]["total"] = round(time.perf_counter() - prog.t0, 3)
         if out_dir is not None:
@@ -192,7 +195,13 @@ def _empty_accounts() -> pd.DataFrame:
     )
 
 
-def _run(eng, load: LoadReport, prog, account_alpha, campaign_alpha, link_threshold) -> ScanResult:
+#: Above this many requests, request-level flags stay on disk (requests.parquet) only.
+MAX_REQUESTS_IN_MEMORY = 2_000_000
+
+
+def _run(
+    eng, load: LoadReport, prog, account_alpha, campaign_alpha, link_threshold, out_dir
+) -> ScanResult:
     present = set(load.columns_present)
     skipped = _skipped(present)
     summary: dict[str, Any] = {
@@ -344,11 +353,21 @@ def _run(eng, load: LoadReport, prog, account_alpha, campaign_alpha, link_thresh
     # accounts only the extraction-like ones
     fl = out[["account_id", "flagged", "campaign_flagged"]].copy()
     eng_register(eng, "acct_flags", fl)
-    req_flags = eng.fetch(
+    req_sql = (
         "SELECT r.request_id, r.account_id, r.elicit_lo AS score, "
         "(f.flagged AND (f.campaign_flagged OR r.elicit_lo > 0)) AS flagged "
-        "FROM req r JOIN acct_flags f ON r.account_id = f.account_id ORDER BY r.request_id"
+        "FROM req r JOIN acct_flags f ON r.account_id = f.account_id"
     )
+    eng.execute("req_flags", req_sql)
+    n_flag_req = int(eng.fetch("SELECT count(*) AS n FROM req_flags WHERE flagged")["n"].iloc[0])
+    req_flags = None
+    files: dict[str, str] = {}
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        eng.write_parquet("SELECT * FROM req_flags ORDER BY request_id", str(out_dir / "requests.parquet"))
+        files["requests"] = str(out_dir / "requests.parquet")
+    if int(acct["n_req"].sum()) <= MAX_REQUESTS_IN_MEMORY:
+        req_flags = eng.fetch("SELECT * FROM req_flags ORDER BY request_id")
     prog.step("campaign evidence")
 
     n_acc = len(out)
@@ -361,7 +380,7 @@ def _run(eng, load: LoadReport, prog, account_alpha, campaign_alpha, link_thresh
             "n_flagged_alone": int(alone.sum()),
             "n_clusters_tested": int(len(tests)),
             "n_campaigns": int(sum(camp_flag.values())),
-            "n_flagged_requests": int(req_flags["flagged"].sum()),
+            "n_flagged_requests": n_flag_req,
             "threshold": {
                 "account_tail_p": account_alpha,
                 "campaign_pvalue_bonferroni": campaign_alpha,
@@ -388,7 +407,7 @@ def _run(eng, load: LoadReport, prog, account_alpha, campaign_alpha, link_thresh
             "signals_used": list(feats.columns) + ["linkage"] * ("linkage" not in skipped),
         }
     )
-    return ScanResult(out, campaigns, summary, req_flags, quarantine)
+    return ScanResult(out, campaigns, summary, req_flags, quarantine, files=files)
 
 
 def _stable(df: pd.DataFrame, digits: int = 10) -> pd.DataFrame:

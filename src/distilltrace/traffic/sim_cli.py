@@ -21,17 +21,27 @@ def _campaign_list(text: str | None) -> tuple[str, ...]:
 
 
 def simulate_cmd(
-    out: Path = typer.Option(..., "--out", "-o", help="Output log file (.parquet, .jsonl or .csv)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output log file (.parquet, .jsonl or .csv)."
+    ),
     accounts: int = typer.Option(20000, "--accounts", "-n", help="Number of accounts."),
     days: int = typer.Option(7, "--days", "-d", help="Days of traffic."),
     seed: int = typer.Option(0, "--seed", "-s", help="Random seed (same seed, same logs)."),
-    fmt: str | None = typer.Option(None, "--format", "-f", help="parquet, jsonl or csv (default: from the file name)."),
+    fmt: str | None = typer.Option(
+        None, "--format", "-f", help="parquet, jsonl or csv (default: from the file name)."
+    ),
     campaigns: str | None = typer.Option(
-        None, "--campaigns",
+        None,
+        "--campaigns",
         help="Comma-separated archetypes (single_heavy,hydra,reseller_mixed,paraphrased,slow_low,"
-             "release_pivot), 'all' (default) or 'none' for benign-only traffic."),
-    reseller_share: float = typer.Option(0.05, "--reseller-share", help="Campaign share of the mixed reseller's traffic."),
-    start: str = typer.Option("2026-03-02T00:00:00Z", "--start", help="Window start (UTC, ISO 8601)."),
+        "release_pivot), 'all' (default) or 'none' for benign-only traffic.",
+    ),
+    reseller_share: float = typer.Option(
+        0.05, "--reseller-share", help="Campaign share of the mixed reseller's traffic."
+    ),
+    start: str = typer.Option(
+        "2026-03-02T00:00:00Z", "--start", help="Window start (UTC, ISO 8601)."
+    ),
 ) -> None:
     """Simulate API request logs with benign hard cases and labelled distillation campaigns."""
     from rich.console import Console
@@ -39,8 +49,14 @@ def simulate_cmd(
 
     from distilltrace.traffic.simulate import SimConfig, write_logs
 
-    cfg = SimConfig(n_accounts=accounts, days=days, seed=seed, start=start,
-                    campaigns=_campaign_list(campaigns), reseller_share=reseller_share)
+    cfg = SimConfig(
+        n_accounts=accounts,
+        days=days,
+        seed=seed,
+        start=start,
+        campaigns=_campaign_list(campaigns),
+        reseller_share=reseller_share,
+    )
     cfg.validate()
     console = Console(stderr=True)
     t0 = time.perf_counter()
@@ -52,16 +68,28 @@ def simulate_cmd(
 
         info = write_logs(out, cfg, fmt, progress=step)
     dt = time.perf_counter() - t0
-    typer.echo(f"wrote {info['rows']:,} requests ({info['campaign_rows']:,} campaign) from "
-               f"{info['accounts']:,} accounts to {info['path']} in {dt:.1f}s")
-    typer.echo(f"ground truth: {info['truth']}  campaigns: {', '.join(info['campaigns']) or 'none'}")
+    typer.echo(
+        f"wrote {info['rows']:,} requests ({info['campaign_rows']:,} campaign) from "
+        f"{info['accounts']:,} accounts to {info['path']} in {dt:.1f}s"
+    )
+    typer.echo(
+        f"ground truth: {info['truth']}  campaigns: {', '.join(info['campaigns']) or 'none'}"
+    )
 
 
 def evaluate_cmd(
-    scan_dir: Path = typer.Argument(..., help="A scan output directory (accounts.parquet, requests.parquet)."),
-    logs: list[Path] = typer.Argument(..., help="The log file(s) that were scanned, with campaign_id."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="eval.json path or folder (default: SCAN_DIR)."),
-    truth: Path | None = typer.Option(None, "--truth", help="Ground-truth JSON (default: LOG.truth.json or Parquet metadata)."),
+    scan_dir: Path = typer.Argument(
+        ..., help="A scan output directory (accounts.parquet, requests.parquet)."
+    ),
+    logs: list[Path] = typer.Argument(
+        ..., help="The log file(s) that were scanned, with campaign_id."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="eval.json path or folder (default: SCAN_DIR)."
+    ),
+    truth: Path | None = typer.Option(
+        None, "--truth", help="Ground-truth JSON (default: LOG.truth.json or Parquet metadata)."
+    ),
 ) -> None:
     """Score a scan against the logs' ground truth: precision, recall, FPR, AUCs, campaigns, hard cases."""
     from distilltrace.traffic.evaluate import evaluate, write_evaluation
@@ -85,26 +113,47 @@ def print_evaluation(res) -> None:
     for c in ("level", "n", "positives", "precision", "recall", "FPR", "ROC AUC", "PR AUC"):
         t.add_column(c)
     for name, m in (("accounts", res.accounts), ("requests", res.requests)):
-        t.add_row(name, f"{m.n:,}", f"{m.n_positive:,}", pct(m.precision), pct(m.recall), pct(m.fpr),
-                  "n/a" if m.roc_auc is None else f"{m.roc_auc:.4f}",
-                  "n/a" if m.pr_auc is None else f"{m.pr_auc:.4f}")
+        t.add_row(
+            name,
+            f"{m.n:,}",
+            f"{m.n_positive:,}",
+            pct(m.precision),
+            pct(m.recall),
+            pct(m.fpr),
+            "n/a" if m.roc_auc is None else f"{m.roc_auc:.4f}",
+            "n/a" if m.pr_auc is None else f"{m.pr_auc:.4f}",
+        )
     con.print(t)
     c = Table(title="Campaigns (found = more than half of accounts flagged)")
     for col in ("campaign", "accounts", "flagged", "requests flagged", "found"):
         c.add_column(col)
     for x in res.campaigns:
-        c.add_row(x["campaign_id"], str(x["n_accounts"]), pct(x["account_fraction_flagged"]),
-                  pct(x["request_fraction_flagged"]), "[green]yes[/]" if x["found"] else "[red]no[/]")
+        c.add_row(
+            x["campaign_id"],
+            str(x["n_accounts"]),
+            pct(x["account_fraction_flagged"]),
+            pct(x["request_fraction_flagged"]),
+            "[green]yes[/]" if x["found"] else "[red]no[/]",
+        )
     con.print(c)
     if res.hard_cases:
         flagged = [h for h in res.hard_cases if h["n_flagged"]]
         if flagged:
-            con.print("[red]hard cases with flagged accounts:[/] " + ", ".join(
-                f"{h['group']} ({h['n_flagged']}/{h['n_active_accounts']})" for h in flagged), markup=True,
-                highlight=False)
+            con.print(
+                "[red]hard cases with flagged accounts:[/] "
+                + ", ".join(
+                    f"{h['group']} ({h['n_flagged']}/{h['n_active_accounts']})" for h in flagged
+                ),
+                markup=True,
+                highlight=False,
+            )
         else:
-            con.print(f"[green]no benign hard-case account flagged[/] ({len(res.hard_cases)} groups)")
-    met = ", ".join(f"{k}={'yes' if v else ('n/a' if v is None else 'no')}" for k, v in res.targets.items())
+            con.print(
+                f"[green]no benign hard-case account flagged[/] ({len(res.hard_cases)} groups)"
+            )
+    met = ", ".join(
+        f"{k}={'yes' if v else ('n/a' if v is None else 'no')}" for k, v in res.targets.items()
+    )
     con.print(f"targets: {met}", highlight=False, markup=False)
 
 
@@ -136,8 +185,10 @@ def run_demo(out: Path, accounts: int = 3000, days: int = 7, seed: int = 0, quie
     t0 = time.perf_counter()
     with con.status(f"simulating {accounts:,} accounts x {days} days ..."):
         info = write_logs(logs, SimConfig(n_accounts=accounts, days=days, seed=seed))
-    con.print(f"simulated {info['rows']:,} requests, {len(info['campaigns'])} hidden campaigns "
-              f"({time.perf_counter() - t0:.0f}s) -> {logs}")
+    con.print(
+        f"simulated {info['rows']:,} requests, {len(info['campaigns'])} hidden campaigns "
+        f"({time.perf_counter() - t0:.0f}s) -> {logs}"
+    )
     t1 = time.perf_counter()
     with con.status("scanning ..."):
         result = scan([str(logs)], out_dir=out / "scan", engine="duckdb", progress=False)
@@ -154,5 +205,7 @@ def run_demo(out: Path, accounts: int = 3000, days: int = 7, seed: int = 0, quie
 
 def register(app: typer.Typer) -> None:
     """Add the simulate and evaluate commands to the traffic app."""
-    app.command("simulate", help="Simulate request logs with hard cases and labelled campaigns.")(simulate_cmd)
+    app.command("simulate", help="Simulate request logs with hard cases and labelled campaigns.")(
+        simulate_cmd
+    )
     app.command("evaluate", help="Score a scan against the logs' ground truth.")(evaluate_cmd)

@@ -82,7 +82,8 @@ KEYWORDS: dict[str, str] = {
     "kw_question": r"\?\s*$",
 }
 
-#: Task families (first match wins; order matters), for capability concentration.
+#: Task families, for capability concentration: a prompt belongs to the family of its
+#: first (leftmost) cue; when one cue fits two families, the earlier family here wins.
 TOPICS: list[tuple[str, str]] = [
     (
         "code",
@@ -118,15 +119,17 @@ def _sql_str(s: str) -> str:
 
 
 def skeleton_sql(col: str = "prompt") -> str:
-    """SQL turning a prompt into its skeleton: code blocks, quoted spans, numbers, names
-    and URLs replaced by placeholders; lower-cased; whitespace collapsed."""
+    """SQL turning a prompt into its skeleton: code blocks, URLs, quoted spans and numbers
+    become ``#``, capitalised words (names) after a space become ``N``; lower-cased;
+    whitespace runs collapsed. Three regex passes over at most TEXT_CHARS characters."""
+    spans = (
+        "```[\\s\\S]*?(?:```|$)|https?://\\S+|\"[^\"]{0,300}\"|“[^”]{0,300}”|`[^`]{0,300}`"
+        "|[0-9]+(?:[.,][0-9]+)*"
+    )
     x = f"left({col}, {TEXT_CHARS})"
-    x = f"regexp_replace({x}, '```[\\s\\S]*?(```|$)', ' <code> ', 'g')"
-    x = f"regexp_replace({x}, 'https?://\\S+', ' <url> ', 'g')"
-    x = f"regexp_replace({x}, '\"[^\"]{{0,300}}\"|“[^”]{{0,300}}”|`[^`]{{0,300}}`', ' <q> ', 'g')"
-    x = f"regexp_replace({x}, '([a-z,;:] )[A-Z][a-zA-Z]+', '\\1<name>', 'g')"
-    x = f"regexp_replace(lower({x}), '[0-9]+([.,][0-9]+)*', '<n>', 'g')"
-    x = f"trim(regexp_replace({x}, '\\s+', ' ', 'g'))"
+    x = f"regexp_replace({x}, '{spans}', '#', 'g')"
+    x = f"regexp_replace({x}, ' [A-Z][a-zA-Z]*', ' N', 'g')"
+    x = f"trim(regexp_replace(lower({x}), '\\s\\s+|[\\t\\n\\r\\f\\v]', ' ', 'g'))"
     return x
 
 
@@ -154,12 +157,19 @@ def gate_is_sound(model: NaiveBayes) -> bool:
     return model.bias + sum(max(w, 0.0) for w in rest) < 0
 
 
-def topic_sql(text: str) -> str:
-    """SQL CASE assigning each prompt one task family."""
+def topic_match_sql(text: str) -> str:
+    """SQL extracting the first (leftmost) task-family cue in the text ('' when none):
+    one regex pass; `topic_sql` then classifies the short matched cue."""
+    union = "|".join(f"(?:{p})" for _, p in TOPICS)
+    return f"regexp_extract({text}, {_sql_str(union)}, 0)"
+
+
+def topic_sql(match: str) -> str:
+    """SQL CASE assigning the family of a cue extracted by `topic_match_sql`."""
     whens = " ".join(
-        f"WHEN regexp_matches({text}, {_sql_str(p)}) THEN {_sql_str(n)}" for n, p in TOPICS
+        f"WHEN regexp_matches({match}, {_sql_str(p)}) THEN {_sql_str(n)}" for n, p in TOPICS
     )
-    return f"CASE {whens} ELSE 'other' END"
+    return f"CASE WHEN {match} = '' THEN 'other' {whens} ELSE 'other' END"
 
 
 def features_py(text: str) -> dict[str, int]:

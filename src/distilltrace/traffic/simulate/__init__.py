@@ -26,18 +26,35 @@ from distilltrace.traffic.simulate.traffic import DAY, STYLES, Tables, finalise
 TRUTH_KEY = b"distilltrace.truth"
 FORMATS = ("parquet", "jsonl", "csv")
 
-SCHEMA = pa.schema([
-    ("request_id", pa.string()), ("timestamp", pa.timestamp("ms", tz="UTC")),
-    ("account_id", pa.string()), ("prompt", pa.string()), ("org_id", pa.string()),
-    ("api_key_id", pa.string()), ("account_created_at", pa.timestamp("s", tz="UTC")),
-    ("signup_path", pa.string()), ("payment_fingerprint", pa.string()),
-    ("client_ip", pa.string()), ("asn", pa.int64()), ("asn_type", pa.string()),
-    ("country", pa.string()), ("user_agent", pa.string()), ("tls_fingerprint", pa.string()),
-    ("model", pa.string()), ("system_prompt", pa.string()), ("response", pa.string()),
-    ("input_tokens", pa.int64()), ("output_tokens", pa.int64()), ("reasoning_tokens", pa.int64()),
-    ("temperature", pa.float64()), ("max_tokens", pa.int64()), ("status", pa.string()),
-    ("campaign_id", pa.string()),
-])
+SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("timestamp", pa.timestamp("ms", tz="UTC")),
+        ("account_id", pa.string()),
+        ("prompt", pa.string()),
+        ("org_id", pa.string()),
+        ("api_key_id", pa.string()),
+        ("account_created_at", pa.timestamp("s", tz="UTC")),
+        ("signup_path", pa.string()),
+        ("payment_fingerprint", pa.string()),
+        ("client_ip", pa.string()),
+        ("asn", pa.int64()),
+        ("asn_type", pa.string()),
+        ("country", pa.string()),
+        ("user_agent", pa.string()),
+        ("tls_fingerprint", pa.string()),
+        ("model", pa.string()),
+        ("system_prompt", pa.string()),
+        ("response", pa.string()),
+        ("input_tokens", pa.int64()),
+        ("output_tokens", pa.int64()),
+        ("reasoning_tokens", pa.int64()),
+        ("temperature", pa.float64()),
+        ("max_tokens", pa.int64()),
+        ("status", pa.string()),
+        ("campaign_id", pa.string()),
+    ]
+)
 
 
 @dataclass
@@ -89,21 +106,37 @@ class Simulation:
     def __post_init__(self) -> None:
         cfg = self.config
         cfg.validate()
-        self.pop = build_population(cfg.n_accounts, cfg.days, cfg.seed, tuple(cfg.campaigns),
-                                    cfg.reseller_share, cfg.activity)
+        self.pop = build_population(
+            cfg.n_accounts,
+            cfg.days,
+            cfg.seed,
+            tuple(cfg.campaigns),
+            cfg.reseller_share,
+            cfg.activity,
+        )
         self.start_ms = _start_ms(cfg.start)
         self.tables = Tables(self.pop, self.start_ms)
         ids = self.tables.account_id
         self.truth = describe(self.pop)
-        for d, g in zip(self.truth["campaigns"] + self.truth["groups"],
-                        [g for g in self.pop.groups if g.kind == "campaign"]
-                        + [g for g in self.pop.groups if g.kind != "campaign"], strict=True):
+        for d, g in zip(
+            self.truth["campaigns"] + self.truth["groups"],
+            [g for g in self.pop.groups if g.kind == "campaign"]
+            + [g for g in self.pop.groups if g.kind != "campaign"],
+            strict=True,
+        ):
             if g.kind != "benign":
                 d["accounts"] = ids.take(pa.array(g.accounts)).to_pylist()
         self.truth.update(
-            config=asdict(cfg), n_accounts=self.pop.n,
-            release={"model": "atlas-3", "first_seen_after": _iso(self.start_ms + self.pop.release_t * 1000)},
-            window={"start": _iso(self.start_ms), "end": _iso(self.start_ms + cfg.days * DAY * 1000)},
+            config=asdict(cfg),
+            n_accounts=self.pop.n,
+            release={
+                "model": "atlas-3",
+                "first_seen_after": _iso(self.start_ms + self.pop.release_t * 1000),
+            },
+            window={
+                "start": _iso(self.start_ms),
+                "end": _iso(self.start_ms + cfg.days * DAY * 1000),
+            },
         )
 
     def days(self) -> Iterator[pa.Table]:
@@ -187,8 +220,10 @@ def write_logs(
             if fmt == "parquet":
                 if writer is None:
                     writer = pq.ParquetWriter(path, sim.schema_with_truth(), compression="zstd")
-                writer.write_table(tbl.replace_schema_metadata(sim.schema_with_truth().metadata),
-                                   row_group_size=256_000)
+                writer.write_table(
+                    tbl.replace_schema_metadata(sim.schema_with_truth().metadata),
+                    row_group_size=256_000,
+                )
             elif fmt == "csv":
                 text_tbl = _stringify_times(tbl)
                 if fh is None:
@@ -201,8 +236,9 @@ def write_logs(
             if progress:
                 progress(d + 1, config.days, rows)
         if fmt == "parquet" and writer is None:
-            pq.write_table(SCHEMA.empty_table().replace_schema_metadata(
-                sim.schema_with_truth().metadata), path)
+            pq.write_table(
+                SCHEMA.empty_table().replace_schema_metadata(sim.schema_with_truth().metadata), path
+            )
     finally:
         if writer is not None:
             writer.close()
@@ -210,9 +246,15 @@ def write_logs(
             fh.close()
     tp = truth_path(path)
     tp.write_text(json.dumps(sim.truth, indent=1) + "\n")
-    return {"path": str(path), "truth": str(tp), "format": fmt, "rows": rows,
-            "campaign_rows": camp, "accounts": sim.pop.n,
-            "campaigns": [c["campaign_id"] for c in sim.truth["campaigns"]]}
+    return {
+        "path": str(path),
+        "truth": str(tp),
+        "format": fmt,
+        "rows": rows,
+        "campaign_rows": camp,
+        "accounts": sim.pop.n,
+        "campaigns": [c["campaign_id"] for c in sim.truth["campaigns"]],
+    }
 
 
 def _format_of(path: Path) -> str:
@@ -244,5 +286,14 @@ def _write_jsonl(fh: Any, tbl: pa.Table) -> None:
     fh.write(text)
 
 
-__all__ = ["ARCHETYPES", "FORMATS", "SCHEMA", "SimConfig", "Simulation", "simulate", "truth_of",
-           "truth_path", "write_logs"]
+__all__ = [
+    "ARCHETYPES",
+    "FORMATS",
+    "SCHEMA",
+    "SimConfig",
+    "Simulation",
+    "simulate",
+    "truth_of",
+    "truth_path",
+    "write_logs",
+]

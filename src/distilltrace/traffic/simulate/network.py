@@ -19,12 +19,35 @@ ASN_TYPES = ["residential", "mobile", "datacenter", "proxy", "education", "busin
 
 # country, weight among API users, UTC offsets its users live in
 COUNTRIES: list[tuple[str, float, tuple[float, ...]]] = [
-    ("US", 30, (-8, -7, -6, -5, -5, -5)), ("IN", 8, (5.5,)), ("GB", 6, (0,)), ("DE", 5, (1,)),
-    ("BR", 4, (-3,)), ("FR", 3, (1,)), ("CA", 3, (-5, -8, -7)), ("JP", 3, (9,)), ("KR", 2, (9,)),
-    ("ES", 2, (1,)), ("IT", 2, (1,)), ("NL", 2, (1,)), ("PL", 2, (1,)), ("ID", 2, (7,)),
-    ("PH", 2, (8,)), ("VN", 1.5, (7,)), ("MX", 2, (-6,)), ("TR", 1.5, (3,)), ("SG", 1, (8,)),
-    ("AU", 2, (10, 8)), ("NG", 1, (1,)), ("KE", 1, (3,)), ("ZA", 1, (2,)), ("EG", 1, (2,)),
-    ("PK", 1, (5,)), ("SE", 1, (1,)), ("AR", 1, (-3,)), ("TH", 1, (7,)), ("MY", 1, (8,)),
+    ("US", 30, (-8, -7, -6, -5, -5, -5)),
+    ("IN", 8, (5.5,)),
+    ("GB", 6, (0,)),
+    ("DE", 5, (1,)),
+    ("BR", 4, (-3,)),
+    ("FR", 3, (1,)),
+    ("CA", 3, (-5, -8, -7)),
+    ("JP", 3, (9,)),
+    ("KR", 2, (9,)),
+    ("ES", 2, (1,)),
+    ("IT", 2, (1,)),
+    ("NL", 2, (1,)),
+    ("PL", 2, (1,)),
+    ("ID", 2, (7,)),
+    ("PH", 2, (8,)),
+    ("VN", 1.5, (7,)),
+    ("MX", 2, (-6,)),
+    ("TR", 1.5, (3,)),
+    ("SG", 1, (8,)),
+    ("AU", 2, (10, 8)),
+    ("NG", 1, (1,)),
+    ("KE", 1, (3,)),
+    ("ZA", 1, (2,)),
+    ("EG", 1, (2,)),
+    ("PK", 1, (5,)),
+    ("SE", 1, (1,)),
+    ("AR", 1, (-3,)),
+    ("TH", 1, (7,)),
+    ("MY", 1, (8,)),
     ("NZ", 0.5, (12,)),
 ]
 COUNTRY_CODES = [c[0] for c in COUNTRIES]
@@ -32,14 +55,34 @@ COUNTRY_P = np.array([c[1] for c in COUNTRIES]) / sum(c[1] for c in COUNTRIES)
 
 # (label, user agent, TLS-fingerprint variants): TLS fingerprints follow the client library
 CLIENTS: list[tuple[str, str, int]] = [
-    ("chrome_win", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", 2),
-    ("chrome_mac", "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", 2),
-    ("safari_mac", "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15", 1),
+    (
+        "chrome_win",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+        2,
+    ),
+    (
+        "chrome_mac",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+        2,
+    ),
+    (
+        "safari_mac",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
+        1,
+    ),
     ("firefox", "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0", 1),
-    ("edge_win", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0", 1),
+    (
+        "edge_win",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
+        1,
+    ),
     ("ios_app", "AtlasChat/3.2.1 (iPhone; iOS 18.1; Scale/3.00)", 1),
     ("android_app", "okhttp/4.12.0", 1),
-    ("chrome_android", "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36", 1),
+    (
+        "chrome_android",
+        "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36",
+        1,
+    ),
     ("openai_python", "OpenAI/Python 1.54.3", 3),
     ("openai_node", "OpenAI/JS 4.67.1", 2),
     ("requests", "python-requests/2.32.3", 3),
@@ -51,11 +94,28 @@ CLIENTS: list[tuple[str, str, int]] = [
     ("axios", "axios/1.7.7", 1),
 ]
 CLIENT_INDEX = {c[0]: i for i, c in enumerate(CLIENTS)}
-HUMAN_CLIENTS = ["chrome_win", "chrome_mac", "safari_mac", "firefox", "edge_win", "ios_app",
-                 "android_app", "chrome_android"]
+HUMAN_CLIENTS = [
+    "chrome_win",
+    "chrome_mac",
+    "safari_mac",
+    "firefox",
+    "edge_win",
+    "ios_app",
+    "android_app",
+    "chrome_android",
+]
 HUMAN_CLIENT_P = np.array([30, 18, 10, 6, 6, 14, 10, 6], float)
-SDK_CLIENTS = ["openai_python", "openai_node", "requests", "httpx", "curl", "go", "langchain",
-               "java", "axios"]
+SDK_CLIENTS = [
+    "openai_python",
+    "openai_node",
+    "requests",
+    "httpx",
+    "curl",
+    "go",
+    "langchain",
+    "java",
+    "axios",
+]
 SDK_CLIENT_P = np.array([35, 18, 12, 8, 3, 6, 10, 4, 4], float)
 
 
@@ -118,7 +178,7 @@ class Internet:
         self.residential: dict[int, list[int]] = {}
         self.mobile: dict[int, list[int]] = {}
         for ci, _ in enumerate(COUNTRY_CODES):
-            self.residential[ci] = [self.new_asn("residential", ci) for _ in range(2)]
+            self.residential[ci] = [self.new_asn("residential", ci, prefixes=128) for _ in range(2)]
             self.mobile[ci] = [self.new_asn("mobile", ci)]
         dc_c = [COUNTRY_CODES.index(c) for c in ("US", "US", "US", "DE", "NL", "SG", "FR", "GB")]
         self.datacenter = [self.new_asn("datacenter", c, prefixes=6) for c in dc_c]
@@ -168,8 +228,10 @@ class Internet:
         asn = np.asarray(asn, dtype=np.int64)
         off = self.n_entries
         words = self.rng.integers(0, 65536, size=(len(asn), 5))
-        strs = [f"2a0{a % 10}:{(a * 7919) % 65536:x}:{w[0]:x}:{w[1]:x}::{w[2]:x}:{w[3]:x}"
-                for a, w in zip(asn.tolist(), words.tolist(), strict=True)]
+        strs = [
+            f"2a0{a % 10}:{(a * 7919) % 65536:x}:{w[0]:x}:{w[1]:x}::{w[2]:x}:{w[3]:x}"
+            for a, w in zip(asn.tolist(), words.tolist(), strict=True)
+        ]
         self._ip_v4.append(np.full(len(asn), -1, dtype=np.int64))
         self._ip_v6.append((off, strs))
         self._ent_asn.append(asn)
@@ -190,10 +252,12 @@ class Internet:
         """(ip strings, asn numbers, asn type codes, country codes) per entry."""
         v4 = np.concatenate(self._ip_v4) if self._ip_v4 else np.zeros(0, np.int64)
         asn = np.concatenate(self._ent_asn) if self._ent_asn else np.zeros(0, np.int64)
-        octs = [pc.cast(pa.array((np.maximum(v4, 0) >> s) & 255), pa.string()) for s in (24, 16, 8, 0)]
+        octs = [
+            pc.cast(pa.array((np.maximum(v4, 0) >> s) & 255), pa.string()) for s in (24, 16, 8, 0)
+        ]
         ip = pc.binary_join_element_wise(*octs, ".").to_numpy(zero_copy_only=False).astype(object)
         for off, strs in self._ip_v6:
-            ip[off: off + len(strs)] = strs
+            ip[off : off + len(strs)] = strs
         num = np.asarray(self.asn_number, dtype=np.int64)[asn]
         typ = np.asarray(self.asn_type, dtype=np.int64)[asn]
         cty = np.asarray(self.asn_country, dtype=np.int64)[asn]

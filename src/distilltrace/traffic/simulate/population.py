@@ -14,6 +14,7 @@ import numpy as np
 
 from distilltrace.traffic.simulate import prompts as P
 from distilltrace.traffic.simulate import vocab as V
+from distilltrace.traffic.simulate.network import CLIENT_INDEX as CI
 from distilltrace.traffic.simulate.network import (
     COUNTRIES,
     COUNTRY_CODES,
@@ -25,7 +26,6 @@ from distilltrace.traffic.simulate.network import (
     ClientTable,
     Internet,
 )
-from distilltrace.traffic.simulate.network import CLIENT_INDEX as CI
 
 SIGNUPS = ["self_serve", "education", "startup", "research", "enterprise", "reseller"]
 MODELS = ["atlas-2-mini", "atlas-2", "atlas-2-reasoning", "atlas-3"]
@@ -55,12 +55,43 @@ class Group:
 
 
 _COLS: dict[str, Any] = {
-    "group": 0, "campaign": -1, "org": -1, "signup": 0, "created": -200.0, "pay": -2,
-    "country": 0, "tz": 0.0, "client1": 0, "client2": 0, "client2_p": 0.0, "tls1": -1,
-    "tls2": -1, "p1_off": 0, "p1_n": 1, "p2_off": 0, "p2_n": 0, "p2_p": 0.0, "rate": 1.0,
-    "p_active": 1.0, "day_from": -1e9, "day_to": 1e9, "n_keys": 1, "model": 1, "adopt": 0.0,
-    "temp": np.nan, "max_tok": -1, "sys": 0, "rpm": TIER_1[0], "rpd": TIER_1[1], "fav1": 0,
-    "fav2": 0, "share": 0.0, "app_tpl": -1, "step_p": 0.03, "phase": 0.0, "sub": 0,
+    "group": 0,
+    "campaign": -1,
+    "org": -1,
+    "signup": 0,
+    "created": -200.0,
+    "pay": -2,
+    "country": 0,
+    "tz": 0.0,
+    "client1": 0,
+    "client2": 0,
+    "client2_p": 0.0,
+    "tls1": -1,
+    "tls2": -1,
+    "p1_off": 0,
+    "p1_n": 1,
+    "p2_off": 0,
+    "p2_n": 0,
+    "p2_p": 0.0,
+    "rate": 1.0,
+    "p_active": 1.0,
+    "day_from": -1e9,
+    "day_to": 1e9,
+    "n_keys": 1,
+    "model": 1,
+    "adopt": 0.0,
+    "temp": np.nan,
+    "max_tok": -1,
+    "sys": 0,
+    "rpm": TIER_1[0],
+    "rpd": TIER_1[1],
+    "fav1": 0,
+    "fav2": 0,
+    "share": 0.0,
+    "app_tpl": -1,
+    "step_p": 0.03,
+    "phase": 0.0,
+    "sub": 0,
 }
 _INT = {k for k, v in _COLS.items() if isinstance(v, int)}
 
@@ -129,7 +160,9 @@ def _home(rng: np.random.Generator, m: int, countries: list[str] | None = None):
     if countries is None:
         c = rng.choice(len(COUNTRY_CODES), size=m, p=COUNTRY_P)
     else:
-        c = np.asarray([COUNTRY_CODES.index(x) for x in countries])[rng.integers(0, len(countries), m)]
+        c = np.asarray([COUNTRY_CODES.index(x) for x in countries])[
+            rng.integers(0, len(countries), m)
+        ]
     tz = np.array([COUNTRIES[i][2][rng.integers(0, len(COUNTRIES[i][2]))] for i in c], float)
     return c, tz
 
@@ -140,8 +173,14 @@ def _clients(rng: np.random.Generator, m: int, human: bool = True) -> np.ndarray
     return np.asarray([CI[x] for x in names])[pick]
 
 
-def _residential_pools(net: Internet, rng: np.random.Generator, country: np.ndarray,
-                       lo: int = 1, hi: int = 3, v6: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+def _residential_pools(
+    net: Internet,
+    rng: np.random.Generator,
+    country: np.ndarray,
+    lo: int = 1,
+    hi: int = 3,
+    v6: float = 0.15,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-account home IPs (1-3, dynamic addresses) from an ISP of the home country."""
     m = len(country)
     k = rng.integers(lo, hi + 1, m)
@@ -195,17 +234,24 @@ def build_population(
         return groups.index(g)
 
     def favs(m: int) -> dict[str, np.ndarray]:
-        return {"fav1": rng.choice(len(P.TOPICS), m, p=P.TOPIC_P),
-                "fav2": rng.choice(len(P.TOPICS), m, p=P.TOPIC_P)}
+        return {
+            "fav1": rng.choice(len(P.TOPICS), m, p=P.TOPIC_P),
+            "fav2": rng.choice(len(P.TOPICS), m, p=P.TOPIC_P),
+        }
 
     def human_rates(m: int, median: float = 2.5, sigma: float = 1.2) -> dict[str, np.ndarray]:
-        return {"rate": np.minimum(median * np.exp(sigma * rng.standard_normal(m)) * activity, 600),
-                "p_active": rng.beta(1.2, 2.3, m)}
+        return {
+            "rate": np.minimum(median * np.exp(sigma * rng.standard_normal(m)) * activity, 600),
+            "p_active": rng.beta(1.2, 2.3, m),
+        }
 
     # ---- campaigns first (their sizes are fixed fractions of N) ----------------------
     n_camp = {
-        "single_heavy": 1, "hydra": max(30, round(0.012 * N)), "reseller_mixed": 1,
-        "paraphrased": max(10, round(0.002 * N)), "slow_low": max(4, min(15, round(0.0005 * N))),
+        "single_heavy": 1,
+        "hydra": max(30, round(0.012 * N)),
+        "reseller_mixed": 1,
+        "paraphrased": max(10, round(0.002 * N)),
+        "slow_low": max(4, min(15, round(0.0005 * N))),
         "release_pivot": max(8, round(0.0015 * N)),
     }
 
@@ -215,31 +261,60 @@ def build_population(
         m = int(min(rng.uniform(150, 450), nat_cap))
         c, tz = _home(rng, 1)
         c, tz = np.full(m, c[0]), np.full(m, tz[0])
-        g = group(f"university_nat_{u + 1}", "human", "hard_case",
-                  "University campus NAT: hundreds of student accounts on 1-3 egress IPs "
-                  "(education ASN), homework bursts before deadlines.",
-                  profile="student", week="student", families=[3, 2, 1, 1, 0, 1, 0, 6, 6],
-                  deadlines=sorted(rng.choice(7, 2, replace=False).tolist()), burst_frac=0.4)
+        g = group(
+            f"university_nat_{u + 1}",
+            "human",
+            "hard_case",
+            "University campus NAT: hundreds of student accounts on 1-3 egress IPs "
+            "(education ASN), homework bursts before deadlines.",
+            profile="student",
+            week="student",
+            families=[3, 2, 1, 1, 0, 1, 0, 6, 6],
+            deadlines=sorted(rng.choice(7, 2, replace=False).tolist()),
+            burst_frac=0.4,
+        )
         asn = net.new_asn("education", int(c[0]))
         nat = net.add_block(asn, net.block24(asn), int(rng.integers(1, 4)))
         nat_n = _last_len(net)
         home_off, home_n = _residential_pools(net, rng, c)
-        idx = b.add(m, group=len(groups) - 1, signup=np.where(rng.random(m) < 0.7, 1, 0),
-                    created=_age(rng, m, 3, 1200), pay=np.where(rng.random(m) < 0.5, -1, -2),
-                    country=c, tz=tz, client1=_clients(rng, m), client2=_clients(rng, m),
-                    client2_p=0.3, p1_off=nat, p1_n=nat_n,
-                    p2_off=home_off, p2_n=home_n, p2_p=0.3, model=0, adopt=rng.beta(0.5, 4, m),
-                    step_p=0.2, **human_rates(m, 2.0), **favs(m))
+        idx = b.add(
+            m,
+            group=len(groups) - 1,
+            signup=np.where(rng.random(m) < 0.7, 1, 0),
+            created=_age(rng, m, 3, 1200),
+            pay=np.where(rng.random(m) < 0.5, -1, -2),
+            country=c,
+            tz=tz,
+            client1=_clients(rng, m),
+            client2=_clients(rng, m),
+            client2_p=0.3,
+            p1_off=nat,
+            p1_n=nat_n,
+            p2_off=home_off,
+            p2_n=home_n,
+            p2_p=0.3,
+            model=0,
+            adopt=rng.beta(0.5, 4, m),
+            step_p=0.2,
+            **human_rates(m, 2.0),
+            **favs(m),
+        )
         attach(g, idx)
 
     for k in range(_scaled(N, 10000)):
         m = int(min(rng.uniform(100, 300), max(0.05 * N, min(100, N / 10))))
         c, tz = _home(rng, 1, ["US", "GB", "DE", "IN", "FR", "JP", "CA"])
         c, tz = np.full(m, c[0]), np.full(m, tz[0])
-        g = group(f"corporate_nat_{k + 1}", "human", "hard_case",
-                  "Company office NAT: 100-300 employees on 1-2 IPs (business ASN), one org and "
-                  "one company card for most seats, office hours.",
-                  profile="work", week="work", families=[3, 4, 2, 0, 1, 2, 0, 3, 0])
+        g = group(
+            f"corporate_nat_{k + 1}",
+            "human",
+            "hard_case",
+            "Company office NAT: 100-300 employees on 1-2 IPs (business ASN), one org and "
+            "one company card for most seats, office hours.",
+            profile="work",
+            week="work",
+            families=[3, 4, 2, 0, 1, 2, 0, 3, 0],
+        )
         asn = net.new_asn("business", int(c[0]))
         nat = net.add_block(asn, net.block24(asn), int(rng.integers(1, 3)))
         nat_n = _last_len(net)
@@ -247,20 +322,45 @@ def build_population(
         org, card = b.org(), b.card()
         seat = rng.random(m) < 0.85
         client = np.full(m, CI["chrome_win"]) if rng.random() < 0.5 else np.full(m, CI["edge_win"])
-        idx = b.add(m, group=len(groups) - 1, org=np.where(seat, org, -1),
-                    signup=np.where(seat, 4, 0), created=_age(rng, m, 5, 700),
-                    pay=np.where(seat, card, -2), country=c, tz=tz, client1=client,
-                    client2=_clients(rng, m, human=False), client2_p=0.15, p1_off=nat, p1_n=nat_n,
-                    p2_off=home_off, p2_n=home_n, p2_p=0.1, rpm=TIER_ORG[0], rpd=TIER_ORG[1],
-                    model=1, adopt=rng.beta(0.5, 3, m), sys=0, **human_rates(m, 4.0, 0.9), **favs(m))
+        idx = b.add(
+            m,
+            group=len(groups) - 1,
+            org=np.where(seat, org, -1),
+            signup=np.where(seat, 4, 0),
+            created=_age(rng, m, 5, 700),
+            pay=np.where(seat, card, -2),
+            country=c,
+            tz=tz,
+            client1=client,
+            client2=_clients(rng, m, human=False),
+            client2_p=0.15,
+            p1_off=nat,
+            p1_n=nat_n,
+            p2_off=home_off,
+            p2_n=home_n,
+            p2_p=0.1,
+            rpm=TIER_ORG[0],
+            rpd=TIER_ORG[1],
+            model=1,
+            adopt=rng.beta(0.5, 3, m),
+            sys=0,
+            **human_rates(m, 4.0, 0.9),
+            **favs(m),
+        )
         attach(g, idx)
 
     # corporate VPN / secure-web-gateway egress shared by employees of several companies
     m = max(20, round(0.01 * N))
-    g = group("corporate_vpn", "human", "hard_case",
-              "Cloud security proxy egress (proxy ASN) shared by employees of several unrelated "
-              "companies; office hours.", profile="work", week="work",
-              families=[3, 4, 2, 0, 1, 2, 0, 3, 0])
+    g = group(
+        "corporate_vpn",
+        "human",
+        "hard_case",
+        "Cloud security proxy egress (proxy ASN) shared by employees of several unrelated "
+        "companies; office hours.",
+        profile="work",
+        week="work",
+        families=[3, 4, 2, 0, 1, 2, 0, 3, 0],
+    )
     asn = net.proxy[0]
     egress = net.add_block(asn, net.block24(asn), 24)
     egress_n = _last_len(net)
@@ -268,38 +368,80 @@ def build_population(
     orgs = np.array([b.org() for _ in range(max(3, N // 4000))])
     org = orgs[rng.integers(0, len(orgs), m)]
     home_off, home_n = _residential_pools(net, rng, c)
-    idx = b.add(m, group=len(groups) - 1, org=org, signup=4, created=_age(rng, m),
-                country=c, tz=tz, client1=_clients(rng, m), client2=_clients(rng, m, False),
-                client2_p=0.2, p1_off=egress, p1_n=egress_n, p2_off=home_off, p2_n=home_n,
-                p2_p=0.1, model=1, rpm=TIER_ORG[0], rpd=TIER_ORG[1], **human_rates(m, 4.0, 0.9),
-                **favs(m))
+    idx = b.add(
+        m,
+        group=len(groups) - 1,
+        org=org,
+        signup=4,
+        created=_age(rng, m),
+        country=c,
+        tz=tz,
+        client1=_clients(rng, m),
+        client2=_clients(rng, m, False),
+        client2_p=0.2,
+        p1_off=egress,
+        p1_n=egress_n,
+        p2_off=home_off,
+        p2_n=home_n,
+        p2_p=0.1,
+        model=1,
+        rpm=TIER_ORG[0],
+        rpd=TIER_ORG[1],
+        **human_rates(m, 4.0, 0.9),
+        **favs(m),
+    )
     attach(g, idx)
 
     # consumer VPN users
     m = max(10, round(0.02 * N))
-    g = group("consumer_vpn", "human", "hard_case",
-              "Privacy VPN users: unrelated individuals sharing a commercial VPN's exit IPs "
-              "(proxy ASN).", profile="human", week="human", families=[5, 2, 1, 1, 1, 1, 1, 3, 1])
+    g = group(
+        "consumer_vpn",
+        "human",
+        "hard_case",
+        "Privacy VPN users: unrelated individuals sharing a commercial VPN's exit IPs (proxy ASN).",
+        profile="human",
+        week="human",
+        families=[5, 2, 1, 1, 1, 1, 1, 3, 1],
+    )
     exits = []
     for a in net.proxy[1:3]:
         exits.append((net.add_block(a, net.block24(a), 40), _last_len(net)))
     c, tz = _home(rng, m)
     home_off, home_n = _residential_pools(net, rng, c)
     which = rng.integers(0, len(exits), m)
-    idx = b.add(m, group=len(groups) - 1, created=_age(rng, m), country=c, tz=tz,
-                client1=_clients(rng, m), client2=_clients(rng, m), client2_p=0.2,
-                p1_off=np.array([e[0] for e in exits])[which],
-                p1_n=np.array([e[1] for e in exits])[which], p2_off=home_off, p2_n=home_n,
-                p2_p=0.25, model=rng.integers(0, 3, m), adopt=rng.beta(0.5, 3, m),
-                **human_rates(m), **favs(m))
+    idx = b.add(
+        m,
+        group=len(groups) - 1,
+        created=_age(rng, m),
+        country=c,
+        tz=tz,
+        client1=_clients(rng, m),
+        client2=_clients(rng, m),
+        client2_p=0.2,
+        p1_off=np.array([e[0] for e in exits])[which],
+        p1_n=np.array([e[1] for e in exits])[which],
+        p2_off=home_off,
+        p2_n=home_n,
+        p2_p=0.25,
+        model=rng.integers(0, 3, m),
+        adopt=rng.beta(0.5, 3, m),
+        **human_rates(m),
+        **favs(m),
+    )
     attach(g, idx)
 
     # mobile carrier CGNAT users
     m = max(20, round(0.08 * N))
-    g = group("mobile_cgnat", "human", "hard_case",
-              "Phone users behind carrier-grade NAT: thousands of accounts rotating over a few "
-              "dozen carrier IPs (mobile ASN).", profile="human", week="human",
-              families=[5, 2, 1, 2, 1, 1, 2, 1, 1])
+    g = group(
+        "mobile_cgnat",
+        "human",
+        "hard_case",
+        "Phone users behind carrier-grade NAT: thousands of accounts rotating over a few "
+        "dozen carrier IPs (mobile ASN).",
+        profile="human",
+        week="human",
+        families=[5, 2, 1, 2, 1, 1, 2, 1, 1],
+    )
     c, tz = _home(rng, m)
     cg_off = np.empty(len(COUNTRY_CODES), dtype=np.int64)
     cg_n = np.empty(len(COUNTRY_CODES), dtype=np.int64)
@@ -309,10 +451,25 @@ def build_population(
         cg_n[ci] = _last_len(net)
     home_off, home_n = _residential_pools(net, rng, c)
     mob = np.where(rng.random(m) < 0.5, CI["ios_app"], CI["android_app"])
-    idx = b.add(m, group=len(groups) - 1, created=_age(rng, m, 2, 900), country=c, tz=tz,
-                client1=mob, client2=_clients(rng, m), client2_p=0.15, p1_off=cg_off[c],
-                p1_n=cg_n[c], p2_off=home_off, p2_n=home_n, p2_p=0.2, model=0,
-                adopt=rng.beta(0.3, 5, m), **human_rates(m, 2.0), **favs(m))
+    idx = b.add(
+        m,
+        group=len(groups) - 1,
+        created=_age(rng, m, 2, 900),
+        country=c,
+        tz=tz,
+        client1=mob,
+        client2=_clients(rng, m),
+        client2_p=0.15,
+        p1_off=cg_off[c],
+        p1_n=cg_n[c],
+        p2_off=home_off,
+        p2_n=home_n,
+        p2_p=0.2,
+        model=0,
+        adopt=rng.beta(0.3, 5, m),
+        **human_rates(m, 2.0),
+        **favs(m),
+    )
     attach(g, idx)
 
     # enterprise apps: one template at huge volume, one org, a few keys
@@ -321,44 +478,93 @@ def build_population(
         m = int(rng.integers(1, 4))
         c, tz = _home(rng, 1, ["US", "GB", "DE", "JP", "BR", "IN"])
         tpl = int(ent_templates[k % len(ent_templates)])
-        g = group(f"enterprise_app_{k + 1}", "enterprise", "hard_case",
-                  "Enterprise integration: one org, 1-3 accounts with several keys, one prompt "
-                  "template sent at very high volume from cloud servers.",
-                  template=tpl, template2=int(ent_templates[(k + 1) % len(ent_templates)]),
-                  volume=rng.uniform(0.3, 0.8) * N * activity, tz=float(tz[0]))
+        g = group(
+            f"enterprise_app_{k + 1}",
+            "enterprise",
+            "hard_case",
+            "Enterprise integration: one org, 1-3 accounts with several keys, one prompt "
+            "template sent at very high volume from cloud servers.",
+            template=tpl,
+            template2=int(ent_templates[(k + 1) % len(ent_templates)]),
+            volume=rng.uniform(0.3, 0.8) * N * activity,
+            tz=float(tz[0]),
+        )
         asn = net.datacenter[int(rng.integers(0, len(net.datacenter)))]
         pool = net.add_block(asn, net.block24(asn), int(rng.integers(4, 9)))
         pool_n = _last_len(net)
         org, card = b.org(), b.card()
-        sysi = b.system(f"You are the assistant inside {['Acme', 'Northwind', 'Globex', 'Initech', 'Umbrella'][k % 5]} support tools. Follow the output format exactly.")
-        idx = b.add(m, group=len(groups) - 1, org=org, signup=4, created=_age(rng, m, 90, 900),
-                    pay=card, country=c[0], tz=tz[0], client1=CI["requests"] if k % 2 else CI["openai_python"],
-                    p1_off=pool, p1_n=pool_n, n_keys=rng.integers(2, 5, m), model=0, temp=0.0,
-                    max_tok=256, sys=sysi, rpm=TIER_ORG[0] * 10, rpd=TIER_ORG[1] * 10)
+        sysi = b.system(
+            f"You are the assistant inside {['Acme', 'Northwind', 'Globex', 'Initech', 'Umbrella'][k % 5]} support tools. Follow the output format exactly."
+        )
+        idx = b.add(
+            m,
+            group=len(groups) - 1,
+            org=org,
+            signup=4,
+            created=_age(rng, m, 90, 900),
+            pay=card,
+            country=c[0],
+            tz=tz[0],
+            client1=CI["requests"] if k % 2 else CI["openai_python"],
+            p1_off=pool,
+            p1_n=pool_n,
+            n_keys=rng.integers(2, 5, m),
+            model=0,
+            temp=0.0,
+            max_tok=256,
+            sys=sysi,
+            rpm=TIER_ORG[0] * 10,
+            rpd=TIER_ORG[1] * 10,
+        )
         attach(g, idx)
 
     # evaluation harnesses: reasoning benchmarks, think step by step, regular cadence
     for k in range(_scaled(N, 7000)):
         m = int(rng.integers(3, 7))
         c, tz = _home(rng, 1, ["US", "GB", "FR", "CA", "DE"])
-        items = P.benchmark_items(np.random.default_rng([seed, 77, k]), int(rng.integers(150, 300)),
-                                  int(rng.integers(40, 120)))
-        g = group(f"eval_harness_{k + 1}", "harness", "hard_case",
-                  "Research lab evaluation harness: a handful of accounts in one org running a "
-                  "fixed reasoning benchmark ('think step by step') nightly and on release day, "
-                  "at a regular cadence from datacenter IPs.",
-                  items=items, format=int(k % len(V.HARNESS_FORMATS)),
-                  hour=float(rng.uniform(0, 24)), gap=float(rng.uniform(0.6, 2.0)),
-                  release_delay=float(rng.uniform(1, 8) * 3600))
+        items = P.benchmark_items(
+            np.random.default_rng([seed, 77, k]),
+            int(rng.integers(150, 300)),
+            int(rng.integers(40, 120)),
+        )
+        g = group(
+            f"eval_harness_{k + 1}",
+            "harness",
+            "hard_case",
+            "Research lab evaluation harness: a handful of accounts in one org running a "
+            "fixed reasoning benchmark ('think step by step') nightly and on release day, "
+            "at a regular cadence from datacenter IPs.",
+            items=items,
+            format=int(k % len(V.HARNESS_FORMATS)),
+            hour=float(rng.uniform(0, 24)),
+            gap=float(rng.uniform(0.6, 2.0)),
+            release_delay=float(rng.uniform(1, 8) * 3600),
+        )
         asn = net.datacenter[int(rng.integers(0, len(net.datacenter)))]
         pool = net.add_block(asn, net.block24(asn), 4)
         pool_n = _last_len(net)
         org, card = b.org(), b.card()
         sysi = b.system("You are a careful assistant. Answer the question.")
-        idx = b.add(m, group=len(groups) - 1, org=org, signup=3, created=_age(rng, m, 60, 900),
-                    pay=card, country=c[0], tz=tz[0], client1=CI["httpx"], p1_off=pool,
-                    p1_n=pool_n, n_keys=2, model=2, temp=0.0, max_tok=2048, sys=sysi,
-                    rpm=TIER_ORG[0], rpd=TIER_ORG[1])
+        idx = b.add(
+            m,
+            group=len(groups) - 1,
+            org=org,
+            signup=3,
+            created=_age(rng, m, 60, 900),
+            pay=card,
+            country=c[0],
+            tz=tz[0],
+            client1=CI["httpx"],
+            p1_off=pool,
+            p1_n=pool_n,
+            n_keys=2,
+            model=2,
+            temp=0.0,
+            max_tok=2048,
+            sys=sysi,
+            rpm=TIER_ORG[0],
+            rpd=TIER_ORG[1],
+        )
         attach(g, idx)
 
     # data-labelling companies: many annotator accounts, one org, rubric prompts
@@ -366,27 +572,53 @@ def build_population(
         m = int(min(rng.uniform(60, 220), max(20, 0.04 * N)))
         c, tz = _home(rng, 1, ["KE", "PH", "IN", "NG", "VN"])
         c, tz = np.full(m, c[0]), np.full(m, tz[0])
-        g = group(f"data_labelling_{k + 1}", "labelling", "hard_case",
-                  "Data-labelling company: many annotator accounts in one org on one company "
-                  "card, structured rubric/comparison prompts (grading), office shifts.",
-                  profile="work", week="labelling",
-                  templates=sorted(rng.choice(len(V.LABEL_RUBRIC_TEMPLATES), 2, replace=False).tolist()))
+        g = group(
+            f"data_labelling_{k + 1}",
+            "labelling",
+            "hard_case",
+            "Data-labelling company: many annotator accounts in one org on one company "
+            "card, structured rubric/comparison prompts (grading), office shifts.",
+            profile="work",
+            week="labelling",
+            templates=sorted(rng.choice(len(V.LABEL_RUBRIC_TEMPLATES), 2, replace=False).tolist()),
+        )
         asn = net.new_asn("business", int(c[0]))
         office = net.add_block(asn, net.block24(asn), 2)
         office_n = _last_len(net)
         home_off, home_n = _residential_pools(net, rng, c)
         org, card = b.org(), b.card()
         sysi = b.system("You are an annotation assistant. Be precise and follow the guideline.")
-        idx = b.add(m, group=len(groups) - 1, org=org, signup=4, created=_age(rng, m, 10, 500),
-                    pay=card, country=c, tz=tz, client1=CI["chrome_win"], client2=_clients(rng, m),
-                    client2_p=0.1, p1_off=office, p1_n=office_n, p2_off=home_off, p2_n=home_n,
-                    p2_p=0.35, rate=rng.uniform(25, 60, m) * activity, p_active=0.85, model=1,
-                    temp=0.2, sys=sysi, rpm=TIER_ORG[0], rpd=TIER_ORG[1])
+        idx = b.add(
+            m,
+            group=len(groups) - 1,
+            org=org,
+            signup=4,
+            created=_age(rng, m, 10, 500),
+            pay=card,
+            country=c,
+            tz=tz,
+            client1=CI["chrome_win"],
+            client2=_clients(rng, m),
+            client2_p=0.1,
+            p1_off=office,
+            p1_n=office_n,
+            p2_off=home_off,
+            p2_n=home_n,
+            p2_p=0.35,
+            rate=rng.uniform(25, 60, m) * activity,
+            p_active=0.85,
+            model=1,
+            temp=0.2,
+            sys=sysi,
+            rpm=TIER_ORG[0],
+            rpd=TIER_ORG[1],
+        )
         attach(g, idx)
 
     # resellers: one account relaying many end users (benign ones, and the mixed campaign's)
-    def reseller(name: str, kind: str, desc: str, share: float, campaign: int = -1,
-                 g: Group | None = None) -> np.ndarray:
+    def reseller(
+        name: str, kind: str, desc: str, share: float, campaign: int = -1, g: Group | None = None
+    ) -> np.ndarray:
         c, tz = _home(rng, 1, ["US", "SG", "DE", "GB", "NL"])
         if g is None:
             g = group(name, "reseller", kind, desc, volume=rng.uniform(0.15, 0.35) * N * activity)
@@ -395,36 +627,69 @@ def build_population(
         asn = net.datacenter[int(rng.integers(0, len(net.datacenter)))]
         pool = net.add_block(asn, net.block24(asn), int(rng.integers(3, 8)))
         pool_n = _last_len(net)
-        idx = b.add(1, group=gi(g), campaign=campaign, org=b.org(), signup=5,
-                    created=_age(rng, 1, 60, 700), country=c[0], tz=tz[0],
-                    client1=CI["go"] if rng.random() < 0.5 else CI["openai_node"],
-                    p1_off=pool, p1_n=pool_n, n_keys=int(rng.integers(2, 6)), model=1, adopt=0.5,
-                    rpm=TIER_ORG[0] * 5, rpd=TIER_ORG[1] * 5, share=share)
+        idx = b.add(
+            1,
+            group=gi(g),
+            campaign=campaign,
+            org=b.org(),
+            signup=5,
+            created=_age(rng, 1, 60, 700),
+            country=c[0],
+            tz=tz[0],
+            client1=CI["go"] if rng.random() < 0.5 else CI["openai_node"],
+            p1_off=pool,
+            p1_n=pool_n,
+            n_keys=int(rng.integers(2, 6)),
+            model=1,
+            adopt=0.5,
+            rpm=TIER_ORG[0] * 5,
+            rpd=TIER_ORG[1] * 5,
+            share=share,
+        )
         attach(g, idx)
         return idx
 
     for k in range(_scaled(N, 5000)):
-        reseller(f"reseller_{k + 1}", "hard_case",
-                 "API reseller: one account relaying thousands of end users' requests from its "
-                 "servers (datacenter ASN), round the clock, every kind of task.", 0.0)
+        reseller(
+            f"reseller_{k + 1}",
+            "hard_case",
+            "API reseller: one account relaying thousands of end users' requests from its "
+            "servers (datacenter ASN), round the clock, every kind of task.",
+            0.0,
+        )
 
     # small developer integrations on cloud IPs (templated, some cron-driven)
     m = max(10, round(0.015 * N))
-    g = group("developer_apps", "devapp", "hard_case",
-              "Small developer apps: templated prompts from cloud servers, some on hourly cron "
-              "batches.")
+    g = group(
+        "developer_apps",
+        "devapp",
+        "hard_case",
+        "Small developer apps: templated prompts from cloud servers, some on hourly cron batches.",
+    )
     dc = np.asarray(net.datacenter)[rng.integers(0, len(net.datacenter), m)]
     k_ips = rng.integers(1, 4, m)
     off = net.add(np.repeat(dc, k_ips)) + np.cumsum(k_ips) - k_ips
     c, tz = _home(rng, m)
-    idx = b.add(m, group=len(groups) - 1, signup=np.where(rng.random(m) < 0.5, 2, 0),
-                created=_age(rng, m, 5, 700), country=c, tz=tz, client1=_clients(rng, m, False),
-                p1_off=off, p1_n=k_ips, n_keys=rng.integers(1, 3, m),
-                rate=np.exp(rng.uniform(np.log(10), np.log(300), m)) * activity,
-                app_tpl=rng.integers(0, len(V.APP_TEMPLATES), m), sub=rng.integers(0, 2, m),
-                phase=rng.uniform(0, 3600, m), model=rng.integers(0, 3, m),
-                temp=rng.choice([0.0, 0.3, 0.7, 1.0], m), max_tok=rng.choice([256, 512, 1024], m),
-                adopt=rng.beta(1, 3, m))
+    idx = b.add(
+        m,
+        group=len(groups) - 1,
+        signup=np.where(rng.random(m) < 0.5, 2, 0),
+        created=_age(rng, m, 5, 700),
+        country=c,
+        tz=tz,
+        client1=_clients(rng, m, False),
+        p1_off=off,
+        p1_n=k_ips,
+        n_keys=rng.integers(1, 3, m),
+        rate=np.exp(rng.uniform(np.log(10), np.log(300), m)) * activity,
+        app_tpl=rng.integers(0, len(V.APP_TEMPLATES), m),
+        sub=rng.integers(0, 2, m),
+        phase=rng.uniform(0, 3600, m),
+        model=rng.integers(0, 3, m),
+        temp=rng.choice([0.0, 0.3, 0.7, 1.0], m),
+        max_tok=rng.choice([256, 512, 1024], m),
+        adopt=rng.beta(1, 3, m),
+    )
     attach(g, idx)
 
     # ---- campaigns -------------------------------------------------------------------
@@ -437,23 +702,49 @@ def build_population(
         elic = crng.choice(len(P.ELICIT_PHRASES), 12, replace=False)
         common = dict(templates=tpls, elicit=elic, domains=int(crng.integers(0, 4)))
         if arche == "single_heavy":
-            g = group(cid, "single", "campaign",
-                      "One heavy account sweeping math/coding/agentic tasks with reasoning-trace "
-                      "elicitation, round the clock, from a few cloud IPs.",
-                      kind_p=[0.45, 0.4, 0.15], rate=max(300.0, 0.4 * N), **common)
+            g = group(
+                cid,
+                "single",
+                "campaign",
+                "One heavy account sweeping math/coding/agentic tasks with reasoning-trace "
+                "elicitation, round the clock, from a few cloud IPs.",
+                kind_p=[0.45, 0.4, 0.15],
+                rate=max(300.0, 0.4 * N),
+                **common,
+            )
             asn = net.datacenter[int(rng.integers(0, len(net.datacenter)))]
             pool = net.add_block(asn, net.block24(asn), 3)
-            idx = b.add(1, group=gi(g), campaign=ci, signup=2, created=-rng.uniform(20, 90),
-                        country=COUNTRY_CODES.index("US"), tz=-5, client1=CI["openai_python"],
-                        p1_off=pool, p1_n=_last_len(net), n_keys=3, model=2, adopt=0.9,
-                        temp=1.0, max_tok=16000, rpm=TIER_ORG[0], rpd=TIER_ORG[1],
-                        sys=b.system(V.CAMPAIGN_SYSTEM_PROMPTS[0]))
+            idx = b.add(
+                1,
+                group=gi(g),
+                campaign=ci,
+                signup=2,
+                created=-rng.uniform(20, 90),
+                country=COUNTRY_CODES.index("US"),
+                tz=-5,
+                client1=CI["openai_python"],
+                p1_off=pool,
+                p1_n=_last_len(net),
+                n_keys=3,
+                model=2,
+                adopt=0.9,
+                temp=1.0,
+                max_tok=16000,
+                rpm=TIER_ORG[0],
+                rpd=TIER_ORG[1],
+                sys=b.system(V.CAMPAIGN_SYSTEM_PROMPTS[0]),
+            )
         elif arche == "hydra":
-            g = group(cid, "hydra", "campaign",
-                      "Hydra cluster: many young self-serve accounts, each under the new-account "
-                      "rate limit, sharing subsets of payment cards, two custom TLS stacks, a few "
-                      "proxy/datacenter /24s; load-balanced, synchronised, round the clock.",
-                      kind_p=[0.4, 0.35, 0.25], **common)
+            g = group(
+                cid,
+                "hydra",
+                "campaign",
+                "Hydra cluster: many young self-serve accounts, each under the new-account "
+                "rate limit, sharing subsets of payment cards, two custom TLS stacks, a few "
+                "proxy/datacenter /24s; load-balanced, synchronised, round the clock.",
+                kind_p=[0.4, 0.35, 0.25],
+                **common,
+            )
             blocks = []
             for a in [net.datacenter[1], net.datacenter[4], net.proxy[3]]:
                 for _ in range(2):
@@ -467,77 +758,177 @@ def build_population(
             cards = np.array([b.card() for _ in range(max(3, kc // 15))])
             pay = np.where(crng.random(kc) < 0.6, cards[crng.integers(0, len(cards), kc)], -2)
             tls_custom = [clients.add_tls(f"custom-{seed}-{cid}-{j}") for j in range(2)]
-            tls = np.where(crng.random(kc) < 0.8, np.asarray(tls_custom)[crng.integers(0, 2, kc)],
-                           clients.tls_of_client[CI["openai_python"]][0])
-            ua = np.asarray([CI["openai_python"], CI["requests"], CI["httpx"]])[crng.integers(0, 3, kc)]
+            tls = np.where(
+                crng.random(kc) < 0.8,
+                np.asarray(tls_custom)[crng.integers(0, 2, kc)],
+                clients.tls_of_client[CI["openai_python"]][0],
+            )
+            ua = np.asarray([CI["openai_python"], CI["requests"], CI["httpx"]])[
+                crng.integers(0, 3, kc)
+            ]
             # churn: most accounts run the whole window, some are rotated in and out
             start = np.where(crng.random(kc) < 0.7, -1.0, crng.uniform(0, days * 0.7, kc))
             stop = np.where(crng.random(kc) < 0.8, 1e9, start + crng.uniform(2, 6, kc))
             created = np.minimum(start, 0) - crng.uniform(0.2, 6, kc)
             created = np.round(created * 4) / 4 + crng.uniform(0, 0.05, kc)  # sign-up batches
             c, tz = _home(crng, kc, ["US", "US", "SG", "GB", "CA"])
-            sysi = np.asarray([b.system(s) for s in V.CAMPAIGN_SYSTEM_PROMPTS])[crng.integers(0, 5, kc)]
-            idx = b.add(kc, group=gi(g), campaign=ci, signup=0, created=created, pay=pay,
-                        country=c, tz=tz, client1=ua, tls1=tls, p1_off=off, p1_n=kk,
-                        rate=crng.uniform(50, 95, kc), day_from=start, day_to=stop,
-                        n_keys=1, model=crng.choice([1, 2], kc, p=[0.4, 0.6]), adopt=0.3,
-                        temp=0.7, max_tok=8192, sys=sysi, rpm=TIER_NEW[0], rpd=TIER_NEW[1],
-                        phase=crng.random(kc))
+            sysi = np.asarray([b.system(s) for s in V.CAMPAIGN_SYSTEM_PROMPTS])[
+                crng.integers(0, 5, kc)
+            ]
+            idx = b.add(
+                kc,
+                group=gi(g),
+                campaign=ci,
+                signup=0,
+                created=created,
+                pay=pay,
+                country=c,
+                tz=tz,
+                client1=ua,
+                tls1=tls,
+                p1_off=off,
+                p1_n=kk,
+                rate=crng.uniform(50, 95, kc),
+                day_from=start,
+                day_to=stop,
+                n_keys=1,
+                model=crng.choice([1, 2], kc, p=[0.4, 0.6]),
+                adopt=0.3,
+                temp=0.7,
+                max_tok=8192,
+                sys=sysi,
+                rpm=TIER_NEW[0],
+                rpd=TIER_NEW[1],
+                phase=crng.random(kc),
+            )
         elif arche == "reseller_mixed":
-            g = group(cid, "reseller", "campaign",
-                      f"Campaign mixed into a reseller: {reseller_share:.0%} of one reseller "
-                      "account's traffic is a coding/agentic sweep with reasoning elicitation, "
-                      "sent in regular batches.", kind_p=[0.2, 0.5, 0.3], **common)
+            g = group(
+                cid,
+                "reseller",
+                "campaign",
+                f"Campaign mixed into a reseller: {reseller_share:.0%} of one reseller "
+                "account's traffic is a coding/agentic sweep with reasoning elicitation, "
+                "sent in regular batches.",
+                kind_p=[0.2, 0.5, 0.3],
+                **common,
+            )
             idx = reseller(cid, "campaign", "", reseller_share, campaign=ci, g=g)
             g.params["batches"] = int(crng.integers(6, 14))
         elif arche == "paraphrased":
-            g = group(cid, "paraphrased", "campaign",
-                      "Paraphrased campaign: no shared template (varied leads, order, synonyms, "
-                      "thousands of elicitation wordings), rotating residential proxy IPs, "
-                      "browser user agents; still reasoning elicitation and capability sweeps.",
-                      **common)
-            resid = np.concatenate([net.residential[COUNTRY_CODES.index(x)] for x in ("US", "GB", "DE", "CA")])
+            g = group(
+                cid,
+                "paraphrased",
+                "campaign",
+                "Paraphrased campaign: no shared template (varied leads, order, synonyms, "
+                "thousands of elicitation wordings), rotating residential proxy IPs, "
+                "browser user agents; still reasoning elicitation and capability sweeps.",
+                **common,
+            )
+            resid = np.concatenate(
+                [net.residential[COUNTRY_CODES.index(x)] for x in ("US", "GB", "DE", "CA")]
+            )
             rp = net.add(resid[crng.integers(0, len(resid), max(500, kc * 60))])
             c, tz = _home(crng, kc, ["US", "GB", "DE", "CA"])
             tls_rare = clients.add_tls(f"headless-{seed}-{cid}")
             cl = _clients(crng, kc)
-            idx = b.add(kc, group=gi(g), campaign=ci, signup=0, created=-crng.uniform(5, 40, kc),
-                        country=c, tz=tz, client1=cl, client2=_clients(crng, kc), client2_p=0.3,
-                        tls1=np.where(crng.random(kc) < 0.5, tls_rare, -1), p1_off=rp,
-                        p1_n=_last_len(net), rate=crng.uniform(40, 90, kc), model=crng.choice([1, 2], kc),
-                        adopt=0.4, rpm=TIER_NEW[0], rpd=TIER_NEW[1], phase=crng.uniform(0, 24, kc),
-                        temp=crng.choice([0.6, 0.8, 1.0], kc))
+            idx = b.add(
+                kc,
+                group=gi(g),
+                campaign=ci,
+                signup=0,
+                created=-crng.uniform(5, 40, kc),
+                country=c,
+                tz=tz,
+                client1=cl,
+                client2=_clients(crng, kc),
+                client2_p=0.3,
+                tls1=np.where(crng.random(kc) < 0.5, tls_rare, -1),
+                p1_off=rp,
+                p1_n=_last_len(net),
+                rate=crng.uniform(40, 90, kc),
+                model=crng.choice([1, 2], kc),
+                adopt=0.4,
+                rpm=TIER_NEW[0],
+                rpd=TIER_NEW[1],
+                phase=crng.uniform(0, 24, kc),
+                temp=crng.choice([0.6, 0.8, 1.0], kc),
+            )
         elif arche == "slow_low":
-            g = group(cid, "slowlow", "campaign",
-                      "Slow and low: a few aged accounts on ordinary home IPs, human-like "
-                      "sessions in their time zone, ~15-35 requests a day for weeks, coding and "
-                      "math sweeps with naturally worded elicitation.", profile="human",
-                      week="human")
+            g = group(
+                cid,
+                "slowlow",
+                "campaign",
+                "Slow and low: a few aged accounts on ordinary home IPs, human-like "
+                "sessions in their time zone, ~15-35 requests a day for weeks, coding and "
+                "math sweeps with naturally worded elicitation.",
+                profile="human",
+                week="human",
+            )
             c, tz = _home(crng, kc, ["US", "GB", "CA", "AU"])
             home_off, home_n = _residential_pools(net, crng, c, 1, 2, v6=0.0)
-            idx = b.add(kc, group=gi(g), campaign=ci, signup=0, created=_age(crng, kc, 150, 700),
-                        country=c, tz=tz, client1=_clients(crng, kc), p1_off=home_off,
-                        p1_n=home_n, rate=crng.uniform(15, 35, kc), p_active=0.92,
-                        model=crng.choice([1, 2], kc), adopt=0.2)
+            idx = b.add(
+                kc,
+                group=gi(g),
+                campaign=ci,
+                signup=0,
+                created=_age(crng, kc, 150, 700),
+                country=c,
+                tz=tz,
+                client1=_clients(crng, kc),
+                p1_off=home_off,
+                p1_n=home_n,
+                rate=crng.uniform(15, 35, kc),
+                p_active=0.92,
+                model=crng.choice([1, 2], kc),
+                adopt=0.2,
+            )
         elif arche == "release_pivot":
-            g = group(cid, "pivot", "campaign",
-                      "Release pivot: a cluster that moves onto the new model within hours of "
-                      "its first appearance and multiplies its volume; agentic, math and coding "
-                      "sweeps; shared cards and a custom TLS stack; regular cadence.",
-                      kind_p=[0.3, 0.3, 0.4], delay=float(crng.uniform(1, 8) * 3600), **common)
-            blocks = [net.block24(a) for a in (net.datacenter[2], net.datacenter[5], net.datacenter[5])]
+            g = group(
+                cid,
+                "pivot",
+                "campaign",
+                "Release pivot: a cluster that moves onto the new model within hours of "
+                "its first appearance and multiplies its volume; agentic, math and coding "
+                "sweeps; shared cards and a custom TLS stack; regular cadence.",
+                kind_p=[0.3, 0.3, 0.4],
+                delay=float(crng.uniform(1, 8) * 3600),
+                **common,
+            )
+            blocks = [
+                net.block24(a) for a in (net.datacenter[2], net.datacenter[5], net.datacenter[5])
+            ]
             kk = crng.integers(1, 4, kc)
             bi = crng.integers(0, 3, kk.sum())
             asns = np.asarray([net.datacenter[2], net.datacenter[5], net.datacenter[5]])[bi]
-            off = net.add(asns, np.asarray(blocks)[bi] + crng.integers(1, 255, kk.sum())) + np.cumsum(kk) - kk
+            off = (
+                net.add(asns, np.asarray(blocks)[bi] + crng.integers(1, 255, kk.sum()))
+                + np.cumsum(kk)
+                - kk
+            )
             cards = np.array([b.card() for _ in range(3)])
             tls = clients.add_tls(f"pivot-{seed}-{cid}")
             c, tz = _home(crng, kc, ["US", "SG"])
-            idx = b.add(kc, group=gi(g), campaign=ci, signup=np.where(crng.random(kc) < 0.3, 2, 0),
-                        created=-crng.uniform(15, 45, kc), pay=cards[crng.integers(0, 3, kc)],
-                        country=c, tz=tz, client1=CI["openai_python"], tls1=tls, p1_off=off,
-                        p1_n=kk, rate=crng.uniform(15, 30, kc), model=1, adopt=0.0, temp=0.8,
-                        max_tok=8192, phase=crng.uniform(0, 1, kc), sub=crng.integers(120, 250, kc))
+            idx = b.add(
+                kc,
+                group=gi(g),
+                campaign=ci,
+                signup=np.where(crng.random(kc) < 0.3, 2, 0),
+                created=-crng.uniform(15, 45, kc),
+                pay=cards[crng.integers(0, 3, kc)],
+                country=c,
+                tz=tz,
+                client1=CI["openai_python"],
+                tls1=tls,
+                p1_off=off,
+                p1_n=kk,
+                rate=crng.uniform(15, 30, kc),
+                model=1,
+                adopt=0.0,
+                temp=0.8,
+                max_tok=8192,
+                phase=crng.uniform(0, 1, kc),
+                sub=crng.integers(120, 250, kc),
+            )
         else:
             raise ValueError(f"unknown campaign archetype {arche!r}")
         g.campaign_id, g.archetype = cid, arche
@@ -547,9 +938,15 @@ def build_population(
 
     # ---- ordinary individuals: everyone else ------------------------------------------
     m = max(0, N - b.n)
-    g = group("individuals", "human", "benign",
-              "Ordinary individuals and developers on home and office connections.",
-              profile="human", week="human", families=[6, 3, 2, 1, 1, 1, 1, 4, 1])
+    g = group(
+        "individuals",
+        "human",
+        "benign",
+        "Ordinary individuals and developers on home and office connections.",
+        profile="human",
+        week="human",
+        families=[6, 3, 2, 1, 1, 1, 1, 4, 1],
+    )
     c, tz = _home(rng, m)
     home_off, home_n = _residential_pools(net, rng, c)
     mob_p = np.where(rng.random(m) < 0.3, rng.uniform(0.1, 0.6, m), 0.0)
@@ -560,15 +957,31 @@ def build_population(
     cg_ip = cg_off[c]
     cg_k = cg_n[c]
     young = created > -14
-    idx = b.add(m, group=len(groups) - 1, signup=rng.choice([0, 2, 1], m, p=[0.92, 0.05, 0.03]),
-                created=created, pay=np.where(rng.random(m) < 0.03, -1, -2), country=c, tz=tz,
-                client1=cl1, client2=np.where(dev, _clients(rng, m), CI["ios_app"]), client2_p=mob_p,
-                p1_off=home_off, p1_n=home_n, p2_off=cg_ip, p2_n=cg_k, p2_p=mob_p,
-                model=rng.choice(3, m, p=[0.45, 0.4, 0.15]), adopt=rng.beta(0.6, 3, m),
-                temp=np.where(dev, rng.choice([0.0, 0.2, 0.7, 1.0], m), np.nan),
-                max_tok=np.where(dev, rng.choice([512, 1024, 4096], m), -1),
-                rpm=np.where(young, TIER_NEW[0], TIER_1[0]), rpd=np.where(young, TIER_NEW[1], TIER_1[1]),
-                **human_rates(m), **favs(m))
+    idx = b.add(
+        m,
+        group=len(groups) - 1,
+        signup=rng.choice([0, 2, 1], m, p=[0.92, 0.05, 0.03]),
+        created=created,
+        pay=np.where(rng.random(m) < 0.03, -1, -2),
+        country=c,
+        tz=tz,
+        client1=cl1,
+        client2=np.where(dev, _clients(rng, m), CI["ios_app"]),
+        client2_p=mob_p,
+        p1_off=home_off,
+        p1_n=home_n,
+        p2_off=cg_ip,
+        p2_n=cg_k,
+        p2_p=mob_p,
+        model=rng.choice(3, m, p=[0.45, 0.4, 0.15]),
+        adopt=rng.beta(0.6, 3, m),
+        temp=np.where(dev, rng.choice([0.0, 0.2, 0.7, 1.0], m), np.nan),
+        max_tok=np.where(dev, rng.choice([512, 1024, 4096], m), -1),
+        rpm=np.where(young, TIER_NEW[0], TIER_1[0]),
+        rpd=np.where(young, TIER_NEW[1], TIER_1[1]),
+        **human_rates(m),
+        **favs(m),
+    )
     attach(g, idx)
     # family cards: a few individuals share a payment card with another individual
     cols = b.cols()
@@ -587,9 +1000,18 @@ def build_population(
     t1 = clients.pick(rng, cols["client1"])
     cols["tls1"] = np.where(cols["tls1"] < 0, t1, cols["tls1"])
     cols["tls2"] = clients.pick(rng, cols["client2"])
-    return Population(cols=cols, groups=groups, internet=net, clients=clients,
-                      system_prompts=b.sys, n_orgs=n_orgs, n_cards=n_cards, release_t=release_t,
-                      days=days, seed=seed)
+    return Population(
+        cols=cols,
+        groups=groups,
+        internet=net,
+        clients=clients,
+        system_prompts=b.sys,
+        n_orgs=n_orgs,
+        n_cards=n_cards,
+        release_t=release_t,
+        days=days,
+        seed=seed,
+    )
 
 
 def _last_len(net: Internet) -> int:

@@ -152,13 +152,19 @@ _K = ints(2, 40)
 def _passage_pool() -> pa.Array:
     """A fixed corpus of short documents that summary and extraction requests quote."""
     rng = np.random.default_rng(20260302)
-    return fill(rng, ["{s} {s2} {s3}", "{s} {s2}", "{s} {s2} {s3} {s4}"], np.arange(6000),
-                {k: sub(V.SENTENCES, {"k": _K}) for k in ("s", "s2", "s3", "s4")})
+    return fill(
+        rng,
+        ["{s} {s2} {s3}", "{s} {s2}", "{s} {s2} {s3} {s4}"],
+        np.arange(6000),
+        {k: sub(V.SENTENCES, {"k": _K}) for k in ("s", "s2", "s3", "s4")},
+    )
 
 
 def _PASSAGE(rng: np.random.Generator, rows: np.ndarray) -> pa.Array:
     pool = _passage_pool()
     return pool.take(pa.array(rng.integers(0, len(pool), len(rows))))
+
+
 _SNIPPET = choice(V.SNIPPETS)
 
 
@@ -193,8 +199,17 @@ def _common_slots(topic: np.ndarray) -> dict[str, Slot]:
 
 # --- benign families ----------------------------------------------------------------------
 
-BENIGN_FAMILIES = ["qa", "writing", "summary", "translate", "brainstorm", "rewrite", "advice",
-                   "coding", "math"]
+BENIGN_FAMILIES = [
+    "qa",
+    "writing",
+    "summary",
+    "translate",
+    "brainstorm",
+    "rewrite",
+    "advice",
+    "coding",
+    "math",
+]
 _FAMILY_TEMPLATES = {
     "qa": V.QUESTION_TEMPLATES,
     "writing": V.WRITING_TEMPLATES,
@@ -206,10 +221,35 @@ _FAMILY_TEMPLATES = {
     "coding": V.CODING_HELP_TEMPLATES,
     "math": V.MATH_TEMPLATES,
 }
-_CASUAL_LEADS = ["", "", "", "", "", "hi! ", "hey, ", "ok so ", "quick q: ", "Hello. ",
-                 "Can you help? ", "please help: ", "Good morning! "]
-_CASUAL_TAILS = ["", "", "", "", "", " thanks!", " Thank you.", " thx", " :)", "?", " asap",
-                 " (short answer please)"]
+_CASUAL_LEADS = [
+    "",
+    "",
+    "",
+    "",
+    "",
+    "hi! ",
+    "hey, ",
+    "ok so ",
+    "quick q: ",
+    "Hello. ",
+    "Can you help? ",
+    "please help: ",
+    "Good morning! ",
+]
+_CASUAL_TAILS = [
+    "",
+    "",
+    "",
+    "",
+    "",
+    " thanks!",
+    " Thank you.",
+    " thx",
+    " :)",
+    "?",
+    " asap",
+    " (short answer please)",
+]
 
 
 def benign_prompts(
@@ -252,13 +292,15 @@ def fixed_template(rng: np.random.Generator, template: str, n: int) -> pa.Array:
     """An app's one template with its slots filled (enterprise and developer integrations)."""
     topic = rng.choice(len(TOPICS), size=n, p=TOPIC_P)
     slots = _common_slots(topic)
-    slots.update({
-        "ticket": sub(V.TICKETS, {"k": ints(1000, 99999)}),
-        "product": choice(V.PRODUCTS),
-        "feature": choice(V.FEATURES),
-        "feature2": choice(V.FEATURES),
-        "question": sub(V.QUESTION_TEMPLATES, slots),
-    })
+    slots.update(
+        {
+            "ticket": sub(V.TICKETS, {"k": ints(1000, 99999)}),
+            "product": choice(V.PRODUCTS),
+            "feature": choice(V.FEATURES),
+            "feature2": choice(V.FEATURES),
+            "question": sub(V.QUESTION_TEMPLATES, slots),
+        }
+    )
     return fill(rng, [template], np.arange(n), slots, tidx=np.zeros(n, dtype=np.int64))
 
 
@@ -283,9 +325,15 @@ def labelling_prompts(rng: np.random.Generator, n: int, templates: Sequence[int]
 def benchmark_items(rng: np.random.Generator, n_math: int, n_code: int) -> list[str]:
     """A fixed evaluation benchmark (math word problems and function-completion tasks)."""
     m = fill(rng, V.MATH_SWEEP_TEMPLATES + V.MATH_TEMPLATES, np.arange(n_math), _sweep_slots())
-    c = fill(rng, ["def {fname}(xs):\n    \"\"\"Return a function that {spec}.\"\"\"\n"],
-             np.arange(n_code), {"fname": choice(["solve", "f", "task", "compute", "answer"]),
-                                 "spec": choice(V.FUNCTION_SPECS + V.CODE_SWEEP_TASKS)})
+    c = fill(
+        rng,
+        ['def {fname}(xs):\n    """Return a function that {spec}."""\n'],
+        np.arange(n_code),
+        {
+            "fname": choice(["solve", "f", "task", "compute", "answer"]),
+            "spec": choice(V.FUNCTION_SPECS + V.CODE_SWEEP_TASKS),
+        },
+    )
     return m.to_pylist() + c.to_pylist()
 
 
@@ -294,9 +342,15 @@ def benchmark_items(rng: np.random.Generator, n_math: int, n_code: int) -> list[
 
 def _sweep_slots() -> dict[str, Slot]:
     return {
-        "a": ints(2, 40), "b": ints(2, 60), "c": ints(3, 97), "d": ints(1, 200),
-        "big": ints(100, 99999), "angle": ints(15, 165),
-        "city": choice(V.CITIES), "product": choice(V.PRODUCTS), "language": choice(V.LANGUAGES),
+        "a": ints(2, 40),
+        "b": ints(2, 60),
+        "c": ints(3, 97),
+        "d": ints(1, 200),
+        "big": ints(100, 99999),
+        "angle": ints(15, 165),
+        "city": choice(V.CITIES),
+        "product": choice(V.PRODUCTS),
+        "language": choice(V.LANGUAGES),
     }
 
 
@@ -307,16 +361,21 @@ def _code_item_slots() -> dict[str, Slot]:
     return s
 
 
-_CODE_ITEM = ["Write a {language} program to {task}{constraint}.",
-              "In {language}, {task}{constraint}.", "Implement in {language}: {task}{constraint}.",
-              "{task}{constraint}. Language: {language}."]
+_CODE_ITEM = [
+    "Write a {language} program to {task}{constraint}.",
+    "In {language}, {task}{constraint}.",
+    "Implement in {language}: {task}{constraint}.",
+    "{task}{constraint}. Language: {language}.",
+]
 
 
 def _agent_slots() -> dict[str, Slot]:
     s = _sweep_slots()
     tool = choice(V.AGENT_TOOLS)
-    s["tools"] = sub(["{t1}, {t2}, {t3}", "{t1}, {t2}, {t3}, {t4}", "{t1}; {t2}"],
-                     {"t1": tool, "t2": tool, "t3": tool, "t4": tool})
+    s["tools"] = sub(
+        ["{t1}, {t2}, {t3}", "{t1}, {t2}, {t3}, {t4}", "{t1}; {t2}"],
+        {"t1": tool, "t2": tool, "t3": tool, "t4": tool},
+    )
     s["goal"] = sub(V.AGENT_GOALS, s)
     return s
 
@@ -366,8 +425,11 @@ def extraction_variants(rng: np.random.Generator, kind: np.ndarray, mode: np.nda
     """Reconstruct-the-reasoning (mode 1) and grade-as-a-reward-model (mode 2) prompts."""
     n = len(kind)
     item = capability_items(rng, kind)
-    slots = {"item": lambda r, rows: item.take(pa.array(rows)), "a": ints(2, 9999),
-             "b": ints(2, 9999)}
+    slots = {
+        "item": lambda r, rows: item.take(pa.array(rows)),
+        "a": ints(2, 9999),
+        "b": ints(2, 9999),
+    }
     tidx_r = rng.integers(0, len(V.RECONSTRUCT_TEMPLATES), n)
     tidx_g = rng.integers(0, len(V.GRADER_TEMPLATES), n) + len(V.RECONSTRUCT_TEMPLATES)
     tidx = np.where(mode == 1, tidx_r, tidx_g)
@@ -379,13 +441,17 @@ CAMPAIGN_TEMPLATES = [
     "{elicit}\n\nProblem:\n{item}",
     "### Task ID: {id}\n### Category: {domain}\n### Input:\n{item}\n### Requirements: {elicit}",
     "{item} {elicit}",
-    "<task id=\"{id}\" type=\"{domain}\">\n{item}\n</task>\n{elicit}",
+    '<task id="{id}" type="{domain}">\n{item}\n</task>\n{elicit}',
     "Sample {id} / {domain}\n{item}\nInstruction: {elicit}",
     "{item}\n\n---\n{elicit}",
     "Category: {domain}. {elicit} Question follows.\n{item}",
 ]
-_DOMAIN_NAMES = [["MATH", "CODE", "AGENT"], ["math", "coding", "tool_use"],
-                 ["quant", "swe", "agentic"], ["M", "C", "A"]]
+_DOMAIN_NAMES = [
+    ["MATH", "CODE", "AGENT"],
+    ["math", "coding", "tool_use"],
+    ["quant", "swe", "agentic"],
+    ["M", "C", "A"],
+]
 
 
 def templated_campaign(
@@ -468,8 +534,9 @@ def paraphrased_campaign(rng: np.random.Generator, n: int) -> tuple[pa.Array, np
     """Prompts with no shared template: varied leads, orders, wrappers and wording."""
     kind = rng.choice(3, size=n, p=[0.42, 0.4, 0.18])
     item = paraphrase(rng, capability_items(rng, kind))
-    wrap = fill(rng, V.PARA_ITEM_WRAPS, np.arange(n),
-                {"item": lambda r, rows: item.take(pa.array(rows))})
+    wrap = fill(
+        rng, V.PARA_ITEM_WRAPS, np.arange(n), {"item": lambda r, rows: item.take(pa.array(rows))}
+    )
     el = elicitation(rng, n)
     el = where(rng.random(n) < 0.5, pc.utf8_lower(el), el)
     lead = fill(rng, V.PARA_LEADS, np.arange(n), {"k": ints(1, 5000)})
@@ -489,29 +556,59 @@ def natural_campaign(rng: np.random.Generator, n: int) -> tuple[pa.Array, np.nda
     kind = rng.choice(3, size=n, p=[0.45, 0.5, 0.05])
     item = paraphrase(rng, capability_items(rng, kind))
     el = elicitation(rng, n)
-    tpl = ["hi, {item} {el}", "{item}\n{el} thanks", "Can you help me with this? {item} {el}",
-           "{el_l} here's the problem: {item}", "for my project: {item} - {el_l}"]
-    slots = {"item": lambda r, rows: item.take(pa.array(rows)),
-             "el": lambda r, rows: el.take(pa.array(rows)),
-             "el_l": lambda r, rows: pc.utf8_lower(el.take(pa.array(rows)))}
+    tpl = [
+        "hi, {item} {el}",
+        "{item}\n{el} thanks",
+        "Can you help me with this? {item} {el}",
+        "{el_l} here's the problem: {item}",
+        "for my project: {item} - {el_l}",
+    ]
+    slots = {
+        "item": lambda r, rows: item.take(pa.array(rows)),
+        "el": lambda r, rows: el.take(pa.array(rows)),
+        "el_l": lambda r, rows: pc.utf8_lower(el.take(pa.array(rows))),
+    }
     return fill(rng, tpl, np.arange(n), slots), kind
 
 
 # --- responses ----------------------------------------------------------------------------
 
-_STEP_TEXT = ["we rewrite the expression", "we isolate the unknown", "we check the edge case",
-              "we apply the formula", "we simplify both sides", "we enumerate the cases",
-              "we verify the result", "we consider the base case", "we reuse the previous result",
-              "we bound the error", "we call the tool", "we inspect the observation"]
-_BENIGN_OPEN = ["Sure! ", "Great question. ", "Here's a draft:\n\n", "Certainly. ", "",
-                "Here are some ideas:\n1. ", "Short answer: ", "Of course - "]
-_BENIGN_BODY = ["the main idea is to start small and stay consistent.",
-                "it depends on your goals, but most people begin with the basics.",
-                "Dear team, I wanted to share a quick update on the project.",
-                "the key difference is how each one handles state.",
-                "you can do this with a simple loop and a dictionary.",
-                "x = {a}.", "the total comes to {c}.", "Hola, ¿dónde está la estación?",
-                "here is a clearer version of your sentence.", "try breaking it into steps."]
+_STEP_TEXT = [
+    "we rewrite the expression",
+    "we isolate the unknown",
+    "we check the edge case",
+    "we apply the formula",
+    "we simplify both sides",
+    "we enumerate the cases",
+    "we verify the result",
+    "we consider the base case",
+    "we reuse the previous result",
+    "we bound the error",
+    "we call the tool",
+    "we inspect the observation",
+]
+_BENIGN_OPEN = [
+    "Sure! ",
+    "Great question. ",
+    "Here's a draft:\n\n",
+    "Certainly. ",
+    "",
+    "Here are some ideas:\n1. ",
+    "Short answer: ",
+    "Of course - ",
+]
+_BENIGN_BODY = [
+    "the main idea is to start small and stay consistent.",
+    "it depends on your goals, but most people begin with the basics.",
+    "Dear team, I wanted to share a quick update on the project.",
+    "the key difference is how each one handles state.",
+    "you can do this with a simple loop and a dictionary.",
+    "x = {a}.",
+    "the total comes to {c}.",
+    "Hola, ¿dónde está la estación?",
+    "here is a clearer version of your sentence.",
+    "try breaking it into steps.",
+]
 
 
 def benign_responses(rng: np.random.Generator, n: int, kind: np.ndarray) -> pa.Array:
@@ -524,10 +621,16 @@ def benign_responses(rng: np.random.Generator, n: int, kind: np.ndarray) -> pa.A
 def reasoning_responses(rng: np.random.Generator, n: int) -> pa.Array:
     """Step-by-step response previews."""
     s = choice(_STEP_TEXT)
-    return fill(rng, ["Step 1: {s1}. Step 2: {s2}. Step 3: {s3}. Step 4: {s4}. Therefore the answer is {a}.",
-                      "Let's think step by step. First, {s1}. Next, {s2}. Then {s3}. So the answer is {a}.",
-                      "<think>{s1}; {s2}; {s3}</think> Final answer: {a}"],
-                np.arange(n), {"s1": s, "s2": s, "s3": s, "s4": s, "a": ints(1, 9999)})
+    return fill(
+        rng,
+        [
+            "Step 1: {s1}. Step 2: {s2}. Step 3: {s3}. Step 4: {s4}. Therefore the answer is {a}.",
+            "Let's think step by step. First, {s1}. Next, {s2}. Then {s3}. So the answer is {a}.",
+            "<think>{s1}; {s2}; {s3}</think> Final answer: {a}",
+        ],
+        np.arange(n),
+        {"s1": s, "s2": s, "s3": s, "s4": s, "a": ints(1, 9999)},
+    )
 
 
 def label_responses(rng: np.random.Generator, n: int, labels: Sequence[str]) -> pa.Array:

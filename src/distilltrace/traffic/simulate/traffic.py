@@ -29,18 +29,96 @@ DAY = 86400.0
 
 # local-hour activity (index = local hour)
 PROFILES = {
-    "human": np.array([1, .6, .4, .3, .3, .4, .8, 1.5, 2.5, 3, 3.2, 3.3, 3.2, 3.2, 3.3, 3.4, 3.4,
-                       3.5, 3.8, 4.2, 4.4, 4.2, 3.4, 2.0]),
-    "work": np.array([.1, .05, .05, .05, .05, .1, .3, 1, 3, 4, 4.5, 4.5, 3, 4.2, 4.5, 4.3, 3.8,
-                      2.5, 1.2, .6, .4, .3, .2, .15]),
-    "student": np.array([2.5, 1.8, 1, .5, .3, .2, .3, .6, 1.2, 2, 2.5, 2.8, 2.8, 3, 3, 3.2, 3.3,
-                         3.4, 3.6, 4, 4.4, 4.6, 4.4, 3.6]),
+    "human": np.array(
+        [
+            1,
+            0.6,
+            0.4,
+            0.3,
+            0.3,
+            0.4,
+            0.8,
+            1.5,
+            2.5,
+            3,
+            3.2,
+            3.3,
+            3.2,
+            3.2,
+            3.3,
+            3.4,
+            3.4,
+            3.5,
+            3.8,
+            4.2,
+            4.4,
+            4.2,
+            3.4,
+            2.0,
+        ]
+    ),
+    "work": np.array(
+        [
+            0.1,
+            0.05,
+            0.05,
+            0.05,
+            0.05,
+            0.1,
+            0.3,
+            1,
+            3,
+            4,
+            4.5,
+            4.5,
+            3,
+            4.2,
+            4.5,
+            4.3,
+            3.8,
+            2.5,
+            1.2,
+            0.6,
+            0.4,
+            0.3,
+            0.2,
+            0.15,
+        ]
+    ),
+    "student": np.array(
+        [
+            2.5,
+            1.8,
+            1,
+            0.5,
+            0.3,
+            0.2,
+            0.3,
+            0.6,
+            1.2,
+            2,
+            2.5,
+            2.8,
+            2.8,
+            3,
+            3,
+            3.2,
+            3.3,
+            3.4,
+            3.6,
+            4,
+            4.4,
+            4.6,
+            4.4,
+            3.6,
+        ]
+    ),
 }
 WEEK = {  # Monday..Sunday
-    "human": np.array([1, 1, 1, 1, .95, .8, .85]),
-    "work": np.array([1, 1, 1, 1, .95, .12, .08]),
-    "student": np.array([1.05, 1.05, 1, 1, .8, .6, 1.1]),
-    "labelling": np.array([1, 1, 1, 1, 1, .5, .1]),
+    "human": np.array([1, 1, 1, 1, 0.95, 0.8, 0.85]),
+    "work": np.array([1, 1, 1, 1, 0.95, 0.12, 0.08]),
+    "student": np.array([1.05, 1.05, 1, 1, 0.8, 0.6, 1.1]),
+    "labelling": np.array([1, 1, 1, 1, 1, 0.5, 0.1]),
 }
 KIND_BENIGN, KIND_REASONING, KIND_LABEL, KIND_RUBRIC = 0, 1, 2, 3
 
@@ -73,7 +151,9 @@ def _hours(rng: np.random.Generator, n: int, profile: np.ndarray) -> np.ndarray:
     return np.minimum(h, 23) + rng.random(n)
 
 
-def _grouped_offsets(rng: np.random.Generator, key: np.ndarray, mean_gap: float) -> tuple[np.ndarray, np.ndarray]:
+def _grouped_offsets(
+    rng: np.random.Generator, key: np.ndarray, mean_gap: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Order rows by key; cumulative exponential gaps restarting at each new key."""
     order = np.lexsort((rng.random(len(key)), key))
     k = key[order]
@@ -85,17 +165,28 @@ def _grouped_offsets(rng: np.random.Generator, key: np.ndarray, mean_gap: float)
     return order, off
 
 
-def _counts(rng, pop: Population, acct: np.ndarray, day: int, week: np.ndarray, dow: int) -> np.ndarray:
+def _counts(
+    rng, pop: Population, acct: np.ndarray, day: int, week: np.ndarray, dow: int
+) -> np.ndarray:
     c = pop.cols
     w = week[dow]
-    alive = (c["created"][acct] <= day + 1) & (c["day_from"][acct] <= day) & (c["day_to"][acct] > day)
+    alive = (
+        (c["created"][acct] <= day + 1) & (c["day_from"][acct] <= day) & (c["day_to"][acct] > day)
+    )
     active = alive & (rng.random(len(acct)) < np.minimum(1, c["p_active"][acct] * w))
     lam = np.maximum(c["rate"][acct] * w - 1, 0)
     return np.where(active, 1 + rng.poisson(lam), 0)
 
 
-def _human_times(rng, pop: Population, acct: np.ndarray, counts: np.ndarray, day: int,
-                 profile: np.ndarray, gap: float = 75.0) -> tuple[np.ndarray, np.ndarray]:
+def _human_times(
+    rng,
+    pop: Population,
+    acct: np.ndarray,
+    counts: np.ndarray,
+    day: int,
+    profile: np.ndarray,
+    gap: float = 75.0,
+) -> tuple[np.ndarray, np.ndarray]:
     c = pop.cols
     n_sess = np.minimum(counts, 1 + rng.poisson(counts / 6.0))
     sess_off = np.cumsum(n_sess) - n_sess
@@ -113,25 +204,33 @@ def _human_times(rng, pop: Population, acct: np.ndarray, counts: np.ndarray, day
     return acct[req_a], t
 
 
-def _benign_text(rng, pop: Population, acct: np.ndarray, families: list[float],
-                 step_p: np.ndarray | float) -> pa.Array:
+def _benign_text(
+    rng, pop: Population, acct: np.ndarray, families: list[float], step_p: np.ndarray | float
+) -> pa.Array:
     n = len(acct)
     fam = rng.choice(len(P.BENIGN_FAMILIES), size=n, p=np.asarray(families) / np.sum(families))
     c = pop.cols
     fav = np.where(rng.random(n) < 0.5, c["fav1"][acct], c["fav2"][acct])
     topic = np.where(rng.random(n) < 0.6, fav, rng.choice(len(P.TOPICS), size=n, p=P.TOPIC_P))
     # coding and math families follow the topic
-    fam = np.where(topic == P.TOPICS.index("programming"), np.where(rng.random(n) < 0.7, 7, fam), fam)
+    fam = np.where(
+        topic == P.TOPICS.index("programming"), np.where(rng.random(n) < 0.7, 7, fam), fam
+    )
     fam = np.where(topic == P.TOPICS.index("math"), np.where(rng.random(n) < 0.7, 8, fam), fam)
     return P.benign_prompts(rng, fam, topic, step_p)
 
 
 def _piece(acct, t, prompt, kind, campaign=-1, model=-1, temp=None) -> Piece:
     n = len(acct)
-    return Piece(np.asarray(acct, np.int64), np.asarray(t, float), prompt,
-                 np.broadcast_to(np.asarray(kind, np.int8), (n,)).copy(),
-                 np.broadcast_to(np.asarray(campaign, np.int64), (n,)).copy(),
-                 np.broadcast_to(np.asarray(model, np.int64), (n,)).copy(), temp)
+    return Piece(
+        np.asarray(acct, np.int64),
+        np.asarray(t, float),
+        prompt,
+        np.broadcast_to(np.asarray(kind, np.int8), (n,)).copy(),
+        np.broadcast_to(np.asarray(campaign, np.int64), (n,)).copy(),
+        np.broadcast_to(np.asarray(model, np.int64), (n,)).copy(),
+        temp,
+    )
 
 
 # ---- group styles ----------------------------------------------------------------------
@@ -145,8 +244,11 @@ def gen_human(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
     a, t = _human_times(rng, pop, acct, counts, day, prof)
     step = pop.cols["step_p"][a]
     text = _benign_text(rng, pop, a, g.params["families"], step)
-    kind = np.where(pc.match_substring_regex(text, "(?i)step|work|reasoning").to_numpy(
-        zero_copy_only=False), KIND_REASONING, KIND_BENIGN)
+    kind = np.where(
+        pc.match_substring_regex(text, "(?i)step|work|reasoning").to_numpy(zero_copy_only=False),
+        KIND_REASONING,
+        KIND_BENIGN,
+    )
     pieces = [_piece(a, t, text, kind)]
     if dow in g.params.get("deadlines", []):  # homework burst before a 23:59 local deadline
         who = acct[rng.random(len(acct)) < g.params["burst_frac"]]
@@ -167,10 +269,17 @@ def gen_enterprise(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
     n = rng.poisson(g.params["volume"] * w * rng.uniform(0.9, 1.1))
     prof = np.roll(PROFILES["human"], -int(round(g.params["tz"])))
     t = day * DAY + _hours(rng, n, 0.3 + prof) * 3600.0
-    a = acct[rng.choice(len(acct), size=n, p=np.arange(len(acct), 0, -1) / np.arange(len(acct), 0, -1).sum())]
+    a = acct[
+        rng.choice(
+            len(acct), size=n, p=np.arange(len(acct), 0, -1) / np.arange(len(acct), 0, -1).sum()
+        )
+    ]
     alt = rng.random(n) < 0.05
-    text = P.where(alt, P.fixed_template(rng, V.ENTERPRISE_TEMPLATES[g.params["template2"]], n),
-                   P.fixed_template(rng, V.ENTERPRISE_TEMPLATES[g.params["template"]], n))
+    text = P.where(
+        alt,
+        P.fixed_template(rng, V.ENTERPRISE_TEMPLATES[g.params["template2"]], n),
+        P.fixed_template(rng, V.ENTERPRISE_TEMPLATES[g.params["template"]], n),
+    )
     return _piece(a, t, text, KIND_LABEL)
 
 
@@ -181,12 +290,21 @@ def gen_harness(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
     runs = []  # (start time, model)
     if dow < 5 or rng.random() < 0.3:
         for mdl in (1, 2):
-            runs.append((day * DAY + g.params["hour"] * 3600 + (mdl - 1) * len(items) * g.params["gap"] * 1.1, mdl))
+            runs.append(
+                (
+                    day * DAY
+                    + g.params["hour"] * 3600
+                    + (mdl - 1) * len(items) * g.params["gap"] * 1.1,
+                    mdl,
+                )
+            )
     rel = pop.release_t + g.params["release_delay"]
     if day * DAY <= rel < (day + 1) * DAY:
         runs.append((rel, NEW_MODEL))
     elif rel < day * DAY and (dow < 5 or rng.random() < 0.3):
-        runs.append((day * DAY + g.params["hour"] * 3600 + 2.2 * len(items) * g.params["gap"], NEW_MODEL))
+        runs.append(
+            (day * DAY + g.params["hour"] * 3600 + 2.2 * len(items) * g.params["gap"], NEW_MODEL)
+        )
     if not runs:
         return _empty()
     m = len(items)
@@ -199,8 +317,9 @@ def gen_harness(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
         idx.append(k)
     idx = np.concatenate(idx)
     text = P.take_str(texts, idx)
-    return _piece(np.concatenate(acct), np.concatenate(t), text, KIND_REASONING,
-                  model=np.concatenate(mods))
+    return _piece(
+        np.concatenate(acct), np.concatenate(t), text, KIND_REASONING, model=np.concatenate(mods)
+    )
 
 
 def gen_labelling(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
@@ -221,8 +340,11 @@ def gen_reseller(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
     topic = rng.choice(len(P.TOPICS), size=len(app), p=P.TOPIC_P)
     slots = P._common_slots(topic)
     slots["question"] = P.sub(V.QUESTION_TEMPLATES, slots)
-    text = P._scatter(_benign_text(rng, pop, a, fam, 0.05), app,
-                      P.fill(rng, V.APP_TEMPLATES, np.arange(len(app)), slots))
+    text = P._scatter(
+        _benign_text(rng, pop, a, fam, 0.05),
+        app,
+        P.fill(rng, V.APP_TEMPLATES, np.arange(len(app)), slots),
+    )
     temp = rng.choice([np.nan, 0.0, 0.2, 0.7, 1.0], n)
     pieces = [_piece(a, t, text, KIND_BENIGN, temp=temp)]
     share = float(pop.cols["share"][acct].max())
@@ -233,10 +355,19 @@ def gen_reseller(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
         bstart = day * DAY + np.sort(rng.uniform(0, DAY - 1200, nb))
         b = rng.integers(0, nb, nc)
         ct = bstart[b] + rng.uniform(0, 900, nc)
-        ctext, _ = P.templated_campaign(rng, nc, g.params["kind_p"], g.params["templates"],
-                                        g.params["elicit"], g.params["domains"])
-        pieces.append(_piece(np.repeat(acct, nc), ct, ctext, KIND_REASONING, campaign=ci,
-                             temp=np.full(nc, 0.7)))
+        ctext, _ = P.templated_campaign(
+            rng,
+            nc,
+            g.params["kind_p"],
+            g.params["templates"],
+            g.params["elicit"],
+            g.params["domains"],
+        )
+        pieces.append(
+            _piece(
+                np.repeat(acct, nc), ct, ctext, KIND_REASONING, campaign=ci, temp=np.full(nc, 0.7)
+            )
+        )
     return _concat(pieces)
 
 
@@ -262,9 +393,12 @@ def gen_single(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
     acct = g.accounts
     n = rng.poisson(g.params["rate"] * rng.uniform(0.85, 1.15))
     t = day * DAY + np.sort(rng.uniform(0, DAY, n))
-    text, _ = P.templated_campaign(rng, n, g.params["kind_p"], g.params["templates"],
-                                   g.params["elicit"], g.params["domains"])
-    return _piece(np.repeat(acct, n), t, text, KIND_REASONING, campaign=pop.cols["campaign"][acct[0]])
+    text, _ = P.templated_campaign(
+        rng, n, g.params["kind_p"], g.params["templates"], g.params["elicit"], g.params["domains"]
+    )
+    return _piece(
+        np.repeat(acct, n), t, text, KIND_REASONING, campaign=pop.cols["campaign"][acct[0]]
+    )
 
 
 def gen_hydra(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
@@ -283,8 +417,9 @@ def gen_hydra(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
     slot = np.empty(R)
     slot[order] = np.arange(R)
     t = day * DAY + (slot + rng.uniform(-0.3, 0.3, R)) * (DAY / R)
-    text, _ = P.templated_campaign(rng, R, g.params["kind_p"], g.params["templates"],
-                                   g.params["elicit"], g.params["domains"])
+    text, _ = P.templated_campaign(
+        rng, R, g.params["kind_p"], g.params["templates"], g.params["elicit"], g.params["domains"]
+    )
     return _piece(acct[a], t, text, KIND_REASONING, campaign=c["campaign"][acct[0]])
 
 
@@ -316,8 +451,10 @@ def gen_pivot(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
     pivot = pop.release_t + g.params["delay"] + rng.uniform(0, 1800, len(acct))
     d0, d1 = day * DAY, (day + 1) * DAY
     accs, ts, mods = [], [], []
-    for lo, hi, rate, mdl in ((np.full(len(acct), d0), np.minimum(d1, pivot), c["rate"][acct], 1),
-                              (np.maximum(d0, pivot), np.full(len(acct), d1), c["sub"][acct].astype(float), NEW_MODEL)):
+    for lo, hi, rate, mdl in (
+        (np.full(len(acct), d0), np.minimum(d1, pivot), c["rate"][acct], 1),
+        (np.maximum(d0, pivot), np.full(len(acct), d1), c["sub"][acct].astype(float), NEW_MODEL),
+    ):
         dur = np.maximum(hi - lo, 0)
         n = rng.poisson(rate * dur / DAY)
         a = np.repeat(np.arange(len(acct)), n)
@@ -327,16 +464,37 @@ def gen_pivot(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
         accs.append(acct[a])
         mods.append(np.full(len(a), mdl))
     a = np.concatenate(accs)
-    text, _ = P.templated_campaign(rng, len(a), g.params["kind_p"], g.params["templates"],
-                                   g.params["elicit"], g.params["domains"])
-    return _piece(a, np.concatenate(ts), text, KIND_REASONING, campaign=c["campaign"][acct[0]],
-                  model=np.concatenate(mods))
+    text, _ = P.templated_campaign(
+        rng,
+        len(a),
+        g.params["kind_p"],
+        g.params["templates"],
+        g.params["elicit"],
+        g.params["domains"],
+    )
+    return _piece(
+        a,
+        np.concatenate(ts),
+        text,
+        KIND_REASONING,
+        campaign=c["campaign"][acct[0]],
+        model=np.concatenate(mods),
+    )
 
 
-STYLES = {"human": gen_human, "enterprise": gen_enterprise, "harness": gen_harness,
-          "labelling": gen_labelling, "reseller": gen_reseller, "devapp": gen_devapp,
-          "single": gen_single, "hydra": gen_hydra, "paraphrased": gen_paraphrased,
-          "slowlow": gen_slowlow, "pivot": gen_pivot}
+STYLES = {
+    "human": gen_human,
+    "enterprise": gen_enterprise,
+    "harness": gen_harness,
+    "labelling": gen_labelling,
+    "reseller": gen_reseller,
+    "devapp": gen_devapp,
+    "single": gen_single,
+    "hydra": gen_hydra,
+    "paraphrased": gen_paraphrased,
+    "slowlow": gen_slowlow,
+    "pivot": gen_pivot,
+}
 
 
 def _empty() -> Piece:
@@ -350,11 +508,18 @@ def _concat(pieces: list[Piece]) -> Piece:
         return _empty()
     temps = None
     if any(p.temp is not None for p in pieces):
-        temps = np.concatenate([p.temp if p.temp is not None else np.full(len(p), np.nan) for p in pieces])
-    return Piece(np.concatenate([p.acct for p in pieces]), np.concatenate([p.t for p in pieces]),
-                 pa.concat_arrays([p.prompt for p in pieces]),
-                 np.concatenate([p.kind for p in pieces]), np.concatenate([p.campaign for p in pieces]),
-                 np.concatenate([p.model for p in pieces]), temps)
+        temps = np.concatenate(
+            [p.temp if p.temp is not None else np.full(len(p), np.nan) for p in pieces]
+        )
+    return Piece(
+        np.concatenate([p.acct for p in pieces]),
+        np.concatenate([p.t for p in pieces]),
+        pa.concat_arrays([p.prompt for p in pieces]),
+        np.concatenate([p.kind for p in pieces]),
+        np.concatenate([p.campaign for p in pieces]),
+        np.concatenate([p.model for p in pieces]),
+        temps,
+    )
 
 
 # ---- shared columns --------------------------------------------------------------------
@@ -392,22 +557,37 @@ class Tables:
         seed = np.uint64(pop.seed)
         n = pop.n
         with np.errstate(over="ignore"):
-            ids = _mix64(np.arange(n, dtype=np.uint64) + seed * np.uint64(1_000_003) + np.uint64(1 << 40))
-            orgs = _mix64(np.arange(pop.n_orgs, dtype=np.uint64) + seed * np.uint64(7_000_001) + np.uint64(2 << 40))
-            cards = _mix64(np.arange(pop.n_cards, dtype=np.uint64) + seed * np.uint64(9_000_011) + np.uint64(3 << 40))
+            ids = _mix64(
+                np.arange(n, dtype=np.uint64) + seed * np.uint64(1_000_003) + np.uint64(1 << 40)
+            )
+            orgs = _mix64(
+                np.arange(pop.n_orgs, dtype=np.uint64)
+                + seed * np.uint64(7_000_001)
+                + np.uint64(2 << 40)
+            )
+            cards = _mix64(
+                np.arange(pop.n_cards, dtype=np.uint64)
+                + seed * np.uint64(9_000_011)
+                + np.uint64(3 << 40)
+            )
         self.account_id = pa.array([f"acct_{x & 0xFFFFFFFFFFFF:012x}" for x in ids.tolist()])
         self.org_id = pa.array([f"org_{x & 0xFFFFFFFFFF:010x}" for x in orgs.tolist()])
         self.card = pa.array([f"pf_{x:016x}" for x in cards.tolist()])
         self.key_off = np.cumsum(c["n_keys"]) - c["n_keys"]
         with np.errstate(over="ignore"):
-            keys = _mix64(np.arange(int(c["n_keys"].sum()), dtype=np.uint64) + seed * np.uint64(5_000_011) + np.uint64(4 << 40))
+            keys = _mix64(
+                np.arange(int(c["n_keys"].sum()), dtype=np.uint64)
+                + seed * np.uint64(5_000_011)
+                + np.uint64(4 << 40)
+            )
         self.key_id = pa.array([f"key_{x & 0xFFFFFFFFFFFF:012x}" for x in keys.tolist()])
         self.ua = pa.array(pop.clients.user_agents)
         self.tls = pa.array(pop.clients.tls)
         self.sys = pa.array([s if s else None for s in pop.system_prompts], pa.string())
         self.sys_len = np.array([len(s) for s in pop.system_prompts])
-        self.created = pa.array((start_ms // 1000 + np.round(c["created"] * DAY)).astype("datetime64[s]")).cast(
-            pa.timestamp("s", tz="UTC"))
+        self.created = pa.array(
+            (start_ms // 1000 + np.round(c["created"] * DAY)).astype("datetime64[s]")
+        ).cast(pa.timestamp("s", tz="UTC"))
         self.signup = P.take_str(SIGNUPS, c["signup"])
         self.pay = self.card.take(pa.array(np.maximum(c["pay"], 0)))
         self.pay = pc.if_else(pa.array(c["pay"] >= 0), self.pay, pa.scalar(None, pa.string()))
@@ -416,22 +596,42 @@ class Tables:
         self.resp = {
             KIND_BENIGN: P.benign_responses(r, 3000, np.zeros(3000, np.int64)),
             KIND_REASONING: P.reasoning_responses(r, 3000),
-            KIND_LABEL: P.label_responses(r, 3000, ["billing", "shipping", "returns", "technical", "other",
-                                                    '{"order_id": "A-1", "sentiment": "negative"}',
-                                                    "A compact, durable companion for every day."]),
-            KIND_RUBRIC: P.take_str(['{"helpfulness": 4, "correctness": 5, "tone": 4, "note": "accurate"}',
-                                     "Response A is better: it answers the question directly.",
-                                     "Violations: 1) jargon ('synergy'); 2) no source.",
-                                     '{"intent": "question", "pii": false}'], r.integers(0, 4, 3000)),
+            KIND_LABEL: P.label_responses(
+                r,
+                3000,
+                [
+                    "billing",
+                    "shipping",
+                    "returns",
+                    "technical",
+                    "other",
+                    '{"order_id": "A-1", "sentiment": "negative"}',
+                    "A compact, durable companion for every day.",
+                ],
+            ),
+            KIND_RUBRIC: P.take_str(
+                [
+                    '{"helpfulness": 4, "correctness": 5, "tone": 4, "note": "accurate"}',
+                    "Response A is better: it answers the question directly.",
+                    "Violations: 1) jargon ('synergy'); 2) no source.",
+                    '{"intent": "question", "pii": false}',
+                ],
+                r.integers(0, 4, 3000),
+            ),
         }
 
 
-_REFUSAL = pa.array(["I can't help with that request.",
-                     "I can't share my internal reasoning verbatim, but here is a concise answer."])
+_REFUSAL = pa.array(
+    [
+        "I can't help with that request.",
+        "I can't share my internal reasoning verbatim, but here is a concise answer.",
+    ]
+)
 
 
-def finalise(pop: Population, tb: Tables, piece: Piece, rng: np.random.Generator,
-             id_base: int, days: int) -> pa.Table:
+def finalise(
+    pop: Population, tb: Tables, piece: Piece, rng: np.random.Generator, id_base: int, days: int
+) -> pa.Table:
     """Add every shared column to a piece; returns the rows sorted by time."""
     if len(piece) == 0:
         return None
@@ -447,8 +647,11 @@ def finalise(pop: Population, tb: Tables, piece: Piece, rng: np.random.Generator
     # network: primary pool or secondary pool
     use2 = (rng.random(n) < c["p2_p"][a]) & (c["p2_n"][a] > 0)
     u = rng.random(n)
-    ent = np.where(use2, c["p2_off"][a] + (u * c["p2_n"][a]).astype(np.int64),
-                   c["p1_off"][a] + (u * np.maximum(c["p1_n"][a], 1)).astype(np.int64))
+    ent = np.where(
+        use2,
+        c["p2_off"][a] + (u * c["p2_n"][a]).astype(np.int64),
+        c["p1_off"][a] + (u * np.maximum(c["p1_n"][a], 1)).astype(np.int64),
+    )
     ent_pa = pa.array(ent)
     # client
     use_c2 = rng.random(n) < c["client2_p"][a]
@@ -475,12 +678,15 @@ def finalise(pop: Population, tb: Tables, piece: Piece, rng: np.random.Generator
     out_tok = np.round(med * np.exp(sig * rng.standard_normal(n))).astype(np.int64) + 1
     out_tok = np.where(max_tok > 0, np.minimum(out_tok, max_tok), out_tok)
     is_r = np.isin(mdl, list(REASONING_MODELS))
-    r_tok = np.round(np.where(kind == KIND_REASONING, 1800.0, 500.0) * np.exp(0.7 * rng.standard_normal(n))).astype(np.int64)
+    r_tok = np.round(
+        np.where(kind == KIND_REASONING, 1800.0, 500.0) * np.exp(0.7 * rng.standard_normal(n))
+    ).astype(np.int64)
     # status: per-minute and per-day limits, refusals, errors
     minute = (t // 60).astype(np.int64)
     dayk = (t // DAY).astype(np.int64)
     rl = (_rank_in_group(a * 100_000_000 + minute) >= c["rpm"][a]) | (
-        _rank_in_group(a * 10_000 + dayk) >= c["rpd"][a])
+        _rank_in_group(a * 10_000 + dayk) >= c["rpd"][a]
+    )
     refuse_p = np.where(camp >= 0, 0.03, 0.004)
     refused = ~rl & (rng.random(n) < refuse_p)
     err = ~rl & ~refused & (rng.random(n) < 0.003)
@@ -497,10 +703,15 @@ def finalise(pop: Population, tb: Tables, piece: Piece, rng: np.random.Generator
     resp = pc.if_else(pa.array(ok | refused), resp, pa.scalar(None, pa.string()))
     # ids
     with np.errstate(over="ignore"):
-        rid = _mix64(np.arange(id_base, id_base + n, dtype=np.uint64) + np.uint64(pop.seed) * np.uint64(0x9E3779B1))
+        rid = _mix64(
+            np.arange(id_base, id_base + n, dtype=np.uint64)
+            + np.uint64(pop.seed) * np.uint64(0x9E3779B1)
+        )
     request_id = P.join("req_", pc.cast(pa.array(rid), pa.string()))
     key = tb.key_off[a] + (rng.random(n) * c["n_keys"][a]).astype(np.int64)
-    ts = pa.array((tb.start_ms + np.round(t * 1000)).astype("datetime64[ms]")).cast(pa.timestamp("ms", tz="UTC"))
+    ts = pa.array((tb.start_ms + np.round(t * 1000)).astype("datetime64[ms]")).cast(
+        pa.timestamp("ms", tz="UTC")
+    )
     camp_names = None
     cols = {
         "request_id": request_id,
@@ -531,6 +742,7 @@ def finalise(pop: Population, tb: Tables, piece: Piece, rng: np.random.Generator
     }
     names = [g.campaign_id for g in pop.groups if g.kind == "campaign"]
     cidx = np.maximum(camp, 0)
-    cols["campaign_id"] = pc.if_else(pa.array(camp >= 0), P.take_str(names or [""], cidx),
-                                     pa.scalar(None, pa.string()))
+    cols["campaign_id"] = pc.if_else(
+        pa.array(camp >= 0), P.take_str(names or [""], cidx), pa.scalar(None, pa.string())
+    )
     return pa.table(cols)

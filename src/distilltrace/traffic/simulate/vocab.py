@@ -11,65 +11,221 @@ from __future__ import annotations
 # --- topics -------------------------------------------------------------------------------
 
 TOPIC_TERMS: dict[str, list[str]] = {
-    "cooking": ["sourdough starter", "sous vide", "a roux", "braising", "fermented hot sauce",
-                "meal prep", "cast iron seasoning", "risotto", "tempering chocolate",
-                "a vegan lasagna", "pickling vegetables", "knife sharpening"],
-    "travel": ["a rail pass in Europe", "travel insurance", "jet lag", "a two-week Japan itinerary",
-               "hostels vs hotels", "visa on arrival", "packing light", "a road trip in Patagonia",
-               "airport lounges", "travelling with a toddler", "a budget trip to Lisbon"],
-    "health": ["intermittent fasting", "sleep hygiene", "a beginner running plan",
-               "vitamin D", "lower back pain", "strength training after 40", "hydration",
-               "a migraine diary", "stretching routines", "blood pressure readings"],
-    "personal_finance": ["an emergency fund", "index funds", "a Roth IRA", "compound interest",
-                         "a household budget", "paying off credit cards", "a mortgage refinance",
-                         "dollar-cost averaging", "a sinking fund", "tax brackets"],
-    "law": ["a tenancy deposit dispute", "an NDA", "small claims court", "a non-compete clause",
-            "GDPR consent", "a will", "copyright fair use", "an employment contract",
-            "a trademark search"],
-    "history": ["the fall of Constantinople", "the Meiji restoration", "the printing press",
-                "the Hanseatic League", "the Silk Road", "the Marshall Plan",
-                "the Congress of Vienna", "the Bronze Age collapse", "the Haitian revolution"],
-    "science": ["photosynthesis", "plate tectonics", "CRISPR", "black holes", "entropy",
-                "the immune system", "quantum entanglement", "ocean acidification",
-                "the Krebs cycle", "exoplanet detection"],
-    "marketing": ["a newsletter launch", "SEO for a bakery", "a product launch email",
-                  "customer personas", "A/B testing a landing page", "an Instagram content plan",
-                  "a referral programme", "brand voice guidelines"],
-    "career": ["a salary negotiation", "a career change into data analysis",
-               "a performance review", "a cover letter", "a portfolio website",
-               "a job interview for a nursing role", "asking for a promotion"],
-    "home": ["a leaking tap", "repotting a monstera", "a small balcony garden",
-             "choosing a heat pump", "painting a kitchen cabinet", "mould in the bathroom",
-             "a compost bin", "soundproofing a home office"],
-    "parenting": ["toddler tantrums", "a bedtime routine", "screen time rules",
-                  "a birthday party for an 8 year old", "learning to ride a bike",
-                  "homework help for a 10 year old"],
-    "pets": ["crate training a puppy", "a cat that scratches furniture", "aquarium cycling",
-             "a senior dog's diet", "introducing two cats"],
-    "writing": ["a fantasy villain", "dialogue tags", "a short story opening", "a haiku",
-                "a wedding toast", "a eulogy", "a children's book about a brave snail"],
-    "programming": ["Python decorators", "React hooks", "SQL joins", "Rust lifetimes",
-                    "Docker volumes", "git rebase", "async/await in JavaScript",
-                    "Kubernetes readiness probes", "pandas groupby", "REST vs GraphQL",
-                    "unit testing with pytest", "regular expressions", "CSS grid",
-                    "memory leaks in Node.js", "type hints in Python"],
-    "math": ["the chain rule", "eigenvalues", "Bayes' theorem", "modular arithmetic",
-             "integration by parts", "the central limit theorem", "linear regression",
-             "proof by induction", "complex numbers", "the binomial distribution"],
-    "business": ["a SWOT analysis", "a business plan for a food truck", "unit economics",
-                 "a pricing page", "OKRs", "a board update", "churn analysis",
-                 "a supplier contract"],
-    "language": ["the subjunctive in Spanish", "Japanese particles", "German cases",
-                 "French pronunciation", "Mandarin tones", "English phrasal verbs"],
-    "sports": ["a 5k training plan", "the offside rule", "a home workout",
-               "choosing a road bike", "improving a tennis serve", "a marathon taper"],
+    "cooking": [
+        "sourdough starter",
+        "sous vide",
+        "a roux",
+        "braising",
+        "fermented hot sauce",
+        "meal prep",
+        "cast iron seasoning",
+        "risotto",
+        "tempering chocolate",
+        "a vegan lasagna",
+        "pickling vegetables",
+        "knife sharpening",
+    ],
+    "travel": [
+        "a rail pass in Europe",
+        "travel insurance",
+        "jet lag",
+        "a two-week Japan itinerary",
+        "hostels vs hotels",
+        "visa on arrival",
+        "packing light",
+        "a road trip in Patagonia",
+        "airport lounges",
+        "travelling with a toddler",
+        "a budget trip to Lisbon",
+    ],
+    "health": [
+        "intermittent fasting",
+        "sleep hygiene",
+        "a beginner running plan",
+        "vitamin D",
+        "lower back pain",
+        "strength training after 40",
+        "hydration",
+        "a migraine diary",
+        "stretching routines",
+        "blood pressure readings",
+    ],
+    "personal_finance": [
+        "an emergency fund",
+        "index funds",
+        "a Roth IRA",
+        "compound interest",
+        "a household budget",
+        "paying off credit cards",
+        "a mortgage refinance",
+        "dollar-cost averaging",
+        "a sinking fund",
+        "tax brackets",
+    ],
+    "law": [
+        "a tenancy deposit dispute",
+        "an NDA",
+        "small claims court",
+        "a non-compete clause",
+        "GDPR consent",
+        "a will",
+        "copyright fair use",
+        "an employment contract",
+        "a trademark search",
+    ],
+    "history": [
+        "the fall of Constantinople",
+        "the Meiji restoration",
+        "the printing press",
+        "the Hanseatic League",
+        "the Silk Road",
+        "the Marshall Plan",
+        "the Congress of Vienna",
+        "the Bronze Age collapse",
+        "the Haitian revolution",
+    ],
+    "science": [
+        "photosynthesis",
+        "plate tectonics",
+        "CRISPR",
+        "black holes",
+        "entropy",
+        "the immune system",
+        "quantum entanglement",
+        "ocean acidification",
+        "the Krebs cycle",
+        "exoplanet detection",
+    ],
+    "marketing": [
+        "a newsletter launch",
+        "SEO for a bakery",
+        "a product launch email",
+        "customer personas",
+        "A/B testing a landing page",
+        "an Instagram content plan",
+        "a referral programme",
+        "brand voice guidelines",
+    ],
+    "career": [
+        "a salary negotiation",
+        "a career change into data analysis",
+        "a performance review",
+        "a cover letter",
+        "a portfolio website",
+        "a job interview for a nursing role",
+        "asking for a promotion",
+    ],
+    "home": [
+        "a leaking tap",
+        "repotting a monstera",
+        "a small balcony garden",
+        "choosing a heat pump",
+        "painting a kitchen cabinet",
+        "mould in the bathroom",
+        "a compost bin",
+        "soundproofing a home office",
+    ],
+    "parenting": [
+        "toddler tantrums",
+        "a bedtime routine",
+        "screen time rules",
+        "a birthday party for an 8 year old",
+        "learning to ride a bike",
+        "homework help for a 10 year old",
+    ],
+    "pets": [
+        "crate training a puppy",
+        "a cat that scratches furniture",
+        "aquarium cycling",
+        "a senior dog's diet",
+        "introducing two cats",
+    ],
+    "writing": [
+        "a fantasy villain",
+        "dialogue tags",
+        "a short story opening",
+        "a haiku",
+        "a wedding toast",
+        "a eulogy",
+        "a children's book about a brave snail",
+    ],
+    "programming": [
+        "Python decorators",
+        "React hooks",
+        "SQL joins",
+        "Rust lifetimes",
+        "Docker volumes",
+        "git rebase",
+        "async/await in JavaScript",
+        "Kubernetes readiness probes",
+        "pandas groupby",
+        "REST vs GraphQL",
+        "unit testing with pytest",
+        "regular expressions",
+        "CSS grid",
+        "memory leaks in Node.js",
+        "type hints in Python",
+    ],
+    "math": [
+        "the chain rule",
+        "eigenvalues",
+        "Bayes' theorem",
+        "modular arithmetic",
+        "integration by parts",
+        "the central limit theorem",
+        "linear regression",
+        "proof by induction",
+        "complex numbers",
+        "the binomial distribution",
+    ],
+    "business": [
+        "a SWOT analysis",
+        "a business plan for a food truck",
+        "unit economics",
+        "a pricing page",
+        "OKRs",
+        "a board update",
+        "churn analysis",
+        "a supplier contract",
+    ],
+    "language": [
+        "the subjunctive in Spanish",
+        "Japanese particles",
+        "German cases",
+        "French pronunciation",
+        "Mandarin tones",
+        "English phrasal verbs",
+    ],
+    "sports": [
+        "a 5k training plan",
+        "the offside rule",
+        "a home workout",
+        "choosing a road bike",
+        "improving a tennis serve",
+        "a marathon taper",
+    ],
 }
 
 # global popularity of topics in ordinary traffic (same order as TOPIC_TERMS)
 TOPIC_WEIGHTS: dict[str, float] = {
-    "cooking": 4, "travel": 4, "health": 5, "personal_finance": 4, "law": 2, "history": 3,
-    "science": 4, "marketing": 4, "career": 4, "home": 3, "parenting": 2, "pets": 2,
-    "writing": 6, "programming": 14, "math": 6, "business": 5, "language": 3, "sports": 2,
+    "cooking": 4,
+    "travel": 4,
+    "health": 5,
+    "personal_finance": 4,
+    "law": 2,
+    "history": 3,
+    "science": 4,
+    "marketing": 4,
+    "career": 4,
+    "home": 3,
+    "parenting": 2,
+    "pets": 2,
+    "writing": 6,
+    "programming": 14,
+    "math": 6,
+    "business": 5,
+    "language": 3,
+    "sports": 2,
 }
 
 QUESTION_TEMPLATES = [
@@ -93,10 +249,20 @@ QUESTION_TEMPLATES = [
     "Tell me something surprising about {term}.",
 ]
 
-PERSONAS = ["a complete beginner", "a busy parent", "a retired teacher", "a college student",
-            "a nurse working night shifts", "a small business owner", "a software engineer",
-            "new to the country", "on a tight budget", "a high school student",
-            "a freelance designer", "recovering from an injury"]
+PERSONAS = [
+    "a complete beginner",
+    "a busy parent",
+    "a retired teacher",
+    "a college student",
+    "a nurse working night shifts",
+    "a small business owner",
+    "a software engineer",
+    "new to the country",
+    "on a tight budget",
+    "a high school student",
+    "a freelance designer",
+    "recovering from an injury",
+]
 
 WRITING_TEMPLATES = [
     "Write a {tone} {doc} to {recipient} about {subject}.",
@@ -105,18 +271,64 @@ WRITING_TEMPLATES = [
     "I need a {tone} {doc} about {subject}, addressed to {recipient}, under {k} words.",
     "Please write a {doc} about {subject}",
 ]
-TONES = ["friendly", "formal", "polite but firm", "warm", "concise", "enthusiastic",
-         "apologetic", "professional", "casual", "persuasive"]
-DOCS = ["email", "cover letter", "LinkedIn post", "text message", "thank-you note",
-        "complaint letter", "speech", "newsletter intro", "product description", "poem",
-        "short story", "toast", "resignation letter", "meeting agenda"]
-RECIPIENTS = ["my landlord", "my manager", "a client", "the school principal", "my team",
-              "a hiring manager", "my neighbours", "customer support", "my grandmother",
-              "the city council", "our investors", "a new colleague"]
-SUBJECTS = ["a delayed shipment", "the broken heating", "a schedule change", "my promotion",
-            "a fundraising event", "our quarterly results", "a refund request",
-            "the new office policy", "a surprise party", "a late payment", "my last day",
-            "the product launch", "noise at night", "a volunteering day"]
+TONES = [
+    "friendly",
+    "formal",
+    "polite but firm",
+    "warm",
+    "concise",
+    "enthusiastic",
+    "apologetic",
+    "professional",
+    "casual",
+    "persuasive",
+]
+DOCS = [
+    "email",
+    "cover letter",
+    "LinkedIn post",
+    "text message",
+    "thank-you note",
+    "complaint letter",
+    "speech",
+    "newsletter intro",
+    "product description",
+    "poem",
+    "short story",
+    "toast",
+    "resignation letter",
+    "meeting agenda",
+]
+RECIPIENTS = [
+    "my landlord",
+    "my manager",
+    "a client",
+    "the school principal",
+    "my team",
+    "a hiring manager",
+    "my neighbours",
+    "customer support",
+    "my grandmother",
+    "the city council",
+    "our investors",
+    "a new colleague",
+]
+SUBJECTS = [
+    "a delayed shipment",
+    "the broken heating",
+    "a schedule change",
+    "my promotion",
+    "a fundraising event",
+    "our quarterly results",
+    "a refund request",
+    "the new office policy",
+    "a surprise party",
+    "a late payment",
+    "my last day",
+    "the product launch",
+    "noise at night",
+    "a volunteering day",
+]
 
 SUMMARY_TEMPLATES = [
     "Summarize the following {doctype} in {k} bullet points:\n\n{passage}",
@@ -124,8 +336,16 @@ SUMMARY_TEMPLATES = [
     "Can you shorten this {doctype} for a busy reader?\n{passage}",
     "Give me the key takeaways from this {doctype}: {passage}",
 ]
-DOCTYPES = ["article", "email thread", "meeting notes", "report", "blog post", "paper abstract",
-            "policy document", "transcript"]
+DOCTYPES = [
+    "article",
+    "email thread",
+    "meeting notes",
+    "report",
+    "blog post",
+    "paper abstract",
+    "policy document",
+    "transcript",
+]
 SENTENCES = [
     "The committee met on Tuesday to review the proposed budget.",
     "Several members raised concerns about the timeline.",
@@ -147,16 +367,37 @@ SENTENCES = [
 
 TRANSLATE_TEMPLATES = [
     "Translate to {lang}: {sentence}",
-    "How do you say \"{sentence}\" in {lang}?",
+    'How do you say "{sentence}" in {lang}?',
     "Please translate this into {lang}, keep it natural: {sentence}",
 ]
-LANGS = ["Spanish", "French", "German", "Japanese", "Portuguese", "Italian", "Korean",
-         "Dutch", "Polish", "Turkish", "Hindi", "Indonesian", "Swahili", "Vietnamese"]
-SHORT_SENTENCES = ["Where is the nearest train station?", "Thank you for your patience.",
-                   "The meeting has been moved to Thursday.", "I would like a table for two.",
-                   "Please find the invoice attached.", "Can you recommend a good dentist?",
-                   "Our flight was cancelled.", "Happy birthday, I hope you have a great day!",
-                   "The package will arrive tomorrow.", "I'm allergic to peanuts."]
+LANGS = [
+    "Spanish",
+    "French",
+    "German",
+    "Japanese",
+    "Portuguese",
+    "Italian",
+    "Korean",
+    "Dutch",
+    "Polish",
+    "Turkish",
+    "Hindi",
+    "Indonesian",
+    "Swahili",
+    "Vietnamese",
+]
+SHORT_SENTENCES = [
+    "Where is the nearest train station?",
+    "Thank you for your patience.",
+    "The meeting has been moved to Thursday.",
+    "I would like a table for two.",
+    "Please find the invoice attached.",
+    "Can you recommend a good dentist?",
+    "Our flight was cancelled.",
+    "Happy birthday, I hope you have a great day!",
+    "The package will arrive tomorrow.",
+    "I'm allergic to peanuts.",
+]
 
 BRAINSTORM_TEMPLATES = [
     "Give me {k} ideas for {thing}.",
@@ -164,16 +405,26 @@ BRAINSTORM_TEMPLATES = [
     "I need creative ideas for {thing}. Go wild.",
     "List {k} unusual ways to approach {thing}.",
 ]
-THINGS = ["a team offsite", "a bakery", "a podcast about gardening", "a birthday gift for my dad",
-          "a science fair project", "a rainy weekend with kids", "a mobile app for runners",
-          "a fundraiser for the animal shelter", "a blog about budget travel",
-          "a board game night", "a youtube channel about woodworking", "a wedding theme"]
+THINGS = [
+    "a team offsite",
+    "a bakery",
+    "a podcast about gardening",
+    "a birthday gift for my dad",
+    "a science fair project",
+    "a rainy weekend with kids",
+    "a mobile app for runners",
+    "a fundraiser for the animal shelter",
+    "a blog about budget travel",
+    "a board game night",
+    "a youtube channel about woodworking",
+    "a wedding theme",
+]
 
 REWRITE_TEMPLATES = [
     "Rewrite this to sound more {tone}: {sentence}",
     "Make this clearer: {sentence}",
     "Fix the grammar: {sentence}",
-    "Can you rephrase this so it sounds {tone}? \"{sentence}\"",
+    'Can you rephrase this so it sounds {tone}? "{sentence}"',
 ]
 
 ADVICE_TEMPLATES = [
@@ -182,14 +433,36 @@ ADVICE_TEMPLATES = [
     "My friend is {feeling} about {situation}, what can I say to help?",
 ]
 FEELINGS = ["anxious", "overwhelmed", "excited but nervous", "stuck", "frustrated", "unsure"]
-SITUATIONS = ["starting a new job", "moving abroad", "a difficult conversation with my sister",
-              "my exams next week", "a breakup", "public speaking", "going back to school",
-              "buying my first flat", "a conflict with a coworker"]
+SITUATIONS = [
+    "starting a new job",
+    "moving abroad",
+    "a difficult conversation with my sister",
+    "my exams next week",
+    "a breakup",
+    "public speaking",
+    "going back to school",
+    "buying my first flat",
+    "a conflict with a coworker",
+]
 
 # --- coding -------------------------------------------------------------------------------
 
-LANGUAGES = ["Python", "JavaScript", "TypeScript", "Java", "Go", "Rust", "C++", "C#", "SQL",
-             "Kotlin", "Swift", "Ruby", "PHP", "Bash"]
+LANGUAGES = [
+    "Python",
+    "JavaScript",
+    "TypeScript",
+    "Java",
+    "Go",
+    "Rust",
+    "C++",
+    "C#",
+    "SQL",
+    "Kotlin",
+    "Swift",
+    "Ruby",
+    "PHP",
+    "Bash",
+]
 CODING_HELP_TEMPLATES = [
     "How do I {coding_task} in {language}?",
     "Why does this {language} code throw {error}?\n```\n{snippet}\n```",
@@ -200,16 +473,39 @@ CODING_HELP_TEMPLATES = [
     "Convert this to {language}:\n```\n{snippet}\n```",
     "Explain what this code does:\n```\n{snippet}\n```",
 ]
-CODING_TASKS = ["read a CSV file", "parse JSON from an API", "sort a list of objects by date",
-                "retry a failed HTTP request", "remove duplicates from a list",
-                "connect to Postgres", "write a unit test", "debounce a function",
-                "reverse a linked list", "hash a password", "paginate query results",
-                "upload a file to S3", "format a date", "handle timezones", "profile slow code",
-                "spawn a background job", "validate an email address", "merge two dicts"]
-ERRORS = ["a KeyError", "a NullPointerException", "TypeError: undefined is not a function",
-          "a segmentation fault", "IndexError: list index out of range",
-          "a borrow checker error", "a deadlock", "CORS errors", "ModuleNotFoundError",
-          "an off-by-one error", "a stack overflow"]
+CODING_TASKS = [
+    "read a CSV file",
+    "parse JSON from an API",
+    "sort a list of objects by date",
+    "retry a failed HTTP request",
+    "remove duplicates from a list",
+    "connect to Postgres",
+    "write a unit test",
+    "debounce a function",
+    "reverse a linked list",
+    "hash a password",
+    "paginate query results",
+    "upload a file to S3",
+    "format a date",
+    "handle timezones",
+    "profile slow code",
+    "spawn a background job",
+    "validate an email address",
+    "merge two dicts",
+]
+ERRORS = [
+    "a KeyError",
+    "a NullPointerException",
+    "TypeError: undefined is not a function",
+    "a segmentation fault",
+    "IndexError: list index out of range",
+    "a borrow checker error",
+    "a deadlock",
+    "CORS errors",
+    "ModuleNotFoundError",
+    "an off-by-one error",
+    "a stack overflow",
+]
 SNIPPETS = [
     "for i in range(len(items)):\n    if items[i] = target:\n        return i",
     "const data = await fetch(url).json()",
@@ -222,12 +518,18 @@ SNIPPETS = [
     "if (user.age > 18) { allow() } else if (user.age > 18) { deny() }",
 ]
 FUNCTION_SPECS = [
-    "checks whether a string is a palindrome", "returns the n-th Fibonacci number",
-    "flattens a nested list", "counts word frequencies in a text",
-    "merges overlapping intervals", "validates a credit card number with Luhn",
-    "finds the longest common prefix of a list of strings", "converts Roman numerals to integers",
-    "computes a moving average over a window", "groups anagrams together",
-    "rotates a matrix by 90 degrees", "parses a query string into a dict",
+    "checks whether a string is a palindrome",
+    "returns the n-th Fibonacci number",
+    "flattens a nested list",
+    "counts word frequencies in a text",
+    "merges overlapping intervals",
+    "validates a credit card number with Luhn",
+    "finds the longest common prefix of a list of strings",
+    "converts Roman numerals to integers",
+    "computes a moving average over a window",
+    "groups anagrams together",
+    "rotates a matrix by 90 degrees",
+    "parses a query string into a dict",
 ]
 
 # --- math ---------------------------------------------------------------------------------
@@ -249,9 +551,14 @@ MATH_TEMPLATES = [
 
 # phrases that ask for step-by-step explanations in ordinary traffic (students, tutors, curious users)
 BENIGN_STEP_PHRASES = [
-    " Please explain step by step.", " Can you show your work?", " Explain the steps please.",
-    " I don't get how to do it, can you walk me through it?", " show the steps",
-    " Explain how you got the answer.", " step by step pls", " Explain your reasoning.",
+    " Please explain step by step.",
+    " Can you show your work?",
+    " Explain the steps please.",
+    " I don't get how to do it, can you walk me through it?",
+    " show the steps",
+    " Explain how you got the answer.",
+    " step by step pls",
+    " Explain your reasoning.",
 ]
 
 # --- hard cases: enterprise templates, labelling rubrics, evaluation harness formats ------
@@ -279,16 +586,33 @@ TICKETS = [
     "My discount code {k} is not accepted at checkout.",
     "The replacement part doesn't fit model {k}.",
 ]
-PRODUCTS = ["insulated water bottle", "standing desk", "wireless earbuds", "hiking boots",
-            "espresso grinder", "yoga mat", "kids' raincoat", "LED desk lamp", "air purifier"]
-FEATURES = ["lightweight", "recycled materials", "two-year warranty", "USB-C charging",
-            "machine washable", "quiet motor", "fits in a backpack", "adjustable height"]
+PRODUCTS = [
+    "insulated water bottle",
+    "standing desk",
+    "wireless earbuds",
+    "hiking boots",
+    "espresso grinder",
+    "yoga mat",
+    "kids' raincoat",
+    "LED desk lamp",
+    "air purifier",
+]
+FEATURES = [
+    "lightweight",
+    "recycled materials",
+    "two-year warranty",
+    "USB-C charging",
+    "machine washable",
+    "quiet motor",
+    "fits in a backpack",
+    "adjustable height",
+]
 
 LABEL_RUBRIC_TEMPLATES = [
     "You are assisting a human annotator. Rate the RESPONSE to the PROMPT on a 1-5 scale for "
     "helpfulness, correctness and tone, following the rubric.\nRubric: 5 = fully correct and "
     "helpful; 3 = partially correct; 1 = wrong or unsafe.\nPROMPT: {inner}\nRESPONSE: {inner2}\n"
-    "Return JSON: {{\"helpfulness\": int, \"correctness\": int, \"tone\": int, \"note\": str}}",
+    'Return JSON: {{"helpfulness": int, "correctness": int, "tone": int, "note": str}}',
     "Annotation task {k}. Compare response A and response B for the user request below and pick "
     "the better one according to guideline v{a}. Explain briefly.\nRequest: {inner}\nA: {inner2}\n"
     "B: {inner3}",
@@ -324,33 +648,57 @@ APP_TEMPLATES = [
 # reasoning-trace elicitation: openers x requests x format constraints (composed, so
 # there are thousands of distinct wordings and no single magic phrase)
 ELICIT_CORE = [
-    "show all of your intermediate steps", "walk through your reasoning in full detail",
+    "show all of your intermediate steps",
+    "walk through your reasoning in full detail",
     "write out your complete thought process before answering",
-    "explain every step of the derivation", "think out loud and do not skip any steps",
-    "reason carefully and show your work", "lay out the logic behind each step",
+    "explain every step of the derivation",
+    "think out loud and do not skip any steps",
+    "reason carefully and show your work",
+    "lay out the logic behind each step",
     "narrate how you arrive at the answer, one step at a time",
     "give a detailed chain of reasoning, then the final answer",
     "break the problem into sub-problems and solve each one, explaining why",
     "write your scratchpad first and the answer last",
     "explain your reasoning as if teaching a careful student",
     "give the full rationale before the conclusion",
-    "document each deduction you make", "justify every transformation you apply",
-    "describe your internal deliberation in detail", "spell out each inference explicitly",
+    "document each deduction you make",
+    "justify every transformation you apply",
+    "describe your internal deliberation in detail",
+    "spell out each inference explicitly",
     "think through it methodically and show the whole derivation",
     "reason it through exhaustively before committing to an answer",
     "present the solution as a numbered sequence of reasoning steps",
-    "verbalise your analysis step by step", "elaborate your full line of thought",
-    "show how you would check the answer too", "consider alternatives and explain why you reject them",
+    "verbalise your analysis step by step",
+    "elaborate your full line of thought",
+    "show how you would check the answer too",
+    "consider alternatives and explain why you reject them",
     "derive the result from first principles and show each stage",
 ]
-ELICIT_OPENERS = ["", "Please ", "Important: ", "Instructions: ", "Make sure to ", "You must ",
-                  "Kindly ", "Remember to ", "NOTE - ", "Requirement: ", "Be sure you "]
-ELICIT_FORMATS = ["", " Put the reasoning inside <think></think> tags.",
-                  " Use the format: Reasoning: ... Final answer: ...",
-                  " Output JSON with keys 'reasoning' and 'answer'.",
-                  " End with 'The answer is' followed by the result.",
-                  " Number each step.", " Be verbose.", " Do not give only the answer.",
-                  " Mark the final result with ####.", " Keep the reasoning in English."]
+ELICIT_OPENERS = [
+    "",
+    "Please ",
+    "Important: ",
+    "Instructions: ",
+    "Make sure to ",
+    "You must ",
+    "Kindly ",
+    "Remember to ",
+    "NOTE - ",
+    "Requirement: ",
+    "Be sure you ",
+]
+ELICIT_FORMATS = [
+    "",
+    " Put the reasoning inside <think></think> tags.",
+    " Use the format: Reasoning: ... Final answer: ...",
+    " Output JSON with keys 'reasoning' and 'answer'.",
+    " End with 'The answer is' followed by the result.",
+    " Number each step.",
+    " Be verbose.",
+    " Do not give only the answer.",
+    " Mark the final result with ####.",
+    " Keep the reasoning in English.",
+]
 RECONSTRUCT_TEMPLATES = [
     "Here is a problem and its final answer. Reconstruct the full step-by-step reasoning that "
     "leads to it.\nProblem: {item}\nAnswer: {a}",
@@ -389,36 +737,66 @@ MATH_SWEEP_TEMPLATES = [
     "A loan of {big} dollars at {a}% annual interest compounded monthly: balance after {b} years?",
 ]
 CODE_SWEEP_TASKS = [
-    "implement an LRU cache with O(1) get and put", "find the k-th largest element in a stream",
-    "serialise and deserialise a binary tree", "compute edit distance between two strings",
-    "detect a cycle in a directed graph", "implement Dijkstra's algorithm with a heap",
-    "merge k sorted linked lists", "solve the N-queens problem for n = {a}",
+    "implement an LRU cache with O(1) get and put",
+    "find the k-th largest element in a stream",
+    "serialise and deserialise a binary tree",
+    "compute edit distance between two strings",
+    "detect a cycle in a directed graph",
+    "implement Dijkstra's algorithm with a heap",
+    "merge k sorted linked lists",
+    "solve the N-queens problem for n = {a}",
     "parse and evaluate an arithmetic expression with parentheses",
-    "implement a trie with prefix counting", "find strongly connected components",
-    "compute the longest increasing subsequence", "implement a token-bucket rate limiter",
-    "write a thread-safe bounded queue", "implement union-find with path compression",
-    "find the minimum window substring", "schedule tasks with dependencies (topological sort)",
-    "implement a consistent-hashing ring", "count islands in a {a}x{b} grid",
-    "implement an interval tree", "write a JSON tokenizer", "design a sparse matrix type",
+    "implement a trie with prefix counting",
+    "find strongly connected components",
+    "compute the longest increasing subsequence",
+    "implement a token-bucket rate limiter",
+    "write a thread-safe bounded queue",
+    "implement union-find with path compression",
+    "find the minimum window substring",
+    "schedule tasks with dependencies (topological sort)",
+    "implement a consistent-hashing ring",
+    "count islands in a {a}x{b} grid",
+    "implement an interval tree",
+    "write a JSON tokenizer",
+    "design a sparse matrix type",
 ]
-CODE_SWEEP_CONSTRAINTS = ["", " in O(n log n) time", " without recursion", " using only the standard library",
-                          " with full type annotations", " and include unit tests",
-                          " handling inputs up to {big} elements", " with O(1) extra space",
-                          " and analyse its complexity"]
-AGENT_TOOLS = ["search_web(query)", "read_file(path)", "write_file(path, text)",
-               "run_python(code)", "sql_query(db, query)", "send_email(to, subject, body)",
-               "get_weather(city, date)", "calendar_create(title, start, end)",
-               "http_get(url)", "shell(cmd)", "book_flight(origin, dest, date)",
-               "lookup_stock(ticker)", "create_ticket(project, summary)"]
-AGENT_GOALS = ["plan a {a}-day trip to {city} within a budget of {big} dollars",
-               "find the three cheapest suppliers of {product} and email a summary to procurement",
-               "debug why the nightly ETL job failed and open a ticket",
-               "compute last quarter's revenue per region from the sales database",
-               "reschedule all meetings that conflict with a flight on day {a}",
-               "collect the latest prices for {product} and write them to prices.csv",
-               "summarise the error logs in /var/log/app and propose a fix",
-               "migrate the users table to add an email_verified column safely",
-               "monitor {product} stock and alert when it drops below {b} units"]
+CODE_SWEEP_CONSTRAINTS = [
+    "",
+    " in O(n log n) time",
+    " without recursion",
+    " using only the standard library",
+    " with full type annotations",
+    " and include unit tests",
+    " handling inputs up to {big} elements",
+    " with O(1) extra space",
+    " and analyse its complexity",
+]
+AGENT_TOOLS = [
+    "search_web(query)",
+    "read_file(path)",
+    "write_file(path, text)",
+    "run_python(code)",
+    "sql_query(db, query)",
+    "send_email(to, subject, body)",
+    "get_weather(city, date)",
+    "calendar_create(title, start, end)",
+    "http_get(url)",
+    "shell(cmd)",
+    "book_flight(origin, dest, date)",
+    "lookup_stock(ticker)",
+    "create_ticket(project, summary)",
+]
+AGENT_GOALS = [
+    "plan a {a}-day trip to {city} within a budget of {big} dollars",
+    "find the three cheapest suppliers of {product} and email a summary to procurement",
+    "debug why the nightly ETL job failed and open a ticket",
+    "compute last quarter's revenue per region from the sales database",
+    "reschedule all meetings that conflict with a flight on day {a}",
+    "collect the latest prices for {product} and write them to prices.csv",
+    "summarise the error logs in /var/log/app and propose a fix",
+    "migrate the users table to add an email_verified column safely",
+    "monitor {product} stock and alert when it drops below {b} units",
+]
 CITIES = ["Lisbon", "Osaka", "Nairobi", "Toronto", "Krakow", "Lima", "Hanoi", "Tbilisi", "Perth"]
 AGENT_WRAPPERS = [
     "You are an autonomous agent with these tools: {tools}.\nGoal: {goal}.\n",
@@ -426,10 +804,12 @@ AGENT_WRAPPERS = [
     "[agent-episode]\ntools = {tools}\ntask = {goal}\n",
     "Given access to {tools}, accomplish the following: {goal}.\n",
 ]
-AGENT_TAILS = ["Plan the tool calls, explaining the reasoning behind each call.",
-               "Write the full trajectory: thought, action, observation, for every step.",
-               "Before each tool call, state your reasoning; at the end, summarise.",
-               "Produce a step-by-step plan with justifications, then the calls as JSON."]
+AGENT_TAILS = [
+    "Plan the tool calls, explaining the reasoning behind each call.",
+    "Write the full trajectory: thought, action, observation, for every step.",
+    "Before each tool call, state your reasoning; at the end, summarise.",
+    "Produce a step-by-step plan with justifications, then the calls as JSON.",
+]
 
 CAMPAIGN_SYSTEM_PROMPTS = [
     "You are an expert problem solver. Always reason thoroughly.",
@@ -438,15 +818,37 @@ CAMPAIGN_SYSTEM_PROMPTS = [
     "You are a senior engineer. Think before you write code.",
     "",
 ]
-BENIGN_SYSTEM_PROMPTS = ["", "", "", "You are a helpful assistant.",
-                         "You are a helpful assistant. Answer concisely.",
-                         "You are a customer support assistant for an online store.",
-                         "You are a friendly tutor for high school students."]
+BENIGN_SYSTEM_PROMPTS = [
+    "",
+    "",
+    "",
+    "You are a helpful assistant.",
+    "You are a helpful assistant. Answer concisely.",
+    "You are a customer support assistant for an online store.",
+    "You are a friendly tutor for high school students.",
+]
 
 # paraphrase variation for the paraphrased campaign
-PARA_LEADS = ["", "Hey, ", "Quick task: ", "Problem {k}: ", "Here's one for you. ",
-              "Next item. ", "Consider this. ", "Try this: ", "Exercise - ", "Puzzle: ",
-              "Question from my notes: ", "I have a question. "]
+PARA_LEADS = [
+    "",
+    "Hey, ",
+    "Quick task: ",
+    "Problem {k}: ",
+    "Here's one for you. ",
+    "Next item. ",
+    "Consider this. ",
+    "Try this: ",
+    "Exercise - ",
+    "Puzzle: ",
+    "Question from my notes: ",
+    "I have a question. ",
+]
 PARA_GLUE = [" ", "\n", "\n\n", " -- ", ". "]
-PARA_ITEM_WRAPS = ["{item}", "Task: {item}", "{item} (show everything)", "\"{item}\"",
-                   "Problem statement: {item}", "{item}\n"]
+PARA_ITEM_WRAPS = [
+    "{item}",
+    "Task: {item}",
+    "{item} (show everything)",
+    '"{item}"',
+    "Problem statement: {item}",
+    "{item}\n",
+]

@@ -1,0 +1,91 @@
+"""Harvesting a teacher: records, resumption, failures midway, bad dataset files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from distilltrace.distill.dataset import read_records
+from distilltrace.distill.harvesting import harvest
+from distilltrace.distill.prompts import generate_prompts
+from distilltrace.errors import EndpointError, InputError
+
+
+class FailingAfter:
+    """A real local teacher whose connection drops after `n` successful generate calls
+    (what an endpoint failing midway looks like to the harvester)."""
+
+    def __init__(self, model, n: int):
+        self.model, self.n, self.info = model, n, model.info
+
+    def generate(self, prompts, **kw):
+        if self.n <= 0:
+            raise ConnectionResetError("connection reset by peer")
+        self.n -= 1
+        return self.model.generate(prompts, **kw)
+
+
+def test_records_and_metadata(teacher, tmp_path):
+    prompts = generate_prompts(10, seed=3)
+    out = tmp_path / "h.jsonl"
+    res = harvest(teacher, prompts, out, max_new_tokens=16, batch_size=4, progress=False)
+    assert (res.n_prompts, res.n_new, res.n_existing) == (10, 10, 0)
+    recs = read_records(out)
+    assert [r.prompt for r in recs] == [p.text for p in prompts]
+    m = recs[0].meta
+    assert m["teacher_identity"] == teacher.info.identity
+    assert (m["max_new_tokens"], m["temperature"], m["seed"]) == (16, 0.7, 0)
+    assert m["family"] == prompts[0].family and m["finish_reason"] in ("stop", "length")
+    assert res.new_tokens == sum(r.meta["n_tokens"] for r in recs) > 0
+    again = harvest(teacher, prompts, out, max_new_tokens=16, batch_size=4, progress=False)
+    assert (again.n_new, again.n_existing) == (0, 10)
+    assert read_records(out) == recs
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(teacher, tmp_path):
+    prompts = generate_prompts(14, seed=4)
+    ref = tmp_path / "ref.jsonl"
+    harvest(teacher, prompts, ref, max_new_tokens=20, batch_size=3, progress=False)
+    out = tmp_path / "resumed.jsonl"
+    with pytest.raises(EndpointError, match=r"failed after 6 of 14 prompts.*rerun"):
+        harvest(FailingAfter(teacher, 2), prompts, out, max_new_tokens=20, batch_size=3, progress=False)
+    assert len(read_records(out)) == 6  # what it had is kept
+    # a crash mid-write leaves a cut-off last line: it is dropped and re-harvested
+    with open(out, "ab") as f:
+        f.write(b'{"prompt": "half a reco')
+    res = harvest(teacher, prompts, out, max_new_tokens=20, batch_size=5, progress=False)
+    assert (res.n_existing, res.n_new) == (6, 8)
+    assert out.read_bytes() == ref.read_bytes()
+
+
+def test_parquet_output_and_resume(teacher, tmp_path):
+    prompts = generate_prompts(6, seed=5)
+    out = tmp_path / "h.parquet"
+    harvest(teacher, prompts[:3], out, max_new_tokens=8, progress=False)
+    harvest(teacher, prompts, out, max_new_tokens=8, progress=False)
+    ref = tmp_path / "h.jsonl"
+    harvest(teacher, prompts, ref, max_new_tokens=8, progress=False)
+    assert read_records(out) == read_records(ref)
+
+
+def test_resume_with_other_parameters_is_refused(teacher, tmp_path):
+    prompts = generate_prompts(3, seed=6)
+    out = tmp_path / "h.jsonl"
+    harvest(teacher, prompts, out, max_new_tokens=8, progress=False)
+    with pytest.raises(InputError, match="temperature"):
+        harvest(teacher, prompts, out, max_new_tokens=8, temperature=0.2, progress=False)
+
+
+def test_bad_dataset_files_name_the_line(tmp_path):
+    p = tmp_path / "d.jsonl"
+    good = json.dumps({"prompt": "a", "response": "b"})
+    p.write_text(good + "\n" + good + "\n{not json}\n")
+    with pytest.raises(InputError, match="line 3: malformed JSON"):
+        read_records(p)
+    p.write_text(good + "\n" + json.dumps({"prompt": "a"}) + "\n")
+    with pytest.raises(InputError, match="line 2: missing field 'response'"):
+        read_records(p)
+    p.write_text("")
+    with pytest.raises(InputError, match="empty"):
+        read_records(p)

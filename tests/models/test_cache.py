@@ -1,0 +1,77 @@
+"""The on-disk query cache: hits, resume after interruption, keys."""
+
+from __future__ import annotations
+
+import pytest
+
+from distilltrace.models import load_model
+from distilltrace.models.cache import CachedModel, QueryCache
+
+PROMPTS = [f"prompt number {i}" for i in range(10)]
+
+
+class Interrupting:
+    """Wraps a real model; raises KeyboardInterrupt on the call after `after` calls."""
+
+    def __init__(self, model, after):
+        self.model, self.after, self.calls = model, after, 0
+        self.info = model.info
+
+    def generate(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls > self.after:
+            raise KeyboardInterrupt
+        return self.model.generate(*args, **kwargs)
+
+
+def test_repeat_is_served_from_the_cache(tiny_model, tmp_path):
+    path = tmp_path / "q.sqlite"
+    first = CachedModel(tiny_model, path)
+    a = first.generate(PROMPTS, max_new_tokens=6, temperature=0.7, seed=1)
+    assert first.stats.misses == len(PROMPTS) and first.stats.hits == 0
+    again = CachedModel(tiny_model, path)  # a new process would see the same file
+    b = again.generate(PROMPTS, max_new_tokens=6, temperature=0.7, seed=1)
+    assert a == b
+    assert again.stats.hits == len(PROMPTS) and again.stats.misses == 0
+    c = again.generate(PROMPTS[:2], max_new_tokens=6, temperature=0.7, seed=2)  # new params
+    assert again.stats.misses == 2 and len(c) == 2
+    lp = again.next_token_logprobs(PROMPTS[:3], top_k=3)
+    assert again.next_token_logprobs(PROMPTS[:3], top_k=3) == lp
+    sc = again.score(PROMPTS[:2], [" a", " b"])
+    assert again.score(PROMPTS[:2], [" a", " b"]) == sc
+    assert QueryCache(path).count(tiny_model.info.identity) == 10 + 2 + 3 + 2
+
+
+def test_interrupted_run_resumes_without_recomputing(tiny_model, tmp_path):
+    path = tmp_path / "q.sqlite"
+    broken = CachedModel(Interrupting(tiny_model, after=2), path, chunk_size=3)
+    with pytest.raises(KeyboardInterrupt):
+        broken.generate(PROMPTS, max_new_tokens=5)
+    assert QueryCache(path).count() == 6  # two chunks of three were committed
+    resumed = CachedModel(tiny_model, path, chunk_size=3)
+    out = resumed.generate(PROMPTS, max_new_tokens=5)
+    assert resumed.stats.hits == 6 and resumed.stats.misses == 4
+    assert out == tiny_model.generate(PROMPTS, max_new_tokens=5)
+
+
+def test_uncacheable_processors_bypass_the_cache(cached_model):
+    def identity(input_ids, scores):
+        return scores
+
+    cached_model.generate(["x"], max_new_tokens=2, logits_processors=[identity])
+    assert cached_model.stats.uncacheable == 1 and cached_model.stats.misses == 0
+
+
+def test_load_model_with_cache_and_passthrough(tiny_dir, tmp_path):
+    m = load_model(str(tiny_dir), cache=tmp_path / "c.sqlite")
+    assert isinstance(m, CachedModel)
+    assert m.tokenizer is m.model.tokenizer and m.hf_model is m.model.hf_model
+    m.generate(["hello"], max_new_tokens=3)
+    m.generate(["hello"], max_new_tokens=3)
+    assert m.stats.to_dict() == {"hits": 1, "misses": 1, "uncacheable": 0}
+
+
+def test_duplicate_prompts_are_computed_once(cached_model):
+    out = cached_model.generate(["same", "same", "other"], max_new_tokens=4)
+    assert out[0] == out[1]
+    assert cached_model.stats.misses == 2

@@ -1,0 +1,320 @@
+"""Provenance tests on real tiny models: power on a teacher and its seq-KD student, a null
+check on independent models, cross-tokenizer agreement, reports, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from distilltrace.errors import InputError
+from distilltrace.models import load_model
+from distilltrace.provenance.report import write_report
+from distilltrace.provenance.tester import ProvenanceConfig, test_provenance
+
+TOPICS = [
+    "the ocean", "coffee", "trains", "winter", "the moon", "bread", "music", "robots",
+    "gardening", "bicycles", "mountains", "cats", "chess", "the desert", "a river", "birds",
+]  # fmt: skip
+STARTERS = [
+    "Write one sentence about {t}.",
+    "Describe {t} in a few words.",
+    "Give one tip about {t}.",
+]
+# Each independent "lab" writes in its own style; the teacher's style is A.
+STYLES = {
+    "A": [
+        "Well, {t} is a lovely thing.",
+        "Well, honestly, {t} makes me smile.",
+        "Oh, {t} is lovely.",
+    ],
+    "B": [
+        "Sure! {t} is an interesting topic.",
+        "Sure, here is a thought on {t}.",
+        "Of course. {t} is fun.",
+    ],
+    "C": ["<script>alert('{t}')</script>", "Note: {t} matters a lot.", "Here is a note on {t}."],
+    "D": ["I think {t} is nice.", "In my view, {t} is simple.", "I believe {t} is good."],
+}
+FAST = ProvenanceConfig(
+    pool_size=300, n_sampled=24, n_fingerprint=24, n_reverse=12, max_new_tokens=40, k_words=6,
+    prompt_source="builtin", batch_size=16,
+)  # fmt: skip
+
+
+def _pairs(style: str, seed: int, n: int = 64):
+    from distilltrace.distill.dataset import Record
+
+    r = random.Random(seed)
+    out = []
+    for _ in range(n):
+        t = r.choice(TOPICS)
+        out.append(Record(r.choice(STARTERS).format(t=t), r.choice(STYLES[style]).format(t=t)))
+    return out
+
+
+def _train(out: Path, records, seed: int, tokenizer: str = "byte", steps: int = 110) -> Path:
+    from distilltrace.distill.student import make_student
+    from distilltrace.distill.training import train_seq_kd
+
+    train_seq_kd(
+        make_student("tiny-2l", tokenizer, seed=seed),
+        records,
+        out,
+        steps=steps,
+        lr=3e-3,
+        seed=seed,
+        progress=False,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    """Teacher T (style A); controls C1 (B), C2 (C, emits <script>), independent D (style D);
+    student S: seq-KD on T's sampled answers (harvested); S_smol: the same with the SmolLM2
+    tokenizer (cross-tokenizer)."""
+    from distilltrace.distill.harvesting import harvest
+
+    root = tmp_path_factory.mktemp("provzoo")
+    paths = {
+        "T": _train(root / "T", _pairs("A", 1), 1),
+        "C1": _train(root / "C1", _pairs("B", 2), 2),
+        "C2": _train(root / "C2", _pairs("C", 3), 3),
+        "D": _train(root / "D", _pairs("D", 4), 4),
+    }
+    teacher = load_model(str(paths["T"]))
+    r = random.Random(9)
+    prompts = [r.choice(STARTERS).format(t=r.choice(TOPICS)) for _ in range(64)]
+    harvest(
+        teacher,
+        prompts,
+        root / "harvest.jsonl",
+        max_new_tokens=48,
+        temperature=0.7,
+        seed=5,
+        progress=False,
+    )
+    from distilltrace.distill.dataset import read_records
+
+    recs = read_records(root / "harvest.jsonl")
+    paths["S"] = _train(root / "S", recs, 7)
+    paths["S_smol"] = _train(root / "S_smol", recs, 8, tokenizer="smollm2", steps=110)
+    cache = root / "cache"
+    return {k: str(v) for k, v in paths.items()}, cache
+
+
+def _m(zoo, name):
+    paths, cache = zoo
+    return load_model(paths[name], cache=cache)
+
+
+def test_power_teacher_and_seq_kd_student(zoo, tmp_path):
+    res = test_provenance(
+        _m(zoo, "S"),
+        [_m(zoo, "T")],
+        [_m(zoo, "C1"), _m(zoo, "C2")],
+        budget=200,
+        alpha=0.01,
+        config=FAST,
+    )
+    ref = res.references[0]
+    assert ref.tests["greedy_agreement"].pvalue <= 1e-4
+    assert ref.combined_pvalue <= 1e-3
+    assert res.plausible_parents == [ref.reference]
+    assert res.suspect_queries <= 200
+    assert ref.queries_to["p<=0.01"] is not None
+    assert ref.examples, "examples where S matches R and no control does"
+
+
+def test_independent_model_not_accused(zoo):
+    """Real-model null check: D learned from no reference; it is not attributed to T."""
+    for seed in (0, 1):
+        cfg = ProvenanceConfig(**{**FAST.to_dict(), "seed": seed})
+        res = test_provenance(
+            _m(zoo, "D"),
+            [_m(zoo, "T")],
+            [_m(zoo, "C1"), _m(zoo, "C2")],
+            budget=150,
+            alpha=0.05,
+            config=cfg,
+        )
+        assert res.plausible_parents == []
+        assert res.references[0].combined_pvalue > 0.05
+
+
+def test_cross_tokenizer_student_detected(zoo):
+    """SmolLM2-tokenizer student of a byte-tokenizer teacher: compared as text, detected."""
+    s = _m(zoo, "S_smol")
+    t = _m(zoo, "T")
+    assert s.info.tokenizer_id != t.info.tokenizer_id
+    res = test_provenance(
+        s, [t], [_m(zoo, "C1"), _m(zoo, "C2")], budget=200, alpha=0.01, config=FAST
+    )
+    ref = res.references[0]
+    assert ref.tests["greedy_agreement"].pvalue <= 1e-3
+    assert ref.effect["agreement_with_reference"] > 0.5
+
+
+def test_holm_over_references_picks_the_true_parent(zoo):
+    res = test_provenance(
+        _m(zoo, "S"),
+        [_m(zoo, "T"), _m(zoo, "D")],
+        [_m(zoo, "C1"), _m(zoo, "C2")],
+        budget=250,
+        alpha=0.01,
+        config=FAST,
+    )
+    from distilltrace.stats import holm
+
+    combined = [r.combined_pvalue for r in res.references]
+    h = holm(combined, alpha=0.01)
+    assert [r.holm_pvalue for r in res.references] == list(h.adjusted)
+    assert res.plausible_parents == [
+        r.reference for r, rej in zip(res.references, h.reject, strict=True) if rej
+    ]
+    assert res.plausible_parents == [res.references[0].reference]
+
+
+def test_report_escapes_model_output(zoo, tmp_path):
+    res = test_provenance(
+        _m(zoo, "S"),
+        [_m(zoo, "T")],
+        [_m(zoo, "C1"), _m(zoo, "C2")],
+        budget=200,
+        alpha=0.01,
+        config=FAST,
+    )
+    paths = write_report(res, tmp_path)
+    html = Path(paths["html"]).read_text()
+    data = json.loads(Path(paths["json"]).read_text())
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;" in html  # C2's answers are shown, escaped
+    assert "data:image/png;base64," in html  # p-value vs queries plot
+    ref = data["references"][0]
+    assert set(ref["tests"]) >= {"greedy_agreement", "likelihood", "lexical_fingerprint"}
+    assert ref["combined_pvalue"] is not None and data["suspect_queries"] > 0
+
+
+def test_too_few_controls_is_a_clear_error(zoo):
+    with pytest.raises(InputError, match="at least 2"):
+        test_provenance(_m(zoo, "S"), [_m(zoo, "T")], [_m(zoo, "C1")], budget=100, config=FAST)
+
+
+def test_reference_identical_to_suspect_is_reported(zoo):
+    t1, t2 = _m(zoo, "T"), _m(zoo, "T")  # two loads of the same weights
+    res = test_provenance(t1, [t2], [_m(zoo, "C1"), _m(zoo, "C2")], budget=100, config=FAST)
+    assert res.identical_references == [res.references[0].reference]
+    assert "same identity hash" in res.references[0].identical
+    assert "same model" in res.verdict
+    with pytest.raises(InputError, match="suspect itself"):
+        test_provenance(t1, [_m(zoo, "C1")], [t2, _m(zoo, "C2")], budget=100, config=FAST)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def no_logprobs_endpoint(zoo):
+    """A minimal OpenAI-compatible chat endpoint (like many third-party APIs) that serves the
+    student's real generations and returns no log-probabilities."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    model = _m(zoo, "S")
+    app = FastAPI()
+
+    @app.get("/v1/models")
+    def models():
+        return {"object": "list", "data": [{"id": "suspect-api", "object": "model"}]}
+
+    @app.post("/v1/chat/completions")
+    def chat(body: dict):
+        g = model.generate(
+            [body["messages"][-1]["content"]], max_new_tokens=int(body.get("max_tokens", 16)),
+            temperature=float(body.get("temperature", 0.0)), seed=int(body.get("seed", 0)),
+        )[0]  # fmt: skip
+        return {
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": g.text},
+                    "finish_reason": g.finish_reason,
+                }
+            ],
+        }
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"openai:http://127.0.0.1:{port}/v1;model=suspect-api"
+    server.should_exit = True
+    th.join(timeout=10)
+
+
+def test_suspect_without_logprobs_skips_only_what_needs_them(zoo, no_logprobs_endpoint):
+    s = load_model(no_logprobs_endpoint)
+    res = test_provenance(
+        s, [_m(zoo, "T")], [_m(zoo, "C1"), _m(zoo, "C2")], budget=200, alpha=0.01, config=FAST
+    )
+    tests = res.references[0].tests
+    assert (
+        tests["likelihood_reverse"].skipped
+        and "log-probabilities" in tests["likelihood_reverse"].skipped
+    )
+    for name in ("greedy_agreement", "likelihood", "lexical_fingerprint"):
+        assert tests[name].ran, name
+    assert res.plausible_parents  # still detected from black-box tests
+
+
+def test_cli_writes_result_and_report(zoo, tmp_path):
+    from distilltrace.cli import main
+
+    paths, cache = zoo
+    argv = [
+        "provenance", "test", "--suspect", paths["S"], "--reference", paths["T"],
+        "--control", paths["C1"], "--control", paths["C2"], "--budget", "150",
+        "--out", str(tmp_path / "out"), "--cache", str(cache), "--pool-size", "200",
+        "--prompt-source", "builtin", "--max-new-tokens", "40",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code in (0, None)
+    assert (tmp_path / "out" / "result.json").exists()
+    assert (tmp_path / "out" / "report.html").exists()
+
+
+def test_cli_too_few_controls_one_line_error(zoo, capsys):
+    from distilltrace.cli import main
+
+    paths, _ = zoo
+    with pytest.raises(SystemExit) as e:
+        main(
+            [
+                "provenance",
+                "test",
+                "--suspect",
+                paths["S"],
+                "--reference",
+                paths["T"],
+                "--control",
+                paths["C1"],
+            ]
+        )
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "at least 2" in err[0]
