@@ -30,19 +30,68 @@ import pyarrow.parquet as pq
 DATA = Path(__file__).parent / ".data"
 RESULTS = Path(__file__).parent / "results"
 
-_OPEN = ["Can you", "Please", "I need you to", "Help me", "Quickly", "Could you", "Now", "Task:", "Hi,", "Question:"]
-_VERB = ["explain", "summarize", "rewrite", "debug", "translate", "solve", "outline", "compare", "review", "draft"]
+_OPEN = [
+    "Can you",
+    "Please",
+    "I need you to",
+    "Help me",
+    "Quickly",
+    "Could you",
+    "Now",
+    "Task:",
+    "Hi,",
+    "Question:",
+]
+_VERB = [
+    "explain",
+    "summarize",
+    "rewrite",
+    "debug",
+    "translate",
+    "solve",
+    "outline",
+    "compare",
+    "review",
+    "draft",
+]
 _OBJ = [
-    "this paragraph about the harbour", "the function below that parses dates", "an email to my manager",
-    "the integral of a rational function", "our onboarding checklist", "a SQL query over the orders table",
-    "the causes of the first world war", "a poem about rain in the city", "a recursive tree traversal",
-    "the difference between mitosis and meiosis", "a budget for a small bakery", "a regex for phone numbers",
+    "this paragraph about the harbour",
+    "the function below that parses dates",
+    "an email to my manager",
+    "the integral of a rational function",
+    "our onboarding checklist",
+    "a SQL query over the orders table",
+    "the causes of the first world war",
+    "a poem about rain in the city",
+    "a recursive tree traversal",
+    "the difference between mitosis and meiosis",
+    "a budget for a small bakery",
+    "a regex for phone numbers",
 ]
 _TAIL = [
-    "", " Keep it short.", " Use bullet points.", " Show your complete reasoning and every intermediate step.",
-    " Thanks!", " Answer in two sentences.", " Include an example.", " Be precise.",
+    "",
+    " Keep it short.",
+    " Use bullet points.",
+    " Show your complete reasoning and every intermediate step.",
+    " Thanks!",
+    " Answer in two sentences.",
+    " Include an example.",
+    " Be precise.",
 ]
-_FILL = ["alpha", "delta", "kappa", "river", "copper", "maple", "orbit", "quartz", "sable", "tundra", "violet", "willow"]
+_FILL = [
+    "alpha",
+    "delta",
+    "kappa",
+    "river",
+    "copper",
+    "maple",
+    "orbit",
+    "quartz",
+    "sable",
+    "tundra",
+    "violet",
+    "willow",
+]
 
 
 def generate(n: int, path: Path, seed: int = 0) -> None:
@@ -70,27 +119,47 @@ def generate(n: int, path: Path, seed: int = 0) -> None:
         " ",
     )
     prompt = pc.binary_join_element_wise(prompt, take(_TAIL, rng.integers(0, len(_TAIL), n)), "")
-    acc_ids = pc.binary_join_element_wise(pa.array(np.full(n, "acct")), pc.cast(pa.array(acc), pa.string()), "-")
+    acc_ids = pc.binary_join_element_wise(
+        pa.array(np.full(n, "acct")), pc.cast(pa.array(acc), pa.string()), "-"
+    )
     ip_a = rng.integers(11, 220, n_acc)
     ip_b = rng.integers(0, 255, n_acc)
     nat = rng.random(n_acc) < 0.05
     ip_a[nat], ip_b[nat] = 198, 51
     ip = pc.binary_join_element_wise(
-        pc.cast(pa.array(ip_a[acc]), pa.string()), pc.cast(pa.array(ip_b[acc]), pa.string()),
-        pc.cast(pa.array((acc % 250)[:]), pa.string()), pc.cast(pa.array((acc // 250) % 250 + 1), pa.string()), ".",
+        pc.cast(pa.array(ip_a[acc]), pa.string()),
+        pc.cast(pa.array(ip_b[acc]), pa.string()),
+        pc.cast(pa.array((acc % 250)[:]), pa.string()),
+        pc.cast(pa.array((acc // 250) % 250 + 1), pa.string()),
+        ".",
     )
     ua_of = rng.integers(0, 4, n_acc)
-    uas = ["Mozilla/5.0 (Windows)", "Mozilla/5.0 (Mac)", "python-requests/2.31", "openai-python/1.40"]
+    uas = [
+        "Mozilla/5.0 (Windows)",
+        "Mozilla/5.0 (Mac)",
+        "python-requests/2.31",
+        "openai-python/1.40",
+    ]
     table = pa.table(
         {
-            "request_id": pc.binary_join_element_wise(pa.array(np.full(n, "r")), pc.cast(pa.array(np.arange(n)), pa.string()), "-"),
+            "request_id": pc.binary_join_element_wise(
+                pa.array(np.full(n, "r")), pc.cast(pa.array(np.arange(n)), pa.string()), "-"
+            ),
             "timestamp": pa.array(ts, pa.timestamp("us", tz="UTC")),
             "account_id": acc_ids,
             "prompt": prompt,
-            "org_id": pc.binary_join_element_wise(pa.array(np.full(n, "org")), pc.cast(pa.array(acc // 3), pa.string()), "-"),
-            "account_created_at": pa.array(t0 - rng.integers(1, 900, n_acc)[acc] * 86400 * 10**6, pa.timestamp("us", tz="UTC")),
-            "signup_path": take(["self_serve", "startup", "education", "enterprise"], rng.integers(0, 4, n_acc)[acc]),
-            "payment_fingerprint": pc.binary_join_element_wise(pa.array(np.full(n, "pay")), pc.cast(pa.array(acc), pa.string()), "-"),
+            "org_id": pc.binary_join_element_wise(
+                pa.array(np.full(n, "org")), pc.cast(pa.array(acc // 3), pa.string()), "-"
+            ),
+            "account_created_at": pa.array(
+                t0 - rng.integers(1, 900, n_acc)[acc] * 86400 * 10**6, pa.timestamp("us", tz="UTC")
+            ),
+            "signup_path": take(
+                ["self_serve", "startup", "education", "enterprise"], rng.integers(0, 4, n_acc)[acc]
+            ),
+            "payment_fingerprint": pc.binary_join_element_wise(
+                pa.array(np.full(n, "pay")), pc.cast(pa.array(acc), pa.string()), "-"
+            ),
             "client_ip": ip,
             "asn": pa.array(np.where(nat[acc], 64500, 7922)),
             "asn_type": take(["residential", "business"], nat[acc].astype(int)),
@@ -117,14 +186,24 @@ def run_one(path: Path, threads: int) -> dict:
         "print(json.dumps({k: r.summary[k] for k in ('n_requests','n_accounts','n_campaigns','n_flagged_accounts','timings_s')}))"
     )
     t = time.perf_counter()
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     wall = time.perf_counter() - t
     if p.returncode != 0:
         raise RuntimeError(p.stderr[-3000:])
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     info = json.loads(p.stdout.strip().splitlines()[-1])
-    return {"file": str(path), "file_mb": round(path.stat().st_size / 2**20, 1), "wall_s": round(wall, 1),
-            "peak_rss_gb_max_so_far": round(peak_kb / 2**20, 2), **info}
+    return {
+        "file": str(path),
+        "file_mb": round(path.stat().st_size / 2**20, 1),
+        "wall_s": round(wall, 1),
+        "peak_rss_gb_max_so_far": round(peak_kb / 2**20, 2),
+        **info,
+    }
 
 
 def main() -> None:
@@ -143,8 +222,12 @@ def main() -> None:
         rows.append(r)
         print(json.dumps(r), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": platform.platform(),
-            "cpus": os.cpu_count(), "threads": a.threads}
+    meta = {
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "threads": a.threads,
+    }
     (RESULTS / "traffic_scale.json").write_text(json.dumps({"meta": meta, "runs": rows}, indent=2))
 
 

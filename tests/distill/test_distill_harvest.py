@@ -49,7 +49,9 @@ def test_interrupted_and_resumed_equals_uninterrupted(teacher, tmp_path):
     harvest(teacher, prompts, ref, max_new_tokens=20, batch_size=3, progress=False)
     out = tmp_path / "resumed.jsonl"
     with pytest.raises(EndpointError, match=r"failed after 6 of 14 prompts.*rerun"):
-        harvest(FailingAfter(teacher, 2), prompts, out, max_new_tokens=20, batch_size=3, progress=False)
+        harvest(
+            FailingAfter(teacher, 2), prompts, out, max_new_tokens=20, batch_size=3, progress=False
+        )
     assert len(read_records(out)) == 6  # what it had is kept
     # a crash mid-write leaves a cut-off last line: it is dropped and re-harvested
     with open(out, "ab") as f:

@@ -50,9 +50,19 @@ def test_load_text_jsonl_csv(tmp_path):
     [
         ("e.txt", "", None, r"empty \(line 1\)"),
         ("e.jsonl", "  \n\n", None, "empty"),
-        ("bad.jsonl", '{"prompt": "a"}\n{"prompt": "b"}\n{"prompt": oops}\n', None, "line 3: malformed JSON"),
+        (
+            "bad.jsonl",
+            '{"prompt": "a"}\n{"prompt": "b"}\n{"prompt": oops}\n',
+            None,
+            "line 3: malformed JSON",
+        ),
         ("miss.jsonl", '{"prompt": "a"}\n{"text": "b"}\n', None, "line 2: no field 'prompt'"),
-        ("blank.jsonl", '{"prompt": "a"}\n{"prompt": "  "}\n', None, "line 2: field 'prompt' is empty"),
+        (
+            "blank.jsonl",
+            '{"prompt": "a"}\n{"prompt": "  "}\n',
+            None,
+            "line 2: field 'prompt' is empty",
+        ),
         ("num.jsonl", "[1, 2]\n", None, "line 1: expected a JSON object"),
         ("col.csv", "id,text\n1,hi\n", None, "line 1: no column 'prompt'"),
         ("cell.csv", "id,prompt\n1,hi\n2,\n", None, "line 3: column 'prompt' is empty"),

@@ -38,11 +38,11 @@ STYLES = {
         "Sure, here is a thought on {t}.",
         "Of course. {t} is fun.",
     ],
-    "C": ["<script>alert('{t}')</script>", "Note: {t} matters a lot.", "Here is a note on {t}."],
+    "C": ["<script>alert(1)</script> {t}."],  # hostile output: the report must escape it
     "D": ["I think {t} is nice.", "In my view, {t} is simple.", "I believe {t} is good."],
 }
 FAST = ProvenanceConfig(
-    pool_size=300, n_sampled=24, n_fingerprint=24, n_reverse=12, max_new_tokens=40, k_words=6,
+    pool_size=300, n_sampled=24, n_fingerprint=24, n_reverse=12, max_new_tokens=40,
     prompt_source="builtin", batch_size=16,
 )  # fmt: skip
 
@@ -58,7 +58,15 @@ def _pairs(style: str, seed: int, n: int = 64):
     return out
 
 
-def _train(out: Path, records, seed: int, tokenizer: str = "byte", steps: int = 110) -> Path:
+def _train(
+    out: Path,
+    records,
+    seed: int,
+    tokenizer: str = "byte",
+    steps: int = 110,
+    batch: int = 8,
+    lr: float = 3e-3,
+) -> Path:
     from distilltrace.distill.student import make_student
     from distilltrace.distill.training import train_seq_kd
 
@@ -67,7 +75,8 @@ def _train(out: Path, records, seed: int, tokenizer: str = "byte", steps: int = 
         records,
         out,
         steps=steps,
-        lr=3e-3,
+        lr=lr,
+        batch_size=batch,
         seed=seed,
         progress=False,
     )
@@ -104,9 +113,20 @@ def zoo(tmp_path_factory):
 
     recs = read_records(root / "harvest.jsonl")
     paths["S"] = _train(root / "S", recs, 7)
-    paths["S_smol"] = _train(root / "S_smol", recs, 8, tokenizer="smollm2", steps=110)
     cache = root / "cache"
+    cache.mkdir()
     return {k: str(v) for k, v in paths.items()}, cache
+
+
+@pytest.fixture(scope="module")
+def smol_student(zoo):
+    """The teacher's seq-KD student with the SmolLM2 tokenizer (49k vocabulary, slower)."""
+    from distilltrace.distill.dataset import read_records
+
+    paths, _ = zoo
+    root = Path(paths["S"]).parent
+    recs = read_records(root / "harvest.jsonl")
+    return str(_train(root / "S_smol", recs, 8, tokenizer="smollm2", steps=60, batch=4, lr=6e-3))
 
 
 def _m(zoo, name):
@@ -148,9 +168,9 @@ def test_independent_model_not_accused(zoo):
         assert res.references[0].combined_pvalue > 0.05
 
 
-def test_cross_tokenizer_student_detected(zoo):
+def test_cross_tokenizer_student_detected(zoo, smol_student):
     """SmolLM2-tokenizer student of a byte-tokenizer teacher: compared as text, detected."""
-    s = _m(zoo, "S_smol")
+    s = load_model(smol_student, cache=zoo[1])
     t = _m(zoo, "T")
     assert s.info.tokenizer_id != t.info.tokenizer_id
     res = test_provenance(
@@ -158,7 +178,8 @@ def test_cross_tokenizer_student_detected(zoo):
     )
     ref = res.references[0]
     assert ref.tests["greedy_agreement"].pvalue <= 1e-3
-    assert ref.effect["agreement_with_reference"] > 0.5
+    others = [v for k, v in ref.effect.items() if k != "agreement_with_reference"]
+    assert ref.effect["agreement_with_reference"] > max(others) + 0.05
 
 
 def test_holm_over_references_picks_the_true_parent(zoo):

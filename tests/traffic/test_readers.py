@@ -49,7 +49,12 @@ def test_jsonl_malformed_and_wrong_type(tmp_path):
     rows = [
         {"request_id": "1", "timestamp": "2026-01-01T00:00:00Z", "account_id": "a", "prompt": "x"},
         "{not json",
-        {"request_id": "3", "timestamp": "2026-01-01T00:00:00Z", "account_id": "a", "prompt": ["x"]},
+        {
+            "request_id": "3",
+            "timestamp": "2026-01-01T00:00:00Z",
+            "account_id": "a",
+            "prompt": ["x"],
+        },
         {"request_id": "4", "timestamp": "2026-01-01T00:00:00Z", "account_id": "a"},
     ]
     p.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n\n")
@@ -86,7 +91,9 @@ def test_duplicates_reported_first_kept_and_campaign_id_never_loaded(tmp_path):
     df = pd.DataFrame(
         {
             "request_id": ["r1", "r1", "r2"],
-            "timestamp": pd.to_datetime(["2026-01-01 00:00:01", "2026-01-01 00:00:00", "2026-01-01 00:00:00"]),
+            "timestamp": pd.to_datetime(
+                ["2026-01-01 00:00:01", "2026-01-01 00:00:00", "2026-01-01 00:00:00"]
+            ),
             "account_id": ["late", "early", "b"],
             "prompt": ["x", "y", "z"],
             "campaign_id": ["c", None, "c"],
@@ -104,7 +111,7 @@ def test_duplicates_reported_first_kept_and_campaign_id_never_loaded(tmp_path):
 def test_invalid_utf8_and_control_characters(tmp_path):
     p = tmp_path / "u.csv"
     p.write_bytes(
-        b"request_id,timestamp,account_id,prompt\n1,2026-01-01T00:00:00Z,a,\"h\xff\xfe\x01i <b>\"\n"
+        b'request_id,timestamp,account_id,prompt\n1,2026-01-01T00:00:00Z,a,"h\xff\xfe\x01i <b>"\n'
     )
     rep, ev, q = _load([p])
     assert rep.utf8_repaired_files == [str(p)]
@@ -115,7 +122,9 @@ _text = st.one_of(st.none(), st.text(max_size=40))
 _row = st.fixed_dictionaries(
     {
         "request_id": _text,
-        "timestamp": st.one_of(_text, st.sampled_from(["2026-01-01T00:00:00Z", "2026-02-03 04:05:06"])),
+        "timestamp": st.one_of(
+            _text, st.sampled_from(["2026-01-01T00:00:00Z", "2026-02-03 04:05:06"])
+        ),
         "account_id": _text,
         "prompt": _text,
         "asn": st.one_of(_text, st.integers(-(2**40), 2**40).map(str)),
@@ -123,10 +132,16 @@ _row = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(_row, min_size=0, max_size=8), fmt=st.sampled_from(["csv", "jsonl", "parquet"]))
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(_row, min_size=0, max_size=8), fmt=st.sampled_from(["csv", "jsonl", "parquet"])
+)
 def test_random_rows_are_valid_or_quarantined(tmp_path, rows, fmt):
-    df = pd.DataFrame(rows, columns=["request_id", "timestamp", "account_id", "prompt", "asn"], dtype=object)
+    df = pd.DataFrame(
+        rows, columns=["request_id", "timestamp", "account_id", "prompt", "asn"], dtype=object
+    )
     p = tmp_path / f"r.{fmt}"
     if fmt == "csv":
         df.to_csv(p, index=False)
@@ -142,3 +157,24 @@ def test_random_rows_are_valid_or_quarantined(tmp_path, rows, fmt):
     assert len(ev) == rep.rows_valid - rep.duplicate_rows_dropped
     assert (q["reason"].str.len() > 0).all()
     assert ev["request_id"].notna().all() and ev["t"].notna().all()
+
+
+def test_several_files_in_mixed_formats(tmp_path):
+    a = tmp_path / "a.parquet"
+    pd.DataFrame(
+        {
+            "request_id": ["1"],
+            "timestamp": pd.to_datetime(["2026-01-01"], utc=True),
+            "account_id": ["x"],
+            "prompt": ["p"],
+            "asn": [5],
+        }
+    ).to_parquet(a)
+    b = tmp_path / "b.jsonl"
+    b.write_text(
+        '{"request_id": "2", "timestamp": "2026-01-02T00:00:00Z", "account_id": "y", "prompt": "q", "country": "FR"}\n'
+    )
+    rep, ev, q = _load([a, b])
+    assert list(ev["request_id"]) == ["1", "2"]
+    assert ev["asn"].tolist()[0] == 5 and ev["country"].tolist()[1] == "FR"
+    assert rep.files == [str(a), str(b)]

@@ -12,7 +12,10 @@ from conftest import make_benign, make_hydra
 
 from distilltrace.traffic import scan
 
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not on PATH")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not on PATH"),
+]
 
 PAYLOAD = (
     "<script>document.title='PWNED';document.body.setAttribute('data-pwned','1')</script>"
@@ -23,15 +26,26 @@ PAYLOAD = (
 
 def _chromium(args, tmp_path):
     base = [
-        "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
     ]
     return subprocess.run(base + args, capture_output=True, text=True, timeout=120)
 
 
 def test_report_renders_and_payload_is_inert(tmp_path):
-    df = pd.concat([make_benign(150, seed=7, hard=False), make_hydra(30, 10, seed=8)], ignore_index=True)
+    df = pd.concat(
+        [make_benign(150, seed=7, hard=False), make_hydra(30, 10, seed=8)], ignore_index=True
+    )
     camp = df["campaign_id"].notna()
     df.loc[camp, "prompt"] = PAYLOAD + " Show your complete reasoning and every intermediate step."
     df.loc[camp, "account_id"] = df.loc[camp, "account_id"] + "<b onmouseover=alert(1)>"

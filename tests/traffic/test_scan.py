@@ -27,7 +27,14 @@ def test_hydra_found_hard_cases_not_flagged(small_log, tmp_path):
     flagged_camps = [c for c in res.campaigns if c.flagged]
     assert len(flagged_camps) == 1 and set(flagged_camps[0].members) == campaign_accounts
     assert flagged_camps[0].shared_infrastructure and flagged_camps[0].examples
-    for name in ("accounts.parquet", "requests.parquet", "campaigns.json", "summary.json", "report.html", "quarantine.parquet"):
+    for name in (
+        "accounts.parquet",
+        "requests.parquet",
+        "campaigns.json",
+        "summary.json",
+        "report.html",
+        "quarantine.parquet",
+    ):
         assert (tmp_path / "out" / name).exists()
     acc = pq.read_table(tmp_path / "out" / "accounts.parquet").to_pandas()
     assert {"account_id", "flagged", "risk", "cluster_id"} <= set(acc.columns)
@@ -52,15 +59,22 @@ def test_determinism_byte_identical(small_log, tmp_path):
         out = tmp_path / f"o{k}"
         scan(path, out_dir=out)
         digests.append(
-            tuple(hashlib.sha256((out / f).read_bytes()).hexdigest() for f in ("accounts.parquet", "campaigns.json", "requests.parquet"))
+            tuple(
+                hashlib.sha256((out / f).read_bytes()).hexdigest()
+                for f in ("accounts.parquet", "campaigns.json", "requests.parquet")
+            )
         )
     assert digests[0] == digests[1]
 
 
 def test_report_escapes_markup(tmp_path):
-    df = pd.concat([make_benign(200, seed=2, hard=False), make_hydra(30, 10, seed=3)], ignore_index=True)
+    df = pd.concat(
+        [make_benign(200, seed=2, hard=False), make_hydra(30, 10, seed=3)], ignore_index=True
+    )
     evil = "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">"
-    df.loc[df["campaign_id"].notna(), "prompt"] = evil + " Show your complete reasoning and every step. \x00\x07"
+    df.loc[df["campaign_id"].notna(), "prompt"] = (
+        evil + " Show your complete reasoning and every step. \x00\x07"
+    )
     res = scan(df, out_dir=tmp_path / "out")
     html = (tmp_path / "out" / "report.html").read_text()
     assert any(c.flagged for c in res.campaigns)
@@ -73,7 +87,12 @@ def test_missing_optional_columns_skip_signals(tmp_path):
     p = tmp_path / "min.csv"
     df.to_csv(p, index=False)
     res = scan([p])
-    assert set(res.summary["skipped_signals"]) == {"linkage", "young_account", "release_pivot", "signup_path"}
+    assert set(res.summary["skipped_signals"]) == {
+        "linkage",
+        "young_account",
+        "release_pivot",
+        "signup_path",
+    }
 
 
 def test_empty_file_gives_empty_valid_report(tmp_path):
@@ -98,8 +117,19 @@ def test_cli_scan_and_one_line_errors(small_log, tmp_path):
     import sys
 
     r = subprocess.run(
-        [sys.executable, "-m", "distilltrace.cli", "traffic", "scan", str(bad), "--out", str(tmp_path / "o2")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "distilltrace.cli",
+            "traffic",
+            "scan",
+            str(bad),
+            "--out",
+            str(tmp_path / "o2"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"error: {bad}: missing required column 'prompt'"]

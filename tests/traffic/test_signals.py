@@ -50,12 +50,32 @@ def test_template_shared_across_accounts_not_within_one():
     t = "2026-01-01T00:{:02d}:00Z"
     for a in range(4):  # four accounts share one long frame
         for i in range(5):
-            rows.append((f"h{a}{i}", t.format(i), f"hyd{a}",
-                         f"You are a tutor. Solve problem {a * 10 + i} about widgets, show the complete working."))
+            rows.append(
+                (
+                    f"h{a}{i}",
+                    t.format(i),
+                    f"hyd{a}",
+                    f"You are a tutor. Solve problem {a * 10 + i} about widgets, show the complete working.",
+                )
+            )
     for i in range(20):  # one enterprise account, one template
-        rows.append((f"e{i}", t.format(i), "ent", f"Classify support ticket {i} into billing shipping or other please now."))
+        rows.append(
+            (
+                f"e{i}",
+                t.format(i),
+                "ent",
+                f"Classify support ticket {i} into billing shipping or other please now.",
+            )
+        )
     for i in range(20):
-        rows.append((f"o{i}", t.format(i), f"other{i}", f"random question number {i} about {'abcdefghij'[i % 10]}"))
+        rows.append(
+            (
+                f"o{i}",
+                t.format(i),
+                f"other{i}",
+                f"random question number {i} about {'abcdefghij'[i % 10]}",
+            )
+        )
     eng = _reduce(_frame(rows))
     av = eng.fetch("SELECT * FROM acct_value ORDER BY kind, value, account_id")
     acct = eng.fetch("SELECT * FROM acct ORDER BY account_id")
@@ -98,16 +118,27 @@ def test_concentration_and_sweep():
 def test_timing_cadence_round_the_clock_and_pivot():
     rows = []
     for i in range(100):  # a bot every 15 minutes, day and night
-        rows.append((f"b{i}", pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(minutes=15 * i), "bot", "x"))
+        rows.append(
+            (
+                f"b{i}",
+                pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(minutes=15 * i),
+                "bot",
+                "x",
+            )
+        )
     rng = np.random.default_rng(0)
     for i in range(100):  # a human in office hours with irregular gaps
-        ts = pd.Timestamp("2026-01-01 09:00", tz="UTC") + pd.Timedelta(days=i // 10, minutes=float(rng.exponential(30) * (i % 10)))
+        ts = pd.Timestamp("2026-01-01 09:00", tz="UTC") + pd.Timedelta(
+            days=i // 10, minutes=float(rng.exponential(30) * (i % 10))
+        )
         rows.append((f"h{i}", ts, "human", "y"))
     df = _frame(rows)
     df["model"] = np.where(df["account_id"] == "bot", "m-new", "m-old")
     df.loc[df["account_id"] == "bot", "timestamp"] += pd.Timedelta(days=2)
     eng = _reduce(df)
-    acct = eng.fetch("SELECT a.*, i.* EXCLUDE (account_id) FROM acct a JOIN acct_iat i USING (account_id) ORDER BY account_id").set_index("account_id")
+    acct = eng.fetch(
+        "SELECT a.*, i.* EXCLUDE (account_id) FROM acct a JOIN acct_iat i USING (account_id) ORDER BY account_id"
+    ).set_index("account_id")
     hod = eng.fetch("SELECT * FROM acct_hod")
     tim = signals.timing_stats(acct, hod, acct.index)
     assert tim.loc["bot", "regular"] > tim.loc["human", "regular"]

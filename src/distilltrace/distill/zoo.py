@@ -288,14 +288,16 @@ def zoo_plan(tier: str, scale: float = 1.0) -> ZooPlan:
                 arch="tiny-2l",
                 seed=11,
                 corpus_part=0,
-                n_pairs=max(16, int(192 * scale)),
+                n_pairs=max(16, int(160 * scale)),
+                style="preamble",
             ),
             TeacherPlan(
                 "tiny-teacher-b",
                 arch="tiny-2l",
                 seed=22,
                 corpus_part=1,
-                n_pairs=max(16, int(192 * scale)),
+                n_pairs=max(16, int(160 * scale)),
+                style="bullets",
             ),
         )
         students = _students(
@@ -437,6 +439,14 @@ def build_zoo(
         except InputError as e:
             if "holds a" in str(e):
                 raise
+    plan_file = out / "plan.json"
+    plan_json = json.dumps(plan.to_dict(), sort_keys=True, indent=1)
+    if plan_file.is_file() and plan_file.read_text() != plan_json:
+        raise InputError(
+            f"{out} was built with a different plan (tier, scale or sizes); build into a new "
+            "folder, or delete it to start over"
+        )
+    plan_file.write_text(plan_json)
     members: dict[str, ZooMember] = {}
     order = [t.name for t in plan.teachers] + [s.name for s in plan.students]
 
@@ -656,6 +666,6 @@ def build_zoo(
         save()
 
     manifest = save()
-    manifest.extra["wall_s"] = round(time.perf_counter() - t_start, 1)
+    manifest.extra["last_build_wall_s"] = round(time.perf_counter() - t_start, 1)
     manifest.save(out)
     return manifest

@@ -234,10 +234,13 @@ def bench(
     tier: str = typer.Option("quick", help="quick (tiny teacher, CPU minutes) | full (SmolLM2)."),
     out: Path = typer.Option(Path("bench-marks"), "--out", help="Output folder."),
     seed: int = typer.Option(0),
+    set_: str | None = typer.Option(
+        None, "--set", help="JSON object overriding benchmark sizes, e.g. '{\"n_power\": 200}'."
+    ),
 ) -> None:
     """Benchmark marks: detector calibration and power, radioactivity of distilled students."""
-    from distilltrace.marks.bench import run_bench
+    from distilltrace.marks.bench import load_overrides, run_bench
 
-    res = run_bench(tier=tier, out=out, seed=seed)
+    res = run_bench(tier=tier, out=out, seed=seed, overrides=load_overrides(set_))
     typer.echo(res.summary())
     typer.echo(f"wrote {out}/result.json and {out}/report.html")

@@ -15,7 +15,7 @@ def _cache_file(cache: Path | None) -> Path | None:
     """The query-cache file inside a cache folder (a path with a suffix is used as is)."""
     if cache is None:
         return None
-    if cache.suffix:
+    if cache.suffix or cache.is_file():
         return cache
     cache.mkdir(parents=True, exist_ok=True)
     return cache / "queries.sqlite"

@@ -2,7 +2,7 @@
 
 Null hypothesis (per stream): every observation d_t lies in [-1, 1] and its conditional
 mean given the past is at most 0 (for i.i.d. draws: E[d] <= 0). The wealth of a bettor
-who stakes a predictable fraction lambda_t in [0, 1/2] on "d_t > 0",
+who stakes a predictable fraction lambda_t in [0, 0.8] on "d_t > 0",
 K_t = prod_s (1 + lambda_s d_s), is then a nonnegative supermartingale with K_0 = 1, so by
 Ville's inequality P(sup_t K_t >= 1/alpha) <= alpha. The running p-value
 p_t = min(1, 1 / max_{s<=t} K_s) is therefore valid at every time and at any stopping
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 _ONS_RATE = 2.0 / (2.0 - math.log(3.0))
-LAMBDA_MAX = 0.5
+LAMBDA_MAX = 0.8
 
 
 @dataclass

@@ -23,7 +23,7 @@ from distilltrace.provenance.result import (
     skipped_test,
 )
 from distilltrace.provenance.sequential import IntersectionUnionSequential
-from distilltrace.provenance.textmatch import prefix_agreement, words
+from distilltrace.provenance.textmatch import comparable, prefix_agreement
 from distilltrace.stats import combine_pvalues, holm
 
 MIN_CONTROLS = 2
@@ -46,7 +46,8 @@ class ProvenanceConfig:
     alpha: float = 0.01  # family-wise error rate over references
     target_p: float = 1e-4  # stop querying a reference once its evidence reaches this
     max_new_tokens: int = 48
-    k_words: int = 8  # words compared by the greedy test
+    agreement_unit: str = "char"  # greedy test compares normalised "char"s or "word"s
+    k_units: int = 40  # units (characters or words) compared by the greedy test
     n_sampled: int = 100  # prompts with sampled outputs (likelihood, lexical), at most
     n_reverse: int = 40  # prompts the suspect scores (reverse likelihood), at most
     n_fingerprint: int = 100  # prompts for the reference's lexical fingerprint (no suspect)
@@ -128,6 +129,8 @@ class _Session:
             self.counter.add(label, kind, len(new))
 
     def _gen_key(self, label: str, p: str, mode: str) -> tuple:
+        if mode == "greedy":
+            mode = f"greedy:{self.cfg.agreement_unit}"
         return (self.models[label].info.identity, mode, self.cfg.max_new_tokens, self.cfg.seed, p)
 
     def greedy(self, label: str, prompts: Sequence[str]) -> list[list[str]]:
@@ -143,7 +146,9 @@ class _Session:
                 todo, max_new_tokens=self.cfg.max_new_tokens, temperature=0.0, chat=True
             )
             for p, g in zip(todo, gens, strict=True):
-                w = words(g.text, truncated=g.finish_reason == "length", alnum_only=True)
+                w = comparable(
+                    g.text, truncated=g.finish_reason == "length", unit=self.cfg.agreement_unit
+                )
                 self.store.greedy[self._gen_key(label, p, "greedy")] = (w, g.text)
         return [self.store.greedy[k][0] for k in keys]
 
@@ -284,6 +289,8 @@ def test_provenance(
     )
     rev_cost = n_rev * len(ref_labs) * (1 + k_max)
     greedy_max = budget - n_id - n_samp - rev_cost
+    if cfg.agreement_unit not in ("char", "word"):
+        raise InputError(f"agreement_unit must be 'char' or 'word', got {cfg.agreement_unit!r}")
     if greedy_max < 10:
         raise InputError(
             f"budget {budget} is too small: at least {budget - greedy_max + 10} suspect queries needed"
@@ -366,7 +373,7 @@ def test_provenance(
                 w = max(
                     disagreement_weight(
                         [
-                            prefix_agreement(g_ref[r][i], g_ctl[c][i], cfg.k_words)
+                            prefix_agreement(g_ref[r][i], g_ctl[c][i], cfg.k_units)
                             for c in ctrl_labs[r]
                         ],
                         cfg.weight_floor,
@@ -384,10 +391,10 @@ def test_provenance(
         s_greedy_queries += len(accepted)
         for j, i in enumerate(accepted):
             for r in sorted(running):
-                a_r = prefix_agreement(g_s[j], g_ref[r][i], cfg.k_words)
+                a_r = prefix_agreement(g_s[j], g_ref[r][i], cfg.k_units)
                 diffs = {}
                 for c in ctrl_labs[r]:
-                    a_c = prefix_agreement(g_s[j], g_ctl[c][i], cfg.k_words)
+                    a_c = prefix_agreement(g_s[j], g_ctl[c][i], cfg.k_units)
                     agree_c[r][c].append(a_c)
                     diffs[c] = a_r - a_c
                 agree_r[r].append(a_r)

@@ -35,7 +35,8 @@ def words(text: str, *, truncated: bool = False, alnum_only: bool = False) -> li
 
 
 def prefix_agreement(a: Sequence[str], b: Sequence[str], k: int = 8) -> float:
-    """Length of the common word prefix of a and b over the first k words, in [0, 1].
+    """Length of the common prefix of a and b (words or characters) over the first k
+    units, in [0, 1].
 
     The denominator is min(k, max(len a, len b)), so two identical short answers agree
     fully and a short answer that is a prefix of a long one does not. Two empty answers
@@ -54,6 +55,18 @@ def prefix_agreement(a: Sequence[str], b: Sequence[str], k: int = 8) -> float:
             break
         n += 1
     return n / denom
+
+
+def comparable(text: str, *, truncated: bool = False, unit: str = "char") -> list[str]:
+    """A continuation as the sequence its agreement is measured on: characters of the
+    normalised text (unit="char", robust to misspellings and to where tokenizers split)
+    or normalised words (unit="word"). A truncated text loses its last, partial word."""
+    w = words(text, truncated=truncated, alnum_only=True)
+    if unit == "word":
+        return w
+    if unit == "char":
+        return list(" ".join(w))
+    raise ValueError(f"unit must be 'char' or 'word', got {unit!r}")
 
 
 def ngrams(tokens: Sequence[str], n_max: int = 2) -> list[str]:

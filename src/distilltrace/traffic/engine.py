@@ -21,6 +21,10 @@ def to_dialect(sql: str, dialect: str) -> str:
     """Transpile a pipeline statement from DuckDB SQL to another dialect (e.g. "spark")."""
     if dialect == "duckdb":
         return sql
+    if dialect == "spark":  # same meaning, not just same syntax (see spark_engine)
+        from distilltrace.traffic.spark_engine import to_spark_sql
+
+        return to_spark_sql(sql)
     out = sqlglot.transpile(sql, read="duckdb", write=dialect, pretty=False)
     return ";\n".join(out)
 
@@ -101,11 +105,16 @@ class DuckDBEngine:
 
 
 def make_engine(engine: str | Engine, **opts) -> Engine:
-    """An engine by name ("duckdb") or an Engine instance as given."""
+    """An engine by name ("duckdb", "spark") or an Engine instance as given."""
     if not isinstance(engine, str):
         return engine
     if engine == "duckdb":
+        opts.pop("master", None)
         return DuckDBEngine(**opts)
+    if engine == "spark":
+        from distilltrace.traffic.spark_engine import SparkEngine
+
+        return SparkEngine(**opts)
     from distilltrace.errors import InputError
 
-    raise InputError(f"unknown engine {engine!r}: this version runs 'duckdb'")
+    raise InputError(f"unknown engine {engine!r}: use 'duckdb' or 'spark'")

@@ -4,9 +4,9 @@ Calibration is against the population itself, which is overwhelmingly benign:
 
 1. Each signal statistic x_f is turned into an upper-tail probability u_f(a) against
    the bulk of the population: the empirical tail (1 + #{b : x_f(b) >= x_f(a)}) / (N + 1)
-   up to the 90th percentile, and beyond it an exponential (peaks-over-threshold) tail
-   fitted on the 90th-99th percentile band, so that campaign accounts in the top 1%
-   neither shape the fit nor hide each other through ties.
+   up to the 97.5th percentile, and an exponential (peaks-over-threshold) tail
+   beyond the 97.5th percentile, with its scale from the 90th and 97.5th percentiles, so that campaign accounts in
+   the top 2.5% neither shape the fit nor hide each other through ties.
 2. An account's behaviour score is b(a) = sum_f w_f * -log10 u_f(a); its calibrated
    tail probability u(a) is again the robust upper tail of b over all accounts.
    Flagging a single account when u(a) <= alpha then flags about alpha * N benign
@@ -40,14 +40,21 @@ WEIGHTS: dict[str, float] = {
 }
 
 
-def upper_tail(x: np.ndarray, *, body: float = 0.90, fit_to: float = 0.99) -> np.ndarray:
+#: Tail scale used when fewer than 5 values fall in the fitting band (one unit of the
+#: statistic; for -log10 p-value statistics this is 2.3x their null scale, conservative).
+FALLBACK_SCALE = 1.0
+
+
+def upper_tail(x: np.ndarray, *, body: float = 0.90, scale_at: float = 0.975) -> np.ndarray:
     """Tail probability of each value against the bulk of x (robust to a contaminated top).
 
-    Up to the ``body`` quantile q: the empirical upper tail (1 + #{x_b >= x_a}) / (N + 1).
-    Beyond q: a peaks-over-threshold exponential tail, P(X > x) = P(X > q) * exp(-(x - q) / beta),
-    with beta the mean excess over q of the values between the ``body`` and ``fit_to``
-    quantiles, so the top 1% (where campaigns sit) does not shape the fit. NaN counts
-    as the least suspicious value.
+    Up to the ``scale_at`` quantile h: the empirical upper tail (1 + #{x_b >= x_a}) / (N + 1).
+    Beyond h: a peaks-over-threshold exponential tail, P(X > x) = P(X > h) * exp(-(x - h) / beta),
+    with beta from two quantiles of the bulk, beta = (h - x_[body]) / ln((1 - body) /
+    (1 - scale_at)) (exact for an exponential tail), so up to 1 - scale_at = 2.5% of
+    accounts (where campaigns sit) can lie in the top without shaping the fit, nor hide
+    each other through ties. When the two quantiles coincide, beta = FALLBACK_SCALE. NaN
+    counts as the least suspicious value.
     """
     x = np.nan_to_num(np.asarray(x, dtype=float), nan=-np.inf)
     n = len(x)
@@ -60,17 +67,11 @@ def upper_tail(x: np.ndarray, *, body: float = 0.90, fit_to: float = 0.99) -> np
     if n < 50 or len(fin) == 0:
         return emp
     q = float(np.quantile(fin, body))
-    hi = float(np.quantile(fin, fit_to))
-    band = fin[(fin > q) & (fin <= hi)] - q
-    if len(band) >= 5 and band.mean() > 0:
-        beta = float(band.mean())
-    else:  # almost everyone at q: scale from the spread of the values above it
-        above = fin[fin > q] - q
-        beta = float(np.median(above)) if len(above) else 1.0
-        beta = beta if beta > 0 else 1.0
-    p_q = (1.0 + (n - np.searchsorted(srt, q, side="right"))) / (n + 1.0)
-    tail = p_q * np.exp(-(x - q) / beta)
-    return np.where(x > q, tail, emp).clip(1e-300, 1.0)
+    hi = float(np.quantile(fin, scale_at))
+    beta = (hi - q) / np.log((1 - body) / (1 - scale_at)) if hi > q else FALLBACK_SCALE
+    p_hi = (1.0 + (n - np.searchsorted(srt, hi, side="right"))) / (n + 1.0)
+    tail = p_hi * np.exp(-(x - hi) / beta)
+    return np.where(x > hi, np.minimum(tail, emp), emp).clip(1e-300, 1.0)
 
 
 @dataclass
@@ -82,7 +83,9 @@ class AccountScores:
     tail_p: np.ndarray  # u(a)
 
 
-def score_accounts(features: pd.DataFrame, weights: dict[str, float] | None = None) -> AccountScores:
+def score_accounts(
+    features: pd.DataFrame, weights: dict[str, float] | None = None
+) -> AccountScores:
     """Calibrate each signal column of ``features`` and fuse them (see module docstring)."""
     w = weights or WEIGHTS
     tails = pd.DataFrame(index=features.index)

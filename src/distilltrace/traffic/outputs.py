@@ -86,7 +86,9 @@ def render_report(result, path: Path) -> Path:
             }
         )
     s = result.summary
-    top_accounts = result.accounts.sort_values(["risk", "account_id"], ascending=[False, True]).head(30)
+    top_accounts = result.accounts.sort_values(
+        ["risk", "account_id"], ascending=[False, True]
+    ).head(30)
     accounts = [
         {
             "account_id": visible(r.account_id, 80),
@@ -99,7 +101,11 @@ def render_report(result, path: Path) -> Path:
     ]
     return render_html(
         "traffic_scan.html",
-        {"summary": s, "campaigns": camps, "accounts": accounts,
-         "quarantine_reasons": s.get("load", {}).get("quarantine_reasons", {})},
+        {
+            "summary": s,
+            "campaigns": camps,
+            "accounts": accounts,
+            "quarantine_reasons": s.get("load", {}).get("quarantine_reasons", {}),
+        },
         path,
     )

@@ -71,7 +71,7 @@ SELECT request_id, account_id, t,
        CAST(floor(t / 86400) AS BIGINT) AS day,
        CAST(floor(t / 3600) AS BIGINT) % 24 AS hod,
        hash(sk) AS sk_hash,
-       hash(left(sk, 60) || '|' || right(sk, 40)) AS frame_hash,
+       left(md5(left(sk, 60) || '|' || right(sk, 40)), 16) AS frame_hash,
        length(sk) - length(replace(sk, ' ', '')) + 1 AS sk_words,
        prompt_hash, {tr.topic_sql("_tm")} AS topic, {", ".join(rules)},
        {nb.sql()} AS elicit_lo,
@@ -134,6 +134,16 @@ SELECT r.account_id, count(*) AS n_req, min(t) AS first_t, max(t) AS last_t,
 FROM req r GROUP BY r.account_id
 """,
             "per-account volume, diversity and elicitation counts",
+        )
+    )
+    meta_cols = "".join(f", m.{c.split(' AS ')[-1]}" for c in extra)
+    out.append(
+        Statement(
+            "acct_all",
+            "SELECT a.*, i.n_gaps, i.gap_mean, i.gap_std, i.gap_lt1s, m.n_events"
+            f"{meta_cols} FROM acct a LEFT JOIN acct_iat i ON a.account_id = i.account_id "
+            "LEFT JOIN acct_meta m ON a.account_id = m.account_id",
+            "the per-account table that leaves the engine",
         )
     )
     out.append(

@@ -173,7 +173,9 @@ class _Loader:
                 f"rejects_table='{rej}', rejects_scan='{rej}_scan', strict_mode=false, parallel=false)"
             )
         except Exception as e:
-            raise InputError(f"cannot read {path} as JSON Lines: {str(e).splitlines()[0]}") from None
+            raise InputError(
+                f"cannot read {path} as JSON Lines: {str(e).splitlines()[0]}"
+            ) from None
         keys = [
             r[0]
             for r in self.eng.con.execute(
@@ -190,7 +192,9 @@ class _Loader:
                 f"ELSE json_extract_string(j, {path_expr}) END AS {_q(k)}"
             )
         unknown = sorted(set(keys) - set(schema.ALL) - set(schema.EVALUATION_ONLY))
-        self.report.unknown_columns.extend(c for c in unknown if c not in self.report.unknown_columns)
+        self.report.unknown_columns.extend(
+            c for c in unknown if c not in self.report.unknown_columns
+        )
         sel_sql = (", ".join(sel) + ", ") if sel else ""
         self.eng.run(
             f"CREATE OR REPLACE TEMP TABLE raw_{idx} AS SELECT {sel_sql}__row, left(line, 2000) AS __line, "
@@ -207,8 +211,14 @@ class _Loader:
         types = dict.fromkeys(known, "VARCHAR")
         types["__malformed"] = "VARCHAR"
         self._typed(
-            idx, path, f"raw_{idx}", types, row_expr="__row", fixed_required=bool(keys),
-            raw_expr="__line", display=orig,
+            idx,
+            path,
+            f"raw_{idx}",
+            types,
+            row_expr="__row",
+            fixed_required=bool(keys),
+            raw_expr="__line",
+            display=orig,
         )
         self._rejects(idx, orig, rej, "malformed JSON line")
 
@@ -345,9 +355,7 @@ class _Loader:
                 items.append(f"{_q(c)}" if c in cols else f"NULL::{st} AS {_q(c)}")
             selects.append(f"SELECT {', '.join(items)}, _src, _row FROM {view} WHERE _reason = ''")
         if not selects:
-            cols_sql = ", ".join(
-                f"NULL::{_SQL_TYPES[schema.ALL[c]]} AS {_q(c)}" for c in ordered
-            )
+            cols_sql = ", ".join(f"NULL::{_SQL_TYPES[schema.ALL[c]]} AS {_q(c)}" for c in ordered)
             selects.append(f"SELECT {cols_sql}, 0 AS _src, 0::BIGINT AS _row WHERE false")
         union = " UNION ALL ".join(selects)
         e = self.eng

@@ -8,11 +8,23 @@ import typer
 
 
 def scan_command(
-    logs: list[Path] = typer.Argument(..., help="Log files (Parquet, JSON Lines or CSV)."),
+    logs: list[str] = typer.Argument(
+        ...,
+        help="Log files (Parquet, JSON Lines or CSV); with --engine spark, Parquet paths or URLs.",
+    ),
     out: Path = typer.Option(..., "--out", help="Output folder."),
-    engine: str = typer.Option("duckdb", "--engine", help="Where the pipeline runs."),
+    engine: str = typer.Option(
+        "duckdb", "--engine", help="Where the pipeline runs: duckdb or spark."
+    ),
+    spark_master: str = typer.Option(
+        "local[*]",
+        "--spark-master",
+        help="Spark master URL with --engine spark (local[*], spark://..., yarn).",
+    ),
     account_alpha: float = typer.Option(
-        0.0005, "--account-alpha", help="Calibrated tail probability at which a lone account is flagged."
+        0.0005,
+        "--account-alpha",
+        help="Calibrated tail probability at which a lone account is flagged.",
     ),
     campaign_alpha: float = typer.Option(
         0.001, "--campaign-alpha", help="Family-wise level for calling a cluster a campaign."
@@ -21,12 +33,15 @@ def scan_command(
     memory_limit: str = typer.Option("", "--memory-limit", help="Engine memory limit, e.g. 6GB."),
 ) -> None:
     """Find distillation campaigns in API request logs."""
+    from distilltrace.traffic.engine import make_engine
     from distilltrace.traffic.scanner import scan
 
+    if engine == "spark":  # Parquet paths may be any URL Spark reads (hdfs://, s3a://)
+        eng = make_engine("spark", master=spark_master, memory_limit=memory_limit or None)
     res = scan(
         [str(p) for p in logs],
         out_dir=out,
-        engine=engine,
+        engine=eng if engine == "spark" else engine,
         account_alpha=account_alpha,
         campaign_alpha=campaign_alpha,
         threads=threads or None,
@@ -36,7 +51,8 @@ def scan_command(
     s = res.summary
     typer.echo(
         f"{s['n_requests']} requests, {s['n_accounts']} accounts, {s['rows_quarantined']} quarantined; "
-        f"{s['n_campaigns']} campaign(s), {s['n_flagged_accounts']} flagged accounts"
+        f"{s['n_campaigns']} campaign(s), {s['n_flagged_alone_outside']} account(s) flagged on their "
+        f"own, {s['n_flagged_accounts']} flagged accounts"
     )
     typer.echo(f"report: {res.files.get('report')}")
 

@@ -79,7 +79,15 @@ class ScanResult:
 
 
 SIGNAL_COLUMNS: dict[str, tuple[str, ...]] = {
-    "linkage": ("client_ip", "payment_fingerprint", "tls_fingerprint", "user_agent", "asn", "org_id", "api_key_id"),
+    "linkage": (
+        "client_ip",
+        "payment_fingerprint",
+        "tls_fingerprint",
+        "user_agent",
+        "asn",
+        "org_id",
+        "api_key_id",
+    ),
     "template": (),
     "elicitation": (),
     "concentration": (),
@@ -159,16 +167,25 @@ def scan(
     account is flagged (the benign false-positive budget); ``campaign_alpha`` the
     family-wise level for calling a linkage cluster a campaign.
     """
+    owned = isinstance(engine, str)
     eng = make_engine(engine, threads=threads, memory_limit=memory_limit)
     n_steps = 8
     show = bool(progress)
     prog = _Progress(show, n_steps)
     try:
         with prog if show else nullcontext(prog):
-            load = load_events(eng, source)
+            # engines with their own reader (Spark) validate the same way in place
+            load = (
+                eng.load_events(source) if hasattr(eng, "load_events") else load_events(eng, source)
+            )
             prog.step("validated")
             result = _run(
-                eng, load, prog, account_alpha, campaign_alpha, link_threshold,
+                eng,
+                load,
+                prog,
+                account_alpha,
+                campaign_alpha,
+                link_threshold,
                 Path(out_dir) if out_dir is not None else None,
             )
         result.summary["timings_s"] = prog.timings
@@ -179,7 +196,8 @@ def scan(
             write_outputs(result, Path(out_dir))
         return result
     finally:
-        eng.close()
+        if owned:
+            eng.close()
 
 
 def _empty_accounts() -> pd.DataFrame:
@@ -219,29 +237,37 @@ def _run(
     n_events = eng.fetch("SELECT count(*) AS n FROM events")["n"].iloc[0]
     if n_events == 0:
         summary.update(
-            n_accounts=0, n_requests=0, n_flagged_accounts=0, n_campaigns=0, n_flagged_requests=0,
+            n_accounts=0,
+            n_requests=0,
+            n_flagged_accounts=0,
+            n_campaigns=0,
+            n_flagged_requests=0,
             expected_benign_fpr_bound=0.0,
         )
-        reqs = pd.DataFrame({"request_id": pd.Series([], dtype=str), "account_id": pd.Series([], dtype=str),
-                             "score": pd.Series([], dtype=float), "flagged": pd.Series([], dtype=bool)})
+        reqs = pd.DataFrame(
+            {
+                "request_id": pd.Series([], dtype=str),
+                "account_id": pd.Series([], dtype=str),
+                "score": pd.Series([], dtype=float),
+                "flagged": pd.Series([], dtype=bool),
+            }
+        )
         return ScanResult(_empty_accounts(), [], summary, reqs, quarantine)
 
     for st in pipeline.statements(present):
         eng.execute(st.name, st.sql)
     prog.step("reduced")
 
-    acct = eng.fetch(
-        "SELECT a.*, i.n_gaps, i.gap_mean, i.gap_std, i.gap_lt1s, m.* EXCLUDE (account_id) "
-        "FROM acct a LEFT JOIN acct_iat i USING (account_id) LEFT JOIN acct_meta m USING (account_id) "
-        "ORDER BY account_id"
-    )
+    acct = eng.fetch("SELECT * FROM acct_all ORDER BY account_id")
     acct = _stable(acct)
     accounts = pd.Index(acct["account_id"])
     acct_topic = eng.fetch("SELECT * FROM acct_topic ORDER BY account_id, topic")
     acct_hod = eng.fetch("SELECT * FROM acct_hod ORDER BY account_id, hod")
     acct_value = eng.fetch("SELECT * FROM acct_value ORDER BY kind, value, account_id")
     acct_model = (
-        eng.fetch("SELECT * FROM acct_model ORDER BY account_id, model") if "model" in present else None
+        eng.fetch("SELECT * FROM acct_model ORDER BY account_id, model")
+        if "model" in present
+        else None
     )
     t0 = float(acct["first_t"].min())
     t1 = float(acct["last_t"].max())
@@ -300,7 +326,9 @@ def _run(
     in_flagged_cluster = np.array([camp_flag.get(int(c), False) for c in cl])
     alone = (tail_p <= account_alpha) & (harvest_p <= HARVEST_ALPHA)
     flagged = in_flagged_cluster | alone
-    cluster_p = np.array([min(1.0, tests[int(c)].pvalue * m_tests) if int(c) in tests else 1.0 for c in cl])
+    cluster_p = np.array(
+        [min(1.0, tests[int(c)].pvalue * m_tests) if int(c) in tests else 1.0 for c in cl]
+    )
     risk_tail = np.minimum(tail_p, cluster_p)
     risk = -np.log10(np.clip(risk_tail, 1e-300, 1))
     prog.step("scored")
@@ -331,7 +359,9 @@ def _run(
 
     # --- stage 2: per-cluster tables for flagged clusters and top candidates
     ranked = sorted(tests.items(), key=lambda kv: (kv[1].pvalue, -kv[1].size, kv[0]))
-    report_clusters = [c for c, _ in ranked if camp_flag[c]] + [c for c, _ in ranked if not camp_flag[c]][:5]
+    report_clusters = [c for c, _ in ranked if camp_flag[c]] + [
+        c for c, _ in ranked if not camp_flag[c]
+    ][:5]
     lone = [int(c) for c in np.unique(cl[alone & ~in_flagged_cluster])]
     show_clusters = report_clusters + [c for c in lone if c not in report_clusters]
     campaigns: list[Campaign] = []
@@ -344,9 +374,22 @@ def _run(
             eng.execute(st.name, st.sql)
         cday = eng.fetch("SELECT * FROM cluster_day ORDER BY cluster_id, day")
         csync = eng.fetch("SELECT * FROM cluster_sync ORDER BY cluster_id, bin")
-        cex = eng.fetch("SELECT * FROM cluster_examples ORDER BY cluster_id, elicit_lo DESC, request_id")
+        cex = eng.fetch(
+            "SELECT * FROM cluster_examples ORDER BY cluster_id, elicit_lo DESC, request_id"
+        )
         campaigns = _campaigns(
-            show_clusters, tests, camp_flag, m_tests, out, feats, sc, link, acct_value, cday, csync, cex,
+            show_clusters,
+            tests,
+            camp_flag,
+            m_tests,
+            out,
+            feats,
+            sc,
+            link,
+            acct_value,
+            cday,
+            csync,
+            cex,
             tail_p,
         )
     # request-level flags: requests of flagged accounts; within lone flagged (mixed)
@@ -364,7 +407,9 @@ def _run(
     files: dict[str, str] = {}
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        eng.write_parquet("SELECT * FROM req_flags ORDER BY request_id", str(out_dir / "requests.parquet"))
+        eng.write_parquet(
+            "SELECT * FROM req_flags ORDER BY request_id", str(out_dir / "requests.parquet")
+        )
         files["requests"] = str(out_dir / "requests.parquet")
     if int(acct["n_req"].sum()) <= MAX_REQUESTS_IN_MEMORY:
         req_flags = eng.fetch("SELECT * FROM req_flags ORDER BY request_id")
@@ -378,6 +423,7 @@ def _run(
             "time_range": [t0, t1],
             "n_flagged_accounts": int(flagged.sum()),
             "n_flagged_alone": int(alone.sum()),
+            "n_flagged_alone_outside": int((alone & ~in_flagged_cluster).sum()),
             "n_clusters_tested": int(len(tests)),
             "n_campaigns": int(sum(camp_flag.values())),
             "n_flagged_requests": n_flag_req,
@@ -434,7 +480,9 @@ def eng_register(eng, name: str, df: pd.DataFrame) -> None:
         eng.register(name, df)
 
 
-def _campaigns(show, tests, camp_flag, m_tests, out, feats, sc, link, acct_value, cday, csync, cex, tail_p):
+def _campaigns(
+    show, tests, camp_flag, m_tests, out, feats, sc, link, acct_value, cday, csync, cex, tail_p
+):
     camps: list[Campaign] = []
     vals = link.values.set_index(["kind", "value"]) if not link.values.empty else None
     cl = out["cluster_id"].to_numpy()
@@ -448,35 +496,65 @@ def _campaigns(show, tests, camp_flag, m_tests, out, feats, sc, link, acct_value
         infra = []
         if vals is not None:
             av = acct_value[acct_value["account_id"].isin(members)]
-            g = av.groupby(["kind", "value"])["account_id"].nunique().rename("members").reset_index()
+            g = (
+                av.groupby(["kind", "value"])["account_id"]
+                .nunique()
+                .rename("members")
+                .reset_index()
+            )
             g = g[g["members"] >= 2]
             if not g.empty:
                 g = g.join(vals[["df", "weight"]], on=["kind", "value"])
-                g = g.sort_values(["members", "weight", "kind", "value"], ascending=[False, False, True, True])
+                g = g.sort_values(
+                    ["members", "weight", "kind", "value"], ascending=[False, False, True, True]
+                )
                 for r in g.head(12).itertuples():
                     infra.append(
-                        {"kind": r.kind, "value": r.value, "members": int(r.members),
-                         "accounts_overall": int(r.df), "weight": round(float(r.weight), 3)}
+                        {
+                            "kind": r.kind,
+                            "value": r.value,
+                            "members": int(r.members),
+                            "accounts_overall": int(r.df),
+                            "weight": round(float(r.weight), 3),
+                        }
                     )
         ex = cex[cex["cluster_id"] == c]
         examples = [
-            {"request_id": r.request_id, "account_id": r.account_id, "prompt": str(r.prompt)[:600],
-             "elicitation_log_odds": round(float(r.elicit_lo), 3)}
+            {
+                "request_id": r.request_id,
+                "account_id": r.account_id,
+                "prompt": str(r.prompt)[:600],
+                "elicitation_log_odds": round(float(r.elicit_lo), 3),
+            }
             for r in ex.itertuples()
         ]
         d = cday[cday["cluster_id"] == c]
         timeline = [
-            {"day": int(r.day), "requests": int(r.n), "accounts": int(r.n_accounts)} for r in d.itertuples()
+            {"day": int(r.day), "requests": int(r.n), "accounts": int(r.n_accounts)}
+            for r in d.itertuples()
         ]
         s = csync[csync["cluster_id"] == c]
         k = len(members)
-        synchrony = float((s["k"].to_numpy(float) ** 2).sum() / max(s["k"].sum(), 1) / k) if k and len(s) else 0.0
+        synchrony = (
+            float((s["k"].to_numpy(float) ** 2).sum() / max(s["k"].sum(), 1) / k)
+            if k and len(s)
+            else 0.0
+        )
         camps.append(
             Campaign(
-                cluster_id=int(c), rank=0, flagged=flagged,
-                score=float(-np.log10(max(p_adj, 1e-300))), pvalue=float(t.pvalue), pvalue_adjusted=float(p_adj),
-                n_accounts=k, n_requests=int(out.loc[mask, "n_requests"].sum()), members=members[:5000],
-                signals=sig, shared_infrastructure=infra, examples=examples, timeline=timeline,
+                cluster_id=int(c),
+                rank=0,
+                flagged=flagged,
+                score=float(-np.log10(max(p_adj, 1e-300))),
+                pvalue=float(t.pvalue),
+                pvalue_adjusted=float(p_adj),
+                n_accounts=k,
+                n_requests=int(out.loc[mask, "n_requests"].sum()),
+                members=members[:5000],
+                signals=sig,
+                shared_infrastructure=infra,
+                examples=examples,
+                timeline=timeline,
                 synchrony=round(synchrony, 4),
             )
         )

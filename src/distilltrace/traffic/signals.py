@@ -52,9 +52,13 @@ def concentration_stat(acct_topic: pd.DataFrame, accounts: pd.Index) -> tuple[pd
     Null: the account's requests are drawn from the population's family mix.
     """
     if acct_topic.empty:
-        z = pd.DataFrame(index=accounts, data={"conc": 0.0, "jsd": 0.0, "top_topic": "", "top_share": 0.0})
+        z = pd.DataFrame(
+            index=accounts, data={"conc": 0.0, "jsd": 0.0, "top_topic": "", "top_share": 0.0}
+        )
         return z, {}
-    tab = acct_topic.pivot_table(index="account_id", columns="topic", values="n", aggfunc="sum", fill_value=0)
+    tab = acct_topic.pivot_table(
+        index="account_id", columns="topic", values="n", aggfunc="sum", fill_value=0
+    )
     tab = tab.reindex(accounts, fill_value=0).sort_index(axis=1)
     K = tab.to_numpy(float)
     pop = K.sum(0) / max(K.sum(), 1)
@@ -68,7 +72,9 @@ def concentration_stat(acct_topic: pd.DataFrame, accounts: pd.Index) -> tuple[pd
     M = 0.5 * (P + pop[None, :])
     with np.errstate(divide="ignore", invalid="ignore"):
         kl1 = np.nansum(np.where(P > 0, P * np.log2(P / M), 0.0), axis=1)
-        kl2 = np.nansum(np.where(pop[None, :] > 0, pop[None, :] * np.log2(pop[None, :] / M), 0.0), axis=1)
+        kl2 = np.nansum(
+            np.where(pop[None, :] > 0, pop[None, :] * np.log2(pop[None, :] / M), 0.0), axis=1
+        )
     jsd = 0.5 * (kl1 + kl2)
     top = np.argmax(K, axis=1)
     cols = np.array(tab.columns)
@@ -99,7 +105,9 @@ def timing_stats(acct: pd.DataFrame, acct_hod: pd.DataFrame, accounts: pd.Index)
     n_gaps = acct["n_gaps"].fillna(0).to_numpy(float)
     cv = acct["gap_std"].to_numpy(float) / np.maximum(acct["gap_mean"].to_numpy(float), 1e-9)
     regular = np.where(n_gaps >= 8, -np.log(np.clip(cv, 1e-3, None)), 0.0)
-    hod = acct_hod.pivot_table(index="account_id", columns="hod", values="n", aggfunc="sum", fill_value=0)
+    hod = acct_hod.pivot_table(
+        index="account_id", columns="hod", values="n", aggfunc="sum", fill_value=0
+    )
     hod = hod.reindex(accounts, fill_value=0).reindex(columns=range(24), fill_value=0)
     H = hod.to_numpy(float)
     n = H.sum(1)
@@ -162,7 +170,9 @@ def linkage_graph(
     """
     N = len(accounts)
     if acct_value.empty or N == 0:
-        return Linkage(np.arange(N), pd.DataFrame(columns=["kind", "value", "df", "idf", "weight"]), 0)
+        return Linkage(
+            np.arange(N), pd.DataFrame(columns=["kind", "value", "df", "idf", "weight"]), 0
+        )
     av = acct_value[["kind", "value", "account_id"]].drop_duplicates()
     df = av.groupby(["kind", "value"]).size().rename("df").reset_index()
     df["idf"] = np.log1p(rarity_scale / df["df"])

@@ -123,7 +123,7 @@ def skeleton_sql(col: str = "prompt") -> str:
     become ``#``, capitalised words (names) after a space become ``N``; lower-cased;
     whitespace runs collapsed. Three regex passes over at most TEXT_CHARS characters."""
     spans = (
-        "```[\\s\\S]*?(?:```|$)|https?://\\S+|\"[^\"]{0,300}\"|“[^”]{0,300}”|`[^`]{0,300}`"
+        '```[\\s\\S]*?(?:```|$)|https?://\\S+|"[^"]{0,300}"|“[^”]{0,300}”|`[^`]{0,300}`'
         "|[0-9]+(?:[.,][0-9]+)*"
     )
     x = f"left({col}, {TEXT_CHARS})"
@@ -192,7 +192,9 @@ class NaiveBayes:
         return self.bias + x @ np.asarray(self.weights)
 
     def sql(self) -> str:
-        terms = " + ".join(f"{w:.6f} * {f}" for f, w in zip(self.features, self.weights, strict=True))
+        terms = " + ".join(
+            f"{w:.6f} * {f}" for f, w in zip(self.features, self.weights, strict=True)
+        )
         return f"({self.bias:.6f} + {terms})"
 
     def to_dict(self) -> dict:
@@ -208,7 +210,9 @@ class NaiveBayes:
 def labelled_examples() -> list[tuple[str, int]]:
     """The hand-written labelled prompts: (text, 1 = extraction request, 0 = ordinary)."""
     raw = json.loads(
-        resources.files("distilltrace.traffic").joinpath("data/elicitation_examples.json").read_text()
+        resources.files("distilltrace.traffic")
+        .joinpath("data/elicitation_examples.json")
+        .read_text()
     )
     return [(t, 1) for t in raw["extraction"]] + [(t, 0) for t in raw["ordinary"]]
 

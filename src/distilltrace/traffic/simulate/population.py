@@ -486,7 +486,7 @@ def build_population(
             "template sent at very high volume from cloud servers.",
             template=tpl,
             template2=int(ent_templates[(k + 1) % len(ent_templates)]),
-            volume=rng.uniform(0.3, 0.8) * N * activity,
+            volume=rng.uniform(4000, 11000) * min(1.0, N / 7000) * activity,  # per day
             tz=float(tz[0]),
         )
         asn = net.datacenter[int(rng.integers(0, len(net.datacenter)))]
@@ -621,9 +621,15 @@ def build_population(
     ) -> np.ndarray:
         c, tz = _home(rng, 1, ["US", "SG", "DE", "GB", "NL"])
         if g is None:
-            g = group(name, "reseller", kind, desc, volume=rng.uniform(0.15, 0.35) * N * activity)
+            g = group(
+                name,
+                "reseller",
+                kind,
+                desc,
+                volume=rng.uniform(2500, 6000) * min(1.0, N / 5000) * activity,
+            )
         else:
-            g.params["volume"] = rng.uniform(0.15, 0.35) * N * activity
+            g.params["volume"] = rng.uniform(2500, 6000) * min(1.0, N / 5000) * activity
         asn = net.datacenter[int(rng.integers(0, len(net.datacenter)))]
         pool = net.add_block(asn, net.block24(asn), int(rng.integers(3, 8)))
         pool_n = _last_len(net)
@@ -698,7 +704,7 @@ def build_population(
         cid = f"{arche}-{ci + 1}"
         kc = n_camp[arche]
         crng = np.random.default_rng([seed, 500, ci])
-        tpls = sorted(crng.choice(len(P.CAMPAIGN_TEMPLATES), 3, replace=False).tolist())
+        tpls = P.campaign_templates(crng, 3)
         elic = crng.choice(len(P.ELICIT_PHRASES), 12, replace=False)
         common = dict(templates=tpls, elicit=elic, domains=int(crng.integers(0, 4)))
         if arche == "single_heavy":

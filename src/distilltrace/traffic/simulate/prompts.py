@@ -436,16 +436,62 @@ def extraction_variants(rng: np.random.Generator, kind: np.ndarray, mode: np.nda
     return fill(rng, V.RECONSTRUCT_TEMPLATES + V.GRADER_TEMPLATES, np.arange(n), slots, tidx=tidx)
 
 
-CAMPAIGN_TEMPLATES = [
-    "[{domain}-{id}] {item}\n\n{elicit}",
-    "{elicit}\n\nProblem:\n{item}",
-    "### Task ID: {id}\n### Category: {domain}\n### Input:\n{item}\n### Requirements: {elicit}",
-    "{item} {elicit}",
-    '<task id="{id}" type="{domain}">\n{item}\n</task>\n{elicit}',
-    "Sample {id} / {domain}\n{item}\nInstruction: {elicit}",
-    "{item}\n\n---\n{elicit}",
-    "Category: {domain}. {elicit} Question follows.\n{item}",
+_HEADERS = [
+    "[{domain}-{id}]",
+    "### Task ID: {id}\n### Category: {domain}",
+    '<task id="{id}" type="{domain}">',
+    "Sample {id} / {domain}",
+    "#{id} ({domain})",
+    "ID={id} CAT={domain}",
+    "({domain}) item {id}",
+    "--- {domain} #{id} ---",
+    "",
+    "",
+    "Category: {domain}.",
 ]
+_ITEM_LABELS = [
+    "",
+    "Problem:",
+    "Input:",
+    "Question:",
+    "Task:",
+    "Prompt:",
+    "Query:",
+    "Exercise:",
+    "### Input:",
+]
+_INSTR_LABELS = [
+    "",
+    "Instruction:",
+    "Requirements:",
+    "Guidance:",
+    "Rules:",
+    "Notes:",
+    "Constraints:",
+    "Answer format:",
+    "### Requirements:",
+]
+_SEPS = ["\n", "\n\n", "\n---\n", " | ", "\n\n###\n", " "]
+
+
+def campaign_templates(rng: np.random.Generator, k: int = 3) -> list[str]:
+    """k slot templates private to one campaign (header, labels, order and separators drawn)."""
+    out: list[str] = []
+    while len(out) < k:
+        h = _HEADERS[rng.integers(len(_HEADERS))]
+        il = _ITEM_LABELS[rng.integers(len(_ITEM_LABELS))]
+        el = _INSTR_LABELS[rng.integers(len(_INSTR_LABELS))]
+        sep = _SEPS[rng.integers(len(_SEPS))]
+        item = f"{il} {{item}}" if il else "{item}"
+        elic = f"{el} {{elicit}}" if el else "{elicit}"
+        body = [item, elic] if rng.random() < 0.6 else [elic, item]
+        parts = ([h] if h else []) + body
+        t = sep.join(parts)
+        if t not in out:
+            out.append(t)
+    return out
+
+
 _DOMAIN_NAMES = [
     ["MATH", "CODE", "AGENT"],
     ["math", "coding", "tool_use"],
@@ -458,7 +504,7 @@ def templated_campaign(
     rng: np.random.Generator,
     n: int,
     kind_p: Sequence[float],
-    templates: Sequence[int],
+    templates: Sequence[str],
     elicit_subset: np.ndarray,
     domain_names: int,
     extract_share: float = 0.1,
@@ -474,8 +520,7 @@ def templated_campaign(
         "id": ints(100000, 999999),
         "domain": lambda r, rows: take_str(names, kind[rows]),
     }
-    tpl = [CAMPAIGN_TEMPLATES[i] for i in templates]
-    text = fill(rng, tpl, np.arange(n), slots)
+    text = fill(rng, list(templates), np.arange(n), slots)
     ext = rng.random(n) < extract_share
     if ext.any():
         sel = np.flatnonzero(ext)

@@ -416,7 +416,7 @@ def gen_hydra(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
     R = len(a)
     slot = np.empty(R)
     slot[order] = np.arange(R)
-    t = day * DAY + (slot + rng.uniform(-0.3, 0.3, R)) * (DAY / R)
+    t = day * DAY + np.clip((slot + rng.uniform(-0.3, 0.3, R)) * (DAY / R), 0, DAY - 1)
     text, _ = P.templated_campaign(
         rng, R, g.params["kind_p"], g.params["templates"], g.params["elicit"], g.params["domains"]
     )

@@ -1,0 +1,599 @@
+"""The Apache Spark engine: the same pipeline statements, run where the logs live.
+
+`SparkEngine` implements the `distilltrace.traffic.engine.Engine` protocol on a
+SparkSession (one it builds from a master URL, ``local[*]`` by default, or one it is
+given). Every statement is the DuckDB-dialect text of `distilltrace.traffic.pipeline`
+(and of the readers' validation), transpiled by sqlglot with `to_spark_sql`, which
+also rewrites the few constructs whose meaning differs between the engines:
+
+- ``hash(x)`` (DuckDB's 64-bit hash, only used for distinct counts) becomes Spark's
+  64-bit ``xxhash64(x)``: the values differ, the distinct counts agree unless two
+  different prompts collide in 64 bits;
+- ``epoch(ts)`` becomes ``unix_micros(ts) / 1e6`` (Spark's ``unix_timestamp`` drops
+  the fraction of a second);
+- ``avg(x)`` averages ``CAST(x AS DOUBLE)`` (DuckDB returns a DOUBLE for the average
+  of a DECIMAL, Spark a DECIMAL rounded to a few digits);
+- regular expressions are translated from RE2 (DuckDB) to Java syntax with the same
+  meaning (`re2_to_java`).
+
+Tables are cached Spark DataFrames registered as temporary views; the small reduced
+tables come back to the driver as pandas frames, where the graph and statistics stage
+runs unchanged. Input: Parquet paths Spark can read (local, ``hdfs://``, ``s3a://``,
+...), a Spark DataFrame, or a pandas/pyarrow table; validation and quarantine are the
+readers' own (`distilltrace.traffic.readers`), run in Spark.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlglot
+from sqlglot import exp
+
+from distilltrace.errors import DistilltraceError, InputError
+
+#: Default master URL.
+DEFAULT_MASTER = "local[*]"
+
+
+class SparkUnavailableError(DistilltraceError):
+    """PySpark or a Java runtime is missing, so the Spark engine cannot start."""
+
+
+# --------------------------------------------------------------------------- SQL
+
+
+_W = "[0-9A-Za-z_]"
+#: RE2's ``\b`` is an ASCII word boundary; Java's is Unicode-aware (Java 17), so spell it out.
+_WORD_BOUNDARY = f"(?:(?<={_W})(?!{_W})|(?<!{_W})(?={_W}))"
+_NOT_WORD_BOUNDARY = f"(?:(?<={_W})(?={_W})|(?<!{_W})(?!{_W}))"
+#: RE2's ``\s`` is [\t\n\f\r ] (no \v); Java's adds \x0B.
+_SPACE = "\\t\\n\\f\\r "
+
+
+def re2_to_java(pattern: str) -> str:
+    """An RE2 regular expression (as DuckDB runs it) rewritten for java.util.regex (Spark)
+    so that it matches the same strings at the same positions.
+
+    Differences handled: ``\\b``/``\\B`` (ASCII in RE2, Unicode in Java), ``\\s``/``\\S``
+    (RE2 excludes \\v), ``\\v`` (one character in RE2, a class in Java), ``.`` (RE2
+    excludes only \\n, Java also \\r, \\u0085, \\u2028, \\u2029), ``$`` (RE2: end of text
+    only; Java: also before a final line terminator), and ``[``/``&&`` inside a
+    character class (nested classes and intersection in Java, literals in RE2).
+    Inline flag groups other than ``(?:`` are left as written.
+    """
+    flags = re.search(r"\(\?[a-zA-Z]", pattern) is not None
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    in_cls = False
+    while i < n:
+        c = pattern[i]
+        if c == "\\" and i + 1 < n:
+            d = pattern[i + 1]
+            if in_cls:
+                rep = {"s": _SPACE, "S": f"[^{_SPACE}]", "v": "\\x0B"}.get(d, c + d)
+            else:
+                rep = {
+                    "b": _WORD_BOUNDARY,
+                    "B": _NOT_WORD_BOUNDARY,
+                    "s": f"[{_SPACE}]",
+                    "S": f"[^{_SPACE}]",
+                    "v": "\\x0B",
+                }.get(d, c + d)
+            out.append(rep)
+            i += 2
+            continue
+        if in_cls:
+            if c == "]":
+                in_cls = False
+                out.append(c)
+            elif c in "[&":
+                out.append("\\" + c)
+            else:
+                out.append(c)
+            i += 1
+            continue
+        if c == "[":
+            in_cls = True
+            out.append(c)
+            i += 1
+            if i < n and pattern[i] == "^":
+                out.append("^")
+                i += 1
+            if i < n and pattern[i] == "]":
+                out.append("\\]")
+                i += 1
+            continue
+        if c == "." and not flags:
+            out.append("[^\\n]")
+        elif c == "$" and not flags:
+            out.append("\\z")
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _translate(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.Anonymous) and str(node.this).lower() == "hash":
+        return exp.Anonymous(this="xxhash64", expressions=node.expressions)
+    if isinstance(node, exp.TimeToUnix):
+        micros = exp.Anonymous(this="unix_micros", expressions=[node.this])
+        return exp.Div(
+            this=exp.Cast(this=micros, to=exp.DataType.build("DOUBLE")),
+            expression=exp.Literal.number(1000000),
+        )
+    if isinstance(node, exp.Avg) and not (
+        isinstance(node.this, exp.Cast) and node.this.to.is_type("double")
+    ):
+        return exp.Avg(this=exp.Cast(this=node.this, to=exp.DataType.build("DOUBLE")))
+    if isinstance(node, exp.RegexpLike | exp.RegexpReplace | exp.RegexpExtract):
+        pat = node.args.get("expression")
+        if isinstance(pat, exp.Literal) and pat.is_string:
+            node = node.copy()
+            node.set("expression", exp.Literal.string(re2_to_java(pat.this)))
+        return node
+    return node
+
+
+def to_spark_sql(sql: str, schemas: dict[str, list[str]] | None = None) -> str:
+    """Transpile one DuckDB-dialect pipeline statement to Spark SQL with the same meaning.
+
+    ``schemas`` (table -> columns) lets ``alias.* EXCLUDE (...)`` be expanded, which
+    Spark SQL does not have.
+    """
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    if schemas is not None:
+        tree = _expand_star_except(tree, schemas)
+    tree = tree.transform(_translate)
+    return tree.sql(dialect="spark")
+
+
+def _expand_star_except(tree: exp.Expression, schemas: dict[str, list[str]]) -> exp.Expression:
+    for sel in tree.find_all(exp.Select):
+        aliases: dict[str, str] = {}
+        for t in sel.find_all(exp.Table):
+            aliases[t.alias_or_name.lower()] = t.name.lower()
+        new = []
+        changed = False
+        for e in sel.expressions:
+            star = e.this if isinstance(e, exp.Column) and isinstance(e.this, exp.Star) else None
+            if star is not None and star.args.get("except_") and e.table:
+                table = aliases.get(e.table.lower(), e.table.lower())
+                drop = {c.name.lower() for c in star.args["except_"]}
+                for col in schemas.get(table, []):
+                    if col.lower() not in drop:
+                        new.append(exp.column(col, table=e.table, quoted=True))
+                changed = True
+            else:
+                new.append(e)
+        if changed:
+            sel.set("expressions", new)
+    return tree
+
+
+# ------------------------------------------------------------------ availability
+
+
+def _java_major(java: str) -> int | None:
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not m:
+        return None
+    major = int(m.group(1))
+    return int(m.group(2) or 0) if major == 1 else major
+
+
+def check_spark_available() -> None:
+    """Raise SparkUnavailableError (one line: what to install) unless PySpark and a
+    suitable Java runtime are present."""
+    try:
+        import pyspark
+    except ImportError:
+        raise SparkUnavailableError(
+            "the Spark engine needs PySpark: pip install 'distilltrace[spark]' (or pip install pyspark)"
+        ) from None
+    need = 17 if int(pyspark.__version__.split(".")[0]) >= 4 else 8
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise SparkUnavailableError(
+            f"the Spark engine needs Java {need} or newer: install a JDK/JRE "
+            "(e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
+        )
+    major = _java_major(java)
+    if major is None or major < need:
+        found = f"Java {major}" if major else f"no working Java at {java}"
+        raise SparkUnavailableError(
+            f"PySpark {pyspark.__version__} needs Java {need} or newer, found {found}: "
+            "install openjdk-17-jre-headless or point JAVA_HOME at a newer JDK"
+        )
+
+
+def _is_spark_df(obj: Any) -> bool:
+    return type(obj).__module__.startswith("pyspark.sql") and type(obj).__name__ == "DataFrame"
+
+
+# ------------------------------------------------------------------------ engine
+
+
+class SparkEngine:
+    """Runs the pipeline on Apache Spark (local mode or a cluster)."""
+
+    name = "spark"
+
+    def __init__(
+        self,
+        spark: Any | None = None,
+        *,
+        master: str | None = None,
+        conf: dict[str, str] | None = None,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+        shuffle_partitions: int | None = None,
+        app_name: str = "distilltrace-traffic-scan",
+        temp_dir: str | None = None,
+    ) -> None:
+        """Use ``spark`` (an existing SparkSession, left running on close) or build one
+        for ``master`` (``local[*]``, ``local[N]``, ``spark://host:7077``, ``yarn``, ...).
+
+        ``threads`` sets N in ``local[N]`` when no master is given; ``memory_limit``
+        (e.g. "6GB") the driver memory of a session built here; ``conf`` any other
+        Spark settings.
+        """
+        self._tables: dict[str, Any] = {}
+        self._views: set[str] = set()
+        self._prefix = "dt_" + uuid.uuid4().hex[:8]
+        self._tmp = tempfile.TemporaryDirectory(prefix="distilltrace-spark-", dir=temp_dir)
+        if spark is None:
+            check_spark_available()
+            from pyspark.sql import SparkSession
+
+            if master is None:
+                master = f"local[{int(threads)}]" if threads else DEFAULT_MASTER
+            local = master.startswith("local")
+            b = SparkSession.builder.master(master).appName(app_name)
+            settings = {
+                "spark.sql.session.timeZone": "UTC",
+                "spark.sql.execution.arrow.pyspark.enabled": "true",
+                "spark.log.level": "ERROR",
+            }
+            if local:
+                os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+                cores = os.cpu_count() or 2
+                settings.update(
+                    {
+                        "spark.ui.enabled": "false",
+                        "spark.driver.host": "127.0.0.1",
+                        "spark.driver.bindAddress": "127.0.0.1",
+                        "spark.sql.shuffle.partitions": str(shuffle_partitions or max(4, 2 * cores)),
+                        "spark.local.dir": self._tmp.name,
+                        "spark.driver.memory": _spark_mem(memory_limit) if memory_limit else "4g",
+                    }
+                )
+            elif shuffle_partitions:
+                settings["spark.sql.shuffle.partitions"] = str(shuffle_partitions)
+            if memory_limit and not local:
+                settings["spark.executor.memory"] = _spark_mem(memory_limit)
+            settings.update(conf or {})
+            for k, v in settings.items():
+                b = b.config(k, v)
+            try:
+                self.spark = b.getOrCreate()
+            except Exception as e:  # noqa: BLE001 - JVM start-up failures come in many types
+                msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise SparkUnavailableError(f"could not start Spark (master {master}): {msg}") from None
+            self._own = True
+            self._saved_conf: dict[str, str | None] = {}
+        else:
+            self.spark = spark
+            self._own = False
+            self._saved_conf = {}
+            for k, v in {
+                "spark.sql.session.timeZone": "UTC",
+                "spark.sql.execution.arrow.pyspark.enabled": "true",
+                **(conf or {}),
+            }.items():
+                self._saved_conf[k] = self.spark.conf.get(k, None)
+                self.spark.conf.set(k, v)
+            if shuffle_partitions:
+                self._saved_conf["spark.sql.shuffle.partitions"] = self.spark.conf.get(
+                    "spark.sql.shuffle.partitions", None
+                )
+                self.spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions))
+        self.master = self.spark.sparkContext.master
+
+    # -- SQL
+    def to_spark(self, sql: str) -> str:
+        """Transpile a DuckDB-dialect statement, expanding ``* EXCLUDE`` from known tables."""
+        schemas = {}
+        for t in sqlglot.parse_one(sql, read="duckdb").find_all(exp.Table):
+            name = t.name.lower()
+            if name in self._tables or name in self._views:
+                schemas[name] = self.columns(name)
+        return to_spark_sql(sql, schemas)
+
+    def _df(self, sql: str):
+        return self.spark.sql(self.to_spark(sql))
+
+    def _store(self, name: str, df) -> None:
+        from pyspark import StorageLevel
+
+        old = self._tables.pop(name, None)
+        df = df.persist(StorageLevel.MEMORY_AND_DISK)
+        df.createOrReplaceTempView(name)
+        df.count()  # materialise now, like CREATE TABLE
+        if old is not None:
+            old.unpersist()
+        self._tables[name] = df
+        self._views.discard(name)
+
+    def execute(self, name: str, sql: str) -> None:
+        self._store(name.lower(), self._df(sql))
+
+    def view(self, name: str, sql: str) -> None:
+        """Define a (lazy) view."""
+        self._df(sql).createOrReplaceTempView(name.lower())
+        self._views.add(name.lower())
+
+    def run(self, sql: str) -> None:
+        """Run a DuckDB-dialect statement with no result (CREATE ... AS, DROP, ALTER ... RENAME)."""
+        s = sql.strip().rstrip(";")
+        m = re.match(r"CREATE\s+(?:OR\s+REPLACE\s+)?TEMP(?:ORARY)?\s+(TABLE|VIEW)\s+(\w+)\s+AS\s+(.*)$", s, re.S | re.I)
+        if m:
+            kind, name, body = m.groups()
+            (self.execute if kind.upper() == "TABLE" else self.view)(name, body)
+            return
+        m = re.match(r"DROP\s+(?:TABLE|VIEW)\s+(?:IF\s+EXISTS\s+)?(\w+)$", s, re.I)
+        if m:
+            self.drop(m.group(1))
+            return
+        m = re.match(r"ALTER\s+TABLE\s+(\w+)\s+RENAME\s+TO\s+(\w+)$", s, re.I)
+        if m:
+            src, dst = m.group(1).lower(), m.group(2).lower()
+            df = self._tables.pop(src)
+            self.spark.catalog.dropTempView(src)
+            old = self._tables.pop(dst, None)
+            if old is not None:
+                old.unpersist()
+            df.createOrReplaceTempView(dst)
+            self._tables[dst] = df
+            return
+        self.spark.sql(self.to_spark(s))
+
+    def drop(self, name: str) -> None:
+        """Drop a table or view."""
+        name = name.lower()
+        df = self._tables.pop(name, None)
+        if df is not None:
+            df.unpersist()
+        self._views.discard(name)
+        self.spark.catalog.dropTempView(name)
+
+    def fetch(self, sql: str) -> pd.DataFrame:
+        df = _decimals_to_double(self._df(sql))
+        return df.toPandas()
+
+    def columns(self, table: str) -> list[str]:
+        return list(self.spark.table(table).columns)
+
+    def register(self, name: str, frame: Any) -> None:
+        """Upload a small pandas frame (or pyarrow table) as table ``name``."""
+        self._store(name.lower(), self._from_local(frame))
+
+    def _from_local(self, frame: Any):
+        import pyarrow as pa
+
+        tab = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+        tab = tab.replace_schema_metadata(None)
+        return self.spark.createDataFrame(tab)
+
+    def write_parquet(self, sql: str, path: str) -> None:
+        """Write a query's result to one Parquet file on the driver (rows in query order)."""
+        df = _decimals_to_double(self._df(sql))
+        dest = Path(path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if self.master.startswith("local"):
+            tmp = dest.parent / f".{dest.name}.{self._prefix}.tmp"
+            df.coalesce(1).write.mode("overwrite").option("compression", "zstd").parquet(str(tmp))
+            parts = sorted(tmp.glob("part-*.parquet"))
+            if len(parts) == 1:
+                if dest.exists():
+                    dest.unlink()
+                shutil.move(str(parts[0]), dest)
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+            shutil.rmtree(tmp, ignore_errors=True)  # pragma: no cover - empty result: no part file
+        import pyarrow.parquet as pq
+
+        pq.write_table(df.toArrow(), str(dest), compression="zstd")
+
+    def close(self) -> None:
+        try:
+            for name in list(self._tables):
+                self.drop(name)
+            for name in list(self._views):
+                self.drop(name)
+            for k, v in self._saved_conf.items():
+                if v is None:
+                    self.spark.conf.unset(k)
+                else:
+                    self.spark.conf.set(k, v)
+        finally:
+            if self._own:
+                self.spark.stop()
+            self._tmp.cleanup()
+
+    # -- input
+    def load_events(self, source: Any):
+        """Read and validate logs into ``events`` and ``quarantine`` (see `readers.load_events`).
+
+        ``source``: a Spark DataFrame, a pandas DataFrame or pyarrow Table, or Parquet
+        paths (files or folders, any URL scheme Spark reads: hdfs://, s3a://, ...).
+        """
+        from distilltrace.traffic import readers
+
+        loader = readers._Loader(_DuckLike(self), self._tmp.name)
+        if isinstance(source, str | os.PathLike):
+            source = [source]
+        if _is_spark_df(source) or isinstance(source, pd.DataFrame) or readers._is_arrow(source):
+            df = source if _is_spark_df(source) else self._from_local(source)
+            self._add_df(loader, 0, "<relation>", _with_row_index(df))
+        else:
+            paths = [str(p) for p in source]
+            if not paths:
+                raise InputError("no log files given")
+            for i, p in enumerate(paths):
+                remote = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", p) is not None and not p.startswith("file://")
+                if not remote:
+                    local = Path(p[len("file://") :] if p.startswith("file://") else p)
+                    if not local.exists():
+                        raise InputError(f"log file not found: {local}")
+                    if local.is_file():
+                        readers._check_readable(local)
+                        if local.stat().st_size == 0:
+                            loader._empty(i, local)
+                            continue
+                        fmt = readers.detect_format(local)
+                        if fmt != "parquet":
+                            raise InputError(
+                                f"{local}: the Spark engine reads Parquet (or a Spark DataFrame); "
+                                f"this looks like {fmt.upper()}: convert it to Parquet or use --engine duckdb"
+                            )
+                    p = str(local.resolve())
+                try:
+                    df = self.spark.read.parquet(p)
+                    df = df.select("*", "_metadata.row_index")
+                    df = df.withColumnRenamed("row_index", "__row")
+                except Exception as e:  # noqa: BLE001 - Spark raises analysis/IO errors of many types
+                    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    raise InputError(f"cannot read {p} as Parquet: {msg}") from None
+                self._add_df(loader, i, p, df)
+        loader.finish()
+        return loader.report
+
+    def _add_df(self, loader, idx: int, name: str, df) -> None:
+        view = f"__input_{idx}"
+        df.createOrReplaceTempView(view)
+        self._views.add(view)
+        types = {f.name: _duck_type(f.dataType) for f in df.schema.fields if f.name != "__row"}
+        loader._typed(idx, Path(name), view, types, row_expr="__row")
+
+
+class _Result:
+    def __init__(self, df: pd.DataFrame) -> None:
+        self._df = df
+
+    def fetchall(self) -> list[tuple]:
+        return [tuple(r) for r in self._df.astype(object).where(self._df.notna(), None).to_numpy().tolist()]
+
+    def fetchone(self) -> tuple | None:
+        rows = self.fetchall()
+        return rows[0] if rows else None
+
+    def df(self) -> pd.DataFrame:
+        return self._df
+
+
+class _DuckLike:
+    """The small part of a DuckDB connection the readers use, answered by Spark."""
+
+    def __init__(self, engine: SparkEngine) -> None:
+        self.engine = engine
+        self.con = self
+
+    def run(self, sql: str) -> None:
+        self.engine.run(sql)
+
+    def execute(self, sql: str) -> _Result:
+        return _Result(self.engine.fetch(sql))
+
+
+def _decimals_to_double(df):
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DecimalType
+
+    if not any(isinstance(f.dataType, DecimalType) for f in df.schema.fields):
+        return df
+    return df.select(
+        *[
+            F.col(f"`{f.name}`").cast("double").alias(f.name) if isinstance(f.dataType, DecimalType) else F.col(f"`{f.name}`")
+            for f in df.schema.fields
+        ]
+    )
+
+
+def _duck_type(dt) -> str:
+    """The DuckDB name of a Spark type, as the readers' validation expects it."""
+    from pyspark.sql import types as T
+
+    simple = {
+        T.StringType: "VARCHAR",
+        T.LongType: "BIGINT",
+        T.IntegerType: "INTEGER",
+        T.ShortType: "SMALLINT",
+        T.ByteType: "TINYINT",
+        T.DoubleType: "DOUBLE",
+        T.FloatType: "FLOAT",
+        T.BooleanType: "BOOLEAN",
+        T.DateType: "DATE",
+        T.BinaryType: "BLOB",
+        T.TimestampType: "TIMESTAMP WITH TIME ZONE",
+        T.TimestampNTZType: "TIMESTAMP",
+    }
+    for cls, name in simple.items():
+        if isinstance(dt, cls):
+            return name
+    if isinstance(dt, T.DecimalType):
+        return f"DECIMAL({dt.precision},{dt.scale})"
+    return dt.simpleString().upper()
+
+
+def _with_row_index(df):
+    """``df`` with ``__row``: 0-based positions in the DataFrame's order (no global sort)."""
+    from pyspark.sql import functions as F
+
+    df = df.withColumn("__mid", F.monotonically_increasing_id())
+    counts = (
+        df.select(F.shiftright("__mid", 33).alias("p")).groupBy("p").count().orderBy("p").collect()
+    )
+    offsets, acc = {}, 0
+    for r in counts:
+        offsets[int(r["p"])] = acc
+        acc += int(r["count"])
+    if not offsets:
+        return df.withColumn("__row", F.col("__mid")).drop("__mid")
+    m = F.create_map(*[x for k, v in offsets.items() for x in (F.lit(k), F.lit(v))])
+    part = F.shiftright("__mid", 33)
+    row = F.col("__mid") - F.shiftleft(part, 33) + F.element_at(m, part)
+    return df.withColumn("__row", row.cast("bigint")).drop("__mid")
+
+
+def _spark_mem(limit: str) -> str:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", limit.upper())
+    if not m:
+        raise InputError(f"cannot read memory limit {limit!r}: use e.g. 6GB or 512MB")
+    num, unit = float(m.group(1)), m.group(2) or "B"
+    mb = num * {"B": 1 / 2**20, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}[unit]
+    return f"{max(int(mb), 512)}m"
+
+
+def scan_spark(source: Any, *, spark: Any | None = None, master: str | None = None, **kwargs: Any):
+    """Scan logs on Spark: ``source`` is a Spark DataFrame or Parquet paths; ``spark`` an
+    existing SparkSession (else one is started for ``master``). Other arguments as
+    `distilltrace.traffic.scan`."""
+    from distilltrace.traffic.scanner import scan
+
+    eng = SparkEngine(spark, master=master)
+    return scan(source, engine=eng, **kwargs)

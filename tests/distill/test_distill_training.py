@@ -1,0 +1,145 @@
+"""Students learn from their teacher: KL to the teacher falls under seq-KD and logit-KD;
+checkpoints load as model specs; training is seeded and resumes exactly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from distilltrace.distill.evaluate import perplexity, response_kl
+from distilltrace.distill.student import ARCHS, StudentConfig, make_student
+from distilltrace.distill.training import (
+    train_lm,
+    train_logit_kd,
+    train_seq_kd,
+    write_topk_file,
+)
+from distilltrace.errors import InputError
+from distilltrace.models import TransformersModel, load_model
+
+SMALL = StudentConfig("test-1l", n_layers=1, hidden_size=64, n_heads=4, intermediate_size=128)
+
+
+def _student(teacher, seed=0):
+    return make_student(SMALL, teacher.tokenizer, seed)
+
+
+def test_seq_kd_reduces_kl_and_checkpoint_loads(teacher, train_set, heldout, tmp_path):
+    st = _student(teacher)
+    before = response_kl(st, teacher, heldout)
+    res = train_seq_kd(
+        st, train_set, tmp_path / "s", epochs=4, lr=5e-3, batch_size=8, progress=False
+    )
+    after = response_kl(st, teacher, heldout)
+    assert res.complete and res.final_loss < res.first_loss
+    assert after < 0.7 * before, (before, after)
+    # the saved student is a model spec: loads through the folder backend and generates
+    m = load_model(str(tmp_path / "s"))
+    assert m.generate(["Say hello."], max_new_tokens=5)[0].finish_reason in ("stop", "length")
+    assert abs(response_kl(m, teacher, heldout) - after) < 1e-4
+    # perplexity of the teacher's held-out answers fell as well (text level, any backend)
+    fresh = TransformersModel.from_objects(*_student(teacher))
+    assert perplexity(m, heldout).bits_per_byte < perplexity(fresh, heldout).bits_per_byte
+
+
+@pytest.mark.parametrize("div", ["fkl", "rkl", "jsd"])
+def test_logit_kd_online_reduces_kl(div, teacher, train_set, heldout, tmp_path):
+    st = _student(teacher, seed=1)
+    before = response_kl(st, teacher, heldout)
+    res = train_logit_kd(
+        st, teacher, train_set, tmp_path / div, divergence=div, epochs=3, lr=5e-3, progress=False
+    )
+    after = response_kl(st, teacher, heldout)
+    assert res.final_loss < res.first_loss
+    assert after < 0.7 * before, (div, before, after)
+    assert (
+        json.loads((tmp_path / div / "train.json").read_text())["result"]["config"]["divergence"]
+        == div
+    )
+
+
+def test_logit_kd_from_topk_file(teacher, train_set, heldout, tmp_path):
+    topk = write_topk_file(teacher, train_set, tmp_path / "t.safetensors", k=16)
+    st = _student(teacher, seed=2)
+    before = response_kl(st, teacher, heldout)
+    train_logit_kd(
+        st, None, None, tmp_path / "s", topk_file=topk, epochs=3, lr=5e-3, progress=False
+    )
+    assert response_kl(st, teacher, heldout) < 0.7 * before
+
+
+def test_logit_kd_needs_the_same_tokenizer(teacher, train_set, tmp_path):
+    other = make_student(SMALL, _ShiftedVocab(teacher.tokenizer), 0)
+    with pytest.raises(InputError, match="same tokenizer|share the teacher's tokenizer"):
+        train_logit_kd(other, teacher, train_set, tmp_path / "x", progress=False)
+    topk = write_topk_file(teacher, train_set, tmp_path / "t.safetensors", k=4)
+    with pytest.raises(InputError, match="tokenizer"):
+        train_logit_kd(other, None, None, tmp_path / "y", topk_file=topk, progress=False)
+
+
+class _ShiftedVocab:
+    """A real tokenizer with one extra token: a different vocabulary."""
+
+    def __new__(cls, tok):
+        import copy
+
+        t = copy.deepcopy(tok)
+        t.add_tokens(["<extra-token>"])
+        return t
+
+
+def test_training_is_seeded_and_resumes_exactly(teacher, train_set, tmp_path):
+    kw = dict(steps=10, lr=5e-3, batch_size=4, seed=3, progress=False, checkpoint_every=3)
+    ref = train_seq_kd(_student(teacher, 5), train_set, tmp_path / "ref", **kw)
+    part = train_seq_kd(_student(teacher, 5), train_set, tmp_path / "run", stop_after=4, **kw)
+    assert not part.complete and part.steps == 4
+    ck = sorted((tmp_path / "run" / "checkpoints").iterdir())
+    assert ck[-1].name == "step-00000004"
+    assert load_model(str(ck[-1])).generate(["Hi"], max_new_tokens=2)  # checkpoints are models too
+    # a fresh process would rebuild the student from scratch: the checkpoint restores it
+    res = train_seq_kd(_student(teacher, 77), train_set, tmp_path / "run", **kw)
+    assert res.resumed_from == 4 and res.complete
+    assert res.losses == ref.losses
+    a = load_model(str(tmp_path / "ref")).hf_model.state_dict()
+    b = load_model(str(tmp_path / "run")).hf_model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a finished run is not redone
+    again = train_seq_kd(_student(teacher, 5), train_set, tmp_path / "run", **kw)
+    assert again.cached and again.losses == ref.losses
+    # another run's checkpoint is not silently continued
+    train_seq_kd(_student(teacher, 5), train_set, tmp_path / "o", stop_after=2, **kw)
+    with pytest.raises(InputError, match="different training run"):
+        train_seq_kd(_student(teacher, 5), train_set, tmp_path / "o", **{**kw, "lr": 1e-3})
+
+
+def test_train_lm_and_arch_names(teacher, tmp_path):
+    assert {"tiny-2l", "small-4l", "base-8l"} <= set(ARCHS)
+    st = make_student("tiny-2l", teacher.tokenizer, 0)
+    st2 = make_student("tiny-2l", teacher.tokenizer, 0)
+    assert all(
+        torch.equal(a, b) for a, b in zip(st[0].parameters(), st2[0].parameters(), strict=True)
+    )
+    texts = ["The quick brown fox jumps over the lazy dog. " * 3] * 8
+    res = train_lm(st, texts, tmp_path / "lm", steps=15, lr=5e-3, progress=False)
+    assert res.final_loss < res.first_loss and res.method == "lm"
+
+
+def test_memory_check_refuses_with_numbers(teacher, train_set, tmp_path):
+    with pytest.raises(InputError, match=r"GiB.*lower --batch-size"):
+        train_seq_kd(
+            _student(teacher),
+            train_set,
+            tmp_path / "m",
+            batch_size=10**6,
+            max_len=4096,
+            steps=1,
+            progress=False,
+        )
+
+
+def test_fine_tune_existing_model_spec(teacher_dir, train_set, tmp_path):
+    hf, tok = make_student(str(teacher_dir), None, 0)
+    res = train_seq_kd((hf, tok), train_set, tmp_path / "ft", steps=3, progress=False)
+    assert res.complete and load_model(str(tmp_path / "ft"))
