@@ -23,9 +23,10 @@ def main() -> None:
     ap.add_argument("--tier", default="quick", choices=["quick", "full"])
     ap.add_argument("--out", default="bench-marks")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", default=None, help="folder for models and data (default OUT/work)")
     ap.add_argument("--set", dest="overrides", default=None, help="JSON object of overrides")
     a = ap.parse_args()
-    res = run_bench(a.tier, a.out, a.seed, load_overrides(a.overrides))
+    res = run_bench(a.tier, a.out, a.seed, load_overrides(a.overrides), work=a.work)
     print(res.summary())
     print(f"wrote {a.out}/result.json and {a.out}/report.html")
 

@@ -91,3 +91,92 @@ def test_bad_dataset_files_name_the_line(tmp_path):
     p.write_text("")
     with pytest.raises(InputError, match="empty"):
         read_records(p)
+
+
+def _start_server(model_dir, port):
+    """A real `distilltrace serve` process on 127.0.0.1:port (same command as
+    distilltrace.serve.testing.running_server, but on a port we choose, so that the
+    endpoint can come back at the same address)."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distilltrace.cli",
+            "serve",
+            str(model_dir),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "server exited"
+        try:
+            r = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1.0)
+            if r.status_code == 200:
+                return proc, r.json()["data"][0]["id"]
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("server did not start")
+
+
+def _stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except Exception:  # noqa: BLE001
+        proc.kill()
+
+
+@pytest.mark.slow
+def test_endpoint_failing_midway_keeps_records_and_resumes(teacher_dir, tmp_path):
+    import threading
+    import time
+
+    from distilltrace.models import load_model
+    from distilltrace.serve.testing import free_port
+
+    port = free_port()
+    prompts = generate_prompts(24, seed=8)
+    ref, out = tmp_path / "ref.jsonl", tmp_path / "out.jsonl"
+    proc, name = _start_server(teacher_dir, port)
+    spec = f"openai:http://127.0.0.1:{port}/v1;model={name};retries=0;timeout=30"
+    try:
+        harvest(load_model(spec), prompts, ref, max_new_tokens=12, batch_size=2, progress=False)
+        teacher = load_model(spec)
+
+        def pull_the_plug():  # the endpoint dies once a few batches are stored
+            while not out.exists() or out.read_text().count("\n") < 4:
+                time.sleep(0.005)
+            _stop(proc)
+
+        watcher = threading.Thread(target=pull_the_plug)
+        watcher.start()
+        with pytest.raises(EndpointError, match=r"failed after \d+ of 24 prompts.*kept"):
+            harvest(teacher, prompts, out, max_new_tokens=12, batch_size=2, progress=False)
+        watcher.join()
+    finally:
+        _stop(proc)
+    kept = read_records(out)
+    assert 4 <= len(kept) < 24
+    proc, _ = _start_server(teacher_dir, port)  # the endpoint comes back at the same address
+    try:
+        res = harvest(
+            load_model(spec), prompts, out, max_new_tokens=12, batch_size=2, progress=False
+        )
+    finally:
+        _stop(proc)
+    assert res.n_existing == len(kept) and res.n_new == 24 - len(kept)
+    assert out.read_bytes() == ref.read_bytes()

@@ -339,3 +339,43 @@ def test_cli_too_few_controls_one_line_error(zoo, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "at least 2" in err[0]
+
+
+def test_bench_on_a_small_manifest(zoo, tmp_path):
+    """bench provenance end to end on a manifest of the fixture models (T teacher, S its
+    student, C1/C2/D independent): scored against the manifest."""
+    from distilltrace.distill.zoo import Manifest, ZooMember
+    from distilltrace.provenance.bench import run_bench
+
+    paths, cache = zoo
+
+    def member(name, role, teachers, method):
+        return ZooMember(name, role, method, teachers, "tiny-2l", 0, {}, {}, path=paths[name])
+
+    Manifest(
+        "quick",
+        "test",
+        [
+            member("T", "teacher", [], "tiny-teacher"),
+            member("S", "student", ["T"], "seq-kd"),
+            member("C1", "independent", [], "human-text"),
+            member("C2", "independent", [], "human-text"),
+            member("D", "independent", [], "human-text"),
+        ],
+    ).save(tmp_path)
+    cfg = ProvenanceConfig(**{**FAST.to_dict(), "pool_size": 200})
+    res = run_bench(
+        tmp_path,
+        budget=150,
+        alpha=0.01,
+        out=tmp_path / "out",
+        cache=cache / "q.sqlite",
+        config=cfg,
+        pool_size=200,
+    )
+    by = {(p.suspect, p.teacher): p for p in res.pairs}
+    assert by[("S", "T")].derived and by[("S", "T")].rejected
+    assert not any(p.rejected for p in res.pairs if not p.derived)
+    assert res.metrics["precision"] == 1.0 and res.metrics["recall"] == 1.0
+    assert res.metrics["n_non_derived"] == 3
+    assert (tmp_path / "out" / "bench.html").exists()

@@ -285,3 +285,25 @@ def test_holm_matches_definition_and_controls_fwer():
         p = np.r_[rng.uniform(size=3), 1e-6]
         fw += any(holm(p, alpha=0.05).reject[:3])
     assert fw / 2000 <= 0.05 + binomial_slack(2000, 0.05)
+
+
+def test_bench_scoring():
+    from distilltrace.provenance.bench import PairOutcome, score_pairs
+
+    def pair(s, t, derived, p, rejected, q=None):
+        return PairOutcome(s, t, derived, p, p, rejected, {}, 100, q, q, ["c1", "c2"])
+
+    pairs = [
+        pair("s1", "A", True, 1e-6, True, 40),
+        pair("s1", "B", False, 0.5, False),
+        pair("s2", "A", True, 0.2, False),
+        pair("s2", "B", False, 0.004, True),
+        pair("h", "A", False, 1.0, False),
+        pair("h", "B", False, 0.9, False),
+    ]
+    m = score_pairs(pairs, 0.01)
+    assert (m["tp"], m["fp"], m["fn"]) == (1, 1, 1)
+    assert m["precision"] == 0.5 and m["recall"] == 0.5
+    assert m["null_fpr"]["0.01"] == 0.25
+    assert m["queries_to_p01"]["reached"] == 1 and m["queries_to_p01"]["of"] == 2
+    assert m["students_attributed_1e4"] == 1 and m["students_attributed_1e4_names"] == ["s1"]

@@ -160,3 +160,15 @@ def test_evaluate_bad_inputs(tmp_path):
         evaluate(scan, tmp_path / "nolabel.parquet")
     with pytest.raises(InputError, match="not found"):
         evaluate(scan, tmp_path / "missing.parquet")
+
+
+def test_evaluate_reads_jsonl_and_csv_logs(tmp_path):
+    scan, lp = _handmade(tmp_path, with_requests=False)
+    logs = pd.read_parquet(lp)
+    logs["timestamp"] = "2026-03-02T00:00:00Z"
+    logs.to_json(tmp_path / "logs.jsonl", orient="records", lines=True)
+    logs.to_csv(tmp_path / "logs.csv", index=False)
+    for name in ("logs.jsonl", "logs.csv"):
+        ev = evaluate(scan, tmp_path / name)
+        assert (ev.accounts.tp, ev.accounts.fp, ev.accounts.fn, ev.accounts.tn) == (2, 1, 1, 3)
+        assert ev.hard_cases == []  # no truth sidecar next to these files

@@ -191,9 +191,11 @@ class TeacherPlan:
     arch: str = "tiny-2l"
     seed: int = 0
     corpus_part: int = 0
-    n_pairs: int = 256
-    epochs: float = 2.0
-    lr: float = 3e-3
+    n_pairs: int = 160
+    pool: int = 24  # distinct answers (corpus chunks) the teacher is taught
+    answer_chars: int = 96
+    steps: int = 250
+    lr: float = 5e-3
     style: str = "plain"  # answer style of a tiny teacher: "plain", "preamble" or "bullets"
 
 
@@ -208,7 +210,7 @@ class StudentPlan:
     seed: int
     data_fraction: float = 1.0
     divergence: str = "fkl"
-    epochs: float = 3.0
+    epochs: float | None = None  # default: the plan's
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,7 @@ class ZooPlan:
     lr: float = 3e-3
     max_len: int = 256
     human_chars: int = 60_000
+    epochs: float = 3.0
     topk: int = 32
     logit_source: str = "online"  # "online" (teacher forward passes) or "topk" (stored file)
 
@@ -289,6 +292,7 @@ def zoo_plan(tier: str, scale: float = 1.0) -> ZooPlan:
                 seed=11,
                 corpus_part=0,
                 n_pairs=max(16, int(160 * scale)),
+                steps=max(40, int(250 * scale)),
                 style="preamble",
             ),
             TeacherPlan(
@@ -297,6 +301,7 @@ def zoo_plan(tier: str, scale: float = 1.0) -> ZooPlan:
                 seed=22,
                 corpus_part=1,
                 n_pairs=max(16, int(160 * scale)),
+                steps=max(40, int(250 * scale)),
                 style="bullets",
             ),
         )
@@ -308,10 +313,11 @@ def zoo_plan(tier: str, scale: float = 1.0) -> ZooPlan:
             teachers=teachers,
             students=students,
             tokenizer="byte",
-            n_prompts=max(16, int(64 * scale)),
+            n_prompts=max(16, int(80 * scale)),
             max_new_tokens=48,
-            lr=3e-3,
-            max_len=192,
+            lr=5e-3,
+            epochs=6.0,
+            max_len=160,
             human_chars=max(4000, int(60_000 * scale)),
             batch_size=8,
         )
@@ -499,12 +505,9 @@ def build_zoo(
         if done is None:
             chunks = corpus()[tp.corpus_part]
             prompts = generate_prompts(tp.n_pairs, seed=1000 + tp.corpus_part)
+            pool = [styled_answer(c, tp.style, tp.answer_chars) for c in chunks[: tp.pool]]
             recs = [
-                Record(
-                    p.text,
-                    styled_answer(chunks[i % len(chunks)], tp.style),
-                    {"finish_reason": "stop"},
-                )
+                Record(p.text, pool[i % len(pool)], {"finish_reason": "stop"})
                 for i, p in enumerate(prompts)
             ]
             st = make_student(tp.arch, student_tok, tp.seed)
@@ -512,7 +515,7 @@ def build_zoo(
                 st,
                 recs,
                 folder,
-                epochs=tp.epochs,
+                steps=tp.steps,
                 lr=tp.lr,
                 batch_size=plan.batch_size,
                 seed=tp.seed,
@@ -530,7 +533,10 @@ def build_zoo(
                 data={
                     "prompts": len(recs),
                     "tokens": res.data_tokens,
-                    "source": f"stdlib docstrings part {tp.corpus_part} as chat answers ({tp.style} style)",
+                    "source": (
+                        f"{len(pool)} stdlib docstring chunks (part {tp.corpus_part}) as chat "
+                        f"answers, {tp.style} style"
+                    ),
                 },
                 train=_train_summary(res),
                 path=tp.name,
@@ -582,7 +588,7 @@ def build_zoo(
             raise InputError(f"unknown student architecture {sp.arch!r}")
         st = make_student(sp.arch, student_tok, sp.seed)
         common = dict(
-            epochs=sp.epochs,
+            epochs=sp.epochs or plan.epochs,
             lr=plan.lr,
             batch_size=plan.batch_size,
             seed=sp.seed,

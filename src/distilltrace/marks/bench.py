@@ -375,7 +375,9 @@ def bench_cost(cfg: BenchConfig, teacher: Any, wm: Watermark, gens: dict, res: B
     res.sections["cost"] = cost
 
 
-def bench_radioactivity(cfg: BenchConfig, teacher: Any, work: Path, res: BenchResult) -> None:
+def bench_radioactivity(
+    cfg: BenchConfig, teacher: Any, work: Path, res: BenchResult, out: Path | None = None
+) -> None:
     """Students distilled on 0..100% marked data, each tested in both modes."""
     from distilltrace.distill.dataset import Record, read_records, write_records
     from distilltrace.distill.harvesting import harvest
@@ -486,6 +488,10 @@ def bench_radioactivity(cfg: BenchConfig, teacher: Any, work: Path, res: BenchRe
                 "closed_supervised_filter": {**closed_f.to_dict(), "n_allowed_windows": n_allowed},
             }
         )
+        _log(f"  open p={open_t.pvalue_text}, closed p={closed_t.pvalue_text}")
+        res.sections["radioactivity"] = {"key": wm.to_dict(), "students": rows}
+        if out is not None:
+            _write(res, out)
     res.sections["radioactivity"] = {
         "key": wm.to_dict(),
         "n_train_records": len(train_prompts),
@@ -503,11 +509,13 @@ def run_bench(
     out: str | Path = "bench-marks",
     seed: int = 0,
     overrides: dict[str, Any] | None = None,
+    work: str | Path | None = None,
 ) -> BenchResult:
-    """Run the benchmark and write result.json and report.html into out."""
+    """Run the benchmark and write result.json and report.html into out (models and
+    data sets go to `work`, default out/work)."""
     cfg = make_config(tier, {**(overrides or {}), "seed": seed})
     out = Path(out)
-    work = out / "work"
+    work = Path(work) if work is not None else out / "work"
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     res = BenchResult(config=cfg.to_dict())
@@ -538,7 +546,7 @@ def run_bench(
         _write(res, out)
     if cfg.radio:
         t0 = time.perf_counter()
-        bench_radioactivity(cfg, teacher, work, res)
+        bench_radioactivity(cfg, teacher, work, res, out)
         res.timings_s["radioactivity"] = time.perf_counter() - t0
     res.timings_s["total"] = time.perf_counter() - t_all
     _write(res, out)

@@ -45,7 +45,9 @@ WEIGHTS: dict[str, float] = {
 FALLBACK_SCALE = 1.0
 
 
-def upper_tail(x: np.ndarray, *, body: float = 0.90, scale_at: float = 0.975) -> np.ndarray:
+def upper_tail(
+    x: np.ndarray, *, body: float = 0.90, scale_at: float = 0.975, min_scale: float = 0.0
+) -> np.ndarray:
     """Tail probability of each value against the bulk of x (robust to a contaminated top).
 
     Up to the ``scale_at`` quantile h: the empirical upper tail (1 + #{x_b >= x_a}) / (N + 1).
@@ -54,7 +56,9 @@ def upper_tail(x: np.ndarray, *, body: float = 0.90, scale_at: float = 0.975) ->
     (1 - scale_at)) (exact for an exponential tail), so up to 1 - scale_at = 2.5% of
     accounts (where campaigns sit) can lie in the top without shaping the fit, nor hide
     each other through ties. When the two quantiles coincide, beta = FALLBACK_SCALE. NaN
-    counts as the least suspicious value.
+    counts as the least suspicious value. ``min_scale`` floors beta (for -log10 p-value
+    statistics, whose null scale is 1/ln 10 = 0.43, a floor of 1 allows for overdispersion
+    and keeps a zero-inflated bulk from implying an implausibly light tail).
     """
     x = np.nan_to_num(np.asarray(x, dtype=float), nan=-np.inf)
     n = len(x)
@@ -69,6 +73,7 @@ def upper_tail(x: np.ndarray, *, body: float = 0.90, scale_at: float = 0.975) ->
     q = float(np.quantile(fin, body))
     hi = float(np.quantile(fin, scale_at))
     beta = (hi - q) / np.log((1 - body) / (1 - scale_at)) if hi > q else FALLBACK_SCALE
+    beta = max(beta, min_scale)
     p_hi = (1.0 + (n - np.searchsorted(srt, hi, side="right"))) / (n + 1.0)
     tail = p_hi * np.exp(-(x - hi) / beta)
     return np.where(x > hi, np.minimum(tail, emp), emp).clip(1e-300, 1.0)
@@ -91,7 +96,9 @@ def score_accounts(
     tails = pd.DataFrame(index=features.index)
     b = np.zeros(len(features))
     for name in features.columns:
-        t = -np.log10(upper_tail(features[name].to_numpy(float)))
+        t = -np.log10(
+            upper_tail(features[name].to_numpy(float), min_scale=MIN_SCALE.get(name, 0.0))
+        )
         tails[name] = t
         b += w.get(name, 0.5) * t
     return AccountScores(tails, b, upper_tail(b))
@@ -106,12 +113,32 @@ class ClusterTest:
     pvalue: float
 
 
-def cluster_test(member_tail_p: np.ndarray) -> ClusterTest:
-    """Null: the members' calibrated tails u(a) are independent Uniform(0, 1) draws (the
-    cluster is a random sample of the population). T = sum -ln u ~ Gamma(k, 1)."""
+#: Most evidence one unit can add to a cluster test (-ln u capped at -ln 1e-4), so a
+#: single extreme member cannot carry an otherwise ordinary cluster.
+UNIT_CAP = float(-np.log(1e-4))
+
+
+def cluster_test(
+    member_tail_p: np.ndarray, units: np.ndarray | None = None, cap: float = UNIT_CAP
+) -> ClusterTest:
+    """Gamma test of a cluster against the population.
+
+    Null: the cluster's independent units are a random sample of the population, so
+    their calibrated tails u are independent Uniform(0, 1) and T = sum min(-ln u, cap)
+    is stochastically below Gamma(k, 1). Accounts of one declared customer (same
+    ``units`` label: org and payment instrument) are not independent draws: they form
+    one unit whose evidence is the mean of its members' (capped) -ln u, which under the
+    null is no larger in the tail than one Exp(1) draw. ``size`` is the number of units.
+    """
     u = np.clip(np.asarray(member_tail_p, dtype=float), 1e-300, 1.0)
-    k = len(u)
-    if k == 0:
+    if len(u) == 0:
         return ClusterTest(0, 0.0, 1.0)
-    T = float(-np.log(u).sum())
+    e = np.minimum(-np.log(u), cap)
+    if units is None:
+        vals = e
+    else:
+        _, inv = np.unique(np.asarray(units), return_inverse=True)
+        vals = np.bincount(inv, weights=e) / np.bincount(inv)
+    k = len(vals)
+    T = float(vals.sum())
     return ClusterTest(k, T, float(stats.gamma.sf(T, k)))

@@ -70,7 +70,6 @@ def statements(present: set[str]) -> list[Statement]:
 SELECT request_id, account_id, t,
        CAST(floor(t / 86400) AS BIGINT) AS day,
        CAST(floor(t / 3600) AS BIGINT) % 24 AS hod,
-       hash(sk) AS sk_hash,
        left(md5(left(sk, 60) || '|' || right(sk, 40)), 16) AS frame_hash,
        length(sk) - length(replace(sk, ' ', '')) + 1 AS sk_words,
        prompt_hash, {tr.topic_sql("_tm")} AS topic, {", ".join(rules)},
@@ -92,7 +91,7 @@ FROM (
     extra = []
     if has("account_created_at"):
         extra.append("min(created_t) AS created_t")
-    for c in ("signup_path", "org_id", "country", "asn_type"):
+    for c in ("signup_path", "org_id", "payment_fingerprint", "country", "asn_type"):
         if has(c):
             extra.append(f"min({c}) AS {c}")
     extra_sql = (", " + ", ".join(extra)) if extra else ""
@@ -123,8 +122,6 @@ GROUP BY account_id
 SELECT r.account_id, count(*) AS n_req, min(t) AS first_t, max(t) AS last_t,
        count(DISTINCT day) AS n_days, count(DISTINCT hod) AS n_hours,
        count(DISTINCT prompt_hash) AS n_distinct_prompts,
-       count(DISTINCT sk_hash) AS n_distinct_skeletons,
-       count(DISTINCT frame_hash) AS n_distinct_frames,
        sum(CASE WHEN elicit_lo > 0 THEN 1 ELSE 0 END) AS n_elicit,
        sum(CASE WHEN ({strong}) > 0 THEN 1 ELSE 0 END) AS n_rule,
        sum(step_by_step) AS n_step,

@@ -9,7 +9,6 @@ summary.json, quarantine.parquet and report.html.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,7 +158,6 @@ def scan(
     progress: bool | None = None,
     threads: int | None = None,
     memory_limit: str | None = None,
-    on_step: Callable[[str], None] | None = None,
 ) -> ScanResult:
     """Scan request logs (paths, a pandas/pyarrow table or a DuckDB relation) for campaigns.
 
@@ -167,7 +165,6 @@ def scan(
     account is flagged (the benign false-positive budget); ``campaign_alpha`` the
     family-wise level for calling a linkage cluster a campaign.
     """
-    owned = isinstance(engine, str)
     eng = make_engine(engine, threads=threads, memory_limit=memory_limit)
     n_steps = 8
     show = bool(progress)
@@ -196,8 +193,7 @@ def scan(
             write_outputs(result, Path(out_dir))
         return result
     finally:
-        if owned:
-            eng.close()
+        eng.close()  # an Engine passed in is closed too (it holds the scan's tables)
 
 
 def _empty_accounts() -> pd.DataFrame:
@@ -242,6 +238,8 @@ def _run(
             n_flagged_accounts=0,
             n_campaigns=0,
             n_flagged_requests=0,
+            n_flagged_alone=0,
+            n_flagged_alone_outside=0,
             expected_benign_fpr_bound=0.0,
         )
         reqs = pd.DataFrame(
@@ -310,13 +308,14 @@ def _run(
     tests: dict[int, fusion.ClusterTest] = {}
     order = np.argsort(cl, kind="stable")
     bounds = np.r_[0, np.cumsum(sizes)]
+    units = _customer_units(acct)
     # harvest evidence: the extraction signal alone, calibrated the same way
     harvest_p = 10.0 ** (-sc.tails["elicitation"].to_numpy(float))
     harvest: dict[int, fusion.ClusterTest] = {}
     for c in multi:
         idx = order[bounds[c] : bounds[c + 1]]
-        tests[int(c)] = fusion.cluster_test(tail_p[idx])
-        harvest[int(c)] = fusion.cluster_test(harvest_p[idx])
+        tests[int(c)] = fusion.cluster_test(tail_p[idx], units[idx])
+        harvest[int(c)] = fusion.cluster_test(harvest_p[idx], units[idx])
     m_tests = max(len(tests), 1)
     camp_flag = {
         c: min(1.0, t.pvalue * m_tests) <= campaign_alpha
@@ -324,12 +323,15 @@ def _run(
         for c, t in tests.items()
     }
     in_flagged_cluster = np.array([camp_flag.get(int(c), False) for c in cl])
-    alone = (tail_p <= account_alpha) & (harvest_p <= HARVEST_ALPHA)
+    # a lone account: the union (Bonferroni over the two) of its fused behaviour tail and
+    # its extraction tail, with extraction evidence required either way
+    acct_p = np.minimum(1.0, 2.0 * np.minimum(tail_p, harvest_p))
+    alone = (acct_p <= account_alpha) & (harvest_p <= HARVEST_ALPHA)
     flagged = in_flagged_cluster | alone
     cluster_p = np.array(
         [min(1.0, tests[int(c)].pvalue * m_tests) if int(c) in tests else 1.0 for c in cl]
     )
-    risk_tail = np.minimum(tail_p, cluster_p)
+    risk_tail = np.minimum(acct_p, cluster_p)
     risk = -np.log10(np.clip(risk_tail, 1e-300, 1))
     prog.step("scored")
 
@@ -339,7 +341,9 @@ def _run(
             "flagged": flagged,
             "risk": risk,
             "risk_tail_p": risk_tail,
-            "account_tail_p": tail_p,
+            "account_tail_p": acct_p,
+            "behaviour_tail_p": tail_p,
+            "extraction_tail_p": harvest_p,
             "cluster_id": cl.astype("int64"),
             "cluster_size": sizes[cl].astype("int64"),
             "campaign_flagged": in_flagged_cluster,
@@ -454,6 +458,22 @@ def _run(
         }
     )
     return ScanResult(out, campaigns, summary, req_flags, quarantine, files=files)
+
+
+def _customer_units(acct: pd.DataFrame) -> np.ndarray:
+    """A label per account naming the declared customer it belongs to: accounts with the
+    same org_id and the same payment instrument are one customer (one unit in the
+    cluster test); an account with neither is its own unit."""
+    keys = [c for c in ("org_id", "payment_fingerprint") if c in acct.columns]
+    own = "acct:" + acct["account_id"].astype(str)
+    if not keys:
+        return own.to_numpy()
+    parts = [acct[c].astype("string") for c in keys]
+    missing = np.logical_and.reduce([p.isna().to_numpy() for p in parts])
+    lab = parts[0].fillna("")
+    for p in parts[1:]:
+        lab = lab + "|" + p.fillna("")
+    return np.where(missing, own.to_numpy(), ("cust:" + lab).to_numpy(dtype=object))
 
 
 def _stable(df: pd.DataFrame, digits: int = 10) -> pd.DataFrame:

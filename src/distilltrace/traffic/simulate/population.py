@@ -706,7 +706,12 @@ def build_population(
         crng = np.random.default_rng([seed, 500, ci])
         tpls = P.campaign_templates(crng, 3)
         elic = crng.choice(len(P.ELICIT_PHRASES), 12, replace=False)
-        common = dict(templates=tpls, elicit=elic, domains=int(crng.integers(0, 4)))
+        common = dict(
+            templates=tpls,
+            elicit=elic,
+            domains=int(crng.integers(0, 4)),
+            house=int(crng.integers(1 << 30)),
+        )
         if arche == "single_heavy":
             g = group(
                 cid,
@@ -785,7 +790,7 @@ def build_population(
                 kc,
                 group=gi(g),
                 campaign=ci,
-                signup=0,
+                signup=crng.choice([0, 1, 2], kc, p=[0.75, 0.15, 0.1]),  # credit-programme abuse
                 created=created,
                 pay=pay,
                 country=c,

@@ -508,10 +508,15 @@ def templated_campaign(
     elicit_subset: np.ndarray,
     domain_names: int,
     extract_share: float = 0.1,
+    style: int | None = None,
 ) -> tuple[pa.Array, np.ndarray]:
-    """A campaign's slot-template prompts: sweep item + elicitation; returns (text, kind)."""
+    """A campaign's slot-template prompts: sweep item + elicitation; returns (text, kind).
+
+    `style` seeds the campaign's fixed house wording of the items (its own synonym choices)."""
     kind = rng.choice(3, size=n, p=np.asarray(kind_p) / np.sum(kind_p))
     item = capability_items(rng, kind)
+    if style is not None:
+        item = stylise(item, style)
     el = elicitation(rng, n, elicit_subset)
     names = _DOMAIN_NAMES[domain_names % len(_DOMAIN_NAMES)]
     slots = {
@@ -556,7 +561,29 @@ _SYNONYMS = [
     ("rectangle", ["rectangular plot", "rectangular field"]),
     ("A bag has", ["An urn contains", "A box holds"]),
     (" and analyse its complexity", [" and state the big-O cost", " plus a complexity analysis"]),
+    ("Let f(x) =", ["Consider f(x) =", "Define f(x) =", "Suppose f(x) ="]),
+    ("Compute the sum", ["Find the sum", "Give the sum", "What is the sum"]),
+    ("A worker finishes", ["One worker completes", "Worker A finishes"]),
+    ("What is the expected number", ["Find the expected number", "Compute the expected number"]),
+    ("In triangle ABC", ["For triangle ABC", "Consider triangle ABC where"]),
+    ("A loan of", ["Suppose a loan of", "Consider a loan of"]),
+    ("Language:", ["Lang:", "Use", "Target language:"]),
+    ("You are an autonomous agent", ["You are an AI agent", "Act as an autonomous agent"]),
+    ("Given access to", ["With access to", "Using the tools"]),
+    ("handling inputs up to", ["scaling to", "supporting up to"]),
+    ("Plan the tool calls", ["Work out the tool calls", "Lay out the tool calls"]),
 ]
+
+
+def stylise(text: pa.Array, style: int) -> pa.Array:
+    """A campaign's house wording: a fixed synonym choice for most rules, applied to every row."""
+    srng = np.random.default_rng([style, 31])
+    for old, news in _SYNONYMS:
+        if srng.random() < 0.6:
+            text = pc.replace_substring(
+                text, old, news[int(srng.integers(len(news)))], max_replacements=1
+            )
+    return text
 
 
 def paraphrase(rng: np.random.Generator, text: pa.Array) -> pa.Array:

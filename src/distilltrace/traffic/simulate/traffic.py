@@ -362,6 +362,7 @@ def gen_reseller(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
             g.params["templates"],
             g.params["elicit"],
             g.params["domains"],
+            style=g.params["house"],
         )
         pieces.append(
             _piece(
@@ -394,7 +395,13 @@ def gen_single(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
     n = rng.poisson(g.params["rate"] * rng.uniform(0.85, 1.15))
     t = day * DAY + np.sort(rng.uniform(0, DAY, n))
     text, _ = P.templated_campaign(
-        rng, n, g.params["kind_p"], g.params["templates"], g.params["elicit"], g.params["domains"]
+        rng,
+        n,
+        g.params["kind_p"],
+        g.params["templates"],
+        g.params["elicit"],
+        g.params["domains"],
+        style=g.params["house"],
     )
     return _piece(
         np.repeat(acct, n), t, text, KIND_REASONING, campaign=pop.cols["campaign"][acct[0]]
@@ -418,7 +425,13 @@ def gen_hydra(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
     slot[order] = np.arange(R)
     t = day * DAY + np.clip((slot + rng.uniform(-0.3, 0.3, R)) * (DAY / R), 0, DAY - 1)
     text, _ = P.templated_campaign(
-        rng, R, g.params["kind_p"], g.params["templates"], g.params["elicit"], g.params["domains"]
+        rng,
+        R,
+        g.params["kind_p"],
+        g.params["templates"],
+        g.params["elicit"],
+        g.params["domains"],
+        style=g.params["house"],
     )
     return _piece(acct[a], t, text, KIND_REASONING, campaign=c["campaign"][acct[0]])
 
@@ -471,6 +484,7 @@ def gen_pivot(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
         g.params["templates"],
         g.params["elicit"],
         g.params["domains"],
+        style=g.params["house"],
     )
     return _piece(
         a,
