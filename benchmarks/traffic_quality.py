@@ -49,13 +49,14 @@ def sim_version() -> str:
 def run_seed(accounts: int, days: int, seed: int, work: Path) -> dict:
     from distilltrace.traffic import scan
     from distilltrace.traffic.evaluate import evaluate, write_evaluation
-    from distilltrace.traffic.simulate import SimConfig, write_logs
+    from distilltrace.traffic.simulate import SimConfig, default_workers, write_logs
 
     logs = work / f"sim-{sim_version()}-a{accounts}-d{days}-s{seed}.parquet"
     sim_s = None
     if not logs.exists() or not (work / (logs.name + ".truth.json")).exists():
         t0 = time.perf_counter()
-        info = write_logs(logs, SimConfig(n_accounts=accounts, days=days, seed=seed))
+        cfg = SimConfig(n_accounts=accounts, days=days, seed=seed)
+        info = write_logs(logs, cfg, workers=default_workers(cfg))
         sim_s = time.perf_counter() - t0
         rows = info["rows"]
     else:
@@ -71,12 +72,14 @@ def run_seed(accounts: int, days: int, seed: int, work: Path) -> dict:
     return {"seed": seed, "rows": rows, "sim_s": sim_s, "scan_s": scan_s, "eval": ev.to_dict()}
 
 
-def speed(accounts: int, days: int, work: Path) -> dict:
+def speed(accounts: int, days: int, work: Path, workers: int = 1) -> dict:
     from distilltrace.traffic.simulate import SimConfig, write_logs
 
-    path = work / f"speed-a{accounts}-d{days}.parquet"
+    path = work / f"speed-a{accounts}-d{days}-w{workers}.parquet"
     t0 = time.perf_counter()
-    info = write_logs(path, SimConfig(n_accounts=accounts, days=days, seed=123))
+    c0 = time.process_time()
+    info = write_logs(path, SimConfig(n_accounts=accounts, days=days, seed=123), workers=workers)
+    cpu = time.process_time() - c0
     s = time.perf_counter() - t0
     peak = psutil.Process().memory_info().rss / 2**30
     size = path.stat().st_size / 2**30
@@ -86,6 +89,8 @@ def speed(accounts: int, days: int, work: Path) -> dict:
         "days": days,
         "rows": info["rows"],
         "seconds": s,
+        "workers": workers,
+        "parent_cpu_s": cpu,
         "rows_per_s": info["rows"] / s,
         "file_gib": size,
         "rss_gib_after": peak,
@@ -201,7 +206,13 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
         (work / f"eval-seed{s}.json").write_text(json.dumps(r, indent=1, default=str))
-    spd = speed(args.speed_accounts, args.days, work) if args.speed_accounts else None
+    if args.speed_accounts:
+        from distilltrace.traffic.simulate import SimConfig, default_workers
+
+        nw = default_workers(SimConfig(n_accounts=args.speed_accounts, days=args.days))
+        spd = speed(args.speed_accounts, args.days, work, workers=nw)
+    else:
+        spd = None
     text = render(results, args, cmd.strip(), spd)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)

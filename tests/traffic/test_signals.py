@@ -175,3 +175,14 @@ def test_gate_never_hides_a_positive_request():
     from distilltrace.traffic.textrules import gate_is_sound
 
     assert gate_is_sound(elicitation_model())
+
+
+def test_cluster_test_units_and_cap():
+    rng = np.random.default_rng(3)
+    u = rng.uniform(size=26)
+    one_extreme = fusion.cluster_test(np.r_[u, 1e-200])
+    assert one_extreme.pvalue > 0.001  # one extreme member cannot carry the cluster
+    modest = np.full(118, 0.1)  # every member mildly unusual
+    assert fusion.cluster_test(modest).pvalue < 1e-6  # 118 independent witnesses
+    one_customer = fusion.cluster_test(modest, units=np.array(["org|card"] * 118))
+    assert one_customer.size == 1 and one_customer.pvalue > 0.05  # one customer, one witness

@@ -292,3 +292,12 @@ def test_vectorised_speed():
     dt = time.perf_counter() - t0
     assert tbl.num_rows > 150_000
     assert dt < 60  # ~200k rows take a few seconds; measured in benchmarks/traffic_quality.py
+
+
+def test_parallel_days_match_serial(tmp_path):
+    cfg = SimConfig(n_accounts=400, days=2, seed=8)
+    write_logs(tmp_path / "serial.parquet", cfg, workers=1)
+    write_logs(tmp_path / "parallel.parquet", cfg, workers=2)
+    assert pq.read_table(tmp_path / "serial.parquet").equals(
+        pq.read_table(tmp_path / "parallel.parquet")
+    )

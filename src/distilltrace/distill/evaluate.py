@@ -12,7 +12,7 @@ import torch
 
 from distilltrace.distill.dataset import Record
 from distilltrace.distill.encoding import encode_pair
-from distilltrace.distill.training import _collate, check_same_tokenizer, unpack_student
+from distilltrace.distill.training import _collate, check_same_tokenizer, placed_on, unpack_student
 from distilltrace.errors import InputError
 
 
@@ -62,12 +62,11 @@ def response_kl(
         raise InputError("no response tokens to measure the KL on")
     vocab = len(s_tok)
     dev = next(s_model.parameters()).device
-    t_model.to(dev)
     pad = s_tok.pad_token_id if s_tok.pad_token_id is not None else 0
     total, n = 0.0, 0
     s_model.eval()
     t_model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), placed_on(t_model, dev):
         for start in range(0, len(ex), batch_size):
             b = _collate(ex, list(range(start, min(len(ex), start + batch_size))), pad, dev)
             tl = torch.log_softmax(

@@ -16,7 +16,7 @@ from typing import Any
 from distilltrace.distill.dataset import Record, append_records, read_records, repair_partial_tail
 from distilltrace.distill.progress import progress_bar
 from distilltrace.distill.prompts import Prompt
-from distilltrace.errors import DistilltraceError, EndpointError, InputError
+from distilltrace.errors import EndpointError, InputError
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,6 @@ class HarvestResult:
     new_tokens: int | None
     wall_s: float
     tokens_per_s: float | None
-    complete: bool
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,7 +137,7 @@ def harvest(
                         seed=seed,
                         logits_processors=logits_processors,
                     )
-                except DistilltraceError as e:
+                except EndpointError as e:
                     raise EndpointError(
                         f"teacher {teacher.info.name} failed after {n_existing + done} of "
                         f"{len(uniq)} prompts ({e}); the {n_existing + done} records so far are "
@@ -186,5 +185,4 @@ def harvest(
         new_tokens=new_tokens,
         wall_s=round(wall, 3),
         tokens_per_s=(new_tokens / wall) if (new_tokens and wall > 0) else None,
-        complete=True,
     )

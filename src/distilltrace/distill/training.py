@@ -14,7 +14,8 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,17 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device(device)
     except RuntimeError as e:
         raise InputError(f"bad device {device!r}: {e}") from None
+
+
+@contextmanager
+def placed_on(model: Any, device: torch.device) -> Iterator[Any]:
+    """Move a (teacher) model to `device` for a while, and back to where it was after."""
+    home = next(model.parameters()).device
+    model.to(device)
+    try:
+        yield model
+    finally:
+        model.to(home)
 
 
 def unpack_student(student: Any) -> tuple[Any, Any]:
@@ -643,14 +655,29 @@ def write_topk_file(
 ) -> Path:
     """Store the teacher's top-k next-token log-probabilities at every position of the
     examples (safetensors: ids, targets, topk ids/logprobs; metadata: tokenizer, teacher)."""
-    from safetensors.torch import save_file
 
     hf, ttok = unpack_student(teacher)
     ex, _ = _kd_inputs(teacher, ttok, texts_or_prompts, max_len, gen or _default_gen())
     if not ex:
         raise InputError("no examples to score with the teacher")
     dev = resolve_device(device)
-    hf.to(dev)
+    with placed_on(hf, dev):
+        return _write_topk(teacher, hf, ttok, ex, path, k, max_len, batch_size, dev)
+
+
+def _write_topk(
+    teacher: Any,
+    hf: Any,
+    ttok: Any,
+    ex: list[Example],
+    path: str | Path,
+    k: int,
+    max_len: int,
+    batch_size: int,
+    dev: torch.device,
+) -> Path:
+    from safetensors.torch import save_file
+
     vocab = len(ttok)
     k = min(k, vocab)
     width = max(len(e.ids) for e in ex)
@@ -814,9 +841,7 @@ def train_logit_kd(
         ex, skipped = _kd_inputs(teacher, tok, texts_or_prompts, max_len, gen or _default_gen())
         extra.update(teacher=teacher.info.name, teacher_identity=teacher.info.identity)
 
-        def on_device(dev: torch.device) -> None:
-            thf.to(dev)
-            thf.eval()
+        thf.eval()
 
         def loss_fn(m: Any, b: _Batch) -> tuple[torch.Tensor, int]:
             with torch.inference_mode():
@@ -831,29 +856,30 @@ def train_logit_kd(
 
         extra_copies = 3
 
-    return run_training(
-        model,
-        tok,
-        ex,
-        out_dir,
-        method=f"logit-kd-{div}",
-        loss_fn=loss_fn,
-        steps=steps,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        max_len=max_len,
-        resume=resume,
-        device=device,
-        progress=progress,
-        checkpoint_every=checkpoint_every,
-        stop_after=stop_after,
-        extra_config=extra,
-        extra_vocab_copies=extra_copies,
-        skipped_examples=skipped,
-        on_device=None if topk_file is not None else on_device,
-    )
+    place = placed_on(thf, resolve_device(device)) if topk_file is None else nullcontext()
+    with place:
+        return run_training(
+            model,
+            tok,
+            ex,
+            out_dir,
+            method=f"logit-kd-{div}",
+            loss_fn=loss_fn,
+            steps=steps,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            seed=seed,
+            max_len=max_len,
+            resume=resume,
+            device=device,
+            progress=progress,
+            checkpoint_every=checkpoint_every,
+            stop_after=stop_after,
+            extra_config=extra,
+            extra_vocab_copies=extra_copies,
+            skipped_examples=skipped,
+        )
 
 
 def _div(name: str, t: torch.Tensor, s: torch.Tensor, beta: float) -> torch.Tensor:

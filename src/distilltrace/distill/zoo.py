@@ -318,7 +318,7 @@ def zoo_plan(tier: str, scale: float = 1.0) -> ZooPlan:
             lr=5e-3,
             epochs=6.0,
             max_len=160,
-            human_chars=max(4000, int(60_000 * scale)),
+            human_chars=max(2000, int(10_000 * scale)),
             batch_size=8,
         )
     teachers = (
@@ -336,7 +336,7 @@ def zoo_plan(tier: str, scale: float = 1.0) -> ZooPlan:
         max_new_tokens=96,
         lr=2e-3,
         max_len=256,
-        human_chars=max(20_000, int(300_000 * scale)),
+        human_chars=max(20_000, int(150_000 * scale)),
         batch_size=8,
         logit_source="topk",
     )

@@ -203,6 +203,17 @@ def _teacher(cfg: BenchConfig, work: Path) -> Any:
     return _load(cfg.teacher, cfg)
 
 
+def _bench_key(params: SchemeParams, binding: TokenizerBinding, cfg: BenchConfig, purpose: str):
+    """A benchmark key whose secret derives from the seed (reproducible runs; such a key is
+    public by construction, so never use it outside benchmarks)."""
+    import hashlib
+
+    from distilltrace.marks.secret import Secret
+
+    raw = hashlib.blake2b(f"distilltrace-bench:{cfg.seed}:{purpose}".encode(), digest_size=32)
+    return make_watermark(params, binding, Secret(raw.digest()))
+
+
 def _base_processors(cfg: BenchConfig) -> list:
     return [PrintableAscii()] if cfg.ascii_only else []
 
@@ -301,7 +312,7 @@ def bench_detector(cfg: BenchConfig, teacher: Any, wm: Watermark, res: BenchResu
     null_one = [_test_text(wm, tok, g.text) for g in plain]
     rand_keys_plain, rand_keys_marked = [], []
     for i in range(cfg.n_null_keys):
-        k = make_watermark(params, wm.tokenizer)
+        k = _bench_key(params, wm.tokenizer, cfg, f"null-{i}")
         rand_keys_plain.append(_test_text(k, tok, plain[i % len(plain)].text))
         rand_keys_marked.append(_test_text(k, tok, marked[i % len(marked)].text))
     null = {}
@@ -392,7 +403,7 @@ def bench_radioactivity(
         context_width=cfg.radio_context_width,
         seeding=cfg.seeding,
     )
-    wm = make_watermark(params, TokenizerBinding.of_model(teacher))
+    wm = _bench_key(params, TokenizerBinding.of_model(teacher), cfg, "radioactivity")
     allp = [
         p.text for p in generate_prompts(cfg.radio_prompts + cfg.closed_prompts, seed=cfg.seed + 31)
     ]
@@ -469,8 +480,8 @@ def bench_radioactivity(
         )
         test_s = time.perf_counter() - t0
         if mix == 0.0:  # the null: this student is independent of any fresh key
-            for _ in range(cfg.radio_null_keys):
-                k = make_watermark(params, wm.tokenizer)
+            for i in range(cfg.radio_null_keys):
+                k = _bench_key(params, wm.tokenizer, cfg, f"radio-null-{i}")
                 null_open.append(score_open(k, reading).pvalue)
                 null_closed.append(
                     score_closed(k, outs, closed_prompts, student.tokenizer)[0].pvalue
@@ -529,7 +540,7 @@ def run_bench(
         context_width=cfg.context_width,
         seeding=cfg.seeding,
     )
-    wm = make_watermark(params, TokenizerBinding.of_model(teacher))
+    wm = _bench_key(params, TokenizerBinding.of_model(teacher), cfg, "detector")
     res.sections["key"] = wm.to_dict()
     gens = None
     if cfg.detector or cfg.cost:

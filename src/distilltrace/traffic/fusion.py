@@ -8,14 +8,16 @@ Calibration is against the population itself, which is overwhelmingly benign:
    beyond the 97.5th percentile, with its scale from the 90th and 97.5th percentiles, so that campaign accounts in
    the top 2.5% neither shape the fit nor hide each other through ties.
 2. An account's behaviour score is b(a) = sum_f w_f * -log10 u_f(a); its calibrated
-   tail probability u(a) is again the robust upper tail of b over all accounts.
-   Flagging a single account when u(a) <= alpha then flags about alpha * N benign
-   accounts (checked on benign-only traffic by the calibration test).
+   tail probability u(a) is again the robust upper tail of b over all accounts. The
+   scan flags a lone account on the Bonferroni union of u(a) and the extraction tail,
+   requiring extraction evidence either way (checked on benign-only traffic by the
+   calibration test).
 3. A candidate campaign C (a linkage cluster of >= 2 accounts) is tested with the
-   null "C's members are a random sample of the population": then -ln u(a) are
-   (approximately) independent Exp(1) and T = sum_{a in C} -ln u(a) ~ Gamma(|C|, 1);
-   the campaign p-value is the Gamma upper tail, Bonferroni-adjusted over the clusters
-   tested. Many small accounts that each look ordinary add up to a significant T.
+   null "C's independent units are a random sample of the population": then capped
+   -ln u are (at most) independent Exp(1) and T = sum over units ~ Gamma(k, 1);
+   accounts of one declared customer form one unit (their mean). The campaign p-value
+   is the Gamma upper tail, Bonferroni-adjusted over the clusters tested. Many small
+   accounts that each look ordinary add up to a significant T.
 """
 
 from __future__ import annotations
@@ -86,6 +88,10 @@ class AccountScores:
     tails: pd.DataFrame  # one column per signal: -log10 u_f
     behaviour: np.ndarray  # b(a)
     tail_p: np.ndarray  # u(a)
+
+
+#: Floors of the tail scale for the statistics that are -log10 p-values.
+MIN_SCALE: dict[str, float] = {"elicitation": 1.0, "concentration": 1.0}
 
 
 def score_accounts(

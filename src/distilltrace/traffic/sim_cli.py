@@ -42,12 +42,15 @@ def simulate_cmd(
     start: str = typer.Option(
         "2026-03-02T00:00:00Z", "--start", help="Window start (UTC, ISO 8601)."
     ),
+    workers: int = typer.Option(
+        0, "--workers", help="Processes drawing days in parallel (0: automatic, 1 for small runs)."
+    ),
 ) -> None:
     """Simulate API request logs with benign hard cases and labelled distillation campaigns."""
     from rich.console import Console
     from rich.progress import Progress
 
-    from distilltrace.traffic.simulate import SimConfig, write_logs
+    from distilltrace.traffic.simulate import SimConfig, default_workers, write_logs
 
     cfg = SimConfig(
         n_accounts=accounts,
@@ -66,7 +69,8 @@ def simulate_cmd(
         def step(done: int, total: int, rows: int) -> None:
             prog.update(task, completed=done, description=f"simulating days ({rows:,} requests)")
 
-        info = write_logs(out, cfg, fmt, progress=step)
+        nw = workers if workers > 0 else default_workers(cfg)
+        info = write_logs(out, cfg, fmt, progress=step, workers=nw)
     dt = time.perf_counter() - t0
     typer.echo(
         f"wrote {info['rows']:,} requests ({info['campaign_rows']:,} campaign) from "

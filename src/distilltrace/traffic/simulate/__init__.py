@@ -139,31 +139,73 @@ class Simulation:
             },
         )
 
-    def days(self) -> Iterator[pa.Table]:
-        """One table per simulated day (time-ordered within the day)."""
-        base = 0
+    def day(self, day: int) -> pa.Table | None:
+        """The requests of one simulated day, time-ordered (None when the day is empty)."""
+        base = day << 40  # request-id counter space of this day
         dow0 = _dt.datetime.fromtimestamp(self.start_ms / 1000, _dt.UTC).weekday()
-        for day in range(self.config.days):
-            parts = []
-            for gi, g in enumerate(self.pop.groups):
-                if len(g.accounts) == 0:
-                    continue
-                rng = np.random.default_rng([self.config.seed, 2, day, gi])
-                piece = STYLES[g.style](rng, self.pop, g, day, (dow0 + day) % 7)
-                if len(piece):
-                    parts.append((piece, rng))
-            tables = []
-            for piece, rng in parts:
+        tables = []
+        for gi, g in enumerate(self.pop.groups):
+            if len(g.accounts) == 0:
+                continue
+            rng = np.random.default_rng([self.config.seed, 2, day, gi])
+            piece = STYLES[g.style](rng, self.pop, g, day, (dow0 + day) % 7)
+            if len(piece):
                 tables.append(finalise(self.pop, self.tables, piece, rng, base, self.config.days))
                 base += len(piece)
-            if not tables:
-                continue
-            tbl = pa.concat_tables(tables)
-            tbl = tbl.take(pa.array(np.argsort(tbl["timestamp"].to_numpy(), kind="stable")))
-            yield tbl.cast(SCHEMA)
+        if not tables:
+            return None
+        tbl = pa.concat_tables(tables)
+        tbl = tbl.take(pa.array(np.argsort(tbl["timestamp"].to_numpy(), kind="stable")))
+        return tbl.cast(SCHEMA)
+
+    def days(self, workers: int = 1) -> Iterator[pa.Table]:
+        """One table per simulated day, in order; `workers` > 1 draws days in parallel
+        processes (the same tables as serially: every day has its own seeded generators)."""
+        if workers <= 1 or self.config.days == 1:
+            for d in range(self.config.days):
+                tbl = self.day(d)
+                if tbl is not None:
+                    yield tbl
+            return
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_worker_init, initargs=(self.config,)
+        ) as ex:
+            pending = [ex.submit(_worker_day, d) for d in range(min(workers + 1, self.config.days))]
+            nxt = len(pending)
+            while pending:  # a bounded window of days in flight keeps memory bounded
+                tbl = pending.pop(0).result()
+                if nxt < self.config.days:
+                    pending.append(ex.submit(_worker_day, nxt))
+                    nxt += 1
+                if tbl is not None:
+                    yield tbl
 
     def schema_with_truth(self) -> pa.Schema:
         return SCHEMA.with_metadata({TRUTH_KEY: json.dumps(self.truth).encode()})
+
+
+_WORKER: dict[str, Simulation] = {}
+
+
+def _worker_init(config: SimConfig) -> None:
+    _WORKER["sim"] = Simulation(config)
+
+
+def _worker_day(day: int) -> pa.Table | None:
+    return _WORKER["sim"].day(day)
+
+
+def default_workers(config: SimConfig) -> int:
+    """Parallel day workers worth starting: 1 for small simulations, else up to 4 CPUs."""
+    import os
+
+    if config.n_accounts * config.days < 300_000:
+        return 1
+    return max(1, min(4, os.cpu_count() or 1, config.days))
 
 
 def _iso(ms: float) -> str:
@@ -197,10 +239,12 @@ def write_logs(
     config: SimConfig,
     fmt: str | None = None,
     progress: Callable[[int, int, int], None] | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Simulate and stream to a file day by day (bounded memory); writes FILE.truth.json too.
 
-    Returns a summary (rows, campaign rows, accounts, path, truth path)."""
+    `workers` > 1 draws days in that many spawned processes (the output does not depend on
+    it; a calling script needs the usual `if __name__ == "__main__":` guard). Returns a summary (rows, campaign rows, accounts, path, truth path)."""
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
@@ -214,7 +258,7 @@ def write_logs(
     writer = None
     fh = None
     try:
-        for d, tbl in enumerate(sim.days()):
+        for d, tbl in enumerate(sim.days(workers=workers)):
             rows += tbl.num_rows
             camp += tbl.num_rows - tbl["campaign_id"].null_count
             if fmt == "parquet":

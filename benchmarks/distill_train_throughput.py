@@ -1,0 +1,99 @@
+"""Training throughput of the named student architectures (seq-KD on chat pairs), in
+tokens per second, on whatever `device="auto"` picks (CUDA if available, else CPU).
+
+The pairs are generated prompts answered with standard-library docstring chunks, so the
+benchmark needs no teacher. Tokenizer: "smollm2" (the bundled one) or a folder holding a
+saved tokenizer (e.g. a copy carried to a machine without the bundled packages).
+
+    nice -n 10 env OMP_NUM_THREADS=2 .venv/bin/python -m benchmarks.distill_train_throughput \
+        --archs tiny-2l,small-4l --steps 10 --batch-size 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+from distilltrace.distill.dataset import Record
+from distilltrace.distill.human_text import human_corpus
+from distilltrace.distill.prompts import generate_prompts
+from distilltrace.distill.student import make_student
+from distilltrace.distill.training import train_seq_kd
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--archs", default="tiny-2l,small-4l,base-8l")
+    ap.add_argument("--tokenizer", default="smollm2")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--max-len", type=int, default=256)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+
+    tok: object = args.tokenizer
+    if Path(args.tokenizer).is_dir():
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(args.tokenizer, local_files_only=True)
+    chunks = human_corpus(seed=0)
+    n = args.steps * args.batch_size
+    recs = [
+        Record(p.text, chunks[i % len(chunks)][:400], {"finish_reason": "stop"})
+        for i, p in enumerate(generate_prompts(n, seed=3))
+    ]
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        for arch in args.archs.split(","):
+            st = make_student(arch, tok, 0)
+            n_params = sum(p.numel() for p in st[0].parameters())
+            res = train_seq_kd(
+                st,
+                recs,
+                Path(d) / arch,
+                steps=args.steps,
+                batch_size=args.batch_size,
+                max_len=args.max_len,
+                device=args.device,
+                progress=False,
+            )
+            rows.append(
+                {
+                    "arch": arch,
+                    "params_M": round(n_params / 1e6, 2),
+                    "device": res.device,
+                    "steps": res.steps,
+                    "batch_size": args.batch_size,
+                    "tokens": res.tokens,
+                    "wall_s": res.wall_s,
+                    "tokens_per_s": res.tokens_per_s,
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    print(
+        json.dumps(
+            {
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "cpus": os.cpu_count(),
+                "gpu": gpu,
+                "load_avg": os.getloadavg(),
+            }
+        )
+    )
+    print("| arch | params (M) | device | batch | steps | tokens | wall s | tokens/s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(
+            f"| {r['arch']} | {r['params_M']} | {r['device']} | {r['batch_size']} | {r['steps']} | {r['tokens']} | {r['wall_s']} | {r['tokens_per_s']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
