@@ -1,7 +1,9 @@
 """Generation throughput (tokens/s) and peak memory of the bundled models.
 
 Each model runs in its own subprocess (so peak RSS is its own): load (timed), then batch 1
-(prompts one at a time) and batched (all prompts in one call), greedy and sampled.
+(prompts one at a time) and batched (all prompts in one call), greedy and sampled. Reports
+tokens per wall-second and per CPU-second of this process (the latter is less sensitive to
+other jobs on a shared machine), and the 1-minute load average.
 
     nice -n 10 .venv/bin/python -m benchmarks.models_throughput [--models NAME ...] [--tokens N]
 """
@@ -42,20 +44,23 @@ def one(name: str, tokens: int, batch_prompts: int) -> dict:
     out: dict = {"model": name, "load_s": round(load_s, 2), "threads": torch.get_num_threads()}
     m.generate(PROMPTS[:1], max_new_tokens=4)  # warm-up
     for label, temp in (("greedy", 0.0), ("t0.7", 0.7)):
-        n, t = 0, time.perf_counter()
+        n, t, c = 0, time.perf_counter(), time.process_time()
         for p in PROMPTS[:3]:
             g = m.generate([p], max_new_tokens=tokens, temperature=temp, seed=0)
             n += len(g[0].token_ids)
-        dt = time.perf_counter() - t
+        dt, dc = time.perf_counter() - t, time.process_time() - c
         out[f"batch1_{label}_tok_s"] = round(n / dt, 1)
+        out[f"batch1_{label}_tok_per_cpu_s"] = round(n / dc, 1)
         out[f"batch1_{label}_tokens"] = n
         prompts = PROMPTS[:batch_prompts]
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         gens = m.generate(prompts, max_new_tokens=tokens, temperature=temp, seed=0)
-        dt = time.perf_counter() - t
+        dt, dc = time.perf_counter() - t, time.process_time() - c
         nb = sum(len(g.token_ids) for g in gens)
         out[f"batch{len(prompts)}_{label}_tok_s"] = round(nb / dt, 1)
+        out[f"batch{len(prompts)}_{label}_tok_per_cpu_s"] = round(nb / dc, 1)
         out[f"batch{len(prompts)}_{label}_tokens"] = nb
+    out["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out
 

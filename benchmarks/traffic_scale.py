@@ -7,7 +7,9 @@ Generates each input once (cached under benchmarks/.data/) with a vectorised gen
 residential and NAT IPs, common clients, prompts of 100-400 characters assembled from
 phrase fragments, and a few hydra campaigns. Each scan runs in a fresh subprocess with
 2 engine threads; wall time and peak resident memory (the child's ru_maxrss) are
-recorded in benchmarks/results/traffic_scale.json.
+recorded in benchmarks/results/traffic_scale.json, with the scan's CPU seconds and the
+machine's load average (the machine is shared, so wall time depends on other work).
+Peak RSS is the largest child so far (sizes run in increasing order).
 """
 
 from __future__ import annotations
@@ -185,6 +187,8 @@ def run_one(path: Path, threads: int) -> dict:
         f"r = scan([{str(path)!r}], out_dir={str(out)!r}, threads={threads}, memory_limit='6GB'); "
         "print(json.dumps({k: r.summary[k] for k in ('n_requests','n_accounts','n_campaigns','n_flagged_accounts','timings_s')}))"
     )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load1 = os.getloadavg()[0]
     t = time.perf_counter()
     p = subprocess.run(
         [sys.executable, "-c", code],
@@ -195,13 +199,18 @@ def run_one(path: Path, threads: int) -> dict:
     wall = time.perf_counter() - t
     if p.returncode != 0:
         raise RuntimeError(p.stderr[-3000:])
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_kb = after.ru_maxrss
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     info = json.loads(p.stdout.strip().splitlines()[-1])
     return {
         "file": str(path),
         "file_mb": round(path.stat().st_size / 2**20, 1),
         "wall_s": round(wall, 1),
-        "peak_rss_gb_max_so_far": round(peak_kb / 2**20, 2),
+        "cpu_s": round(cpu, 1),
+        "load_avg_1m_before": round(load1, 1),
+        "load_avg_1m_after": round(os.getloadavg()[0], 1),
+        "peak_rss_gb": round(peak_kb / 2**20, 2),
         **info,
     }
 

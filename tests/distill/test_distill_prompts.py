@@ -19,6 +19,7 @@ def test_generate_is_seeded_distinct_and_balanced():
     assert set(counts) == set(FAMILIES)
     assert max(counts.values()) - min(counts.values()) <= 1
     assert all(p.text.strip() and p.topic for p in a)
+    assert generate_prompts(120, seed=5) == a[:120]  # a prompt set can grow
 
 
 def test_generate_large_and_filtered():

@@ -178,3 +178,17 @@ def test_several_files_in_mixed_formats(tmp_path):
     assert list(ev["request_id"]) == ["1", "2"]
     assert ev["asn"].tolist()[0] == 5 and ev["country"].tolist()[1] == "FR"
     assert rep.files == [str(a), str(b)]
+
+
+def test_huge_prompt_truncated_and_counted(tmp_path):
+    df = pd.DataFrame(
+        {
+            "request_id": ["1", "2"],
+            "timestamp": pd.to_datetime(["2026-01-01", "2026-01-01"], utc=True),
+            "account_id": ["a", "b"],
+            "prompt": ["x" * 300_000, "<b>\x00\x1b[31m"],
+        }
+    )
+    rep, ev, q = _load(df)
+    assert rep.prompts_truncated == 1 and rep.rows_valid == 2
+    assert ev["prompt"].str.len().max() == 4000

@@ -589,8 +589,15 @@ def generate_prompts(n: int, seed: int = 0, families: Sequence[str] | None = Non
     if unknown:
         raise InputError(f"unknown prompt families {unknown}; known: {', '.join(FAMILIES)}")
     r = random.Random(f"distilltrace-prompts:{seed}")
-    order = [fams[i % len(fams)] for i in range(n)]
-    r.shuffle(order)
+    # Families come in shuffled blocks (their own generator) and prompts are drawn in order,
+    # so the first k of generate_prompts(n) are generate_prompts(k): a prompt set can grow.
+    order_rng = random.Random(f"distilltrace-prompt-families:{seed}")
+    order: list[str] = []
+    while len(order) < n:
+        block = list(fams)
+        order_rng.shuffle(block)
+        order.extend(block)
+    order = order[:n]
     seen: set[str] = set()
     out: list[Prompt] = []
     exhausted: set[str] = set()

@@ -493,11 +493,22 @@ def _pairs_to_examples(
     return ex, skipped
 
 
-def load_dataset(dataset: str | Path | Sequence[Record]) -> list[Record]:
-    """Records from a dataset path (JSONL/Parquet) or a list of records."""
+def load_dataset(dataset: str | Path | Sequence[Any]) -> list[Record]:
+    """Records from a dataset path (JSONL/Parquet), or a list of records or dicts."""
     if isinstance(dataset, str | Path):
         return read_records(dataset)
-    recs = list(dataset)
+    recs = []
+    for i, r in enumerate(dataset, start=1):
+        if isinstance(r, Record):
+            recs.append(r)
+        elif (
+            isinstance(r, dict)
+            and isinstance(r.get("prompt"), str)
+            and isinstance(r.get("response"), str)
+        ):
+            recs.append(Record(r["prompt"], r["response"], dict(r.get("meta") or {})))
+        else:
+            raise InputError(f"dataset item {i}: expected a record with 'prompt' and 'response'")
     if not recs:
         raise InputError("the dataset is empty")
     return recs
@@ -505,7 +516,7 @@ def load_dataset(dataset: str | Path | Sequence[Record]) -> list[Record]:
 
 def train_seq_kd(
     student: Any,
-    dataset_path: str | Path | Sequence[Record],
+    dataset_path: str | Path | Sequence[Any],
     out_dir: str | Path,
     *,
     epochs: float = 1.0,

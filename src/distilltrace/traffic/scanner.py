@@ -209,6 +209,9 @@ def _empty_accounts() -> pd.DataFrame:
     )
 
 
+#: Extraction share at which a flagged lone account counts as a campaign account in full.
+PURE_ACCOUNT_SHARE = 0.10
+
 #: Above this many requests, request-level flags stay on disk (requests.parquet) only.
 MAX_REQUESTS_IN_MEMORY = 2_000_000
 
@@ -399,10 +402,15 @@ def _run(
     # request-level flags: requests of flagged accounts; within lone flagged (mixed)
     # accounts only the extraction-like ones
     fl = out[["account_id", "flagged", "campaign_flagged"]].copy()
+    # an account whose requests are extraction-like at least PURE_ACCOUNT_SHARE of the
+    # time is a campaign account in full; below that (a mixed reseller) only its
+    # extraction-like requests are flagged
+    share = acct["n_elicit"].to_numpy(float) / np.maximum(acct["n_req"].to_numpy(float), 1)
+    fl["whole"] = fl["campaign_flagged"].to_numpy() | (share >= PURE_ACCOUNT_SHARE)
     eng_register(eng, "acct_flags", fl)
     req_sql = (
         "SELECT r.request_id, r.account_id, r.elicit_lo AS score, "
-        "(f.flagged AND (f.campaign_flagged OR r.elicit_lo > 0)) AS flagged "
+        "(f.flagged AND (f.whole OR r.elicit_lo > 0)) AS flagged "
         "FROM req r JOIN acct_flags f ON r.account_id = f.account_id"
     )
     eng.execute("req_flags", req_sql)

@@ -80,6 +80,10 @@ def re2_to_java(pattern: str) -> str:
             d = pattern[i + 1]
             if in_cls:
                 rep = {"s": _SPACE, "S": f"[^{_SPACE}]", "v": "\\x0B"}.get(d, c + d)
+            elif d == "b" and i + 2 < n and _is_word_literal(pattern, i + 2):
+                rep = f"(?<!{_W})"  # next character is a word character
+            elif d == "b" and i > 0 and _is_word_literal(pattern, i - 1):
+                rep = f"(?!{_W})"  # previous character was a word character
             else:
                 rep = {
                     "b": _WORD_BOUNDARY,
@@ -120,6 +124,18 @@ def re2_to_java(pattern: str) -> str:
             out.append(c)
         i += 1
     return "".join(out)
+
+
+def _is_word_literal(pattern: str, j: int) -> bool:
+    """True when pattern[j] is a literal ASCII word character (not escaped, not a
+    quantifier target that could repeat zero times)."""
+    c = pattern[j]
+    if not (c.isascii() and (c.isalnum() or c == "_")):
+        return False
+    if j > 0 and pattern[j - 1] == "\\":
+        return False
+    nxt = pattern[j + 1] if j + 1 < len(pattern) else ""
+    return nxt not in "?*{"
 
 
 def _translate(node: exp.Expression) -> exp.Expression:
@@ -275,6 +291,7 @@ class SparkEngine:
                 settings.update(
                     {
                         "spark.ui.enabled": "false",
+                        "spark.ui.showConsoleProgress": "false",
                         "spark.driver.host": "127.0.0.1",
                         "spark.driver.bindAddress": "127.0.0.1",
                         "spark.sql.shuffle.partitions": str(shuffle_partitions or max(4, 2 * cores)),
@@ -289,12 +306,14 @@ class SparkEngine:
             settings.update(conf or {})
             for k, v in settings.items():
                 b = b.config(k, v)
+            existing = SparkSession.getActiveSession()
             try:
                 self.spark = b.getOrCreate()
             except Exception as e:  # noqa: BLE001 - JVM start-up failures come in many types
                 msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise SparkUnavailableError(f"could not start Spark (master {master}): {msg}") from None
-            self._own = True
+            # a session that was already running (getOrCreate returns it) is left running
+            self._own = existing is None
             self._saved_conf: dict[str, str | None] = {}
         else:
             self.spark = spark

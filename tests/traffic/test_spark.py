@@ -1,0 +1,270 @@
+"""The Spark engine runs the one pipeline definition and gives DuckDB's results.
+
+Local mode (``local[2]``, bound to 127.0.0.1, no UI), one session for the module.
+Skipped, with the reason, when PySpark or a Java runtime is missing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from distilltrace.errors import InputError
+from distilltrace.traffic.engine import make_engine
+from distilltrace.traffic.scanner import scan
+
+pytestmark = [
+    pytest.mark.spark,
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
+
+try:
+    import pyspark  # noqa: F401
+
+    _why = None if (os.environ.get("JAVA_HOME") or shutil.which("java")) else "no Java runtime (install openjdk-17-jre-headless)"
+except ImportError:
+    _why = "PySpark is not installed (pip install 'distilltrace[spark]')"
+
+needs_spark = pytest.mark.skipif(_why is not None, reason=_why or "")
+
+#: Relative tolerance for floating-point columns (different summation order across engines).
+RTOL = 1e-9
+
+
+@pytest.fixture(scope="module")
+def spark():
+    if _why:
+        pytest.skip(_why)
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    s = (
+        SparkSession.builder.master("local[2]")
+        .appName("distilltrace-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.driver.memory", "1g")
+        .config("spark.log.level", "ERROR")
+        .getOrCreate()
+    )
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def sim_path(tmp_path_factory):
+    from distilltrace.traffic.simulate import simulate
+
+    path = tmp_path_factory.mktemp("spark_sim") / "logs.parquet"
+    pq.write_table(simulate(n_accounts=800, days=1, seed=3), path)
+    return path
+
+
+def _engine(spark):
+    from distilltrace.traffic.spark_engine import SparkEngine
+
+    return SparkEngine(spark)
+
+
+def assert_frames_equal(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    assert list(a.columns) == list(b.columns)
+    assert len(a) == len(b)
+    for c in a.columns:
+        x, y = a[c].reset_index(drop=True), b[c].reset_index(drop=True)
+        if x.dtype.kind == "f" or y.dtype.kind == "f":
+            np.testing.assert_allclose(x.to_numpy(float), y.to_numpy(float), rtol=RTOL, atol=0, err_msg=c)
+        else:
+            assert x.astype(str).tolist() == y.astype(str).tolist(), c
+
+
+def assert_close(a, b, path="") -> None:
+    """Nested equality with floats within RTOL."""
+    if isinstance(a, float) or isinstance(b, float):
+        assert math.isclose(float(a), float(b), rel_tol=RTOL, abs_tol=1e-12) or (
+            math.isnan(float(a)) and math.isnan(float(b))
+        ), path
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_close(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+@needs_spark
+def test_spark_dataframe_scan_equals_duckdb(spark, sim_path):
+    """Same simulated log: DuckDB on the Parquet file, Spark on a Spark DataFrame."""
+    duck = scan(str(sim_path), engine="duckdb")
+    sdf = spark.read.parquet(str(sim_path))
+    spk = scan(sdf, engine=_engine(spark))
+    assert spk.summary["engine"] == "spark"
+    assert duck.summary["n_campaigns"] >= 1  # the comparison covers a flagged campaign
+    assert_frames_equal(duck.accounts, spk.accounts)
+    assert_close([c.to_dict() for c in duck.campaigns], [c.to_dict() for c in spk.campaigns])
+    for k in ("n_requests", "n_accounts", "n_flagged_accounts", "n_campaigns", "n_flagged_requests",
+              "rows_quarantined", "duplicate_request_ids"):
+        assert duck.summary[k] == spk.summary[k], k
+    assert_frames_equal(duck.requests, spk.requests)
+    # the session given to the engine is left running
+    assert spark.range(1).count() == 1
+
+
+def _bad_logs(path):
+    """Rows that break the schema in the ways a Parquet file can: text where numbers or
+    timestamps belong, missing required values."""
+    rows = pd.DataFrame(
+        {
+            "request_id": ["r1", "r2", None, "r4", "r5", "r6", "r1"],
+            "timestamp": ["2026-03-01T10:00:00Z", "2026-03-01T10:05:00Z", "2026-03-01T10:06:00Z",
+                          "yesterday", "2026-03-01T11:00:00Z", "2026-03-01T12:00:00Z",
+                          "2026-03-01T12:30:00Z"],
+            "account_id": ["a1", "a1", "a2", "a2", "", "a3", "a1"],
+            "prompt": ["Explain <script>alert(1)</script> step by step", "hello", "hi", "x", "y", "z", "dup"],
+            "input_tokens": ["12", "many", "3", "4", "5", "6", "7"],
+            "client_ip": ["10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.1"],
+        }
+    )
+    pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), path)
+
+
+@needs_spark
+def test_schema_mismatch_quarantined_like_duckdb(spark, tmp_path):
+    p = tmp_path / "bad.parquet"
+    _bad_logs(p)
+    duck = scan(str(p), engine="duckdb")
+    spk = scan(str(p), engine=_engine(spark))
+    assert duck.summary["rows_quarantined"] == 4
+    assert duck.summary["load"]["quarantine_reasons"] == spk.summary["load"]["quarantine_reasons"]
+    for k in ("rows_read", "rows_valid", "rows_quarantined", "duplicate_request_ids"):
+        assert duck.summary[k] == spk.summary[k], k
+    cols = ["source", "row_number", "reason", "request_id", "account_id", "timestamp", "raw"]
+    assert_frames_equal(duck.quarantine[cols], spk.quarantine[cols])
+    assert_frames_equal(duck.accounts, spk.accounts)
+
+
+@needs_spark
+def test_wrong_column_type_in_spark_dataframe(spark):
+    """A timestamp column of numbers is a type mismatch: every row quarantined, as in DuckDB."""
+    pdf = pd.DataFrame(
+        {"request_id": ["r1", "r2"], "timestamp": [1, 2], "account_id": ["a", "b"], "prompt": ["p", "q"]}
+    )
+    duck = scan(pdf, engine="duckdb")
+    spk = scan(spark.createDataFrame(pdf), engine=_engine(spark))
+    assert duck.summary["rows_quarantined"] == spk.summary["rows_quarantined"] == 2
+    assert duck.summary["load"]["quarantine_reasons"] == spk.summary["load"]["quarantine_reasons"]
+    assert spk.summary["n_accounts"] == 0
+
+
+@needs_spark
+def test_missing_required_column_one_line(spark):
+    pdf = pd.DataFrame({"request_id": ["r1"], "account_id": ["a"], "prompt": ["p"]})
+    with pytest.raises(InputError, match="timestamp"):
+        scan(spark.createDataFrame(pdf), engine=_engine(spark))
+
+
+@needs_spark
+def test_regex_semantics_match_duckdb(spark):
+    """The RE2 -> Java translation: word boundaries next to non-ASCII letters, \\r and
+    \\v, a final newline, and the project's own rule patterns all match as in DuckDB."""
+    import duckdb
+
+    from distilltrace.traffic import textrules as tr
+    from distilltrace.traffic.engine import to_dialect
+
+    texts = [
+        "écode here", "code", "a\rb", "a\nb", "x?\n", "x?", "tab\x0bhere", "please think step by step",
+        "reasoning: a\r then final answer: 3", "ünicode python", "act as a strict grader", "c++ bug",
+        "```\nprint(1)\n```\n", "see https://x.y/z and \"quoted\" 12.5", "Ask Alice about Bob",
+    ]
+    pats = {
+        "wb": r"\bcode\b", "dot": "a.b", "end": r"\?$", "sp": r"tab\shere", "v": r"tab\vhere",
+        "cls": r"[\s]here", "ncls": r"x[^\s]", **tr.RULES, **tr.KEYWORDS,
+    }
+    pdf = pd.DataFrame({"i": range(len(texts)), "s": texts})
+    exprs = ", ".join(
+        f"CAST(regexp_matches(s, '{p.replace(chr(39), chr(39) * 2)}') AS INTEGER) AS {n}" for n, p in pats.items()
+    )
+    exprs += f", {tr.skeleton_sql('s')} AS sk, {tr.topic_match_sql('lower(s)')} AS tm"
+    sql = f"SELECT i, {exprs} FROM t ORDER BY i"
+    con = duckdb.connect()
+    con.register("t", pdf)
+    want = con.execute(sql).df()
+    spark.createDataFrame(pdf).createOrReplaceTempView("t")
+    got = spark.sql(to_dialect(sql, "spark")).toPandas()
+    assert_frames_equal(want, got)
+
+
+def test_to_spark_sql_rewrites():
+    from distilltrace.traffic.spark_engine import re2_to_java, to_spark_sql
+
+    s = to_spark_sql("SELECT hash(x) AS h, epoch(ts) AS t, avg(y) AS a FROM e")
+    assert "XXHASH64" in s.upper() and "UNIX_MICROS" in s.upper() and "CAST(y AS DOUBLE)" in s
+    assert re2_to_java(r"a.b$") == r"a[^\n]b\z"
+    assert re2_to_java(r"[\s&[]") == "[\\t\\n\\f\\r \\&\\[]"
+    exp = to_spark_sql("SELECT m.* EXCLUDE (k) FROM m", {"m": ["k", "a", "b"]})
+    assert "`a`" in exp and "`k`" not in exp
+
+
+def test_missing_java_one_line(monkeypatch):
+    pytest.importorskip("pyspark")
+    from distilltrace.traffic.spark_engine import SparkUnavailableError
+
+    monkeypatch.setenv("JAVA_HOME", "/nonexistent/jdk")
+    with pytest.raises(SparkUnavailableError, match="Java 17") as e:
+        make_engine("spark")
+    assert "\n" not in str(e.value)
+
+
+def test_missing_pyspark_one_line(monkeypatch):
+    import sys
+
+    from distilltrace.traffic.spark_engine import SparkUnavailableError
+
+    monkeypatch.setitem(sys.modules, "pyspark", None)
+    with pytest.raises(SparkUnavailableError, match="pip install"):
+        make_engine("spark")
+
+
+@needs_spark
+def test_cli_engine_spark(spark, tmp_path, sim_path):
+    """`distilltrace traffic scan LOGS --engine spark --out DIR` (reuses the running session)."""
+    from typer.testing import CliRunner
+
+    from distilltrace.cli import app
+
+    small = tmp_path / "small.parquet"
+    tbl = pq.read_table(sim_path)
+    pq.write_table(tbl.slice(0, 3000), small)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        app, ["traffic", "scan", str(small), "--engine", "spark", "--spark-master", "local[2]", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert (out / "accounts.parquet").exists() and (out / "requests.parquet").exists()
+    assert pq.read_table(out / "requests.parquet").num_rows == 3000
+    ref = scan(str(small), engine="duckdb")
+    assert_frames_equal(ref.accounts, pd.read_parquet(out / "accounts.parquet")[list(ref.accounts.columns)])
+    assert spark.range(1).count() == 1  # the test session survived the CLI run
+
+
+@needs_spark
+def test_csv_input_on_spark_is_a_clear_error(spark, tmp_path):
+    p = tmp_path / "x.csv"
+    p.write_text("request_id,timestamp,account_id,prompt\nr,2026-01-01T00:00:00Z,a,hi\n")
+    with pytest.raises(InputError, match="Parquet"):
+        scan(str(p), engine=_engine(spark))
