@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--n-prompts", type=int, default=None)
     ap.add_argument("--max-new-tokens", type=int, default=None)
     ap.add_argument("--epochs", type=float, default=None)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--human-chars", type=int, default=None)
     args = ap.parse_args()
 
     plan = zoo_plan(args.tier, args.scale)
@@ -56,6 +58,8 @@ def main() -> None:
             ("n_prompts", args.n_prompts),
             ("max_new_tokens", args.max_new_tokens),
             ("epochs", args.epochs),
+            ("lr", args.lr),
+            ("human_chars", args.human_chars),
         )
         if v is not None
     }

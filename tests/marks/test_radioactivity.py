@@ -12,6 +12,7 @@ from distilltrace.marks.detect import MARKED
 from distilltrace.marks.keys import make_watermark
 from distilltrace.marks.radioactivity import radioactivity_closed, radioactivity_open
 from distilltrace.marks.schemes import SchemeParams, TokenizerBinding, TokenizerMismatchError
+from distilltrace.marks.secret import Secret
 
 
 class PrintableAscii:
@@ -34,8 +35,10 @@ def setup(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("radio")
     teacher = load_model(str(make_tiny_model(d / "teacher", seed=5)))
-    wm = make_watermark(
-        SchemeParams(context_width=1, delta=5.0), TokenizerBinding.of_model(teacher)
+    wm = make_watermark(  # a fixed secret: the whole pipeline is then deterministic
+        SchemeParams(context_width=1, delta=5.0),
+        TokenizerBinding.of_model(teacher),
+        Secret(bytes(range(32))),
     )
     prompts = [p.text for p in generate_prompts(120, seed=0)]
     kw = {"max_new_tokens": 100, "temperature": 1.0, "progress": False}
@@ -49,9 +52,9 @@ def setup(tmp_path_factory):
             st,
             d / f"{name}.jsonl",
             d / f"s_{name}",
-            epochs=8,
-            lr=1e-2,
-            batch_size=16,
+            epochs=16,
+            lr=2e-2,
+            batch_size=32,
             progress=False,
         )
         students[name] = load_model(str(d / f"s_{name}"))

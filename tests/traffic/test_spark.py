@@ -29,7 +29,11 @@ pytestmark = [
 try:
     import pyspark  # noqa: F401
 
-    _why = None if (os.environ.get("JAVA_HOME") or shutil.which("java")) else "no Java runtime (install openjdk-17-jre-headless)"
+    _why = (
+        None
+        if (os.environ.get("JAVA_HOME") or shutil.which("java"))
+        else "no Java runtime (install openjdk-17-jre-headless)"
+    )
 except ImportError:
     _why = "PySpark is not installed (pip install 'distilltrace[spark]')"
 
@@ -83,7 +87,9 @@ def assert_frames_equal(a: pd.DataFrame, b: pd.DataFrame) -> None:
     for c in a.columns:
         x, y = a[c].reset_index(drop=True), b[c].reset_index(drop=True)
         if x.dtype.kind == "f" or y.dtype.kind == "f":
-            np.testing.assert_allclose(x.to_numpy(float), y.to_numpy(float), rtol=RTOL, atol=0, err_msg=c)
+            np.testing.assert_allclose(
+                x.to_numpy(float), y.to_numpy(float), rtol=RTOL, atol=0, err_msg=c
+            )
         else:
             assert x.astype(str).tolist() == y.astype(str).tolist(), c
 
@@ -116,8 +122,15 @@ def test_spark_dataframe_scan_equals_duckdb(spark, sim_path):
     assert duck.summary["n_campaigns"] >= 1  # the comparison covers a flagged campaign
     assert_frames_equal(duck.accounts, spk.accounts)
     assert_close([c.to_dict() for c in duck.campaigns], [c.to_dict() for c in spk.campaigns])
-    for k in ("n_requests", "n_accounts", "n_flagged_accounts", "n_campaigns", "n_flagged_requests",
-              "rows_quarantined", "duplicate_request_ids"):
+    for k in (
+        "n_requests",
+        "n_accounts",
+        "n_flagged_accounts",
+        "n_campaigns",
+        "n_flagged_requests",
+        "rows_quarantined",
+        "duplicate_request_ids",
+    ):
         assert duck.summary[k] == spk.summary[k], k
     assert_frames_equal(duck.requests, spk.requests)
     # the session given to the engine is left running
@@ -130,13 +143,35 @@ def _bad_logs(path):
     rows = pd.DataFrame(
         {
             "request_id": ["r1", "r2", None, "r4", "r5", "r6", "r1"],
-            "timestamp": ["2026-03-01T10:00:00Z", "2026-03-01T10:05:00Z", "2026-03-01T10:06:00Z",
-                          "yesterday", "2026-03-01T11:00:00Z", "2026-03-01T12:00:00Z",
-                          "2026-03-01T12:30:00Z"],
+            "timestamp": [
+                "2026-03-01T10:00:00Z",
+                "2026-03-01T10:05:00Z",
+                "2026-03-01T10:06:00Z",
+                "yesterday",
+                "2026-03-01T11:00:00Z",
+                "2026-03-01T12:00:00Z",
+                "2026-03-01T12:30:00Z",
+            ],
             "account_id": ["a1", "a1", "a2", "a2", "", "a3", "a1"],
-            "prompt": ["Explain <script>alert(1)</script> step by step", "hello", "hi", "x", "y", "z", "dup"],
+            "prompt": [
+                "Explain <script>alert(1)</script> step by step",
+                "hello",
+                "hi",
+                "x",
+                "y",
+                "z",
+                "dup",
+            ],
             "input_tokens": ["12", "many", "3", "4", "5", "6", "7"],
-            "client_ip": ["10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.1"],
+            "client_ip": [
+                "10.0.0.1",
+                "10.0.0.1",
+                "10.0.0.2",
+                "10.0.0.3",
+                "10.0.0.4",
+                "10.0.0.5",
+                "10.0.0.1",
+            ],
         }
     )
     pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), path)
@@ -161,7 +196,12 @@ def test_schema_mismatch_quarantined_like_duckdb(spark, tmp_path):
 def test_wrong_column_type_in_spark_dataframe(spark):
     """A timestamp column of numbers is a type mismatch: every row quarantined, as in DuckDB."""
     pdf = pd.DataFrame(
-        {"request_id": ["r1", "r2"], "timestamp": [1, 2], "account_id": ["a", "b"], "prompt": ["p", "q"]}
+        {
+            "request_id": ["r1", "r2"],
+            "timestamp": [1, 2],
+            "account_id": ["a", "b"],
+            "prompt": ["p", "q"],
+        }
     )
     duck = scan(pdf, engine="duckdb")
     spk = scan(spark.createDataFrame(pdf), engine=_engine(spark))
@@ -187,17 +227,37 @@ def test_regex_semantics_match_duckdb(spark):
     from distilltrace.traffic.engine import to_dialect
 
     texts = [
-        "écode here", "code", "a\rb", "a\nb", "x?\n", "x?", "tab\x0bhere", "please think step by step",
-        "reasoning: a\r then final answer: 3", "ünicode python", "act as a strict grader", "c++ bug",
-        "```\nprint(1)\n```\n", "see https://x.y/z and \"quoted\" 12.5", "Ask Alice about Bob",
+        "écode here",
+        "code",
+        "a\rb",
+        "a\nb",
+        "x?\n",
+        "x?",
+        "tab\x0bhere",
+        "please think step by step",
+        "reasoning: a\r then final answer: 3",
+        "ünicode python",
+        "act as a strict grader",
+        "c++ bug",
+        "```\nprint(1)\n```\n",
+        'see https://x.y/z and "quoted" 12.5',
+        "Ask Alice about Bob",
     ]
     pats = {
-        "wb": r"\bcode\b", "dot": "a.b", "end": r"\?$", "sp": r"tab\shere", "v": r"tab\vhere",
-        "cls": r"[\s]here", "ncls": r"x[^\s]", **tr.RULES, **tr.KEYWORDS,
+        "wb": r"\bcode\b",
+        "dot": "a.b",
+        "end": r"\?$",
+        "sp": r"tab\shere",
+        "v": r"tab\vhere",
+        "cls": r"[\s]here",
+        "ncls": r"x[^\s]",
+        **tr.RULES,
+        **tr.KEYWORDS,
     }
     pdf = pd.DataFrame({"i": range(len(texts)), "s": texts})
     exprs = ", ".join(
-        f"CAST(regexp_matches(s, '{p.replace(chr(39), chr(39) * 2)}') AS INTEGER) AS {n}" for n, p in pats.items()
+        f"CAST(regexp_matches(s, '{p.replace(chr(39), chr(39) * 2)}') AS INTEGER) AS {n}"
+        for n, p in pats.items()
     )
     exprs += f", {tr.skeleton_sql('s')} AS sk, {tr.topic_match_sql('lower(s)')} AS tm"
     sql = f"SELECT i, {exprs} FROM t ORDER BY i"
@@ -252,13 +312,26 @@ def test_cli_engine_spark(spark, tmp_path, sim_path):
     pq.write_table(tbl.slice(0, 3000), small)
     out = tmp_path / "out"
     res = CliRunner().invoke(
-        app, ["traffic", "scan", str(small), "--engine", "spark", "--spark-master", "local[2]", "--out", str(out)]
+        app,
+        [
+            "traffic",
+            "scan",
+            str(small),
+            "--engine",
+            "spark",
+            "--spark-master",
+            "local[2]",
+            "--out",
+            str(out),
+        ],
     )
     assert res.exit_code == 0, res.output
     assert (out / "accounts.parquet").exists() and (out / "requests.parquet").exists()
     assert pq.read_table(out / "requests.parquet").num_rows == 3000
     ref = scan(str(small), engine="duckdb")
-    assert_frames_equal(ref.accounts, pd.read_parquet(out / "accounts.parquet")[list(ref.accounts.columns)])
+    assert_frames_equal(
+        ref.accounts, pd.read_parquet(out / "accounts.parquet")[list(ref.accounts.columns)]
+    )
     assert spark.range(1).count() == 1  # the test session survived the CLI run
 
 

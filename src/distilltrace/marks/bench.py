@@ -372,7 +372,7 @@ def bench_cost(cfg: BenchConfig, teacher: Any, wm: Watermark, gens: dict, res: B
         "n_prompts": len(prompts),
         "batch_size": cfg.batch_size,
     }
-    if cfg.ppl_model:
+    if cfg.ppl_model and gens:
         _log(f"cost: perplexity under {cfg.ppl_model}")
         judge = _load(cfg.ppl_model, cfg)
         for name in ("plain", "marked"):

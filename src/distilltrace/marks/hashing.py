@@ -80,6 +80,32 @@ def pair_uniforms(seeds: np.ndarray, token_ids: np.ndarray) -> np.ndarray:
     return bits_to_uniform(pair_bits(seeds, token_ids))
 
 
+class RowHasher:
+    """uint64 hashes of every token under each of a batch of window seeds, computed in
+    place in reused buffers (the per-step cost of marking a batch)."""
+
+    def __init__(self) -> None:
+        self._buf = np.empty((0, 0), dtype=np.uint64)
+        self._tmp = np.empty((0, 0), dtype=np.uint64)
+
+    def __call__(self, seeds: Sequence[int], vocab_size: int) -> np.ndarray:
+        shape = (len(seeds), int(vocab_size))
+        if self._buf.shape != shape:
+            self._buf = np.empty(shape, dtype=np.uint64)
+            self._tmp = np.empty(shape, dtype=np.uint64)
+        buf, tmp = self._buf, self._tmp
+        sd = np.asarray([int(x) for x in seeds], dtype=np.uint64)[:, None]
+        np.bitwise_xor(sd, _TOKENS.get(shape[1])[None, :], out=buf)
+        with np.errstate(over="ignore"):
+            for shift, mult in ((_S30, _M1), (_S27, _M2)):
+                np.right_shift(buf, shift, out=tmp)
+                np.bitwise_xor(buf, tmp, out=buf)
+                np.multiply(buf, mult, out=buf)
+            np.right_shift(buf, _S31, out=tmp)
+            np.bitwise_xor(buf, tmp, out=buf)
+        return buf
+
+
 def row_bits(seed: int | np.uint64, vocab_size: int) -> np.ndarray:
     """uint64 hashes of every token 0..vocab_size-1 under one window seed."""
     return mix64(np.uint64(seed) ^ _TOKENS.get(vocab_size))

@@ -29,6 +29,7 @@ import torch
 from distilltrace.errors import CapabilityError, InputError
 from distilltrace.marks.hashing import (
     SEEDING_SCHEMES,
+    RowHasher,
     WindowHasher,
     bits_to_uniform,
     pair_bits,
@@ -202,6 +203,10 @@ class Watermark:
         """Which tokens are green under one window seed (greenlist)."""
         return (row_bits(seed, vocab_size) >> np.uint64(11)) < self._green_limit
 
+    def green_bits_limit(self) -> np.uint64:
+        """Green iff a token's uint64 hash is below this (same rule as green_mask)."""
+        return np.uint64(int(self._green_limit) << 11)
+
     def row_uniforms(self, seed: int, vocab_size: int) -> np.ndarray:
         """u(window, v) for every token v under one window seed."""
         return bits_to_uniform(row_bits(seed, vocab_size))
@@ -241,14 +246,17 @@ class _KeyedProcessor:
 class GreenListProcessor(_KeyedProcessor):
     """Adds delta to the scores of the green tokens of each row's context window."""
 
+    def __init__(self, wm: Watermark):
+        super().__init__(wm)
+        self._rows = RowHasher()
+        self._limit = wm.green_bits_limit()
+
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         seeds = self._seeds(input_ids)
         if seeds is None:
             return scores
-        vocab = scores.shape[-1]
-        mask = np.stack([self._wm.green_mask(s, vocab) for s in seeds])
-        bias = torch.from_numpy(mask).to(device=scores.device, dtype=scores.dtype)
-        return scores + float(self._wm.params.delta) * bias
+        green = torch.from_numpy(self._rows(seeds, scores.shape[-1]) < self._limit)
+        return torch.add(scores, green.to(scores.device), alpha=float(self._wm.params.delta))
 
 
 class GumbelProcessor(_KeyedProcessor):

@@ -316,11 +316,8 @@ def test_provenance(
         labs = [s_lab, *ref_labs, *[c for c in models if c not in ref_labs and c != s_lab]]
         answers = {}
         for lab in labs:
-            gens = models[lab].generate(
-                list(IDENTITY_PROBES), max_new_tokens=cfg.max_new_tokens, temperature=0.0, chat=True
-            )
-            counter.add(lab, "generate", len(IDENTITY_PROBES))
-            answers[lab] = [g.text for g in gens]
+            sess.greedy(lab, list(IDENTITY_PROBES))
+            answers[lab] = [sess.greedy_text(lab, p) for p in IDENTITY_PROBES]
         id_evidence = identity_evidence(
             answers, s_lab, ref_labs, sorted({c for v in ctrl_labs.values() for c in v})
         )

@@ -48,7 +48,7 @@ FALLBACK_SCALE = 1.0
 
 
 def upper_tail(
-    x: np.ndarray, *, body: float = 0.90, scale_at: float = 0.975, min_scale: float = 0.0
+    x: np.ndarray, *, body: float = 0.80, scale_at: float = 0.95, min_scale: float = 0.0
 ) -> np.ndarray:
     """Tail probability of each value against the bulk of x (robust to a contaminated top).
 

@@ -28,6 +28,8 @@ DEFAULT_CAMPAIGN_ALPHA = 0.001
 #: Level the extraction (harvest) evidence must also reach, for a cluster (Bonferroni)
 #: or a lone account (calibrated tail), before it is called a campaign.
 HARVEST_ALPHA = 0.01
+#: The extraction tail a lone account must reach (no cluster shares the evidence).
+LONE_HARVEST_ALPHA = 0.001
 
 
 @dataclass
@@ -329,7 +331,7 @@ def _run(
     # a lone account: the union (Bonferroni over the two) of its fused behaviour tail and
     # its extraction tail, with extraction evidence required either way
     acct_p = np.minimum(1.0, 2.0 * np.minimum(tail_p, harvest_p))
-    alone = (acct_p <= account_alpha) & (harvest_p <= HARVEST_ALPHA)
+    alone = (acct_p <= account_alpha) & (harvest_p <= LONE_HARVEST_ALPHA)
     flagged = in_flagged_cluster | alone
     cluster_p = np.array(
         [min(1.0, tests[int(c)].pvalue * m_tests) if int(c) in tests else 1.0 for c in cl]

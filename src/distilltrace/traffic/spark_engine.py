@@ -294,7 +294,9 @@ class SparkEngine:
                         "spark.ui.showConsoleProgress": "false",
                         "spark.driver.host": "127.0.0.1",
                         "spark.driver.bindAddress": "127.0.0.1",
-                        "spark.sql.shuffle.partitions": str(shuffle_partitions or max(4, 2 * cores)),
+                        "spark.sql.shuffle.partitions": str(
+                            shuffle_partitions or max(4, 2 * cores)
+                        ),
                         "spark.local.dir": self._tmp.name,
                         "spark.driver.memory": _spark_mem(memory_limit) if memory_limit else "4g",
                     }
@@ -311,7 +313,9 @@ class SparkEngine:
                 self.spark = b.getOrCreate()
             except Exception as e:  # noqa: BLE001 - JVM start-up failures come in many types
                 msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise SparkUnavailableError(f"could not start Spark (master {master}): {msg}") from None
+                raise SparkUnavailableError(
+                    f"could not start Spark (master {master}): {msg}"
+                ) from None
             # a session that was already running (getOrCreate returns it) is left running
             self._own = existing is None
             self._saved_conf: dict[str, str | None] = {}
@@ -369,7 +373,11 @@ class SparkEngine:
     def run(self, sql: str) -> None:
         """Run a DuckDB-dialect statement with no result (CREATE ... AS, DROP, ALTER ... RENAME)."""
         s = sql.strip().rstrip(";")
-        m = re.match(r"CREATE\s+(?:OR\s+REPLACE\s+)?TEMP(?:ORARY)?\s+(TABLE|VIEW)\s+(\w+)\s+AS\s+(.*)$", s, re.S | re.I)
+        m = re.match(
+            r"CREATE\s+(?:OR\s+REPLACE\s+)?TEMP(?:ORARY)?\s+(TABLE|VIEW)\s+(\w+)\s+AS\s+(.*)$",
+            s,
+            re.S | re.I,
+        )
         if m:
             kind, name, body = m.groups()
             (self.execute if kind.upper() == "TABLE" else self.view)(name, body)
@@ -414,7 +422,11 @@ class SparkEngine:
     def _from_local(self, frame: Any):
         import pyarrow as pa
 
-        tab = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+        tab = (
+            frame
+            if isinstance(frame, pa.Table)
+            else pa.Table.from_pandas(frame, preserve_index=False)
+        )
         tab = tab.replace_schema_metadata(None)
         return self.spark.createDataFrame(tab)
 
@@ -474,7 +486,9 @@ class SparkEngine:
             if not paths:
                 raise InputError("no log files given")
             for i, p in enumerate(paths):
-                remote = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", p) is not None and not p.startswith("file://")
+                remote = re.match(
+                    r"^[a-zA-Z][a-zA-Z0-9+.-]*://", p
+                ) is not None and not p.startswith("file://")
                 if not remote:
                     local = Path(p[len("file://") :] if p.startswith("file://") else p)
                     if not local.exists():
@@ -515,7 +529,10 @@ class _Result:
         self._df = df
 
     def fetchall(self) -> list[tuple]:
-        return [tuple(r) for r in self._df.astype(object).where(self._df.notna(), None).to_numpy().tolist()]
+        return [
+            tuple(r)
+            for r in self._df.astype(object).where(self._df.notna(), None).to_numpy().tolist()
+        ]
 
     def fetchone(self) -> tuple | None:
         rows = self.fetchall()
@@ -547,7 +564,9 @@ def _decimals_to_double(df):
         return df
     return df.select(
         *[
-            F.col(f"`{f.name}`").cast("double").alias(f.name) if isinstance(f.dataType, DecimalType) else F.col(f"`{f.name}`")
+            F.col(f"`{f.name}`").cast("double").alias(f.name)
+            if isinstance(f.dataType, DecimalType)
+            else F.col(f"`{f.name}`")
             for f in df.schema.fields
         ]
     )

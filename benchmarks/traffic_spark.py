@@ -1,0 +1,225 @@
+"""DuckDB vs Spark (local mode) on the scale benchmark's cached logs.
+
+    nice -n 10 .venv/bin/python -m benchmarks.traffic_spark [--sizes 1000000,3000000,10000000]
+        [--engines duckdb,spark] [--timeout 1800] [--master local[2]]
+
+Reuses the Parquet files that `benchmarks.traffic_scale` generates and caches under
+benchmarks/.data/ (run that first; this script does not generate data). Each scan
+runs end to end (outputs written) in a fresh subprocess; the parent samples the
+resident memory of the whole process tree (Python plus, for Spark, the JVM) every
+0.2 s with psutil and records the peak. The child records the size (rows, Arrow
+bytes; Parquet bytes for files) of every table that leaves the engine, split into the
+reduced tables fetched to the driver and the request-level flags (requests.parquet,
+and its in-memory copy for logs up to 2M requests): what a cluster run moves to the
+driver. Results: benchmarks/results/traffic_spark.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DATA = Path(__file__).parent / ".data"
+RESULTS = Path(__file__).parent / "results"
+
+
+class _Recording:
+    """An engine wrapper that records the size of everything leaving the engine."""
+
+    def __init__(self, eng) -> None:
+        self._eng = eng
+        self.moved: list[dict] = []
+
+    def __getattr__(self, name):
+        return getattr(self._eng, name)
+
+    def fetch(self, sql: str):
+        import pyarrow as pa
+
+        df = self._eng.fetch(sql)
+        try:
+            nbytes = pa.Table.from_pandas(df, preserve_index=False).nbytes
+        except Exception:  # noqa: BLE001 - mixed object columns: fall back to pandas' estimate
+            nbytes = int(df.memory_usage(deep=True).sum())
+        self.moved.append(
+            {"what": " ".join(sql.split())[:90], "rows": len(df), "bytes": int(nbytes)}
+        )
+        return df
+
+    def write_parquet(self, sql: str, path: str) -> None:
+        import pyarrow.parquet as pq
+
+        self._eng.write_parquet(sql, path)
+        md = pq.read_metadata(path)
+        self.moved.append(
+            {
+                "what": "write_parquet " + Path(path).name,
+                "rows": md.num_rows,
+                "bytes": os.path.getsize(path),
+            }
+        )
+
+
+def _child(engine: str, path: str, out_json: str, master: str, memory: str) -> None:
+    from distilltrace.traffic.engine import make_engine
+    from distilltrace.traffic.scanner import scan
+
+    t0 = time.perf_counter()
+    if engine == "spark":
+        eng = make_engine("spark", master=master, memory_limit=memory)
+    else:
+        eng = make_engine("duckdb", threads=2)
+    t_start = time.perf_counter() - t0
+    rec = _Recording(eng)
+    with tempfile.TemporaryDirectory(prefix="bench-spark-") as out:
+        res = scan(path, engine=rec, out_dir=out)
+    s = res.summary
+    per_request = [m for m in rec.moved if "req_flags" in m["what"] and "count(" not in m["what"]]
+    fetched = [m for m in rec.moved if m not in per_request]
+    Path(out_json).write_text(
+        json.dumps(
+            {
+                "engine_start_s": round(t_start, 2),
+                "scan_s": s["timings_s"]["total"],
+                "timings_s": s["timings_s"],
+                "n_requests": s["n_requests"],
+                "n_accounts": s["n_accounts"],
+                "n_campaigns": s["n_campaigns"],
+                "n_flagged_accounts": s["n_flagged_accounts"],
+                "reduced_fetched": {
+                    "rows": sum(m["rows"] for m in fetched),
+                    "bytes": sum(m["bytes"] for m in fetched),
+                },
+                # request-level flags: requests.parquet, plus an in-memory copy up to 2M requests
+                "request_flags": {
+                    "rows": sum(m["rows"] for m in per_request),
+                    "bytes": sum(m["bytes"] for m in per_request),
+                },
+                "tables": rec.moved,
+            }
+        )
+    )
+
+
+def _tree_rss(proc) -> int:
+    import psutil
+
+    total = 0
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def run_one(engine: str, path: Path, *, master: str, memory: str, timeout: float) -> dict:
+    import psutil
+
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
+        out_json = fh.name
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.traffic_spark",
+        "--child",
+        engine,
+        str(path),
+        out_json,
+        "--master",
+        master,
+        "--memory",
+        memory,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    ps = psutil.Process(proc.pid)
+    peak = 0
+    timed_out = False
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss(ps))
+        if time.perf_counter() - t0 > timeout:
+            timed_out = True
+            for c in ps.children(recursive=True):
+                c.kill()
+            proc.kill()
+            break
+        time.sleep(0.2)
+    err = proc.communicate()[1] or ""
+    wall = time.perf_counter() - t0
+    row = {
+        "engine": engine,
+        "file": path.name,
+        "wall_s": round(wall, 1),
+        "peak_rss_gb": round(peak / 2**30, 2),
+    }
+    if timed_out:
+        row["status"] = f"timed out after {timeout:.0f} s"
+    elif proc.returncode != 0:
+        row["status"] = "failed: " + (err.strip().splitlines() or ["?"])[-1][:300]
+    else:
+        row["status"] = "ok"
+        row.update(json.loads(Path(out_json).read_text()))
+    Path(out_json).unlink(missing_ok=True)
+    return row
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1000000,3000000,10000000")
+    ap.add_argument("--engines", default="duckdb,spark")
+    ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--master", default="local[2]")
+    ap.add_argument("--memory", default="6GB", help="Spark driver memory (local mode)")
+    ap.add_argument(
+        "--child", nargs=3, metavar=("ENGINE", "PATH", "OUT_JSON"), help=argparse.SUPPRESS
+    )
+    a = ap.parse_args(argv)
+    if a.child:
+        _child(*a.child, master=a.master, memory=a.memory)
+        return
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    res_path = RESULTS / "traffic_spark.json"
+    doc = json.loads(res_path.read_text()) if res_path.exists() else {"runs": []}
+    doc["meta"] = {
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "master": a.master,
+        "spark_driver_memory": a.memory,
+        "command": "python -m benchmarks.traffic_spark "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    for n in [int(x) for x in a.sizes.split(",")]:
+        path = DATA / f"traffic_scale_{n}.parquet"
+        if not path.exists():
+            sys.exit(
+                f"{path} is missing: run `python -m benchmarks.traffic_scale --sizes {n}` first"
+            )
+        for engine in a.engines.split(","):
+            row = run_one(engine, path, master=a.master, memory=a.memory, timeout=a.timeout)
+            row["size"] = n
+            row["date_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            print(json.dumps({k: v for k, v in row.items() if k != "tables"}), flush=True)
+            doc["runs"] = [
+                r for r in doc["runs"] if not (r["engine"] == engine and r["size"] == n)
+            ] + [row]
+            res_path.write_text(json.dumps(doc, indent=2))
+
+
+if __name__ == "__main__":
+    main()
