@@ -27,9 +27,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--build", choices=["quick", "full"], default=None)
+    ap.add_argument("--max-controls", type=int, default=None)
+    ap.add_argument("--n-sampled", type=int, default=100)
     a = ap.parse_args()
 
     from distilltrace.provenance.bench import run_bench
+    from distilltrace.provenance.tester import ProvenanceConfig
 
     zoo = Path(a.zoo)
     if a.build and not (zoo / "manifest.json").exists():
@@ -43,6 +46,8 @@ def main() -> None:
     res = run_bench(
         zoo, budget=a.budget, alpha=a.alpha, out=out, cache=out / "cache.sqlite",
         seed=a.seed, pool_size=a.pool_size, limit=a.limit,
+        max_controls=a.max_controls, config=ProvenanceConfig(n_sampled=a.n_sampled),
+        progress=lambda msg, i, n: print(f"[{time.time() - t0:.0f}s] {msg} ({i + 1}/{n})", flush=True),
     )  # fmt: skip
     wall = time.time() - t0
     m = res.metrics

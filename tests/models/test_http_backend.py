@@ -190,7 +190,7 @@ def test_concurrency_limit_is_respected():
     with fake_openai(plan) as (url, _):
         m = load_model(f"openai:{url};model=m;concurrency=2")
         assert len(m.generate([f"p{i}" for i in range(8)])) == 8
-        assert state["peak"] == 2
+        assert 1 <= state["peak"] <= 2
 
 
 @pytest.mark.parametrize(

@@ -58,8 +58,13 @@ def _load_bundled(name: str, raw: str, status: Callable[[str], None] | None) -> 
     if name == "smollm2-135m-instruct":
         return load_gguf(bundled.smollm2_gguf_path(), spec=raw, name=name, status=status)
     if name == "gemma3-270m":
+        progress = None
         if status and not bundled.gemma_gguf_target().is_file():
             status("assembling gemma3-270m from its part packages (once)")
-        path = bundled.gemma_gguf_path()
+
+            def progress(done: int, total: int) -> None:
+                status(f"assembling gemma3-270m: {100 * done // max(total, 1)}%")
+
+        path = bundled.gemma_gguf_path(progress=progress)
         return load_gguf(path, spec=raw, name=name, status=status)
     raise ModelSpecError(f"unknown bundled model {name!r}")

@@ -8,6 +8,7 @@ training recipes, different or no teacher).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -138,10 +139,14 @@ def run_bench(
     seed: int = 0,
     pool_size: int = 1500,
     limit: int | None = None,
+    max_controls: int | None = None,
     config: ProvenanceConfig | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> BenchResult:
-    """Run the benchmark on a zoo folder; writes bench.json/bench.html into out if given."""
+    """Run the benchmark on a zoo folder; writes bench.json/bench.html into out if given.
+
+    `max_controls` caps the controls per test at a seeded random subset of the eligible
+    ones (cost grows with the square of their number in the likelihood test)."""
     from distilltrace.distill.zoo import load_manifest
     from distilltrace.models import load_model
 
@@ -172,6 +177,12 @@ def run_bench(
             ]
             for t in teachers
         }
+        if max_controls is not None:
+            rng = random.Random(f"bench-controls:{seed}:{s}")
+            ctrl_map = {
+                t: sorted(rng.sample(v, max_controls)) if len(v) > max_controls else v
+                for t, v in ctrl_map.items()
+            }
         ok_teachers = [t for t in teachers if len(ctrl_map[t]) >= MIN_CONTROLS]
         for t in teachers:
             if t not in ok_teachers:

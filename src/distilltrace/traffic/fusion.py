@@ -4,9 +4,9 @@ Calibration is against the population itself, which is overwhelmingly benign:
 
 1. Each signal statistic x_f is turned into an upper-tail probability u_f(a) against
    the bulk of the population: the empirical tail (1 + #{b : x_f(b) >= x_f(a)}) / (N + 1)
-   up to the 97.5th percentile, and an exponential (peaks-over-threshold) tail
-   beyond the 97.5th percentile, with its scale from the 90th and 97.5th percentiles, so that campaign accounts in
-   the top 2.5% neither shape the fit nor hide each other through ties.
+   up to the 95th percentile, and an exponential (peaks-over-threshold) tail
+   beyond the 95th percentile, with its scale from the 80th and 95th percentiles, so that campaign accounts in
+   the top 5% neither shape the fit nor hide each other through ties.
 2. An account's behaviour score is b(a) = sum_f w_f * -log10 u_f(a); its calibrated
    tail probability u(a) is again the robust upper tail of b over all accounts. The
    scan flags a lone account on the Bonferroni union of u(a) and the extraction tail,
@@ -55,7 +55,7 @@ def upper_tail(
     Up to the ``scale_at`` quantile h: the empirical upper tail (1 + #{x_b >= x_a}) / (N + 1).
     Beyond h: a peaks-over-threshold exponential tail, P(X > x) = P(X > h) * exp(-(x - h) / beta),
     with beta from two quantiles of the bulk, beta = (h - x_[body]) / ln((1 - body) /
-    (1 - scale_at)) (exact for an exponential tail), so up to 1 - scale_at = 2.5% of
+    (1 - scale_at)) (exact for an exponential tail), so up to 1 - scale_at = 5% of
     accounts (where campaigns sit) can lie in the top without shaping the fit, nor hide
     each other through ties. When the two quantiles coincide, beta = FALLBACK_SCALE. NaN
     counts as the least suspicious value. ``min_scale`` floors beta (for -log10 p-value
