@@ -67,6 +67,11 @@ class _Recording:
         )
 
 
+def _per_request(what: str) -> bool:
+    """Request-level output (requests.parquet or its in-memory copy), not a reduced table."""
+    return what.startswith("write_parquet") or (what.startswith("SELECT * FROM req_flags"))
+
+
 def _child(engine: str, path: str, out_json: str, master: str, memory: str) -> None:
     from distilltrace.traffic.engine import make_engine
     from distilltrace.traffic.scanner import scan
@@ -81,7 +86,7 @@ def _child(engine: str, path: str, out_json: str, master: str, memory: str) -> N
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as out:
         res = scan(path, engine=rec, out_dir=out)
     s = res.summary
-    per_request = [m for m in rec.moved if "req_flags" in m["what"] and "count(" not in m["what"]]
+    per_request = [m for m in rec.moved if _per_request(m["what"])]
     fetched = [m for m in rec.moved if m not in per_request]
     Path(out_json).write_text(
         json.dumps(

@@ -6,8 +6,9 @@ import httpx
 import pytest
 
 from distilltrace.marks.detect import MARKED, detect_texts
-from distilltrace.marks.keys import load_watermark, make_watermark, new_secret, write_key_file
+from distilltrace.marks.keys import load_watermark, make_watermark, write_key_file
 from distilltrace.marks.schemes import SchemeParams, TokenizerBinding
+from distilltrace.marks.secret import Secret
 
 
 @pytest.mark.slow
@@ -16,9 +17,16 @@ def test_served_outputs_are_marked_and_name_the_key_id(tmp_path):
     from distilltrace.models.tiny import make_tiny_model
     from distilltrace.serve.testing import running_server
 
-    folder = make_tiny_model(tmp_path / "tiny", seed=4)
+    # briefly trained on ASCII text, so outputs decode and re-encode to the same bytes
+    texts = [
+        f"Item {i}: the {w} is {v} and plain."
+        for i, (w, v) in enumerate(
+            zip(["cat", "sea", "sun", "map"] * 4, ["red", "big", "old", "new"] * 4, strict=True)
+        )
+    ]
+    folder = make_tiny_model(tmp_path / "tiny", seed=4, train_texts=texts, train_steps=30)
     model = load_model(str(folder))
-    secret = new_secret()
+    secret = Secret(bytes(range(1, 33)))  # fixed: the run is deterministic
     wm = make_watermark(SchemeParams(delta=3.0), TokenizerBinding.of_model(model), secret)
     key = write_key_file(tmp_path / "key.json", wm, secret)
     texts, plain = [], []

@@ -44,6 +44,7 @@ STYLES = {
 FAST = ProvenanceConfig(
     pool_size=300, n_sampled=24, n_fingerprint=24, n_reverse=12, max_new_tokens=40,
     prompt_source="builtin", batch_size=16,
+    agreement_margin=0.02,  # these tiny byte models misspell freely: small agreements
 )  # fmt: skip
 
 

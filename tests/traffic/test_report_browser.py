@@ -8,7 +8,7 @@ import subprocess
 
 import pandas as pd
 import pytest
-from conftest import make_benign, make_hydra
+from handmade_logs import make_benign, make_hydra
 
 from distilltrace.traffic import scan
 

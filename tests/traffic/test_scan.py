@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 import pyarrow.parquet as pq
-from conftest import make_benign, make_hydra
+from handmade_logs import make_benign, make_hydra
 from typer.testing import CliRunner
 
 from distilltrace.traffic import scan

@@ -4,9 +4,11 @@ On probe prompts x drawn i.i.d. from the probe distribution D, let a(M, N; x) in
 be the normalised word-prefix agreement of the greedy continuations of M and N.
 For each control C, d_C(x) = a(S, R; x) - a(S, C; x).
 
-Null hypothesis: for at least one control C, E_D[a(S, R)] <= E_D[a(S, C)], i.e. the
-suspect agrees with the reference no more than with some model known not to derive from
-it. Each per-control null is tested by a betting e-process on d_C (anytime valid), and
+Null hypothesis: for at least one control C, E_D[a(S, R)] <= E_D[a(S, C)] + delta, i.e.
+the suspect agrees with the reference no more (beyond a small margin delta, default 0.05)
+than with some model known not to derive from it. The margin keeps tiny systematic
+coincidences (two styles starting with the same letter) from becoming "significant"
+with enough deterministic probes; the e-process runs on (d - delta) / (1 + delta). Each per-control null is tested by a betting e-process on d_C (anytime valid), and
 the suspect must beat every control: p = max over controls (intersection-union test).
 """
 
@@ -21,8 +23,9 @@ from distilltrace.provenance.sequential import IntersectionUnionSequential
 
 NAME = "greedy_agreement"
 NULL = (
-    "For some control C, E_x[a(S,R;x)] <= E_x[a(S,C;x)] over the probe distribution: "
-    "the suspect's greedy answers agree with the reference's no more than with a control's."
+    "For some control C, E_x[a(S,R;x)] <= E_x[a(S,C;x)] + delta (delta = 0.05 by default) "
+    "over the probe distribution: the suspect's greedy answers agree with the reference's "
+    "no more than with a control's, beyond the margin delta."
 )
 
 
@@ -61,12 +64,14 @@ def greedy_agreement_result(
 
 
 def greedy_agreement_test(
-    agree_ref: Sequence[float], agree_controls: Mapping[str, Sequence[float]]
+    agree_ref: Sequence[float], agree_controls: Mapping[str, Sequence[float]], margin: float = 0.0
 ) -> TestResult:
     """Run the sequential test over a whole stream of per-prompt agreements (in order)."""
     names = tuple(agree_controls)
     iut = IntersectionUnionSequential(names)
     a_r = np.asarray(agree_ref, dtype=float)
     for i in range(a_r.size):
-        iut.update({c: float(a_r[i] - agree_controls[c][i]) for c in names})
+        iut.update(
+            {c: float((a_r[i] - agree_controls[c][i] - margin) / (1 + margin)) for c in names}
+        )
     return greedy_agreement_result(iut, a_r, agree_controls)

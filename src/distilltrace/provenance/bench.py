@@ -76,6 +76,20 @@ class BenchResult:
         )
 
 
+def lineage(member: Any) -> tuple:
+    """Models of one lineage share a parent or training data (students of the same teachers;
+    independent models trained on the same source). Controls are taken one per lineage, so
+    no control has a sibling among the others (the likelihood and lexical baselines of one
+    control are built from the others, and a sibling there would favour the suspect)."""
+    if member.teachers:
+        return ("student", tuple(sorted(member.teachers)))
+    data = member.data or {}
+    src = data.get("source") or data.get("style") or data.get("corpus")
+    if src is not None:
+        return ("independent", str(src).split(" (")[0])
+    return ("independent", member.name)
+
+
 def score_pairs(pairs: list[PairOutcome], alpha: float) -> dict[str, Any]:
     """Precision/recall of Holm decisions, calibration of non-derived p-values, queries."""
     tested = [p for p in pairs if p.skipped is None]
@@ -140,13 +154,15 @@ def run_bench(
     pool_size: int = 1500,
     limit: int | None = None,
     max_controls: int | None = None,
+    one_per_lineage: bool = True,
     config: ProvenanceConfig | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> BenchResult:
     """Run the benchmark on a zoo folder; writes bench.json/bench.html into out if given.
 
-    `max_controls` caps the controls per test at a seeded random subset of the eligible
-    ones (cost grows with the square of their number in the likelihood test)."""
+    Controls are one model per lineage (see `lineage`) when `one_per_lineage`; `max_controls`
+    caps them at a seeded random subset (the likelihood test's cost grows with the square
+    of their number)."""
     from distilltrace.distill.zoo import load_manifest
     from distilltrace.models import load_model
 
@@ -177,6 +193,13 @@ def run_bench(
             ]
             for t in teachers
         }
+        if one_per_lineage:
+            rng = random.Random(f"bench-lineage:{seed}:{s}")
+            for t, v in ctrl_map.items():
+                groups: dict[tuple, list[str]] = {}
+                for n in v:
+                    groups.setdefault(lineage(man.get(n)), []).append(n)
+                ctrl_map[t] = sorted(rng.choice(sorted(g)) for g in groups.values())
         if max_controls is not None:
             rng = random.Random(f"bench-controls:{seed}:{s}")
             ctrl_map = {

@@ -48,6 +48,7 @@ class ProvenanceConfig:
     max_new_tokens: int = 48
     agreement_unit: str = "char"  # greedy test compares normalised "char"s or "word"s
     k_units: int = 40  # units (characters or words) compared by the greedy test
+    agreement_margin: float = 0.05  # S must beat each control's agreement by more than this
     n_sampled: int = 100  # prompts with sampled outputs (likelihood, lexical), at most
     n_reverse: int = 40  # prompts the suspect scores (reverse likelihood), at most
     n_fingerprint: int = 100  # prompts for the reference's lexical fingerprint (no suspect)
@@ -291,6 +292,8 @@ def test_provenance(
     greedy_max = budget - n_id - n_samp - rev_cost
     if cfg.agreement_unit not in ("char", "word"):
         raise InputError(f"agreement_unit must be 'char' or 'word', got {cfg.agreement_unit!r}")
+    if not 0 <= cfg.agreement_margin < 1:
+        raise InputError(f"agreement_margin must be in [0, 1), got {cfg.agreement_margin}")
     if greedy_max < 10:
         raise InputError(
             f"budget {budget} is too small: at least {budget - greedy_max + 10} suspect queries needed"
@@ -393,7 +396,7 @@ def test_provenance(
                 for c in ctrl_labs[r]:
                     a_c = prefix_agreement(g_s[j], g_ctl[c][i], cfg.k_units)
                     agree_c[r][c].append(a_c)
-                    diffs[c] = a_r - a_c
+                    diffs[c] = (a_r - a_c - cfg.agreement_margin) / (1.0 + cfg.agreement_margin)
                 agree_r[r].append(a_r)
                 used_prompts[r].append(cand[i])
                 p = iuts[r].update(diffs)

@@ -167,6 +167,10 @@ def scan(
     account is flagged (the benign false-positive budget); ``campaign_alpha`` the
     family-wise level for calling a linkage cluster a campaign.
     """
+    if engine == "duckdb" and type(source).__module__.startswith("pyspark.sql"):  # scan it in Spark
+        from distilltrace.traffic.spark_engine import SparkEngine
+
+        engine = SparkEngine(source.sparkSession)
     eng = make_engine(engine, threads=threads, memory_limit=memory_limit)
     n_steps = 8
     show = bool(progress)
@@ -252,6 +256,7 @@ def _run(
                 "request_id": pd.Series([], dtype=str),
                 "account_id": pd.Series([], dtype=str),
                 "score": pd.Series([], dtype=float),
+                "extraction_log_odds": pd.Series([], dtype=float),
                 "flagged": pd.Series([], dtype=bool),
             }
         )
@@ -403,7 +408,8 @@ def _run(
         )
     # request-level flags: requests of flagged accounts; within lone flagged (mixed)
     # accounts only the extraction-like ones
-    fl = out[["account_id", "flagged", "campaign_flagged"]].copy()
+    fl = out[["account_id", "flagged", "campaign_flagged", "risk"]].copy()
+    fl["risk"] = np.minimum(fl["risk"].to_numpy(float), 300.0)
     # an account whose requests are extraction-like at least PURE_ACCOUNT_SHARE of the
     # time is a campaign account in full; below that (a mixed reseller) only its
     # extraction-like requests are flagged
@@ -411,7 +417,8 @@ def _run(
     fl["whole"] = fl["campaign_flagged"].to_numpy() | (share >= PURE_ACCOUNT_SHARE)
     eng_register(eng, "acct_flags", fl)
     req_sql = (
-        "SELECT r.request_id, r.account_id, r.elicit_lo AS score, "
+        "SELECT r.request_id, r.account_id, "
+        "CAST(f.risk + 0.01 * r.elicit_lo AS DOUBLE) AS score, r.elicit_lo AS extraction_log_odds, "
         "(f.flagged AND (f.whole OR r.elicit_lo > 0)) AS flagged "
         "FROM req r JOIN acct_flags f ON r.account_id = f.account_id"
     )

@@ -355,8 +355,7 @@ class SparkEngine:
 
         old = self._tables.pop(name, None)
         df = df.persist(StorageLevel.MEMORY_AND_DISK)
-        df.createOrReplaceTempView(name)
-        df.count()  # materialise now, like CREATE TABLE
+        df.createOrReplaceTempView(name)  # cached on first use (no extra Spark job)
         if old is not None:
             old.unpersist()
         self._tables[name] = df
@@ -448,7 +447,13 @@ class SparkEngine:
             shutil.rmtree(tmp, ignore_errors=True)  # pragma: no cover - empty result: no part file
         import pyarrow.parquet as pq
 
-        pq.write_table(df.toArrow(), str(dest), compression="zstd")
+        if hasattr(df, "toArrow"):  # PySpark >= 4.0
+            tab = df.toArrow()
+        else:  # pragma: no cover - PySpark 3.5
+            import pyarrow as pa
+
+            tab = pa.Table.from_pandas(df.toPandas(), preserve_index=False)
+        pq.write_table(tab, str(dest), compression="zstd")
 
     def close(self) -> None:
         try:
