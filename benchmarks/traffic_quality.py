@@ -156,6 +156,38 @@ def render(results: list[dict], args: argparse.Namespace, cmd: str, spd: dict | 
                 or "-"
             )
         lines.append(f"| {ar} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Campaign purity (does one scan cluster hold one campaign?)",
+        "",
+        "Per campaign: the share of its flagged accounts in its dominant scan cluster. "
+        "Per seed: flagged clusters holding accounts of more than one true campaign.",
+        "",
+    ]
+    lines.append("| archetype | " + " | ".join(f"seed {r['seed']}" for r in results) + " |")
+    lines.append("|---|" + "---|" * len(results))
+    for ar in arches:
+        cells = []
+        for r in results:
+            cs = [c for c in r["eval"]["campaigns"] if c["archetype"] == ar]
+            cells.append(
+                ", ".join(
+                    "n/a"
+                    if c.get("dominant_cluster_share") is None
+                    else f"{_pct(c['dominant_cluster_share'])} in cluster {c['dominant_cluster']}"
+                    for c in cs
+                )
+                or "-"
+            )
+        lines.append(f"| {ar} | " + " | ".join(cells) + " |")
+    cells = []
+    for r in results:
+        pu = r["eval"].get("purity") or {}
+        cells.append(
+            f"{pu.get('n_clusters_mixing_campaigns', 'n/a')} (max "
+            f"{pu.get('max_campaigns_per_cluster', 'n/a')} campaigns in one cluster)"
+        )
+    lines.append("| clusters mixing campaigns | " + " | ".join(cells) + " |")
     lines += ["", "## Benign hard cases (flagged accounts / active accounts)", ""]
     groups = sorted({h["group"] for r in results for h in r["eval"]["hard_cases"]})
     lines.append("| group | " + " | ".join(f"seed {r['seed']}" for r in results) + " |")

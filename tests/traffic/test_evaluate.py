@@ -172,3 +172,54 @@ def test_evaluate_reads_jsonl_and_csv_logs(tmp_path):
         ev = evaluate(scan, tmp_path / name)
         assert (ev.accounts.tp, ev.accounts.fp, ev.accounts.fn, ev.accounts.tn) == (2, 1, 1, 3)
         assert ev.hard_cases == []  # no truth sidecar next to these files
+
+
+def test_campaign_and_cluster_purity_by_hand(tmp_path):
+    # campaign x: X1 X2 X3 flagged, X1 X2 in cluster 7, X3 in cluster 9 -> dominant 7, share 2/3
+    # campaign y: Y1 Y2 flagged, both in cluster 9 -> dominant 9, share 1
+    # cluster 9 therefore mixes two true campaigns (X3, Y1, Y2) plus benign B1:
+    #   n_campaigns 2, purity 2/4 (label y); cluster 7 is pure; B2 (not flagged) is ignored
+    rows = [
+        ("r1", "X1", "x-1"),
+        ("r2", "X2", "x-1"),
+        ("r3", "X3", "x-1"),
+        ("r4", "Y1", "y-2"),
+        ("r5", "Y2", "y-2"),
+        ("r6", "B1", None),
+        ("r7", "B2", None),
+    ]
+    logs = pd.DataFrame(rows, columns=["request_id", "account_id", "campaign_id"])
+    logs["timestamp"] = pd.Timestamp("2026-03-02", tz="UTC")
+    logs["prompt"] = "x"
+    lp = tmp_path / "logs.parquet"
+    logs.to_parquet(lp)
+    scan = tmp_path / "scan"
+    scan.mkdir()
+    pd.DataFrame(
+        {
+            "account_id": ["X1", "X2", "X3", "Y1", "Y2", "B1", "B2"],
+            "flagged": [True, True, True, True, True, True, False],
+            "risk": [9.0, 9.0, 8.0, 8.0, 8.0, 7.0, 1.0],
+            "cluster_id": [7, 7, 9, 9, 9, 9, 9],
+        }
+    ).to_parquet(scan / "accounts.parquet")
+    ev = evaluate(scan, lp)
+    camps = {c["campaign_id"]: c for c in ev.campaigns}
+    assert camps["x-1"]["dominant_cluster"] == 7
+    assert camps["x-1"]["dominant_cluster_share"] == pytest.approx(2 / 3)
+    assert camps["y-2"]["dominant_cluster"] == 9
+    assert camps["y-2"]["dominant_cluster_share"] == 1.0
+    cl = {c["cluster_id"]: c for c in ev.clusters}
+    assert set(cl) == {7, 9}
+    assert cl[7]["campaigns"] == ["x-1"] and cl[7]["n_campaigns"] == 1 and cl[7]["purity"] == 1.0
+    assert cl[9]["campaigns"] == ["x-1", "y-2"] and cl[9]["n_campaigns"] == 2
+    assert cl[9]["n_flagged_accounts"] == 4 and cl[9]["n_benign_flagged"] == 1
+    assert cl[9]["majority_label"] == "y-2" and cl[9]["purity"] == pytest.approx(0.5)
+    p = ev.purity
+    assert p["n_flagged_clusters"] == 2 and p["n_clusters_mixing_campaigns"] == 1
+    assert p["max_campaigns_per_cluster"] == 2
+    assert p["min_dominant_cluster_share"] == pytest.approx(2 / 3)
+    assert p["mean_dominant_cluster_share"] == pytest.approx((2 / 3 + 1) / 2)
+    # the existing metrics are untouched by the purity fields
+    assert ev.accounts.tp == 5 and ev.accounts.fp == 1
+    assert json.loads(json.dumps(ev.to_dict()))["purity"] == p

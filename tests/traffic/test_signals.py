@@ -103,6 +103,67 @@ def test_linkage_rare_values_link_common_values_do_not():
     assert lab[[f"nat{i:03d}" for i in range(300)]].nunique() == 300
 
 
+def test_linkage_single_weak_kind_does_not_chain_operators():
+    # two operators, each 20 accounts on its own proxies (ip + /24) and TLS build; they share
+    # a popular SDK user agent and a cloud ASN, and one account of each happens to send the
+    # same rare prompt skeleton: one weak kind (content) must not merge the two operators
+    rows = []
+    for op in ("p", "q"):
+        for i in range(20):
+            a = f"{op}{i:02d}"
+            for j in (i % 5, (i + 1) % 5):  # proxies rotate in overlapping pairs
+                rows.append(("ip", f"{op}-proxy-{j}", a))
+                rows.append(("prefix", f"{op}-net-{j}", a))
+            rows.append(("tls", f"{op}-tls", a))
+            rows.append(("user_agent", "OpenAI/Python", a))
+            rows.append(("asn", "cloud-1", a))
+    for i in range(200):  # the SDK and the cloud are popular: hundreds of other users
+        rows.append(("user_agent", "OpenAI/Python", f"u{i:03d}"))
+        rows.append(("asn", "cloud-1", f"u{i:03d}"))
+    rows.append(("template", "skeleton-1", "p00"))
+    rows.append(("template", "skeleton-1", "q00"))
+    # a payment card shared by two otherwise unrelated accounts does link them on its own
+    rows.append(("payment", "card-z", "z1"))
+    rows.append(("payment", "card-z", "z2"))
+    av = pd.DataFrame(rows, columns=["kind", "value", "account_id"])
+    av["n"] = 1
+    accounts = pd.Index(sorted(av["account_id"].unique()))
+    link = signals.linkage_graph(av, accounts)
+    lab = pd.Series(link.cluster, index=accounts)
+    p = lab[[f"p{i:02d}" for i in range(20)]]
+    q = lab[[f"q{i:02d}" for i in range(20)]]
+    assert p.nunique() == 1 and q.nunique() == 1 and p.iloc[0] != q.iloc[0]
+    assert lab["z1"] == lab["z2"]
+    # the same skeleton plus corroborating infrastructure (a shared proxy) links them
+    extra = pd.DataFrame(
+        [("ip", "p-proxy-0", "q00"), ("prefix", "p-net-0", "q00")],
+        columns=["kind", "value", "account_id"],
+    ).assign(n=1)
+    lab2 = pd.Series(
+        signals.linkage_graph(pd.concat([av, extra]), accounts).cluster, index=accounts
+    )
+    assert lab2["p00"] == lab2["q05"]
+
+
+def test_linkage_hydra_overlapping_subsets_stay_one_cluster():
+    # 1,000 small accounts: each card is used by a handful of accounts, TLS builds and
+    # proxies rotate in overlapping subsets
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(1000):
+        a = f"h{i:04d}"
+        rows.append(("payment", f"card-{rng.integers(250)}", a))
+        rows.append(("tls", f"tls-{rng.integers(40)}", a))
+        for ip in rng.choice(300, size=3, replace=False):
+            rows.append(("ip", f"proxy-{ip}", a))
+            rows.append(("prefix", f"net-{ip // 4}", a))
+    av = pd.DataFrame(rows, columns=["kind", "value", "account_id"]).drop_duplicates()
+    av["n"] = 1
+    accounts = pd.Index(sorted(av["account_id"].unique()))
+    link = signals.linkage_graph(av, accounts)
+    assert len(set(link.cluster)) == 1
+
+
 def test_concentration_and_sweep():
     topics = pd.DataFrame(
         [(f"a{i}", t, 10) for i in range(50) for t in ("code", "math", "writing", "other")]

@@ -107,9 +107,14 @@ def bench(
     limit: int | None = typer.Option(
         None, "--limit", help="At most this many suspects (smoke runs)."
     ),
+    max_controls: int | None = typer.Option(
+        None, "--max-controls", help="At most this many controls per test (seeded subset)."
+    ),
+    n_sampled: int = typer.Option(100, "--n-sampled", help="Prompts with sampled outputs."),
 ) -> None:
     """Every suspect in the zoo against every teacher, scored against the manifest."""
     from distilltrace.provenance.bench import run_bench
+    from distilltrace.provenance.tester import ProvenanceConfig
 
     cf = _cache_file(cache if cache is not None else out / "cache")
     with _progress() as prog:
@@ -126,6 +131,8 @@ def bench(
             seed=seed,
             pool_size=pool_size,
             limit=limit,
+            max_controls=max_controls,
+            config=ProvenanceConfig(n_sampled=n_sampled),
             progress=note,
         )
     typer.echo(res.summary())

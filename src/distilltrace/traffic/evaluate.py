@@ -196,6 +196,8 @@ class EvalResult:
     hard_cases: list[dict[str, Any]]
     targets: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    clusters: list[dict[str, Any]] = field(default_factory=list)
+    purity: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -209,6 +211,8 @@ class EvalResult:
             "hard_cases": self.hard_cases,
             "targets": self.targets,
             "notes": self.notes,
+            "clusters": self.clusters,
+            "purity": self.purity,
         }
 
 
@@ -218,6 +222,66 @@ def _archetype(cid: str, truth: dict[str, Any] | None) -> str:
             if c.get("campaign_id") == cid:
                 return c.get("archetype") or cid
     return cid.rsplit("-", 1)[0] if "-" in cid else cid
+
+
+def _dominant_cluster(
+    accts: list[str], flag_of: dict[str, bool], cl_of: dict[str, Any]
+) -> dict[str, Any]:
+    """A campaign's dominant cluster: the scan cluster holding most of its flagged accounts
+    (ties: smallest cluster id), and the share of its flagged accounts that sit in it."""
+    cls = [int(cl_of[x]) for x in accts if flag_of.get(x, False) and pd.notna(cl_of.get(x))]
+    if not cls:
+        return {"dominant_cluster": None, "dominant_cluster_share": None}
+    ids, counts = np.unique(np.array(cls), return_counts=True)
+    j = int(np.argmax(counts))  # np.unique sorts ids, so ties go to the smallest id
+    return {"dominant_cluster": int(ids[j]), "dominant_cluster_share": float(counts[j] / len(cls))}
+
+
+def cluster_purity(acct: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per scan cluster holding a flagged account: how many distinct true campaigns its
+    flagged accounts belong to, how many are benign, and its purity (share of its flagged
+    accounts carrying its most common label, benign counting as one label).
+
+    ``acct`` has one row per account with ``account_id``, ``flagged``, ``cluster_id`` and
+    ``campaign_id`` (the account's true campaign, empty or missing when benign); a log
+    account's true campaign is the one named on its requests.
+    """
+    f = acct[acct["flagged"].astype(bool) & acct["cluster_id"].notna()].copy()
+    if f.empty:
+        return []
+    f["label"] = f["campaign_id"].fillna("").astype(str)
+    out = []
+    for c, g in f.groupby(f["cluster_id"].astype(int), sort=True):
+        counts = g["label"].value_counts()
+        camps = sorted(x for x in counts.index if x)
+        top = counts.sort_index().sort_values(ascending=False, kind="stable")
+        out.append(
+            {
+                "cluster_id": int(c),
+                "n_flagged_accounts": int(len(g)),
+                "campaigns": camps,
+                "n_campaigns": len(camps),
+                "n_benign_flagged": int(counts.get("", 0)),
+                "majority_label": str(top.index[0]) or None,
+                "purity": float(top.iloc[0] / len(g)),
+            }
+        )
+    return out
+
+
+def purity_summary(campaigns: list[dict[str, Any]], clusters: list[dict[str, Any]]) -> dict:
+    """Campaign/cluster purity in a few numbers: clusters merging several true campaigns,
+    and how concentrated each campaign's flagged accounts are in its dominant cluster."""
+    shares = [c["dominant_cluster_share"] for c in campaigns if c["dominant_cluster_share"]]
+    multi = [c for c in clusters if c["n_campaigns"] > 1]
+    return {
+        "n_flagged_clusters": len(clusters),
+        "n_clusters_with_campaign": sum(c["n_campaigns"] > 0 for c in clusters),
+        "n_clusters_mixing_campaigns": len(multi),
+        "max_campaigns_per_cluster": max((c["n_campaigns"] for c in clusters), default=0),
+        "min_dominant_cluster_share": min(shares) if shares else None,
+        "mean_dominant_cluster_share": float(np.mean(shares)) if shares else None,
+    }
 
 
 def evaluate(
@@ -314,8 +378,12 @@ def evaluate(
                 "request_fraction_flagged": float(grp["flagged"].mean()),
                 "clusters_of_flagged_accounts": clusters[:20],
                 "n_clusters": len(clusters),
+                **_dominant_cluster(accts, flag_of, cl_of),
             }
         )
+    # an account's true campaign: the one on its requests (smallest id if several)
+    camp_of = log.dropna(subset=["campaign_id"]).groupby("account_id")["campaign_id"].min()
+    flagged_clusters = cluster_purity(a.assign(campaign_id=a["account_id"].map(camp_of)))
     arche: dict[str, dict[str, Any]] = {}
     for c in campaigns:
         d = arche.setdefault(
@@ -386,6 +454,8 @@ def evaluate(
         hard,
         targets,
         notes,
+        flagged_clusters,
+        purity_summary(campaigns, flagged_clusters),
     )
 
 

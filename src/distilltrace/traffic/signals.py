@@ -14,6 +14,12 @@ import pandas as pd
 from scipy import sparse, stats
 from scipy.sparse.csgraph import connected_components
 
+#: Kinds that identify who pays for or holds an account: one rare shared value of these
+#: is enough to link two accounts. Every other kind (network location, client, content,
+#: org) needs a second kind to corroborate it, so a coincidence in one weak dimension (a
+#: popular prompt recipe, a shared cloud range) cannot chain separate operators together.
+STRONG_KINDS = frozenset({"payment", "api_key"})
+
 #: How much one shared value of each kind links two accounts, before rarity weighting.
 KIND_WEIGHT = {
     "payment": 1.0,
@@ -163,10 +169,11 @@ def linkage_graph(
     A shared value's weight is KIND_WEIGHT[kind] * log(1 + rarity_scale / df), an
     inverse document frequency over accounts that does not depend on the population
     size: a NAT used by hundreds of accounts links weakly, a payment fingerprint shared
-    by a few links strongly. Two accounts are joined when the
-    weights of all values they share add up to ``threshold``; clusters are the
-    connected components. Values shared by more than ``max_df`` accounts are kept as
-    evidence but add no links.
+    by a few links strongly. Two accounts are joined when the weights of all values
+    they share add up to ``threshold`` and the evidence is corroborated: it comes from
+    at least two kinds, or a STRONG_KINDS value alone reaches ``threshold``. Clusters
+    are the connected components of these edges. Values shared by more than ``max_df``
+    accounts are kept as evidence but add no links.
     """
     N = len(accounts)
     if acct_value.empty or N == 0:
@@ -183,11 +190,25 @@ def linkage_graph(
     m = av.merge(use[["kind", "value", "vid", "weight"]], on=["kind", "value"])
     pos = pd.Series(np.arange(N), index=accounts)
     rows = pos.reindex(m["account_id"]).to_numpy()
-    A = sparse.csr_matrix(
-        (np.sqrt(m["weight"].to_numpy()), (rows, m["vid"].to_numpy())), shape=(N, len(df))
-    )
-    W = (A @ A.T).tocoo()
-    keep = (W.row < W.col) & (W.data >= threshold)
+    sq = np.sqrt(m["weight"].to_numpy())
+    vid = m["vid"].to_numpy()
+    kind = m["kind"].to_numpy()
+    # per pair: total shared weight, number of kinds shared, weight from strong kinds
+    total = sparse.csr_matrix((N, N))
+    n_kinds = sparse.csr_matrix((N, N))
+    strong = sparse.csr_matrix((N, N))
+    for k in sorted(set(kind)):
+        sel = kind == k
+        A = sparse.csr_matrix((sq[sel], (rows[sel], vid[sel])), shape=(N, len(df)))
+        Wk = sparse.triu(A @ A.T, k=1).tocsr()
+        total = total + Wk
+        n_kinds = n_kinds + (Wk > 0).astype(float)
+        if k in STRONG_KINDS:
+            strong = strong + Wk
+    W = total.tocoo()
+    nk = np.asarray(n_kinds[W.row, W.col]).ravel()
+    st = np.asarray(strong[W.row, W.col]).ravel()
+    keep = (W.data >= threshold) & ((nk >= 2) | (st >= threshold))
     G = sparse.csr_matrix((np.ones(keep.sum()), (W.row[keep], W.col[keep])), shape=(N, N))
     _, labels = connected_components(G, directed=False)
     # relabel deterministically: clusters numbered by their smallest account index
