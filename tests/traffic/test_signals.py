@@ -117,7 +117,7 @@ def test_linkage_single_weak_kind_does_not_chain_operators():
             rows.append(("tls", f"{op}-tls", a))
             rows.append(("user_agent", "OpenAI/Python", a))
             rows.append(("asn", "cloud-1", a))
-    for i in range(200):  # the SDK and the cloud are popular: hundreds of other users
+    for i in range(20):  # the SDK and the cloud have other users (dozens in all)
         rows.append(("user_agent", "OpenAI/Python", f"u{i:03d}"))
         rows.append(("asn", "cloud-1", f"u{i:03d}"))
     rows.append(("template", "skeleton-1", "p00"))

@@ -15,10 +15,15 @@ from scipy import sparse, stats
 from scipy.sparse.csgraph import connected_components
 
 #: Kinds that identify who pays for or holds an account: one rare shared value of these
-#: is enough to link two accounts. Every other kind (network location, client, content,
-#: org) needs a second kind to corroborate it, so a coincidence in one weak dimension (a
-#: popular prompt recipe, a shared cloud range) cannot chain separate operators together.
+#: is enough to link two accounts. Every other kind needs a second kind to corroborate
+#: it, so one coincidence in one dimension (a prompt recipe two operators both use)
+#: cannot chain separate operators together.
 STRONG_KINDS = frozenset({"payment", "api_key"})
+
+#: Kinds that describe a population rather than one machine, card or prompt (a cloud
+#: network, a client software version, a declared customer org): they add weight to a
+#: link but never count as the second, corroborating kind.
+CONTEXT_KINDS = frozenset({"asn", "user_agent", "org"})
 
 #: How much one shared value of each kind links two accounts, before rarity weighting.
 KIND_WEIGHT = {
@@ -171,9 +176,9 @@ def linkage_graph(
     size: a NAT used by hundreds of accounts links weakly, a payment fingerprint shared
     by a few links strongly. Two accounts are joined when the weights of all values
     they share add up to ``threshold`` and the evidence is corroborated: it comes from
-    at least two kinds, or a STRONG_KINDS value alone reaches ``threshold``. Clusters
-    are the connected components of these edges. Values shared by more than ``max_df``
-    accounts are kept as evidence but add no links.
+    at least two kinds outside CONTEXT_KINDS, or STRONG_KINDS values alone reach
+    ``threshold``. Clusters are the connected components of these edges. Values shared
+    by more than ``max_df`` accounts are kept as evidence but add no links.
     """
     N = len(accounts)
     if acct_value.empty or N == 0:
@@ -193,7 +198,7 @@ def linkage_graph(
     sq = np.sqrt(m["weight"].to_numpy())
     vid = m["vid"].to_numpy()
     kind = m["kind"].to_numpy()
-    # per pair: total shared weight, number of kinds shared, weight from strong kinds
+    # per pair: total shared weight, number of corroborating kinds, weight from strong kinds
     total = sparse.csr_matrix((N, N))
     n_kinds = sparse.csr_matrix((N, N))
     strong = sparse.csr_matrix((N, N))
@@ -202,7 +207,8 @@ def linkage_graph(
         A = sparse.csr_matrix((sq[sel], (rows[sel], vid[sel])), shape=(N, len(df)))
         Wk = sparse.triu(A @ A.T, k=1).tocsr()
         total = total + Wk
-        n_kinds = n_kinds + (Wk > 0).astype(float)
+        if k not in CONTEXT_KINDS:
+            n_kinds = n_kinds + (Wk > 0).astype(float)
         if k in STRONG_KINDS:
             strong = strong + Wk
     W = total.tocoo()
