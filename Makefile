@@ -30,7 +30,7 @@ test: $(STAMP) sysdeps lint
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=1800
 
 bench: $(STAMP)
-	$(PY) -m benchmarks.run_all
+	$(PY) -m benchmarks.run_all $(BENCH)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
