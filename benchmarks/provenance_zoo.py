@@ -4,7 +4,7 @@
         --zoo /tmp/provbench/zoo-quick --budget 1000 --out /tmp/provbench/out-quick
 
 Builds the quick zoo first when --zoo has no manifest and --build is given. Prints a
-Markdown summary (for docs/benchmarks-provenance.md) and writes bench.json / bench.html.
+Markdown summary (for docs/benchmarks.md) and writes bench.json / bench.html.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Traffic detection quality on simulated logs: simulate, scan, evaluate over several seeds.
 
     nice -n 10 .venv/bin/python -m benchmarks.traffic_quality [--accounts 20000] [--days 7]
-        [--seeds 0,1,2] [--out docs/benchmarks-traffic-quality.md] [--work DIR]
+        [--seeds 0,1,2] [--out benchmarks/results/traffic_quality.md] [--work DIR]
         [--speed-accounts 0]
 
 Writes a Markdown table (per seed: account recall, benign FPR, campaigns found, hard-case
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--accounts", type=int, default=20000)
     ap.add_argument("--days", type=int, default=7)
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--out", default="docs/benchmarks-traffic-quality.md")
+    ap.add_argument("--out", default="benchmarks/results/traffic_quality.md")
     ap.add_argument(
         "--work", default=str(Path.home() / ".cache" / "distilltrace" / "traffic-quality")
     )

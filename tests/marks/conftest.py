@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+
 import pytest
 
 from distilltrace.marks.keys import make_watermark
 from distilltrace.marks.schemes import SchemeParams, TokenizerBinding, tokenizer_fingerprint
+from distilltrace.marks.secret import Secret
 
 
 @pytest.fixture(scope="session")
@@ -21,9 +25,15 @@ def byte_binding(byte_tok):
 
 
 @pytest.fixture
-def make_wm(byte_binding):
+def make_wm(byte_binding, request):
+    """A new key on each call, derived from the test's id and a counter, so the keys are
+    distinct within a test but the same on every run (no flaky power tests)."""
+    counter = itertools.count()
+
     def _make(scheme="greenlist", **kw):
-        return make_watermark(SchemeParams(scheme=scheme, **kw), byte_binding)
+        seed = f"{request.node.nodeid}#{next(counter)}".encode()
+        secret = Secret(hashlib.sha256(seed).digest())
+        return make_watermark(SchemeParams(scheme=scheme, **kw), byte_binding, secret)
 
     return _make
 

@@ -16,6 +16,7 @@ from distilltrace.marks.schemes import (
     TokenizerBinding,
     TokenizerMismatchError,
 )
+from distilltrace.marks.secret import Secret
 
 PROMPTS = [f"Write a note about topic {i}." for i in range(6)]
 
@@ -39,7 +40,10 @@ def tiny(tmp_path_factory):
 
 
 def _wm(model, **kw):
-    return make_watermark(SchemeParams(**kw), TokenizerBinding.of_model(model))
+    """A key with a fixed secret, so these power tests give the same result on every run."""
+    return make_watermark(
+        SchemeParams(**kw), TokenizerBinding.of_model(model), Secret(bytes(range(1, 33)))
+    )
 
 
 @pytest.mark.parametrize("scheme", ["greenlist", "gumbel"])
@@ -79,7 +83,7 @@ def test_gumbel_is_distortion_free_over_keys(byte_binding):
     scores = torch.log(p).unsqueeze(0).repeat(3000, 1)
     rng = np.random.default_rng(0)
     ids = torch.from_numpy(rng.integers(0, 10**6, (3000, 2)))
-    wm = make_watermark(SchemeParams(scheme="gumbel"), byte_binding)
+    wm = make_watermark(SchemeParams(scheme="gumbel"), byte_binding, Secret(bytes(32)))
     out = GumbelProcessor(wm)(ids, scores)
     chosen = torch.argmax(out, dim=-1).numpy()
     assert np.all(np.isfinite(out.numpy()).sum(axis=1) == 1)  # exactly one token left
