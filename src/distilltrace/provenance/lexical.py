@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from distilltrace.provenance.paired import intersection_union, signflip_test
+from distilltrace.provenance.paired import DEFAULT_RESAMPLES, intersection_union, signflip_test
 from distilltrace.provenance.result import TestResult
 from distilltrace.provenance.textmatch import ngrams, words
 
@@ -81,7 +81,7 @@ def lexical_test(
     suspect: str = "suspect",
     seed: int = 0,
     n_evidence: int = 12,
-    n_resamples: int = 9999,
+    n_resamples: int = DEFAULT_RESAMPLES,
 ) -> TestResult:
     """Run the test (see module doc). fp_outputs: reference and controls on fingerprint
     prompts; test_outputs: suspect and controls on test prompts (same prompt order)."""

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from distilltrace.provenance.paired import intersection_union, signflip_test
+from distilltrace.provenance.paired import DEFAULT_RESAMPLES, intersection_union, signflip_test
 from distilltrace.provenance.result import TestResult
 
 NAME = "likelihood"
@@ -52,7 +52,7 @@ def _iut(
     diffs: Mapping[str, np.ndarray],
     seed: int,
     extra: dict,
-    n_resamples: int = 9999,
+    n_resamples: int = DEFAULT_RESAMPLES,
 ) -> TestResult:
     per = {}
     for i, (c, d) in enumerate(diffs.items()):
@@ -79,7 +79,7 @@ def likelihood_test(
     controls: Sequence[str],
     suspect: str = "suspect",
     seed: int = 0,
-    n_resamples: int = 9999,
+    n_resamples: int = DEFAULT_RESAMPLES,
 ) -> TestResult:
     """The reference scores the suspect's outputs (see module doc for the null)."""
     diffs = {}
@@ -103,7 +103,7 @@ def reverse_likelihood_test(
     controls: Sequence[str],
     suspect: str = "suspect",
     seed: int = 0,
-    n_resamples: int = 9999,
+    n_resamples: int = DEFAULT_RESAMPLES,
 ) -> TestResult:
     """The suspect scores the reference's outputs (see module doc for the null)."""
     diffs = {}
