@@ -92,6 +92,14 @@ def main() -> None:
         )
         print(json.dumps(rows[-1]), flush=True)
     gen_s = time.perf_counter() - t0
+    a.out.mkdir(parents=True, exist_ok=True)
+    with open(a.out / "texts.jsonl", "w") as f:
+        for name, gens in [
+            ("unmarked", plain),
+            *((f"delta={d:g}", g) for d, g in marked_by_delta.items()),
+        ]:
+            for g in gens:
+                f.write(json.dumps({"set": name, "prompt": g.prompt, "text": g.text}) + "\n")
     judge = _load(a.judge, cfg)
     ppl_plain = _ppl(judge, plain)
     for r in rows:

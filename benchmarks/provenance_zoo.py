@@ -77,7 +77,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for p in res.pairs:
         tp = ", ".join(
-            f"{k.split('_')[0]}={v:.2g}" if v is not None else f"{k.split('_')[0]}=skip"
+            f"{k}={v:.2g}" if v is not None else f"{k}=skip"
             for k, v in p.test_pvalues.items()
         )
         cp = f"{p.combined_pvalue:.2g}" if p.combined_pvalue is not None else "-"

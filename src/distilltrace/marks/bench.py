@@ -37,7 +37,7 @@ class BenchConfig:
     ppl_model: str | None = None  # judge of the text-quality cost (perplexity)
     scheme: str = "greenlist"
     gamma: float = 0.25
-    delta: float = 2.0
+    delta: float = 4.0
     context_width: int = 2
     seeding: str = "lefthash"
     temperature: float = 0.7

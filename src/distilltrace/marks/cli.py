@@ -43,7 +43,9 @@ def keygen(
     model: str = typer.Option(..., "--model", help="Model spec whose tokenizer the key binds."),
     scheme: str = typer.Option("greenlist", help="greenlist | gumbel"),
     gamma: float = typer.Option(0.25, help="greenlist: green fraction of the vocabulary."),
-    delta: float = typer.Option(2.0, help="greenlist: logit bias of green tokens."),
+    delta: float = typer.Option(
+        4.0, help="greenlist: logit bias of green tokens (2 = lighter mark, weaker evidence)."
+    ),
     context_width: int = typer.Option(2, help="Tokens of context that seed each step (h)."),
     seeding: str = typer.Option("lefthash", help="lefthash | minhash"),
     secret_env: str | None = typer.Option(

@@ -52,7 +52,7 @@ class SchemeParams:
     context_width: int = 2
     seeding: str = "lefthash"
     gamma: float = 0.25  # greenlist: fraction of the vocabulary that is green
-    delta: float = 2.0  # greenlist: logit bias added to green tokens
+    delta: float = 4.0  # greenlist: logit bias added to green tokens (see docs/marks.md)
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:

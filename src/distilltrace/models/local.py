@@ -239,6 +239,32 @@ class TransformersModel:
             logits = self.hf_model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
         return torch.log_softmax(logits.float(), dim=-1), ids.shape[1]
 
+    def _continuation_logprobs(
+        self, seqs: Sequence[Sequence[int]], conts: Sequence[Sequence[int]], keep: int
+    ) -> tuple[torch.Tensor, int]:
+        """Log-probabilities of each row's next tokens at the last `keep` positions of the
+        left-padded batch: (rows, keep) with entry [r, q] = log p(seq[q + 1] | seq[:q + 1])
+        for the continuation tokens (0 elsewhere). Only those positions' logits are
+        computed, and no full-vocabulary log-softmax is materialised."""
+        ids, mask = self._left_pad(seqs)
+        width = ids.shape[1]
+        keep = min(keep, width)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            try:
+                logits = self.hf_model(
+                    input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=keep
+                ).logits
+            except TypeError:  # a model class without logits_to_keep
+                logits = self.hf_model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+            logits = logits[:, -keep:, :]
+            # target at kept position q is the token at absolute position width - keep + q + 1
+            target = torch.zeros((ids.shape[0], keep), dtype=torch.long)
+            target[:, : keep - 1] = ids[:, width - keep + 1 :]
+            lse = torch.logsumexp(logits.float(), dim=-1)
+            picked = torch.gather(logits, -1, target[..., None])[..., 0].float()
+        return picked - lse, width
+
     def _batches(self, n: int) -> list[range]:
         b = max(1, int(self.batch_size))
         return [range(i, min(n, i + b)) for i in range(0, n, b)]
@@ -468,19 +494,17 @@ class TransformersModel:
         with self._lock:
             for rng in self._batches(len(prompts)):
                 seqs = [p_ids[i] + c_ids[i] for i in rng]
-                lp, width = self._forward_logprobs(seqs)
+                keep = max(len(c_ids[i]) for i in rng) + 1
+                lp, width = self._continuation_logprobs(seqs, [c_ids[i] for i in rng], keep)
                 for row, i in enumerate(rng):
                     cont = c_ids[i]
-                    start = width - len(cont)  # first continuation position
-                    toks = []
-                    for j, t in enumerate(cont):
-                        toks.append(
-                            TokenLogprob(
-                                token=self._piece(t),
-                                logprob=float(lp[row, start + j - 1, t]),
-                                id=int(t),
-                            )
+                    first = keep - 1 - len(cont)  # kept position predicting cont[0]
+                    toks = [
+                        TokenLogprob(token=self._piece(t), logprob=float(v), id=int(t))
+                        for t, v in zip(
+                            cont, lp[row, first : first + len(cont)].tolist(), strict=True
                         )
+                    ]
                     out.append(
                         ScoredContinuation(
                             prompt=prompts[i], continuation=continuations[i], tokens=tuple(toks)
