@@ -67,6 +67,22 @@ def test_greedy_generation_agrees_with_score_and_logprobs(tiny_model):
     assert sc.tokens[0].logprob == pytest.approx(top.top[0].logprob, abs=1e-4)
 
 
+def test_batched_score_equals_full_log_softmax_per_row(tiny_model):
+    """score keeps only the continuation positions' logits; the values must equal a full
+    log-softmax computed one row at a time (no padding), including empty continuations."""
+    conts = ["General Kenobi!", "", "Once upon a time, two plus two."]
+    tiny_model.batch_size = 3
+    got = tiny_model.score(PROMPTS, conts)
+    for p, c, sc in zip(PROMPTS, conts, got, strict=True):
+        p_ids = tiny_model.encode_prompt(p, True)
+        c_ids = tiny_model.encode_continuation(c)
+        lp, width = tiny_model._forward_logprobs([p_ids + c_ids])
+        start = width - len(c_ids)
+        want = [float(lp[0, start + j - 1, t]) for j, t in enumerate(c_ids)]
+        assert [t.id for t in sc.tokens] == c_ids
+        assert [t.logprob for t in sc.tokens] == pytest.approx(want, abs=1e-4)
+
+
 def test_forcing_processor_decides_the_token(tiny_model):
     target = tiny_model.tokenizer.convert_tokens_to_ids("Z")
 
