@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--build", choices=["quick", "full"], default=None)
     ap.add_argument("--max-controls", type=int, default=None)
     ap.add_argument("--n-sampled", type=int, default=100)
+    ap.add_argument("--suspects", default=None, help="comma-separated suspects, in this order")
     a = ap.parse_args()
 
     from distilltrace.provenance.bench import run_bench
@@ -47,6 +48,7 @@ def main() -> None:
         zoo, budget=a.budget, alpha=a.alpha, out=out, cache=out / "cache.sqlite",
         seed=a.seed, pool_size=a.pool_size, limit=a.limit,
         max_controls=a.max_controls, config=ProvenanceConfig(n_sampled=a.n_sampled),
+        suspects=a.suspects.split(",") if a.suspects else None,
         progress=lambda msg, i, n: print(f"[{time.time() - t0:.0f}s] {msg} ({i + 1}/{n})", flush=True),
     )  # fmt: skip
     wall = time.time() - t0
@@ -77,8 +79,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for p in res.pairs:
         tp = ", ".join(
-            f"{k}={v:.2g}" if v is not None else f"{k}=skip"
-            for k, v in p.test_pvalues.items()
+            f"{k}={v:.2g}" if v is not None else f"{k}=skip" for k, v in p.test_pvalues.items()
         )
         cp = f"{p.combined_pvalue:.2g}" if p.combined_pvalue is not None else "-"
         hp = f"{p.holm_pvalue:.2g}" if p.holm_pvalue is not None else "-"

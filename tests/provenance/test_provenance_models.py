@@ -380,3 +380,12 @@ def test_bench_on_a_small_manifest(zoo, tmp_path):
     assert res.metrics["precision"] == 1.0 and res.metrics["recall"] == 1.0
     assert res.metrics["n_non_derived"] == 3
     assert (tmp_path / "out" / "bench.html").exists()
+    # a chosen subset and order of suspects (cached queries: no new model calls)
+    part = run_bench(
+        tmp_path, budget=150, alpha=0.01, out=tmp_path / "out2", cache=cache / "q.sqlite",
+        config=cfg, pool_size=200, suspects=["D", "S"],
+    )  # fmt: skip
+    assert [p.suspect for p in part.pairs] == ["D", "S"]
+    assert json.loads((tmp_path / "out2" / "bench.json").read_text())["pairs"][1]["suspect"] == "S"
+    with pytest.raises(InputError, match="not suspects"):
+        run_bench(tmp_path, cache=cache / "q.sqlite", config=cfg, suspects=["T"])

@@ -9,7 +9,7 @@ training recipes, different or no teacher).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as _st
 
+from distilltrace.errors import InputError
 from distilltrace.provenance.tester import (
     MIN_CONTROLS,
     ProvenanceConfig,
@@ -157,6 +158,7 @@ def run_bench(
     one_per_lineage: bool = True,
     config: ProvenanceConfig | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    suspects: Sequence[str] | None = None,
 ) -> BenchResult:
     """Run the benchmark on a zoo folder; writes bench.json/bench.html into out if given.
 
@@ -168,7 +170,14 @@ def run_bench(
 
     man = load_manifest(zoo)
     teachers = man.names("teacher")
-    suspects = [n for n in man.names() if n not in teachers]
+    all_suspects = [n for n in man.names() if n not in teachers]
+    if suspects is not None:
+        unknown = sorted(set(suspects) - set(all_suspects))
+        if unknown:
+            raise InputError(f"not suspects in this zoo: {', '.join(unknown)}")
+        suspects = list(suspects)
+    else:
+        suspects = all_suspects
     if limit is not None:
         suspects = suspects[:limit]
     loaded: dict[str, Any] = {}
@@ -259,11 +268,20 @@ def run_bench(
                     else None,
                 )
             )
+        if out is not None:  # partial results after every suspect (a long run can be cut)
+            _write(
+                BenchResult(str(zoo), man.tier, alpha, budget, pairs, score_pairs(pairs, alpha)),
+                out,
+            )
     result = BenchResult(str(zoo), man.tier, alpha, budget, pairs, score_pairs(pairs, alpha))
     if out is not None:
-        from distilltrace.report import render_html, write_json
-
-        o = Path(out)
-        write_json(result, o / "bench.json")
-        render_html("provenance_bench.html", {"b": result.to_dict()}, o / "bench.html")
+        _write(result, out)
     return result
+
+
+def _write(result: BenchResult, out: str | Path) -> None:
+    from distilltrace.report import render_html, write_json
+
+    o = Path(out)
+    write_json(result, o / "bench.json")
+    render_html("provenance_bench.html", {"b": result.to_dict()}, o / "bench.html")
