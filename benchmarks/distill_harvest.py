@@ -107,7 +107,7 @@ def main() -> None:
         st = make_student(args.student, tok, 0)
         res = train_seq_kd(
             st,
-            Path(d) / "local-8.jsonl",
+            Path(d) / f"local-{int(args.batch_sizes.split(',')[-1])}.jsonl",
             Path(d) / "student",
             steps=args.train_steps,
             batch_size=8,
