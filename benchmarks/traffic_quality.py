@@ -30,6 +30,20 @@ def _machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, no GPU, Python {platform.python_version()}"
 
 
+def _per_archetype(results: list, arches: list, cell) -> list[str]:
+    """Markdown rows: one per campaign archetype, one column per seed, `cell(campaign)`
+    for each campaign of that archetype."""
+    rows = ["| archetype | " + " | ".join(f"seed {r['seed']}" for r in results) + " |"]
+    rows.append("|---|" + "---|" * len(results))
+    for ar in arches:
+        cells = [
+            ", ".join(cell(c) for c in r["eval"]["campaigns"] if c["archetype"] == ar) or "-"
+            for r in results
+        ]
+        rows.append(f"| {ar} | " + " | ".join(cells) + " |")
+    return rows
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
@@ -141,21 +155,14 @@ def render(results: list[dict], args: argparse.Namespace, cmd: str, spd: dict | 
         )
     lines += ["", "## Per campaign (fraction of accounts flagged; found = more than half)", ""]
     arches = sorted({c["archetype"] for r in results for c in r["eval"]["campaigns"]})
-    lines.append("| archetype | " + " | ".join(f"seed {r['seed']}" for r in results) + " |")
-    lines.append("|---|" + "---|" * len(results))
-    for ar in arches:
-        cells = []
-        for r in results:
-            cs = [c for c in r["eval"]["campaigns"] if c["archetype"] == ar]
-            cells.append(
-                ", ".join(
-                    f"{'found' if c['found'] else 'MISSED'} {c['n_flagged_accounts']}/{c['n_accounts']} accts, "
-                    f"{_pct(c['request_fraction_flagged'])} reqs"
-                    for c in cs
-                )
-                or "-"
-            )
-        lines.append(f"| {ar} | " + " | ".join(cells) + " |")
+    lines += _per_archetype(
+        results,
+        arches,
+        lambda c: (
+            f"{'found' if c['found'] else 'MISSED'} {c['n_flagged_accounts']}/"
+            f"{c['n_accounts']} accts, {_pct(c['request_fraction_flagged'])} reqs"
+        ),
+    )
     lines += [
         "",
         "## Campaign purity (does one scan cluster hold one campaign?)",
@@ -164,22 +171,15 @@ def render(results: list[dict], args: argparse.Namespace, cmd: str, spd: dict | 
         "Per seed: flagged clusters holding accounts of more than one true campaign.",
         "",
     ]
-    lines.append("| archetype | " + " | ".join(f"seed {r['seed']}" for r in results) + " |")
-    lines.append("|---|" + "---|" * len(results))
-    for ar in arches:
-        cells = []
-        for r in results:
-            cs = [c for c in r["eval"]["campaigns"] if c["archetype"] == ar]
-            cells.append(
-                ", ".join(
-                    "n/a"
-                    if c.get("dominant_cluster_share") is None
-                    else f"{_pct(c['dominant_cluster_share'])} in cluster {c['dominant_cluster']}"
-                    for c in cs
-                )
-                or "-"
-            )
-        lines.append(f"| {ar} | " + " | ".join(cells) + " |")
+    lines += _per_archetype(
+        results,
+        arches,
+        lambda c: (
+            "n/a"
+            if c.get("dominant_cluster_share") is None
+            else f"{_pct(c['dominant_cluster_share'])} in cluster {c['dominant_cluster']}"
+        ),
+    )
     cells = []
     for r in results:
         pu = r["eval"].get("purity") or {}
