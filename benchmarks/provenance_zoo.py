@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--max-controls", type=int, default=None)
     ap.add_argument("--n-sampled", type=int, default=100)
     ap.add_argument("--suspects", default=None, help="comma-separated suspects, in this order")
+    ap.add_argument("--no-recipe-match", action="store_true", help="any non-derived control")
+    ap.add_argument("--one-per-lineage", action="store_true")
     a = ap.parse_args()
 
     from distilltrace.provenance.bench import run_bench
@@ -48,6 +50,7 @@ def main() -> None:
         zoo, budget=a.budget, alpha=a.alpha, out=out, cache=out / "cache.sqlite",
         seed=a.seed, pool_size=a.pool_size, limit=a.limit,
         max_controls=a.max_controls, config=ProvenanceConfig(n_sampled=a.n_sampled),
+        match_recipe=not a.no_recipe_match, one_per_lineage=a.one_per_lineage,
         suspects=a.suspects.split(",") if a.suspects else None,
         progress=lambda msg, i, n: print(f"[{time.time() - t0:.0f}s] {msg} ({i + 1}/{n})", flush=True),
     )  # fmt: skip
@@ -72,13 +75,18 @@ def main() -> None:
     print(
         f"- distilled students attributed to their true teacher(s) at Holm p <= 1e-4 and to no other: "
         f"{m['students_attributed_1e4']} / {m['n_students']}"
+        + (
+            f" (students with a skipped pair: {', '.join(m['students_with_skipped_pairs'])})"
+            if m.get("students_with_skipped_pairs")
+            else ""
+        )
     )
     print(
-        "\n| suspect | teacher | derived | combined p | Holm p | parent? | queries | queries to p<=0.01 | tests |"
+        "\n| suspect | teacher | derived | combined p | Holm p | parent? | queries | queries to p<=0.01 | tests / why skipped |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for p in res.pairs:
-        tp = ", ".join(
+        tp = p.skipped or ", ".join(
             f"{k}={v:.2g}" if v is not None else f"{k}=skip" for k, v in p.test_pvalues.items()
         )
         cp = f"{p.combined_pvalue:.2g}" if p.combined_pvalue is not None else "-"

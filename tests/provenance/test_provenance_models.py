@@ -146,6 +146,7 @@ def test_power_teacher_and_seq_kd_student(zoo, tmp_path):
     )
     ref = res.references[0]
     assert ref.tests["greedy_agreement"].pvalue <= 1e-4
+    assert "at least 3" in (ref.tests["likelihood"].skipped or "")  # 2 controls: no margin
     assert ref.combined_pvalue <= 1e-3
     assert res.plausible_parents == [ref.reference]
     assert res.suspect_queries <= 300
@@ -291,7 +292,12 @@ def no_logprobs_endpoint(zoo):
 def test_suspect_without_logprobs_skips_only_what_needs_them(zoo, no_logprobs_endpoint):
     s = load_model(no_logprobs_endpoint)
     res = test_provenance(
-        s, [_m(zoo, "T")], [_m(zoo, "C1"), _m(zoo, "C2")], budget=200, alpha=0.01, config=FAST
+        s,
+        [_m(zoo, "T")],
+        [_m(zoo, "C1"), _m(zoo, "C2"), _m(zoo, "D")],
+        budget=200,
+        alpha=0.01,
+        config=FAST,
     )
     tests = res.references[0].tests
     assert (

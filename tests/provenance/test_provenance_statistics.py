@@ -192,36 +192,83 @@ def test_greedy_agreement_power_on_simulated_student():
 # ------------------------------------------------------------- likelihood: simulated scores
 
 
-def _sim_scores(rng, n, controls, derived=0.0):
-    """Per-char scores s(scorer, generator): scorer quality + generator fluency + a pairwise
-    affinity; models are exchangeable except an added R-S affinity when derived > 0."""
+def _sim_scores(rng, n, controls, derived=0.0, skill_sd=0.2, affinity_sd=0.0, skill=None):
+    """Per-char scores s(scorer, generator): scorer skill + generator fluency + a pairwise
+    affinity (a random model-level part with sd `affinity_sd`, as seeds and data order give
+    real models) + noise; models are exchangeable except an added R-S affinity when
+    derived > 0. `skill` fixes the scorers' skills (default: normal with sd `skill_sd`)."""
     models = ["R", "S", *controls]
     fluency = {g: rng.normal(0, 0.2) for g in models}
-    skill = {m: rng.normal(0, 0.2) for m in models}
+    skill = skill or {m: rng.normal(0, skill_sd) for m in models}
     per_prompt = rng.normal(0, 0.3, n)
     scores = {}
     for a in models:
         for g in models:
             aff = 0.8 if a == g else (derived if {a, g} == {"R", "S"} else 0.0)
+            aff += rng.normal(0, affinity_sd) if a != g else 0.0
             scores[(a, g)] = -2 + skill[a] + fluency[g] + per_prompt + aff + rng.normal(0, 0.3, n)
     return scores
 
 
-def test_likelihood_tests_calibrated_and_powered():
+def test_likelihood_forward_calibrated_with_model_level_differences():
+    """Forward null with independent models that the reference favours by different
+    amounts (a model-level random effect, as between seeds): the leave-one-out margin
+    keeps the false-positive rate at or below alpha."""
     rng = np.random.default_rng(8)
     ctl = ["c1", "c2", "c3"]
-    p_f, p_r = [], []
+    p_f = []
     for i in range(250):
-        sc = _sim_scores(rng, 60, ctl)
+        sc = _sim_scores(rng, 60, ctl, affinity_sd=0.15)
         p_f.append(likelihood_test(sc, "R", ctl, suspect="S", seed=i, n_resamples=199).pvalue)
-        p_r.append(
-            reverse_likelihood_test(sc, "R", ctl, suspect="S", seed=i, n_resamples=199).pvalue
-        )
     _fpr_ok(p_f)
+    res = likelihood_test(_sim_scores(rng, 60, ctl, derived=0.8), "R", ctl, suspect="S")
+    assert res.pvalue <= 1e-3
+    assert res.details["margin"] >= 0
+
+
+def test_likelihood_forward_margin_is_zero_with_two_controls():
+    rng = np.random.default_rng(9)
+    res = likelihood_test(_sim_scores(rng, 40, ["c1", "c2"]), "R", ["c1", "c2"], suspect="S")
+    assert res.details["margin"] == 0.0
+
+
+def test_likelihood_reverse_calibrated_at_its_null_boundary_and_powered():
+    """Reverse null: the suspect models R's outputs no better than each control, up to the
+    margin. At the boundary (skills differing by less than the margin) FPR <= alpha."""
+    rng = np.random.default_rng(10)
+    ctl = ["c1", "c2", "c3"]
+    m = 0.05
+    p_r = []
+    for i in range(250):
+        skill = {k: rng.uniform(-m / 2, m / 2) for k in ["S", *ctl]}
+        skill["R"] = 0.0
+        sc = _sim_scores(rng, 60, ctl, skill=skill)
+        p_r.append(
+            reverse_likelihood_test(
+                sc, "R", ctl, suspect="S", seed=i, n_resamples=199, margin=m
+            ).pvalue
+        )
     _fpr_ok(p_r)
-    sc = _sim_scores(rng, 60, ctl, derived=0.4)
-    assert likelihood_test(sc, "R", ctl, suspect="S").pvalue <= 1e-3
-    assert reverse_likelihood_test(sc, "R", ctl, suspect="S").pvalue <= 1e-3
+    skill = {k: 0.0 for k in ["R", "S", *ctl]}
+    res = reverse_likelihood_test(
+        _sim_scores(rng, 60, ctl, derived=0.4, skill=skill), "R", ctl, suspect="S", margin=m
+    )
+    assert res.pvalue <= 1e-3
+    assert res.details["margin"] == m
+    with pytest.raises(ValueError):
+        reverse_likelihood_test(_sim_scores(rng, 10, ctl), "R", ctl, suspect="S", margin=-1)
+
+
+def test_likelihood_reverse_needs_the_margin_for_capability_gaps():
+    """Documents the reverse null's scope: a suspect that is simply better than the
+    controls by more than the margin is rejected (so controls must match its capability),
+    and the same gap within the margin is not."""
+    rng = np.random.default_rng(11)
+    ctl = ["c1", "c2"]
+    skill = {"R": 0.0, "S": 0.1, "c1": 0.0, "c2": 0.0}
+    sc = _sim_scores(rng, 400, ctl, skill=skill)
+    assert reverse_likelihood_test(sc, "R", ctl, suspect="S", margin=0.0).pvalue <= 0.01
+    assert reverse_likelihood_test(sc, "R", ctl, suspect="S", margin=0.15).pvalue > 0.05
 
 
 # ------------------------------------------------------------- lexical fingerprint: simulated text
@@ -321,3 +368,57 @@ def test_bench_scoring():
     assert m["null_fpr"]["0.01"] == 0.25
     assert m["queries_to_p01"]["reached"] == 1 and m["queries_to_p01"]["of"] == 2
     assert m["students_attributed_1e4"] == 1 and m["students_attributed_1e4_names"] == ["s1"]
+
+
+# ------------------------------------------------------------- bench: recipe-matched controls
+
+
+def test_bench_controls_match_the_suspects_recipe():
+    from distilltrace.distill.zoo import ZooMember
+    from distilltrace.provenance.bench import comparable
+
+    def m(arch, steps=None, div=None, tokens=None):
+        train = {k: v for k, v in (("steps", steps), ("divergence", div)) if v is not None}
+        data = {"tokens": tokens} if tokens else {}
+        return ZooMember("x", "student", "seq-kd", [], arch, 0, data, train)
+
+    s = m("small-4l", steps=200)
+    assert comparable(s, m("small-4l", steps=152)) is None
+    assert "architecture" in comparable(s, m("base-8l", steps=200))
+    assert "training amount" in comparable(s, m("small-4l", steps=50))
+    assert "loss" in comparable(m("small-4l", 200, "fkl"), m("small-4l", 200))
+    assert comparable(m("small-4l", 200, "fkl"), m("small-4l", 200, "fkl")) is None
+    # amounts unknown on one side: not held against the control
+    assert comparable(m("tiny-2l"), m("tiny-2l", steps=10)) is None
+    assert comparable(m("tiny-2l", tokens=1000), m("tiny-2l", tokens=4000)) is not None
+
+
+def test_full_zoo_plan_gives_comparable_controls():
+    """Every pair of the full tier has >= 2 controls of the suspect's recipe, except the
+    logit-KD students on their own teacher (no other teacher shares the students'
+    tokenizer, so no independent logit-KD student can exist)."""
+    from distilltrace.distill.zoo import ZooMember, zoo_plan
+    from distilltrace.provenance.bench import comparable
+
+    plan = zoo_plan("full")
+    amount = {"seq-kd": 200, "mix": 200, "logit-kd": 200, "human-text": 150}
+
+    def member(sp):
+        steps = int(amount[sp.method] * sp.data_fraction)
+        train = {
+            "steps": steps,
+            **({"divergence": sp.divergence} if sp.method == "logit-kd" else {}),
+        }
+        return ZooMember(
+            sp.name, "student", sp.method, list(sp.teachers), sp.arch, sp.seed, {}, train
+        )
+
+    ms = [member(sp) for sp in plan.students]
+    teachers = [t.name for t in plan.teachers]
+    lacking = []
+    for s in ms:
+        for t in teachers:
+            ctl = [c for c in ms if c is not s and t not in c.teachers and comparable(s, c) is None]
+            if len(ctl) < 2:
+                lacking.append((s.name, t))
+    assert lacking and all("logitkd" in s and s.startswith(t) for s, t in lacking), lacking

@@ -239,8 +239,12 @@ class ZooPlan:
 
 
 def _students(
-    teachers: list[str], logit_teacher: str, small: str, big: str
+    teachers: list[str], logit_teacher: str, small: str, big: str, controls: bool = False
 ) -> tuple[StudentPlan, ...]:
+    """The students of a tier. With `controls`, also the models that give every student
+    at least 2 controls of its own recipe (architecture, loss, training amount) per teacher
+    it does not derive from: a second human-text big model, two human-text small-data
+    models, and two more seeds of each logit-KD student (see provenance.bench.comparable)."""
     a, b = teachers
     out: list[StudentPlan] = []
     for t in teachers:
@@ -275,6 +279,24 @@ def _students(
         StudentPlan(f"mix-{a}-{b}-{small}-s0", "mix", (a, b), small, 0),
         StudentPlan(f"mix-{a}-{b}-{small}-s1", "mix", (a, b), small, 1),
     ]
+    if controls:
+        out += [
+            StudentPlan(f"human-{big}-s3", "human-text", (), big, 3),
+            StudentPlan(f"human-{small}-smalldata-s4", "human-text", (), small, 4, 0.25),
+            StudentPlan(f"human-{small}-smalldata-s5", "human-text", (), small, 5, 0.25),
+        ]
+        for div in ("fkl", "jsd"):
+            out += [
+                StudentPlan(
+                    f"{logit_teacher}-logitkd-{div}-{small}-s{seed}",
+                    "logit-kd",
+                    (logit_teacher,),
+                    small,
+                    seed,
+                    divergence=div,
+                )
+                for seed in (2, 3)
+            ]
     return tuple(out)
 
 
@@ -329,7 +351,11 @@ def zoo_plan(tier: str, scale: float = 1.0) -> ZooPlan:
         tier="full",
         teachers=teachers,
         students=_students(
-            ["smollm2-135m-instruct", "gemma3-270m"], "smollm2-135m-instruct", "small-4l", "base-8l"
+            ["smollm2-135m-instruct", "gemma3-270m"],
+            "smollm2-135m-instruct",
+            "small-4l",
+            "base-8l",
+            controls=True,
         ),
         tokenizer="smollm2",
         n_prompts=max(16, int(400 * scale)),
@@ -648,7 +674,7 @@ def build_zoo(
             random.Random(f"zoo-human:{sp.seed}").shuffle(texts)
             take, total = [], 0
             for c in texts:
-                if total + len(c) > plan.human_chars:
+                if total + len(c) > plan.human_chars * sp.data_fraction:
                     break
                 take.append(c)
                 total += len(c)

@@ -1,9 +1,11 @@
 """Benchmark: every suspect in a zoo against every teacher, scored against the manifest.
 
 Controls for a (suspect S, teacher R) test are the zoo's non-teacher models that do not
-derive from R, excluding S itself: human-text students and students of other teachers.
-They are "like S except for not deriving from R" as far as the zoo allows (same sizes and
-training recipes, different or no teacher).
+derive from R, excluding S itself (human-text students and students of other teachers),
+and that match S's recipe (`comparable`: same architecture, same distillation loss, a
+similar amount of training). They are "like S except for not deriving from R". A pair
+with fewer than 2 comparable controls is skipped and reported, not tested against
+controls of another capability.
 """
 
 from __future__ import annotations
@@ -91,6 +93,32 @@ def lineage(member: Any) -> tuple:
     return ("independent", member.name)
 
 
+def _amount(member: Any) -> float | None:
+    """Training amount: optimizer steps when recorded, else training tokens or examples."""
+    train, data = member.train or {}, member.data or {}
+    for v in (train.get("steps"), data.get("tokens"), data.get("n")):
+        if isinstance(v, int | float) and v > 0:
+            return float(v)
+    return None
+
+
+def comparable(suspect: Any, control: Any, max_ratio: float = 2.0) -> str | None:
+    """None when `control` matches the suspect's recipe, else why not: same architecture,
+    same logit-distillation loss (or none), training amounts within `max_ratio` of each
+    other where both are recorded. Controls of another size or training budget differ in
+    capability, which the likelihood tests would read as closeness to the reference."""
+    if suspect.arch != control.arch:
+        return f"architecture {control.arch} != {suspect.arch}"
+    ls = (suspect.train or {}).get("divergence")
+    lc = (control.train or {}).get("divergence")
+    if ls != lc:
+        return f"distillation loss {lc or 'none'} != {ls or 'none'}"
+    a, b = _amount(suspect), _amount(control)
+    if a is not None and b is not None and max(a, b) / min(a, b) > max_ratio:
+        return f"training amount {b:g} vs {a:g} (more than {max_ratio:g}x apart)"
+    return None
+
+
 def score_pairs(pairs: list[PairOutcome], alpha: float) -> dict[str, Any]:
     """Precision/recall of Holm decisions, calibration of non-derived p-values, queries."""
     tested = [p for p in pairs if p.skipped is None]
@@ -138,6 +166,10 @@ def score_pairs(pairs: list[PairOutcome], alpha: float) -> dict[str, Any]:
         if all((p.holm_pvalue or 1) <= 1e-4 for p in ps if p.derived)
         and not any(p.rejected for p in ps if not p.derived)
     ]
+    skipped_students = sorted(
+        {p.suspect for p in pairs if p.skipped is not None and p.derived} - set(ok)
+    )
+    m["students_with_skipped_pairs"] = skipped_students
     m["n_students"] = len(students)
     m["students_attributed_1e4"] = len(ok)
     m["students_attributed_1e4_names"] = sorted(ok)
@@ -155,16 +187,18 @@ def run_bench(
     pool_size: int = 1500,
     limit: int | None = None,
     max_controls: int | None = None,
-    one_per_lineage: bool = True,
+    one_per_lineage: bool = False,
+    match_recipe: bool = True,
     config: ProvenanceConfig | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     suspects: Sequence[str] | None = None,
 ) -> BenchResult:
     """Run the benchmark on a zoo folder; writes bench.json/bench.html into out if given.
 
-    Controls are one model per lineage (see `lineage`) when `one_per_lineage`; `max_controls`
-    caps them at a seeded random subset (the likelihood test's cost grows with the square
-    of their number)."""
+    Controls are the models that match the suspect's recipe (`comparable`) when
+    `match_recipe`, then one model per lineage (see `lineage`) when `one_per_lineage`;
+    `max_controls` caps them at a seeded random subset (the likelihood test's cost grows
+    with the square of their number)."""
     from distilltrace.distill.zoo import load_manifest
     from distilltrace.models import load_model
 
@@ -202,6 +236,11 @@ def run_bench(
             ]
             for t in teachers
         }
+        if match_recipe:
+            sm = man.get(s)
+            ctrl_map = {
+                t: [n for n in v if comparable(sm, man.get(n)) is None] for t, v in ctrl_map.items()
+            }
         if one_per_lineage:
             rng = random.Random(f"bench-lineage:{seed}:{s}")
             for t, v in ctrl_map.items():
@@ -231,7 +270,8 @@ def run_bench(
                         None,
                         None,
                         ctrl_map[t],
-                        skipped=f"only {len(ctrl_map[t])} controls",
+                        skipped=f"only {len(ctrl_map[t])} comparable control(s), "
+                        f"{MIN_CONTROLS} needed",
                     )
                 )
         if not ok_teachers:

@@ -50,6 +50,12 @@ def test(
     ),
     max_new_tokens: int = typer.Option(48, "--max-new-tokens"),
     no_adaptive: bool = typer.Option(False, "--no-adaptive", help="Use pool prompts uniformly."),
+    reverse_margin: float = typer.Option(
+        0.05,
+        "--reverse-margin",
+        help="Nats per character the suspect must beat each control by on the reference's "
+        "outputs (reverse likelihood test).",
+    ),
 ) -> None:
     """Test whether SUSPECT derives from each REFERENCE, against CONTROLS."""
     from distilltrace.models import load_model
@@ -73,6 +79,7 @@ def test(
         prompt_source=prompt_source,
         max_new_tokens=max_new_tokens,
         adaptive=not no_adaptive,
+        reverse_margin=reverse_margin,
     )
     s = load_model(suspect, cache=cf)
     refs = [load_model(r, cache=cf) for r in reference]
@@ -111,6 +118,11 @@ def bench(
         None, "--max-controls", help="At most this many controls per test (seeded subset)."
     ),
     n_sampled: int = typer.Option(100, "--n-sampled", help="Prompts with sampled outputs."),
+    any_controls: bool = typer.Option(
+        False,
+        "--any-controls",
+        help="Use every non-derived model as a control, not only those of the suspect's recipe.",
+    ),
 ) -> None:
     """Every suspect in the zoo against every teacher, scored against the manifest."""
     from distilltrace.provenance.bench import run_bench
@@ -132,6 +144,7 @@ def bench(
             pool_size=pool_size,
             limit=limit,
             max_controls=max_controls,
+            match_recipe=not any_controls,
             config=ProvenanceConfig(n_sampled=n_sampled),
             progress=note,
         )

@@ -50,7 +50,8 @@ class ProvenanceConfig:
     k_units: int = 40  # units (characters or words) compared by the greedy test
     agreement_margin: float = 0.05  # S must beat each control's agreement by more than this
     n_sampled: int = 100  # prompts with sampled outputs (likelihood, lexical), at most
-    n_reverse: int = 40  # prompts the suspect scores (reverse likelihood), at most
+    n_reverse: int = 200  # reference outputs the suspect scores per reference, at most
+    reverse_margin: float = likelihood.DEFAULT_REVERSE_MARGIN  # nats/char, part of its null
     n_fingerprint: int = 100  # prompts for the reference's lexical fingerprint (no suspect)
     sample_temperature: float = 0.7
     pool_size: int = 3000
@@ -281,17 +282,18 @@ def test_provenance(
         t in cfg.tests for t in (likelihood.NAME, likelihood.REVERSE_NAME, lexical.NAME)
     )
     n_samp = min(cfg.n_sampled, max(0, (budget - n_id) // 5)) if want_sampled else 0
-    k_max = max(len(v) for v in ctrl_labs.values())
     do_rev = likelihood.REVERSE_NAME in cfg.tests and _can_score(suspect) and n_samp > 0
     n_rev = (
-        min(cfg.n_reverse, n_samp, max(0, (budget - n_id) // (5 * (1 + k_max) * len(ref_labs))))
-        if do_rev
-        else 0
+        min(cfg.n_reverse, max(0, (2 * (budget - n_id)) // (5 * len(ref_labs)))) if do_rev else 0
     )
-    rev_cost = n_rev * len(ref_labs) * (1 + k_max)
+    rev_cost = n_rev * len(ref_labs)
     greedy_max = budget - n_id - n_samp - rev_cost
     if cfg.agreement_unit not in ("char", "word"):
         raise InputError(f"agreement_unit must be 'char' or 'word', got {cfg.agreement_unit!r}")
+    if cfg.reverse_margin < 0:
+        raise InputError(
+            f"reverse_margin must be >= 0 (nats per character), got {cfg.reverse_margin}"
+        )
     if not 0 <= cfg.agreement_margin < 1:
         raise InputError(f"agreement_margin must be in [0, 1), got {cfg.agreement_margin}")
     if greedy_max < 10:
@@ -339,7 +341,9 @@ def test_provenance(
                 continue
             ctl = ctrl_labs[r]
             tests_by_ref[r].update(
-                _sampled_tests(sess, cfg, r, s_lab, ctl, samp_prompts, samp, fp, n_rev, suspect)
+                _sampled_tests(
+                    sess, cfg, r, s_lab, ctl, samp_prompts, samp, fp, pool[:n_rev], suspect
+                )
             )
 
     # ---------------- greedy agreement: adaptive, sequential --------------------------
@@ -354,6 +358,9 @@ def test_provenance(
     agree_c: dict[str, dict[str, list[float]]] = {r: {c: [] for c in ctrl_labs[r]} for r in active}
     used_prompts: dict[str, list[str]] = {r: [] for r in active}
     trajectory: dict[str, list[tuple[int, float]]] = {r: [] for r in active}
+    fixed_min = {
+        r: min((t.pvalue for t in tests_by_ref[r].values() if t.ran), default=1.0) for r in active
+    }
     running = set(active) if agreement.NAME in cfg.tests else set()
     s_greedy_queries = 0
     pos = 0
@@ -426,10 +433,14 @@ def test_provenance(
                 identical[r] = f"identical greedy outputs on all {a.size} probes"
         ran = [t.pvalue for t in tests.values() if t.ran]
         comb = combine_pvalues(ran, method=COMBINATION) if ran else None
-        qt = {}
-        for thr in (0.05, 0.01, 1e-4):
-            hit = next((q for q, p in trajectory[r] if p * n_tests[r] <= thr), None)
-            qt[f"p<={thr:g}"] = hit
+        # Combined (Bonferroni) p-value against suspect queries: the fixed-sample tests
+        # count from when their queries were spent, the greedy test as it went.
+        traj = (
+            [(base_queries, fixed_min[r])] if any(t.ran for t in tests_by_ref[r].values()) else []
+        )
+        traj += [(q, min(fixed_min[r], p)) for q, p in trajectory[r]]
+        traj = [(q, min(1.0, p * n_tests[r])) for q, p in traj]
+        qt = {f"p<={thr:g}": queries_needed(traj, thr) for thr in (0.05, 0.01, 1e-4)}
         eff = {}
         if agree_r[r]:
             eff = {
@@ -445,7 +456,7 @@ def test_provenance(
                 combined_pvalue=comb,
                 combination=f"{COMBINATION} (min p x {len(ran)} tests; valid under any dependence)",
                 identical=identical.get(r),
-                trajectory=[(q, p * n_tests[r]) for q, p in trajectory[r]],
+                trajectory=traj,
                 queries_to=qt,
                 examples=_examples(sess, s_lab, r, ctl, used_prompts[r], agree_r[r], agree_c[r]),
                 effect=eff,
@@ -487,13 +498,20 @@ def _sampled_tests(
     prompts: list[str],
     samp: dict[str, list[str]],
     fp: dict[str, list[str]],
-    n_rev: int,
+    rev_prompts: list[str],
     suspect: Model,
 ) -> dict[str, TestResult]:
     out: dict[str, TestResult] = {}
     if likelihood.NAME in cfg.tests:
         lacking = [m for m in [r, *ctl] if not _can_score(sess.models[m])]
-        if lacking:
+        if len(ctl) < likelihood.MIN_FORWARD_CONTROLS:
+            out[likelihood.NAME] = skipped_test(
+                likelihood.NAME,
+                likelihood.NULL,
+                f"{len(ctl)} controls: the margin (how far apart independent models already "
+                f"are) needs at least {likelihood.MIN_FORWARD_CONTROLS}",
+            )
+        elif lacking:
             out[likelihood.NAME] = skipped_test(
                 likelihood.NAME,
                 likelihood.NULL,
@@ -519,7 +537,7 @@ def _sampled_tests(
                 likelihood.REVERSE_NULL,
                 f"the suspect {s} gives no log-probabilities (score)",
             )
-        elif n_rev < 10:
+        elif len(rev_prompts) < 10:
             out[likelihood.REVERSE_NAME] = skipped_test(
                 likelihood.REVERSE_NAME,
                 likelihood.REVERSE_NULL,
@@ -533,15 +551,12 @@ def _sampled_tests(
             )
         else:
             try:
-                ps = prompts[:n_rev]
-                scores = {}
-                for scorer in [s, *ctl]:
-                    for gen in [r, *ctl]:
-                        if scorer == gen:
-                            continue
-                        scores[(scorer, gen)] = sess.scores(scorer, ps, samp[gen][:n_rev])
+                r_texts = sess.sampled(r, rev_prompts)
+                scores = {
+                    (scorer, r): sess.scores(scorer, rev_prompts, r_texts) for scorer in [s, *ctl]
+                }
                 out[likelihood.REVERSE_NAME] = likelihood.reverse_likelihood_test(
-                    scores, r, ctl, suspect=s, seed=cfg.seed
+                    scores, r, ctl, suspect=s, seed=cfg.seed, margin=cfg.reverse_margin
                 )
             except CapabilityError as e:
                 out[likelihood.REVERSE_NAME] = skipped_test(
