@@ -379,6 +379,7 @@ def test_bench_on_a_small_manifest(zoo, tmp_path):
         cache=cache / "q.sqlite",
         config=cfg,
         pool_size=200,
+        match_recipe=False,  # the fixture's controls are human-text models, S is a student
     )
     by = {(p.suspect, p.teacher): p for p in res.pairs}
     assert by[("S", "T")].derived and by[("S", "T")].rejected
@@ -392,6 +393,10 @@ def test_bench_on_a_small_manifest(zoo, tmp_path):
         config=cfg, pool_size=200, suspects=["D", "S"],
     )  # fmt: skip
     assert [p.suspect for p in part.pairs] == ["D", "S"]
+    # with recipe matching (the default) the student has no control of its kind: skipped
+    s_pair = next(p for p in part.pairs if p.suspect == "S")
+    assert s_pair.skipped and "comparable" in s_pair.skipped and not s_pair.rejected
+    assert part.metrics["students_with_skipped_pairs"] == ["S"]
     assert json.loads((tmp_path / "out2" / "bench.json").read_text())["pairs"][1]["suspect"] == "S"
     with pytest.raises(InputError, match="not suspects"):
         run_bench(tmp_path, cache=cache / "q.sqlite", config=cfg, suspects=["T"])

@@ -241,10 +241,10 @@ class ZooPlan:
 def _students(
     teachers: list[str], logit_teacher: str, small: str, big: str, controls: bool = False
 ) -> tuple[StudentPlan, ...]:
-    """The students of a tier. With `controls`, also the models that give every student
-    at least 2 controls of its own recipe (architecture, loss, training amount) per teacher
-    it does not derive from: a second human-text big model, two human-text small-data
-    models, and two more seeds of each logit-KD student (see provenance.bench.comparable)."""
+    """The students of a tier. With `controls`, also the models that give the students
+    controls of their own recipe (see provenance.bench.comparable: data kind,
+    architecture, loss, training amount): every recipe in 3 or more seeds, except the big
+    seq-KD students (2 per teacher: enough controls for the pairs with a true teacher)."""
     a, b = teachers
     out: list[StudentPlan] = []
     for t in teachers:
@@ -280,10 +280,20 @@ def _students(
         StudentPlan(f"mix-{a}-{b}-{small}-s1", "mix", (a, b), small, 1),
     ]
     if controls:
+        for t in teachers:
+            out += [
+                StudentPlan(f"{t}-seqkd-{small}-s3", "seq-kd", (t,), small, 3),
+                StudentPlan(f"{t}-seqkd-{big}-s1", "seq-kd", (t,), big, 1),
+                StudentPlan(f"{t}-seqkd-{small}-smalldata-s3", "seq-kd", (t,), small, 3, 0.25),
+                StudentPlan(f"{t}-seqkd-{small}-smalldata-s4", "seq-kd", (t,), small, 4, 0.25),
+            ]
         out += [
+            StudentPlan(f"human-{small}-s6", "human-text", (), small, 6),
             StudentPlan(f"human-{big}-s3", "human-text", (), big, 3),
+            StudentPlan(f"human-{big}-s7", "human-text", (), big, 7),
             StudentPlan(f"human-{small}-smalldata-s4", "human-text", (), small, 4, 0.25),
             StudentPlan(f"human-{small}-smalldata-s5", "human-text", (), small, 5, 0.25),
+            StudentPlan(f"human-{small}-smalldata-s8", "human-text", (), small, 8, 0.25),
         ]
         for div in ("fkl", "jsd"):
             out += [

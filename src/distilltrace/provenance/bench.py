@@ -2,8 +2,8 @@
 
 Controls for a (suspect S, teacher R) test are the zoo's non-teacher models that do not
 derive from R, excluding S itself (human-text students and students of other teachers),
-and that match S's recipe (`comparable`: same architecture, same distillation loss, a
-similar amount of training). They are "like S except for not deriving from R". A pair
+and that match S's recipe (`comparable`: same kind of training data, architecture and
+distillation loss, a similar amount of training). They are "like S except for not deriving from R". A pair
 with fewer than 2 comparable controls is skipped and reported, not tested against
 controls of another capability.
 """
@@ -102,11 +102,19 @@ def _amount(member: Any) -> float | None:
     return None
 
 
+def _data_kind(member: Any) -> str:
+    return "human text" if member.method == "human-text" else "model outputs"
+
+
 def comparable(suspect: Any, control: Any, max_ratio: float = 2.0) -> str | None:
-    """None when `control` matches the suspect's recipe, else why not: same architecture,
-    same logit-distillation loss (or none), training amounts within `max_ratio` of each
-    other where both are recorded. Controls of another size or training budget differ in
-    capability, which the likelihood tests would read as closeness to the reference."""
+    """None when `control` matches the suspect's recipe, else why not: the same kind of
+    training data (a model's outputs, or human text), same architecture, same
+    logit-distillation loss (or none), training amounts within `max_ratio` of each other
+    where both are recorded. Controls of another size, budget or kind of data differ in
+    capability on the reference's text, which the likelihood tests would read as
+    closeness (or distance) to the reference."""
+    if _data_kind(suspect) != _data_kind(control):
+        return f"trained on {_data_kind(control)}, not {_data_kind(suspect)}"
     if suspect.arch != control.arch:
         return f"architecture {control.arch} != {suspect.arch}"
     ls = (suspect.train or {}).get("divergence")

@@ -7,10 +7,13 @@ outputs against the controls' (informative Dirichlet prior, Monroe et al. 2008),
 to [-3, 3]. A text's fingerprint score f(y) is the mean weight of its n-grams.
 
 For control C the fingerprint is learned against the controls other than C only, so the
-suspect and C play symmetric roles. On test prompts, d_C(x) = f(y_S(x)) - f(y_C(x)).
-Null: for some control C, E_x[d_C] <= 0: the suspect's outputs carry the reference's
-lexical fingerprint no more than an independent model's do. Per control: studentized
-sign-flip (permutation) test across prompts; max over controls (intersection-union).
+suspect and C play symmetric roles. On test prompts, d_C(x) = f(y_S(x)) - f(y_C(x)) - m.
+Null: for some control C, E_x[f(y_S) - f(y_C)] <= m: the suspect's outputs carry the
+reference's lexical fingerprint no more than an independent model's do, beyond the margin
+m: the largest mean of the same difference between two controls (fingerprint learned
+against the remaining controls), since independent models already differ in how many of
+R's words they use. Per control: studentized sign-flip (permutation) test across
+prompts; max over controls (intersection-union).
 """
 
 from __future__ import annotations
@@ -21,15 +24,22 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from distilltrace.provenance.paired import DEFAULT_RESAMPLES, intersection_union, signflip_test
+from distilltrace.provenance.paired import (
+    DEFAULT_RESAMPLES,
+    control_margin,
+    intersection_union,
+    signflip_test,
+)
 from distilltrace.provenance.result import TestResult
 from distilltrace.provenance.textmatch import ngrams, words
 
 NAME = "lexical_fingerprint"
 NULL = (
-    "For some control C, E_x[f(y_S) - f(y_C)] <= 0, with f the reference's lexical "
-    "fingerprint learned without S and C: the suspect's outputs carry the reference's "
-    "over-represented words and bigrams no more than an independent model's outputs."
+    "For some control C, E_x[f(y_S) - f(y_C)] <= m, with f the reference's lexical "
+    "fingerprint learned without S and C and m the largest mean of the same difference "
+    "between two controls: the suspect's outputs carry the reference's over-represented "
+    "words and bigrams no more than an independent model's outputs, beyond how much one "
+    "independent model already exceeds another."
 )
 CLIP = 3.0
 
@@ -85,13 +95,23 @@ def lexical_test(
 ) -> TestResult:
     """Run the test (see module doc). fp_outputs: reference and controls on fingerprint
     prompts; test_outputs: suspect and controls on test prompts (same prompt order)."""
+    weights: dict[frozenset, dict[str, float]] = {}
+
+    def stat(g: str, c: str) -> np.ndarray:
+        left = frozenset(o for o in controls if o not in (c, g))
+        if left not in weights:
+            weights[left] = fingerprint(
+                fp_outputs[reference], [t for o in sorted(left) for t in fp_outputs[o]]
+            )
+        w = weights[left]
+        f_g = np.array([fingerprint_score(t, w) for t in test_outputs[g]])
+        f_c = np.array([fingerprint_score(t, w) for t in test_outputs[c]])
+        return f_g - f_c
+
+    margin = control_margin(controls, stat)
     per = {}
     for i, c in enumerate(controls):
-        neg = [t for o in controls if o != c for t in fp_outputs[o]]
-        w = fingerprint(fp_outputs[reference], neg)
-        f_s = np.array([fingerprint_score(t, w) for t in test_outputs[suspect]])
-        f_c = np.array([fingerprint_score(t, w) for t in test_outputs[c]])
-        r = signflip_test(f_s - f_c, seed=seed + i, n_resamples=n_resamples)
+        r = signflip_test(stat(suspect, c) - margin, seed=seed + i, n_resamples=n_resamples)
         per[c] = {"pvalue": r.pvalue, "mean_difference": r.mean, "sd": r.sd, "t": r.t, "n": r.n}
     p = intersection_union({c: v["pvalue"] for c, v in per.items()})
     # Evidence: n-grams over-represented both in S's outputs and in R's (vs the controls).
@@ -109,10 +129,11 @@ def lexical_test(
         pvalue=p,
         n=min((v["n"] for v in per.values()), default=0),
         effect=min((v["mean_difference"] for v in per.values()), default=None),
-        effect_label="smallest mean fingerprint-score difference over controls",
+        effect_label="smallest mean fingerprint-score difference over controls, after the margin",
         per_control=per,
         details={
             "method": "leave-one-control-out fingerprint, studentized sign-flip, max over controls",
+            "margin": margin,
             "shared_overrepresented": [
                 {"ngram": w, "z_suspect": zs, "z_reference": zr} for w, zs, zr in shared
             ],

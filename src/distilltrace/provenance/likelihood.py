@@ -15,12 +15,14 @@ baseline B_C the mean of the other controls' scores:
   already are). The tester runs it with 3 or more controls only (with 2, m would be 0).
 
 `likelihood_reverse` (needs `score` on the suspect and controls), per control C:
-  d_C(x) = s(S,R) - s(C,R) - delta
-  Null: E_x[d_C] <= 0 for some C: the suspect models the reference's outputs no better
-  than a control does, up to the margin delta (nats per character). A model trained on R's
-  outputs models them better than a model of the same size and training that was not; the
-  margin absorbs the capability differences between such models (seeds, data order).
-  Valid when the controls are at least as capable as the suspect, less delta.
+  d_C(x) = s(S,R) - s(C,R) - max(delta, g_C)
+  g_C: how much better S models the other controls' outputs than C does (mean of
+  s(S,G) - s(C,G) over the other controls G, plus 2 standard errors).
+  Null: E_x[s(S,R) - s(C,R)] <= max(delta, g_C) for some C: the suspect's advantage over a
+  control on the reference's outputs is no larger than the margin delta (nats per
+  character; seed-to-seed differences) or than its advantage on independent models'
+  outputs (a generally more capable suspect is not closer to R for that). Assumes the
+  controls are trained on the same kind of data as the suspect (see docs/provenance.md).
 
 Each per-control null: studentized sign-flip test across prompts; combined over controls
 by the intersection-union rule (max p).
@@ -28,11 +30,16 @@ by the intersection-union rule (max p).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from distilltrace.provenance.paired import DEFAULT_RESAMPLES, intersection_union, signflip_test
+from distilltrace.provenance.paired import (
+    DEFAULT_RESAMPLES,
+    control_margin,
+    intersection_union,
+    signflip_test,
+)
 from distilltrace.provenance.result import TestResult
 
 NAME = "likelihood"
@@ -45,13 +52,13 @@ NULL = (
 )
 REVERSE_NAME = "likelihood_reverse"
 REVERSE_NULL = (
-    "For some control C, E_x[s(S,R) - s(C,R)] <= delta, with s(M,R) the per-character "
-    "log-probability model M gives the reference's sampled output: the suspect models the "
-    "reference's outputs no better than a control of similar capability does, up to the "
-    "margin delta (nats per character)."
+    "For some control C, E_x[s(S,R) - s(C,R)] <= max(delta, g_C), with s(M,G) the "
+    "per-character log-probability model M gives generator G's sampled output and g_C the "
+    "suspect's advantage over C on the other controls' outputs: the suspect models the "
+    "reference's outputs no better than a control does, beyond the margin delta (nats per "
+    "character) and beyond how much better it models independent models' outputs."
 )
 DEFAULT_REVERSE_MARGIN = 0.05
-MIN_FORWARD_CONTROLS = 3  # the forward test's margin needs a control pair plus a baseline
 
 Scores = Mapping[tuple[str, str], np.ndarray]  # (scorer, generator) -> per-prompt scores
 
@@ -83,15 +90,6 @@ def _iut(
     )
 
 
-def control_margin(controls: Sequence[str], stat: Callable[[str, str], np.ndarray]) -> float:
-    """Largest mean of `stat(g, c)` with control g in the suspect's place against another
-    control c (0 with fewer than 3 controls, where no baseline would be left)."""
-    if len(controls) < MIN_FORWARD_CONTROLS:
-        return 0.0
-    m = max(float(np.nanmean(stat(g, c))) for g in controls for c in controls if g != c)
-    return max(0.0, m)
-
-
 def likelihood_test(
     scores: Scores,
     reference: str,
@@ -121,6 +119,26 @@ def likelihood_test(
     return _iut(NAME, NULL, diffs, seed, extra, n_resamples)
 
 
+def capability_gap(
+    scores: Scores, suspect: str, control: str, others: Sequence[str], z: float = 2.0
+) -> tuple[float, float]:
+    """How much better the suspect models independent text than `control` does: the mean
+    of s(S,G) - s(C,G) over the outputs of the other controls G, and that mean plus z
+    standard errors (an upper bound, so an uncertain gap errs towards no accusation)."""
+    vals = [
+        np.asarray(scores[(suspect, g)], dtype=float)
+        - np.asarray(scores[(control, g)], dtype=float)
+        for g in others
+        if (suspect, g) in scores and (control, g) in scores
+    ]
+    v = np.concatenate(vals) if vals else np.array([])
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return 0.0, 0.0
+    m = float(v.mean())
+    return m, m + z * float(v.std(ddof=1)) / np.sqrt(v.size)
+
+
 def reverse_likelihood_test(
     scores: Scores,
     reference: str,
@@ -130,13 +148,21 @@ def reverse_likelihood_test(
     n_resamples: int = DEFAULT_RESAMPLES,
     margin: float = DEFAULT_REVERSE_MARGIN,
 ) -> TestResult:
-    """The suspect scores the reference's outputs (see module doc for the null)."""
+    """The suspect and the controls score the reference's outputs (see module doc for the
+    null). `scores[(S or C, G)]` for another control G, when present, measure capability."""
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
     s_r = scores[(suspect, reference)]
-    diffs = {c: s_r - scores[(c, reference)] - margin for c in controls}
+    diffs, per_margin, gaps = {}, {}, {}
+    for c in controls:
+        gap, upper = capability_gap(scores, suspect, c, [o for o in controls if o != c])
+        per_margin[c] = max(margin, upper)
+        gaps[c] = gap
+        diffs[c] = s_r - scores[(c, reference)] - per_margin[c]
     extra = {
         "margin": margin,
+        "margin_per_control": per_margin,
+        "capability_gap_per_control": gaps,
         "suspect_score_of_reference": float(np.mean(s_r)),
         "control_scores_of_reference": {
             c: float(np.mean(scores[(c, reference)])) for c in controls

@@ -15,13 +15,14 @@ nulls stop after a few dozen draws, and strong effects get a floor of 1 / (B + 1
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 DEFAULT_RESAMPLES = 199_999
 DEFAULT_EXCEEDANCES = 20
+MIN_MARGIN_CONTROLS = 3  # a margin from the controls needs a pair plus a baseline model
 
 
 @dataclass(frozen=True)
@@ -99,3 +100,13 @@ def intersection_union(pvalues: Mapping[str, float]) -> float:
     multiplicity correction is needed (intersection-union test, Berger 1982).
     """
     return max(pvalues.values(), default=1.0)
+
+
+def control_margin(controls: Sequence[str], stat: Callable[[str, str], np.ndarray]) -> float:
+    """How far apart independent models already are: the largest mean of `stat(g, c)`
+    with control g in the suspect's place against another control c (at least 0; 0 with
+    fewer than MIN_MARGIN_CONTROLS controls, where no baseline model would be left)."""
+    if len(controls) < MIN_MARGIN_CONTROLS:
+        return 0.0
+    m = max(float(np.nanmean(stat(g, c))) for g in controls for c in controls if g != c)
+    return max(0.0, m)

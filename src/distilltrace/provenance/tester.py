@@ -15,6 +15,7 @@ from distilltrace.errors import CapabilityError, InputError
 from distilltrace.models.base import SCORE, Model
 from distilltrace.provenance import agreement, lexical, likelihood
 from distilltrace.provenance.identity import IDENTITY_PROBES, identity_evidence
+from distilltrace.provenance.paired import MIN_MARGIN_CONTROLS
 from distilltrace.provenance.probes import disagreement_weight, probe_pool
 from distilltrace.provenance.result import (
     ProvenanceResult,
@@ -50,7 +51,8 @@ class ProvenanceConfig:
     k_units: int = 40  # units (characters or words) compared by the greedy test
     agreement_margin: float = 0.05  # S must beat each control's agreement by more than this
     n_sampled: int = 100  # prompts with sampled outputs (likelihood, lexical), at most
-    n_reverse: int = 200  # reference outputs the suspect scores per reference, at most
+    n_reverse: int = 150  # reference outputs the suspect scores per reference, at most
+    n_gap: int = 30  # outputs per control the suspect scores (capability gap), at most
     reverse_margin: float = likelihood.DEFAULT_REVERSE_MARGIN  # nats/char, part of its null
     n_fingerprint: int = 100  # prompts for the reference's lexical fingerprint (no suspect)
     sample_temperature: float = 0.7
@@ -286,7 +288,9 @@ def test_provenance(
     n_rev = (
         min(cfg.n_reverse, max(0, (2 * (budget - n_id)) // (5 * len(ref_labs)))) if do_rev else 0
     )
-    rev_cost = n_rev * len(ref_labs)
+    n_union = len({id(c) for cl in ctrl_lists for c in cl})
+    n_gap = min(cfg.n_gap, n_samp, (budget - n_id) // (10 * max(1, n_union))) if n_rev else 0
+    rev_cost = n_rev * len(ref_labs) + n_gap * n_union
     greedy_max = budget - n_id - n_samp - rev_cost
     if cfg.agreement_unit not in ("char", "word"):
         raise InputError(f"agreement_unit must be 'char' or 'word', got {cfg.agreement_unit!r}")
@@ -342,7 +346,7 @@ def test_provenance(
             ctl = ctrl_labs[r]
             tests_by_ref[r].update(
                 _sampled_tests(
-                    sess, cfg, r, s_lab, ctl, samp_prompts, samp, fp, pool[:n_rev], suspect
+                    sess, cfg, r, s_lab, ctl, samp_prompts, samp, fp, pool[:n_rev], n_gap, suspect
                 )
             )
 
@@ -499,17 +503,18 @@ def _sampled_tests(
     samp: dict[str, list[str]],
     fp: dict[str, list[str]],
     rev_prompts: list[str],
+    n_gap: int,
     suspect: Model,
 ) -> dict[str, TestResult]:
     out: dict[str, TestResult] = {}
     if likelihood.NAME in cfg.tests:
         lacking = [m for m in [r, *ctl] if not _can_score(sess.models[m])]
-        if len(ctl) < likelihood.MIN_FORWARD_CONTROLS:
+        if len(ctl) < MIN_MARGIN_CONTROLS:
             out[likelihood.NAME] = skipped_test(
                 likelihood.NAME,
                 likelihood.NULL,
                 f"{len(ctl)} controls: the margin (how far apart independent models already "
-                f"are) needs at least {likelihood.MIN_FORWARD_CONTROLS}",
+                f"are) needs at least {MIN_MARGIN_CONTROLS}",
             )
         elif lacking:
             out[likelihood.NAME] = skipped_test(
@@ -555,6 +560,11 @@ def _sampled_tests(
                 scores = {
                     (scorer, r): sess.scores(scorer, rev_prompts, r_texts) for scorer in [s, *ctl]
                 }
+                gp = prompts[:n_gap]  # capability gap: every model scores the controls' outputs
+                for g in ctl:
+                    for scorer in [s, *ctl]:
+                        if scorer != g:
+                            scores[(scorer, g)] = sess.scores(scorer, gp, samp[g][:n_gap])
                 out[likelihood.REVERSE_NAME] = likelihood.reverse_likelihood_test(
                     scores, r, ctl, suspect=s, seed=cfg.seed, margin=cfg.reverse_margin
                 )
@@ -563,7 +573,15 @@ def _sampled_tests(
                     likelihood.REVERSE_NAME, likelihood.REVERSE_NULL, f"scoring refused: {e}"
                 )
     if lexical.NAME in cfg.tests and fp:
-        out[lexical.NAME] = lexical.lexical_test(fp, samp, r, ctl, suspect=s, seed=cfg.seed)
+        if len(ctl) < MIN_MARGIN_CONTROLS:
+            out[lexical.NAME] = skipped_test(
+                lexical.NAME,
+                lexical.NULL,
+                f"{len(ctl)} controls: the margin (how far apart independent models already "
+                f"are) needs at least {MIN_MARGIN_CONTROLS}",
+            )
+        else:
+            out[lexical.NAME] = lexical.lexical_test(fp, samp, r, ctl, suspect=s, seed=cfg.seed)
     return out
 
 
