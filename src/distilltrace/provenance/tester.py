@@ -493,6 +493,15 @@ def test_provenance(
 test_provenance.__test__ = False  # a library function, not a pytest test
 
 
+def _too_few_for_margin(name: str, null: str, k: int) -> TestResult:
+    return skipped_test(
+        name,
+        null,
+        f"{k} controls: the margin (how far apart independent models already are) needs "
+        f"at least {MIN_MARGIN_CONTROLS}",
+    )
+
+
 def _sampled_tests(
     sess: _Session,
     cfg: ProvenanceConfig,
@@ -510,12 +519,7 @@ def _sampled_tests(
     if likelihood.NAME in cfg.tests:
         lacking = [m for m in [r, *ctl] if not _can_score(sess.models[m])]
         if len(ctl) < MIN_MARGIN_CONTROLS:
-            out[likelihood.NAME] = skipped_test(
-                likelihood.NAME,
-                likelihood.NULL,
-                f"{len(ctl)} controls: the margin (how far apart independent models already "
-                f"are) needs at least {MIN_MARGIN_CONTROLS}",
-            )
+            out[likelihood.NAME] = _too_few_for_margin(likelihood.NAME, likelihood.NULL, len(ctl))
         elif lacking:
             out[likelihood.NAME] = skipped_test(
                 likelihood.NAME,
@@ -574,12 +578,7 @@ def _sampled_tests(
                 )
     if lexical.NAME in cfg.tests and fp:
         if len(ctl) < MIN_MARGIN_CONTROLS:
-            out[lexical.NAME] = skipped_test(
-                lexical.NAME,
-                lexical.NULL,
-                f"{len(ctl)} controls: the margin (how far apart independent models already "
-                f"are) needs at least {MIN_MARGIN_CONTROLS}",
-            )
+            out[lexical.NAME] = _too_few_for_margin(lexical.NAME, lexical.NULL, len(ctl))
         else:
             out[lexical.NAME] = lexical.lexical_test(fp, samp, r, ctl, suspect=s, seed=cfg.seed)
     return out
