@@ -89,6 +89,8 @@ def main() -> None:
         tp = p.skipped or ", ".join(
             f"{k}={v:.2g}" if v is not None else f"{k}=skip" for k, v in p.test_pvalues.items()
         )
+        if p.control_match != "recipe":
+            tp += f" (controls: {p.control_match})"
         cp = f"{p.combined_pvalue:.2g}" if p.combined_pvalue is not None else "-"
         hp = f"{p.holm_pvalue:.2g}" if p.holm_pvalue is not None else "-"
         print(

@@ -424,18 +424,37 @@ def test_bench_controls_match_the_suspects_recipe():
     assert "training amount" in comparable(s, m("small-4l", steps=50))
     assert "loss" in comparable(m("small-4l", 200, "fkl"), m("small-4l", 200))
     assert comparable(m("small-4l", 200, "fkl"), m("small-4l", 200, "fkl")) is None
+    assert comparable(m("small-4l", 200, "fkl"), m("small-4l", 200), same_loss=False) is None
     # amounts unknown on one side: not held against the control
     assert comparable(m("tiny-2l"), m("tiny-2l", steps=10)) is None
     assert comparable(m("tiny-2l", tokens=1000), m("tiny-2l", tokens=4000)) is not None
 
 
+def test_recipe_controls_fall_back_to_other_losses_only_when_needed():
+    from distilltrace.distill.zoo import ZooMember
+    from distilltrace.provenance.bench import recipe_controls
+
+    def m(name, div=None, method="seq-kd"):
+        train = {"steps": 200, **({"divergence": div} if div else {})}
+        return ZooMember(name, "student", method, [], "small-4l", 0, {}, train)
+
+    s = m("fkl-s0", "fkl")
+    seqkd = [m("a"), m("b")]
+    picked, how = recipe_controls(s, [*seqkd, m("h", method="human-text")])
+    assert [c.name for c in picked] == ["a", "b"] and "except" in how
+    picked, how = recipe_controls(s, [*seqkd, m("fkl-s1", "fkl"), m("fkl-s2", "fkl")])
+    assert [c.name for c in picked] == ["fkl-s1", "fkl-s2"] and how == "recipe"
+    picked, how = recipe_controls(s, [m("a"), m("h", method="human-text")])
+    assert picked == [] and how == "recipe"  # too few either way: the pair is skipped
+
+
 def test_full_zoo_plan_gives_comparable_controls():
-    """Every pair of the full tier with a true teacher has >= 2 controls of the suspect's
-    recipe, except the logit-KD students (no other teacher shares the students'
-    tokenizer, so no independent logit-KD student can exist); so does every pair without
-    one, except the big seq-KD students (2 seeds per teacher, for build time)."""
+    """Every pair of the full tier has >= 2 controls of the suspect's recipe (for the
+    logit-KD students on their own teacher: of its recipe except the loss, since no other
+    teacher shares the students' tokenizer), except the big seq-KD students on the other
+    teacher (2 seeds per teacher, for build time)."""
     from distilltrace.distill.zoo import ZooMember, zoo_plan
-    from distilltrace.provenance.bench import comparable
+    from distilltrace.provenance.bench import recipe_controls
 
     plan = zoo_plan("full")
     amount = {"seq-kd": 200, "mix": 200, "logit-kd": 200, "human-text": 150}
@@ -455,16 +474,14 @@ def test_full_zoo_plan_gives_comparable_controls():
         )
 
     ms = [member(sp) for sp in plan.students]
-    teachers = [t.name for t in plan.teachers]
-    lacking = []
+    lacking, loose = [], []
     for s in ms:
-        for t in teachers:
-            ctl = [c for c in ms if c is not s and t not in c.teachers and comparable(s, c) is None]
-            if len(ctl) < 2:
-                lacking.append((s.name, t, t in s.teachers))
-    assert lacking
-    for name, _t, derived in lacking:
-        if derived:
-            assert "logitkd" in name, name
-        else:
-            assert "seqkd-base-8l" in name, name
+        for t in [t.name for t in plan.teachers]:
+            cands = [c for c in ms if c is not s and t not in c.teachers]
+            picked, how = recipe_controls(s, cands)
+            if len(picked) < 2:
+                lacking.append((s.name, t in s.teachers))
+            elif how != "recipe":
+                loose.append(s.name)
+    assert lacking and all("seqkd-base-8l" in n and not derived for n, derived in lacking)
+    assert loose and all("logitkd" in n for n in loose)

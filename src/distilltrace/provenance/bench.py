@@ -3,7 +3,9 @@
 Controls for a (suspect S, teacher R) test are the zoo's non-teacher models that do not
 derive from R, excluding S itself (human-text students and students of other teachers),
 and that match S's recipe (`comparable`: same kind of training data, architecture and
-distillation loss, a similar amount of training). They are "like S except for not deriving from R". A pair
+distillation loss, a similar amount of training); when fewer than 2 share S's loss, the
+loss condition is dropped (the reverse likelihood test discounts the capability gap a
+different loss brings) and the pair says so. They are "like S except for not deriving from R". A pair
 with fewer than 2 comparable controls is skipped and reported, not tested against
 controls of another capability.
 """
@@ -46,6 +48,7 @@ class PairOutcome:
     queries_to_p1e4: int | None
     controls: list[str]
     skipped: str | None = None
+    control_match: str = "recipe"  # how the controls were matched to the suspect
 
 
 @dataclass
@@ -106,25 +109,38 @@ def _data_kind(member: Any) -> str:
     return "human text" if member.method == "human-text" else "model outputs"
 
 
-def comparable(suspect: Any, control: Any, max_ratio: float = 2.0) -> str | None:
+def comparable(
+    suspect: Any, control: Any, max_ratio: float = 2.0, same_loss: bool = True
+) -> str | None:
     """None when `control` matches the suspect's recipe, else why not: the same kind of
     training data (a model's outputs, or human text), same architecture, same
     logit-distillation loss (or none), training amounts within `max_ratio` of each other
     where both are recorded. Controls of another size, budget or kind of data differ in
     capability on the reference's text, which the likelihood tests would read as
-    closeness (or distance) to the reference."""
+    closeness (or distance) to the reference. `same_loss=False` drops the loss condition
+    (the fallback when no control of the suspect's loss exists)."""
     if _data_kind(suspect) != _data_kind(control):
         return f"trained on {_data_kind(control)}, not {_data_kind(suspect)}"
     if suspect.arch != control.arch:
         return f"architecture {control.arch} != {suspect.arch}"
     ls = (suspect.train or {}).get("divergence")
     lc = (control.train or {}).get("divergence")
-    if ls != lc:
+    if same_loss and ls != lc:
         return f"distillation loss {lc or 'none'} != {ls or 'none'}"
     a, b = _amount(suspect), _amount(control)
     if a is not None and b is not None and max(a, b) / min(a, b) > max_ratio:
         return f"training amount {b:g} vs {a:g} (more than {max_ratio:g}x apart)"
     return None
+
+
+def recipe_controls(suspect: Any, candidates: Sequence[Any]) -> tuple[list[Any], str]:
+    """The candidates `comparable` to the suspect, and how they were matched: "recipe", or
+    "recipe except the distillation loss" when fewer than MIN_CONTROLS share its loss."""
+    strict = [c for c in candidates if comparable(suspect, c) is None]
+    loose = [c for c in candidates if comparable(suspect, c, same_loss=False) is None]
+    if len(strict) < MIN_CONTROLS <= len(loose):
+        return loose, "recipe except the distillation loss"
+    return strict, "recipe"
 
 
 def score_pairs(pairs: list[PairOutcome], alpha: float) -> dict[str, Any]:
@@ -244,11 +260,11 @@ def run_bench(
             ]
             for t in teachers
         }
+        match = {t: "any non-derived model" for t in teachers}
         if match_recipe:
-            sm = man.get(s)
-            ctrl_map = {
-                t: [n for n in v if comparable(sm, man.get(n)) is None] for t, v in ctrl_map.items()
-            }
+            for t, v in ctrl_map.items():
+                picked, match[t] = recipe_controls(man.get(s), [man.get(n) for n in v])
+                ctrl_map[t] = [m.name for m in picked]
         if one_per_lineage:
             rng = random.Random(f"bench-lineage:{seed}:{s}")
             for t, v in ctrl_map.items():
@@ -280,6 +296,7 @@ def run_bench(
                         ctrl_map[t],
                         skipped=f"only {len(ctrl_map[t])} comparable control(s), "
                         f"{MIN_CONTROLS} needed",
+                        control_match=match[t],
                     )
                 )
         if not ok_teachers:
@@ -311,6 +328,7 @@ def run_bench(
                     queries_to_p01=queries_needed(r.trajectory, 0.01),
                     queries_to_p1e4=queries_needed(r.trajectory, 1e-4),
                     controls=ctrl_map[t],
+                    control_match=match[t],
                     skipped=f"identical: {r.identical}"
                     if r.identical and r.combined_pvalue is None
                     else None,
