@@ -243,8 +243,10 @@ def _students(
 ) -> tuple[StudentPlan, ...]:
     """The students of a tier. With `controls`, also the models that give the students
     controls of their own recipe (see provenance.bench.comparable: data kind,
-    architecture, loss, training amount): every recipe in 3 or more seeds, except the big
-    seq-KD students (2 per teacher: enough controls for the pairs with a true teacher)."""
+    architecture, loss, training amount): the small recipes in 4 or more seeds (so a
+    student has 3 same-recipe controls even on the teacher it does not derive from, which
+    the forward-likelihood and lexical tests need), the big seq-KD students in 2 per
+    teacher (enough for the pairs with a true teacher)."""
     a, b = teachers
     out: list[StudentPlan] = []
     for t in teachers:
@@ -286,6 +288,8 @@ def _students(
                 StudentPlan(f"{t}-seqkd-{big}-s1", "seq-kd", (t,), big, 1),
                 StudentPlan(f"{t}-seqkd-{small}-smalldata-s3", "seq-kd", (t,), small, 3, 0.25),
                 StudentPlan(f"{t}-seqkd-{small}-smalldata-s4", "seq-kd", (t,), small, 4, 0.25),
+                StudentPlan(f"{t}-seqkd-{small}-s4", "seq-kd", (t,), small, 4),
+                StudentPlan(f"{t}-seqkd-{small}-smalldata-s5", "seq-kd", (t,), small, 5, 0.25),
             ]
         out += [
             StudentPlan(f"human-{small}-s6", "human-text", (), small, 6),
@@ -294,6 +298,8 @@ def _students(
             StudentPlan(f"human-{small}-smalldata-s4", "human-text", (), small, 4, 0.25),
             StudentPlan(f"human-{small}-smalldata-s5", "human-text", (), small, 5, 0.25),
             StudentPlan(f"human-{small}-smalldata-s8", "human-text", (), small, 8, 0.25),
+            StudentPlan(f"human-{small}-s9", "human-text", (), small, 9),
+            StudentPlan(f"human-{small}-smalldata-s10", "human-text", (), small, 10, 0.25),
         ]
         for div in ("fkl", "jsd"):
             out += [
