@@ -346,6 +346,32 @@ def test_cli_too_few_controls_one_line_error(zoo, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "at least 2" in err[0]
+    base = ["provenance", "test", "--suspect", paths["S"], "--reference", paths["T"]]
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--control", paths["C1"], "--ref-control", f"2:{paths['C2']}"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "N:SPEC" in err[0]
+
+
+def test_cli_controls_per_reference(zoo, tmp_path):
+    """--ref-control N:SPEC adds a control for the N-th reference only."""
+    from distilltrace.cli import main
+
+    paths, cache = zoo
+    argv = [
+        "provenance", "test", "--suspect", paths["S"], "--reference", paths["T"],
+        "--reference", paths["D"], "--control", paths["C1"],
+        "--ref-control", f"1:{paths['C2']}", "--ref-control", f"2:{paths['C2']}",
+        "--ref-control", f"1:{paths['D']}", "--budget", "200",
+        "--out", str(tmp_path / "out"), "--cache", str(cache), "--pool-size", "200",
+        "--prompt-source", "builtin", "--max-new-tokens", "40",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code in (0, None)
+    refs = json.loads((tmp_path / "out" / "result.json").read_text())["references"]
+    assert [len(r["controls"]) for r in refs] == [3, 2]
 
 
 def test_bench_on_a_small_manifest(zoo, tmp_path):

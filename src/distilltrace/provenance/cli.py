@@ -34,7 +34,13 @@ def test(
     control: list[str] = typer.Option(
         [],
         "--control",
-        help="Control model spec, known not to derive from the references (repeat; >= 2).",
+        help="Control model spec, known not to derive from any reference (repeat; >= 2).",
+    ),
+    ref_control: list[str] = typer.Option(
+        [],
+        "--ref-control",
+        help="N:SPEC, a control for the N-th --reference only (1-based; repeat): a model "
+        "known not to derive from that reference, though perhaps from another.",
     ),
     budget: int = typer.Option(1000, "--budget", help="Suspect queries in all."),
     alpha: float = typer.Option(0.01, "--alpha", help="Family-wise error rate over references."),
@@ -67,10 +73,21 @@ def test(
         test_provenance,
     )
 
-    if len(control) < MIN_CONTROLS:
-        raise InputError(
-            f"{len(control)} --control given, at least {MIN_CONTROLS} are needed: {WHY_CONTROLS}"
-        )
+    per_ref: list[list[str]] = [list(control) for _ in reference]
+    for item in ref_control:
+        n, _, spec = item.partition(":")
+        if not n.strip().isdigit() or not spec or not 1 <= int(n) <= len(reference):
+            raise InputError(
+                f"--ref-control {item!r}: give N:SPEC with N from 1 to {len(reference)} "
+                "(the position of its --reference)"
+            )
+        per_ref[int(n) - 1].append(spec)
+    for i, specs in enumerate(per_ref):
+        if len(specs) < MIN_CONTROLS:
+            raise InputError(
+                f"{len(specs)} control(s) for --reference {reference[i]}, at least "
+                f"{MIN_CONTROLS} are needed: {WHY_CONTROLS}"
+            )
     cf = _cache_file(cache)
     cfg = ProvenanceConfig(
         seed=seed,
@@ -83,7 +100,8 @@ def test(
     )
     s = load_model(suspect, cache=cf)
     refs = [load_model(r, cache=cf) for r in reference]
-    ctrls = [load_model(c, cache=cf) for c in control]
+    loaded = {c: load_model(c, cache=cf) for c in dict.fromkeys(c for cl in per_ref for c in cl)}
+    ctrls = [[loaded[c] for c in cl] for cl in per_ref]
     with _progress() as prog:
         task = prog.add_task("provenance", total=None)
 
