@@ -309,19 +309,24 @@ def test_suspect_without_logprobs_skips_only_what_needs_them(zoo, no_logprobs_en
     assert res.plausible_parents  # still detected from black-box tests
 
 
-def test_cli_writes_result_and_report(zoo, tmp_path):
+def _run_cli_test(args, out, cache):
+    """`distilltrace provenance test ARGS` with the fixture's fast options; exit code."""
     from distilltrace.cli import main
 
-    paths, cache = zoo
     argv = [
-        "provenance", "test", "--suspect", paths["S"], "--reference", paths["T"],
-        "--control", paths["C1"], "--control", paths["C2"], "--budget", "150",
-        "--out", str(tmp_path / "out"), "--cache", str(cache), "--pool-size", "200",
-        "--prompt-source", "builtin", "--max-new-tokens", "40",
+        "provenance", "test", *args, "--out", str(out), "--cache", str(cache),
+        "--pool-size", "200", "--prompt-source", "builtin", "--max-new-tokens", "40",
     ]  # fmt: skip
     with pytest.raises(SystemExit) as e:
         main(argv)
-    assert e.value.code in (0, None)
+    return e.value.code
+
+
+def test_cli_writes_result_and_report(zoo, tmp_path):
+    paths, cache = zoo
+    args = ["--suspect", paths["S"], "--reference", paths["T"], "--control", paths["C1"]]
+    args += ["--control", paths["C2"], "--budget", "150"]
+    assert _run_cli_test(args, tmp_path / "out", cache) in (0, None)
     assert (tmp_path / "out" / "result.json").exists()
     assert (tmp_path / "out" / "report.html").exists()
 
@@ -356,20 +361,14 @@ def test_cli_too_few_controls_one_line_error(zoo, capsys):
 
 def test_cli_controls_per_reference(zoo, tmp_path):
     """--ref-control N:SPEC adds a control for the N-th reference only."""
-    from distilltrace.cli import main
-
     paths, cache = zoo
-    argv = [
-        "provenance", "test", "--suspect", paths["S"], "--reference", paths["T"],
-        "--reference", paths["D"], "--control", paths["C1"],
-        "--ref-control", f"1:{paths['C2']}", "--ref-control", f"2:{paths['C2']}",
-        "--ref-control", f"1:{paths['D']}", "--budget", "200",
-        "--out", str(tmp_path / "out"), "--cache", str(cache), "--pool-size", "200",
-        "--prompt-source", "builtin", "--max-new-tokens", "40",
+    args = [
+        "--suspect", paths["S"], "--reference", paths["T"], "--reference", paths["D"],
+        "--control", paths["C1"], "--ref-control", f"1:{paths['C2']}",
+        "--ref-control", f"2:{paths['C2']}", "--ref-control", f"1:{paths['D']}",
+        "--budget", "200",
     ]  # fmt: skip
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    assert e.value.code in (0, None)
+    assert _run_cli_test(args, tmp_path / "out", cache) in (0, None)
     refs = json.loads((tmp_path / "out" / "result.json").read_text())["references"]
     assert [len(r["controls"]) for r in refs] == [3, 2]
 
