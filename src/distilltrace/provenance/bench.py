@@ -3,11 +3,11 @@
 Controls for a (suspect S, teacher R) test are the zoo's non-teacher models that do not
 derive from R, excluding S itself (human-text students and students of other teachers),
 and that match S's recipe (`comparable`: same kind of training data, architecture and
-distillation loss, a similar amount of training); when fewer than 2 share S's loss, the
-loss condition is dropped (the reverse likelihood test discounts the capability gap a
-different loss brings) and the pair says so. They are "like S except for not deriving from R". A pair
-with fewer than 2 comparable controls is skipped and reported, not tested against
-controls of another capability.
+distillation loss, a similar amount of training): "like S except for not deriving from
+R". When fewer than 2 share S's loss, the loss condition is dropped (the reverse
+likelihood test discounts the capability gap a different loss brings) and the pair says
+so. A pair with fewer than 2 comparable controls is skipped and reported, not tested
+against controls of another capability.
 """
 
 from __future__ import annotations
@@ -84,9 +84,9 @@ class BenchResult:
 
 def lineage(member: Any) -> tuple:
     """Models of one lineage share a parent or training data (students of the same teachers;
-    independent models trained on the same source). Controls are taken one per lineage, so
-    no control has a sibling among the others (the likelihood and lexical baselines of one
-    control are built from the others, and a sibling there would favour the suspect)."""
+    independent models trained on the same source). With `run_bench(one_per_lineage=True)`
+    controls are taken one per lineage, so no control has a sibling among the others (the
+    older likelihood and lexical tests, without their margins, were biased by siblings)."""
     if member.teachers:
         return ("student", tuple(sorted(member.teachers)))
     data = member.data or {}
@@ -249,6 +249,7 @@ def run_bench(
     cfg = ProvenanceConfig(**{**base, "seed": seed, "pool_size": pool_size})
     store = QueryStore()
     pairs: list[PairOutcome] = []
+    written = -1  # pairs in the last bench.json written
     for i, s in enumerate(suspects):
         if progress:
             progress(f"suspect {s}", i, len(suspects))
@@ -339,8 +340,9 @@ def run_bench(
                 BenchResult(str(zoo), man.tier, alpha, budget, pairs, score_pairs(pairs, alpha)),
                 out,
             )
+            written = len(pairs)
     result = BenchResult(str(zoo), man.tier, alpha, budget, pairs, score_pairs(pairs, alpha))
-    if out is not None:
+    if out is not None and written != len(pairs):  # pairs skipped after the last write
         _write(result, out)
     return result
 
