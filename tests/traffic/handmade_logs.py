@@ -295,9 +295,15 @@ def _hard_cases(rng, start, days, seed):
 
 
 def make_hydra(
-    n_accounts: int = 120, per_account: int = 12, seed: int = 1, days: int = 7
+    n_accounts: int = 120,
+    per_account: int = 12,
+    seed: int = 1,
+    days: int = 7,
+    wrap: list[str] | None = None,
 ) -> pd.DataFrame:
-    """A hydra campaign: many small young accounts behind shared proxies and cards, round the clock."""
+    """A hydra campaign: many small young accounts behind shared proxies and cards, round the
+    clock. ``wrap``: the instruction templates around each task (``{task}``); English
+    show-your-reasoning wrappers by default."""
     rng = np.random.default_rng(1000 + seed)
     start = pd.Timestamp("2026-03-02", tz="UTC")
     ids = np.array([f"hyd-{seed}-{i:04d}" for i in range(n_accounts)])
@@ -308,7 +314,8 @@ def make_hydra(
     tasks = [
         CAMPAIGN_TASKS[i % len(CAMPAIGN_TASKS)].format(a=a, b=b) for i, (a, b) in enumerate(ab)
     ]
-    prompts = [CAMPAIGN_WRAP[i % 2].format(task=t) for i, t in enumerate(tasks)]
+    wraps = wrap or CAMPAIGN_WRAP[:2]
+    prompts = [wraps[i % len(wraps)].format(task=t) for i, t in enumerate(tasks)]
     return pd.DataFrame(
         {
             "request_id": [f"c{seed}-{i}" for i in range(n)],

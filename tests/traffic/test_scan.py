@@ -92,6 +92,7 @@ def test_missing_optional_columns_skip_signals(tmp_path):
         "young_account",
         "release_pivot",
         "signup_path",
+        "client_mismatch",
     }
 
 

@@ -43,6 +43,9 @@ class Engine(Protocol):
     def columns(self, table: str) -> list[str]:
         """Column names of a table."""
 
+    def register(self, name: str, frame: pd.DataFrame) -> None:
+        """Upload a small pandas frame as table ``name`` (replacing it)."""
+
     def write_parquet(self, sql: str, path: str) -> None:
         """Write a query's (possibly large) result to a Parquet file."""
 
@@ -92,6 +95,13 @@ class DuckDBEngine:
 
     def columns(self, table: str) -> list[str]:
         return [r[0] for r in self.con.execute(f"DESCRIBE {table}").fetchall()]
+
+    def register(self, name: str, frame: pd.DataFrame) -> None:
+        self.con.register(f"__{name}_df", frame)
+        try:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM __{name}_df")
+        finally:
+            self.con.unregister(f"__{name}_df")
 
     def write_parquet(self, sql: str, path: str) -> None:
         p = str(path).replace("'", "''")

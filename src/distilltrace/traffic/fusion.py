@@ -28,18 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-#: Weight of each signal in the behaviour score (signals absent from the data are skipped).
-WEIGHTS: dict[str, float] = {
-    "elicitation": 1.0,
-    "template": 1.0,
-    "concentration": 0.5,
-    "sweep": 0.3,
-    "cadence": 0.5,
-    "round_the_clock": 0.3,
-    "young_account": 0.5,
-    "volume": 0.3,
-    "release_pivot": 0.7,
-}
+#: Weight of a signal that names none (the registry, `features.SIGNALS`, gives each its own).
+DEFAULT_WEIGHT = 0.5
 
 
 #: Tail scale used when fewer than 5 values fall in the fitting band (one unit of the
@@ -77,7 +67,7 @@ def upper_tail(
     beta = (hi - q) / np.log((1 - body) / (1 - scale_at)) if hi > q else FALLBACK_SCALE
     beta = max(beta, min_scale)
     p_hi = (1.0 + (n - np.searchsorted(srt, hi, side="right"))) / (n + 1.0)
-    tail = p_hi * np.exp(-(x - hi) / beta)
+    tail = p_hi * np.exp(-np.maximum(x - hi, 0.0) / beta)  # used only where x > hi: no overflow
     return np.where(x > hi, np.minimum(tail, emp), emp).clip(1e-300, 1.0)
 
 
@@ -90,23 +80,25 @@ class AccountScores:
     tail_p: np.ndarray  # u(a)
 
 
-#: Floors of the tail scale for the statistics that are -log10 p-values.
-MIN_SCALE: dict[str, float] = {"elicitation": 1.0, "concentration": 1.0}
+#: Floor of the tail scale for statistics that are -log10 p-values.
+PVALUE_STAT_MIN_SCALE = 1.0
 
 
 def score_accounts(
-    features: pd.DataFrame, weights: dict[str, float] | None = None
+    features: pd.DataFrame,
+    weights: dict[str, float] | None = None,
+    pvalue_stats: frozenset[str] | set[str] = frozenset(),
 ) -> AccountScores:
-    """Calibrate each signal column of ``features`` and fuse them (see module docstring)."""
-    w = weights or WEIGHTS
+    """Calibrate each signal column of ``features`` and fuse them (see module docstring).
+    ``pvalue_stats`` names the columns that are -log10 p-values (tail scale floored)."""
+    w = weights or {}
     tails = pd.DataFrame(index=features.index)
     b = np.zeros(len(features))
     for name in features.columns:
-        t = -np.log10(
-            upper_tail(features[name].to_numpy(float), min_scale=MIN_SCALE.get(name, 0.0))
-        )
+        floor = PVALUE_STAT_MIN_SCALE if name in pvalue_stats else 0.0
+        t = -np.log10(upper_tail(features[name].to_numpy(float), min_scale=floor))
         tails[name] = t
-        b += w.get(name, 0.5) * t
+        b += w.get(name, DEFAULT_WEIGHT) * t
     return AccountScores(tails, b, upper_tail(b))
 
 

@@ -36,6 +36,26 @@ LINK_KINDS: dict[str, tuple[str, str]] = {
 #: Template frames an account contributes to linkage (its most used frames).
 FRAMES_PER_ACCOUNT = 3
 
+#: asn_type values of networks that rent addresses (proxy pools live there).
+RENTED_NETWORKS = "('datacenter', 'proxy', 'hosting', 'vpn')"
+
+#: User-agent families: a browser's UA names its engine; a script or SDK names itself.
+UA_BROWSER = r"mozilla/|chrome/|safari/|firefox/|edg/|opera|applewebkit|gecko/"
+UA_SCRIPT = (
+    r"python|curl/|wget|httpx|aiohttp|requests/|okhttp|go-http|java/|node|axios|undici"
+    r"|libwww|openai|anthropic|langchain|sdk|bot\b|scrapy|postman|insomnia|http-client"
+)
+
+
+def ua_family_sql(col: str = "user_agent") -> str:
+    """SQL: 'browser', 'script' or 'other' for a user agent (script cues win: SDKs often
+    prepend a browser-like token)."""
+    lc = f"lower({col})"
+    return (
+        f"CASE WHEN regexp_matches({lc}, '{UA_SCRIPT}') THEN 'script' "
+        f"WHEN regexp_matches({lc}, '{UA_BROWSER}') THEN 'browser' ELSE 'other' END"
+    )
+
 
 @dataclass(frozen=True)
 class Statement:
@@ -188,12 +208,13 @@ FROM req r GROUP BY r.account_id
                 "per (account, infrastructure combination) counts",
             )
         )
+    out.extend(_client_statements(has))
     for kind, (col, expr) in LINK_KINDS.items():
         if not has(col):
             continue
         where = f"{col} IS NOT NULL"
         if kind == "asn" and has("asn_type"):
-            where += " AND asn_type IN ('datacenter', 'proxy', 'hosting', 'vpn')"
+            where += f" AND asn_type IN {RENTED_NETWORKS}"
         parts.append(
             f"SELECT '{kind}' AS kind, CAST({expr} AS VARCHAR) AS value, account_id, sum(n) AS n "
             f"FROM acct_infra WHERE {where} GROUP BY 2, 3"
@@ -215,6 +236,32 @@ SELECT 'template' AS kind, CAST(frame_hash AS VARCHAR) AS value, account_id, n F
             "per (account, shared value) counts for the linkage graph",
         )
     )
+    return out
+
+
+def _client_statements(has) -> list[Statement]:
+    """Per (account, TLS build, UA family) and per (account, rented-network IP) counts, for
+    client-contradiction and IP-pool evidence (`signals.client_mismatch`, `signals.ip_pools`)."""
+    out = []
+    if has("tls_fingerprint") and has("user_agent"):
+        out.append(
+            Statement(
+                "acct_client",
+                f"SELECT account_id, tls_fingerprint AS tls, {ua_family_sql()} AS fam, sum(n) AS n "
+                "FROM acct_infra WHERE tls_fingerprint IS NOT NULL AND user_agent IS NOT NULL "
+                "GROUP BY 1, 2, 3",
+                "per (account, TLS build, user-agent family) counts",
+            )
+        )
+    if has("client_ip") and has("asn_type"):
+        out.append(
+            Statement(
+                "acct_ip",
+                "SELECT account_id, client_ip AS ip, sum(n) AS n FROM acct_infra "
+                f"WHERE client_ip IS NOT NULL AND asn_type IN {RENTED_NETWORKS} GROUP BY 1, 2",
+                "per (account, rented-network IP) counts, for IP pools",
+            )
+        )
     return out
 
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from distilltrace.traffic import fusion, pipeline, signals
+from distilltrace.traffic import content as content_model
+from distilltrace.traffic import features, fusion, pipeline, signals
 from distilltrace.traffic.engine import Engine, make_engine
 from distilltrace.traffic.readers import LoadReport, load_events
 
@@ -50,6 +51,11 @@ class Campaign:
     examples: list[dict[str, Any]]
     timeline: list[dict[str, Any]]
     synchrony: float
+    kind: str = "linkage"  # linkage component, or ip_pool / client_mismatch / signup_burst group
+    name: str = ""
+    reason: str = ""  # "harvest" (what it asks for) or "behaviour" (behaviour alone)
+    harvest_pvalue_adjusted: float = 1.0
+    note: str = ""
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
@@ -79,55 +85,74 @@ class ScanResult:
         }
 
 
-SIGNAL_COLUMNS: dict[str, tuple[str, ...]] = {
-    "linkage": (
-        "client_ip",
-        "payment_fingerprint",
-        "tls_fingerprint",
-        "user_agent",
-        "asn",
-        "org_id",
-        "api_key_id",
-    ),
-    "template": (),
-    "elicitation": (),
-    "concentration": (),
-    "sweep": (),
-    "cadence": (),
-    "round_the_clock": (),
-    "young_account": ("account_created_at",),
-    "volume": (),
-    "release_pivot": ("model",),
-    "signup_path": ("signup_path",),
-}
+#: Infrastructure columns: the linkage graph needs at least one.
+LINK_COLUMNS = (
+    "client_ip",
+    "payment_fingerprint",
+    "tls_fingerprint",
+    "user_agent",
+    "asn",
+    "org_id",
+    "api_key_id",
+)
 
 
-def _skipped(present: set[str]) -> dict[str, str]:
-    out = {}
-    for sig, cols in SIGNAL_COLUMNS.items():
-        if not cols:
-            continue
-        if sig == "linkage":
-            if not any(c in present for c in cols):
-                out[sig] = "no infrastructure columns (" + ", ".join(cols) + ")"
-        elif not all(c in present for c in cols):
-            out[sig] = "missing column " + ", ".join(c for c in cols if c not in present)
-    return out
+@dataclass(frozen=True)
+class ScanConfig:
+    """Every parameter of a scan, with its default (one place; see docs/traffic.md).
+
+    ``account_alpha``: calibrated tail at which a lone account is flagged;
+    ``campaign_alpha``: family-wise level for calling a candidate group a campaign;
+    ``harvest_alpha`` / ``lone_harvest_alpha``: the harvest (what-it-asks-for) evidence a
+    group / lone account must also reach; ``behaviour_factor``: without harvest evidence,
+    a group or account is flagged only at alpha x this (behaviour alone, reported with
+    that reason); ``group_member_alpha``: a member of a flagged pool/client/burst group is
+    flagged when its own harvest or behaviour tail reaches it; ``disclosed_paths`` /
+    ``disclosed_min_harvest``: accounts that declare research or education use (a group at
+    least 90% of whose members do) are judged on scale: flagged only above this many
+    extraction-like requests; ``content``:
+    the content model's parameters (None turns it off).
+    """
+
+    account_alpha: float = DEFAULT_ACCOUNT_ALPHA
+    campaign_alpha: float = DEFAULT_CAMPAIGN_ALPHA
+    link_threshold: float = 2.0
+    harvest_alpha: float = HARVEST_ALPHA
+    lone_harvest_alpha: float = LONE_HARVEST_ALPHA
+    behaviour_factor: float = 0.1
+    group_member_alpha: float = 0.05
+    disclosed_paths: tuple[str, ...] = ("research", "education")
+    disclosed_min_harvest: int = 5000
+    content: content_model.ContentConfig | None = field(default_factory=content_model.ContentConfig)
 
 
 class _Progress:
+    """Stage timings, and while running a Rich bar (on a terminal) or one line per stage
+    (elsewhere, when progress is asked for), so a long scan never looks hung."""
+
     def __init__(self, show: bool, total: int) -> None:
+        import sys
+
         self.t0 = time.perf_counter()
         self.timings: dict[str, float] = {}
         self.last = self.t0
+        self.shown = show
         self._p = None
-        if show:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        self._lines = show and not sys.stderr.isatty()
+        if show and not self._lines:
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._p = Progress(
                 TextColumn("[bold]traffic scan[/bold] {task.description}"),
                 BarColumn(),
                 TimeElapsedColumn(),
+                TimeRemainingColumn(),
                 transient=True,
             )
             self._task = self._p.add_task("reading", total=total)
@@ -141,12 +166,37 @@ class _Progress:
         if self._p:
             self._p.__exit__(*a)
 
+    def _say(self, text: str) -> None:
+        import sys
+
+        print(
+            f"traffic scan: {text} ({time.perf_counter() - self.t0:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
     def step(self, name: str) -> None:
         now = time.perf_counter()
         self.timings[name] = round(now - self.last, 3)
         self.last = now
         if self._p:
             self._p.update(self._task, advance=1, description=name)
+        elif self._lines:
+            self._say(name)
+
+    def sub(self, name: str):
+        """A callback ``(done, total)`` for a long inner stage (at most one line per 10%)."""
+        marks: set[int] = set()
+
+        def cb(done: int, total: int) -> None:
+            tenth = int(10 * done / max(total, 1))
+            if self._p:
+                self._p.update(self._task, description=f"{name} {done:,}/{total:,}")
+            elif self._lines and tenth not in marks:
+                marks.add(tenth)
+                self._say(f"{name} {done:,}/{total:,}")
+
+        return cb
 
 
 def scan(
@@ -157,40 +207,40 @@ def scan(
     account_alpha: float = DEFAULT_ACCOUNT_ALPHA,
     campaign_alpha: float = DEFAULT_CAMPAIGN_ALPHA,
     link_threshold: float = 2.0,
+    config: ScanConfig | None = None,
+    content: bool = True,
     progress: bool | None = None,
     threads: int | None = None,
     memory_limit: str | None = None,
 ) -> ScanResult:
     """Scan request logs (paths, a pandas/pyarrow table or a DuckDB relation) for campaigns.
 
-    ``account_alpha`` is the calibrated per-account tail probability at which a lone
-    account is flagged (the benign false-positive budget); ``campaign_alpha`` the
-    family-wise level for calling a linkage cluster a campaign.
+    ``config`` holds every parameter (`ScanConfig`); the keyword arguments
+    ``account_alpha``, ``campaign_alpha`` and ``link_threshold`` override it, and
+    ``content=False`` turns the semantic content model off.
     """
+    cfg = config or ScanConfig()
+    cfg = replace(
+        cfg,
+        account_alpha=account_alpha if config is None else cfg.account_alpha,
+        campaign_alpha=campaign_alpha if config is None else cfg.campaign_alpha,
+        link_threshold=link_threshold if config is None else cfg.link_threshold,
+        content=cfg.content if content else None,
+    )
     if engine == "duckdb" and type(source).__module__.startswith("pyspark.sql"):  # scan it in Spark
         from distilltrace.traffic.spark_engine import SparkEngine
 
         engine = SparkEngine(source.sparkSession)
     eng = make_engine(engine, threads=threads, memory_limit=memory_limit)
-    n_steps = 8
-    show = bool(progress)
-    prog = _Progress(show, n_steps)
+    prog = _Progress(bool(progress), 9)
     try:
-        with prog if show else nullcontext(prog):
+        with prog if prog.shown else nullcontext(prog):
             # engines with their own reader (Spark) validate the same way in place
             load = (
                 eng.load_events(source) if hasattr(eng, "load_events") else load_events(eng, source)
             )
             prog.step("validated")
-            result = _run(
-                eng,
-                load,
-                prog,
-                account_alpha,
-                campaign_alpha,
-                link_threshold,
-                Path(out_dir) if out_dir is not None else None,
-            )
+            result = _run(eng, load, prog, cfg, Path(out_dir) if out_dir is not None else None)
         result.summary["timings_s"] = prog.timings
         result.summary["timings_s"]["total"] = round(time.perf_counter() - prog.t0, 3)
         if out_dir is not None:
@@ -202,17 +252,38 @@ def scan(
         eng.close()  # an Engine passed in is closed too (it holds the scan's tables)
 
 
-def _empty_accounts() -> pd.DataFrame:
-    return pd.DataFrame(
+def _empty_result(summary: dict[str, Any], quarantine: pd.DataFrame) -> ScanResult:
+    summary.update(
+        n_accounts=0,
+        n_requests=0,
+        n_flagged_accounts=0,
+        n_campaigns=0,
+        n_flagged_requests=0,
+        n_flagged_alone=0,
+        n_flagged_alone_outside=0,
+        expected_benign_fpr_bound=0.0,
+    )
+    reqs = pd.DataFrame(
+        {
+            "request_id": pd.Series([], dtype=str),
+            "account_id": pd.Series([], dtype=str),
+            "score": pd.Series([], dtype=float),
+            "extraction_log_odds": pd.Series([], dtype=float),
+            "flagged": pd.Series([], dtype=bool),
+        }
+    )
+    accounts = pd.DataFrame(
         {
             "account_id": pd.Series([], dtype=str),
             "flagged": pd.Series([], dtype=bool),
+            "flag_reason": pd.Series([], dtype=str),
             "risk": pd.Series([], dtype=float),
             "risk_tail_p": pd.Series([], dtype=float),
             "cluster_id": pd.Series([], dtype="int64"),
             "campaign_flagged": pd.Series([], dtype=bool),
         }
     )
+    return ScanResult(accounts, [], summary, reqs, quarantine)
 
 
 #: Extraction share at which a flagged lone account counts as a campaign account in full.
@@ -222,11 +293,9 @@ PURE_ACCOUNT_SHARE = 0.10
 MAX_REQUESTS_IN_MEMORY = 2_000_000
 
 
-def _run(
-    eng, load: LoadReport, prog, account_alpha, campaign_alpha, link_threshold, out_dir
-) -> ScanResult:
+def _run(eng, load: LoadReport, prog, cfg: ScanConfig, out_dir: Path | None) -> ScanResult:
+    """reduce -> signals -> score -> campaigns -> request flags -> summary."""
     present = set(load.columns_present)
-    skipped = _skipped(present)
     summary: dict[str, Any] = {
         "engine": eng.name,
         "load": load.to_dict(),
@@ -234,197 +303,378 @@ def _run(
         "rows_valid": load.rows_valid,
         "rows_quarantined": load.rows_quarantined,
         "duplicate_request_ids": load.duplicate_request_ids,
-        "skipped_signals": skipped,
-        "account_alpha": account_alpha,
-        "campaign_alpha": campaign_alpha,
+        "account_alpha": cfg.account_alpha,
+        "campaign_alpha": cfg.campaign_alpha,
     }
     quarantine = eng.fetch("SELECT * FROM quarantine ORDER BY source, row_number")
-    n_events = eng.fetch("SELECT count(*) AS n FROM events")["n"].iloc[0]
-    if n_events == 0:
-        summary.update(
-            n_accounts=0,
-            n_requests=0,
-            n_flagged_accounts=0,
-            n_campaigns=0,
-            n_flagged_requests=0,
-            n_flagged_alone=0,
-            n_flagged_alone_outside=0,
-            expected_benign_fpr_bound=0.0,
-        )
-        reqs = pd.DataFrame(
-            {
-                "request_id": pd.Series([], dtype=str),
-                "account_id": pd.Series([], dtype=str),
-                "score": pd.Series([], dtype=float),
-                "extraction_log_odds": pd.Series([], dtype=float),
-                "flagged": pd.Series([], dtype=bool),
-            }
-        )
-        return ScanResult(_empty_accounts(), [], summary, reqs, quarantine)
+    if eng.fetch("SELECT count(*) AS n FROM events")["n"].iloc[0] == 0:
+        summary["skipped_signals"] = {}
+        return _empty_result(summary, quarantine)
+    red = _reduce(eng, present, prog, cfg)
+    feats, skipped = features.compute(red)
+    if not any(c in present for c in LINK_COLUMNS):
+        skipped["linkage"] = "no infrastructure columns (" + ", ".join(LINK_COLUMNS) + ")"
+    if "signup_path" not in present:
+        skipped["signup_path"] = "missing column signup_path (the research/education scale rule)"
+    summary["skipped_signals"] = skipped
+    prog.step("signals")
+    sc = _score(red, feats, cfg)
+    prog.step("scored")
+    out = _account_table(red, feats, sc)
+    campaigns = _campaign_evidence(eng, red, feats, sc, out)
+    files, n_flag_req, req_flags = _request_flags(eng, red, out, out_dir)
+    prog.step("campaign evidence")
+    summary.update(_summary(red, feats, sc, cfg, n_flag_req))
+    return ScanResult(out, campaigns, summary, req_flags, quarantine, files=files)
 
+
+def _reduce(eng, present: set[str], prog, cfg: ScanConfig) -> features.Reduced:
+    """Run the pipeline's SQL reductions and bring the small tables back."""
     for st in pipeline.statements(present):
         eng.execute(st.name, st.sql)
     prog.step("reduced")
+    acct = _stable(eng.fetch("SELECT * FROM acct_all ORDER BY account_id"))
 
-    acct = eng.fetch("SELECT * FROM acct_all ORDER BY account_id")
-    acct = _stable(acct)
-    accounts = pd.Index(acct["account_id"])
-    acct_topic = eng.fetch("SELECT * FROM acct_topic ORDER BY account_id, topic")
-    acct_hod = eng.fetch("SELECT * FROM acct_hod ORDER BY account_id, hod")
-    acct_value = eng.fetch("SELECT * FROM acct_value ORDER BY kind, value, account_id")
-    acct_model = (
-        eng.fetch("SELECT * FROM acct_model ORDER BY account_id, model")
-        if "model" in present
-        else None
+    def opt(table: str, order: str, cond: bool) -> pd.DataFrame | None:
+        return eng.fetch(f"SELECT * FROM {table} ORDER BY {order}") if cond else None
+
+    red = features.Reduced(
+        acct=acct,
+        present=present,
+        acct_topic=eng.fetch("SELECT * FROM acct_topic ORDER BY account_id, topic"),
+        acct_hod=eng.fetch("SELECT * FROM acct_hod ORDER BY account_id, hod"),
+        acct_value=eng.fetch("SELECT * FROM acct_value ORDER BY kind, value, account_id"),
+        acct_model=opt("acct_model", "account_id, model", "model" in present),
+        acct_client=opt(
+            "acct_client", "account_id, tls, fam", {"tls_fingerprint", "user_agent"} <= present
+        ),
+        acct_ip=opt("acct_ip", "account_id, ip", {"client_ip", "asn_type"} <= present),
     )
-    t0 = float(acct["first_t"].min())
-    t1 = float(acct["last_t"].max())
     prog.step("fetched reduced tables")
+    if cfg.content is not None:
+        red.content = content_model.run(eng, acct, cfg.content, progress=prog.sub("embedding"))
+    prog.step("content model")
+    return red
 
-    # --- signals on reduced tables
-    feats = pd.DataFrame(index=accounts)
-    elic, base_rate = signals.elicitation_stat(acct)
-    feats["elicitation"] = elic
-    conc, pop_topics = signals.concentration_stat(acct_topic, accounts)
-    feats["concentration"] = conc["conc"].to_numpy()
-    feats["sweep"] = signals.sweep_stat(acct, conc)
-    tim = signals.timing_stats(acct.set_index("account_id"), acct_hod, accounts)
-    feats["cadence"] = tim["regular"].to_numpy()
-    feats["round_the_clock"] = tim["clock"].to_numpy()
-    feats["volume"] = np.log1p(acct["n_req"].to_numpy(float))
-    feats["template"] = signals.template_share(acct_value, accounts, acct["n_req"].to_numpy(float))
-    if "account_created_at" in present:
-        age_days = (acct["first_t"] - acct["created_t"]).to_numpy(float) / 86400
-        feats["young_account"] = -np.nan_to_num(np.clip(age_days, 0, None), nan=np.inf)
-    else:
-        age_days = np.full(len(acct), np.nan)
-    piv = None
-    if "model" in present:
-        piv = signals.pivot_stat(acct_model, accounts, t0)
-        feats["release_pivot"] = piv["pivot"].to_numpy()
-    link = signals.linkage_graph(
-        acct_value[acct_value["kind"] != "template"] if "linkage" in skipped else acct_value,
-        accounts,
-        threshold=link_threshold,
+
+@dataclass
+class _Scored:
+    """What `_score` decided: calibrated tails, candidates, their tests and the flags."""
+
+    sc: fusion.AccountScores
+    harvest_p: np.ndarray
+    acct_p: np.ndarray
+    link: signals.Linkage
+    values: pd.DataFrame  # acct_value plus the derived group and behaviour values
+    candidates: list[_Candidate]
+    flagged: np.ndarray
+    reason: np.ndarray  # per account: "", "harvest", "behaviour"
+    alone: np.ndarray
+    in_campaign: np.ndarray
+    risk_tail: np.ndarray
+    group_of: np.ndarray  # flagged pool/client/burst candidate id per account, or -1
+
+
+@dataclass
+class _Candidate:
+    """A candidate campaign: a linkage component or a pool/client/burst group."""
+
+    cid: int
+    kind: str
+    name: str
+    idx: np.ndarray
+    test: fusion.ClusterTest
+    harvest: fusion.ClusterTest
+    p_adj: float = 1.0
+    harvest_adj: float = 1.0
+    flagged: bool = False
+    reason: str = ""
+    note: str = ""
+
+
+def _derived_values(red: features.Reduced) -> pd.DataFrame:
+    """Link values computed here rather than in SQL: IP pools, contradictory clients,
+    sign-up bursts and behaviour buckets of the content model."""
+    parts = [red.acct_value[["kind", "value", "account_id", "n"]]]
+    parts.append(signals.ip_pools(red.acct_ip))
+    parts.append(
+        red.once("mismatch", lambda: signals.client_mismatch(red.acct_client, red.accounts))[1]
     )
-    prog.step("signals")
+    if "account_created_at" in red.present:
+        parts.append(
+            signals.signup_bursts(pd.Series(red.acct["created_t"].to_numpy(), index=red.accounts))
+        )
+    if red.content is not None:
+        parts.append(red.content.behaviour_values)
+    parts = [p for p in parts if len(p)]
+    v = pd.concat(parts, ignore_index=True)
+    v["account_id"] = v["account_id"].astype(str)
+    v["value"] = v["value"].astype(str)
+    return v.sort_values(["kind", "value", "account_id"], kind="stable").reset_index(drop=True)
 
-    # --- calibration and fusion
-    sc = fusion.score_accounts(feats)
-    tail_p = sc.tail_p
+
+def _candidates(red, values, link, tail_p, harvest_p) -> list[_Candidate]:
     cl = link.cluster
+    units = _customer_units(red.acct)
     sizes = np.bincount(cl)
-    multi = np.flatnonzero(sizes >= 2)
-    tests: dict[int, fusion.ClusterTest] = {}
     order = np.argsort(cl, kind="stable")
     bounds = np.r_[0, np.cumsum(sizes)]
-    units = _customer_units(acct)
-    # harvest evidence: the extraction signal alone, calibrated the same way
-    harvest_p = 10.0 ** (-sc.tails["elicitation"].to_numpy(float))
-    harvest: dict[int, fusion.ClusterTest] = {}
-    for c in multi:
+    cands = []
+    for c in np.flatnonzero(sizes >= 2):
         idx = order[bounds[c] : bounds[c + 1]]
-        tests[int(c)] = fusion.cluster_test(tail_p[idx], units[idx])
-        harvest[int(c)] = fusion.cluster_test(harvest_p[idx], units[idx])
-    m_tests = max(len(tests), 1)
-    camp_flag = {
-        c: min(1.0, t.pvalue * m_tests) <= campaign_alpha
-        and min(1.0, harvest[c].pvalue * m_tests) <= HARVEST_ALPHA
-        for c, t in tests.items()
-    }
-    in_flagged_cluster = np.array([camp_flag.get(int(c), False) for c in cl])
-    # a lone account: the union (Bonferroni over the two) of its fused behaviour tail and
-    # its extraction tail, with extraction evidence required either way
-    acct_p = np.minimum(1.0, 2.0 * np.minimum(tail_p, harvest_p))
-    alone = (acct_p <= account_alpha) & (harvest_p <= LONE_HARVEST_ALPHA)
-    flagged = in_flagged_cluster | alone
-    cluster_p = np.array(
-        [min(1.0, tests[int(c)].pvalue * m_tests) if int(c) in tests else 1.0 for c in cl]
-    )
-    risk_tail = np.minimum(acct_p, cluster_p)
-    risk = -np.log10(np.clip(risk_tail, 1e-300, 1))
-    prog.step("scored")
+        cands.append(
+            _Candidate(
+                int(c),
+                "linkage",
+                f"cluster {int(c)}",
+                idx,
+                fusion.cluster_test(tail_p[idx], units[idx]),
+                fusion.cluster_test(harvest_p[idx], units[idx]),
+            )
+        )
+    base = int(cl.max()) + 1 if len(cl) else 0
+    for j, (name, idx) in enumerate(signals.group_candidates(values, red.accounts).items()):
+        if len(np.unique(cl[idx])) == 1 and sizes[cl[idx[0]]] == len(idx):
+            continue  # the same accounts as a linkage component: tested once
+        cands.append(
+            _Candidate(
+                base + j,
+                name.split("=", 1)[0],
+                name,
+                idx,
+                fusion.cluster_test(tail_p[idx], units[idx]),
+                fusion.cluster_test(harvest_p[idx], units[idx]),
+            )
+        )
+    return cands
 
+
+def _harvest_volume(red: features.Reduced) -> np.ndarray:
+    """Estimated extraction-like requests per account (rules count, or the content model's
+    sampled intent rate times the account's requests, whichever is larger)."""
+    n = red.acct["n_req"].to_numpy(float)
+    k = red.acct["n_elicit"].to_numpy(float)
+    if red.content is not None:
+        k = np.maximum(k, red.content.table["intent_rate"].to_numpy(float) * n)
+    return k
+
+
+def _disclosed(red: features.Reduced, cfg: ScanConfig) -> np.ndarray:
+    if "signup_path" not in red.acct.columns:
+        return np.zeros(len(red.acct), bool)
+    return red.acct["signup_path"].isin(cfg.disclosed_paths).to_numpy()
+
+
+def _decide(cand: _Candidate, m: int, cfg: ScanConfig, disclosed, volume) -> None:
+    """Flag a candidate on its test plus harvest evidence; behaviour alone is reported."""
+    cand.p_adj = min(1.0, cand.test.pvalue * m)
+    cand.harvest_adj = min(1.0, cand.harvest.pvalue * m)
+    if cand.p_adj <= cfg.campaign_alpha and cand.harvest_adj <= cfg.harvest_alpha:
+        cand.flagged, cand.reason = True, "harvest"
+    elif cand.p_adj <= cfg.campaign_alpha * cfg.behaviour_factor:
+        cand.reason = "behaviour"
+        cand.note = (
+            "behaviour alone is extreme (adjusted p "
+            f"{cand.p_adj:.2g}) but what it asks for is not extraction-like: reported for review"
+        )
+    vol = float(volume[cand.idx].sum())
+    if cand.flagged and disclosed[cand.idx].mean() >= 0.9 and vol < cfg.disclosed_min_harvest:
+        cand.flagged = False
+        cand.note = (
+            f"declared research/education use at study scale ({vol:.0f} extraction-like "
+            f"requests < {cfg.disclosed_min_harvest}): reported, not flagged"
+        )
+
+
+def _unit_level(p: np.ndarray, units: np.ndarray) -> np.ndarray:
+    """Each account's p-value judged with its declared customer: for a customer with
+    several seats (same org and card) the seats are one unit, whose p-value is
+    exp(-mean of the seats' capped -ln p) (at most one Exp(1) draw in the tail under the
+    null, as in `fusion.cluster_test`); one extreme seat of a labelling company cannot be
+    flagged alone while its 119 colleagues look ordinary."""
+    _, inv, cnt = np.unique(units, return_inverse=True, return_counts=True)
+    e = np.minimum(-np.log(np.clip(p, 1e-300, 1.0)), fusion.UNIT_CAP)
+    mean = np.bincount(inv, weights=e) / cnt
+    return np.where(cnt[inv] >= 2, np.exp(-mean[inv]), p)
+
+
+def _score(red: features.Reduced, feats: pd.DataFrame, cfg: ScanConfig) -> _Scored:
+    """Calibrate and fuse the signals, build candidates, test them and decide the flags."""
+    reg = {s.name: s for s in features.SIGNALS if s.name in feats.columns}
+    sc = fusion.score_accounts(
+        feats, {k: s.weight for k, s in reg.items()}, {k for k, s in reg.items() if s.pvalue_stat}
+    )
+    tail_p = sc.tail_p
+    hv = [k for k, s in reg.items() if s.harvest]
+    # harvest evidence: the strongest of the harvest signals' calibrated tails, calibrated
+    # once more against the population (valid for the maximum itself; no union bound)
+    harvest_p = fusion.upper_tail(sc.tails[hv].max(axis=1).to_numpy(float))
+    values = _derived_values(red)
+    link_vals = (
+        values
+        if any(c in red.present for c in LINK_COLUMNS)
+        else values[values["kind"] == "template"]
+    )
+    link = signals.linkage_graph(link_vals, red.accounts, threshold=cfg.link_threshold)
+    cands = _candidates(red, values, link, tail_p, harvest_p)
+    disclosed, volume = _disclosed(red, cfg), _harvest_volume(red)
+    N = len(red.acct)
+    flagged, reason = np.zeros(N, bool), np.full(N, "", dtype=object)
+    in_campaign, group_of = np.zeros(N, bool), np.full(N, -1, np.int64)
+    cand_p = np.ones(N)
+    for c in cands:
+        _decide(c, max(len(cands), 1), cfg, disclosed, volume)
+        cand_p[c.idx] = np.minimum(cand_p[c.idx], c.p_adj)
+        if not c.flagged:
+            continue
+        idx = c.idx
+        if c.kind != "linkage":  # a group: only members with evidence of their own
+            own = (harvest_p[idx] <= cfg.group_member_alpha) | (
+                tail_p[idx] <= cfg.group_member_alpha
+            )
+            idx = idx[own]
+            group_of[idx] = c.cid
+        in_campaign[idx] = True
+        reason[idx] = np.where(reason[idx] == "harvest", "harvest", c.reason)
+    acct_p = np.minimum(1.0, 2.0 * np.minimum(tail_p, harvest_p))
+    units = _customer_units(red.acct)
+    alone = (_unit_level(acct_p, units) <= cfg.account_alpha) & (
+        _unit_level(harvest_p, units) <= cfg.lone_harvest_alpha
+    )
+    alone &= ~(disclosed & (volume < cfg.disclosed_min_harvest))
+    review = ~alone & ~in_campaign & (tail_p <= cfg.account_alpha * cfg.behaviour_factor)
+    reason = np.where(~in_campaign & alone, "harvest", np.where(review, "review", reason))
+    flagged = in_campaign | alone
+    return _Scored(
+        sc,
+        harvest_p,
+        acct_p,
+        link,
+        values,
+        cands,
+        flagged,
+        reason,
+        alone,
+        in_campaign,
+        np.minimum(acct_p, cand_p),
+        group_of,
+    )
+
+
+def _account_table(red: features.Reduced, feats: pd.DataFrame, s: _Scored) -> pd.DataFrame:
+    acct, cl = red.acct, s.link.cluster
+    sizes = np.bincount(cl)
     out = pd.DataFrame(
         {
-            "account_id": accounts.astype(str),
-            "flagged": flagged,
-            "risk": risk,
-            "risk_tail_p": risk_tail,
-            "account_tail_p": acct_p,
-            "behaviour_tail_p": tail_p,
-            "extraction_tail_p": harvest_p,
+            "account_id": red.accounts.astype(str),
+            "flagged": s.flagged,
+            "flag_reason": s.reason.astype(str),
+            "risk": -np.log10(np.clip(s.risk_tail, 1e-300, 1)) + 0.0,
+            "risk_tail_p": s.risk_tail,
+            "account_tail_p": s.acct_p,
+            "behaviour_tail_p": s.sc.tail_p,
+            "extraction_tail_p": s.harvest_p,
             "cluster_id": cl.astype("int64"),
             "cluster_size": sizes[cl].astype("int64"),
-            "campaign_flagged": in_flagged_cluster,
+            "group_id": s.group_of,
+            "campaign_flagged": s.in_campaign,
             "n_requests": acct["n_req"].to_numpy().astype("int64"),
-            "behaviour": sc.behaviour,
+            "behaviour": s.sc.behaviour,
         }
     )
     for name in feats.columns:
         out[f"sig_{name}"] = feats[name].to_numpy(float)
-        out[f"tail_{name}"] = sc.tails[name].to_numpy(float)
-    out["top_topic"] = conc["top_topic"].to_numpy()
+        out[f"tail_{name}"] = s.sc.tails[name].to_numpy(float)
+    out["top_topic"] = red.once(
+        "conc", lambda: signals.concentration_stat(red.acct_topic, red.accounts)
+    )[0]["top_topic"].to_numpy()
     out["n_elicit"] = acct["n_elicit"].to_numpy().astype("int64")
-    out["account_age_days"] = age_days
+    if red.content is not None:
+        out["n_sampled"] = red.content.table["m"].to_numpy().astype("int64")
+        out["n_intent"] = red.content.table["k_intent"].to_numpy().astype("int64")
+    if "created_t" in acct.columns:
+        out["account_age_days"] = (acct["first_t"] - acct["created_t"]).to_numpy(float) / 86400
+    else:
+        out["account_age_days"] = np.nan
     for c in ("org_id", "signup_path"):
         if c in acct.columns:
             out[c] = acct[c].to_numpy()
+    return out
 
-    # --- stage 2: per-cluster tables for flagged clusters and top candidates
-    ranked = sorted(tests.items(), key=lambda kv: (kv[1].pvalue, -kv[1].size, kv[0]))
-    report_clusters = [c for c, _ in ranked if camp_flag[c]] + [
-        c for c, _ in ranked if not camp_flag[c]
-    ][:5]
-    lone = [int(c) for c in np.unique(cl[alone & ~in_flagged_cluster])]
-    show_clusters = report_clusters + [c for c in lone if c not in report_clusters]
-    campaigns: list[Campaign] = []
-    req_flags = None
-    if show_clusters:
-        cmap = pd.DataFrame({"account_id": accounts.astype(str), "cluster_id": cl.astype("int64")})
-        cmap = cmap[cmap["cluster_id"].isin(show_clusters)]
-        eng_register(eng, "cluster_map", cmap)
-        for st in pipeline.stage2_statements():
-            eng.execute(st.name, st.sql)
-        cday = eng.fetch("SELECT * FROM cluster_day ORDER BY cluster_id, day")
-        csync = eng.fetch("SELECT * FROM cluster_sync ORDER BY cluster_id, bin")
-        cex = eng.fetch(
-            "SELECT * FROM cluster_examples ORDER BY cluster_id, elicit_lo DESC, request_id"
+
+def _campaign_evidence(eng, red, feats, s: _Scored, out: pd.DataFrame) -> list[Campaign]:
+    """Flagged candidates, the top unflagged ones and lone flagged accounts, with evidence."""
+    ranked = sorted(s.candidates, key=lambda c: (c.test.pvalue, -len(c.idx), c.cid))
+    show = [c for c in ranked if c.flagged] + [c for c in ranked if not c.flagged][:5]
+    cl = s.link.cluster
+    shown = {c.cid for c in show}
+    by_id = {c.cid: c for c in s.candidates if c.kind == "linkage"}
+    for cid in np.unique(cl[s.alone & ~s.in_campaign]):
+        if int(cid) in shown:
+            continue
+        if int(cid) in by_id:  # a multi-account cluster holding a lone flagged account
+            show.append(by_id[int(cid)])
+            continue
+        idx = np.flatnonzero(cl == cid)
+        t = fusion.cluster_test(s.sc.tail_p[idx])
+        show.append(
+            _Candidate(
+                int(cid),
+                "linkage",
+                f"account {out['account_id'].iat[idx[0]]}",
+                idx,
+                t,
+                t,
+                t.pvalue,
+                float(s.harvest_p[idx[0]]),
+                True,
+                "harvest",
+            )
         )
-        campaigns = _campaigns(
-            show_clusters,
-            tests,
-            camp_flag,
-            m_tests,
-            out,
-            feats,
-            sc,
-            link,
-            acct_value,
-            cday,
-            csync,
-            cex,
-            tail_p,
-        )
-    # request-level flags: requests of flagged accounts; within lone flagged (mixed)
-    # accounts only the extraction-like ones
+    if not show:
+        return []
+    cmap = pd.concat(
+        [
+            pd.DataFrame({"account_id": red.accounts[c.idx].astype(str), "cluster_id": c.cid})
+            for c in show
+        ],
+        ignore_index=True,
+    ).astype({"cluster_id": "int64"})
+    eng.register("cluster_map", cmap)
+    for st in pipeline.stage2_statements():
+        eng.execute(st.name, st.sql)
+    cday = eng.fetch("SELECT * FROM cluster_day ORDER BY cluster_id, day")
+    csync = eng.fetch("SELECT * FROM cluster_sync ORDER BY cluster_id, bin")
+    cex = eng.fetch(
+        "SELECT * FROM cluster_examples ORDER BY cluster_id, elicit_lo DESC, request_id"
+    )
+    return _campaigns(show, out, feats, s, cday, csync, cex)
+
+
+def _request_flags(eng, red, out: pd.DataFrame, out_dir: Path | None):
+    """Request-level flags: every request of an account flagged as a whole; within a mixed
+    (mostly legitimate) flagged account only its extraction-like requests."""
     fl = out[["account_id", "flagged", "campaign_flagged", "risk"]].copy()
     fl["risk"] = np.minimum(fl["risk"].to_numpy(float), 300.0)
-    # an account whose requests are extraction-like at least PURE_ACCOUNT_SHARE of the
-    # time is a campaign account in full; below that (a mixed reseller) only its
-    # extraction-like requests are flagged
-    share = acct["n_elicit"].to_numpy(float) / np.maximum(acct["n_req"].to_numpy(float), 1)
+    n = red.acct["n_req"].to_numpy(float)
+    share = _harvest_volume(red) / np.maximum(n, 1)
     fl["whole"] = fl["campaign_flagged"].to_numpy() | (share >= PURE_ACCOUNT_SHARE)
-    eng_register(eng, "acct_flags", fl)
+    eng.register("acct_flags", fl)
+    intent_join, intent_hit = "", "FALSE"
+    if red.content is not None and len(red.content.request_intent):
+        thr = content_model.intent_head().threshold
+        ri = red.content.request_intent
+        eng.register("req_intent", ri[ri["intent_p"] > thr][["request_id"]].drop_duplicates())
+        intent_join = "LEFT JOIN req_intent i ON r.request_id = i.request_id "
+        intent_hit = "i.request_id IS NOT NULL"
     req_sql = (
         "SELECT r.request_id, r.account_id, "
         "CAST(f.risk + 0.01 * r.elicit_lo AS DOUBLE) AS score, r.elicit_lo AS extraction_log_odds, "
-        "(f.flagged AND (f.whole OR r.elicit_lo > 0)) AS flagged "
-        "FROM req r JOIN acct_flags f ON r.account_id = f.account_id"
+        f"(f.flagged AND (f.whole OR r.elicit_lo > 0 OR {intent_hit})) AS flagged "
+        f"FROM req r JOIN acct_flags f ON r.account_id = f.account_id {intent_join}"
     )
     eng.execute("req_flags", req_sql)
-    n_flag_req = int(eng.fetch("SELECT count(*) AS n FROM req_flags WHERE flagged")["n"].iloc[0])
-    req_flags = None
+    n_flag = int(eng.fetch("SELECT count(*) AS n FROM req_flags WHERE flagged")["n"].iloc[0])
     files: dict[str, str] = {}
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -432,49 +682,74 @@ def _run(
             "SELECT * FROM req_flags ORDER BY request_id", str(out_dir / "requests.parquet")
         )
         files["requests"] = str(out_dir / "requests.parquet")
-    if int(acct["n_req"].sum()) <= MAX_REQUESTS_IN_MEMORY:
+    req_flags = None
+    if int(n.sum()) <= MAX_REQUESTS_IN_MEMORY:
         req_flags = eng.fetch("SELECT * FROM req_flags ORDER BY request_id")
-    prog.step("campaign evidence")
+    return files, n_flag, req_flags
 
-    n_acc = len(out)
-    summary.update(
-        {
-            "n_requests": int(acct["n_req"].sum()),
-            "n_accounts": int(n_acc),
-            "time_range": [t0, t1],
-            "n_flagged_accounts": int(flagged.sum()),
-            "n_flagged_alone": int(alone.sum()),
-            "n_flagged_alone_outside": int((alone & ~in_flagged_cluster).sum()),
-            "n_clusters_tested": int(len(tests)),
-            "n_campaigns": int(sum(camp_flag.values())),
-            "n_flagged_requests": n_flag_req,
-            "threshold": {
-                "account_tail_p": account_alpha,
-                "campaign_pvalue_bonferroni": campaign_alpha,
-                "meaning": (
-                    "an account is flagged alone when its calibrated tail probability vs the "
-                    "population is <= account_tail_p (so at most that fraction of all accounts); "
-                    "a linkage cluster is a campaign when its Bonferroni-adjusted Gamma-test "
-                    "p-value is <= campaign_pvalue_bonferroni"
-                ),
-            },
-            "expected_benign_fpr_bound": float(
-                min(1.0, (np.floor(account_alpha * (n_acc + 1)) + 0.0) / max(n_acc, 1))
-            ),
-            "elicitation_base_rate": base_rate,
-            "population_topic_mix": pop_topics,
-            "linkage": {
-                "kinds": link.kinds,
-                "strong_pairs": link.edges_used,
-                "n_clusters_multi": int(len(multi)),
-                "largest_cluster": int(sizes.max()) if len(sizes) else 0,
-                "threshold": link_threshold,
-            },
-            "signal_weights": {k: fusion.WEIGHTS.get(k, 0.5) for k in feats.columns},
-            "signals_used": list(feats.columns) + ["linkage"] * ("linkage" not in skipped),
-        }
+
+def _summary(red, feats, s: _Scored, cfg: ScanConfig, n_flag_req: int) -> dict[str, Any]:
+    acct, cl = red.acct, s.link.cluster
+    sizes = np.bincount(cl)
+    n_acc = len(acct)
+    reg = features.by_name()
+    kinds = (
+        pd.Series([c.kind for c in s.candidates]).value_counts().to_dict() if s.candidates else {}
     )
-    return ScanResult(out, campaigns, summary, req_flags, quarantine, files=files)
+    out = {
+        "n_requests": int(acct["n_req"].sum()),
+        "n_accounts": int(n_acc),
+        "time_range": [red.t0, float(acct["last_t"].max())],
+        "n_flagged_accounts": int(s.flagged.sum()),
+        "n_flagged_alone": int(s.alone.sum()),
+        "n_flagged_alone_outside": int((s.alone & ~s.in_campaign).sum()),
+        "n_flagged_by_reason": {
+            r: int(((s.reason == r) & s.flagged).sum()) for r in ("harvest", "behaviour")
+        },
+        "n_clusters_tested": len(s.candidates),
+        "candidates_by_kind": {str(k): int(v) for k, v in kinds.items()},
+        "n_campaigns": int(sum(c.flagged for c in s.candidates)),
+        "n_flagged_requests": n_flag_req,
+        "threshold": {
+            "account_tail_p": cfg.account_alpha,
+            "campaign_pvalue_bonferroni": cfg.campaign_alpha,
+            "harvest_alpha": cfg.harvest_alpha,
+            "behaviour_factor": cfg.behaviour_factor,
+            "meaning": (
+                "an account is flagged alone when its calibrated tail probability vs the "
+                "population is <= account_tail_p and its harvest tail <= the lone harvest "
+                "level, or its behaviour tail alone <= account_tail_p x behaviour_factor; a "
+                "candidate group is a campaign when its Bonferroni-adjusted Gamma-test "
+                "p-value is <= campaign_pvalue_bonferroni with harvest evidence, or <= that "
+                "x behaviour_factor without"
+            ),
+        },
+        "expected_benign_fpr_bound": float(
+            min(1.0, np.floor(cfg.account_alpha * (n_acc + 1)) / max(n_acc, 1))
+        ),
+        "elicitation_base_rate": red.memo.get("elicitation_base_rate"),
+        "population_topic_mix": red.once(
+            "conc", lambda: signals.concentration_stat(red.acct_topic, red.accounts)
+        )[1],
+        "linkage": {
+            "kinds": s.link.kinds,
+            "strong_pairs": s.link.edges_used,
+            "n_clusters_multi": int((sizes >= 2).sum()),
+            "largest_cluster": int(sizes.max()) if len(sizes) else 0,
+            "threshold": cfg.link_threshold,
+        },
+        "signal_weights": {k: reg[k].weight for k in feats.columns},
+        "signals_used": list(feats.columns)
+        + ["linkage"] * any(c in red.present for c in LINK_COLUMNS),
+        "not_campaigns": [
+            {"candidate": c.name, "accounts": int(len(c.idx)), "note": c.note}
+            for c in s.candidates
+            if c.note
+        ][:20],
+    }
+    if red.content is not None:
+        out["content_model"] = red.content.summary()
+    return out
 
 
 def _customer_units(acct: pd.DataFrame) -> np.ndarray:
@@ -508,91 +783,82 @@ def _stable(df: pd.DataFrame, digits: int = 10) -> pd.DataFrame:
 
 
 def eng_register(eng, name: str, df: pd.DataFrame) -> None:
-    """Upload a small pandas table to the engine as ``name``."""
-    if hasattr(eng, "con"):
-        eng.con.register(f"__{name}_df", df)
-        eng.run(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM __{name}_df")
-        eng.con.unregister(f"__{name}_df")
-    else:  # pragma: no cover - other engines implement register()
-        eng.register(name, df)
+    """Upload a small pandas table to the engine as ``name`` (kept for callers of 0.1)."""
+    eng.register(name, df)
 
 
-def _campaigns(
-    show, tests, camp_flag, m_tests, out, feats, sc, link, acct_value, cday, csync, cex, tail_p
-):
+def _infrastructure(values: pd.DataFrame, link: signals.Linkage, members: list[str]) -> list[dict]:
+    """Values shared by >= 2 members, with how many accounts use each and its link weight."""
+    if link.values.empty:
+        return []
+    vals = link.values.set_index(["kind", "value"])
+    av = values[values["account_id"].isin(members)]
+    g = av.groupby(["kind", "value"])["account_id"].nunique().rename("members").reset_index()
+    g = g[g["members"] >= 2]
+    if g.empty:
+        return []
+    g = g.join(vals[["df", "weight"]], on=["kind", "value"])
+    g = g.sort_values(["members", "weight", "kind", "value"], ascending=[False, False, True, True])
+    return [
+        {
+            "kind": r.kind,
+            "value": r.value,
+            "members": int(r.members),
+            "accounts_overall": int(r.df) if pd.notna(r.df) else int(r.members),
+            "weight": round(float(r.weight), 3) if pd.notna(r.weight) else 0.0,
+        }
+        for r in g.head(12).itertuples()
+    ]
+
+
+def _campaigns(show: list[_Candidate], out, feats, s: _Scored, cday, csync, cex) -> list[Campaign]:
     camps: list[Campaign] = []
-    vals = link.values.set_index(["kind", "value"]) if not link.values.empty else None
-    cl = out["cluster_id"].to_numpy()
     for c in show:
-        mask = cl == c
-        members = out.loc[mask, "account_id"].tolist()
-        t = tests.get(c) or fusion.cluster_test(tail_p[mask])
-        p_adj = min(1.0, t.pvalue * (m_tests if c in tests else 1))
-        flagged = bool(camp_flag.get(c, False)) or bool(out.loc[mask, "flagged"].all())
-        sig = {k: round(float(sc.tails.loc[mask, k].mean()), 4) for k in feats.columns}
-        infra = []
-        if vals is not None:
-            av = acct_value[acct_value["account_id"].isin(members)]
-            g = (
-                av.groupby(["kind", "value"])["account_id"]
-                .nunique()
-                .rename("members")
-                .reset_index()
-            )
-            g = g[g["members"] >= 2]
-            if not g.empty:
-                g = g.join(vals[["df", "weight"]], on=["kind", "value"])
-                g = g.sort_values(
-                    ["members", "weight", "kind", "value"], ascending=[False, False, True, True]
-                )
-                for r in g.head(12).itertuples():
-                    infra.append(
-                        {
-                            "kind": r.kind,
-                            "value": r.value,
-                            "members": int(r.members),
-                            "accounts_overall": int(r.df),
-                            "weight": round(float(r.weight), 3),
-                        }
-                    )
-        ex = cex[cex["cluster_id"] == c]
-        examples = [
-            {
-                "request_id": r.request_id,
-                "account_id": r.account_id,
-                "prompt": str(r.prompt)[:600],
-                "elicitation_log_odds": round(float(r.elicit_lo), 3),
-            }
-            for r in ex.itertuples()
-        ]
-        d = cday[cday["cluster_id"] == c]
-        timeline = [
-            {"day": int(r.day), "requests": int(r.n), "accounts": int(r.n_accounts)}
-            for r in d.itertuples()
-        ]
-        s = csync[csync["cluster_id"] == c]
+        members = out["account_id"].to_numpy()[c.idx].tolist()
+        ex = cex[cex["cluster_id"] == c.cid]
+        d = cday[cday["cluster_id"] == c.cid]
+        sy = csync[csync["cluster_id"] == c.cid]
         k = len(members)
         synchrony = (
-            float((s["k"].to_numpy(float) ** 2).sum() / max(s["k"].sum(), 1) / k)
-            if k and len(s)
+            float((sy["k"].to_numpy(float) ** 2).sum() / max(sy["k"].sum(), 1) / k)
+            if k and len(sy)
             else 0.0
         )
         camps.append(
             Campaign(
-                cluster_id=int(c),
+                cluster_id=int(c.cid),
                 rank=0,
-                flagged=flagged,
-                score=float(-np.log10(max(p_adj, 1e-300))),
-                pvalue=float(t.pvalue),
-                pvalue_adjusted=float(p_adj),
+                flagged=bool(c.flagged),
+                score=float(-np.log10(max(c.p_adj, 1e-300))) + 0.0,
+                pvalue=float(c.test.pvalue),
+                pvalue_adjusted=float(c.p_adj),
                 n_accounts=k,
-                n_requests=int(out.loc[mask, "n_requests"].sum()),
+                n_requests=int(out["n_requests"].to_numpy()[c.idx].sum()),
                 members=members[:5000],
-                signals=sig,
-                shared_infrastructure=infra,
-                examples=examples,
-                timeline=timeline,
+                signals={
+                    n: round(float(s.sc.tails[n].to_numpy()[c.idx].mean()), 4)
+                    for n in feats.columns
+                },
+                shared_infrastructure=_infrastructure(s.values, s.link, members),
+                examples=[
+                    {
+                        "request_id": r.request_id,
+                        "account_id": r.account_id,
+                        "prompt": str(r.prompt)[:600],
+                        "elicitation_log_odds": round(float(r.elicit_lo), 3),
+                    }
+                    for r in ex.itertuples()
+                ],
+                timeline=[
+                    {"day": int(r.day), "requests": int(r.n), "accounts": int(r.n_accounts)}
+                    for r in d.itertuples()
+                ],
                 synchrony=round(synchrony, 4),
+                kind=c.kind,
+                name=c.name,
+                reason=c.reason,
+                harvest_pvalue_adjusted=float(c.harvest_adj),
+                note=c.note,
             )
         )
     camps.sort(key=lambda x: (not x.flagged, -x.score, -x.n_accounts, x.cluster_id))

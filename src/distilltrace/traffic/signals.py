@@ -23,7 +23,13 @@ STRONG_KINDS = frozenset({"payment", "api_key"})
 #: Kinds that describe a population rather than one machine, card or prompt (a cloud
 #: network, a client software version, a declared customer org): they add weight to a
 #: link but never count as the second, corroborating kind.
-CONTEXT_KINDS = frozenset({"asn", "user_agent", "org"})
+CONTEXT_KINDS = frozenset({"asn", "user_agent", "org", "signup_burst"})
+
+#: Kinds that name a group of accounts found by a test of its own (a pool of rented IPs
+#: used together, a client build contradicting its user agent): each group is also a
+#: candidate campaign by itself, however many accounts it holds. (A sign-up burst is
+#: not: a class or a team signing up on one day is ordinary; it only adds link weight.)
+GROUP_KINDS = ("ip_pool", "client_mismatch")
 
 #: How much one shared value of each kind links two accounts, before rarity weighting.
 KIND_WEIGHT = {
@@ -36,6 +42,10 @@ KIND_WEIGHT = {
     "prefix": 0.4,
     "asn": 0.3,
     "org": 0.2,
+    "ip_pool": 0.8,
+    "client_mismatch": 0.6,
+    "behaviour": 0.5,
+    "signup_burst": 0.3,
 }
 
 
@@ -43,16 +53,33 @@ def _log10_sf(x: np.ndarray) -> np.ndarray:
     return -np.log10(np.clip(x, 1e-300, 1.0))
 
 
+def typical_rate(
+    k: np.ndarray, n: np.ndarray, *, cap: float = 200.0, floor: float = 0.002
+) -> float:
+    """The population's rate: pooled over accounts, each account's trials counted up to
+    ``cap`` (its k scaled alike), floored. Pooling keeps the rate unbiased when accounts
+    are small (a median of 0-or-1 rates is not); the cap keeps one heavy account from
+    deciding it. Campaign accounts can only raise it, which makes the test conservative;
+    a high-volume benign relay whose users ask for explanations at the ordinary rate
+    sits at it."""
+    k = np.asarray(k, float)
+    n = np.asarray(n, float)
+    w = np.minimum(n, cap) / np.maximum(n, 1)
+    tot = float((n * w).sum())
+    if tot <= 0:
+        return floor
+    return float(np.clip((k * w).sum() / tot, floor, 0.5))
+
+
 def elicitation_stat(acct: pd.DataFrame) -> tuple[np.ndarray, float]:
     """-log10 binomial tail of an account's extraction-request count vs the population rate.
 
     Null: the account's requests are extraction-like at the population's typical rate
-    (median account rate, floored), independently. Returns (statistic, base rate).
+    (`typical_rate`), independently. Returns (statistic, base rate).
     """
     n = acct["n_req"].to_numpy(float)
     k = acct["n_elicit"].to_numpy(float)
-    rates = k / np.maximum(n, 1)
-    base = float(np.clip(np.quantile(rates, 0.5) if len(rates) else 0.01, 0.002, 0.5))
+    base = typical_rate(k, n)
     p = stats.binom.sf(k - 1, n.astype(int), base)
     return _log10_sf(p), base
 
@@ -241,3 +268,134 @@ def template_share(
     tv = tv.assign(shared=tv["value"].map(dfv) >= min_accounts)
     sh = tv[tv["shared"]].groupby("account_id")["n"].sum()
     return sh.reindex(accounts).fillna(0.0).to_numpy() / np.maximum(n_req, 1)
+
+
+# --------------------------------------------------------------------------- groups
+
+#: A TLS build is a scripted client's when at least this share of the accounts that use
+#: it with a recognisable user agent declare a script or SDK.
+SCRIPTED_TLS_SHARE = 0.5
+#: ... and at least this many accounts declare a script with it.
+SCRIPTED_TLS_MIN = 5
+
+
+def client_mismatch(
+    acct_client: pd.DataFrame | None, accounts: pd.Index
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Requests whose browser user agent contradicts a scripted client's TLS build.
+
+    ``acct_client`` has (account_id, tls, fam, n) with fam in browser/script/other. A TLS
+    value is a scripted client's when most accounts that use it declare a script UA; a
+    browser UA sent with it is a contradiction (a scraper dressed as a browser). Returns
+    the per-account share of such requests and the linkage values (kind
+    ``client_mismatch``, value = the TLS build) of the accounts that send them.
+    """
+    empty = pd.DataFrame(columns=["kind", "value", "account_id", "n"])
+    if acct_client is None or acct_client.empty:
+        return np.zeros(len(accounts)), empty
+    ac = acct_client
+    per = (
+        ac[ac["fam"] != "other"]
+        .groupby(["tls", "fam"])["account_id"]
+        .nunique()
+        .unstack(fill_value=0)
+    )
+    for col in ("browser", "script"):
+        if col not in per.columns:
+            per[col] = 0
+    share = per["script"] / np.maximum(per["script"] + per["browser"], 1)
+    scripted = per.index[(share >= SCRIPTED_TLS_SHARE) & (per["script"] >= SCRIPTED_TLS_MIN)]
+    bad = ac[(ac["fam"] == "browser") & ac["tls"].isin(scripted)]
+    tot = ac.groupby("account_id")["n"].sum().reindex(accounts).fillna(0).to_numpy(float)
+    k = bad.groupby("account_id")["n"].sum().reindex(accounts).fillna(0).to_numpy(float)
+    vals = bad.groupby(["tls", "account_id"])["n"].sum().reset_index()
+    vals = vals.rename(columns={"tls": "value"}).assign(kind="client_mismatch")
+    return k / np.maximum(tot, 1), vals[["kind", "value", "account_id", "n"]]
+
+
+def ip_pools(
+    acct_ip: pd.DataFrame | None, *, min_jaccard: float = 0.2, min_shared: int = 3, min_ips: int = 5
+) -> pd.DataFrame:
+    """Pools of datacenter/proxy IPs used together over time, and the accounts using them.
+
+    Two IPs are in one pool when the accounts that used them overlap (Jaccard >=
+    ``min_jaccard`` and >= ``min_shared`` accounts in common); pools are the connected
+    components with >= ``min_ips`` IPs. An account belongs to a pool when it used at least
+    ``min_shared`` of its IPs: accounts rotating through one proxy pool are linked
+    although no single IP is shared by all of them. ``acct_ip``: (account_id, ip, n).
+    """
+    empty = pd.DataFrame(columns=["kind", "value", "account_id", "n"])
+    if acct_ip is None or acct_ip.empty:
+        return empty
+    a_codes, a_uni = pd.factorize(acct_ip["account_id"], sort=True)
+    i_codes, i_uni = pd.factorize(acct_ip["ip"], sort=True)
+    A = sparse.csr_matrix(
+        (np.ones(len(acct_ip)), (a_codes, i_codes)), shape=(len(a_uni), len(i_uni))
+    )
+    A.data[:] = 1.0
+    C = (A.T @ A).tocoo()
+    deg = np.asarray(A.sum(0)).ravel()
+    jac = C.data / np.maximum(deg[C.row] + deg[C.col] - C.data, 1)
+    keep = (C.row < C.col) & (C.data >= min_shared) & (jac >= min_jaccard)
+    G = sparse.csr_matrix(
+        (np.ones(keep.sum()), (C.row[keep], C.col[keep])), shape=(len(i_uni),) * 2
+    )
+    _, lab = connected_components(G, directed=False)
+    size = np.bincount(lab)
+    pool_of_ip = np.where(size[lab] >= min_ips, lab, -1)
+    m = pd.DataFrame(
+        {"account_id": a_uni[a_codes], "pool": pool_of_ip[i_codes], "n": acct_ip["n"].to_numpy()}
+    )
+    m = m[m["pool"] >= 0]
+    if m.empty:
+        return empty
+    g = m.groupby(["pool", "account_id"]).agg(k=("n", "size"), n=("n", "sum")).reset_index()
+    g = g[g["k"] >= min_shared]
+    # name a pool by its smallest IP, so the name does not depend on the engine
+    first_ip = pd.Series(i_uni).groupby(lab).min()
+    g["value"] = "pool:" + g["pool"].map(first_ip).astype(str)
+    return g.assign(kind="ip_pool")[["kind", "value", "account_id", "n"]]
+
+
+def signup_bursts(
+    created_t: pd.Series, *, bin_s: float = 21600.0, alpha: float = 1e-6
+) -> pd.DataFrame:
+    """Accounts created in a burst: a 6-hour sign-up bin whose count is improbable under a
+    Poisson law at the typical (median non-empty) bin count, Bonferroni over bins. Null:
+    sign-ups arrive at the typical rate. ``created_t``: seconds, indexed by account id."""
+    empty = pd.DataFrame(columns=["kind", "value", "account_id", "n"])
+    c = created_t.dropna()
+    if len(c) < 50:
+        return empty
+    b = np.floor(c.to_numpy(float) / bin_s).astype(np.int64)
+    bins, counts = np.unique(b, return_counts=True)
+    lam = max(float(np.median(counts)), 1.0)
+    p = stats.poisson.sf(counts - 1, lam) * len(bins)
+    burst = set(bins[p <= alpha].tolist())
+    sel = np.isin(b, list(burst))
+    if not sel.any():
+        return empty
+    return pd.DataFrame(
+        {
+            "kind": "signup_burst",
+            "value": [f"burst:{x}" for x in b[sel]],
+            "account_id": c.index[sel].astype(str),
+            "n": 1,
+        }
+    )
+
+
+def group_candidates(
+    values: pd.DataFrame, accounts: pd.Index, *, min_size: int = 5
+) -> dict[str, np.ndarray]:
+    """Candidate groups from GROUP_KINDS values: name -> member account positions."""
+    out: dict[str, np.ndarray] = {}
+    g = values[values["kind"].isin(GROUP_KINDS)]
+    if g.empty:
+        return out
+    pos = pd.Series(np.arange(len(accounts)), index=accounts)
+    for (kind, value), part in g.groupby(["kind", "value"], sort=True):
+        idx = np.unique(pos.reindex(part["account_id"].astype(str)).dropna().to_numpy(int))
+        if len(idx) >= min_size:
+            out[f"{kind}={value}"] = idx
+    return out

