@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import warnings
 
 import pytest
 
@@ -137,3 +138,99 @@ def test_bad_params():
     ):
         with pytest.raises(ValueError):
             SchemeParams(**kw)
+
+
+EDITS = [
+    ("params", "gamma", 0.5),
+    ("params", "delta", 1.0),
+    ("params", "context_width", 3),
+    ("params", "seeding", "minhash"),
+    ("tokenizer", "fingerprint", "261:000000000000000000000000"),
+]
+
+
+@pytest.mark.parametrize("block,field,value", EDITS)
+def test_edited_params_or_tokenizer_are_an_integrity_error(
+    tmp_path, byte_binding, block, field, value
+):
+    path, secret, wm = _key(tmp_path, byte_binding)
+    d = json.loads(path.read_text())
+    assert d[block][field] != value
+    d[block][field] = value
+    (tmp_path / "edited.json").write_text(json.dumps(d))
+    with pytest.raises(InputError, match="integrity check failed") as e:
+        load_watermark(tmp_path / "edited.json")
+    assert secret.hex() not in str(e.value)
+
+
+def test_edited_scheme_or_mac_is_an_integrity_error(tmp_path, byte_binding, monkeypatch):
+    path, secret, wm = _key(tmp_path, byte_binding, scheme="greenlist")
+    d = json.loads(path.read_text())
+    gumbel = dict(
+        d, scheme="gumbel", params={"scheme": "gumbel", "context_width": 2, "seeding": "lefthash"}
+    )
+    (tmp_path / "scheme.json").write_text(json.dumps(gumbel))
+    with pytest.raises(InputError, match="integrity check failed"):
+        load_watermark(tmp_path / "scheme.json")
+    for mac in ("0" * 64, None):
+        bad = {k: v for k, v in d.items() if k != "mac"} | ({"mac": mac} if mac else {})
+        (tmp_path / "mac.json").write_text(json.dumps(bad))
+        with pytest.raises(InputError, match="integrity"):
+            load_watermark(tmp_path / "mac.json")
+    # the same protection when the secret lives in an environment variable
+    env_path = write_key_file(tmp_path / "env.json", wm, None, secret_env="WM_SECRET_T")
+    monkeypatch.setenv("WM_SECRET_T", secret.hex())
+    assert load_watermark(env_path).key_id == wm.key_id
+    d = json.loads(env_path.read_text())
+    d["params"]["gamma"] = 0.9
+    (tmp_path / "env-edited.json").write_text(json.dumps(d))
+    with pytest.raises(InputError, match="integrity check failed"):
+        load_watermark(tmp_path / "env-edited.json")
+
+
+def _legacy(tmp_path, binding, secret, **params):
+    """A key file as distilltrace wrote it before key files carried a MAC."""
+    wm = make_watermark(SchemeParams(**params), binding, secret)
+    d = {
+        "format": "distilltrace-watermark-key/1",
+        "key_id": wm.key_id,
+        "scheme": wm.params.scheme,
+        "params": wm.params.to_dict(),
+        "tokenizer": binding.to_dict(),
+        "created": "2024-01-01T00:00:00+00:00",
+        "secret": secret.hex(),
+    }
+    path = tmp_path / "legacy.json"
+    path.write_text(json.dumps(d))
+    return path, wm
+
+
+def test_legacy_key_files_load_with_a_warning(tmp_path, byte_binding):
+    from distilltrace.marks.keys import KEY_FORMAT, LegacyKeyWarning, upgrade_key_file
+
+    secret = new_secret()
+    path, wm = _legacy(tmp_path, byte_binding, secret, gamma=0.3)
+    with pytest.warns(LegacyKeyWarning, match="no integrity check") as rec:
+        loaded = load_watermark(path)
+    assert loaded.key_id == wm.key_id and loaded.params == wm.params
+    assert all(secret.hex() not in str(w.message) for w in rec)
+    with pytest.raises(InputError, match="no integrity check"):
+        load_watermark(path, allow_legacy=False)
+    # upgrading writes the current format, which then loads without a warning
+    new = upgrade_key_file(path, tmp_path / "upgraded.json")
+    assert json.loads(new.read_text())["format"] == KEY_FORMAT
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_watermark(new).params == wm.params
+
+
+def test_new_key_files_carry_a_mac_and_load_silently(tmp_path, byte_binding):
+    from distilltrace.marks.keys import KEY_FORMAT
+
+    path, secret, wm = _key(tmp_path, byte_binding)
+    d = json.loads(path.read_text())
+    assert d["format"] == KEY_FORMAT and len(d["mac"]) == 64
+    assert secret.hex() not in d["mac"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_watermark(path)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+
 import pytest
 
 TRAIN_TEXTS = [
@@ -35,3 +39,72 @@ def client(tiny_model):
 
     with TestClient(create_app(tiny_model), raise_server_exceptions=False) as c:
         yield c
+
+
+def small_model(max_positions: int, *, seed: int = 0):
+    """An untrained in-memory Llama (byte tokenizer, ChatML template) with a given context."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from distilltrace.models.local import TransformersModel
+    from distilltrace.models.tiny import byte_tokenizer
+
+    tok = byte_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=max_positions,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    return TransformersModel.from_objects(LlamaForCausalLM(config), tok, name="tiny")
+
+
+@pytest.fixture(scope="session")
+def ctx256_model():
+    return small_model(256)
+
+
+@contextlib.contextmanager
+def live_server(app):
+    """Serve an ASGI app with a real uvicorn on a free 127.0.0.1 port (in a thread);
+    yields the base URL and always stops the server."""
+    import uvicorn
+
+    from distilltrace.serve.testing import free_port
+
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=5
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    try:
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def live():
+    """The live_server context manager (a real uvicorn in a thread)."""
+    return live_server
+
+
+@pytest.fixture(scope="session")
+def make_small_model():
+    """small_model(max_positions): an untrained in-memory model with that context length."""
+    return small_model

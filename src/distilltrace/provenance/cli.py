@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import warnings
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
@@ -25,6 +30,100 @@ def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+
+
+def _model_key(spec: str) -> str:
+    """A model spec's identity before loading: the real path of a local folder or file (so
+    c1, ./c1/ and a symlink to it are one model), the normalised spec otherwise."""
+    from distilltrace.models.spec import parse_spec
+
+    p = parse_spec(spec)
+    if p.kind in ("hf", "gguf"):
+        return "path:" + os.path.realpath(Path(p.target).expanduser())
+    if p.kind == "openai":
+        u = urlsplit(p.target)
+        base = urlunsplit((u.scheme.lower(), u.netloc.lower(), u.path.rstrip("/"), u.query, ""))
+        return f"openai:{base};model={p.options['model']}"
+    return f"{p.kind}:{p.target}"
+
+
+def _once(specs: list[str], what: str, seen: dict[str, str] | None = None) -> list[str]:
+    """specs with repeats of one model (see _model_key) left out, each with a warning."""
+    seen = {} if seen is None else dict(seen)
+    out = []
+    for s in specs:
+        k = _model_key(s)
+        if k in seen:
+            same = "" if seen[k] == s else f" (the same model as {seen[k]!r})"
+            typer.echo(f"warning: {what} {s!r} given more than once{same}: counted once", err=True)
+            continue
+        seen[k] = s
+        out.append(s)
+    return out
+
+
+def _ref_controls(ref_control: list[str], n_refs: int) -> list[tuple[int, str]]:
+    out = []
+    for item in ref_control:
+        n, _, spec = item.partition(":")
+        if not n.strip().isdigit() or not spec or not 1 <= int(n) <= n_refs:
+            raise InputError(
+                f"--ref-control {item!r}: give N:SPEC with N from 1 to {n_refs} "
+                "(the position of its --reference)"
+            )
+        out.append((int(n) - 1, spec))
+    return out
+
+
+def _checked_specs(
+    suspect: str, reference: list[str], control: list[str], ref_control: list[str]
+) -> tuple[list[str], list[list[str]]]:
+    """Distinct references and, for each, its distinct controls; checked before any model
+    is loaded: no control is the suspect or its reference, at least MIN_CONTROLS each."""
+    extra = _ref_controls(ref_control, len(reference))
+    refs = _once(reference, "--reference")
+    pos = {_model_key(r): j for j, r in enumerate(refs)}
+    shared = _once(control, "--control")
+    seen = {_model_key(c): c for c in shared}
+    per_ref = [list(shared) for _ in refs]
+    for i, spec in extra:
+        per_ref[pos[_model_key(reference[i])]].append(spec)
+    per_ref = [shared + _once(cl[len(shared) :], "--ref-control", seen) for cl in per_ref]
+    for r, cl in zip(refs, per_ref, strict=True):
+        _check_controls(suspect, r, cl)
+    return refs, per_ref
+
+
+def _check_controls(suspect: str, ref: str, specs: list[str]) -> None:
+    from distilltrace.provenance.tester import MIN_CONTROLS, WHY_CONTROLS
+
+    for c in specs:
+        for what, m in (("--suspect", suspect), ("--reference", ref)):
+            if _model_key(c) == _model_key(m):
+                raise InputError(
+                    f"control {c!r} is the {what} {m!r} itself: a control must be another "
+                    "model, known not to derive from the reference"
+                )
+    if len(specs) < MIN_CONTROLS:
+        raise InputError(
+            f"{len(specs)} control(s) for --reference {ref} (repeats counted once), at least "
+            f"{MIN_CONTROLS} are needed: {WHY_CONTROLS}"
+        )
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Show the library's repeated-model warnings as one 'warning:' line each."""
+    from distilltrace.provenance.tester import RepeatedModelWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RepeatedModelWarning)
+        yield
+    for w in caught:
+        if issubclass(w.category, RepeatedModelWarning):
+            typer.echo(f"warning: {w.message}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 @app.command("test")
@@ -66,28 +165,10 @@ def test(
     """Test whether SUSPECT derives from each REFERENCE, against CONTROLS."""
     from distilltrace.models import load_model
     from distilltrace.provenance.report import write_report
-    from distilltrace.provenance.tester import (
-        MIN_CONTROLS,
-        WHY_CONTROLS,
-        ProvenanceConfig,
-        test_provenance,
-    )
+    from distilltrace.provenance.tester import ProvenanceConfig, check_out_dir, test_provenance
 
-    per_ref: list[list[str]] = [list(control) for _ in reference]
-    for item in ref_control:
-        n, _, spec = item.partition(":")
-        if not n.strip().isdigit() or not spec or not 1 <= int(n) <= len(reference):
-            raise InputError(
-                f"--ref-control {item!r}: give N:SPEC with N from 1 to {len(reference)} "
-                "(the position of its --reference)"
-            )
-        per_ref[int(n) - 1].append(spec)
-    for i, specs in enumerate(per_ref):
-        if len(specs) < MIN_CONTROLS:
-            raise InputError(
-                f"{len(specs)} control(s) for --reference {reference[i]}, at least "
-                f"{MIN_CONTROLS} are needed: {WHY_CONTROLS}"
-            )
+    reference, per_ref = _checked_specs(suspect, reference, control, ref_control)
+    check_out_dir(out)
     cf = _cache_file(cache)
     cfg = ProvenanceConfig(
         seed=seed,
@@ -99,16 +180,26 @@ def test(
         reverse_margin=reverse_margin,
     )
     s = load_model(suspect, cache=cf)
-    refs = [load_model(r, cache=cf) for r in reference]
-    loaded = {c: load_model(c, cache=cf) for c in dict.fromkeys(c for cl in per_ref for c in cl)}
-    ctrls = [[loaded[c] for c in cl] for cl in per_ref]
+    loaded: dict[str, Any] = {}  # one load per model, however its spec is spelled
+
+    def get(spec: str) -> Any:
+        k = _model_key(spec)
+        if k not in loaded:
+            loaded[k] = load_model(spec, cache=cf)
+        return loaded[k]
+
+    refs = [get(r) for r in reference]
+    ctrls = [[get(c) for c in cl] for cl in per_ref]
     with _progress() as prog:
         task = prog.add_task("provenance", total=None)
 
         def note(msg: str, done: int, total: int) -> None:
             prog.update(task, description=msg, completed=done, total=total)
 
-        res = test_provenance(s, refs, ctrls, budget=budget, alpha=alpha, config=cfg, progress=note)
+        with _warnings_as_lines():
+            res = test_provenance(
+                s, refs, ctrls, budget=budget, alpha=alpha, config=cfg, progress=note
+            )
     paths = write_report(res, out)
     typer.echo(res.verdict)
     for r in res.references:
@@ -144,8 +235,9 @@ def bench(
 ) -> None:
     """Every suspect in the zoo against every teacher, scored against the manifest."""
     from distilltrace.provenance.bench import run_bench
-    from distilltrace.provenance.tester import ProvenanceConfig
+    from distilltrace.provenance.tester import ProvenanceConfig, check_out_dir
 
+    check_out_dir(out)
     cf = _cache_file(cache if cache is not None else out / "cache")
     with _progress() as prog:
         task = prog.add_task("bench", total=None)

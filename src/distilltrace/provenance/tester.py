@@ -4,9 +4,13 @@ references. Statistics live in agreement/likelihood/lexical; this module gathers
 
 from __future__ import annotations
 
+import contextlib
 import random
+import tempfile
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +41,10 @@ WHY_CONTROLS = (
     "false-accusation rate rests entirely on that one model being as close to the reference "
     "as an innocent suspect would be"
 )
+
+
+class RepeatedModelWarning(UserWarning):
+    """A reference or control given more than once (the same identity hash): counted once."""
 
 
 @dataclass
@@ -198,6 +206,163 @@ def _can_score(m: Model) -> bool:
     return SCORE in getattr(m.info, "supports", frozenset())
 
 
+def _control_lists(
+    references: Sequence[Model],
+    controls: Sequence[Model] | Mapping[str, Sequence[Model]],
+    name_of: Callable[[Model], str] | None,
+) -> list[list[Model]]:
+    """One control list per reference, from any of the accepted forms of `controls`."""
+    if isinstance(controls, Mapping):
+        ref_names = [(name_of(r) if name_of else r.info.name) for r in references]
+        missing = [n for n in ref_names if n not in controls]
+        if missing:
+            raise InputError(f"no controls given for references {missing}")
+        return [list(controls[n]) for n in ref_names]
+    if controls and isinstance(controls[0], list | tuple):
+        if len(controls) != len(references):
+            raise InputError("give one control list per reference")
+        return [list(c) for c in controls]
+    return [list(controls) for _ in references]
+
+
+def _once(models: Sequence[Model], what: str, said: dict[str, None]) -> list[Model]:
+    """`models` with repeats (the same identity hash) counted once; repeats noted in `said`."""
+    out: dict[str, Model] = {}
+    for m in models:
+        first = out.setdefault(m.info.identity, m)
+        if first is not m:
+            again = "" if first.info.name == m.info.name else f" (as {m.info.name!r})"
+            said[f"{what} {first.info.name!r} given more than once{again}: counted once"] = None
+    return list(out.values())
+
+
+def _checked_inputs(
+    suspect: Model,
+    references: Sequence[Model],
+    controls: Sequence[Model] | Mapping[str, Sequence[Model]],
+    name_of: Callable[[Model], str] | None,
+) -> tuple[list[Model], list[list[Model]]]:
+    """References and their control lists with each model once (by identity hash: a
+    repeated reference pools its controls; one object per identity across the lists)."""
+    said: dict[str, None] = {}
+    by_ref: dict[str, tuple[Model, list[Model]]] = {}
+    for r, cl in zip(references, _control_lists(references, controls, name_of), strict=True):
+        if r.info.identity in by_ref:
+            said[f"reference {r.info.name!r} given more than once: counted once"] = None
+        by_ref.setdefault(r.info.identity, (r, []))[1].extend(cl)
+    canon = {k: r for k, (r, _) in by_ref.items()}
+    refs = [r for r, _ in by_ref.values()]
+    lists = [
+        [canon.setdefault(c.info.identity, c) for c in _once(cl, "control", said)]
+        for _, cl in by_ref.values()
+    ]
+    for msg in said:
+        warnings.warn(msg, RepeatedModelWarning, stacklevel=3)
+    for r, cl in zip(refs, lists, strict=True):
+        _check_controls(suspect, r, cl)
+    return refs, lists
+
+
+def _check_controls(suspect: Model, ref: Model, ctrls: Sequence[Model]) -> None:
+    for c in ctrls:
+        for what, m in (("the suspect", suspect), ("the reference", ref)):
+            if c.info.identity == m.info.identity:
+                raise InputError(
+                    f"control {c.info.name!r} is {what} itself ({m.info.name!r}, same identity "
+                    "hash): a control must be another model"
+                )
+    if len(ctrls) < MIN_CONTROLS:
+        raise InputError(
+            f"reference {ref.info.name}: {len(ctrls)} control(s) given (repeats counted once), "
+            f"at least {MIN_CONTROLS} are needed: {WHY_CONTROLS}"
+        )
+
+
+MIN_GREEDY = 10  # suspect queries the greedy test needs at the least
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """How a suspect budget is split: identity probes, sampled outputs, reverse scoring
+    (reference outputs and the capability gap), and the greedy test's share (the rest)."""
+
+    n_id: int
+    n_samp: int
+    n_rev: int
+    n_gap: int
+    rev_cost: int
+    greedy_max: int
+
+    @property
+    def ok(self) -> bool:
+        return self.greedy_max >= MIN_GREEDY
+
+
+def budget_plan(
+    cfg: ProvenanceConfig, budget: int, n_refs: int, n_union: int, suspect_scores: bool
+) -> BudgetPlan:
+    """The split of `budget` suspect queries over n_refs references and n_union controls."""
+    n_id = len(IDENTITY_PROBES) if cfg.identity_probes else 0
+    want_sampled = any(
+        t in cfg.tests for t in (likelihood.NAME, likelihood.REVERSE_NAME, lexical.NAME)
+    )
+    n_samp = min(cfg.n_sampled, max(0, (budget - n_id) // 5)) if want_sampled else 0
+    do_rev = likelihood.REVERSE_NAME in cfg.tests and suspect_scores and n_samp > 0
+    n_rev = min(cfg.n_reverse, max(0, (2 * (budget - n_id)) // (5 * n_refs))) if do_rev else 0
+    n_gap = min(cfg.n_gap, n_samp, (budget - n_id) // (10 * max(1, n_union))) if n_rev else 0
+    rev_cost = n_rev * n_refs + n_gap * n_union
+    greedy_max = budget - n_id - n_samp - rev_cost
+    return BudgetPlan(n_id, n_samp, n_rev, n_gap, rev_cost, greedy_max)
+
+
+def min_budget(cfg: ProvenanceConfig, n_refs: int, n_union: int, suspect_scores: bool) -> int:
+    """The smallest budget from which on every budget passes the check (the split rounds
+    down, so a budget can pass where one more does not). The fixed parts take at most 1/5 +
+    2/5 + 1/10 of (budget - identity probes): from n_id + 34 on, the greedy test gets >= 10."""
+    top = budget_plan(cfg, 0, n_refs, n_union, suspect_scores).n_id + 34
+    b = top
+    while b > 0 and budget_plan(cfg, b - 1, n_refs, n_union, suspect_scores).ok:
+        b -= 1
+    return b
+
+
+def _checked_plan(
+    cfg: ProvenanceConfig, budget: int, n_refs: int, n_union: int, suspect_scores: bool
+) -> BudgetPlan:
+    plan = budget_plan(cfg, budget, n_refs, n_union, suspect_scores)
+    if plan.ok:
+        return plan
+    need = min_budget(cfg, n_refs, n_union, suspect_scores)  # > budget: every one from it passes
+    raise InputError(
+        f"budget {budget} is too small: at least {need} suspect queries are needed for "
+        f"{n_refs} reference(s) and {n_union} control(s) ({MIN_GREEDY} or more for the "
+        "greedy test after the fixed-sample tests take their share)"
+    )
+
+
+def check_out_dir(out: str | Path, option: str = "--out") -> Path:
+    """Raise InputError (one line) unless `out` is a folder, or can be made one, that a file
+    can be written in. Run before any model is loaded; leaves nothing behind."""
+    p = Path(out).expanduser()
+    blocker = next((q for q in (p, *p.parents) if q.exists() and not q.is_dir()), None)
+    if blocker == p:
+        raise InputError(f"{option} {p} is a file, not a folder")
+    if blocker is not None:
+        raise InputError(f"{option} {p}: {blocker} is a file, so no folder can be made in it")
+    made = [q for q in (p, *p.parents) if not q.exists()]  # deepest first
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".distilltrace-write-check-"):
+            pass
+    except OSError as e:
+        raise InputError(f"{option} {p}: cannot write outputs there ({e.strerror or e})") from None
+    finally:
+        for q in made:
+            with contextlib.suppress(OSError):
+                q.rmdir()
+    return p
+
+
 def test_provenance(
     suspect: Model,
     references: Sequence[Model],
@@ -228,24 +393,7 @@ def test_provenance(
     unknown = set(cfg.tests) - set(TESTS)
     if unknown:
         raise InputError(f"unknown tests {sorted(unknown)}; known: {', '.join(TESTS)}")
-    if isinstance(controls, Mapping):
-        ref_names = [(name_of(r) if name_of else r.info.name) for r in references]
-        missing = [n for n in ref_names if n not in controls]
-        if missing:
-            raise InputError(f"no controls given for references {missing}")
-        ctrl_lists = [list(controls[n]) for n in ref_names]
-    elif controls and isinstance(controls[0], list | tuple):
-        if len(controls) != len(references):
-            raise InputError("give one control list per reference")
-        ctrl_lists = [list(c) for c in controls]
-    else:
-        ctrl_lists = [list(controls) for _ in references]
-    for r, cl in zip(references, ctrl_lists, strict=True):
-        if len(cl) < MIN_CONTROLS:
-            raise InputError(
-                f"reference {r.info.name}: {len(cl)} control(s) given, at least {MIN_CONTROLS} "
-                f"are needed: {WHY_CONTROLS}"
-            )
+    references, ctrl_lists = _checked_inputs(suspect, references, controls, name_of)
     all_ctrls: list[Model] = []
     for cl in ctrl_lists:
         for c in cl:
@@ -260,14 +408,6 @@ def test_provenance(
         for r, cl in zip(references, ctrl_lists, strict=True)
     }
     s_id = suspect.info.identity
-    for c in all_ctrls:
-        if c.info.identity == s_id:
-            raise InputError(f"control {label[id(c)]} is the suspect itself (same identity hash)")
-        for r in references:
-            if c.info.identity == r.info.identity and label[id(c)] in ctrl_labs[label[id(r)]]:
-                raise InputError(
-                    f"control {label[id(c)]} is the reference {label[id(r)]} itself (same identity hash)"
-                )
     identical = {
         rl: "same identity hash as the suspect"
         for r, rl in zip(references, ref_labs, strict=True)
@@ -279,19 +419,6 @@ def test_provenance(
     note = progress or (lambda msg, done, total: None)
 
     # ---------------- budget plan (suspect queries) -----------------------------------
-    n_id = len(IDENTITY_PROBES) if cfg.identity_probes else 0
-    want_sampled = any(
-        t in cfg.tests for t in (likelihood.NAME, likelihood.REVERSE_NAME, lexical.NAME)
-    )
-    n_samp = min(cfg.n_sampled, max(0, (budget - n_id) // 5)) if want_sampled else 0
-    do_rev = likelihood.REVERSE_NAME in cfg.tests and _can_score(suspect) and n_samp > 0
-    n_rev = (
-        min(cfg.n_reverse, max(0, (2 * (budget - n_id)) // (5 * len(ref_labs)))) if do_rev else 0
-    )
-    n_union = len({id(c) for cl in ctrl_lists for c in cl})
-    n_gap = min(cfg.n_gap, n_samp, (budget - n_id) // (10 * max(1, n_union))) if n_rev else 0
-    rev_cost = n_rev * len(ref_labs) + n_gap * n_union
-    greedy_max = budget - n_id - n_samp - rev_cost
     if cfg.agreement_unit not in ("char", "word"):
         raise InputError(f"agreement_unit must be 'char' or 'word', got {cfg.agreement_unit!r}")
     if cfg.reverse_margin < 0:
@@ -300,10 +427,10 @@ def test_provenance(
         )
     if not 0 <= cfg.agreement_margin < 1:
         raise InputError(f"agreement_margin must be in [0, 1), got {cfg.agreement_margin}")
-    if greedy_max < 10:
-        raise InputError(
-            f"budget {budget} is too small: at least {budget - greedy_max + 10} suspect queries needed"
-        )
+    n_union = len(all_ctrls)
+    plan = _checked_plan(cfg, budget, len(ref_labs), n_union, _can_score(suspect))
+    n_id, n_samp, n_rev, n_gap = plan.n_id, plan.n_samp, plan.n_rev, plan.n_gap
+    rev_cost, greedy_max = plan.rev_cost, plan.greedy_max
 
     pool = probe_pool(
         cfg.pool_size, seed=cfg.seed, source=cfg.prompt_source, files=cfg.prompt_files
@@ -652,4 +779,15 @@ def queries_needed(trajectory: Sequence[tuple[int, float]], level: float) -> int
     return next((q for q, p in trajectory if p <= level), None)
 
 
-__all__ = ["MIN_CONTROLS", "ProvenanceConfig", "QueryStore", "queries_needed", "test_provenance"]
+__all__ = [
+    "MIN_CONTROLS",
+    "BudgetPlan",
+    "ProvenanceConfig",
+    "QueryStore",
+    "RepeatedModelWarning",
+    "budget_plan",
+    "check_out_dir",
+    "min_budget",
+    "queries_needed",
+    "test_provenance",
+]

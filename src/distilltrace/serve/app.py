@@ -4,7 +4,13 @@ Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/complet
 (logprobs/top_logprobs, seed, temperature, top_p, max_tokens, stop, SSE streaming), and
 ``GET /health``. Model access is serialised: one generation at a time (a list of prompts in
 one /v1/completions request is generated as one batch). Errors are OpenAI-style JSON
-(400/401/404/422); a 500 means a bug.
+(400/401/404/413/421/422); an unexpected failure is a JSON 500 that names no detail.
+
+Limits (docs/serve.md): request body size, prompt characters (checked before tokenising),
+prompt tokens + max_tokens against the model's context, 64 list prompts, 256 messages,
+strict JSON types. With a watermark, log-probabilities are refused (they would reveal the
+green lists). Message content is never parsed into special tokens. A streaming client
+that disconnects stops its generation.
 
 distilltrace extension: ``echo=true`` with ``max_tokens=0`` on /v1/chat/completions whose
 last message is from the assistant returns the log-probabilities of that message's tokens
@@ -13,62 +19,67 @@ last message is from the assistant returns the log-probabilities of that message
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import asyncio
 import json
-import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from distilltrace.errors import CapabilityError, DistilltraceError
 from distilltrace.models.base import TokenLogprob
 from distilltrace.models.local import TokenStep, TransformersModel
+from distilltrace.serve import prompts as P
+from distilltrace.serve.errors import APIError, bad_request, error_body
+from distilltrace.serve.guard import DEFAULT_MAX_BODY_BYTES, Guard, hash_api_key
 
 DEFAULT_MAX_TOKENS = 128
 MAX_TOKENS_LIMIT = 4096
 MAX_TOP_LOGPROBS = 20
+SEED_RANGE = (-(2**63), 2**63 - 1)
+__all__ = ["APIError", "DEFAULT_MAX_BODY_BYTES", "create_app", "hash_api_key"]
 
-
-class APIError(Exception):
-    """An error answered as OpenAI-style JSON with an HTTP status."""
-
-    def __init__(self, status: int, message: str, type_: str, code: str | None = None, param=None):
-        super().__init__(message)
-        self.status, self.message, self.type, self.code, self.param = (
-            status,
-            message,
-            type_,
-            code,
-            param,
-        )
-
-
-def _error_body(message: str, type_: str, code: str | None = None, param: Any = None) -> dict:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+_error_body = error_body
 
 
 # ---------------------------------------------------------------------------- request schemas
+def _number(v: Any) -> Any:
+    """JSON numbers only: no booleans, no numeric strings (no lax coercion)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError("must be a number")
+    return v
+
+
+Number = Annotated[float, BeforeValidator(_number)]
+
+
 class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
 class ContentPart(_Open):
-    type: str
-    text: str | None = None
+    type: StrictStr
+    text: StrictStr | None = None
 
 
 class Message(_Open):
     role: Literal["system", "user", "assistant", "developer", "tool"]
-    content: str | list[ContentPart] | None = None
+    content: StrictStr | list[ContentPart] | None = None
 
     def text(self) -> str:
         if self.content is None:
@@ -86,41 +97,40 @@ class Message(_Open):
 
 
 class _Sampling(_Open):
-    model: str | None = None
-    max_tokens: int | None = Field(None, ge=0, le=MAX_TOKENS_LIMIT)
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int | None = None
-    stop: str | list[str] | None = None
-    stream: bool = False
-    n: int = Field(1, ge=1)
-    echo: bool = False
+    model: StrictStr | None = None
+    max_tokens: StrictInt | None = Field(None, ge=0, le=MAX_TOKENS_LIMIT)
+    temperature: Number = Field(1.0, ge=0.0, le=2.0, allow_inf_nan=False)
+    top_p: Number = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    seed: StrictInt | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
+    stop: StrictStr | list[StrictStr] | None = None
+    stream: StrictBool = False
+    n: StrictInt = Field(1, ge=1)
+    echo: StrictBool = False
 
 
 class ChatRequest(_Sampling):
     messages: list[Message] = Field(..., min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=0, le=MAX_TOKENS_LIMIT)
-    logprobs: bool = False
-    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    max_completion_tokens: StrictInt | None = Field(None, ge=0, le=MAX_TOKENS_LIMIT)
+    logprobs: StrictBool = False
+    top_logprobs: StrictInt | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str]
-    logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    prompt: StrictStr | list[StrictStr]
+    logprobs: StrictInt | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
 
 
 # ---------------------------------------------------------------------------- helpers
-def hash_api_key(key: str) -> str:
-    """The SHA-256 hex digest stored in an --api-keys file for this key."""
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
 def _stops(stop: str | list[str] | None) -> list[str]:
     if stop is None:
         return []
     s = [stop] if isinstance(stop, str) else list(stop)
     if len(s) > 4:
         raise APIError(400, "at most 4 stop sequences", "invalid_request_error", param="stop")
+    if any(len(x) > P.MAX_STOP_CHARS for x in s):
+        raise bad_request(
+            f"a stop sequence has at most {P.MAX_STOP_CHARS} characters", None, "stop"
+        )
     return [x for x in s if x]
 
 
@@ -130,7 +140,7 @@ def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
 
 
 class _Streamer:
-    """Receives token ids from generate() and turns them into text deltas on a queue."""
+    """Receives token ids from generate() and turns them into text deltas for ``emit``."""
 
     def __init__(self, model: TransformersModel, stops: Sequence[str]):
         self.model = model
@@ -138,7 +148,7 @@ class _Streamer:
         self.ids: list[int] = []
         self.sent = 0
         self.text = ""
-        self.q: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.emit: Callable[[tuple[str, Any]], None] = lambda item: None
         self.stopped = threading.Event()
         self._first = True
         self._hold = max((len(s) for s in self.stops), default=1) - 1
@@ -160,14 +170,14 @@ class _Streamer:
         cut, hit = _cut_at_stop(text, self.stops)
         if hit:
             self._emit(cut)
-            self.q.put(("stop", "stop"))
+            self.emit(("stop", "stop"))
             self.stopped.set()
             return
         self._emit(text[: max(self.sent, len(text) - self._hold)])
 
     def _emit(self, upto: str) -> None:
         if len(upto) > self.sent:
-            self.q.put(("text", upto[self.sent :]))
+            self.emit(("text", upto[self.sent :]))
             self.sent = len(upto)
         self.text = upto
 
@@ -179,15 +189,44 @@ class _Streamer:
 
 
 class _StopFlag:
-    """A stopping criterion that ends generation once the streamer saw a stop sequence."""
+    """A stopping criterion: ends generation once any of its events is set (a stop
+    sequence seen by the streamer, or the client gone)."""
 
-    def __init__(self, event: threading.Event):
-        self.event = event
+    def __init__(self, *events: threading.Event):
+        self.events = events
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
+        stop = any(e.is_set() for e in self.events)
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool)
+
+
+class _SSEResponse(StreamingResponse):
+    """A StreamingResponse that sets ``cancel`` when it ends for any reason (finished,
+    client disconnected, task cancelled), so the generation behind it stops."""
+
+    def __init__(self, content: Any, cancel: threading.Event):
+        super().__init__(content, media_type="text/event-stream")
+        self.cancel = cancel
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.cancel.set()
+
+
+def _sse_bytes(chunk: dict[str, Any] | str) -> bytes:
+    data = chunk if isinstance(chunk, str) else json.dumps(chunk)
+    return f"data: {data}\n\n".encode()
+
+
+def _post(loop: asyncio.AbstractEventLoop, q: asyncio.Queue, item: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(q.put_nowait, item)
+    except RuntimeError:  # the event loop is gone (server shutting down)
+        pass
 
 
 def _tok_json(t: TokenLogprob) -> dict[str, Any]:
@@ -212,29 +251,67 @@ def create_app(
     *,
     api_key_hashes: Iterable[str] | None = None,
     watermark: Any | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    context_length: int | None = None,
+    max_prompt_chars: int | None = None,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> FastAPI:
     """The FastAPI app serving ``model``; optional SHA-256 key hashes and a watermark.
 
     ``watermark`` has ``key_id: str`` and ``logits_processors(model) -> list``; when given,
-    every generation runs those processors and every response carries
-    ``"watermark": {"key_id": ...}`` (never the key).
+    every generation runs those processors, every response carries
+    ``"watermark": {"key_id": ...}`` (never the key), and log-probabilities are refused.
+    ``max_body_bytes`` caps a request body (413); ``context_length`` overrides the model
+    config's; ``max_prompt_chars`` caps prompt characters before tokenising (default
+    16 per token of context); ``allowed_hosts`` (None: no check) is the Host allow-list.
     """
     if not isinstance(model, TransformersModel):
         raise CapabilityError(
             "serve needs a local model (a folder, a GGUF file or a bundled model)"
         )
-    hashes = [h.strip().lower() for h in (api_key_hashes or []) if h.strip()]
-    processors = list(watermark.logits_processors(model)) if watermark is not None else []
-    wm_field = {"watermark": {"key_id": str(watermark.key_id)}} if watermark is not None else {}
-    name = model.info.name
-    lock = threading.Lock()  # one generation at a time
+    if int(max_body_bytes) < 1:
+        raise ValueError("max_body_bytes must be >= 1")
+    svc = _Service(model, watermark, context_length, max_prompt_chars, int(max_body_bytes))
     app = FastAPI(title="distilltrace serve", version="1", docs_url=None, redoc_url=None)
     app.state.model = model
+    app.state.context_length = svc.ctx
+    _install_error_handlers(app)
+    app.add_middleware(
+        Guard,
+        key_hashes=list(api_key_hashes or []),
+        allowed_hosts=None if allowed_hosts is None else list(allowed_hosts),
+        max_body_bytes=int(max_body_bytes),
+    )
 
-    # -------------------------------------------------------------- errors
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "model": svc.name}
+
+    @app.get("/v1/models")
+    def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [svc.model_card()]}
+
+    @app.get("/v1/models/{model_id:path}")
+    def get_model(model_id: str) -> dict[str, Any]:
+        P.check_unicode(model_id, "model")
+        svc.check_model(model_id)
+        return {"id": svc.name, "object": "model", "created": 0, "owned_by": "distilltrace"}
+
+    @app.post("/v1/chat/completions")
+    def chat_completions(req: ChatRequest, request: Request) -> Any:
+        return svc.chat(req, request)
+
+    @app.post("/v1/completions")
+    def completions(req: CompletionRequest, request: Request) -> Any:
+        return svc.completions(req, request)
+
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_: Request, e: APIError) -> JSONResponse:
-        return JSONResponse(_error_body(e.message, e.type, e.code, e.param), status_code=e.status)
+        return JSONResponse(error_body(e.message, e.type, e.code, e.param), status_code=e.status)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
@@ -243,49 +320,98 @@ def create_app(
         loc = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
         msg = f"{loc}: {first.get('msg', 'invalid request')}" if loc else first.get("msg", "")
         return JSONResponse(
-            _error_body(msg or "invalid request", "invalid_request_error", None, loc or None),
+            error_body(msg or "invalid request", "invalid_request_error", None, loc or None),
             status_code=422,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
         kind = "not_found_error" if e.status_code == 404 else "invalid_request_error"
-        return JSONResponse(_error_body(str(e.detail), kind), status_code=e.status_code)
+        return JSONResponse(error_body(str(e.detail), kind), status_code=e.status_code)
 
     @app.exception_handler(DistilltraceError)
     async def _dt(_: Request, e: DistilltraceError) -> JSONResponse:
-        return JSONResponse(_error_body(str(e), "invalid_request_error"), status_code=400)
+        return JSONResponse(error_body(str(e), "invalid_request_error"), status_code=400)
 
-    @app.middleware("http")
-    async def _auth(request: Request, call_next: Any) -> Any:
-        if hashes and request.url.path.startswith("/v1"):
-            header = request.headers.get("authorization", "")
-            key = header[7:].strip() if header.lower().startswith("bearer ") else ""
-            digest = hash_api_key(key) if key else ""
-            ok = bool(key) and any(hmac.compare_digest(digest, h) for h in hashes)
-            if not ok:
-                msg = "invalid API key" if key else "missing API key (Authorization: Bearer KEY)"
-                return JSONResponse(
-                    _error_body(msg, "invalid_request_error", "invalid_api_key"), status_code=401
-                )
-        return await call_next(request)
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, e: Exception) -> JSONResponse:
+        # never the exception's text: it may carry request content or internals
+        body = error_body("internal server error", "server_error", "internal_error")
+        return JSONResponse(body, status_code=500)
 
-    # -------------------------------------------------------------- helpers
-    def check_model(req_model: str | None) -> None:
-        if req_model is not None and req_model != name:
+
+class _Service:
+    """The model behind the routes: limits, the model lock, generation and scoring."""
+
+    def __init__(
+        self,
+        model: TransformersModel,
+        watermark: Any | None,
+        context_length: int | None,
+        max_prompt_chars: int | None,
+        max_body_bytes: int,
+    ):
+        self.model = model
+        self.name = model.info.name
+        self.watermark = watermark
+        self.processors = list(watermark.logits_processors(model)) if watermark else []
+        self.wm_field = {"watermark": {"key_id": str(watermark.key_id)}} if watermark else {}
+        self.ctx = int(context_length) if context_length else P.context_length(model)
+        default_chars = P.CHARS_PER_TOKEN_CAP * self.ctx if self.ctx else max_body_bytes
+        self.max_chars = int(max_prompt_chars) if max_prompt_chars else default_chars
+        self.lock = threading.Lock()  # one generation at a time
+
+    # -------------------------------------------------------------- checks
+    def model_card(self) -> dict[str, Any]:
+        info = self.model.info
+        supports = ["generate", "chat"] + ([] if self.watermark else ["logprobs", "score"])
+        return {
+            "id": self.name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "distilltrace",
+            "distilltrace": {
+                "identity": info.identity,
+                "tokenizer_id": info.tokenizer_id,
+                "vocab_size": info.vocab_size,
+                "backend": info.backend,
+                "context_length": self.ctx,
+                "supports": supports,
+            },
+        }
+
+    def check_model(self, req_model: str | None) -> None:
+        if req_model is not None and req_model != self.name:
             raise APIError(
                 404,
-                f"model {req_model!r} not found; this server serves {name!r}",
+                f"model {req_model!r} not found; this server serves {self.name!r}",
                 "invalid_request_error",
                 "model_not_found",
                 "model",
             )
 
-    def max_tokens(req: _Sampling, extra: int | None = None) -> int:
-        m = extra if extra is not None else req.max_tokens
-        return DEFAULT_MAX_TOKENS if m is None else int(m)
+    def check_common(self, req: _Sampling) -> list[str]:
+        """Checks that need no tokenising; returns the stop sequences."""
+        P.check_unicode(req.model_dump(), "")
+        self.check_model(req.model)
+        if req.n != 1:
+            raise APIError(400, "only n=1 is supported", "invalid_request_error", param="n")
+        return _stops(req.stop)
 
+    def refuse_logprobs(self) -> None:
+        """With a watermark, log-probabilities (and echo scores) would reveal the green
+        lists: the raw numbers next to the watermark-biased picks. Refused."""
+        if self.watermark is not None:
+            raise bad_request(
+                "log-probabilities are not available while a watermark is active (they "
+                "would reveal the watermark); request without logprobs/echo",
+                "logprobs_unavailable",
+                "logprobs",
+            )
+
+    # -------------------------------------------------------------- generation
     def run(
+        self,
         labels: list[str],
         encoded: list[list[int]],
         req: _Sampling,
@@ -294,22 +420,26 @@ def create_app(
         seed_chat: bool,
         streamer: Any | None = None,
         stopping: list[Any] | None = None,
+        cancel: threading.Event | None = None,
     ) -> list[tuple[Any, list[TokenStep] | None]]:
-        with lock:
-            return model.generate_encoded(
+        with self.lock:
+            if cancel is not None and cancel.is_set():
+                return []  # the client left while this request waited for the model
+            return self.model.generate_encoded(
                 labels,
                 encoded,
                 n_tokens,
                 req.temperature,
                 req.top_p,
                 0 if req.seed is None else int(req.seed),
-                processors or None,
+                self.processors or None,
                 seed_chat=seed_chat,
                 top_logprobs=top,
                 streamer=streamer,
                 stopping_criteria=stopping,
             )
 
+    @staticmethod
     def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
         return {
             "prompt_tokens": prompt_tokens,
@@ -317,13 +447,13 @@ def create_app(
             "total_tokens": prompt_tokens + completion_tokens,
         }
 
-    def trim(gen: Any, steps: list[TokenStep] | None, stops: list[str]) -> tuple[str, str, Any]:
+    def trim(self, gen: Any, steps: list[TokenStep] | None, stops: list[str]) -> tuple:
         text, hit = _cut_at_stop(gen.text, stops)
         finish = "stop" if hit else gen.finish_reason
         if hit and steps is not None:
             kept, used = [], 0
             for s in steps:
-                piece = model.tokenizer.decode([s.chosen.id], skip_special_tokens=True)
+                piece = self.model.tokenizer.decode([s.chosen.id], skip_special_tokens=True)
                 if used + len(piece) > len(text):
                     break
                 kept.append(s)
@@ -331,110 +461,86 @@ def create_app(
             steps = kept
         return text, finish, steps
 
-    def sse(chunks: Iterator[dict[str, Any]]) -> StreamingResponse:
-        def body() -> Iterator[bytes]:
-            for c in chunks:
-                yield f"data: {json.dumps(c)}\n\n".encode()
-            yield b"data: [DONE]\n\n"
-
-        return StreamingResponse(body(), media_type="text/event-stream")
-
-    def stream_chunks(
-        label: str, ids: list[int], req: _Sampling, n_tokens: int, seed_chat: bool, make: Any
-    ) -> Iterator[dict[str, Any]]:
-        streamer = _Streamer(model, _stops(req.stop))
+    def stream(
+        self,
+        request: Request,
+        label: str,
+        ids: list[int],
+        req: _Sampling,
+        n_tokens: int,
+        seed_chat: bool,
+        make: Callable[..., dict[str, Any]],
+    ) -> StreamingResponse:
+        """SSE of one generation; it stops within about one token of the client leaving."""
+        streamer = _Streamer(self.model, _stops(req.stop))
+        cancel = threading.Event()
         errors: list[BaseException] = []
 
         def work() -> None:
             try:
-                run(
-                    [label],
-                    [ids],
-                    req,
-                    n_tokens,
-                    None,
-                    seed_chat,
-                    streamer,
-                    [_StopFlag(streamer.stopped)],
-                )
+                stop = [_StopFlag(streamer.stopped, cancel)]
+                self.run([label], [ids], req, n_tokens, None, seed_chat, streamer, stop, cancel)
             except BaseException as e:  # noqa: BLE001 - reported to the client below
                 errors.append(e)
             finally:
-                streamer.q.put(("end", None))
+                streamer.emit(("end", None))
 
-        threading.Thread(target=work, daemon=True).start()
+        async def body() -> AsyncIterator[bytes]:
+            loop = asyncio.get_running_loop()
+            q: asyncio.Queue = asyncio.Queue()
+            streamer.emit = lambda item: _post(loop, q, item)
+            threading.Thread(target=work, daemon=True).start()
+            try:
+                yield _sse_bytes(make(None, None, first=True))
+                finish = "length"
+                while True:
+                    try:
+                        kind, val = await asyncio.wait_for(q.get(), timeout=0.25)
+                    except TimeoutError:
+                        kind, val = "wait", None
+                    if kind == "text":
+                        yield _sse_bytes(make(val, None))
+                    elif kind == "stop":
+                        finish = "stop"
+                    elif kind == "end":
+                        break
+                    if await request.is_disconnected():
+                        return
+                if errors:
+                    yield _sse_bytes(
+                        {"error": {"message": "generation failed", "type": "server_error"}}
+                    )
+                else:
+                    yield _sse_bytes(make(None, "stop" if streamer.stopped.is_set() else finish))
+                yield _sse_bytes("[DONE]")
+            finally:
+                cancel.set()
 
-        def gen() -> Iterator[dict[str, Any]]:
-            yield make(None, None, first=True)
-            finish = "length"
-            while True:
-                kind, val = streamer.q.get()
-                if kind == "text":
-                    yield make(val, None)
-                elif kind == "stop":
-                    finish = "stop"
-                elif kind == "end":
-                    break
-            if errors:
-                yield {"error": {"message": "generation failed", "type": "server_error"}}
-                return
-            if streamer.stopped.is_set():
-                finish = "stop"
-            yield make(None, finish)
+        return _SSEResponse(body(), cancel)
 
-        return gen()
-
-    # -------------------------------------------------------------- routes
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok", "model": name}
-
-    @app.get("/v1/models")
-    def list_models() -> dict[str, Any]:
-        info = model.info
-        return {
-            "object": "list",
-            "data": [
-                {
-                    "id": name,
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": "distilltrace",
-                    "distilltrace": {
-                        "identity": info.identity,
-                        "tokenizer_id": info.tokenizer_id,
-                        "vocab_size": info.vocab_size,
-                        "backend": info.backend,
-                        "supports": ["generate", "chat", "logprobs", "score"],
-                    },
-                }
-            ],
-        }
-
-    @app.get("/v1/models/{model_id:path}")
-    def get_model(model_id: str) -> dict[str, Any]:
-        check_model(model_id)
-        return {"id": name, "object": "model", "created": 0, "owned_by": "distilltrace"}
-
-    @app.post("/v1/chat/completions")
-    def chat_completions(req: ChatRequest) -> Any:
-        check_model(req.model)
-        if req.n != 1:
-            raise APIError(400, "only n=1 is supported", "invalid_request_error", param="n")
-        if not model.has_chat:
+    # -------------------------------------------------------------- chat
+    def chat(self, req: ChatRequest, request: Request) -> Any:
+        stops = self.check_common(req)
+        if not self.model.has_chat:
             raise APIError(
                 400,
-                f"model {name!r} has no chat template; use /v1/completions",
+                f"model {self.name!r} has no chat template; use /v1/completions",
                 "invalid_request_error",
             )
+        if len(req.messages) > P.MAX_MESSAGES:
+            raise bad_request(f"at most {P.MAX_MESSAGES} messages", None, "messages")
+        if req.logprobs or req.echo:
+            self.refuse_logprobs()
         msgs = [
             {"role": m.role if m.role != "developer" else "system", "content": m.text()}
             for m in req.messages
         ]
-        n_tokens = max_tokens(req, req.max_completion_tokens)
+        P.check_chars([m["content"] for m in msgs], self.max_chars, self.ctx, "messages")
+        explicit = req.max_completion_tokens is not None or req.max_tokens is not None
+        n_tokens = _max_tokens(req, req.max_completion_tokens)
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if req.echo:
-            return chat_echo(req, msgs, n_tokens, rid, created)
+            return self.chat_echo(req, msgs, n_tokens, rid, created)
         if msgs[-1]["role"] == "assistant":
             raise APIError(
                 400,
@@ -445,41 +551,58 @@ def create_app(
         single = len(msgs) == 1 and msgs[0]["role"] == "user"
         label = msgs[0]["content"] if single else json.dumps(msgs, ensure_ascii=False)
         try:
-            ids = model.encode_prompt(label, True) if single else model.encode_messages(msgs)
+            ids = P.encode_chat(self.model, msgs)
+        except APIError:
+            raise
         except Exception as e:  # noqa: BLE001 - a template that rejects the conversation
             raise APIError(
                 400, f"cannot apply the chat template: {e}", "invalid_request_error"
             ) from None
+        n_tokens = P.check_context(len(ids), n_tokens, self.ctx, "messages", explicit)
         if req.stream:
             if req.logprobs:
                 raise APIError(
                     400, "logprobs with stream are not supported", "invalid_request_error"
                 )
+            return self.stream(
+                request, label, ids, req, n_tokens, True, self.chat_chunk(rid, created)
+            )
+        return self.chat_generate(req, label, ids, n_tokens, stops, rid, created)
 
-            def make(delta: str | None, finish: str | None, first: bool = False) -> dict:
-                d: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
-                if delta is not None:
-                    d = {"content": delta}
-                return {
-                    "id": rid,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": name,
-                    "choices": [
-                        {"index": 0, "delta": d, "logprobs": None, "finish_reason": finish}
-                    ],
-                    **wm_field,
-                }
+    def chat_chunk(self, rid: str, created: int) -> Callable[..., dict[str, Any]]:
+        def make(delta: str | None, finish: str | None, first: bool = False) -> dict:
+            d: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
+            if delta is not None:
+                d = {"content": delta}
+            return {
+                "id": rid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": self.name,
+                "choices": [{"index": 0, "delta": d, "logprobs": None, "finish_reason": finish}],
+                **self.wm_field,
+            }
 
-            return sse(stream_chunks(label, ids, req, n_tokens, True, make))
+        return make
+
+    def chat_generate(
+        self,
+        req: ChatRequest,
+        label: str,
+        ids: list[int],
+        n_tokens: int,
+        stops: list[str],
+        rid: str,
+        created: int,
+    ) -> dict[str, Any]:
         top = (req.top_logprobs or 0) if req.logprobs else None
-        ((gen, steps),) = run([label], [ids], req, n_tokens, top, True)
-        text, finish, steps = trim(gen, steps, _stops(req.stop))
+        ((gen, steps),) = self.run([label], [ids], req, n_tokens, top, True)
+        text, finish, steps = self.trim(gen, steps, stops)
         return {
             "id": rid,
             "object": "chat.completion",
             "created": created,
-            "model": name,
+            "model": self.name,
             "choices": [
                 {
                     "index": 0,
@@ -490,13 +613,13 @@ def create_app(
                     "finish_reason": finish,
                 }
             ],
-            "usage": usage(len(ids), len(gen.token_ids)),
-            "system_fingerprint": model.info.identity[:16],
-            **wm_field,
+            "usage": self.usage(len(ids), len(gen.token_ids)),
+            "system_fingerprint": self.model.info.identity[:16],
+            **self.wm_field,
         }
 
     def chat_echo(
-        req: ChatRequest, msgs: list[dict[str, str]], n_tokens: int, rid: str, created: int
+        self, req: ChatRequest, msgs: list[dict[str, str]], n_tokens: int, rid: str, created: int
     ) -> dict[str, Any]:
         if n_tokens != 0 or req.stream:
             raise APIError(
@@ -512,38 +635,47 @@ def create_app(
                 "invalid_request_error",
                 param="messages",
             )
-        with lock:
-            sc = model.score([msgs[0]["content"]], [msgs[1]["content"]], chat=True)[0]
+        user, assistant = msgs[0]["content"], msgs[1]["content"]
+        ids = P.encode_scoring(self.model, user, assistant)
+        P.check_context(len(ids[0]) + len(ids[1]), 0, self.ctx, "messages")
+        with self.lock:
+            toks = P.score_chat(self.model, user, assistant, ids)
         return {
             "id": rid,
             "object": "chat.completion",
             "created": created,
-            "model": name,
+            "model": self.name,
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": msgs[1]["content"]},
-                    "logprobs": {
-                        "content": [{**_tok_json(t), "top_logprobs": []} for t in sc.tokens]
-                    },
+                    "message": {"role": "assistant", "content": assistant},
+                    "logprobs": {"content": [{**_tok_json(t), "top_logprobs": []} for t in toks]},
                     "finish_reason": "length",
                 }
             ],
-            "usage": usage(len(model.encode_prompt(msgs[0]["content"], True)) + sc.n_tokens, 0),
-            "system_fingerprint": model.info.identity[:16],
+            "usage": self.usage(len(ids[0]) + len(toks), 0),
+            "system_fingerprint": self.model.info.identity[:16],
         }
 
-    @app.post("/v1/completions")
-    def completions(req: CompletionRequest) -> Any:
-        check_model(req.model)
-        if req.n != 1:
-            raise APIError(400, "only n=1 is supported", "invalid_request_error", param="n")
+    # -------------------------------------------------------------- completions
+    def completions(self, req: CompletionRequest, request: Request) -> Any:
+        stops = self.check_common(req)
         prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
         if not prompts:
             raise APIError(400, "prompt must not be empty", "invalid_request_error", param="prompt")
-        n_tokens = max_tokens(req)
+        if len(prompts) > P.MAX_PROMPTS:
+            raise bad_request(f"at most {P.MAX_PROMPTS} prompts in a list", None, "prompt")
+        if req.logprobs is not None:
+            self.refuse_logprobs()
+        for p in prompts:
+            P.check_chars([p], self.max_chars, self.ctx, "prompt")
+        n_tokens = _max_tokens(req)
+        encoded = [self.model.encode_prompt(p, False) for p in prompts]
+        longest = max(len(e) for e in encoded)
+        n_tokens = P.check_context(
+            longest, n_tokens, self.ctx, "prompt", req.max_tokens is not None
+        )
         rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-        encoded = [model.encode_prompt(p, False) for p in prompts]
         if req.stream:
             if len(prompts) != 1 or req.logprobs is not None or req.echo:
                 raise APIError(
@@ -554,36 +686,51 @@ def create_app(
                 )
 
             def make(delta: str | None, finish: str | None, first: bool = False) -> dict:
+                choice = {
+                    "index": 0,
+                    "text": delta or "",
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
                 return {
                     "id": rid,
                     "object": "text_completion",
                     "created": created,
-                    "model": name,
-                    "choices": [
-                        {"index": 0, "text": delta or "", "logprobs": None, "finish_reason": finish}
-                    ],
-                    **wm_field,
+                    "model": self.name,
+                    "choices": [choice],
+                    **self.wm_field,
                 }
 
-            return sse(stream_chunks(prompts[0], encoded[0], req, n_tokens, False, make))
+            return self.stream(request, prompts[0], encoded[0], req, n_tokens, False, make)
+        return self.complete(req, prompts, encoded, n_tokens, stops, rid, created)
+
+    def complete(
+        self,
+        req: CompletionRequest,
+        prompts: list[str],
+        encoded: list[list[int]],
+        n_tokens: int,
+        stops: list[str],
+        rid: str,
+        created: int,
+    ) -> dict[str, Any]:
         top = req.logprobs
         results = (
-            run(prompts, encoded, req, n_tokens, top, False)
+            self.run(prompts, encoded, req, n_tokens, top, False)
             if n_tokens > 0
             else [(None, [] if top is not None else None) for _ in prompts]
         )
         choices = []
         n_out = 0
-        stops = _stops(req.stop)
         for i, (p, ids, (gen, steps)) in enumerate(zip(prompts, encoded, results, strict=True)):
             if gen is None:
-                text, finish, steps = "", "length", steps
+                text, finish = "", "length"
             else:
-                text, finish, steps = trim(gen, steps, stops)
+                text, finish, steps = self.trim(gen, steps, stops)
                 n_out += len(gen.token_ids)
             lp = None
             if top is not None:
-                lp = completion_logprobs(p, ids, steps or [], top, req.echo)
+                lp = self.completion_logprobs(p, ids, steps or [], top, req.echo)
             choices.append(
                 {
                     "index": i,
@@ -596,16 +743,17 @@ def create_app(
             "id": rid,
             "object": "text_completion",
             "created": created,
-            "model": name,
+            "model": self.name,
             "choices": choices,
-            "usage": usage(sum(len(e) for e in encoded), n_out),
-            "system_fingerprint": model.info.identity[:16],
-            **wm_field,
+            "usage": self.usage(sum(len(e) for e in encoded), n_out),
+            "system_fingerprint": self.model.info.identity[:16],
+            **self.wm_field,
         }
 
     def completion_logprobs(
-        prompt: str, ids: list[int], steps: list[TokenStep], top: int, echo: bool
+        self, prompt: str, ids: list[int], steps: list[TokenStep], top: int, echo: bool
     ) -> dict[str, Any]:
+        model = self.model
         tokens: list[str] = []
         lps: list[float | None] = []
         tops: list[dict[str, float] | None] = []
@@ -613,8 +761,8 @@ def create_app(
         offsets: list[int] = []
         token_ids: list[int] = []
         if echo:
-            with lock:
-                plp = prompt_logprobs(ids)
+            with self.lock:
+                plp = self.prompt_logprobs(ids)
             offs = _offsets(model, prompt, ids)
             for j, t in enumerate(ids):
                 tokens.append(model._piece(t))
@@ -641,11 +789,14 @@ def create_app(
             "top_logprob_ids": top_ids,
         }
 
-    def prompt_logprobs(ids: list[int]) -> list[float]:
-        lp, _ = model._forward_logprobs([ids])
+    def prompt_logprobs(self, ids: list[int]) -> list[float]:
+        lp, _ = self.model._forward_logprobs([ids])
         return [float(lp[0, j, ids[j + 1]]) for j in range(len(ids) - 1)]
 
-    return app
+
+def _max_tokens(req: _Sampling, extra: int | None = None) -> int:
+    m = extra if extra is not None else req.max_tokens
+    return DEFAULT_MAX_TOKENS if m is None else int(m)
 
 
 def _offsets(model: TransformersModel, text: str, ids: list[int]) -> list[int]:

@@ -1,8 +1,9 @@
-"""CLI for serve: ``distilltrace serve MODEL [--host --port --api-keys --watermark]``."""
+"""CLI for serve: ``distilltrace serve MODEL [--host --port --api-keys --watermark ...]``."""
 
 from __future__ import annotations
 
 import importlib
+import ipaddress
 from pathlib import Path
 
 import typer
@@ -24,6 +25,21 @@ def serve(
         None, "--watermark", help="Watermark key file: every generation is watermarked."
     ),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+    max_body_bytes: int = typer.Option(
+        1024 * 1024, "--max-body-bytes", help="Largest accepted request body (else HTTP 413)."
+    ),
+    context_length: int | None = typer.Option(
+        None,
+        "--context-length",
+        help="Context length in tokens for the prompt + max_tokens check (default: the "
+        "model config's).",
+    ),
+    allow_host: list[str] = typer.Option(
+        [],
+        "--allow-host",
+        help="Also accept this Host header name (repeatable). On a loopback address only "
+        "localhost, 127.0.0.1 and [::1] are accepted by default (DNS-rebinding guard).",
+    ),
 ) -> None:
     """Serve MODEL over an OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions, /v1/completions)."""
     import uvicorn
@@ -36,6 +52,10 @@ def serve(
     console = Console(stderr=True)
     if not 0 < port < 65536:
         raise InputError(f"--port must be in 1..65535, got {port}")
+    if max_body_bytes < 1:
+        raise InputError(f"--max-body-bytes must be >= 1, got {max_body_bytes}")
+    if context_length is not None and context_length < 1:
+        raise InputError(f"--context-length must be >= 1, got {context_length}")
     hashes = load_key_hashes(api_keys) if api_keys is not None else None
     wm = None
     if watermark is not None:
@@ -49,8 +69,36 @@ def serve(
         wm = load_watermark(watermark)
     with console.status(f"loading {model}") as st:
         m = load_model(model, status=lambda msg: st.update(msg))
-    app = create_app(m, api_key_hashes=hashes, watermark=wm)
+    app = create_app(
+        m,
+        api_key_hashes=hashes,
+        watermark=wm,
+        max_body_bytes=max_body_bytes,
+        context_length=context_length,
+        allowed_hosts=default_allowed_hosts(host, allow_host),
+    )
     extra = f", watermark key id {wm.key_id}" if wm is not None else ""
     auth = f", {len(hashes)} API key(s)" if hashes else ""
     console.print(f"serving {m.info.name} on http://{host}:{port}/v1{auth}{extra}")
     uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def default_allowed_hosts(host: str, extra: list[str]) -> list[str] | None:
+    """The Host allow-list for a bind address: on loopback, the loopback names plus
+    ``extra``; elsewhere only ``extra`` (None, i.e. no check, when it is empty)."""
+    from distilltrace.serve.guard import LOOPBACK_HOSTS
+
+    extra = [h for h in extra if h.strip()]
+    if _is_loopback(host):
+        return [*LOOPBACK_HOSTS, *extra]
+    return extra or None
+
+
+def _is_loopback(host: str) -> bool:
+    h = host.strip().strip("[]").lower()
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False

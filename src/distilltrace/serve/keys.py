@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from distilltrace.errors import InputError
-from distilltrace.serve.app import hash_api_key
+from distilltrace.serve.guard import hash_api_key
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 

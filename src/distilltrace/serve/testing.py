@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -32,10 +32,12 @@ def running_server(
     watermark: str | Path | None = None,
     startup_timeout: float = 180.0,
     env: dict[str, str] | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[str]:
     """Run ``distilltrace serve SPEC`` on a free 127.0.0.1 port; yield ``http://127.0.0.1:PORT/v1``.
 
-    Waits until /health answers; always stops the server on exit.
+    Waits until /health answers; always stops the server on exit. ``extra_args`` are
+    appended to the command line (e.g. ``["--allow-host", "gw.internal"]``).
     """
     port = free_port()
     cmd = [sys.executable, "-m", "distilltrace.cli", "serve", spec, "--port", str(port)]
@@ -44,6 +46,7 @@ def running_server(
         cmd += ["--api-keys", str(api_keys)]
     if watermark is not None:
         cmd += ["--watermark", str(watermark)]
+    cmd += [str(a) for a in extra_args]
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         cmd,
