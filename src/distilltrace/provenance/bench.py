@@ -225,7 +225,10 @@ def run_bench(
     with the square of their number)."""
     from distilltrace.distill.zoo import load_manifest
     from distilltrace.models import load_model
+    from distilltrace.provenance.tester import check_out_dir
 
+    if out is not None:
+        check_out_dir(out)  # before any model is loaded or queried
     man = load_manifest(zoo)
     teachers = man.names("teacher")
     all_suspects = [n for n in man.names() if n not in teachers]
