@@ -198,6 +198,7 @@ class EvalResult:
     notes: list[str] = field(default_factory=list)
     clusters: list[dict[str, Any]] = field(default_factory=list)
     purity: dict[str, Any] = field(default_factory=dict)
+    baseline: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -213,6 +214,7 @@ class EvalResult:
             "notes": self.notes,
             "clusters": self.clusters,
             "purity": self.purity,
+            "baseline": self.baseline,
         }
 
 
@@ -433,6 +435,7 @@ def evaluate(
                     "clusters": clusters[:10],
                 }
             )
+    baseline = baseline_metrics(paths, per_acct, cr, tr)
     targets = {
         "all_campaigns_found": bool(campaigns) and all(c["found"] for c in campaigns),
         "account_recall_ge_0.95": am.recall is not None and am.recall >= TARGETS["account_recall"],
@@ -456,12 +459,35 @@ def evaluate(
         notes,
         flagged_clusters,
         purity_summary(campaigns, flagged_clusters),
+        baseline,
     )
 
 
-def evaluation_section(result: EvalResult) -> dict[str, Any]:
-    """A plain dict a report template can show (the same numbers as eval.json)."""
-    return result.to_dict()
+def baseline_metrics(
+    paths: list[Path], per_acct: pd.Series, campaign_requests: pd.DataFrame, truth: dict | None
+) -> dict[str, Any]:
+    """The naive keyword rule (`traffic.baseline`) scored on the same logs and truth:
+    account precision/recall/FPR, campaigns found, and flagged share per hard-case group."""
+    from distilltrace.traffic.baseline import KEYWORDS, keyword_rule
+
+    kw = keyword_rule(paths).set_index("account_id")["flagged"]
+    flag = kw.reindex(per_acct.index).fillna(False).astype(bool)
+    m = binary_metrics(per_acct.to_numpy(bool), flag.to_numpy())
+    found = {}
+    for cid, grp in campaign_requests.groupby("campaign_id", sort=True):
+        accts = sorted(set(grp["account_id"]))
+        found[str(cid)] = bool(flag.reindex(accts).fillna(False).mean() > 0.5)
+    hard = {}
+    for g in (truth or {}).get("groups", []):
+        if g.get("kind") == "hard_case":
+            ids = [x for x in g.get("accounts", []) if x in flag.index and not per_acct[x]]
+            hard[g["name"]] = float(flag.reindex(ids).mean()) if ids else 0.0
+    return {
+        "rule": f"flag an account with >= 50% of prompts matching /{KEYWORDS}/ and >= 20 requests",
+        "accounts": m.to_dict(),
+        "campaigns_found": found,
+        "hard_cases_fraction_flagged": hard,
+    }
 
 
 def write_evaluation(result: EvalResult, out: str | Path) -> dict[str, Path]:
