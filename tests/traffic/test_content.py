@@ -100,6 +100,10 @@ def test_plan_sample_respects_cap():
     k, chosen = content.plan_sample(n, content.ContentConfig(per_account=6, max_texts=12))
     assert k == 3 and len(chosen) == 4 and "a0" not in chosen and "a1" not in chosen
     assert chosen == sorted(["a2", "a3", "a4", "a5"])
+    # candidate-campaign members come first when the cap binds
+    pri = pd.Series([False] * 6 + [True], index=n.index)
+    _, chosen = content.plan_sample(n, content.ContentConfig(per_account=6, max_texts=12), pri)
+    assert chosen == sorted(["a2", "a3", "a4", "a6"])
 
 
 def test_sample_is_deterministic_and_transpiles():

@@ -93,16 +93,25 @@ WHERE k <= {int(k)}
 """
 
 
-def plan_sample(n_req: pd.Series, cfg: ContentConfig) -> tuple[int, list[str]]:
-    """(prompts per account, accounts to sample) within ``cfg.max_texts``."""
+def plan_sample(
+    n_req: pd.Series, cfg: ContentConfig, priority: pd.Series | None = None
+) -> tuple[int, list[str]]:
+    """(prompts per account, accounts to sample) within ``cfg.max_texts``: when the cap
+    binds, accounts that share rare infrastructure with others (``priority``: candidate
+    campaign members) come first, then the highest-volume ones, account id last."""
     elig = n_req[n_req >= cfg.min_requests]
     if elig.empty:
         return 0, []
     k = int(np.clip(cfg.max_texts // max(len(elig), 1), cfg.min_per_account, cfg.per_account))
     keep = max(cfg.max_texts // k, 1)
-    if len(elig) > keep:  # highest volume first, account id as the tie-breaker
-        order = pd.DataFrame({"a": elig.index.astype(str), "n": elig.to_numpy()})
-        order = order.sort_values(["n", "a"], ascending=[False, True]).head(keep)
+    if len(elig) > keep:
+        pri = (
+            priority.reindex(elig.index).fillna(False).to_numpy(bool)
+            if priority is not None
+            else np.zeros(len(elig), bool)
+        )
+        order = pd.DataFrame({"a": elig.index.astype(str), "p": pri, "n": elig.to_numpy()})
+        order = order.sort_values(["p", "n", "a"], ascending=[False, False, True]).head(keep)
         return k, sorted(order["a"].tolist())
     return k, sorted(elig.index.astype(str).tolist())
 
@@ -347,10 +356,17 @@ def _lsh_values(
     return pd.concat(frames, ignore_index=True)
 
 
-def run(eng, acct: pd.DataFrame, cfg: ContentConfig, progress=None) -> ContentFeatures:
+def run(
+    eng,
+    acct: pd.DataFrame,
+    cfg: ContentConfig,
+    progress=None,
+    priority: pd.Series | None = None,
+) -> ContentFeatures:
     """Sample, embed and aggregate: the content model's whole step in a scan."""
     accounts = pd.Index(acct["account_id"].astype(str))
-    k, chosen = plan_sample(pd.Series(acct["n_req"].to_numpy(), index=accounts), cfg)
+    n_req = pd.Series(acct["n_req"].to_numpy(), index=accounts)
+    k, chosen = plan_sample(n_req, cfg, priority)
     if not chosen:
         sample = pd.DataFrame({"account_id": [], "request_id": [], "text": []})
     else:

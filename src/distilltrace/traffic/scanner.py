@@ -352,9 +352,20 @@ def _reduce(eng, present: set[str], prog, cfg: ScanConfig) -> features.Reduced:
     )
     prog.step("fetched reduced tables")
     if cfg.content is not None:
-        red.content = content_model.run(eng, acct, cfg.content, progress=prog.sub("embedding"))
+        red.content = content_model.run(
+            eng, acct, cfg.content, progress=prog.sub("embedding"), priority=_linked(red)
+        )
     prog.step("content model")
     return red
+
+
+def _linked(red: features.Reduced, max_df: int = 200) -> pd.Series:
+    """Accounts that share a rare infrastructure value with another account (candidate
+    campaign members): sampled first when the content model's cap binds."""
+    av = red.acct_value[red.acct_value["kind"] != "template"]
+    df = av.groupby(["kind", "value"])["account_id"].transform("nunique")
+    ids = av.loc[(df >= 2) & (df <= max_df), "account_id"].astype(str).unique()
+    return pd.Series(True, index=pd.Index(ids)).reindex(red.accounts, fill_value=False)
 
 
 @dataclass
