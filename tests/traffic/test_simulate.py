@@ -179,7 +179,10 @@ def test_campaign_archetypes(sim):
     pa_ = df[df["campaign_id"] == _campaign(truth, "paraphrased")["campaign_id"]]
     skel = pa_["prompt"].map(lambda s: re.sub(r"\d+", "#", s)[:30])
     assert skel.value_counts().iloc[0] / len(pa_) < 0.05  # no dominant template
-    assert skel.nunique() / len(pa_) > 0.2
+    # every template of its wording family, leads and item-first layouts (the families have
+    # 8-14 templates per language, so fewer distinct openings than the 2,750 composed
+    # elicitation phrasings of the old single wording)
+    assert skel.nunique() / len(pa_) > 0.05
     assert (pa_["asn_type"] == "residential").all()
 
     sl = df[df["campaign_id"] == _campaign(truth, "slow_low")["campaign_id"]]
@@ -210,7 +213,8 @@ def test_elicitation_wording_varies(sim):
 def test_default_mix_campaign_fraction():
     pop = build_population(20000, 7, seed=0)
     frac = (pop.cols["campaign"] >= 0).mean()
-    assert 0.01 <= frac <= 0.03
+    # pool_farm (4.6 %) and proxy_mismatch (3.1 %) are large, low-volume account fleets
+    assert 0.07 <= frac <= 0.11
     assert pop.n == 20000
 
 

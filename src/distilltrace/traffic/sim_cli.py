@@ -13,8 +13,13 @@ from distilltrace.errors import InputError
 def _campaign_list(text: str | None) -> tuple[str, ...]:
     from distilltrace.traffic.simulate import ARCHETYPES
 
+    return _value_list(text, ARCHETYPES)
+
+
+def _value_list(text: str | None, every) -> tuple[str, ...]:
+    """A comma list; empty, 'all' or 'default' for every value, 'none' for none."""
     if text is None or text.strip().lower() in ("", "all", "default"):
-        return tuple(ARCHETYPES)
+        return tuple(every)
     if text.strip().lower() == "none":
         return ()
     return tuple(x.strip() for x in text.split(",") if x.strip())
@@ -34,7 +39,24 @@ def simulate_cmd(
         None,
         "--campaigns",
         help="Comma-separated archetypes (single_heavy,hydra,reseller_mixed,paraphrased,slow_low,"
-        "release_pivot), 'all' (default) or 'none' for benign-only traffic.",
+        "release_pivot,pool_farm,proxy_mismatch,reconstruct_daily,reseller_agentic), "
+        "'all' (default) or 'none' for benign-only traffic.",
+    ),
+    wordings: str | None = typer.Option(
+        None,
+        "--wordings",
+        help="Comma-separated wording families the campaigns may use (show_work,agentic_think,"
+        "reconstruct,complete_cot,preference_ab,grader_rubric,structured_trace); default all.",
+    ),
+    languages: str | None = typer.Option(
+        None,
+        "--languages",
+        help="Comma-separated campaign languages (en,zh,ru,es,ko,ja,ar,de,fr); default all.",
+    ),
+    lookalikes: str | None = typer.Option(
+        None,
+        "--lookalikes",
+        help="Comma-separated benign look-alike families to include (default all, 'none').",
     ),
     reseller_share: float = typer.Option(
         0.05, "--reseller-share", help="Campaign share of the mixed reseller's traffic."
@@ -50,7 +72,14 @@ def simulate_cmd(
     from rich.console import Console
     from rich.progress import Progress
 
-    from distilltrace.traffic.simulate import SimConfig, default_workers, write_logs
+    from distilltrace.traffic.simulate import (
+        LANGUAGES,
+        LOOKALIKES,
+        WORDINGS,
+        SimConfig,
+        default_workers,
+        write_logs,
+    )
 
     cfg = SimConfig(
         n_accounts=accounts,
@@ -59,6 +88,9 @@ def simulate_cmd(
         start=start,
         campaigns=_campaign_list(campaigns),
         reseller_share=reseller_share,
+        wordings=_value_list(wordings, WORDINGS),
+        languages=_value_list(languages, LANGUAGES),
+        lookalikes=_value_list(lookalikes, LOOKALIKES),
     )
     cfg.validate()
     console = Console(stderr=True)

@@ -5,6 +5,10 @@
 (campaigns, hard-case groups and their accounts) rides along in the table's schema metadata
 and is written next to the logs by `write_logs`. Vectorised with numpy/pyarrow: loops run
 over days, groups and templates, never over requests.
+
+Campaigns carry an archetype, a wording family and a language, benign look-alike groups a
+look-alike family; `families()` lists them and `family_config()` builds a configuration that
+selects or holds out one (see docs/traffic-simulator.md).
 """
 
 from __future__ import annotations
@@ -20,10 +24,17 @@ import numpy as np
 import pyarrow as pa
 
 from distilltrace.errors import InputError
-from distilltrace.traffic.simulate.population import ARCHETYPES, build_population, describe
+from distilltrace.traffic.simulate.langs import LANGUAGES, WORDINGS
+from distilltrace.traffic.simulate.population import (
+    ARCHETYPES,
+    LOOKALIKES,
+    build_population,
+    describe,
+)
 from distilltrace.traffic.simulate.traffic import DAY, STYLES, Tables, finalise
 
 TRUTH_KEY = b"distilltrace.truth"
+MIN_ACCOUNTS = 300  # below this the hard cases and campaigns leave no room for individuals
 FORMATS = ("parquet", "jsonl", "csv")
 
 SCHEMA = pa.schema(
@@ -68,10 +79,14 @@ class SimConfig:
     campaigns: tuple[str, ...] = tuple(ARCHETYPES)
     reseller_share: float = 0.05
     activity: float = 1.0
+    wordings: tuple[str, ...] = WORDINGS
+    languages: tuple[str, ...] = LANGUAGES
+    lookalikes: tuple[str, ...] = tuple(LOOKALIKES)
+    real_prompts: float = 1.0
 
     def validate(self) -> None:
-        if self.n_accounts < 200:
-            raise InputError(f"--accounts must be at least 200 (got {self.n_accounts})")
+        if self.n_accounts < MIN_ACCOUNTS:
+            raise InputError(f"--accounts must be at least {MIN_ACCOUNTS} (got {self.n_accounts})")
         if not 1 <= self.days <= 120:
             raise InputError(f"--days must be between 1 and 120 (got {self.days})")
         bad = [c for c in self.campaigns if c not in ARCHETYPES]
@@ -83,7 +98,67 @@ class SimConfig:
             raise InputError(f"reseller share must be in (0, 0.5) (got {self.reseller_share})")
         if self.activity <= 0:
             raise InputError("activity must be positive")
+        for name, values, allowed in (
+            ("wording", self.wordings, WORDINGS),
+            ("language", self.languages, LANGUAGES),
+            ("look-alike", self.lookalikes, LOOKALIKES),
+        ):
+            bad = [v for v in values if v not in allowed]
+            if bad:
+                raise InputError(f"unknown {name} value(s) {bad}; choose from {list(allowed)}")
+            if len(set(values)) != len(values):
+                raise InputError(f"each {name} value may appear once")
+        if self.campaigns and not (self.wordings and self.languages):
+            raise InputError("campaigns need at least one wording family and one language")
+        if not 0.0 <= self.real_prompts <= 1.0:
+            raise InputError(f"real_prompts must be in [0, 1] (got {self.real_prompts})")
         _start_ms(self.start)
+
+
+FAMILY_KINDS = {
+    "archetypes": "campaigns",
+    "wordings": "wordings",
+    "languages": "languages",
+    "lookalikes": "lookalikes",
+}
+
+
+def families() -> dict[str, list[str]]:
+    """Every family value a benchmark can hold out: campaign archetypes, wording families,
+    languages and benign look-alike families."""
+    return {
+        "archetypes": list(ARCHETYPES),
+        "wordings": list(WORDINGS),
+        "languages": list(LANGUAGES),
+        "lookalikes": list(LOOKALIKES),
+    }
+
+
+def family_config(
+    kind: str,
+    values: str | tuple[str, ...] | list[str],
+    hold_out: bool = False,
+    base: SimConfig | None = None,
+    **overrides: Any,
+) -> SimConfig:
+    """A SimConfig whose `kind` family ("archetypes", "wordings", "languages" or
+    "lookalikes") is restricted to `values` (hold_out=False: only those, e.g. the test log
+    of a held-out family) or excludes them (hold_out=True: the training/tuning logs).
+
+    Other fields come from `base` (default SimConfig()) and `overrides`, e.g.
+    `family_config("wordings", "reconstruct", n_accounts=5000, seed=1)`."""
+    from dataclasses import replace
+
+    if kind not in FAMILY_KINDS:
+        raise InputError(f"unknown family kind {kind!r}; choose from {list(FAMILY_KINDS)}")
+    vals = (values,) if isinstance(values, str) else tuple(values)
+    every = families()[kind]
+    bad = [v for v in vals if v not in every]
+    if bad:
+        raise InputError(f"unknown {kind} value(s) {bad}; choose from {every}")
+    chosen = tuple(v for v in every if (v in vals) != hold_out)
+    cfg = replace(base or SimConfig(), **overrides)
+    return replace(cfg, **{FAMILY_KINDS[kind]: chosen})
 
 
 def _start_ms(start: str) -> int:
@@ -113,6 +188,10 @@ class Simulation:
             tuple(cfg.campaigns),
             cfg.reseller_share,
             cfg.activity,
+            wordings=tuple(cfg.wordings),
+            languages=tuple(cfg.languages),
+            lookalikes=tuple(cfg.lookalikes),
+            real_prompts=cfg.real_prompts,
         )
         self.start_ms = _start_ms(cfg.start)
         self.tables = Tables(self.pop, self.start_ms)
@@ -333,9 +412,14 @@ def _write_jsonl(fh: Any, tbl: pa.Table) -> None:
 __all__ = [
     "ARCHETYPES",
     "FORMATS",
+    "LANGUAGES",
+    "LOOKALIKES",
     "SCHEMA",
+    "WORDINGS",
     "SimConfig",
     "Simulation",
+    "families",
+    "family_config",
     "simulate",
     "truth_of",
     "truth_path",

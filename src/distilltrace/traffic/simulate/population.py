@@ -1,12 +1,13 @@
 """The simulated population: accounts, organisations, networks, clients, groups, campaigns.
 
-`build_population` draws every account once (a loop over groups, vectorised over accounts);
-`traffic.py` then turns the plan into requests day by day.
+`build_population` draws every account once (a loop over groups, vectorised over accounts):
+the benign hard cases here, the newer look-alikes in `lookalikes.py`, the campaigns in
+`campaigns.py`, then ordinary individuals; `traffic.py` turns the plan into requests day by
+day.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,33 @@ MODELS = ["atlas-2-mini", "atlas-2", "atlas-2-reasoning", "atlas-3"]
 REASONING_MODELS = {2, 3}
 NEW_MODEL = 3
 
-ARCHETYPES = ["single_heavy", "hydra", "reseller_mixed", "paraphrased", "slow_low", "release_pivot"]
+ARCHETYPES = [
+    "single_heavy",
+    "hydra",
+    "reseller_mixed",
+    "paraphrased",
+    "slow_low",
+    "release_pivot",
+    "pool_farm",
+    "proxy_mismatch",
+    "reconstruct_daily",
+    "reseller_agentic",
+]
+# benign look-alike (hard-case) families; each group in the truth names its family and variant
+LOOKALIKES = [
+    "university_nat",
+    "corporate_nat",
+    "corporate_vpn",
+    "consumer_vpn",
+    "mobile_cgnat",
+    "enterprise_app",
+    "eval_harness",
+    "data_labelling",
+    "reseller",
+    "developer_apps",
+    "chat_relay",
+    "research_burst",
+]
 
 # requests-per-minute / per-day limits by tier
 TIER_NEW = (20, 100)  # self-serve accounts younger than two weeks
@@ -52,6 +79,8 @@ class Group:
     accounts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     campaign_id: str | None = None
     archetype: str | None = None
+    lookalike: str | None = None
+    variant: str | None = None
 
 
 _COLS: dict[str, Any] = {
@@ -92,6 +121,8 @@ _COLS: dict[str, Any] = {
     "step_p": 0.03,
     "phase": 0.0,
     "sub": 0,
+    "span": 24.0,
+    "pbase": 0,
 }
 _INT = {k for k, v in _COLS.items() if isinstance(v, int)}
 
@@ -205,63 +236,74 @@ def _scaled(n: int, per: float, lo: int = 1) -> int:
     return max(lo, int(round(n / per)))
 
 
-def build_population(
-    n_accounts: int,
-    days: int,
-    seed: int,
-    campaigns: tuple[str, ...] = tuple(ARCHETYPES),
-    reseller_share: float = 0.05,
-    activity: float = 1.0,
-) -> Population:
-    """Draw the accounts, their networks and clients, the hard-case groups and the campaigns."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
-    N = int(n_accounts)
-    net = Internet(rng)
-    clients = ClientTable.standard()
-    b = _Builder(rng)
-    groups: list[Group] = []
-    release_t = (np.floor(days / 2) + 17 / 24) * 86400.0 if days >= 2 else days * 43200.0
+class _Ctx:
+    """Shared state of one population build: generators, internet, clients, accounts, groups."""
 
-    def group(name: str, style: str, kind: str, desc: str, **params: Any) -> Group:
-        g = Group(name, style, kind, desc, params)
-        groups.append(g)
+    def __init__(self, n_accounts: int, days: int, seed: int, activity: float):
+        self.rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+        self.N = int(n_accounts)
+        self.days = days
+        self.seed = seed
+        self.activity = activity
+        self.net = Internet(self.rng)
+        self.clients = ClientTable.standard()
+        self.b = _Builder(self.rng)
+        self.groups: list[Group] = []
+        self.release_t = (np.floor(days / 2) + 17 / 24) * 86400.0 if days >= 2 else days * 43200.0
+        self.cg_off = np.zeros(0, dtype=np.int64)
+        self.cg_n = np.zeros(0, dtype=np.int64)
+
+    def group(
+        self,
+        name: str,
+        style: str,
+        kind: str,
+        desc: str,
+        lookalike: str | None = None,
+        variant: str | None = None,
+        **params: Any,
+    ) -> Group:
+        g = Group(name, style, kind, desc, params, lookalike=lookalike, variant=variant)
+        self.groups.append(g)
         return g
 
-    def attach(g: Group, idx: np.ndarray) -> None:
+    def attach(self, g: Group, idx: np.ndarray) -> None:
         g.accounts = np.concatenate([g.accounts, idx])
 
-    def gi(g: Group) -> int:
-        return groups.index(g)
+    def gi(self, g: Group) -> int:
+        return self.groups.index(g)
 
-    def favs(m: int) -> dict[str, np.ndarray]:
+    def favs(self, m: int) -> dict[str, np.ndarray]:
         return {
-            "fav1": rng.choice(len(P.TOPICS), m, p=P.TOPIC_P),
-            "fav2": rng.choice(len(P.TOPICS), m, p=P.TOPIC_P),
+            "fav1": self.rng.choice(len(P.TOPICS), m, p=P.TOPIC_P),
+            "fav2": self.rng.choice(len(P.TOPICS), m, p=P.TOPIC_P),
         }
 
-    def human_rates(m: int, median: float = 2.5, sigma: float = 1.2) -> dict[str, np.ndarray]:
-        return {
-            "rate": np.minimum(median * np.exp(sigma * rng.standard_normal(m)) * activity, 600),
-            "p_active": rng.beta(1.2, 2.3, m),
-        }
+    def human_rates(self, m: int, median: float = 2.5, sigma: float = 1.2) -> dict[str, Any]:
+        rate = median * np.exp(sigma * self.rng.standard_normal(m)) * self.activity
+        return {"rate": np.minimum(rate, 600), "p_active": self.rng.beta(1.2, 2.3, m)}
 
-    # ---- campaigns first (their sizes are fixed fractions of N) ----------------------
-    n_camp = {
-        "single_heavy": 1,
-        "hydra": max(30, round(0.012 * N)),
-        "reseller_mixed": 1,
-        "paraphrased": max(10, round(0.002 * N)),
-        "slow_low": max(4, min(15, round(0.0005 * N))),
-        "release_pivot": max(8, round(0.0015 * N)),
-    }
+    def dc_pool(self, lo: int, hi: int | None = None) -> tuple[int, int]:
+        """A few hosts of one /24 of a random datacenter ASN: (offset, count)."""
+        net, rng = self.net, self.rng
+        asn = net.datacenter[int(rng.integers(0, len(net.datacenter)))]
+        base = net.block24(asn)
+        n = lo if hi is None else int(rng.integers(lo, hi))
+        off = net.add_block(asn, base, n)
+        return off, _last_len(net)
 
-    # ---- hard cases ------------------------------------------------------------------
+
+# ---- benign hard cases -------------------------------------------------------------------
+
+
+def _university_nat(ctx: _Ctx) -> None:
+    rng, net, b, N = ctx.rng, ctx.net, ctx.b, ctx.N
     nat_cap = max(0.06 * N, min(100, N / 10))
     for u in range(_scaled(N, 8000)):
         m = int(min(rng.uniform(150, 450), nat_cap))
         c, tz = _home(rng, 1)
         c, tz = np.full(m, c[0]), np.full(m, tz[0])
-        g = group(
+        g = ctx.group(
             f"university_nat_{u + 1}",
             "human",
             "hard_case",
@@ -270,6 +312,9 @@ def build_population(
             profile="student",
             week="student",
             families=[3, 2, 1, 1, 0, 1, 0, 6, 6],
+            real_p=0.5,
+            lookalike="university_nat",
+            variant="campus",
             deadlines=sorted(rng.choice(7, 2, replace=False).tolist()),
             burst_frac=0.4,
         )
@@ -279,7 +324,7 @@ def build_population(
         home_off, home_n = _residential_pools(net, rng, c)
         idx = b.add(
             m,
-            group=len(groups) - 1,
+            group=ctx.gi(g),
             signup=np.where(rng.random(m) < 0.7, 1, 0),
             created=_age(rng, m, 3, 1200),
             pay=np.where(rng.random(m) < 0.5, -1, -2),
@@ -296,16 +341,19 @@ def build_population(
             model=0,
             adopt=rng.beta(0.5, 4, m),
             step_p=0.2,
-            **human_rates(m, 2.0),
-            **favs(m),
+            **ctx.human_rates(m, 2.0),
+            **ctx.favs(m),
         )
-        attach(g, idx)
+        ctx.attach(g, idx)
 
+
+def _corporate_nat(ctx: _Ctx) -> None:
+    rng, net, b, N = ctx.rng, ctx.net, ctx.b, ctx.N
     for k in range(_scaled(N, 10000)):
         m = int(min(rng.uniform(100, 300), max(0.05 * N, min(100, N / 10))))
         c, tz = _home(rng, 1, ["US", "GB", "DE", "IN", "FR", "JP", "CA"])
         c, tz = np.full(m, c[0]), np.full(m, tz[0])
-        g = group(
+        g = ctx.group(
             f"corporate_nat_{k + 1}",
             "human",
             "hard_case",
@@ -314,6 +362,9 @@ def build_population(
             profile="work",
             week="work",
             families=[3, 4, 2, 0, 1, 2, 0, 3, 0],
+            real_p=0.6,
+            lookalike="corporate_nat",
+            variant="office",
         )
         asn = net.new_asn("business", int(c[0]))
         nat = net.add_block(asn, net.block24(asn), int(rng.integers(1, 3)))
@@ -324,7 +375,7 @@ def build_population(
         client = np.full(m, CI["chrome_win"]) if rng.random() < 0.5 else np.full(m, CI["edge_win"])
         idx = b.add(
             m,
-            group=len(groups) - 1,
+            group=ctx.gi(g),
             org=np.where(seat, org, -1),
             signup=np.where(seat, 4, 0),
             created=_age(rng, m, 5, 700),
@@ -344,14 +395,17 @@ def build_population(
             model=1,
             adopt=rng.beta(0.5, 3, m),
             sys=0,
-            **human_rates(m, 4.0, 0.9),
-            **favs(m),
+            **ctx.human_rates(m, 4.0, 0.9),
+            **ctx.favs(m),
         )
-        attach(g, idx)
+        ctx.attach(g, idx)
 
-    # corporate VPN / secure-web-gateway egress shared by employees of several companies
+
+def _corporate_vpn(ctx: _Ctx) -> None:
+    """A secure-web-gateway egress shared by employees of several companies."""
+    rng, net, b, N = ctx.rng, ctx.net, ctx.b, ctx.N
     m = max(20, round(0.01 * N))
-    g = group(
+    g = ctx.group(
         "corporate_vpn",
         "human",
         "hard_case",
@@ -360,6 +414,9 @@ def build_population(
         profile="work",
         week="work",
         families=[3, 4, 2, 0, 1, 2, 0, 3, 0],
+        real_p=0.6,
+        lookalike="corporate_vpn",
+        variant="secure_web_gateway",
     )
     asn = net.proxy[0]
     egress = net.add_block(asn, net.block24(asn), 24)
@@ -370,7 +427,7 @@ def build_population(
     home_off, home_n = _residential_pools(net, rng, c)
     idx = b.add(
         m,
-        group=len(groups) - 1,
+        group=ctx.gi(g),
         org=org,
         signup=4,
         created=_age(rng, m),
@@ -387,14 +444,16 @@ def build_population(
         model=1,
         rpm=TIER_ORG[0],
         rpd=TIER_ORG[1],
-        **human_rates(m, 4.0, 0.9),
-        **favs(m),
+        **ctx.human_rates(m, 4.0, 0.9),
+        **ctx.favs(m),
     )
-    attach(g, idx)
+    ctx.attach(g, idx)
 
-    # consumer VPN users
+
+def _consumer_vpn(ctx: _Ctx) -> None:
+    rng, net, b, N = ctx.rng, ctx.net, ctx.b, ctx.N
     m = max(10, round(0.02 * N))
-    g = group(
+    g = ctx.group(
         "consumer_vpn",
         "human",
         "hard_case",
@@ -402,6 +461,9 @@ def build_population(
         profile="human",
         week="human",
         families=[5, 2, 1, 1, 1, 1, 1, 3, 1],
+        real_p=0.7,
+        lookalike="consumer_vpn",
+        variant="commercial_vpn",
     )
     exits = []
     for a in net.proxy[1:3]:
@@ -411,7 +473,7 @@ def build_population(
     which = rng.integers(0, len(exits), m)
     idx = b.add(
         m,
-        group=len(groups) - 1,
+        group=ctx.gi(g),
         created=_age(rng, m),
         country=c,
         tz=tz,
@@ -425,35 +487,46 @@ def build_population(
         p2_p=0.25,
         model=rng.integers(0, 3, m),
         adopt=rng.beta(0.5, 3, m),
-        **human_rates(m),
-        **favs(m),
+        **ctx.human_rates(m),
+        **ctx.favs(m),
     )
-    attach(g, idx)
+    ctx.attach(g, idx)
 
-    # mobile carrier CGNAT users
+
+def _mobile_cgnat(ctx: _Ctx, include: bool = True) -> None:
+    """Carrier CGNAT pools per country (individuals use them too) and their app users."""
+    rng, net, b, N = ctx.rng, ctx.net, ctx.b, ctx.N
     m = max(20, round(0.08 * N))
-    g = group(
-        "mobile_cgnat",
-        "human",
-        "hard_case",
-        "Phone users behind carrier-grade NAT: thousands of accounts rotating over a few "
-        "dozen carrier IPs (mobile ASN).",
-        profile="human",
-        week="human",
-        families=[5, 2, 1, 2, 1, 1, 2, 1, 1],
-    )
-    c, tz = _home(rng, m)
+    g = None
+    if include:
+        g = ctx.group(
+            "mobile_cgnat",
+            "human",
+            "hard_case",
+            "Phone users behind carrier-grade NAT: thousands of accounts rotating over a few "
+            "dozen carrier IPs (mobile ASN).",
+            profile="human",
+            week="human",
+            families=[5, 2, 1, 2, 1, 1, 2, 1, 1],
+            real_p=0.7,
+            lookalike="mobile_cgnat",
+            variant="carrier_nat",
+        )
+        c, tz = _home(rng, m)
     cg_off = np.empty(len(COUNTRY_CODES), dtype=np.int64)
     cg_n = np.empty(len(COUNTRY_CODES), dtype=np.int64)
     for ci in range(len(COUNTRY_CODES)):
         a = net.mobile[ci][0]
         cg_off[ci] = net.add(np.full(int(rng.integers(16, 48)), a))
         cg_n[ci] = _last_len(net)
+    ctx.cg_off, ctx.cg_n = cg_off, cg_n
+    if g is None:
+        return
     home_off, home_n = _residential_pools(net, rng, c)
     mob = np.where(rng.random(m) < 0.5, CI["ios_app"], CI["android_app"])
     idx = b.add(
         m,
-        group=len(groups) - 1,
+        group=ctx.gi(g),
         created=_age(rng, m, 2, 900),
         country=c,
         tz=tz,
@@ -467,38 +540,42 @@ def build_population(
         p2_p=0.2,
         model=0,
         adopt=rng.beta(0.3, 5, m),
-        **human_rates(m, 2.0),
-        **favs(m),
+        **ctx.human_rates(m, 2.0),
+        **ctx.favs(m),
     )
-    attach(g, idx)
+    ctx.attach(g, idx)
 
-    # enterprise apps: one template at huge volume, one org, a few keys
+
+def _enterprise_apps(ctx: _Ctx) -> None:
+    """One template at huge volume, one org, a few keys."""
+    rng, b, N = ctx.rng, ctx.b, ctx.N
     ent_templates = rng.permutation(len(V.ENTERPRISE_TEMPLATES))
     for k in range(_scaled(N, 7000)):
         m = int(rng.integers(1, 4))
         c, tz = _home(rng, 1, ["US", "GB", "DE", "JP", "BR", "IN"])
         tpl = int(ent_templates[k % len(ent_templates)])
-        g = group(
+        g = ctx.group(
             f"enterprise_app_{k + 1}",
             "enterprise",
             "hard_case",
             "Enterprise integration: one org, 1-3 accounts with several keys, one prompt "
             "template sent at very high volume from cloud servers.",
+            lookalike="enterprise_app",
+            variant="single_template",
             template=tpl,
             template2=int(ent_templates[(k + 1) % len(ent_templates)]),
-            volume=rng.uniform(4000, 11000) * min(1.0, N / 7000) * activity,  # per day
+            volume=rng.uniform(4000, 11000) * min(1.0, N / 7000) * ctx.activity,  # per day
             tz=float(tz[0]),
         )
-        asn = net.datacenter[int(rng.integers(0, len(net.datacenter)))]
-        pool = net.add_block(asn, net.block24(asn), int(rng.integers(4, 9)))
-        pool_n = _last_len(net)
+        pool, pool_n = ctx.dc_pool(4, 9)
         org, card = b.org(), b.card()
+        company = ["Acme", "Northwind", "Globex", "Initech", "Umbrella"][k % 5]
         sysi = b.system(
-            f"You are the assistant inside {['Acme', 'Northwind', 'Globex', 'Initech', 'Umbrella'][k % 5]} support tools. Follow the output format exactly."
+            f"You are the assistant inside {company} support tools. Follow the output format exactly."
         )
         idx = b.add(
             m,
-            group=len(groups) - 1,
+            group=ctx.gi(g),
             org=org,
             signup=4,
             created=_age(rng, m, 90, 900),
@@ -516,38 +593,41 @@ def build_population(
             rpm=TIER_ORG[0] * 10,
             rpd=TIER_ORG[1] * 10,
         )
-        attach(g, idx)
+        ctx.attach(g, idx)
 
-    # evaluation harnesses: reasoning benchmarks, think step by step, regular cadence
+
+def _eval_harnesses(ctx: _Ctx) -> None:
+    """Reasoning benchmarks, think step by step, regular cadence."""
+    rng, b, N = ctx.rng, ctx.b, ctx.N
     for k in range(_scaled(N, 7000)):
         m = int(rng.integers(3, 7))
         c, tz = _home(rng, 1, ["US", "GB", "FR", "CA", "DE"])
         items = P.benchmark_items(
-            np.random.default_rng([seed, 77, k]),
+            np.random.default_rng([ctx.seed, 77, k]),
             int(rng.integers(150, 300)),
             int(rng.integers(40, 120)),
         )
-        g = group(
+        g = ctx.group(
             f"eval_harness_{k + 1}",
             "harness",
             "hard_case",
             "Research lab evaluation harness: a handful of accounts in one org running a "
             "fixed reasoning benchmark ('think step by step') nightly and on release day, "
             "at a regular cadence from datacenter IPs.",
+            lookalike="eval_harness",
+            variant="nightly",
             items=items,
             format=int(k % len(V.HARNESS_FORMATS)),
             hour=float(rng.uniform(0, 24)),
             gap=float(rng.uniform(0.6, 2.0)),
             release_delay=float(rng.uniform(1, 8) * 3600),
         )
-        asn = net.datacenter[int(rng.integers(0, len(net.datacenter)))]
-        pool = net.add_block(asn, net.block24(asn), 4)
-        pool_n = _last_len(net)
+        pool, pool_n = ctx.dc_pool(4)
         org, card = b.org(), b.card()
         sysi = b.system("You are a careful assistant. Answer the question.")
         idx = b.add(
             m,
-            group=len(groups) - 1,
+            group=ctx.gi(g),
             org=org,
             signup=3,
             created=_age(rng, m, 60, 900),
@@ -565,19 +645,24 @@ def build_population(
             rpm=TIER_ORG[0],
             rpd=TIER_ORG[1],
         )
-        attach(g, idx)
+        ctx.attach(g, idx)
 
-    # data-labelling companies: many annotator accounts, one org, rubric prompts
+
+def _data_labelling(ctx: _Ctx) -> None:
+    """Many annotator accounts, one org, rubric prompts."""
+    rng, net, b, N = ctx.rng, ctx.net, ctx.b, ctx.N
     for k in range(_scaled(N, 10000)):
         m = int(min(rng.uniform(60, 220), max(20, 0.04 * N)))
         c, tz = _home(rng, 1, ["KE", "PH", "IN", "NG", "VN"])
         c, tz = np.full(m, c[0]), np.full(m, tz[0])
-        g = group(
+        g = ctx.group(
             f"data_labelling_{k + 1}",
             "labelling",
             "hard_case",
             "Data-labelling company: many annotator accounts in one org on one company "
             "card, structured rubric/comparison prompts (grading), office shifts.",
+            lookalike="data_labelling",
+            variant="annotators",
             profile="work",
             week="labelling",
             templates=sorted(rng.choice(len(V.LABEL_RUBRIC_TEMPLATES), 2, replace=False).tolist()),
@@ -590,7 +675,7 @@ def build_population(
         sysi = b.system("You are an annotation assistant. Be precise and follow the guideline.")
         idx = b.add(
             m,
-            group=len(groups) - 1,
+            group=ctx.gi(g),
             org=org,
             signup=4,
             created=_age(rng, m, 10, 500),
@@ -605,7 +690,7 @@ def build_population(
             p2_off=home_off,
             p2_n=home_n,
             p2_p=0.35,
-            rate=rng.uniform(25, 60, m) * activity,
+            rate=rng.uniform(25, 60, m) * ctx.activity,
             p_active=0.85,
             model=1,
             temp=0.2,
@@ -613,64 +698,75 @@ def build_population(
             rpm=TIER_ORG[0],
             rpd=TIER_ORG[1],
         )
-        attach(g, idx)
+        ctx.attach(g, idx)
 
-    # resellers: one account relaying many end users (benign ones, and the mixed campaign's)
-    def reseller(
-        name: str, kind: str, desc: str, share: float, campaign: int = -1, g: Group | None = None
-    ) -> np.ndarray:
-        c, tz = _home(rng, 1, ["US", "SG", "DE", "GB", "NL"])
-        if g is None:
-            g = group(
-                name,
-                "reseller",
-                kind,
-                desc,
-                volume=rng.uniform(2500, 6000) * min(1.0, N / 5000) * activity,
-            )
-        else:
-            g.params["volume"] = rng.uniform(2500, 6000) * min(1.0, N / 5000) * activity
-        asn = net.datacenter[int(rng.integers(0, len(net.datacenter)))]
-        pool = net.add_block(asn, net.block24(asn), int(rng.integers(3, 8)))
-        pool_n = _last_len(net)
-        idx = b.add(
-            1,
-            group=gi(g),
-            campaign=campaign,
-            org=b.org(),
-            signup=5,
-            created=_age(rng, 1, 60, 700),
-            country=c[0],
-            tz=tz[0],
-            client1=CI["go"] if rng.random() < 0.5 else CI["openai_node"],
-            p1_off=pool,
-            p1_n=pool_n,
-            n_keys=int(rng.integers(2, 6)),
-            model=1,
-            adopt=0.5,
-            rpm=TIER_ORG[0] * 5,
-            rpd=TIER_ORG[1] * 5,
-            share=share,
-        )
-        attach(g, idx)
-        return idx
 
-    for k in range(_scaled(N, 5000)):
-        reseller(
+def _reseller_account(
+    ctx: _Ctx,
+    g: Group,
+    share: float,
+    campaign: int = -1,
+    camp_rate: float = 0.0,
+    volume_scale: float = 1.0,
+) -> np.ndarray:
+    """One account relaying many end users (a benign reseller, or a campaign's carrier;
+    `camp_rate` campaign requests a day on top of the relayed traffic set its share)."""
+    rng, b = ctx.rng, ctx.b
+    c, tz = _home(rng, 1, ["US", "SG", "DE", "GB", "NL"])
+    volume = rng.uniform(2500, 6000) * min(1.0, ctx.N / 5000) * ctx.activity
+    g.params["volume"] = volume * volume_scale
+    if camp_rate > 0:
+        share = camp_rate / (camp_rate + g.params["volume"])
+    pool, pool_n = ctx.dc_pool(3, 8)
+    idx = b.add(
+        1,
+        group=ctx.gi(g),
+        campaign=campaign,
+        org=b.org(),
+        signup=5,
+        created=_age(rng, 1, 60, 700),
+        country=c[0],
+        tz=tz[0],
+        client1=CI["go"] if rng.random() < 0.5 else CI["openai_node"],
+        p1_off=pool,
+        p1_n=pool_n,
+        n_keys=int(rng.integers(2, 6)),
+        model=1,
+        adopt=0.5,
+        rpm=TIER_ORG[0] * 5,
+        rpd=TIER_ORG[1] * 5,
+        share=share,
+    )
+    ctx.attach(g, idx)
+    return idx
+
+
+def _resellers(ctx: _Ctx) -> None:
+    for k in range(_scaled(ctx.N, 5000)):
+        g = ctx.group(
             f"reseller_{k + 1}",
+            "reseller",
             "hard_case",
             "API reseller: one account relaying thousands of end users' requests from its "
             "servers (datacenter ASN), round the clock, every kind of task.",
-            0.0,
+            lookalike="reseller",
+            variant="api_reseller",
+            real_p=0.6,
         )
+        _reseller_account(ctx, g, 0.0)
 
-    # small developer integrations on cloud IPs (templated, some cron-driven)
+
+def _developer_apps(ctx: _Ctx) -> None:
+    """Small developer integrations on cloud IPs (templated, some cron-driven)."""
+    rng, net, b, N = ctx.rng, ctx.net, ctx.b, ctx.N
     m = max(10, round(0.015 * N))
-    g = group(
+    g = ctx.group(
         "developer_apps",
         "devapp",
         "hard_case",
         "Small developer apps: templated prompts from cloud servers, some on hourly cron batches.",
+        lookalike="developer_apps",
+        variant="integrations",
     )
     dc = np.asarray(net.datacenter)[rng.integers(0, len(net.datacenter), m)]
     k_ips = rng.integers(1, 4, m)
@@ -678,7 +774,7 @@ def build_population(
     c, tz = _home(rng, m)
     idx = b.add(
         m,
-        group=len(groups) - 1,
+        group=ctx.gi(g),
         signup=np.where(rng.random(m) < 0.5, 2, 0),
         created=_age(rng, m, 5, 700),
         country=c,
@@ -687,7 +783,7 @@ def build_population(
         p1_off=off,
         p1_n=k_ips,
         n_keys=rng.integers(1, 3, m),
-        rate=np.exp(rng.uniform(np.log(10), np.log(300), m)) * activity,
+        rate=np.exp(rng.uniform(np.log(10), np.log(300), m)) * ctx.activity,
         app_tpl=rng.integers(0, len(V.APP_TEMPLATES), m),
         sub=rng.integers(0, 2, m),
         phase=rng.uniform(0, 3600, m),
@@ -696,260 +792,17 @@ def build_population(
         max_tok=rng.choice([256, 512, 1024], m),
         adopt=rng.beta(1, 3, m),
     )
-    attach(g, idx)
+    ctx.attach(g, idx)
 
-    # ---- campaigns -------------------------------------------------------------------
-    cgroups: dict[str, Group] = {}
-    for ci, arche in enumerate(campaigns):
-        cid = f"{arche}-{ci + 1}"
-        kc = n_camp[arche]
-        crng = np.random.default_rng([seed, 500, ci])
-        tpls = P.campaign_templates(crng, 3)
-        elic = crng.choice(len(P.ELICIT_PHRASES), 12, replace=False)
-        common = dict(
-            templates=tpls,
-            elicit=elic,
-            domains=int(crng.integers(0, 4)),
-            house=int(crng.integers(1 << 30)),
-        )
-        if arche == "single_heavy":
-            g = group(
-                cid,
-                "single",
-                "campaign",
-                "One heavy account sweeping math/coding/agentic tasks with reasoning-trace "
-                "elicitation, round the clock, from a few cloud IPs.",
-                kind_p=[0.45, 0.4, 0.15],
-                rate=max(300.0, 0.4 * N),
-                **common,
-            )
-            asn = net.datacenter[int(rng.integers(0, len(net.datacenter)))]
-            pool = net.add_block(asn, net.block24(asn), 3)
-            idx = b.add(
-                1,
-                group=gi(g),
-                campaign=ci,
-                signup=2,
-                created=-rng.uniform(20, 90),
-                country=COUNTRY_CODES.index("US"),
-                tz=-5,
-                client1=CI["openai_python"],
-                p1_off=pool,
-                p1_n=_last_len(net),
-                n_keys=3,
-                model=2,
-                adopt=0.9,
-                temp=1.0,
-                max_tok=16000,
-                rpm=TIER_ORG[0],
-                rpd=TIER_ORG[1],
-                sys=b.system(V.CAMPAIGN_SYSTEM_PROMPTS[0]),
-            )
-        elif arche == "hydra":
-            g = group(
-                cid,
-                "hydra",
-                "campaign",
-                "Hydra cluster: many young self-serve accounts, each under the new-account "
-                "rate limit, sharing subsets of payment cards, two custom TLS stacks, a few "
-                "proxy/datacenter /24s; load-balanced, synchronised, round the clock.",
-                kind_p=[0.4, 0.35, 0.25],
-                **common,
-            )
-            blocks = []
-            for a in [net.datacenter[1], net.datacenter[4], net.proxy[3]]:
-                for _ in range(2):
-                    blocks.append(net.block24(a))
-            # each account: 2-5 IPs from the shared /24s
-            kk = crng.integers(2, 6, kc)
-            bi = crng.integers(0, len(blocks), kk.sum())
-            blk = np.asarray(blocks)[bi]
-            asns = np.repeat([net.datacenter[1], net.datacenter[4], net.proxy[3]], 2)[bi]
-            off = net.add(asns, blk + crng.integers(1, 255, kk.sum())) + np.cumsum(kk) - kk
-            cards = np.array([b.card() for _ in range(max(3, kc // 15))])
-            pay = np.where(crng.random(kc) < 0.6, cards[crng.integers(0, len(cards), kc)], -2)
-            tls_custom = [clients.add_tls(f"custom-{seed}-{cid}-{j}") for j in range(2)]
-            tls = np.where(
-                crng.random(kc) < 0.8,
-                np.asarray(tls_custom)[crng.integers(0, 2, kc)],
-                clients.tls_of_client[CI["openai_python"]][0],
-            )
-            ua = np.asarray([CI["openai_python"], CI["requests"], CI["httpx"]])[
-                crng.integers(0, 3, kc)
-            ]
-            # churn: most accounts run the whole window, some are rotated in and out
-            start = np.where(crng.random(kc) < 0.7, -1.0, crng.uniform(0, days * 0.7, kc))
-            stop = np.where(crng.random(kc) < 0.8, 1e9, start + crng.uniform(2, 6, kc))
-            created = np.minimum(start, 0) - crng.uniform(0.2, 6, kc)
-            created = np.round(created * 4) / 4 + crng.uniform(0, 0.05, kc)  # sign-up batches
-            c, tz = _home(crng, kc, ["US", "US", "SG", "GB", "CA"])
-            sysi = np.asarray([b.system(s) for s in V.CAMPAIGN_SYSTEM_PROMPTS])[
-                crng.integers(0, 5, kc)
-            ]
-            idx = b.add(
-                kc,
-                group=gi(g),
-                campaign=ci,
-                signup=crng.choice([0, 1, 2], kc, p=[0.75, 0.15, 0.1]),  # credit-programme abuse
-                created=created,
-                pay=pay,
-                country=c,
-                tz=tz,
-                client1=ua,
-                tls1=tls,
-                p1_off=off,
-                p1_n=kk,
-                rate=crng.uniform(50, 95, kc),
-                day_from=start,
-                day_to=stop,
-                n_keys=1,
-                model=crng.choice([1, 2], kc, p=[0.4, 0.6]),
-                adopt=0.3,
-                temp=0.7,
-                max_tok=8192,
-                sys=sysi,
-                rpm=TIER_NEW[0],
-                rpd=TIER_NEW[1],
-                phase=crng.random(kc),
-            )
-        elif arche == "reseller_mixed":
-            g = group(
-                cid,
-                "reseller",
-                "campaign",
-                f"Campaign mixed into a reseller: {reseller_share:.0%} of one reseller "
-                "account's traffic is a coding/agentic sweep with reasoning elicitation, "
-                "sent in regular batches.",
-                kind_p=[0.2, 0.5, 0.3],
-                **common,
-            )
-            idx = reseller(cid, "campaign", "", reseller_share, campaign=ci, g=g)
-            g.params["batches"] = int(crng.integers(6, 14))
-        elif arche == "paraphrased":
-            g = group(
-                cid,
-                "paraphrased",
-                "campaign",
-                "Paraphrased campaign: no shared template (varied leads, order, synonyms, "
-                "thousands of elicitation wordings), rotating residential proxy IPs, "
-                "browser user agents; still reasoning elicitation and capability sweeps.",
-                **common,
-            )
-            resid = np.concatenate(
-                [net.residential[COUNTRY_CODES.index(x)] for x in ("US", "GB", "DE", "CA")]
-            )
-            rp = net.add(resid[crng.integers(0, len(resid), max(500, kc * 60))])
-            c, tz = _home(crng, kc, ["US", "GB", "DE", "CA"])
-            tls_rare = clients.add_tls(f"headless-{seed}-{cid}")
-            cl = _clients(crng, kc)
-            idx = b.add(
-                kc,
-                group=gi(g),
-                campaign=ci,
-                signup=0,
-                created=-crng.uniform(5, 40, kc),
-                country=c,
-                tz=tz,
-                client1=cl,
-                client2=_clients(crng, kc),
-                client2_p=0.3,
-                tls1=np.where(crng.random(kc) < 0.5, tls_rare, -1),
-                p1_off=rp,
-                p1_n=_last_len(net),
-                rate=crng.uniform(40, 90, kc),
-                model=crng.choice([1, 2], kc),
-                adopt=0.4,
-                rpm=TIER_NEW[0],
-                rpd=TIER_NEW[1],
-                phase=crng.uniform(0, 24, kc),
-                temp=crng.choice([0.6, 0.8, 1.0], kc),
-            )
-        elif arche == "slow_low":
-            g = group(
-                cid,
-                "slowlow",
-                "campaign",
-                "Slow and low: a few aged accounts on ordinary home IPs, human-like "
-                "sessions in their time zone, ~15-35 requests a day for weeks, coding and "
-                "math sweeps with naturally worded elicitation.",
-                profile="human",
-                week="human",
-            )
-            c, tz = _home(crng, kc, ["US", "GB", "CA", "AU"])
-            home_off, home_n = _residential_pools(net, crng, c, 1, 2, v6=0.0)
-            idx = b.add(
-                kc,
-                group=gi(g),
-                campaign=ci,
-                signup=0,
-                created=_age(crng, kc, 150, 700),
-                country=c,
-                tz=tz,
-                client1=_clients(crng, kc),
-                p1_off=home_off,
-                p1_n=home_n,
-                rate=crng.uniform(15, 35, kc),
-                p_active=0.92,
-                model=crng.choice([1, 2], kc),
-                adopt=0.2,
-            )
-        elif arche == "release_pivot":
-            g = group(
-                cid,
-                "pivot",
-                "campaign",
-                "Release pivot: a cluster that moves onto the new model within hours of "
-                "its first appearance and multiplies its volume; agentic, math and coding "
-                "sweeps; shared cards and a custom TLS stack; regular cadence.",
-                kind_p=[0.3, 0.3, 0.4],
-                delay=float(crng.uniform(1, 8) * 3600),
-                **common,
-            )
-            blocks = [
-                net.block24(a) for a in (net.datacenter[2], net.datacenter[5], net.datacenter[5])
-            ]
-            kk = crng.integers(1, 4, kc)
-            bi = crng.integers(0, 3, kk.sum())
-            asns = np.asarray([net.datacenter[2], net.datacenter[5], net.datacenter[5]])[bi]
-            off = (
-                net.add(asns, np.asarray(blocks)[bi] + crng.integers(1, 255, kk.sum()))
-                + np.cumsum(kk)
-                - kk
-            )
-            cards = np.array([b.card() for _ in range(3)])
-            tls = clients.add_tls(f"pivot-{seed}-{cid}")
-            c, tz = _home(crng, kc, ["US", "SG"])
-            idx = b.add(
-                kc,
-                group=gi(g),
-                campaign=ci,
-                signup=np.where(crng.random(kc) < 0.3, 2, 0),
-                created=-crng.uniform(15, 45, kc),
-                pay=cards[crng.integers(0, 3, kc)],
-                country=c,
-                tz=tz,
-                client1=CI["openai_python"],
-                tls1=tls,
-                p1_off=off,
-                p1_n=kk,
-                rate=crng.uniform(15, 30, kc),
-                model=1,
-                adopt=0.0,
-                temp=0.8,
-                max_tok=8192,
-                phase=crng.uniform(0, 1, kc),
-                sub=crng.integers(120, 250, kc),
-            )
-        else:
-            raise ValueError(f"unknown campaign archetype {arche!r}")
-        g.campaign_id, g.archetype = cid, arche
-        if arche != "reseller_mixed":
-            attach(g, idx)
-        cgroups[cid] = g
 
-    # ---- ordinary individuals: everyone else ------------------------------------------
-    m = max(0, N - b.n)
-    g = group(
+# ---- ordinary individuals and the finishing touches --------------------------------------
+
+
+def _individuals(ctx: _Ctx) -> np.ndarray:
+    """Everyone not in another group: home connections, some on their phone's carrier."""
+    rng, b = ctx.rng, ctx.b
+    m = max(0, ctx.N - b.n)
+    g = ctx.group(
         "individuals",
         "human",
         "benign",
@@ -957,20 +810,19 @@ def build_population(
         profile="human",
         week="human",
         families=[6, 3, 2, 1, 1, 1, 1, 4, 1],
+        real_p=0.7,
     )
     c, tz = _home(rng, m)
-    home_off, home_n = _residential_pools(net, rng, c)
+    home_off, home_n = _residential_pools(ctx.net, rng, c)
     mob_p = np.where(rng.random(m) < 0.3, rng.uniform(0.1, 0.6, m), 0.0)
     new = rng.random(m) < 0.06
-    created = np.where(new, rng.uniform(-14, days * 0.6, m), _age(rng, m, 15, 1500))
+    created = np.where(new, rng.uniform(-14, ctx.days * 0.6, m), _age(rng, m, 15, 1500))
     dev = rng.random(m) < 0.25
     cl1 = np.where(dev, _clients(rng, m, False), _clients(rng, m))
-    cg_ip = cg_off[c]
-    cg_k = cg_n[c]
     young = created > -14
     idx = b.add(
         m,
-        group=len(groups) - 1,
+        group=ctx.gi(g),
         signup=rng.choice([0, 2, 1], m, p=[0.92, 0.05, 0.03]),
         created=created,
         pay=np.where(rng.random(m) < 0.03, -1, -2),
@@ -981,8 +833,8 @@ def build_population(
         client2_p=mob_p,
         p1_off=home_off,
         p1_n=home_n,
-        p2_off=cg_ip,
-        p2_n=cg_k,
+        p2_off=ctx.cg_off[c],
+        p2_n=ctx.cg_n[c],
         p2_p=mob_p,
         model=rng.choice(3, m, p=[0.45, 0.4, 0.15]),
         adopt=rng.beta(0.6, 3, m),
@@ -990,14 +842,19 @@ def build_population(
         max_tok=np.where(dev, rng.choice([512, 1024, 4096], m), -1),
         rpm=np.where(young, TIER_NEW[0], TIER_1[0]),
         rpd=np.where(young, TIER_NEW[1], TIER_1[1]),
-        **human_rates(m),
-        **favs(m),
+        **ctx.human_rates(m),
+        **ctx.favs(m),
     )
-    attach(g, idx)
-    # family cards: a few individuals share a payment card with another individual
+    ctx.attach(g, idx)
+    return idx
+
+
+def _finish(ctx: _Ctx, individuals: np.ndarray) -> Population:
+    """Family cards, own orgs and cards for everyone else, TLS fingerprints per client."""
+    rng, b = ctx.rng, ctx.b
     cols = b.cols()
-    share = idx[rng.random(m) < 0.02]
-    if len(share) >= 2:
+    share = individuals[rng.random(len(individuals)) < 0.02]
+    if len(share) >= 2:  # family cards: a few individuals share a card with another
         pairs = share[: len(share) // 2 * 2].reshape(-1, 2)
         cards = np.array([b.card() for _ in range(len(pairs))])
         cols["pay"][pairs[:, 0]] = cards
@@ -1008,21 +865,80 @@ def build_population(
     cols["pay"][own] = b.n_cards + np.arange(int(own.sum()))
     n_cards = b.n_cards + int(own.sum())
     # TLS fingerprints consistent with the client library unless a campaign pinned one
-    t1 = clients.pick(rng, cols["client1"])
+    t1 = ctx.clients.pick(rng, cols["client1"])
     cols["tls1"] = np.where(cols["tls1"] < 0, t1, cols["tls1"])
-    cols["tls2"] = clients.pick(rng, cols["client2"])
+    cols["tls2"] = ctx.clients.pick(rng, cols["client2"])
+    # each account's own start in the real-prompt pool (a separate stream: draws above stay put)
+    cols["pbase"] = np.random.default_rng([ctx.seed, 3]).integers(0, 1 << 40, b.n)
     return Population(
         cols=cols,
-        groups=groups,
-        internet=net,
-        clients=clients,
+        groups=ctx.groups,
+        internet=ctx.net,
+        clients=ctx.clients,
         system_prompts=b.sys,
         n_orgs=n_orgs,
         n_cards=n_cards,
-        release_t=release_t,
-        days=days,
-        seed=seed,
+        release_t=ctx.release_t,
+        days=ctx.days,
+        seed=ctx.seed,
     )
+
+
+def build_population(
+    n_accounts: int,
+    days: int,
+    seed: int,
+    campaigns: tuple[str, ...] = tuple(ARCHETYPES),
+    reseller_share: float = 0.05,
+    activity: float = 1.0,
+    wordings: tuple[str, ...] | None = None,
+    languages: tuple[str, ...] | None = None,
+    lookalikes: tuple[str, ...] = tuple(LOOKALIKES),
+    real_prompts: float = 1.0,
+) -> Population:
+    """Draw the accounts, their networks and clients, the hard-case groups and the campaigns.
+
+    `wordings`/`languages` restrict the campaigns' wording families and languages (None: all);
+    `lookalikes` selects the benign look-alike families; `real_prompts` scales the share of
+    real ShareGPT prompts that ordinary users and resellers send (0: their templates only;
+    chat relays always relay real prompts, English campaigns still quote some)."""
+    from distilltrace.traffic.simulate.campaigns import add_campaigns
+    from distilltrace.traffic.simulate.langs import LANGUAGES, WORDINGS
+    from distilltrace.traffic.simulate.lookalikes import add_lookalikes
+
+    ctx = _Ctx(n_accounts, days, seed, activity)
+    sel = set(lookalikes)
+    steps = [
+        ("university_nat", _university_nat),
+        ("corporate_nat", _corporate_nat),
+        ("corporate_vpn", _corporate_vpn),
+        ("consumer_vpn", _consumer_vpn),
+    ]
+    for name, step in steps:
+        if name in sel:
+            step(ctx)
+    _mobile_cgnat(ctx, include="mobile_cgnat" in sel)  # its carrier pools serve individuals too
+    steps = [
+        ("enterprise_app", _enterprise_apps),
+        ("eval_harness", _eval_harnesses),
+        ("data_labelling", _data_labelling),
+        ("reseller", _resellers),
+        ("developer_apps", _developer_apps),
+    ]
+    for name, step in steps:
+        if name in sel:
+            step(ctx)
+    add_lookalikes(ctx, sel)
+    add_campaigns(
+        ctx,
+        campaigns,
+        reseller_share,
+        tuple(wordings) if wordings is not None else WORDINGS,
+        tuple(languages) if languages is not None else LANGUAGES,
+    )
+    pop = _finish(ctx, _individuals(ctx))
+    pop.extra["real_prompts"] = float(real_prompts)
+    return pop
 
 
 def _last_len(net: Internet) -> int:
@@ -1030,16 +946,24 @@ def _last_len(net: Internet) -> int:
 
 
 def describe(pop: Population) -> dict[str, Any]:
-    """Ground truth: campaigns (id, archetype, accounts) and groups (hard cases included)."""
+    """Ground truth: campaigns (id, archetype, wording, language, accounts) and groups (hard
+    cases with their look-alike family and variant)."""
     out: dict[str, Any] = {"campaigns": [], "groups": []}
     for g in pop.groups:
-        d = {k: v for k, v in dataclasses.asdict(g).items() if k in ("name", "kind", "description")}
+        d: dict[str, Any] = {"name": g.name, "kind": g.kind, "description": g.description}
         d["n_accounts"] = int(len(g.accounts))
         if g.kind == "campaign":
-            d.update(campaign_id=g.campaign_id, archetype=g.archetype)
-            if g.archetype == "reseller_mixed":
+            d.update(id=g.campaign_id, campaign_id=g.campaign_id, archetype=g.archetype)
+            spec = g.params.get("wording")
+            if spec is not None:
+                d.update(spec.describe())
+            if g.archetype in ("reseller_mixed", "reseller_agentic"):
                 d["share"] = float(pop.cols["share"][g.accounts].max())
             out["campaigns"].append(d)
         else:
+            if g.lookalike:
+                d.update(lookalike=g.lookalike, variant=g.variant)
+            if "language" in g.params:
+                d["language"] = g.params["language"]
             out["groups"].append(d)
     return out

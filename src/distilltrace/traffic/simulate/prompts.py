@@ -2,8 +2,9 @@
 
 A template is a str.format-style string ("Solve {a}x + {b} = {c}"); `fill` picks a template
 per row and fills every slot for all rows that use it at once (a loop over templates, never
-over rows). Families build prompts for one kind of traffic (ordinary questions, coding help,
-capability sweeps, reasoning-trace elicitation, ...).
+over rows). Families build prompts for one kind of benign traffic (ordinary questions,
+coding help, labelling rubrics, benchmark items, ...); campaign prompts are composed in
+`wordings.py` from these helpers and the language packs.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ def fill(
         else:
             chunks.append(join(*pieces))
         order.append(sel)
+    if len(chunks) == 1:
+        return chunks[0]
     cat = pa.concat_arrays(chunks)
     pos = np.concatenate(order)
     inv = np.empty(n, dtype=np.int64)
@@ -281,6 +284,8 @@ def benign_prompts(
 def _reassemble(chunks: list[pa.Array], order: list[np.ndarray], n: int) -> pa.Array:
     if n == 0:
         return pa.array([], type=pa.string())
+    if len(chunks) == 1:
+        return chunks[0]
     cat = pa.concat_arrays(chunks)
     pos = np.concatenate(order)
     inv = np.empty(n, dtype=np.int64)
@@ -337,7 +342,7 @@ def benchmark_items(rng: np.random.Generator, n_math: int, n_code: int) -> list[
     return m.to_pylist() + c.to_pylist()
 
 
-# --- campaign families --------------------------------------------------------------------
+# --- campaign item helpers (sweeps, synonyms) -----------------------------------------------
 
 
 def _sweep_slots() -> dict[str, Slot]:
@@ -352,187 +357,6 @@ def _sweep_slots() -> dict[str, Slot]:
         "product": choice(V.PRODUCTS),
         "language": choice(V.LANGUAGES),
     }
-
-
-def _code_item_slots() -> dict[str, Slot]:
-    s = _sweep_slots()
-    s["task"] = sub(V.CODE_SWEEP_TASKS, s)
-    s["constraint"] = sub(V.CODE_SWEEP_CONSTRAINTS, s)
-    return s
-
-
-_CODE_ITEM = [
-    "Write a {language} program to {task}{constraint}.",
-    "In {language}, {task}{constraint}.",
-    "Implement in {language}: {task}{constraint}.",
-    "{task}{constraint}. Language: {language}.",
-]
-
-
-def _agent_slots() -> dict[str, Slot]:
-    s = _sweep_slots()
-    tool = choice(V.AGENT_TOOLS)
-    s["tools"] = sub(
-        ["{t1}, {t2}, {t3}", "{t1}, {t2}, {t3}, {t4}", "{t1}; {t2}"],
-        {"t1": tool, "t2": tool, "t3": tool, "t4": tool},
-    )
-    s["goal"] = sub(V.AGENT_GOALS, s)
-    return s
-
-
-ITEM_KINDS = ["math", "code", "agent"]
-
-
-def capability_items(rng: np.random.Generator, kind: np.ndarray) -> pa.Array:
-    """Capability-sweep items: many distinct math, coding and agentic tasks, few repeats."""
-    n = len(kind)
-    rows = np.arange(n)
-    chunks, order = [], []
-    for k in np.unique(kind):
-        sel = np.flatnonzero(kind == k)
-        if ITEM_KINDS[int(k)] == "math":
-            chunks.append(fill(rng, V.MATH_SWEEP_TEMPLATES, rows[sel], _sweep_slots()))
-        elif ITEM_KINDS[int(k)] == "code":
-            chunks.append(fill(rng, _CODE_ITEM, rows[sel], _code_item_slots()))
-        else:
-            s = _agent_slots()
-            s["tail"] = choice(V.AGENT_TAILS)
-            chunks.append(fill(rng, [w + "{tail}" for w in V.AGENT_WRAPPERS], rows[sel], s))
-        order.append(sel)
-    return _reassemble(chunks, order, n)
-
-
-def _elicit_phrases() -> list[str]:
-    out = []
-    for o in V.ELICIT_OPENERS:
-        for c in V.ELICIT_CORE:
-            core = c[0].upper() + c[1:] if (o == "" or o.endswith((": ", "- "))) else c
-            for f in V.ELICIT_FORMATS:
-                out.append(f"{o}{core}.{f}")
-    return out
-
-
-ELICIT_PHRASES = _elicit_phrases()
-
-
-def elicitation(rng: np.random.Generator, n: int, subset: np.ndarray | None = None) -> pa.Array:
-    """Reasoning-trace elicitation instructions (from `subset` of the composed phrasings)."""
-    pool = np.arange(len(ELICIT_PHRASES)) if subset is None else np.asarray(subset)
-    return take_str(ELICIT_PHRASES, pool[rng.integers(0, len(pool), n)])
-
-
-def extraction_variants(rng: np.random.Generator, kind: np.ndarray, mode: np.ndarray) -> pa.Array:
-    """Reconstruct-the-reasoning (mode 1) and grade-as-a-reward-model (mode 2) prompts."""
-    n = len(kind)
-    item = capability_items(rng, kind)
-    slots = {
-        "item": lambda r, rows: item.take(pa.array(rows)),
-        "a": ints(2, 9999),
-        "b": ints(2, 9999),
-    }
-    tidx_r = rng.integers(0, len(V.RECONSTRUCT_TEMPLATES), n)
-    tidx_g = rng.integers(0, len(V.GRADER_TEMPLATES), n) + len(V.RECONSTRUCT_TEMPLATES)
-    tidx = np.where(mode == 1, tidx_r, tidx_g)
-    return fill(rng, V.RECONSTRUCT_TEMPLATES + V.GRADER_TEMPLATES, np.arange(n), slots, tidx=tidx)
-
-
-_HEADERS = [
-    "[{domain}-{id}]",
-    "### Task ID: {id}\n### Category: {domain}",
-    '<task id="{id}" type="{domain}">',
-    "Sample {id} / {domain}",
-    "#{id} ({domain})",
-    "ID={id} CAT={domain}",
-    "({domain}) item {id}",
-    "--- {domain} #{id} ---",
-    "",
-    "",
-    "Category: {domain}.",
-]
-_ITEM_LABELS = [
-    "",
-    "Problem:",
-    "Input:",
-    "Question:",
-    "Task:",
-    "Prompt:",
-    "Query:",
-    "Exercise:",
-    "### Input:",
-]
-_INSTR_LABELS = [
-    "",
-    "Instruction:",
-    "Requirements:",
-    "Guidance:",
-    "Rules:",
-    "Notes:",
-    "Constraints:",
-    "Answer format:",
-    "### Requirements:",
-]
-_SEPS = ["\n", "\n\n", "\n---\n", " | ", "\n\n###\n", " "]
-
-
-def campaign_templates(rng: np.random.Generator, k: int = 3) -> list[str]:
-    """k slot templates private to one campaign (header, labels, order and separators drawn)."""
-    out: list[str] = []
-    while len(out) < k:
-        h = _HEADERS[rng.integers(len(_HEADERS))]
-        il = _ITEM_LABELS[rng.integers(len(_ITEM_LABELS))]
-        el = _INSTR_LABELS[rng.integers(len(_INSTR_LABELS))]
-        sep = _SEPS[rng.integers(len(_SEPS))]
-        item = f"{il} {{item}}" if il else "{item}"
-        elic = f"{el} {{elicit}}" if el else "{elicit}"
-        body = [item, elic] if rng.random() < 0.6 else [elic, item]
-        parts = ([h] if h else []) + body
-        t = sep.join(parts)
-        if t not in out:
-            out.append(t)
-    return out
-
-
-_DOMAIN_NAMES = [
-    ["MATH", "CODE", "AGENT"],
-    ["math", "coding", "tool_use"],
-    ["quant", "swe", "agentic"],
-    ["M", "C", "A"],
-]
-
-
-def templated_campaign(
-    rng: np.random.Generator,
-    n: int,
-    kind_p: Sequence[float],
-    templates: Sequence[str],
-    elicit_subset: np.ndarray,
-    domain_names: int,
-    extract_share: float = 0.1,
-    style: int | None = None,
-) -> tuple[pa.Array, np.ndarray]:
-    """A campaign's slot-template prompts: sweep item + elicitation; returns (text, kind).
-
-    `style` seeds the campaign's fixed house wording of the items (its own synonym choices)."""
-    kind = rng.choice(3, size=n, p=np.asarray(kind_p) / np.sum(kind_p))
-    item = capability_items(rng, kind)
-    if style is not None:
-        item = stylise(item, style)
-    el = elicitation(rng, n, elicit_subset)
-    names = _DOMAIN_NAMES[domain_names % len(_DOMAIN_NAMES)]
-    slots = {
-        "item": lambda r, rows: item.take(pa.array(rows)),
-        "elicit": lambda r, rows: el.take(pa.array(rows)),
-        "id": ints(100000, 999999),
-        "domain": lambda r, rows: take_str(names, kind[rows]),
-    }
-    text = fill(rng, list(templates), np.arange(n), slots)
-    ext = rng.random(n) < extract_share
-    if ext.any():
-        sel = np.flatnonzero(ext)
-        mode = rng.integers(1, 3, len(sel))
-        alt = extraction_variants(rng, kind[sel], mode)
-        text = _scatter(text, sel, alt)
-    return text, kind
 
 
 def _scatter(base: pa.Array, sel: np.ndarray, values: pa.Array) -> pa.Array:
@@ -600,47 +424,6 @@ def paraphrase(rng: np.random.Generator, text: pa.Array) -> pa.Array:
             if m.any():
                 text = where(m, pc.replace_substring(text, old, new, max_replacements=1), text)
     return text
-
-
-def paraphrased_campaign(rng: np.random.Generator, n: int) -> tuple[pa.Array, np.ndarray]:
-    """Prompts with no shared template: varied leads, orders, wrappers and wording."""
-    kind = rng.choice(3, size=n, p=[0.42, 0.4, 0.18])
-    item = paraphrase(rng, capability_items(rng, kind))
-    wrap = fill(
-        rng, V.PARA_ITEM_WRAPS, np.arange(n), {"item": lambda r, rows: item.take(pa.array(rows))}
-    )
-    el = elicitation(rng, n)
-    el = where(rng.random(n) < 0.5, pc.utf8_lower(el), el)
-    lead = fill(rng, V.PARA_LEADS, np.arange(n), {"k": ints(1, 5000)})
-    glue = take_str(V.PARA_GLUE, rng.integers(0, len(V.PARA_GLUE), n))
-    before = rng.random(n) < 0.45
-    text = where(before, join(lead, el, glue, wrap), join(lead, wrap, glue, el))
-    ext = rng.random(n) < 0.15
-    if ext.any():
-        sel = np.flatnonzero(ext)
-        alt = paraphrase(rng, extraction_variants(rng, kind[sel], rng.integers(1, 3, len(sel))))
-        text = _scatter(text, sel, alt)
-    return text, kind
-
-
-def natural_campaign(rng: np.random.Generator, n: int) -> tuple[pa.Array, np.ndarray]:
-    """Human-sounding sweep requests (slow-and-low operators typing like users)."""
-    kind = rng.choice(3, size=n, p=[0.45, 0.5, 0.05])
-    item = paraphrase(rng, capability_items(rng, kind))
-    el = elicitation(rng, n)
-    tpl = [
-        "hi, {item} {el}",
-        "{item}\n{el} thanks",
-        "Can you help me with this? {item} {el}",
-        "{el_l} here's the problem: {item}",
-        "for my project: {item} - {el_l}",
-    ]
-    slots = {
-        "item": lambda r, rows: item.take(pa.array(rows)),
-        "el": lambda r, rows: el.take(pa.array(rows)),
-        "el_l": lambda r, rows: pc.utf8_lower(el.take(pa.array(rows))),
-    }
-    return fill(rng, tpl, np.arange(n), slots), kind
 
 
 # --- responses ----------------------------------------------------------------------------

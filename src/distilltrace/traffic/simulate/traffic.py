@@ -14,7 +14,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from distilltrace.traffic.simulate import prompts as P
+from distilltrace.traffic.simulate import realprompts as R
 from distilltrace.traffic.simulate import vocab as V
+from distilltrace.traffic.simulate import wordings as W
+from distilltrace.traffic.simulate.lookalikes import course_prompts
 from distilltrace.traffic.simulate.network import ASN_TYPES, COUNTRY_CODES
 from distilltrace.traffic.simulate.population import (
     MODELS,
@@ -220,6 +223,21 @@ def _benign_text(
     return P.benign_prompts(rng, fam, topic, step_p)
 
 
+def _with_real(
+    rng, pop: Population, a: np.ndarray, t: np.ndarray, day: int, text, kind, use: np.ndarray
+) -> tuple[pa.Array, np.ndarray]:
+    """Replace the `use` rows by real prompts: each account walks its own stretch of the pool
+    (rows ranked by time within the account), so it does not repeat itself."""
+    sel = np.flatnonzero(use)
+    if len(sel) == 0:
+        return text, kind
+    acct = a[sel]
+    real = R.walk(pop.cols["pbase"][acct], R.rank_by_time(acct, t[sel]), day * R.DAY_STRIDE)
+    kind = kind.copy()
+    kind[sel] = np.where(R.reasoning_ask(real), KIND_REASONING, KIND_BENIGN)
+    return P._scatter(text, sel, real), kind
+
+
 def _piece(acct, t, prompt, kind, campaign=-1, model=-1, temp=None) -> Piece:
     n = len(acct)
     return Piece(
@@ -249,6 +267,8 @@ def gen_human(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
         KIND_REASONING,
         KIND_BENIGN,
     )
+    real_p = g.params.get("real_p", 0.0) * pop.extra.get("real_prompts", 0.0)
+    text, kind = _with_real(rng, pop, a, t, day, text, kind, rng.random(len(a)) < real_p)
     pieces = [_piece(a, t, text, kind)]
     if dow in g.params.get("deadlines", []):  # homework burst before a 23:59 local deadline
         who = acct[rng.random(len(acct)) < g.params["burst_frac"]]
@@ -336,7 +356,8 @@ def gen_reseller(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
     t = day * DAY + _hours(rng, n, global_profile()) * 3600.0
     a = np.repeat(acct, n)
     fam = [6, 3, 2, 1, 1, 1, 1, 4, 1]
-    app = np.flatnonzero(rng.random(n) < 0.2)
+    is_app = rng.random(n) < 0.2
+    app = np.flatnonzero(is_app)
     topic = rng.choice(len(P.TOPICS), size=len(app), p=P.TOPIC_P)
     slots = P._common_slots(topic)
     slots["question"] = P.sub(V.QUESTION_TEMPLATES, slots)
@@ -345,31 +366,33 @@ def gen_reseller(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
         app,
         P.fill(rng, V.APP_TEMPLATES, np.arange(len(app)), slots),
     )
+    kind = np.full(n, KIND_BENIGN, np.int8)
+    real_p = g.params.get("real_p", 0.0) * pop.extra.get("real_prompts", 0.0)
+    text, kind = _with_real(rng, pop, a, t, day, text, kind, ~is_app & (rng.random(n) < real_p))
     temp = rng.choice([np.nan, 0.0, 0.2, 0.7, 1.0], n)
-    pieces = [_piece(a, t, text, KIND_BENIGN, temp=temp)]
-    share = float(pop.cols["share"][acct].max())
-    if share > 0 and g.kind == "campaign":
-        ci = int(pop.cols["campaign"][acct[0]])
-        nc = rng.poisson(n * share / (1 - share))
+    pieces = [_piece(a, t, text, kind, temp=temp)]
+    if g.kind == "campaign":
+        pieces.append(_reseller_campaign(rng, pop, g, day, n))
+    return _concat(pieces)
+
+
+def _reseller_campaign(rng, pop: Population, g: Group, day: int, n_benign: int) -> Piece:
+    """The campaign part of a reseller: regular batches (mixed) or round the clock (agentic)."""
+    acct = g.accounts
+    ci = int(pop.cols["campaign"][acct[0]])
+    if "camp_rate" in g.params:
+        nc = rng.poisson(g.params["camp_rate"] * rng.uniform(0.9, 1.1))
+        ct = day * DAY + np.sort(rng.uniform(0, DAY, nc))
+    else:
+        share = float(pop.cols["share"][acct].max())
+        nc = rng.poisson(n_benign * share / (1 - share))
         nb = g.params["batches"]
         bstart = day * DAY + np.sort(rng.uniform(0, DAY - 1200, nb))
-        b = rng.integers(0, nb, nc)
-        ct = bstart[b] + rng.uniform(0, 900, nc)
-        ctext, _ = P.templated_campaign(
-            rng,
-            nc,
-            g.params["kind_p"],
-            g.params["templates"],
-            g.params["elicit"],
-            g.params["domains"],
-            style=g.params["house"],
-        )
-        pieces.append(
-            _piece(
-                np.repeat(acct, nc), ct, ctext, KIND_REASONING, campaign=ci, temp=np.full(nc, 0.7)
-            )
-        )
-    return _concat(pieces)
+        ct = bstart[rng.integers(0, nb, nc)] + rng.uniform(0, 900, nc)
+    ctext = W.campaign_text(rng, g.params["wording"], nc)
+    return _piece(
+        np.repeat(acct, nc), ct, ctext, KIND_REASONING, campaign=ci, temp=np.full(nc, 0.7)
+    )
 
 
 def gen_devapp(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
@@ -394,15 +417,7 @@ def gen_single(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
     acct = g.accounts
     n = rng.poisson(g.params["rate"] * rng.uniform(0.85, 1.15))
     t = day * DAY + np.sort(rng.uniform(0, DAY, n))
-    text, _ = P.templated_campaign(
-        rng,
-        n,
-        g.params["kind_p"],
-        g.params["templates"],
-        g.params["elicit"],
-        g.params["domains"],
-        style=g.params["house"],
-    )
+    text = W.campaign_text(rng, g.params["wording"], n)
     return _piece(
         np.repeat(acct, n), t, text, KIND_REASONING, campaign=pop.cols["campaign"][acct[0]]
     )
@@ -420,19 +435,11 @@ def gen_hydra(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
     k = np.arange(len(a)) - np.repeat(np.cumsum(q) - q, q)
     key = (k + c["phase"][acct][a]) / q[a]  # round-robin: each account evenly spread
     order = np.argsort(key, kind="stable")
-    R = len(a)
-    slot = np.empty(R)
-    slot[order] = np.arange(R)
-    t = day * DAY + np.clip((slot + rng.uniform(-0.3, 0.3, R)) * (DAY / R), 0, DAY - 1)
-    text, _ = P.templated_campaign(
-        rng,
-        R,
-        g.params["kind_p"],
-        g.params["templates"],
-        g.params["elicit"],
-        g.params["domains"],
-        style=g.params["house"],
-    )
+    nr = len(a)
+    slot = np.empty(nr)
+    slot[order] = np.arange(nr)
+    t = day * DAY + np.clip((slot + rng.uniform(-0.3, 0.3, nr)) * (DAY / nr), 0, DAY - 1)
+    text = W.campaign_text(rng, g.params["wording"], nr)
     return _piece(acct[a], t, text, KIND_REASONING, campaign=c["campaign"][acct[0]])
 
 
@@ -446,7 +453,7 @@ def gen_paraphrased(rng, pop: Population, g: Group, day: int, dow: int) -> Piece
     start = day * DAY + c["phase"][acct] * 3600
     step = length / np.maximum(n, 1)
     t = start[a] + (k + rng.uniform(-0.4, 0.4, len(a))) * step[a]
-    text, _ = P.paraphrased_campaign(rng, len(a))
+    text = W.campaign_text(rng, g.params["wording"], len(a))
     return _piece(acct[a], t, text, KIND_REASONING, campaign=c["campaign"][acct[0]])
 
 
@@ -454,7 +461,7 @@ def gen_slowlow(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
     acct = g.accounts
     counts = _counts(rng, pop, acct, day, WEEK["human"], dow)
     a, t = _human_times(rng, pop, acct, counts, day, PROFILES["human"], gap=120.0)
-    text, _ = P.natural_campaign(rng, len(a))
+    text = W.campaign_text(rng, g.params["wording"], len(a))
     return _piece(a, t, text, KIND_REASONING, campaign=pop.cols["campaign"][acct[0]])
 
 
@@ -477,15 +484,7 @@ def gen_pivot(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
         accs.append(acct[a])
         mods.append(np.full(len(a), mdl))
     a = np.concatenate(accs)
-    text, _ = P.templated_campaign(
-        rng,
-        len(a),
-        g.params["kind_p"],
-        g.params["templates"],
-        g.params["elicit"],
-        g.params["domains"],
-        style=g.params["house"],
-    )
+    text = W.campaign_text(rng, g.params["wording"], len(a))
     return _piece(
         a,
         np.concatenate(ts),
@@ -494,6 +493,118 @@ def gen_pivot(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
         campaign=c["campaign"][acct[0]],
         model=np.concatenate(mods),
     )
+
+
+def gen_farm(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
+    """An account farm: each account works a daily shift (its own start and length)."""
+    c = pop.cols
+    acct = g.accounts
+    counts = _counts(rng, pop, acct, day, WEEK["human"], dow)
+    a = np.repeat(acct, counts)
+    off = c["phase"][a] + rng.uniform(0, 1, len(a)) * c["span"][a]
+    t = day * DAY + np.mod(off, 24.0) * 3600.0
+    t = np.maximum(t, c["created"][a] * DAY + 600)
+    text = W.campaign_text(rng, g.params["wording"], len(a))
+    return _piece(a, t, text, KIND_REASONING, campaign=c["campaign"][acct[0]])
+
+
+def gen_mismatch(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
+    """Human-like sessions in each account's (claimed) time zone."""
+    acct = g.accounts
+    counts = _counts(rng, pop, acct, day, WEEK["human"], dow)
+    a, t = _human_times(rng, pop, acct, counts, day, PROFILES["human"], gap=90.0)
+    text = W.campaign_text(rng, g.params["wording"], len(a))
+    return _piece(a, t, text, KIND_REASONING, campaign=pop.cols["campaign"][acct[0]])
+
+
+def gen_daily(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
+    """One account, a working-hours batch every day of its 14-day run."""
+    c = pop.cols
+    acct = g.accounts
+    live = (c["day_from"][acct] <= day) & (c["day_to"][acct] > day)
+    if not live.any():
+        return _empty()
+    n = int(rng.poisson(g.params["rate"]))
+    k = np.arange(n)
+    span = float(c["span"][acct[0]]) * 3600.0
+    off = (k + rng.uniform(-0.3, 0.3, n)) * span / max(n, 1)
+    t = day * DAY + np.mod(float(c["phase"][acct[0]]) * 3600.0 + np.clip(off, 0, span), DAY)
+    text = W.campaign_text(rng, g.params["wording"], n)
+    return _piece(np.repeat(acct, n), t, text, KIND_REASONING, campaign=c["campaign"][acct[0]])
+
+
+def gen_relay(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
+    """A chat app relaying its users' real prompts over its keys (accounts)."""
+    acct = g.accounts
+    n = int(rng.poisson(g.params["volume"] * WEEK["human"][dow] * rng.uniform(0.9, 1.1)))
+    tz = g.params["tz"]
+    if g.params["bursty"]:
+        nb = int(rng.integers(3, 7))
+        start = np.mod(rng.uniform(9, 17.5, nb) - tz, 24.0) * 3600.0
+        length = rng.uniform(20, 45, nb) * 60.0
+        b = rng.integers(0, nb, n)
+        t = day * DAY + np.mod(start[b] + rng.uniform(0, 1, n) * length[b], DAY)
+    else:
+        prof = np.roll(PROFILES["human"], int(round(tz))) + 0.5
+        t = day * DAY + _hours(rng, n, prof) * 3600.0
+    a = acct[rng.integers(0, len(acct), n)]
+    key = np.zeros(n, np.int64)
+    text = R.walk(np.full(n, g.params["pbase"]), R.rank_by_time(key, t), day * R.RELAY_STRIDE)
+    kind = np.where(R.reasoning_ask(text), KIND_REASONING, KIND_BENIGN)
+    return _piece(a, t, text, kind)
+
+
+def _burst_days(g: Group, day: int) -> int:
+    """Index of `day` within the group's burst (-1 outside it)."""
+    k = day - g.params["day0"]
+    return k if 0 <= k < g.params["n_days"] else -1
+
+
+def gen_study(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
+    """A research study: its prompt list split over its days, sent at a steady pace."""
+    k = _burst_days(g, day)
+    if k < 0:
+        return _empty()
+    texts = g.params["texts"]
+    parts = np.array_split(np.arange(len(texts)), g.params["n_days"])[k]
+    m = len(parts)
+    gap = g.params["gap"]
+    t = day * DAY + g.params["hour"] * 3600 + np.arange(m) * gap + rng.uniform(0, gap / 2, m)
+    a = g.accounts[np.arange(m) % len(g.accounts)]
+    return _piece(a, t, P.take_str(texts, parts), KIND_REASONING)
+
+
+def gen_sweep(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
+    """A benchmark sweep: every item once per model, back to back, round-robin accounts."""
+    if _burst_days(g, day) < 0:
+        return _empty()
+    texts = g.params["texts"]
+    m = len(texts)
+    gap = g.params["gap"]
+    start = day * DAY + g.params["hour"] * 3600
+    acct, ts, mods, idx = [], [], [], []
+    for r, mdl in enumerate((0, 1, 2, NEW_MODEL)):
+        t0 = start + r * m * gap * 1.05
+        if mdl == NEW_MODEL and t0 < pop.release_t:
+            continue
+        k = np.arange(m)
+        ts.append(t0 + k * gap + rng.uniform(0, gap / 3, m))
+        acct.append(g.accounts[k % len(g.accounts)])
+        mods.append(np.full(m, mdl))
+        idx.append(k)
+    text = P.take_str(texts, np.concatenate(idx))
+    return _piece(
+        np.concatenate(acct), np.concatenate(ts), text, KIND_REASONING, model=np.concatenate(mods)
+    )
+
+
+def gen_course(rng, pop: Population, g: Group, day: int, dow: int) -> Piece:
+    """Students asking for worked solutions in the course language, evenings included."""
+    acct = g.accounts
+    counts = _counts(rng, pop, acct, day, WEEK["student"], dow)
+    a, t = _human_times(rng, pop, acct, counts, day, PROFILES["student"])
+    text = course_prompts(rng, g.params["language"], len(a))
+    return _piece(a, t, text, KIND_REASONING)
 
 
 STYLES = {
@@ -508,6 +619,13 @@ STYLES = {
     "paraphrased": gen_paraphrased,
     "slowlow": gen_slowlow,
     "pivot": gen_pivot,
+    "farm": gen_farm,
+    "mismatch": gen_mismatch,
+    "daily": gen_daily,
+    "relay": gen_relay,
+    "study": gen_study,
+    "sweep": gen_sweep,
+    "course": gen_course,
 }
 
 
@@ -549,8 +667,9 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return z
 
 
-def _rank_in_group(key: np.ndarray) -> np.ndarray:
-    order = np.argsort(key, kind="stable")
+def _rank_in_group(key: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Position of each row among rows with the same key, in time order."""
+    order = np.lexsort((t, key))
     k = key[order]
     first = np.r_[True, k[1:] != k[:-1]]
     start = np.maximum.accumulate(np.where(first, np.arange(len(k)), 0))
@@ -643,20 +762,45 @@ _REFUSAL = pa.array(
 )
 
 
+def _status(rng, c: dict, a: np.ndarray, t: np.ndarray, camp: np.ndarray) -> np.ndarray:
+    """0 ok, 1 refused, 2 error, 3 rate limited (per-minute and per-day limits in time order)."""
+    n = len(a)
+    minute = (t // 60).astype(np.int64)
+    dayk = (t // DAY).astype(np.int64)
+    rl = (_rank_in_group(a * 100_000_000 + minute, t) >= c["rpm"][a]) | (
+        _rank_in_group(a * 10_000 + dayk, t) >= c["rpd"][a]
+    )
+    refuse_p = np.where(camp >= 0, 0.03, 0.004)
+    refused = ~rl & (rng.random(n) < refuse_p)
+    err = ~rl & ~refused & (rng.random(n) < 0.003)
+    return np.where(rl, 3, np.where(refused, 1, np.where(err, 2, 0)))
+
+
+def _previews(rng, tb: Tables, kind, camp, ok, refused) -> pa.Array:
+    """Response previews from the pools of each request kind (refusals; null otherwise)."""
+    ridx = pa.array(rng.integers(0, 3000, len(kind)))
+    resp = None
+    for k, pool in tb.resp.items():
+        part = pool.take(ridx)
+        resp = part if resp is None else P.where(kind == k, part, resp)
+    resp = P.where(refused, _REFUSAL.take(pa.array((camp >= 0).astype(np.int64))), resp)
+    return pc.if_else(pa.array(ok | refused), resp, pa.scalar(None, pa.string()))
+
+
 def finalise(
     pop: Population, tb: Tables, piece: Piece, rng: np.random.Generator, id_base: int, days: int
 ) -> pa.Table:
-    """Add every shared column to a piece; returns the rows sorted by time."""
+    """Add every shared column to a piece (rows stay in piece order: `Simulation.day` sorts
+    the whole day once, so the text is gathered once)."""
     if len(piece) == 0:
         return None
-    order = np.argsort(piece.t, kind="stable")
     c = pop.cols
-    a = piece.acct[order]
-    t = np.clip(piece.t[order], 0, days * DAY + 3 * 3600)
+    a = piece.acct
+    t = np.clip(piece.t, 0, days * DAY + 3 * 3600)
     n = len(a)
-    prompt = piece.prompt.take(pa.array(order))
-    kind = piece.kind[order]
-    camp = piece.campaign[order]
+    prompt = piece.prompt
+    kind = piece.kind
+    camp = piece.campaign
     take_a = pa.array(a)
     # network: primary pool or secondary pool
     use2 = (rng.random(n) < c["p2_p"][a]) & (c["p2_n"][a] > 0)
@@ -672,7 +816,7 @@ def finalise(
     ua = np.where(use_c2, c["client2"][a], c["client1"][a])
     tls = np.where(use_c2, c["tls2"][a], c["tls1"][a])
     # model
-    mdl = piece.model[order].copy()
+    mdl = piece.model.copy()
     free = mdl < 0
     pref = np.where(rng.random(n) < 0.85, c["model"][a], rng.integers(0, 3, n))
     ramp = np.clip((t - pop.release_t) / (2 * DAY), 0, 1)
@@ -681,7 +825,7 @@ def finalise(
     # sampling parameters
     temp = c["temp"][a].copy()
     if piece.temp is not None:
-        pt = piece.temp[order]
+        pt = piece.temp
         temp = np.where(np.isnan(pt), temp, pt)
     max_tok = c["max_tok"][a]
     # tokens
@@ -695,26 +839,10 @@ def finalise(
     r_tok = np.round(
         np.where(kind == KIND_REASONING, 1800.0, 500.0) * np.exp(0.7 * rng.standard_normal(n))
     ).astype(np.int64)
-    # status: per-minute and per-day limits, refusals, errors
-    minute = (t // 60).astype(np.int64)
-    dayk = (t // DAY).astype(np.int64)
-    rl = (_rank_in_group(a * 100_000_000 + minute) >= c["rpm"][a]) | (
-        _rank_in_group(a * 10_000 + dayk) >= c["rpd"][a]
-    )
-    refuse_p = np.where(camp >= 0, 0.03, 0.004)
-    refused = ~rl & (rng.random(n) < refuse_p)
-    err = ~rl & ~refused & (rng.random(n) < 0.003)
-    status = np.where(rl, 3, np.where(refused, 1, np.where(err, 2, 0)))
-    ok = status == 0
-    out_tok = np.where(rl | err, 0, np.where(refused, 20, out_tok))
-    # responses (previews)
-    ridx = rng.integers(0, 3000, n)
-    resp = None
-    for k, pool in tb.resp.items():
-        part = pool.take(pa.array(ridx))
-        resp = part if resp is None else P.where(kind == k, part, resp)
-    resp = P.where(refused, _REFUSAL.take(pa.array((camp >= 0).astype(np.int64))), resp)
-    resp = pc.if_else(pa.array(ok | refused), resp, pa.scalar(None, pa.string()))
+    status = _status(rng, c, a, t, camp)
+    ok, refused = status == 0, status == 1
+    out_tok = np.where((status == 3) | (status == 2), 0, np.where(refused, 20, out_tok))
+    resp = _previews(rng, tb, kind, camp, ok, refused)
     # ids
     with np.errstate(over="ignore"):
         rid = _mix64(

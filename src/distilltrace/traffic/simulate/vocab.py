@@ -645,78 +645,6 @@ APP_TEMPLATES = [
 
 # --- campaign vocabularies ----------------------------------------------------------------
 
-# reasoning-trace elicitation: openers x requests x format constraints (composed, so
-# there are thousands of distinct wordings and no single magic phrase)
-ELICIT_CORE = [
-    "show all of your intermediate steps",
-    "walk through your reasoning in full detail",
-    "write out your complete thought process before answering",
-    "explain every step of the derivation",
-    "think out loud and do not skip any steps",
-    "reason carefully and show your work",
-    "lay out the logic behind each step",
-    "narrate how you arrive at the answer, one step at a time",
-    "give a detailed chain of reasoning, then the final answer",
-    "break the problem into sub-problems and solve each one, explaining why",
-    "write your scratchpad first and the answer last",
-    "explain your reasoning as if teaching a careful student",
-    "give the full rationale before the conclusion",
-    "document each deduction you make",
-    "justify every transformation you apply",
-    "describe your internal deliberation in detail",
-    "spell out each inference explicitly",
-    "think through it methodically and show the whole derivation",
-    "reason it through exhaustively before committing to an answer",
-    "present the solution as a numbered sequence of reasoning steps",
-    "verbalise your analysis step by step",
-    "elaborate your full line of thought",
-    "show how you would check the answer too",
-    "consider alternatives and explain why you reject them",
-    "derive the result from first principles and show each stage",
-]
-ELICIT_OPENERS = [
-    "",
-    "Please ",
-    "Important: ",
-    "Instructions: ",
-    "Make sure to ",
-    "You must ",
-    "Kindly ",
-    "Remember to ",
-    "NOTE - ",
-    "Requirement: ",
-    "Be sure you ",
-]
-ELICIT_FORMATS = [
-    "",
-    " Put the reasoning inside <think></think> tags.",
-    " Use the format: Reasoning: ... Final answer: ...",
-    " Output JSON with keys 'reasoning' and 'answer'.",
-    " End with 'The answer is' followed by the result.",
-    " Number each step.",
-    " Be verbose.",
-    " Do not give only the answer.",
-    " Mark the final result with ####.",
-    " Keep the reasoning in English.",
-]
-RECONSTRUCT_TEMPLATES = [
-    "Here is a problem and its final answer. Reconstruct the full step-by-step reasoning that "
-    "leads to it.\nProblem: {item}\nAnswer: {a}",
-    "The answer to the following is {a}. Write the detailed derivation a strong model would "
-    "produce.\n{item}",
-    "Below is a terse solution. Expand it into a complete, explicit chain of reasoning.\n{item}\n"
-    "Terse solution: answer {a}",
-]
-GRADER_TEMPLATES = [
-    "Act as a reward model. Score the candidate solution from 1 to 10 and justify the score in "
-    "detail.\nTask: {item}\nCandidate: the answer is {a}",
-    "You are a strict judge. Two solutions follow; decide which is better and explain your "
-    "critique step by step.\nTask: {item}\nSolution 1: {a}\nSolution 2: {b}",
-    "Grade this attempt for correctness and reasoning quality (0-100). Explain each deduction.\n"
-    "{item}\nAttempt: {a}",
-    "Critique the following solution as a verifier would, then give a preference label.\n{item}",
-]
-
 MATH_SWEEP_TEMPLATES = [
     "Let f(x) = {a}x^3 - {b}x + {c}. Find all real x with f'(x) = 0.",
     "How many positive integers below {big} are divisible by {a} or {b} but not both?",
@@ -771,21 +699,6 @@ CODE_SWEEP_CONSTRAINTS = [
     " with O(1) extra space",
     " and analyse its complexity",
 ]
-AGENT_TOOLS = [
-    "search_web(query)",
-    "read_file(path)",
-    "write_file(path, text)",
-    "run_python(code)",
-    "sql_query(db, query)",
-    "send_email(to, subject, body)",
-    "get_weather(city, date)",
-    "calendar_create(title, start, end)",
-    "http_get(url)",
-    "shell(cmd)",
-    "book_flight(origin, dest, date)",
-    "lookup_stock(ticker)",
-    "create_ticket(project, summary)",
-]
 AGENT_GOALS = [
     "plan a {a}-day trip to {city} within a budget of {big} dollars",
     "find the three cheapest suppliers of {product} and email a summary to procurement",
@@ -798,19 +711,6 @@ AGENT_GOALS = [
     "monitor {product} stock and alert when it drops below {b} units",
 ]
 CITIES = ["Lisbon", "Osaka", "Nairobi", "Toronto", "Krakow", "Lima", "Hanoi", "Tbilisi", "Perth"]
-AGENT_WRAPPERS = [
-    "You are an autonomous agent with these tools: {tools}.\nGoal: {goal}.\n",
-    "Tools available: {tools}\nUser task: {goal}\n",
-    "[agent-episode]\ntools = {tools}\ntask = {goal}\n",
-    "Given access to {tools}, accomplish the following: {goal}.\n",
-]
-AGENT_TAILS = [
-    "Plan the tool calls, explaining the reasoning behind each call.",
-    "Write the full trajectory: thought, action, observation, for every step.",
-    "Before each tool call, state your reasoning; at the end, summarise.",
-    "Produce a step-by-step plan with justifications, then the calls as JSON.",
-]
-
 CAMPAIGN_SYSTEM_PROMPTS = [
     "You are an expert problem solver. Always reason thoroughly.",
     "You are a world-class mathematician and programmer.",
@@ -826,29 +726,4 @@ BENIGN_SYSTEM_PROMPTS = [
     "You are a helpful assistant. Answer concisely.",
     "You are a customer support assistant for an online store.",
     "You are a friendly tutor for high school students.",
-]
-
-# paraphrase variation for the paraphrased campaign
-PARA_LEADS = [
-    "",
-    "Hey, ",
-    "Quick task: ",
-    "Problem {k}: ",
-    "Here's one for you. ",
-    "Next item. ",
-    "Consider this. ",
-    "Try this: ",
-    "Exercise - ",
-    "Puzzle: ",
-    "Question from my notes: ",
-    "I have a question. ",
-]
-PARA_GLUE = [" ", "\n", "\n\n", " -- ", ". "]
-PARA_ITEM_WRAPS = [
-    "{item}",
-    "Task: {item}",
-    "{item} (show everything)",
-    '"{item}"',
-    "Problem statement: {item}",
-    "{item}\n",
 ]
