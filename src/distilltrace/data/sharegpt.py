@@ -182,19 +182,41 @@ def human_turns() -> pa.Table:
     return tbl
 
 
-def human_prompts(turns: str = "all") -> pa.Array:
+#: Share of distinct prompts reserved for training and calibrating detectors (by the MD5
+#: of the text: its first hex digit is one of these); simulated traffic uses the rest, so
+#: a detector is never scored on the human prompts it was fitted to.
+DETECTOR_DIGITS = frozenset("012")
+SPLITS = ("all", "simulation", "detector")
+
+
+def in_detector_split(texts: list[str]) -> list[bool]:
+    """Whether each text belongs to the detector split (a fixed rule on its MD5)."""
+    import hashlib
+
+    return [hashlib.md5(t.encode("utf-8")).hexdigest()[0] in DETECTOR_DIGITS for t in texts]
+
+
+def human_prompts(turns: str = "all", split: str = "all") -> pa.Array:
     """Real human prompts as a pyarrow string array, in file order.
 
     `turns`: "all" (every kept human turn, follow-ups such as "continue" included) or
-    "first" (only the opening turn of each conversation)."""
+    "first" (only the opening turn of each conversation). `split`: "all", "simulation"
+    (what simulated traffic may send) or "detector" (about 3/16 of distinct texts,
+    reserved for fitting detectors; disjoint from "simulation")."""
+    import pyarrow.compute as pc
+
     tbl = human_turns()
     if turns == "first":
-        import pyarrow.compute as pc
-
         tbl = tbl.filter(pc.equal(tbl["turn"], 0))
     elif turns != "all":
         raise ValueError(f"turns must be 'all' or 'first' (got {turns!r})")
-    return tbl["prompt"].combine_chunks()
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS} (got {split!r})")
+    out = tbl["prompt"].combine_chunks()
+    if split != "all":
+        det = pa.array(in_detector_split(out.to_pylist()))
+        out = out.filter(det if split == "detector" else pc.invert(det))
+    return out
 
 
 def first_turn_prompts() -> pa.Array:
@@ -211,5 +233,6 @@ __all__ = [
     "first_turn_prompts",
     "human_prompts",
     "human_turns",
+    "in_detector_split",
     "iter_conversations",
 ]

@@ -31,10 +31,11 @@ REASONING_ASK = (
 
 @lru_cache(maxsize=1)
 def pool() -> pa.Array:
-    """Every kept human turn, in file order (a pyarrow string array)."""
+    """Every kept human turn of the simulation split (the detector split is reserved for
+    fitting detectors), in file order (a pyarrow string array)."""
     from distilltrace.data.sharegpt import human_prompts
 
-    return human_prompts("all")
+    return human_prompts("all", split="simulation")
 
 
 @lru_cache(maxsize=1)
@@ -42,7 +43,7 @@ def item_pool() -> pa.Array:
     """Self-contained opening turns of moderate length, for campaign items."""
     from distilltrace.data.sharegpt import human_prompts
 
-    first = human_prompts("first")
+    first = human_prompts("first", split="simulation")
     n = pc.utf8_length(first).to_numpy(zero_copy_only=False)
     return first.filter(pa.array((n >= ITEM_MIN) & (n <= ITEM_MAX)))
 
