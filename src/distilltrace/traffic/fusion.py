@@ -80,7 +80,37 @@ class AccountScores:
     tail_p: np.ndarray  # u(a)
 
 
-#: Floor of the tail scale for statistics that are -log10 p-values.
+def pvalue_tail(x: np.ndarray, *, bulk: float = 0.8) -> np.ndarray:
+    """Tail probability of a statistic that is already a -log10 p-value (valid under its
+    own null), calibrated against the population without trusting its top.
+
+    Up to the ``bulk`` quantile h the empirical tail is used. Beyond it, the null's own
+    tail inflated by what the bulk shows: P(X >= x) = c 10^-x, with c the largest ratio
+    of the empirical tail to 10^-t over the bulk's quantiles t (50th to 80th percentile),
+    floored at 1. c = 1 when the bulk behaves as the null says (or better, as a discrete
+    or conservative p-value does); c > 1 when benign accounts are overdispersed. Only
+    the bulk shapes c, so up to 1 - bulk = 20% of accounts (a large campaign) can sit in
+    the top without weakening each other (`upper_tail` tolerates 5%), and the result is
+    never smaller than 10^-x, so it stays valid under the statistic's null.
+    """
+    x = np.nan_to_num(np.asarray(x, dtype=float), nan=-np.inf)
+    n = len(x)
+    if n == 0:
+        return x
+    srt = np.sort(x)
+    emp = (1.0 + n - np.searchsorted(srt, x, side="left")) / (n + 1.0)
+    fin = srt[np.isfinite(srt)]
+    if n < 50 or len(fin) == 0:
+        return emp
+    grid = np.quantile(fin, np.linspace(0.5, bulk, 4))
+    surv = (1.0 + n - np.searchsorted(srt, grid, side="left")) / (n + 1.0)
+    c = float(max(1.0, np.max(surv / 10.0 ** (-np.clip(grid, 0, None)))))
+    h = float(grid[-1])
+    model = np.minimum(1.0, c * 10.0 ** (-np.clip(x, 0, None)))
+    return np.where(x > h, np.minimum(model, emp), emp).clip(1e-300, 1.0)
+
+
+#: Floor of the tail scale (`upper_tail`) for statistics that are -log10 p-values.
 PVALUE_STAT_MIN_SCALE = 1.0
 
 
@@ -88,15 +118,22 @@ def score_accounts(
     features: pd.DataFrame,
     weights: dict[str, float] | None = None,
     pvalue_stats: frozenset[str] | set[str] = frozenset(),
+    null_stats: frozenset[str] | set[str] = frozenset(),
 ) -> AccountScores:
     """Calibrate each signal column of ``features`` and fuse them (see module docstring).
-    ``pvalue_stats`` names the columns that are -log10 p-values (tail scale floored)."""
+    ``pvalue_stats``: columns that are -log10 p-values whose benign spread is wide (the
+    `upper_tail` scale floored); ``null_stats``: -log10 p-values whose null is trusted up
+    to an inflation the bulk shows (`pvalue_tail`, robust to a large campaign)."""
     w = weights or {}
     tails = pd.DataFrame(index=features.index)
     b = np.zeros(len(features))
     for name in features.columns:
-        floor = PVALUE_STAT_MIN_SCALE if name in pvalue_stats else 0.0
-        t = -np.log10(upper_tail(features[name].to_numpy(float), min_scale=floor))
+        x = features[name].to_numpy(float)
+        if name in null_stats:
+            u = pvalue_tail(x)
+        else:
+            u = upper_tail(x, min_scale=PVALUE_STAT_MIN_SCALE if name in pvalue_stats else 0.0)
+        t = -np.log10(u)
         tails[name] = t
         b += w.get(name, DEFAULT_WEIGHT) * t
     return AccountScores(tails, b, upper_tail(b))

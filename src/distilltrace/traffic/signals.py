@@ -23,7 +23,7 @@ STRONG_KINDS = frozenset({"payment", "api_key"})
 #: Kinds that describe a population rather than one machine, card or prompt (a cloud
 #: network, a client software version, a declared customer org): they add weight to a
 #: link but never count as the second, corroborating kind.
-CONTEXT_KINDS = frozenset({"asn", "user_agent", "org", "signup_burst"})
+CONTEXT_KINDS = frozenset({"asn", "user_agent", "org", "signup_burst", "behaviour"})
 
 #: Kinds that name a group of accounts found by a test of its own (a pool of rented IPs
 #: used together, a client build contradicting its user agent): each group is also a
@@ -54,21 +54,39 @@ def _log10_sf(x: np.ndarray) -> np.ndarray:
 
 
 def typical_rate(
-    k: np.ndarray, n: np.ndarray, *, cap: float = 200.0, floor: float = 0.002
+    k: np.ndarray,
+    n: np.ndarray,
+    *,
+    cap: float = 200.0,
+    floor: float = 0.002,
+    exclude: float = 1e-3,
+    rounds: int = 3,
 ) -> float:
-    """The population's rate: pooled over accounts, each account's trials counted up to
-    ``cap`` (its k scaled alike), floored. Pooling keeps the rate unbiased when accounts
-    are small (a median of 0-or-1 rates is not); the cap keeps one heavy account from
-    deciding it. Campaign accounts can only raise it, which makes the test conservative;
-    a high-volume benign relay whose users ask for explanations at the ordinary rate
-    sits at it."""
+    """The population's rate of some kind of request, robust to campaigns: pooled over
+    accounts (each account's trials counted up to ``cap``, its k scaled alike), then
+    re-pooled ``rounds`` times without the accounts whose own count is improbable at the
+    current estimate (binomial tail < ``exclude``), floored. Pooling keeps the rate
+    unbiased when accounts are small (a median of 0-or-1 rates is not); the cap keeps one
+    heavy account from deciding it; the exclusion keeps a campaign that is a tenth of
+    the accounts from raising it (under a homogeneous null it drops about ``exclude`` of
+    the accounts). A high-volume benign relay whose users ask for explanations at the
+    ordinary rate sits at it."""
     k = np.asarray(k, float)
     n = np.asarray(n, float)
     w = np.minimum(n, cap) / np.maximum(n, 1)
-    tot = float((n * w).sum())
-    if tot <= 0:
-        return floor
-    return float(np.clip((k * w).sum() / tot, floor, 0.5))
+    kw, nw = k * w, n * w
+    keep = nw > 0
+    rate = floor
+    for _ in range(rounds + 1):
+        tot = float(nw[keep].sum())
+        if tot <= 0:
+            return floor
+        rate = float(np.clip(kw[keep].sum() / tot, floor, 0.5))
+        out = stats.binom.sf(np.round(kw) - 1, np.round(nw).astype(int), rate) < exclude
+        if not (keep & out).any():
+            break
+        keep &= ~out
+    return rate
 
 
 def elicitation_stat(acct: pd.DataFrame) -> tuple[np.ndarray, float]:
