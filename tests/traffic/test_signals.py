@@ -247,3 +247,26 @@ def test_cluster_test_units_and_cap():
     assert fusion.cluster_test(modest).pvalue < 1e-6  # 118 independent witnesses
     one_customer = fusion.cluster_test(modest, units=np.array(["org|card"] * 118))
     assert one_customer.size == 1 and one_customer.pvalue > 0.05  # one customer, one witness
+
+
+def test_pvalue_tail_valid_on_null_and_robust_to_a_large_campaign():
+    """Null: benign accounts' statistics are -log10 binomial tails at the true rate. The
+    calibrated tails of the null accounts stay valid (FPR <= alpha) with 15% of accounts
+    replaced by a campaign, and the campaign stays extreme (it does not hide itself)."""
+    from scipy import stats as st
+
+    from distilltrace.traffic.signals import typical_rate
+
+    rng = np.random.default_rng(11)
+    n_acc, n_camp = 20_000, 3_000
+    m = rng.integers(6, 49, n_acc)
+    k = rng.binomial(m, 0.03)
+    k[:n_camp] = rng.binomial(m[:n_camp], 0.8)  # the campaign
+    base = typical_rate(k, m)
+    assert 0.025 < base < 0.04  # the campaign does not move the estimated rate
+    x = -np.log10(np.clip(st.binom.sf(k - 1, m, base), 1e-300, 1))
+    u = fusion.pvalue_tail(x)
+    null = u[n_camp:]
+    for a in (0.001, 0.01, 0.05):
+        assert (null <= a).mean() <= a + 3 * np.sqrt(a / len(null)), a
+    assert np.median(u[:n_camp]) < 1e-6
