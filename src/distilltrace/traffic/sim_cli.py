@@ -159,6 +159,18 @@ def print_evaluation(res) -> None:
             "n/a" if m.roc_auc is None else f"{m.roc_auc:.4f}",
             "n/a" if m.pr_auc is None else f"{m.pr_auc:.4f}",
         )
+    kw = res.baseline.get("accounts") if res.baseline else None
+    if kw:
+        t.add_row(
+            "accounts, keyword rule",
+            f"{kw['n']:,}",
+            f"{kw['n_positive']:,}",
+            pct(kw["precision"]),
+            pct(kw["recall"]),
+            pct(kw["fpr"]),
+            "n/a",
+            "n/a",
+        )
     con.print(t)
     c = Table(title="Campaigns (found = more than half of accounts flagged)")
     for col in ("campaign", "accounts", "flagged", "requests flagged", "found"):
