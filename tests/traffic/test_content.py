@@ -80,6 +80,26 @@ def test_intent_statistic_null_calibration():
     assert stats.kstest(p, "uniform", alternative="greater").pvalue > 0.01
 
 
+def test_one_template_is_one_trial():
+    """An account repeating one borderline template is one decision of the head, however
+    many of its requests are sampled; distinct templates are separate trials."""
+    n = 48
+    sample = pd.DataFrame(
+        {
+            "account_id": ["app"] * n + ["camp"] * n,
+            "request_id": np.arange(2 * n),
+            "frame_hash": ["f0"] * n + [f"c{i % 12}" for i in range(n)],
+        }
+    )
+    X = np.ones((2 * n, 4))
+    head = content.IntentHead(np.r_[1.0, np.zeros(3)], 0.0, 0.5, {})
+    f = content.account_features(
+        sample, X, pd.Index(["app", "camp"]), content.ContentConfig(), head
+    )
+    assert f.table.loc["app", "m"] == 1 and f.table.loc["camp", "m"] == 12
+    assert f.table.loc["app", "m_rows"] == n
+
+
 def test_mmd_unbiased_under_null_and_large_for_templated():
     rng = np.random.default_rng(0)
     n_acc, m, dim = 400, 6, 16
@@ -103,7 +123,7 @@ def test_plan_sample_grows_with_volume_and_respects_cap():
     n = pd.Series([1, 2, 50, 40, 30, 20, 10, 2500], index=[f"a{i}" for i in range(8)])
     q = content.plan_sample(n, content.ContentConfig())
     assert "a0" not in q and "a1" not in q  # below min_requests
-    assert q["a6"] == 6 and q["a2"] == 14 and q["a7"] == 48  # 2 sqrt(n) in [6, 48]
+    assert q["a6"] == 6 and q["a2"] == 14 and q["a7"] == 100  # 2 sqrt(n) in [6, 256]
     q = content.plan_sample(n, content.ContentConfig(max_texts=40))
     assert q.sum() <= 40 and q.min() >= 3
     # when even the smallest samples do not fit, candidate-campaign members come first
@@ -117,11 +137,13 @@ def test_sample_is_deterministic_and_transpiles():
     try:
         df = make_benign(40, seed=2)
         eng.register("events", df)
+        eng.register("req", df[["request_id", "account_id"]].assign(frame_hash=df["request_id"]))
         ids = sorted(df["account_id"].unique())
         eng.register("content_accounts", pd.DataFrame({"account_id": ids, "k": 3}))
         a = eng.fetch(content.sample_sql() + " ORDER BY account_id, request_id")
         b = eng.fetch(content.sample_sql() + " ORDER BY account_id, request_id")
         assert a.equals(b) and a.groupby("account_id").size().max() <= 3
+        assert {"frame_hash", "text"} <= set(a.columns)
     finally:
         eng.close()
     assert "MD5" in to_dialect(content.sample_sql(), "spark").upper()
@@ -147,7 +169,7 @@ def test_campaign_in_unseen_language_found(zh_log):
     flagged = set(res.flagged_accounts)
     assert camp <= flagged and len(flagged - camp) == 0
     acc = res.accounts.set_index("account_id")
-    assert (acc.loc[sorted(camp), "n_intent"] > 0).mean() > 0.9
+    assert (acc.loc[sorted(camp), "n_intent_frames"] > 0).mean() > 0.9
     assert res.summary["content_model"]["texts_embedded"] > 0
     # without the content model the English rules see nothing in the Chinese wording
     off = scan(zh_log, content=False)

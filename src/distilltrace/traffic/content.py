@@ -59,7 +59,7 @@ class ContentConfig:
     """Parameters of the content model (one place for its defaults)."""
 
     per_account: int = 6  # prompts sampled from an account of up to ~9 requests' worth
-    max_per_account: int = 48  # a heavy account's sample grows as 2 sqrt(requests) up to this
+    max_per_account: int = 256  # a heavy account's sample grows as 2 sqrt(requests) up to this
     min_per_account: int = 3
     min_requests: int = 3
     max_texts: int = 120_000
@@ -96,13 +96,15 @@ def segments(text: str, max_segments: int = 4, min_chars: int = 25) -> list[str]
 
 def sample_sql(accounts_table: str = "content_accounts") -> str:
     """Up to ``k`` requests per account of ``accounts_table`` (account_id, k), ordered by
-    MD5 of the request id (identical in every engine), with the text to embed."""
+    MD5 of the request id (identical in every engine), with the text to embed and the
+    request's template frame (``req.frame_hash``, the unit of independent evidence)."""
     return f"""
-SELECT account_id, request_id, text FROM (
-  SELECT e.account_id, e.request_id, left(e.prompt, {MAX_CHARS}) AS text, s.k AS quota,
-         row_number() OVER (PARTITION BY e.account_id ORDER BY md5(e.request_id), e.request_id) AS r
-  FROM events e JOIN {accounts_table} s ON e.account_id = s.account_id)
-WHERE r <= quota
+SELECT s.account_id, s.request_id, s.frame_hash, left(e.prompt, {MAX_CHARS}) AS text FROM (
+  SELECT r.account_id, r.request_id, r.frame_hash, c.k AS quota,
+         row_number() OVER (PARTITION BY r.account_id ORDER BY md5(r.request_id), r.request_id) AS n
+  FROM req r JOIN {accounts_table} c ON r.account_id = c.account_id) s
+JOIN events e ON e.request_id = s.request_id
+WHERE s.n <= s.quota
 """
 
 
@@ -332,26 +334,52 @@ def account_features(
     pos = pd.Series(np.arange(len(accounts)), index=accounts)
     row = pos.reindex(sample["account_id"].astype(str)).to_numpy()
     N = len(accounts)
-    m = np.bincount(row, minlength=N).astype(float)
-    k = np.bincount(row, weights=hit, minlength=N)
+    m, k = _frame_counts(sample, row, hit, N)
     base = typical_rate(k, m, floor=0.005)
     tail = stats.binom.sf(k - 1, m.astype(int), base)
     intent = -np.log10(np.clip(np.where(m > 0, tail, 1.0), 1e-300, 1.0))
+    mmd, means, rows = _shift(X, row, N)
+    table = pd.DataFrame(
+        {
+            "m": m,
+            "k_intent": k,
+            "intent_rate": k / np.maximum(m, 1),
+            "m_rows": rows,
+            "mmd": mmd,
+            "intent": intent,
+        },
+        index=accounts,
+    )
+    req = pd.DataFrame({"request_id": sample["request_id"].to_numpy(), "intent_p": p})
+    beh = _lsh_values(means, rows, accounts, cfg)
+    return ContentFeatures(table, base, req, beh, len(X), 0)
+
+
+def _shift(X: np.ndarray, row: np.ndarray, N: int):
+    """Per account: the unbiased linear-kernel MMD of its sampled embeddings from the
+    sample's mean, its mean embedding, and its number of sampled prompts."""
     mu = X.mean(0) if len(X) else np.zeros(EMBED_DIM)
     C = X - mu
     S = np.zeros((N, X.shape[1] if len(X) else EMBED_DIM))
     np.add.at(S, row, C)
+    n = np.bincount(row, minlength=N).astype(float)
     sq = np.bincount(row, weights=(C * C).sum(1), minlength=N)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mmd = np.where(m >= 2, ((S * S).sum(1) - sq) / (m * (m - 1)), 0.0)
-    table = pd.DataFrame(
-        {"m": m, "k_intent": k, "intent_rate": k / np.maximum(m, 1), "mmd": mmd, "intent": intent},
-        index=accounts,
-    )
-    req = pd.DataFrame({"request_id": sample["request_id"].to_numpy(), "intent_p": p})
-    means = S / np.maximum(m, 1)[:, None] + mu
-    beh = _lsh_values(means, m, accounts, cfg)
-    return ContentFeatures(table, base, req, beh, len(X), 0)
+        mmd = np.where(n >= 2, ((S * S).sum(1) - sq) / (n * (n - 1)), 0.0)
+    return mmd, S / np.maximum(n, 1)[:, None] + mu, n
+
+
+def _frame_counts(sample: pd.DataFrame, row: np.ndarray, hit: np.ndarray, N: int):
+    """Independent trials per account: its distinct template frames in the sample (a
+    frame is intent-like when any of its sampled prompts is). One template sent ten
+    thousand times is one decision of the head, not ten thousand: counting requests
+    would turn one borderline template into overwhelming evidence."""
+    frame = sample["frame_hash"] if "frame_hash" in sample.columns else sample["request_id"]
+    f = pd.DataFrame({"row": row, "frame": frame.astype(str).to_numpy(), "hit": hit})
+    g = f.groupby(["row", "frame"], sort=False)["hit"].max().reset_index()
+    m = np.bincount(g["row"].to_numpy(), minlength=N).astype(float)
+    k = np.bincount(g["row"].to_numpy(), weights=g["hit"].to_numpy(), minlength=N)
+    return m, k
 
 
 def _lsh_values(
@@ -394,7 +422,7 @@ def run(
     n_req = pd.Series(acct["n_req"].to_numpy(), index=accounts)
     quota = plan_sample(n_req, cfg, priority)
     if quota.empty:
-        sample = pd.DataFrame({"account_id": [], "request_id": [], "text": []})
+        sample = pd.DataFrame({"account_id": [], "request_id": [], "frame_hash": [], "text": []})
     else:
         eng.register(
             "content_accounts",

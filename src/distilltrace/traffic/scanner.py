@@ -620,8 +620,9 @@ def _account_table(red: features.Reduced, feats: pd.DataFrame, s: _Scored) -> pd
     )[0]["top_topic"].to_numpy()
     out["n_elicit"] = acct["n_elicit"].to_numpy().astype("int64")
     if red.content is not None:
-        out["n_sampled"] = red.content.table["m"].to_numpy().astype("int64")
-        out["n_intent"] = red.content.table["k_intent"].to_numpy().astype("int64")
+        out["n_sampled"] = red.content.table["m_rows"].to_numpy().astype("int64")
+        out["n_frames_sampled"] = red.content.table["m"].to_numpy().astype("int64")
+        out["n_intent_frames"] = red.content.table["k_intent"].to_numpy().astype("int64")
     if "created_t" in acct.columns:
         out["account_age_days"] = (acct["first_t"] - acct["created_t"]).to_numpy(float) / 86400
     else:
