@@ -69,7 +69,7 @@ def main() -> None:
             )
             print(json.dumps(rows[-1]), flush=True)
 
-        from distilltrace.serve.testing import running_server
+        from tests.serve_helpers import running_server
 
         with running_server(args.teacher) as url:
             import httpx

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from distilltrace.distill.config import TrainConfig
 from distilltrace.distill.dataset import Record
 from distilltrace.distill.human_text import human_corpus
 from distilltrace.distill.prompts import generate_prompts
@@ -53,16 +54,14 @@ def main() -> None:
         for arch in args.archs.split(","):
             st = make_student(arch, tok, 0)
             n_params = sum(p.numel() for p in st[0].parameters())
-            res = train_seq_kd(
-                st,
-                recs,
-                Path(d) / arch,
+            cfg = TrainConfig(
                 steps=args.steps,
                 batch_size=args.batch_size,
                 max_len=args.max_len,
                 device=args.device,
                 progress=False,
             )
+            res = train_seq_kd(st, recs, Path(d) / arch, cfg)
             rows.append(
                 {
                     "arch": arch,

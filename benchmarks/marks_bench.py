@@ -6,14 +6,14 @@ distilled on 0/1/5/10/100% marked data (open and closed mode).
         [--tier quick|full] [--out DIR] [--seed N] [--set '{"n_power": 200, "radio": false}']
 
 Same as `distilltrace bench marks`. Every size is a field of
-`distilltrace.marks.bench.BenchConfig`; `--set` overrides any of them.
+`distilltrace.bench.marks.BenchConfig`; `--set` overrides any of them.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from distilltrace.marks.bench import load_overrides, run_bench
+from distilltrace.bench.marks import load_overrides, run_bench
 
 
 def main() -> None:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from distilltrace.distill.prompts import generate_prompts
-from distilltrace.marks.bench import _bench_key, _gen, _load, _test_text, make_config
+from distilltrace.bench.marks import _bench_key, _gen, _load, _test_text, make_config
 from distilltrace.marks.schemes import SchemeParams, TokenizerBinding
+from distilltrace.prompts import generate_prompts
 
 
 def _ppl(judge, gens) -> float:

@@ -34,8 +34,8 @@ def main() -> None:
     ap.add_argument("--one-per-lineage", action="store_true")
     a = ap.parse_args()
 
-    from distilltrace.provenance.bench import run_bench
-    from distilltrace.provenance.tester import ProvenanceConfig
+    from distilltrace.bench.provenance import run_bench
+    from distilltrace.provenance.config import ProvenanceConfig
 
     zoo = Path(a.zoo)
     if a.build and not (zoo / "manifest.json").exists():

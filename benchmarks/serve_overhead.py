@@ -30,7 +30,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from distilltrace.models import load_model
-    from distilltrace.serve.testing import running_server
+    from tests.serve_helpers import running_server
 
     local = load_model(a.model)
     local.generate(PROMPTS[:1], max_new_tokens=4)

@@ -8,6 +8,8 @@ import sys
 import typer
 
 from distilltrace import __version__
+from distilltrace.bench import marks_cli as marks_bench_cli
+from distilltrace.bench import provenance_cli as provenance_bench_cli
 from distilltrace.distill import cli as distill_cli
 from distilltrace.marks import cli as marks_cli
 from distilltrace.models import cli as models_cli
@@ -57,8 +59,8 @@ app.add_typer(
 app.add_typer(marks_cli.app, name="marks", help="Watermarks and radioactivity tests.")
 
 bench_app = typer.Typer(help="Benchmarks scored against ground truth.", no_args_is_help=True)
-bench_app.command("provenance")(provenance_cli.bench)
-bench_app.command("marks")(marks_cli.bench)
+bench_app.command("provenance")(provenance_bench_cli.bench)
+bench_app.command("marks")(marks_bench_cli.bench)
 app.add_typer(bench_app, name="bench")
 app.command("demo", help="Simulate traffic with hidden campaigns, scan, evaluate, report.")(
     traffic_cli.demo

@@ -95,7 +95,7 @@ def test_bad_dataset_files_name_the_line(tmp_path):
 
 def _start_server(model_dir, port):
     """A real `distilltrace serve` process on 127.0.0.1:port (same command as
-    distilltrace.serve.testing.running_server, but on a port we choose, so that the
+    tests.serve_helpers.running_server, but on a port we choose, so that the
     endpoint can come back at the same address)."""
     import subprocess
     import sys
@@ -146,7 +146,7 @@ def test_endpoint_failing_midway_keeps_records_and_resumes(teacher_dir, tmp_path
     import time
 
     from distilltrace.models import load_model
-    from distilltrace.serve.testing import free_port
+    from tests.serve_helpers import free_port
 
     port = free_port()
     prompts = generate_prompts(24, seed=8)

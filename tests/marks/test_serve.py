@@ -15,7 +15,7 @@ from distilltrace.marks.secret import Secret
 def test_served_outputs_are_marked_and_name_the_key_id(tmp_path):
     from distilltrace.models import load_model
     from distilltrace.models.tiny import make_tiny_model
-    from distilltrace.serve.testing import running_server
+    from tests.serve_helpers import running_server
 
     # briefly trained on ASCII text, so outputs decode and re-encode to the same bytes
     texts = [

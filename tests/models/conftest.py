@@ -32,7 +32,7 @@ def tiny_model(tiny_dir):
 @pytest.fixture(scope="session")
 def served_url(tiny_dir):
     """A real `distilltrace serve` subprocess of the tiny model on 127.0.0.1."""
-    from distilltrace.serve.testing import running_server
+    from tests.serve_helpers import running_server
 
     with running_server(str(tiny_dir)) as url:
         yield url

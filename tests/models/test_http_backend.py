@@ -17,7 +17,7 @@ import pytest
 from distilltrace.errors import CapabilityError, EndpointError, ModelSpecError
 from distilltrace.models import load_model, parse_spec
 from distilltrace.models.openai_http import OpenAIModel
-from distilltrace.serve.testing import free_port
+from tests.serve_helpers import free_port
 
 MODELS = {"object": "list", "data": [{"id": "m", "object": "model"}]}
 

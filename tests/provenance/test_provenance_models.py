@@ -376,8 +376,8 @@ def test_cli_controls_per_reference(zoo, tmp_path):
 def test_bench_on_a_small_manifest(zoo, tmp_path):
     """bench provenance end to end on a manifest of the fixture models (T teacher, S its
     student, C1/C2/D independent): scored against the manifest."""
+    from distilltrace.bench.provenance import run_bench
     from distilltrace.distill.zoo import Manifest, ZooMember
-    from distilltrace.provenance.bench import run_bench
 
     paths, cache = zoo
 

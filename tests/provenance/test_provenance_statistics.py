@@ -383,7 +383,7 @@ def test_holm_matches_definition_and_controls_fwer():
 
 
 def test_bench_scoring():
-    from distilltrace.provenance.bench import PairOutcome, score_pairs
+    from distilltrace.bench.provenance import PairOutcome, score_pairs
 
     def pair(s, t, derived, p, rejected, q=None):
         return PairOutcome(s, t, derived, p, p, rejected, {}, 100, q, q, ["c1", "c2"])
@@ -408,8 +408,8 @@ def test_bench_scoring():
 
 
 def test_bench_controls_match_the_suspects_recipe():
+    from distilltrace.bench.provenance import comparable
     from distilltrace.distill.zoo import ZooMember
-    from distilltrace.provenance.bench import comparable
 
     def m(arch, steps=None, div=None, tokens=None, method="seq-kd"):
         train = {k: v for k, v in (("steps", steps), ("divergence", div)) if v is not None}
@@ -431,8 +431,8 @@ def test_bench_controls_match_the_suspects_recipe():
 
 
 def test_recipe_controls_fall_back_to_other_losses_only_when_needed():
+    from distilltrace.bench.provenance import recipe_controls
     from distilltrace.distill.zoo import ZooMember
-    from distilltrace.provenance.bench import recipe_controls
 
     def m(name, div=None, method="seq-kd"):
         train = {"steps": 200, **({"divergence": div} if div else {})}
@@ -453,8 +453,8 @@ def test_full_zoo_plan_gives_comparable_controls():
     logit-KD students on their own teacher: of its recipe except the loss, since no other
     teacher shares the students' tokenizer), except the big seq-KD students on the other
     teacher (2 seeds per teacher, for build time)."""
+    from distilltrace.bench.provenance import recipe_controls
     from distilltrace.distill.zoo import ZooMember, zoo_plan
-    from distilltrace.provenance.bench import recipe_controls
 
     plan = zoo_plan("full")
     amount = {"seq-kd": 200, "mix": 200, "logit-kd": 200, "human-text": 150}

@@ -18,7 +18,9 @@ def test_base_template_escapes_text(tmp_path):
 
 
 def test_write_json_converts_numpy_and_nonfinite(tmp_path):
-    path = write_json({"a": np.float64(1.5), "b": np.arange(3), "c": float("nan")}, tmp_path / "x.json")
+    path = write_json(
+        {"a": np.float64(1.5), "b": np.arange(3), "c": float("nan")}, tmp_path / "x.json"
+    )
     assert json.loads(path.read_text()) == {"a": 1.5, "b": [0, 1, 2], "c": None}
     assert to_jsonable((1, 2)) == [1, 2]
 

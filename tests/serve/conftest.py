@@ -77,7 +77,7 @@ def live_server(app):
     yields the base URL and always stops the server."""
     import uvicorn
 
-    from distilltrace.serve.testing import free_port
+    from tests.serve_helpers import free_port
 
     port = free_port()
     config = uvicorn.Config(

@@ -11,7 +11,7 @@ import pytest
 from distilltrace.errors import EndpointError
 from distilltrace.models import load_model
 from distilltrace.serve.app import hash_api_key
-from distilltrace.serve.testing import running_server
+from tests.serve_helpers import running_server
 
 
 def test_key_hashing_helper_reads_stdin():

@@ -14,7 +14,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from distilltrace.serve.app import create_app, hash_api_key
-from distilltrace.serve.testing import running_server
+from tests.serve_helpers import running_server
 
 MiB = 1024 * 1024
 

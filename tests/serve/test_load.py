@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from distilltrace.serve.testing import running_server
+from tests.serve_helpers import running_server
 
 CLIENTS = 50
 DURATION_S = 60.0

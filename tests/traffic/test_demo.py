@@ -20,14 +20,9 @@ def test_demo_end_to_end(tmp_path):
     report = out / "scan" / "report.html"
     assert report.exists() and str(report.resolve()) in r.output.replace("\n", "")
     ev = json.loads((out / "scan" / "eval.json").read_text())
-    assert {c["archetype"] for c in ev["campaigns"]} == {
-        "single_heavy",
-        "hydra",
-        "reseller_mixed",
-        "paraphrased",
-        "slow_low",
-        "release_pivot",
-    }
+    from distilltrace.traffic.simulate import families
+
+    assert {c["archetype"] for c in ev["campaigns"]} == set(families()["archetypes"])
     assert ev["accounts"]["n_positive"] > 30
     assert (out / "scan" / "eval.html").exists()
     assert (out / "logs.parquet.truth.json").exists()

@@ -20,6 +20,7 @@ _EXPORTS = {
     "StudentConfig": "student",
     "ARCHS": "student",
     "make_student": "student",
+    "TrainConfig": "config",
     "TrainResult": "training",
     "train_seq_kd": "training",
     "train_logit_kd": "training",
@@ -30,6 +31,7 @@ _EXPORTS = {
     "Manifest": "zoo",
     "ZooMember": "zoo",
     "build_zoo": "zoo",
+    "harvest_and_train": "pipeline",
     "load_manifest": "zoo",
 }
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 
+from distilltrace.distill.config import TrainConfig
 from distilltrace.errors import InputError
 
 app = typer.Typer(no_args_is_help=True, help="Train students from teachers.")
@@ -66,11 +67,23 @@ _NPROMPTS = typer.Option(
     None, "--n-prompts", help="Generate N instruction prompts instead of a file."
 )
 _PSEED = typer.Option(0, "--prompt-seed", help="Seed of the prompt generator.")
-_MAXNEW = typer.Option(128, "--max-new-tokens", help="Response length limit (tokens).")
-_TEMP = typer.Option(0.7, "--temperature", help="Teacher sampling temperature (0 = greedy).")
-_TOPP = typer.Option(0.95, "--top-p", help="Teacher nucleus sampling.")
-_SEED = typer.Option(0, "--seed", help="Seed (sampling and training).")
-_HBATCH = typer.Option(8, "--harvest-batch-size", help="Prompts per teacher call.")
+# Harvest and training options default to None: the library's default applies (shown in
+# the help), so each default is written once (harvest(), TrainConfig).
+_LIB = TrainConfig()
+# The command line trains longer and faster than the library's TrainConfig defaults
+# (1 epoch, lr 1e-3): a CLI run is usually a whole distillation, a library call a step.
+CLI_TRAIN_DEFAULTS = {"epochs": 3.0, "lr": 2e-3}
+_MAXNEW = typer.Option(
+    None, "--max-new-tokens", help="Response length limit (tokens).", show_default="128"
+)
+_TEMP = typer.Option(
+    None, "--temperature", help="Teacher sampling temperature (0 = greedy).", show_default="0.7"
+)
+_TOPP = typer.Option(None, "--top-p", help="Teacher nucleus sampling.", show_default="0.95")
+_SEED = typer.Option(0, "--seed", help="Seed (sampling, student initialisation and training).")
+_HBATCH = typer.Option(
+    None, "--harvest-batch-size", help="Prompts per teacher call.", show_default="8"
+)
 _STUDENT = typer.Option(
     ...,
     "--student",
@@ -81,15 +94,46 @@ _TOK = typer.Option(
     "--tokenizer",
     help="Tokenizer of a new architecture: byte, smollm2, or a model spec (default: the teacher's, else smollm2).",
 )
-_EPOCHS = typer.Option(3.0, "--epochs", help="Passes over the data (ignored with --steps).")
-_STEPS = typer.Option(None, "--steps", help="Training steps (overrides --epochs).")
-_LR = typer.Option(2e-3, "--lr", help="Peak learning rate (AdamW, warm-up then cosine).")
-_BATCH = typer.Option(8, "--batch-size", help="Training batch size.")
-_MAXLEN = typer.Option(256, "--max-len", help="Maximum tokens per training example.")
-_RESUME = typer.Option(
-    True, "--resume/--no-resume", help="Resume from the last checkpoint in --out."
+_EPOCHS = typer.Option(
+    None,
+    "--epochs",
+    help="Passes over the data (ignored with --steps).",
+    show_default=f"{CLI_TRAIN_DEFAULTS['epochs']:g}",
 )
-_DEVICE = typer.Option("auto", "--device", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
+_STEPS = typer.Option(None, "--steps", help="Training steps (overrides --epochs).")
+_LR = typer.Option(
+    None,
+    "--lr",
+    help="Peak learning rate (AdamW, warm-up then cosine).",
+    show_default=f"{CLI_TRAIN_DEFAULTS['lr']:g}",
+)
+_BATCH = typer.Option(
+    None, "--batch-size", help="Training batch size.", show_default=str(_LIB.batch_size)
+)
+_MAXLEN = typer.Option(
+    None, "--max-len", help="Maximum tokens per training example.", show_default=str(_LIB.max_len)
+)
+_RESUME = typer.Option(
+    None,
+    "--resume/--no-resume",
+    help="Resume from the last checkpoint in --out.",
+    show_default="resume",
+)
+_DEVICE = typer.Option(
+    None,
+    "--device",
+    help="auto (cuda if available), cpu, cuda, cuda:1 ...",
+    show_default=_LIB.device,
+)
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the user gave (None means: use the library default)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _train_config(seed: int, **options: Any) -> TrainConfig:
+    return TrainConfig.resolve(None, {**CLI_TRAIN_DEFAULTS, "seed": seed, **_given(**options)})
 
 
 @app.command("harvest")
@@ -100,26 +144,59 @@ def harvest_cmd(
     column: str | None = _COLUMN,
     n_prompts: int | None = _NPROMPTS,
     prompt_seed: int = _PSEED,
-    max_new_tokens: int = _MAXNEW,
-    temperature: float = _TEMP,
-    top_p: float = _TOPP,
+    max_new_tokens: int | None = _MAXNEW,
+    temperature: float | None = _TEMP,
+    top_p: float | None = _TOPP,
     seed: int = _SEED,
-    batch_size: int = _HBATCH,
+    batch_size: int | None = _HBATCH,
 ) -> None:
     """Query a teacher on prompts and store (prompt, response) pairs; resumable."""
     from distilltrace.distill.harvesting import harvest
 
     ps = _prompts(prompts, column, n_prompts, prompt_seed)
-    res = harvest(
-        _load(teacher),
-        ps,
-        out,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
-        batch_size=batch_size,
+    sampling = _given(
+        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, batch_size=batch_size
     )
+    res = harvest(_load(teacher), ps, out, seed=seed, **sampling)
+    _echo_json(res.to_dict())
+
+
+def _harvest_and_train(
+    method: str,
+    out: Path,
+    *,
+    student: str,
+    tokenizer: str | None,
+    teacher: str | None,
+    dataset: Path | None,
+    prompt_args: tuple[Path | None, str | None, int | None, int],
+    sampling: dict[str, Any],
+    cfg: Any,
+    topk_file: Path | None = None,
+) -> None:
+    """The distillation commands: harvest the teacher into OUT/harvest.jsonl (unless the
+    data is given), make the student, train it with `method`, print the result."""
+    from distilltrace.distill.harvesting import harvest
+    from distilltrace.distill.training import train_logit_kd, train_seq_kd
+
+    t = _load(teacher) if teacher is not None else None
+    data: Any = dataset
+    if method == "seq-kd":
+        if t is None and dataset is None:
+            raise InputError("give --teacher (to harvest) or --dataset (an existing harvest)")
+        needs_harvest = t is not None
+    else:
+        if topk_file is None and t is None:
+            raise InputError("give --teacher (a local model) or --topk-file")
+        needs_harvest = topk_file is None and dataset is None
+    if needs_harvest:
+        data = dataset or out / "harvest.jsonl"
+        harvest(t, _prompts(*prompt_args), data, seed=cfg.seed, **sampling)
+    st = _student(student, tokenizer, t, cfg.seed)
+    if method == "seq-kd":
+        res = train_seq_kd(st, data, out, cfg)
+    else:
+        res = train_logit_kd(st, t, data, out, cfg, topk_file=topk_file)
     _echo_json(res.to_dict())
 
 
@@ -140,55 +217,45 @@ def seq_kd_cmd(
     n_prompts: int | None = _NPROMPTS,
     prompt_seed: int = _PSEED,
     tokenizer: str | None = _TOK,
-    max_new_tokens: int = _MAXNEW,
-    temperature: float = _TEMP,
-    top_p: float = _TOPP,
+    max_new_tokens: int | None = _MAXNEW,
+    temperature: float | None = _TEMP,
+    top_p: float | None = _TOPP,
     seed: int = _SEED,
-    harvest_batch_size: int = _HBATCH,
-    epochs: float = _EPOCHS,
+    harvest_batch_size: int | None = _HBATCH,
+    epochs: float | None = _EPOCHS,
     steps: int | None = _STEPS,
-    lr: float = _LR,
-    batch_size: int = _BATCH,
-    max_len: int = _MAXLEN,
-    resume: bool = _RESUME,
-    device: str = _DEVICE,
+    lr: float | None = _LR,
+    batch_size: int | None = _BATCH,
+    max_len: int | None = _MAXLEN,
+    resume: bool | None = _RESUME,
+    device: str | None = _DEVICE,
 ) -> None:
     """Sequence-level KD: harvest the teacher, then fine-tune the student on its answers."""
-    from distilltrace.distill.harvesting import harvest
-    from distilltrace.distill.training import train_seq_kd
-
-    data = dataset or out / "harvest.jsonl"
-    t = None
-    if teacher is not None:
-        t = _load(teacher)
-        ps = _prompts(prompts, column, n_prompts, prompt_seed)
-        harvest(
-            t,
-            ps,
-            data,
+    _harvest_and_train(
+        "seq-kd",
+        out,
+        student=student,
+        tokenizer=tokenizer,
+        teacher=teacher,
+        dataset=dataset,
+        prompt_args=(prompts, column, n_prompts, prompt_seed),
+        sampling=_given(
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             top_p=top_p,
-            seed=seed,
             batch_size=harvest_batch_size,
-        )
-    elif dataset is None:
-        raise InputError("give --teacher (to harvest) or --dataset (an existing harvest)")
-    st = _student(student, tokenizer, t, seed)
-    res = train_seq_kd(
-        st,
-        data,
-        out,
-        epochs=epochs,
-        steps=steps,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        max_len=max_len,
-        resume=resume,
-        device=device,
+        ),
+        cfg=_train_config(
+            seed,
+            epochs=epochs,
+            steps=steps,
+            lr=lr,
+            batch_size=batch_size,
+            max_len=max_len,
+            resume=resume,
+            device=device,
+        ),
     )
-    _echo_json(res.to_dict())
 
 
 @app.command("logit-kd")
@@ -209,64 +276,55 @@ def logit_kd_cmd(
     n_prompts: int | None = _NPROMPTS,
     prompt_seed: int = _PSEED,
     tokenizer: str | None = _TOK,
-    divergence: str = typer.Option("fkl", "--divergence", help="fkl, rkl or jsd."),
-    beta: float = typer.Option(0.5, "--beta", help="JSD mixing weight (0 < beta < 1)."),
-    kd_temperature: float = typer.Option(
-        1.0, "--kd-temperature", help="Softmax temperature of both distributions."
+    divergence: str | None = typer.Option(
+        None, "--divergence", help="fkl, rkl or jsd.", show_default=str(_LIB.divergence)
     ),
-    max_new_tokens: int = _MAXNEW,
-    temperature: float = _TEMP,
-    top_p: float = _TOPP,
+    beta: float | None = typer.Option(
+        None, "--beta", help="JSD mixing weight (0 < beta < 1).", show_default=str(_LIB.beta)
+    ),
+    kd_temperature: float | None = typer.Option(
+        None,
+        "--kd-temperature",
+        help="Softmax temperature of both distributions.",
+        show_default=f"{_LIB.kd_temperature:g}",
+    ),
+    max_new_tokens: int | None = _MAXNEW,
+    temperature: float | None = _TEMP,
+    top_p: float | None = _TOPP,
     seed: int = _SEED,
-    epochs: float = _EPOCHS,
+    epochs: float | None = _EPOCHS,
     steps: int | None = _STEPS,
-    lr: float = _LR,
-    batch_size: int = _BATCH,
-    max_len: int = _MAXLEN,
-    resume: bool = _RESUME,
-    device: str = _DEVICE,
+    lr: float | None = _LR,
+    batch_size: int | None = _BATCH,
+    max_len: int | None = _MAXLEN,
+    resume: bool | None = _RESUME,
+    device: str | None = _DEVICE,
 ) -> None:
     """Token-level KD against the teacher's next-token distribution (same tokenizer)."""
-    from distilltrace.distill.harvesting import harvest
-    from distilltrace.distill.training import train_logit_kd
-
-    t = _load(teacher) if teacher is not None else None
-    data: Any = dataset
-    if topk_file is None:
-        if t is None:
-            raise InputError("give --teacher (a local model) or --topk-file")
-        if data is None:
-            data = out / "harvest.jsonl"
-            ps = _prompts(prompts, column, n_prompts, prompt_seed)
-            harvest(
-                t,
-                ps,
-                data,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                seed=seed,
-            )
-    st = _student(student, tokenizer, t, seed)
-    res = train_logit_kd(
-        st,
-        t,
-        data,
+    _harvest_and_train(
+        "logit-kd",
         out,
-        divergence=divergence,
-        beta=beta,
-        temperature=kd_temperature,
+        student=student,
+        tokenizer=tokenizer,
+        teacher=teacher,
+        dataset=dataset,
+        prompt_args=(prompts, column, n_prompts, prompt_seed),
+        sampling=_given(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p),
+        cfg=_train_config(
+            seed,
+            divergence=divergence,
+            beta=beta,
+            kd_temperature=kd_temperature,
+            epochs=epochs,
+            steps=steps,
+            lr=lr,
+            batch_size=batch_size,
+            max_len=max_len,
+            resume=resume,
+            device=device,
+        ),
         topk_file=topk_file,
-        epochs=epochs,
-        steps=steps,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        max_len=max_len,
-        resume=resume,
-        device=device,
     )
-    _echo_json(res.to_dict())
 
 
 @zoo_app.command("build")
@@ -280,12 +338,12 @@ def zoo_build_cmd(
     scale: float = typer.Option(
         1.0, "--scale", help="Multiply prompts, corpus and teacher data (e.g. 0.25 or 4)."
     ),
-    device: str = _DEVICE,
+    device: str | None = _DEVICE,
 ) -> None:
     """Build the zoo: teachers, distilled students, independent models, and manifest.json."""
     from distilltrace.distill.zoo import build_zoo
 
-    m = build_zoo(out, tier, scale=scale, device=device)
+    m = build_zoo(out, tier, scale=scale, **_given(device=device))
     _print_manifest(m)
 
 

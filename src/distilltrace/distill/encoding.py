@@ -89,12 +89,3 @@ def examples_hash(examples: list[Example]) -> str:
     for e in examples:
         h.update(repr((e.ids, e.targets)).encode())
     return h.hexdigest()[:16]
-
-
-def tokenizer_fingerprint(tok: Any) -> str:
-    """A stable id of a tokenizer's vocabulary (size + hash of the sorted vocabulary)."""
-    vocab = tok.get_vocab()
-    h = hashlib.sha256()
-    for t, i in sorted(vocab.items(), key=lambda kv: kv[1]):
-        h.update(f"{i}\t{t}\n".encode())
-    return f"vocab{len(vocab)}-{h.hexdigest()[:16]}"

@@ -97,81 +97,33 @@ def harvest(
     if logits_processors:
         params["logits_processors"] = [type(lp).__name__ for lp in logits_processors]
 
-    existing: set[str] = set()
-    if out.exists() and out.stat().st_size > 0:
-        repair_partial_tail(out)  # a line cut off by an earlier crash is re-harvested
-        for i, r in enumerate(read_records(out), start=1):
-            mismatch = {
-                k: (r.meta.get(k), v)
-                for k, v in params.items()
-                if k != "teacher_identity" and r.meta.get(k) != v
-            }
-            if r.meta.get("teacher_identity") not in (None, params["teacher_identity"]):
-                mismatch["teacher_identity"] = ("another model", "this teacher")
-            if mismatch:
-                k, (old, new) = next(iter(mismatch.items()))
-                raise InputError(
-                    f"{out}: record {i} was harvested with {k}={old!r}, this run uses {new!r}; "
-                    "write to a new file to change the teacher or sampling parameters"
-                )
-            existing.add(r.prompt)
+    existing = _existing_prompts(out, params)
     todo = [p for p in uniq.values() if p.text not in existing]
     n_existing = len(uniq) - len(todo)
 
     t0 = time.perf_counter()
-    new_tokens: int | None = 0
-    done = 0
+    sampling = {
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "top_p": top_p,
+        "seed": seed,
+        "logits_processors": logits_processors,
+    }
+    run = _HarvestRun(teacher, out, params, len(uniq), n_existing, t0)
     saved_bs = getattr(teacher, "batch_size", None)
     try:
         if saved_bs is not None:
             teacher.batch_size = batch_size
         with progress_bar(f"harvest {teacher.info.name}", len(todo), progress) as bar:
             for start in range(0, len(todo), batch_size):
-                chunk = todo[start : start + batch_size]
-                try:
-                    gens = teacher.generate(
-                        [p.text for p in chunk],
-                        max_new_tokens=max_new_tokens,
-                        temperature=temperature,
-                        top_p=top_p,
-                        seed=seed,
-                        logits_processors=logits_processors,
-                    )
-                except EndpointError as e:
-                    raise EndpointError(
-                        f"teacher {teacher.info.name} failed after {n_existing + done} of "
-                        f"{len(uniq)} prompts ({e}); the {n_existing + done} records so far are "
-                        f"kept in {out}; rerun the same command to continue"
-                    ) from e
-                except (OSError, RuntimeError) as e:
-                    raise EndpointError(
-                        f"teacher {teacher.info.name} failed after {n_existing + done} of "
-                        f"{len(uniq)} prompts ({type(e).__name__}: {e}); the records so far are "
-                        f"kept in {out}; rerun the same command to continue"
-                    ) from e
-                recs = []
-                for p, g in zip(chunk, gens, strict=True):
-                    n_tok = len(g.token_ids) if g.token_ids else None
-                    if n_tok is None or new_tokens is None:
-                        new_tokens = None
-                    else:
-                        new_tokens += n_tok
-                    meta = dict(params)
-                    meta.update(
-                        family=p.family,
-                        topic=p.topic,
-                        finish_reason=g.finish_reason,
-                        n_tokens=n_tok,
-                    )
-                    recs.append(Record(prompt=p.text, response=g.text, meta=meta))
-                append_records(out, recs)
-                done += len(chunk)
+                run.batch(todo[start : start + batch_size], sampling)
                 el = time.perf_counter() - t0
-                info = f"{new_tokens / el:.0f} tok/s" if new_tokens and el > 0 else ""
-                bar.update(done, info)
+                info = f"{run.new_tokens / el:.0f} tok/s" if run.new_tokens and el > 0 else ""
+                bar.update(run.done, info)
     finally:
         if saved_bs is not None:
             teacher.batch_size = saved_bs
+    new_tokens, done = run.new_tokens, run.done
     wall = time.perf_counter() - t0
     if not out.exists() and not todo:
         raise InputError("no prompts to harvest")
@@ -186,3 +138,72 @@ def harvest(
         wall_s=round(wall, 3),
         tokens_per_s=(new_tokens / wall) if (new_tokens and wall > 0) else None,
     )
+
+
+def _existing_prompts(out: Path, params: dict[str, Any]) -> set[str]:
+    """Prompts already in `out`; records made with another teacher or other sampling
+    parameters are refused (mixing them would corrupt the dataset)."""
+    existing: set[str] = set()
+    if not (out.exists() and out.stat().st_size > 0):
+        return existing
+    repair_partial_tail(out)  # a line cut off by an earlier crash is re-harvested
+    for i, r in enumerate(read_records(out), start=1):
+        mismatch = {
+            k: (r.meta.get(k), v)
+            for k, v in params.items()
+            if k != "teacher_identity" and r.meta.get(k) != v
+        }
+        if r.meta.get("teacher_identity") not in (None, params["teacher_identity"]):
+            mismatch["teacher_identity"] = ("another model", "this teacher")
+        if mismatch:
+            k, (old, new) = next(iter(mismatch.items()))
+            raise InputError(
+                f"{out}: record {i} was harvested with {k}={old!r}, this run uses {new!r}; "
+                "write to a new file to change the teacher or sampling parameters"
+            )
+        existing.add(r.prompt)
+    return existing
+
+
+@dataclass
+class _HarvestRun:
+    """One harvest's progress: each batch is generated and appended to the file at once."""
+
+    teacher: Any
+    out: Path
+    params: dict[str, Any]
+    n_prompts: int
+    n_existing: int
+    t0: float
+    done: int = 0
+    new_tokens: int | None = 0
+
+    def batch(self, chunk: list[Prompt], sampling: dict[str, Any]) -> None:
+        name, kept = self.teacher.info.name, self.n_existing + self.done
+        try:
+            gens = self.teacher.generate([p.text for p in chunk], **sampling)
+        except EndpointError as e:
+            raise EndpointError(
+                f"teacher {name} failed after {kept} of {self.n_prompts} prompts ({e}); the "
+                f"{kept} records so far are kept in {self.out}; rerun the same command to continue"
+            ) from e
+        except (OSError, RuntimeError) as e:
+            raise EndpointError(
+                f"teacher {name} failed after {kept} of {self.n_prompts} prompts "
+                f"({type(e).__name__}: {e}); the records so far are kept in {self.out}; rerun "
+                "the same command to continue"
+            ) from e
+        recs = []
+        for p, g in zip(chunk, gens, strict=True):
+            n_tok = len(g.token_ids) if g.token_ids else None
+            if n_tok is None or self.new_tokens is None:
+                self.new_tokens = None
+            else:
+                self.new_tokens += n_tok
+            meta = dict(self.params)
+            meta.update(
+                family=p.family, topic=p.topic, finish_reason=g.finish_reason, n_tokens=n_tok
+            )
+            recs.append(Record(prompt=p.text, response=g.text, meta=meta))
+        append_records(self.out, recs)
+        self.done += len(chunk)

@@ -22,18 +22,14 @@ from typing import Any
 
 import torch
 
+from distilltrace.distill.config import TrainConfig
 from distilltrace.distill.dataset import Record, read_records
-from distilltrace.distill.divergence import DIVERGENCES, divergence
-from distilltrace.distill.encoding import (
-    Example,
-    encode_pair,
-    encode_text,
-    examples_hash,
-    tokenizer_fingerprint,
-)
+from distilltrace.distill.divergence import divergence
+from distilltrace.distill.encoding import Example, encode_pair, encode_text, examples_hash
 from distilltrace.distill.progress import progress_bar
 from distilltrace.distill.prompts import Prompt
 from distilltrace.errors import CapabilityError, InputError
+from distilltrace.models.identity import tokenizer_fingerprint
 
 TRAIN_FILE = "train.json"
 CHECKPOINTS = "checkpoints"
@@ -277,63 +273,49 @@ def _save_checkpoint(
         shutil.rmtree(p, ignore_errors=True)
 
 
-def run_training(
-    model: Any,
-    tok: Any,
-    examples: list[Example],
-    out_dir: str | Path,
-    *,
-    method: str,
-    loss_fn: LossFn,
-    steps: int | None,
-    epochs: float,
-    lr: float,
-    batch_size: int,
-    seed: int,
-    max_len: int,
-    resume: bool,
-    warmup: float = 0.05,
-    weight_decay: float = 0.0,
-    checkpoint_every: int | None = None,
-    checkpoint_every_s: float = 120.0,
-    device: str | torch.device = "auto",
-    progress: bool = True,
-    extra_config: dict[str, Any] | None = None,
-    extra_vocab_copies: int = 0,
-    skipped_examples: int = 0,
-    on_device: Callable[[torch.device], None] | None = None,
-    stop_after: int | None = None,
-) -> TrainResult:
-    """The shared seeded training loop (see the module docstring). `stop_after` ends this
-    call after that many steps with a checkpoint (complete=False); a rerun continues."""
+@dataclass
+class _Progress:
+    """What the loop has done so far (restored from a checkpoint when resuming)."""
+
+    start: int = 0
+    losses: list[float] = field(default_factory=list)
+    tokens: int = 0
+    target_tokens: int = 0
+    wall_before: float = 0.0
+
+
+def _run_config(
+    model: Any, tok: Any, examples: list[Example], cfg: TrainConfig, method: str, extra: dict
+) -> tuple[int, dict[str, Any]]:
+    """(total steps, the run's identity): what a checkpoint or finished run must match."""
     if not examples:
         raise InputError("no training examples (every example was empty or too long)")
-    if batch_size < 1 or max_len < 2 or lr <= 0:
+    if cfg.batch_size < 1 or cfg.max_len < 2 or cfg.lr <= 0:
         raise InputError("batch_size must be >= 1, max_len >= 2 and lr > 0")
-    out = Path(out_dir)
     n = len(examples)
-    total = int(steps) if steps is not None else max(1, math.ceil(epochs * n / batch_size))
+    total = (
+        int(cfg.steps)
+        if cfg.steps is not None
+        else max(1, math.ceil(cfg.epochs * n / cfg.batch_size))
+    )
     if total < 1:
         raise InputError(f"steps must be >= 1, got {total}")
-    every_s = float(checkpoint_every_s)
     config = {
         "method": method,
         "steps": total,
-        "lr": lr,
-        "batch_size": batch_size,
-        "seed": seed,
-        "max_len": max_len,
-        "warmup": warmup,
-        "weight_decay": weight_decay,
+        **cfg.run_identity(method),
         "examples": n,
         "data_hash": examples_hash(examples),
         "tokenizer": tokenizer_fingerprint(tok),
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
-        **(extra_config or {}),
+        **extra,
     }
-    fp = _fingerprint(config)
-    dev = resolve_device(device)
+    return total, config
 
+
+def _finished_run(out: Path, fp: str, model: Any, resume: bool) -> TrainResult | None:
+    """The result of a finished run with this identity (its weights loaded), if any; without
+    `resume`, clear what a previous run left."""
     done_file = out / TRAIN_FILE
     if resume and done_file.is_file():
         prev = json.loads(done_file.read_text())
@@ -348,132 +330,224 @@ def run_training(
                 shutil.rmtree(p)
             elif p.exists():
                 p.unlink()
+    return None
 
+
+def _optimizer(model: Any, cfg: TrainConfig, total: int) -> tuple[Any, Any]:
+    """AdamW (no weight decay on norms and biases), warm-up then cosine decay to 10%."""
+    decay = [p for nm, p in model.named_parameters() if p.ndim >= 2 and "norm" not in nm]
+    no_decay = [p for nm, p in model.named_parameters() if not (p.ndim >= 2 and "norm" not in nm)]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=tuple(cfg.adam_betas),
+    )
+    warm = max(1, int(cfg.warmup * total))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total, warm))
+    return opt, sched
+
+
+def _restore(
+    out: Path, fp: str, model: Any, opt: Any, sched: Any, dev: torch.device, resume: bool
+) -> _Progress:
+    """Continue from the last checkpoint of this run (a different run's is refused)."""
+    ck = _latest_checkpoint(out) if resume else None
+    if ck is None:
+        return _Progress()
+    state = torch.load(ck / STATE_FILE, map_location=dev, weights_only=False)
+    if state.get("fingerprint") != fp:
+        raise InputError(
+            f"{out} holds a checkpoint of a different training run (other data or settings); "
+            "use another output folder, or resume=False / --no-resume to start over"
+        )
+    _load_weights(model, ck)
+    model.to(dev)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    return _Progress(
+        int(state["step"]),
+        list(state["losses"]),
+        int(state["tokens"]),
+        int(state["target_tokens"]),
+        float(state["wall_s"]),
+    )
+
+
+@dataclass
+class _Loop:
+    """The step loop of one run: batches in a (seed, epoch) order, checkpoints."""
+
+    model: Any
+    tok: Any
+    examples: list[Example]
+    out: Path
+    cfg: TrainConfig
+    loss_fn: LossFn
+    total: int
+    fp: str
+    dev: torch.device
+    opt: Any
+    sched: Any
+    state: _Progress
+    run_tokens: int = 0
+
+    def run(self, label: str) -> float:
+        """Train from state.start to the end (or `stop_after` steps); the wall time."""
+        st, cfg = self.state, self.cfg
+        tok = self.tok
+        pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        perm_cache: dict[int, list[int]] = {}
+        self.model.train()
+        t0 = time.perf_counter()
+        last_ck = t0
+        with progress_bar(label, self.total, cfg.progress) as bar:
+            bar.update(st.start)
+            for step in range(st.start, self.total):
+                idx = _batch_indices(step, cfg.batch_size, len(self.examples), cfg.seed, perm_cache)
+                self._step(_collate(self.examples, idx, pad, self.dev))
+                el = time.perf_counter() - t0
+                recent = st.losses[-20:]
+                bar.update(
+                    step + 1,
+                    f"loss {sum(recent) / len(recent):.3f} | "
+                    f"{self.run_tokens / max(el, 1e-9):.0f} tok/s",
+                )
+                due = (
+                    (step + 1) % cfg.checkpoint_every == 0
+                    if cfg.checkpoint_every
+                    else time.perf_counter() - last_ck >= float(cfg.checkpoint_every_s)
+                )
+                stop = (
+                    cfg.stop_after is not None
+                    and step + 1 - st.start >= cfg.stop_after
+                    and step + 1 < self.total
+                )
+                if (due or stop) and step + 1 < self.total:
+                    last_ck = time.perf_counter()
+                    self._checkpoint(step + 1, st.wall_before + (time.perf_counter() - t0))
+                if stop:
+                    break
+        self.model.eval()
+        return time.perf_counter() - t0
+
+    def _step(self, batch: _Batch) -> None:
+        loss, n_tgt = self.loss_fn(self.model, batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        self.state.losses.append(float(loss.detach()))
+        n_tok = int(batch.attn.sum())
+        self.state.tokens += n_tok
+        self.run_tokens += n_tok
+        self.state.target_tokens += n_tgt
+
+    def _checkpoint(self, step: int, wall_s: float) -> None:
+        st = self.state
+        _save_checkpoint(
+            self.model,
+            self.tok,
+            self.out,
+            step,
+            {
+                "fingerprint": self.fp,
+                "step": step,
+                "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(),
+                "losses": st.losses,
+                "tokens": st.tokens,
+                "target_tokens": st.target_tokens,
+                "wall_s": wall_s,
+            },
+        )
+
+
+def run_training(
+    model: Any,
+    tok: Any,
+    examples: list[Example],
+    out_dir: str | Path,
+    cfg: TrainConfig | None = None,
+    *,
+    method: str,
+    loss_fn: LossFn,
+    extra_config: dict[str, Any] | None = None,
+    extra_vocab_copies: int = 0,
+    skipped_examples: int = 0,
+    on_device: Callable[[torch.device], None] | None = None,
+) -> TrainResult:
+    """The shared seeded training loop (see the module docstring). `cfg.stop_after` ends
+    this call after that many steps with a checkpoint (complete=False); a rerun continues."""
+    cfg = cfg or TrainConfig()
+    out = Path(out_dir)
+    total, config = _run_config(model, tok, examples, cfg, method, extra_config or {})
+    fp = _fingerprint(config)
+    dev = resolve_device(cfg.device)
+    cached = _finished_run(out, fp, model, cfg.resume)
+    if cached is not None:
+        return cached
     check_memory(
-        model, batch_size, min(max_len, max(len(e.ids) for e in examples)), dev, extra_vocab_copies
+        model,
+        cfg.batch_size,
+        min(cfg.max_len, max(len(e.ids) for e in examples)),
+        dev,
+        extra_vocab_copies,
     )
     model.to(dev)
     model.float()
     if on_device is not None:
         on_device(dev)
-    decay = [p for nm, p in model.named_parameters() if p.ndim >= 2 and "norm" not in nm]
-    no_decay = [p for nm, p in model.named_parameters() if not (p.ndim >= 2 and "norm" not in nm)]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=lr,
-        betas=(0.9, 0.95),
-    )
-    warm = max(1, int(warmup * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total, warm))
+    opt, sched = _optimizer(model, cfg, total)
+    state = _restore(out, fp, model, opt, sched, dev, cfg.resume)
+    loop = _Loop(model, tok, examples, out, cfg, loss_fn, total, fp, dev, opt, sched, state)
+    run_wall = loop.run(f"{method} -> {out.name}")
+    result = _result(loop, method, config, run_wall, skipped_examples)
+    if result.complete:  # (stopped early on request: the checkpoint holds the state)
+        _save_finished(model, tok, out, fp, result)
+    return result
 
-    start, losses, tokens, tgt_tokens, wall_before = 0, [], 0, 0, 0.0
-    ck = _latest_checkpoint(out) if resume else None
-    if ck is not None:
-        state = torch.load(ck / STATE_FILE, map_location=dev, weights_only=False)
-        if state.get("fingerprint") != fp:
-            raise InputError(
-                f"{out} holds a checkpoint of a different training run (other data or settings); "
-                "use another output folder, or resume=False / --no-resume to start over"
-            )
-        _load_weights(model, ck)
-        model.to(dev)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start, losses = int(state["step"]), list(state["losses"])
-        tokens, tgt_tokens = int(state["tokens"]), int(state["target_tokens"])
-        wall_before = float(state["wall_s"])
 
-    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-    perm_cache: dict[int, list[int]] = {}
-    model.train()
-    t0 = time.perf_counter()
-    last_ck = t0
-    run_tokens = 0
-    with progress_bar(f"{method} -> {out.name}", total, progress) as bar:
-        bar.update(start)
-        for step in range(start, total):
-            idx = _batch_indices(step, batch_size, n, seed, perm_cache)
-            batch = _collate(examples, idx, pad, dev)
-            loss, n_tgt = loss_fn(model, batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-            n_tok = int(batch.attn.sum())
-            tokens += n_tok
-            run_tokens += n_tok
-            tgt_tokens += n_tgt
-            el = time.perf_counter() - t0
-            recent = losses[-20:]
-            bar.update(
-                step + 1,
-                f"loss {sum(recent) / len(recent):.3f} | {run_tokens / max(el, 1e-9):.0f} tok/s",
-            )
-            due = (
-                (step + 1) % checkpoint_every == 0
-                if checkpoint_every
-                else time.perf_counter() - last_ck >= every_s
-            )
-            stop = stop_after is not None and step + 1 - start >= stop_after and step + 1 < total
-            if (due or stop) and step + 1 < total:
-                last_ck = time.perf_counter()
-                _save_checkpoint(
-                    model,
-                    tok,
-                    out,
-                    step + 1,
-                    {
-                        "fingerprint": fp,
-                        "step": step + 1,
-                        "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(),
-                        "losses": losses,
-                        "tokens": tokens,
-                        "target_tokens": tgt_tokens,
-                        "wall_s": wall_before + (time.perf_counter() - t0),
-                    },
-                )
-            if stop:
-                break
-    model.eval()
-    run_wall = time.perf_counter() - t0
-    wall = wall_before + run_wall
+def _result(
+    loop: _Loop, method: str, config: dict[str, Any], run_wall: float, skipped: int
+) -> TrainResult:
+    st, cfg, n = loop.state, loop.cfg, len(loop.examples)
+    losses = st.losses
     tail = losses[-max(1, len(losses) // 10) :]
-    done_steps = len(losses)
-    result = TrainResult(
-        out_dir=str(out),
+    return TrainResult(
+        out_dir=str(loop.out),
         method=method,
-        steps=done_steps,
+        steps=len(losses),
         examples=n,
-        epochs=round(total * batch_size / n, 4),
-        tokens=tokens,
-        target_tokens=tgt_tokens,
+        epochs=round(loop.total * cfg.batch_size / n, 4),
+        tokens=st.tokens,
+        target_tokens=st.target_tokens,
         first_loss=losses[0],
         final_loss=sum(tail) / len(tail),
-        wall_s=round(wall, 3),
-        tokens_per_s=round(run_tokens / run_wall, 1) if run_wall > 0 else 0.0,
-        device=str(dev),
-        seed=seed,
-        resumed_from=start,
-        skipped_examples=skipped_examples,
-        data_tokens=sum(e.n_targets for e in examples),
+        wall_s=round(st.wall_before + run_wall, 3),
+        tokens_per_s=round(loop.run_tokens / run_wall, 1) if run_wall > 0 else 0.0,
+        device=str(loop.dev),
+        seed=cfg.seed,
+        resumed_from=st.start,
+        skipped_examples=skipped,
+        data_tokens=sum(e.n_targets for e in loop.examples),
         config=config,
         losses=[round(x, 5) for x in losses],
-        complete=done_steps >= total,
+        complete=len(losses) >= loop.total,
     )
-    if not result.complete:  # stopped early on request: the checkpoint holds the state
-        return result
+
+
+def _save_finished(model: Any, tok: Any, out: Path, fp: str, result: TrainResult) -> None:
+    """The final weights in `out` itself, train.json, and no checkpoints left."""
     _save_model(model, tok, out)
+    done_file = out / TRAIN_FILE
     tmp = done_file.with_suffix(".tmp")
     tmp.write_text(json.dumps({"fingerprint": fp, "result": result.to_dict()}, indent=1))
     os.replace(tmp, done_file)
     shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-    return result
 
 
 # ----------------------------------------------------------------------- public trainers
@@ -518,46 +592,22 @@ def train_seq_kd(
     student: Any,
     dataset_path: str | Path | Sequence[Any],
     out_dir: str | Path,
-    *,
-    epochs: float = 1.0,
-    steps: int | None = None,
-    lr: float = 1e-3,
-    batch_size: int = 8,
-    seed: int = 0,
-    max_len: int = 256,
-    resume: bool = True,
-    max_examples: int | None = None,
-    device: str = "auto",
-    progress: bool = True,
-    checkpoint_every: int | None = None,
-    stop_after: int | None = None,
+    cfg: TrainConfig | None = None,
+    **settings: Any,
 ) -> TrainResult:
     """Sequence-level KD: fine-tune `student` ((hf_model, tokenizer) or a local model) on a
-    harvested dataset, loss on response tokens only with the chat-templated prompt as context."""
+    harvested dataset, loss on response tokens only with the chat-templated prompt as context.
+
+    Settings come from `cfg` (a TrainConfig; default: the defaults), with any TrainConfig
+    field given as a keyword on top (``epochs=3, lr=2e-3``)."""
+    cfg = TrainConfig.resolve(cfg, settings)
     model, tok = unpack_student(student)
     records = load_dataset(dataset_path)
-    if max_examples is not None:
-        records = records[:max_examples]
-    ex, skipped = _pairs_to_examples(tok, records, max_len)
+    if cfg.max_examples is not None:
+        records = records[: cfg.max_examples]
+    ex, skipped = _pairs_to_examples(tok, records, cfg.max_len)
     return run_training(
-        model,
-        tok,
-        ex,
-        out_dir,
-        method="seq-kd",
-        loss_fn=ce_loss,
-        steps=steps,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        max_len=max_len,
-        resume=resume,
-        device=device,
-        progress=progress,
-        checkpoint_every=checkpoint_every,
-        stop_after=stop_after,
-        skipped_examples=skipped,
+        model, tok, ex, out_dir, cfg, method="seq-kd", loss_fn=ce_loss, skipped_examples=skipped
     )
 
 
@@ -565,44 +615,20 @@ def train_lm(
     student: Any,
     texts: Sequence[str],
     out_dir: str | Path,
-    *,
-    epochs: float = 1.0,
-    steps: int | None = None,
-    lr: float = 1e-3,
-    batch_size: int = 8,
-    seed: int = 0,
-    max_len: int = 256,
-    resume: bool = True,
-    device: str = "auto",
-    progress: bool = True,
-    checkpoint_every: int | None = None,
-    stop_after: int | None = None,
+    cfg: TrainConfig | None = None,
+    **settings: Any,
 ) -> TrainResult:
-    """Plain language modelling on `texts` (e.g. human text): loss on every token."""
+    """Plain language modelling on `texts` (e.g. human text): loss on every token.
+    Settings as for `train_seq_kd`."""
+    cfg = TrainConfig.resolve(cfg, settings)
     model, tok = unpack_student(student)
     texts = [t for t in texts if isinstance(t, str) and t.strip()]
     if not texts:
         raise InputError("train_lm needs at least one non-empty text")
-    ex = [e for t in texts for e in encode_text(tok, t, max_len=max_len)]
-    return run_training(
-        model,
-        tok,
-        ex,
-        out_dir,
-        method="lm",
-        loss_fn=ce_loss,
-        steps=steps,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        max_len=max_len,
-        resume=resume,
-        device=device,
-        progress=progress,
-        checkpoint_every=checkpoint_every,
-        stop_after=stop_after,
-    )
+    if cfg.max_examples is not None:
+        texts = texts[: cfg.max_examples]
+    ex = [e for t in texts for e in encode_text(tok, t, max_len=cfg.max_len)]
+    return run_training(model, tok, ex, out_dir, cfg, method="lm", loss_fn=ce_loss)
 
 
 # ----------------------------------------------------------------------- logit KD
@@ -753,144 +779,142 @@ def _default_gen() -> dict[str, Any]:
     return {"max_new_tokens": 96, "temperature": 0.7, "top_p": 0.95, "seed": 0}
 
 
+@dataclass
+class _KDSource:
+    """Where logit-KD gets the teacher's distribution: examples, loss, run identity."""
+
+    examples: list[Example]
+    skipped: int
+    loss_fn: LossFn
+    extra: dict[str, Any]
+    extra_vocab_copies: int
+    teacher_hf: Any = None  # the live teacher's weights (None with a top-k file)
+
+
 def train_logit_kd(
     student: Any,
     teacher: Any,
     texts_or_prompts: Any,
     out_dir: str | Path,
+    cfg: TrainConfig | None = None,
     *,
-    divergence: str = "fkl",
-    beta: float = 0.5,
-    temperature: float = 1.0,
     topk_file: str | Path | None = None,
-    epochs: float = 1.0,
-    steps: int | None = None,
-    lr: float = 1e-3,
-    batch_size: int = 8,
-    seed: int = 0,
-    max_len: int = 256,
-    resume: bool = True,
     gen: dict[str, Any] | None = None,
-    device: str = "auto",
-    progress: bool = True,
-    checkpoint_every: int | None = None,
-    stop_after: int | None = None,
+    temperature: float | None = None,
+    **settings: Any,
 ) -> TrainResult:
-    """Token-level KD against the teacher's next-token distribution ("fkl", "rkl" or "jsd"
-    with `beta`, at `temperature`), on the fly from a local teacher or from a stored top-k
-    file (`write_topk_file`). Student and teacher must share the tokenizer."""
-    div = divergence
-    if div not in DIVERGENCES:
-        raise InputError(f"divergence must be one of {', '.join(DIVERGENCES)}, got {div!r}")
-    if div == "jsd" and not 0.0 < beta < 1.0:
-        raise InputError(f"jsd needs 0 < beta < 1, got {beta}")
-    if temperature <= 0:
-        raise InputError(f"temperature must be > 0, got {temperature}")
+    """Token-level KD against the teacher's next-token distribution (``cfg.divergence``
+    "fkl", "rkl" or "jsd" with ``cfg.beta``, at ``cfg.kd_temperature``; ``temperature=`` is
+    accepted for it), on the fly from a local teacher or from a stored top-k file
+    (`write_topk_file`). Student and teacher must share the tokenizer."""
+    if temperature is not None:
+        settings["kd_temperature"] = temperature
+    cfg = TrainConfig.resolve(cfg, settings)
+    cfg.check_logit_kd()
     model, tok = unpack_student(student)
-    vocab = len(tok)
-    scale = temperature**2
-    extra = {"divergence": div, "beta": beta, "temperature": temperature}
-
     if topk_file is not None:
-        tensors, meta = _read_topk(topk_file)
-        if meta.get("tokenizer") != tokenizer_fingerprint(tok):
-            raise InputError(
-                f"top-k file {topk_file} was made with tokenizer {meta.get('tokenizer')}, the "
-                f"student uses {tokenizer_fingerprint(tok)}; logit-KD needs the same tokenizer"
-            )
-        lens = tensors["lengths"].tolist()
-        ex = [
-            Example(
-                tuple(tensors["ids"][i, :m].tolist()), tuple(tensors["targets"][i, :m].tolist())
-            )
-            for i, m in enumerate(lens)
-        ]
-        top_ids, top_lp = tensors["topk_ids"].long(), tensors["topk_logprobs"]
-        extra.update(
-            teacher=meta.get("teacher"),
-            teacher_identity=meta.get("teacher_identity"),
-            topk=int(meta.get("k", 0)),
-        )
-        skipped = 0
-
-        def loss_fn(m: Any, b: _Batch) -> tuple[torch.Tensor, int]:
-            logits = (
-                m(input_ids=b.ids, attention_mask=b.attn).logits[:, :-1, :vocab].float()
-                / temperature
-            )
-            w = b.ids.shape[1]
-            ti = top_ids[b.index, : w - 1].to(logits.device)
-            tl = top_lp[b.index, : w - 1].to(logits.device) / temperature
-            t_logp = tl - torch.logsumexp(tl, -1, keepdim=True)
-            s_full = torch.log_softmax(logits, -1)
-            s_k = s_full.gather(-1, ti)
-            if div == "fkl":  # cross-entropy to the renormalised top-k teacher, full student
-                per = (t_logp.exp() * (t_logp - s_k)).sum(-1)
-            else:  # rkl / jsd on the top-k support, both renormalised
-                s_logp = s_k - torch.logsumexp(s_k, -1, keepdim=True)
-                per = _div(div, t_logp, s_logp, beta)
-            mask = b.targets[:, 1:].bool()
-            n = int(mask.sum())
-            return per[mask].sum() * scale / max(n, 1), n
-
-        extra_copies = 0
+        src = _topk_source(topk_file, tok, cfg)
     else:
-        if teacher is None:
-            raise InputError("logit-KD needs a local teacher or a top-k file")
-        if isinstance(teacher, str):
-            from distilltrace.models import load_model
-
-            teacher = load_model(teacher)
-        thf = getattr(teacher, "hf_model", None)
-        ttok = getattr(teacher, "tokenizer", None)
-        if thf is None or ttok is None:
-            raise CapabilityError(
-                f"logit-KD on the fly needs the teacher's weights; {teacher.info.name} is not a "
-                "local model (harvest it for seq-KD instead)"
-            )
-        check_same_tokenizer(ttok, tok, teacher.info.name)
-        ex, skipped = _kd_inputs(teacher, tok, texts_or_prompts, max_len, gen or _default_gen())
-        extra.update(teacher=teacher.info.name, teacher_identity=teacher.info.identity)
-
-        thf.eval()
-
-        def loss_fn(m: Any, b: _Batch) -> tuple[torch.Tensor, int]:
-            with torch.inference_mode():
-                tl = thf(input_ids=b.ids, attention_mask=b.attn).logits[:, :-1, :vocab].float()
-            t_logp = torch.log_softmax(tl.clone() / temperature, -1)
-            logits = m(input_ids=b.ids, attention_mask=b.attn).logits[:, :-1, :vocab].float()
-            s_logp = torch.log_softmax(logits / temperature, -1)
-            per = _div(div, t_logp, s_logp, beta)
-            mask = b.targets[:, 1:].bool()
-            n = int(mask.sum())
-            return per[mask].sum() * scale / max(n, 1), n
-
-        extra_copies = 3
-
-    place = placed_on(thf, resolve_device(device)) if topk_file is None else nullcontext()
+        src = _online_source(teacher, tok, texts_or_prompts, cfg, gen or _default_gen())
+    place = (
+        placed_on(src.teacher_hf, resolve_device(cfg.device))
+        if src.teacher_hf is not None
+        else nullcontext()
+    )
     with place:
         return run_training(
             model,
             tok,
-            ex,
+            src.examples,
             out_dir,
-            method=f"logit-kd-{div}",
-            loss_fn=loss_fn,
-            steps=steps,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            seed=seed,
-            max_len=max_len,
-            resume=resume,
-            device=device,
-            progress=progress,
-            checkpoint_every=checkpoint_every,
-            stop_after=stop_after,
-            extra_config=extra,
-            extra_vocab_copies=extra_copies,
-            skipped_examples=skipped,
+            cfg,
+            method=f"logit-kd-{cfg.divergence}",
+            loss_fn=src.loss_fn,
+            extra_config=src.extra,
+            extra_vocab_copies=src.extra_vocab_copies,
+            skipped_examples=src.skipped,
         )
+
+
+def _topk_source(topk_file: str | Path, tok: Any, cfg: TrainConfig) -> _KDSource:
+    """Examples and loss from a stored top-k file (forward KL against the renormalised
+    top-k teacher and the full student; rkl / jsd on the top-k support)."""
+    tensors, meta = _read_topk(topk_file)
+    if meta.get("tokenizer") != tokenizer_fingerprint(tok):
+        raise InputError(
+            f"top-k file {topk_file} was made with tokenizer {meta.get('tokenizer')}, the "
+            f"student uses {tokenizer_fingerprint(tok)}; logit-KD needs the same tokenizer"
+        )
+    lens = tensors["lengths"].tolist()
+    ex = [
+        Example(tuple(tensors["ids"][i, :m].tolist()), tuple(tensors["targets"][i, :m].tolist()))
+        for i, m in enumerate(lens)
+    ]
+    top_ids, top_lp = tensors["topk_ids"].long(), tensors["topk_logprobs"]
+    vocab, div, beta, temp = len(tok), cfg.divergence, cfg.beta, cfg.kd_temperature
+
+    def loss_fn(m: Any, b: _Batch) -> tuple[torch.Tensor, int]:
+        logits = m(input_ids=b.ids, attention_mask=b.attn).logits[:, :-1, :vocab].float() / temp
+        w = b.ids.shape[1]
+        ti = top_ids[b.index, : w - 1].to(logits.device)
+        tl = top_lp[b.index, : w - 1].to(logits.device) / temp
+        t_logp = tl - torch.logsumexp(tl, -1, keepdim=True)
+        s_full = torch.log_softmax(logits, -1)
+        s_k = s_full.gather(-1, ti)
+        if div == "fkl":  # cross-entropy to the renormalised top-k teacher, full student
+            per = (t_logp.exp() * (t_logp - s_k)).sum(-1)
+        else:  # rkl / jsd on the top-k support, both renormalised
+            s_logp = s_k - torch.logsumexp(s_k, -1, keepdim=True)
+            per = _div(div, t_logp, s_logp, beta)
+        return _masked_mean(per, b, temp**2)
+
+    extra = {
+        "teacher": meta.get("teacher"),
+        "teacher_identity": meta.get("teacher_identity"),
+        "topk": int(meta.get("k", 0)),
+    }
+    return _KDSource(ex, 0, loss_fn, extra, 0)
+
+
+def _online_source(
+    teacher: Any, tok: Any, texts_or_prompts: Any, cfg: TrainConfig, gen: dict[str, Any]
+) -> _KDSource:
+    """Examples and loss against a live local teacher's full next-token distribution."""
+    if teacher is None:
+        raise InputError("logit-KD needs a local teacher or a top-k file")
+    if isinstance(teacher, str):
+        from distilltrace.models import load_model
+
+        teacher = load_model(teacher)
+    thf = getattr(teacher, "hf_model", None)
+    ttok = getattr(teacher, "tokenizer", None)
+    if thf is None or ttok is None:
+        raise CapabilityError(
+            f"logit-KD on the fly needs the teacher's weights; {teacher.info.name} is not a "
+            "local model (harvest it for seq-KD instead)"
+        )
+    check_same_tokenizer(ttok, tok, teacher.info.name)
+    ex, skipped = _kd_inputs(teacher, tok, texts_or_prompts, cfg.max_len, gen)
+    thf.eval()
+    vocab, div, beta, temp = len(tok), cfg.divergence, cfg.beta, cfg.kd_temperature
+
+    def loss_fn(m: Any, b: _Batch) -> tuple[torch.Tensor, int]:
+        with torch.inference_mode():
+            tl = thf(input_ids=b.ids, attention_mask=b.attn).logits[:, :-1, :vocab].float()
+        t_logp = torch.log_softmax(tl.clone() / temp, -1)
+        logits = m(input_ids=b.ids, attention_mask=b.attn).logits[:, :-1, :vocab].float()
+        s_logp = torch.log_softmax(logits / temp, -1)
+        return _masked_mean(_div(div, t_logp, s_logp, beta), b, temp**2)
+
+    extra = {"teacher": teacher.info.name, "teacher_identity": teacher.info.identity}
+    return _KDSource(ex, skipped, loss_fn, extra, 3, thf)
+
+
+def _masked_mean(per: torch.Tensor, b: _Batch, scale: float) -> tuple[torch.Tensor, int]:
+    """Mean per-position loss over the target tokens, times `scale`; and their count."""
+    mask = b.targets[:, 1:].bool()
+    n = int(mask.sum())
+    return per[mask].sum() * scale / max(n, 1), n
 
 
 def _div(name: str, t: torch.Tensor, s: torch.Tensor, beta: float) -> torch.Tensor:

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,6 @@ from distilltrace.errors import InputError
 MANIFEST = "manifest.json"
 MEMBER_FILE = "zoo_member.json"
 ROLES = ("teacher", "student", "independent")
-METHODS = ("bundled", "seq-kd", "logit-kd", "human-text", "mix", "tiny-teacher")
 TIERS = ("quick", "full")
 
 
@@ -242,7 +242,7 @@ def _students(
     teachers: list[str], logit_teacher: str, small: str, big: str, controls: bool = False
 ) -> tuple[StudentPlan, ...]:
     """The students of a tier. With `controls`, also the models that give the students
-    controls of their own recipe (see provenance.bench.comparable: data kind,
+    controls of their own recipe (see distilltrace.bench.provenance.comparable: data kind,
     architecture, loss, training amount): the small recipes in 4 or more seeds (so a
     student has 3 same-recipe controls even on the teacher it does not derive from, which
     the forward-likelihood and lexical tests need), the big seq-KD students in 2 per
@@ -461,78 +461,108 @@ def build_zoo(
 ) -> Manifest:
     """Build (or finish building) a zoo tier in `out_dir` and write its manifest.json.
     Members already built are skipped; harvests resume where they stopped."""
-    from distilltrace.distill.dataset import Record, read_records
-    from distilltrace.distill.harvesting import harvest
-    from distilltrace.distill.prompts import generate_prompts
-    from distilltrace.distill.student import ARCHS, make_student, resolve_tokenizer
-    from distilltrace.distill.training import (
-        train_lm,
-        train_logit_kd,
-        train_seq_kd,
-        write_topk_file,
-    )
+    b = _ZooBuild(plan or zoo_plan(tier, scale), Path(out_dir), scale, device, progress)
+    b.start()
+    for tp in b.plan.teachers:
+        b.teacher(tp)
+    b.harvests()
+    for sp in b.plan.students:
+        b.student(sp)
+    manifest = b.save()
+    manifest.extra["last_build_wall_s"] = round(time.perf_counter() - b.t_start, 1)
+    manifest.save(b.out)
+    return manifest
 
-    plan = plan or zoo_plan(tier, scale)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    created = _now()
-    if (out / MANIFEST).is_file():
-        try:
-            old = load_manifest(out)
-            if old.tier != plan.tier:
-                raise InputError(
-                    f"{out} holds a {old.tier!r} zoo; build the {plan.tier!r} tier in another folder"
-                )
-            created = old.created
-        except InputError as e:
-            if "holds a" in str(e):
-                raise
-    plan_file = out / "plan.json"
-    plan_json = json.dumps(plan.to_dict(), sort_keys=True, indent=1)
-    if plan_file.is_file() and plan_file.read_text() != plan_json:
-        raise InputError(
-            f"{out} was built with a different plan (tier, scale or sizes); build into a new "
-            "folder, or delete it to start over"
-        )
-    plan_file.write_text(plan_json)
-    members: dict[str, ZooMember] = {}
-    order = [t.name for t in plan.teachers] + [s.name for s in plan.students]
 
-    def save() -> Manifest:
+# A student method trains one student: (build, plan, student, folder, train config) ->
+# (training result, data source description, number of prompts, role, extra train info).
+StudentMethod = Callable[
+    ["_ZooBuild", StudentPlan, Any, Path, Any], tuple[Any, str, int, str, dict[str, Any]]
+]
+
+
+class _ZooBuild:
+    """One build of a zoo: the steps of `build_zoo` and what they share."""
+
+    def __init__(self, plan: ZooPlan, out: Path, scale: float, device: str, progress: bool):
+        self.plan, self.out, self.scale = plan, out, scale
+        self.device, self.progress = device, progress
+        self.t_start = time.perf_counter()
+        self.created = _now()
+        self.members: dict[str, ZooMember] = {}
+        self.order = [t.name for t in plan.teachers] + [s.name for s in plan.students]
+        self.records: dict[str, list[Any]] = {}
+        self._parts: list[list[str]] | None = None
+        self._loaded: dict[str, Any] = {}
+        self._student_tok: Any = None
+
+    # ------------------------------------------------------------------- setup
+    def start(self) -> None:
+        """Check the folder holds nothing of another tier or plan; write plan.json."""
+        out, plan = self.out, self.plan
+        out.mkdir(parents=True, exist_ok=True)
+        if (out / MANIFEST).is_file():
+            try:
+                old = load_manifest(out)
+                if old.tier != plan.tier:
+                    raise InputError(
+                        f"{out} holds a {old.tier!r} zoo; build the {plan.tier!r} tier in "
+                        "another folder"
+                    )
+                self.created = old.created
+            except InputError as e:
+                if "holds a" in str(e):
+                    raise
+        plan_file = out / "plan.json"
+        plan_json = json.dumps(plan.to_dict(), sort_keys=True, indent=1)
+        if plan_file.is_file() and plan_file.read_text() != plan_json:
+            raise InputError(
+                f"{out} was built with a different plan (tier, scale or sizes); build into a "
+                "new folder, or delete it to start over"
+            )
+        plan_file.write_text(plan_json)
+        from distilltrace.distill.student import resolve_tokenizer
+
+        self._student_tok = resolve_tokenizer(plan.tokenizer)
+
+    def save(self) -> Manifest:
         m = Manifest(
-            tier=plan.tier,
-            created=created,
-            models=[members[n] for n in order if n in members],
-            root=out,
-            extra={"scale": scale, "plan": plan.to_dict()},
+            tier=self.plan.tier,
+            created=self.created,
+            models=[self.members[n] for n in self.order if n in self.members],
+            root=self.out,
+            extra={"scale": self.scale, "plan": self.plan.to_dict()},
         )
-        m.save(out)
+        m.save(self.out)
         return m
 
-    parts: list[list[str]] | None = None
+    def corpus(self) -> list[list[str]]:
+        if self._parts is None:
+            self._parts = _corpus_parts()
+        return self._parts
 
-    def corpus() -> list[list[str]]:
-        nonlocal parts
-        if parts is None:
-            parts = _corpus_parts()
-        return parts
-
-    student_tok = resolve_tokenizer(plan.tokenizer)
-    loaded: dict[str, Any] = {}
-
-    def teacher_model(name: str) -> Any:
-        if name not in loaded:
+    def teacher_model(self, name: str) -> Any:
+        if name not in self._loaded:
             from distilltrace.models import load_model
 
-            loaded[name] = load_model(members[name].spec or str(out / str(members[name].path)))
-        return loaded[name]
+            m = self.members[name]
+            self._loaded[name] = load_model(m.spec or str(self.out / str(m.path)))
+        return self._loaded[name]
 
-    # 1. teachers
-    for tp in plan.teachers:
-        folder = out / tp.name
+    def train_config(self, **settings: Any) -> Any:
+        from distilltrace.distill.config import TrainConfig
+
+        return TrainConfig(device=self.device, progress=self.progress, **settings)
+
+    def new_student(self, arch: str, seed: int) -> Any:
+        from distilltrace.distill.student import make_student
+
+        return make_student(arch, self._student_tok, seed)
+
+    # ------------------------------------------------------------------- 1. teachers
+    def teacher(self, tp: TeacherPlan) -> None:
         if tp.spec:
-            members[tp.name] = ZooMember(
+            self.members[tp.name] = ZooMember(
                 name=tp.name,
                 role="teacher",
                 method="bundled",
@@ -543,178 +573,196 @@ def build_zoo(
                 train={},
                 spec=tp.spec,
             )
-            continue
+            return
+        folder = self.out / tp.name
         done = _read_member(folder)
         if done is None:
-            chunks = corpus()[tp.corpus_part]
-            prompts = generate_prompts(tp.n_pairs, seed=1000 + tp.corpus_part)
-            pool = [styled_answer(c, tp.style, tp.answer_chars) for c in chunks[: tp.pool]]
-            recs = [
-                Record(p.text, pool[i % len(pool)], {"finish_reason": "stop"})
-                for i, p in enumerate(prompts)
-            ]
-            st = make_student(tp.arch, student_tok, tp.seed)
-            res = train_seq_kd(
-                st,
-                recs,
-                folder,
-                steps=tp.steps,
-                lr=tp.lr,
-                batch_size=plan.batch_size,
-                seed=tp.seed,
-                max_len=plan.max_len,
-                device=device,
-                progress=progress,
+            done = self._train_tiny_teacher(tp, folder)
+            _write_member(folder, done)
+        self.members[tp.name] = done
+        self.save()
+
+    def _train_tiny_teacher(self, tp: TeacherPlan, folder: Path) -> ZooMember:
+        from distilltrace.distill.dataset import Record
+        from distilltrace.distill.prompts import generate_prompts
+        from distilltrace.distill.training import train_seq_kd
+
+        chunks = self.corpus()[tp.corpus_part]
+        prompts = generate_prompts(tp.n_pairs, seed=1000 + tp.corpus_part)
+        pool = [styled_answer(c, tp.style, tp.answer_chars) for c in chunks[: tp.pool]]
+        recs = [
+            Record(p.text, pool[i % len(pool)], {"finish_reason": "stop"})
+            for i, p in enumerate(prompts)
+        ]
+        cfg = self.train_config(
+            steps=tp.steps,
+            lr=tp.lr,
+            batch_size=self.plan.batch_size,
+            seed=tp.seed,
+            max_len=self.plan.max_len,
+        )
+        res = train_seq_kd(self.new_student(tp.arch, tp.seed), recs, folder, cfg)
+        return ZooMember(
+            name=tp.name,
+            role="teacher",
+            method="tiny-teacher",
+            teachers=[],
+            arch=tp.arch,
+            seed=tp.seed,
+            data={
+                "prompts": len(recs),
+                "tokens": res.data_tokens,
+                "source": (
+                    f"{len(pool)} stdlib docstring chunks (part {tp.corpus_part}) as chat "
+                    f"answers, {tp.style} style"
+                ),
+            },
+            train=_train_summary(res),
+            path=tp.name,
+        )
+
+    # ------------------------------------------------------------------- 2. harvests
+    def harvests(self) -> None:
+        """One harvest per teacher that has students, on the same prompts (resumable)."""
+        from distilltrace.distill.dataset import read_records
+        from distilltrace.distill.harvesting import harvest
+        from distilltrace.distill.prompts import generate_prompts
+
+        plan = self.plan
+        prompts = generate_prompts(plan.n_prompts, seed=plan.harvest_seed)
+        needed = {t for s in plan.students for t in s.teachers}
+        for tp in plan.teachers:
+            if tp.name not in needed:
+                continue
+            path = self.out / "data" / f"{tp.name}.jsonl"
+            have = (
+                {r.prompt for r in read_records(path, allow_partial_tail=True)}
+                if path.exists() and path.stat().st_size
+                else set()
             )
+            if not {p.text for p in prompts} <= have:
+                harvest(
+                    self.teacher_model(tp.name),
+                    prompts,
+                    path,
+                    max_new_tokens=plan.max_new_tokens,
+                    temperature=plan.temperature,
+                    top_p=plan.top_p,
+                    seed=plan.harvest_seed,
+                    batch_size=16,
+                    progress=self.progress,
+                )
+            by_prompt = {r.prompt: r for r in read_records(path)}
+            self.records[tp.name] = [by_prompt[p.text] for p in prompts]
+
+    # ------------------------------------------------------------------- 3. students
+    def student(self, sp: StudentPlan) -> None:
+        from distilltrace.distill.student import ARCHS
+
+        folder = self.out / sp.name
+        done = _read_member(folder)
+        if done is None:
+            if sp.arch not in ARCHS:
+                raise InputError(f"unknown student architecture {sp.arch!r}")
+            method = STUDENT_METHODS.get(sp.method)
+            if method is None:
+                raise InputError(f"unknown zoo method {sp.method!r}")
+            st = self.new_student(sp.arch, sp.seed)
+            plan = self.plan
+            cfg = self.train_config(
+                epochs=sp.epochs or plan.epochs,
+                lr=plan.lr,
+                batch_size=plan.batch_size,
+                seed=sp.seed,
+                max_len=plan.max_len,
+            )
+            res, source, n_prompts, role, extra = method(self, sp, st, folder, cfg)
             done = ZooMember(
-                name=tp.name,
-                role="teacher",
-                method="tiny-teacher",
-                teachers=[],
-                arch=tp.arch,
-                seed=tp.seed,
-                data={
-                    "prompts": len(recs),
-                    "tokens": res.data_tokens,
-                    "source": (
-                        f"{len(pool)} stdlib docstring chunks (part {tp.corpus_part}) as chat "
-                        f"answers, {tp.style} style"
-                    ),
-                },
-                train=_train_summary(res),
-                path=tp.name,
+                name=sp.name,
+                role=role,
+                method=sp.method,
+                teachers=list(sp.teachers),
+                arch=sp.arch,
+                seed=sp.seed,
+                data={"prompts": n_prompts, "tokens": res.data_tokens, "source": source},
+                train=_train_summary(res, **extra),
+                path=sp.name,
             )
             _write_member(folder, done)
-        members[tp.name] = done
-        save()
-
-    # 2. harvests (one per teacher, same prompts)
-    prompts = generate_prompts(plan.n_prompts, seed=plan.harvest_seed)
-    data_dir = out / "data"
-    datasets: dict[str, Path] = {}
-    needed = {t for s in plan.students for t in s.teachers}
-    for tp in plan.teachers:
-        if tp.name not in needed:
-            continue
-        path = data_dir / f"{tp.name}.jsonl"
-        have = (
-            {r.prompt for r in read_records(path, allow_partial_tail=True)}
-            if path.exists() and path.stat().st_size
-            else set()
-        )
-        if not {p.text for p in prompts} <= have:
-            harvest(
-                teacher_model(tp.name),
-                prompts,
-                path,
-                max_new_tokens=plan.max_new_tokens,
-                temperature=plan.temperature,
-                top_p=plan.top_p,
-                seed=plan.harvest_seed,
-                batch_size=16,
-                progress=progress,
-            )
-        datasets[tp.name] = path
-    records: dict[str, list[Any]] = {}
-    for name, path in datasets.items():
-        by_prompt = {r.prompt: r for r in read_records(path)}
-        records[name] = [by_prompt[p.text] for p in prompts]
-
-    # 3. students
-    for sp in plan.students:
-        folder = out / sp.name
-        done = _read_member(folder)
-        if done is not None:
-            members[sp.name] = done
-            continue
-        if sp.arch not in ARCHS:
-            raise InputError(f"unknown student architecture {sp.arch!r}")
-        st = make_student(sp.arch, student_tok, sp.seed)
-        common = dict(
-            epochs=sp.epochs or plan.epochs,
-            lr=plan.lr,
-            batch_size=plan.batch_size,
-            seed=sp.seed,
-            max_len=plan.max_len,
-            device=device,
-            progress=progress,
-        )
-        n_take = max(4, int(round(sp.data_fraction * plan.n_prompts)))
-        extra: dict[str, Any] = {}
-        if sp.method == "seq-kd":
-            recs = records[sp.teachers[0]][:n_take]
-            res = train_seq_kd(st, recs, folder, **common)
-            source = f"harvest of {sp.teachers[0]} (data/{sp.teachers[0]}.jsonl, first {len(recs)} prompts)"
-            n_prompts, role = len(recs), "student"
-        elif sp.method == "mix":
-            a, b = sp.teachers
-            recs = [
-                (records[a] if i % 2 == 0 else records[b])[i]
-                for i in range(min(n_take, plan.n_prompts))
-            ]
-            res = train_seq_kd(st, recs, folder, **common)
-            source = f"harvests of {a} (even prompts) and {b} (odd prompts)"
-            n_prompts, role = len(recs), "student"
-        elif sp.method == "logit-kd":
-            t = sp.teachers[0]
-            recs = records[t][:n_take]
-            if plan.logit_source == "topk":
-                topk = data_dir / f"{t}.top{plan.topk}.n{len(recs)}.safetensors"
-                if not topk.is_file():
-                    write_topk_file(
-                        teacher_model(t),
-                        recs,
-                        topk,
-                        k=plan.topk,
-                        max_len=plan.max_len,
-                        device=device,
-                    )
-                res = train_logit_kd(
-                    st, None, None, folder, divergence=sp.divergence, topk_file=topk, **common
-                )
-                extra = {"divergence": sp.divergence, "teacher_probs": f"top-{plan.topk} file"}
-            else:
-                res = train_logit_kd(
-                    st, teacher_model(t), recs, folder, divergence=sp.divergence, **common
-                )
-                extra = {
-                    "divergence": sp.divergence,
-                    "teacher_probs": "full distribution, on the fly",
-                }
-            source = f"harvest of {t} (first {len(recs)} prompts), teacher next-token distributions"
-            n_prompts, role = len(recs), "student"
-        elif sp.method == "human-text":
-            import random
-
-            texts = list(corpus()[2])
-            random.Random(f"zoo-human:{sp.seed}").shuffle(texts)
-            take, total = [], 0
-            for c in texts:
-                if total + len(c) > plan.human_chars * sp.data_fraction:
-                    break
-                take.append(c)
-                total += len(c)
-            res = train_lm(st, take, folder, **common)
-            source = f"stdlib docstrings part 2 ({total} characters, {len(take)} chunks)"
-            n_prompts, role = 0, "independent"
+            self.members[sp.name] = done
+            self.save()
         else:
-            raise InputError(f"unknown zoo method {sp.method!r}")
-        done = ZooMember(
-            name=sp.name,
-            role=role,
-            method=sp.method,
-            teachers=list(sp.teachers),
-            arch=sp.arch,
-            seed=sp.seed,
-            data={"prompts": n_prompts, "tokens": res.data_tokens, "source": source},
-            train=_train_summary(res, **extra),
-            path=sp.name,
-        )
-        _write_member(folder, done)
-        members[sp.name] = done
-        save()
+            self.members[sp.name] = done
 
-    manifest = save()
-    manifest.extra["last_build_wall_s"] = round(time.perf_counter() - t_start, 1)
-    manifest.save(out)
-    return manifest
+    def n_take(self, sp: StudentPlan) -> int:
+        return max(4, int(round(sp.data_fraction * self.plan.n_prompts)))
+
+
+def _seq_kd_student(b: _ZooBuild, sp: StudentPlan, st: Any, folder: Path, cfg: Any):
+    from distilltrace.distill.training import train_seq_kd
+
+    t = sp.teachers[0]
+    recs = b.records[t][: b.n_take(sp)]
+    res = train_seq_kd(st, recs, folder, cfg)
+    source = f"harvest of {t} (data/{t}.jsonl, first {len(recs)} prompts)"
+    return res, source, len(recs), "student", {}
+
+
+def _mix_student(b: _ZooBuild, sp: StudentPlan, st: Any, folder: Path, cfg: Any):
+    from distilltrace.distill.training import train_seq_kd
+
+    a, c = sp.teachers
+    n = min(b.n_take(sp), b.plan.n_prompts)
+    recs = [(b.records[a] if i % 2 == 0 else b.records[c])[i] for i in range(n)]
+    res = train_seq_kd(st, recs, folder, cfg)
+    return res, f"harvests of {a} (even prompts) and {c} (odd prompts)", len(recs), "student", {}
+
+
+def _logit_kd_student(b: _ZooBuild, sp: StudentPlan, st: Any, folder: Path, cfg: Any):
+    from dataclasses import replace
+
+    from distilltrace.distill.training import train_logit_kd, write_topk_file
+
+    plan, t = b.plan, sp.teachers[0]
+    recs = b.records[t][: b.n_take(sp)]
+    cfg = replace(cfg, divergence=sp.divergence)
+    if plan.logit_source == "topk":
+        topk = b.out / "data" / f"{t}.top{plan.topk}.n{len(recs)}.safetensors"
+        if not topk.is_file():
+            write_topk_file(
+                b.teacher_model(t), recs, topk, k=plan.topk, max_len=plan.max_len, device=b.device
+            )
+        res = train_logit_kd(st, None, None, folder, cfg, topk_file=topk)
+        extra = {"divergence": sp.divergence, "teacher_probs": f"top-{plan.topk} file"}
+    else:
+        res = train_logit_kd(st, b.teacher_model(t), recs, folder, cfg)
+        extra = {"divergence": sp.divergence, "teacher_probs": "full distribution, on the fly"}
+    source = f"harvest of {t} (first {len(recs)} prompts), teacher next-token distributions"
+    return res, source, len(recs), "student", extra
+
+
+def _human_text_student(b: _ZooBuild, sp: StudentPlan, st: Any, folder: Path, cfg: Any):
+    import random
+
+    from distilltrace.distill.training import train_lm
+
+    texts = list(b.corpus()[2])
+    random.Random(f"zoo-human:{sp.seed}").shuffle(texts)
+    take, total = [], 0
+    for c in texts:
+        if total + len(c) > b.plan.human_chars * sp.data_fraction:
+            break
+        take.append(c)
+        total += len(c)
+    res = train_lm(st, take, folder, cfg)
+    source = f"stdlib docstrings part 2 ({total} characters, {len(take)} chunks)"
+    return res, source, 0, "independent", {}
+
+
+# How each zoo method trains a student: adding a method is adding an entry here.
+STUDENT_METHODS: dict[str, StudentMethod] = {
+    "seq-kd": _seq_kd_student,
+    "mix": _mix_student,
+    "logit-kd": _logit_kd_student,
+    "human-text": _human_text_student,
+}

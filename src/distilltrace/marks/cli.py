@@ -1,7 +1,8 @@
-"""CLI for marks: keygen, detect, radioactivity; and `distilltrace bench marks`."""
+"""CLI for marks: keygen, detect, radioactivity (`distilltrace bench marks`: bench.marks_cli)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -29,22 +30,49 @@ def _tokenizer_for(wm, spec: str | None):
 
 def _scoring_tokenizer(wm, model, spec: str | None):
     """The suspect's own tokenizer when it is the key's (no reload), else the key's."""
-    from distilltrace.marks.schemes import tokenizer_fingerprint
-
     tok = getattr(model, "tokenizer", None)
-    if spec is None and tok is not None and tokenizer_fingerprint(tok) == wm.tokenizer.fingerprint:
+    if spec is None and tok is not None and wm.tokenizer.matches(tok):
         return tok
     return _tokenizer_for(wm, spec)
+
+
+def _given(**options) -> dict:
+    """The options the user gave (None: the library's default applies)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _scheme_options(gamma: float | None, delta: float | None, param: list[str]) -> dict:
+    """The scheme's own parameters from the command line: only those given (the scheme's
+    defaults apply to the rest). --param KEY=VALUE takes a JSON value (or a string)."""
+    opts = _given(gamma=gamma, delta=delta)
+    for item in param:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise InputError(f"--param must be KEY=VALUE, got {item!r}")
+        try:
+            opts[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            opts[key.strip()] = value
+    return opts
 
 
 @app.command("keygen")
 def keygen(
     out: Path = typer.Option(..., "--out", help="Key file to write (JSON, mode 0600)."),
     model: str = typer.Option(..., "--model", help="Model spec whose tokenizer the key binds."),
-    scheme: str = typer.Option("greenlist", help="greenlist | gumbel"),
-    gamma: float = typer.Option(0.25, help="greenlist: green fraction of the vocabulary."),
-    delta: float = typer.Option(
-        4.0, help="greenlist: logit bias of green tokens (2 = lighter mark, weaker evidence)."
+    scheme: str = typer.Option(
+        "greenlist", help="A registered scheme: greenlist | gumbel (or a plugin's)."
+    ),
+    gamma: float | None = typer.Option(
+        None, help="greenlist: green fraction of the vocabulary.", show_default="0.25"
+    ),
+    delta: float | None = typer.Option(
+        None,
+        help="greenlist: logit bias of green tokens (2 = lighter mark, weaker evidence).",
+        show_default="4.0",
+    ),
+    param: list[str] = typer.Option(
+        [], "--param", help="Another scheme parameter as KEY=VALUE (repeatable)."
     ),
     context_width: int = typer.Option(2, help="Tokens of context that seed each step (h)."),
     seeding: str = typer.Option("lefthash", help="lefthash | minhash"),
@@ -63,7 +91,10 @@ def keygen(
 
     try:
         params = SchemeParams(
-            scheme=scheme, gamma=gamma, delta=delta, context_width=context_width, seeding=seeding
+            scheme=scheme,
+            context_width=context_width,
+            seeding=seeding,
+            **_scheme_options(gamma, delta, param),
         )
     except ValueError as e:
         raise InputError(f"bad watermark parameters: {e}") from None
@@ -92,17 +123,24 @@ def detect(
     ),
     tokenizer: str | None = typer.Option(None, help="Model spec to take the tokenizer from."),
     normalize: str = typer.Option("", help="Comma list of: nfkc, whitespace, lower."),
-    alpha: float = typer.Option(1e-3, help="Significance level of each verdict."),
-    min_scored: int = typer.Option(16, help="Fewer scored tokens: 'not enough evidence'."),
-    window: int = typer.Option(50, help="Scored tokens per window in the span scan."),
+    alpha: float | None = typer.Option(
+        None, help="Significance level of each verdict.", show_default="0.001"
+    ),
+    min_scored: int | None = typer.Option(
+        None, help="Fewer scored tokens: 'not enough evidence'.", show_default="16"
+    ),
+    window: int | None = typer.Option(
+        None, help="Scored tokens per window in the span scan.", show_default="50"
+    ),
     out: Path | None = typer.Option(None, "--out", help="Folder for result.json and report.html."),
 ) -> None:
     """Test texts for the watermark of KEY (exact p-values; per text and pooled)."""
-    from distilltrace.marks.detect import detect_texts
+    from distilltrace.marks.detect import DEFAULT_ALPHA, detect_texts
     from distilltrace.marks.keys import load_watermark
     from distilltrace.marks.reporting import write_detect_report
     from distilltrace.marks.textio import read_texts
 
+    alpha = DEFAULT_ALPHA if alpha is None else alpha
     wm = load_watermark(key)
     texts, prompts = read_texts(file, column, prompt_column)
     tok = _tokenizer_for(wm, tokenizer)
@@ -114,8 +152,7 @@ def detect(
         prompts=prompts,
         normalize=ops,
         alpha=alpha,
-        min_scored=min_scored,
-        window=window,
+        **_given(min_scored=min_scored, window=window),
     )
     p = rep.pooled
     typer.echo(
@@ -146,61 +183,51 @@ def radioactivity(
     filter_min_count: int | None = typer.Option(
         None, help="Supervised: score only windows seen >= N times in --marked."
     ),
-    max_new_tokens: int = typer.Option(128, help="Closed mode: tokens per suspect output."),
-    temperature: float = typer.Option(0.0, help="Closed mode: suspect sampling temperature."),
+    max_new_tokens: int | None = typer.Option(
+        None, help="Closed mode: tokens per suspect output.", show_default="128"
+    ),
+    temperature: float | None = typer.Option(
+        None, help="Closed mode: suspect sampling temperature.", show_default="0"
+    ),
     seed: int = typer.Option(0),
     tokenizer: str | None = typer.Option(None, help="Model spec to take the tokenizer from."),
-    alpha: float = typer.Option(1e-3),
-    min_scored: int = typer.Option(16),
+    alpha: float | None = typer.Option(None, show_default="0.001"),
+    min_scored: int | None = typer.Option(None, show_default="16"),
     out: Path = typer.Option(..., "--out", help="Folder for result.json and report.html."),
 ) -> None:
     """Test whether SUSPECT learned from text marked with KEY (Sander et al. 2024)."""
     from rich.progress import Progress
 
+    from distilltrace.marks.detect import DEFAULT_ALPHA
     from distilltrace.marks.keys import load_watermark
     from distilltrace.marks.radioactivity import radioactivity_closed, radioactivity_open
     from distilltrace.marks.reporting import write_radioactivity_report
-    from distilltrace.marks.textio import read_jsonl, read_prompts
     from distilltrace.models import load_model
     from distilltrace.stats import holm
 
+    alpha = DEFAULT_ALPHA if alpha is None else alpha
     if mode not in ("closed", "open", "both"):
         raise InputError(f"--mode must be closed, open or both, got {mode!r}")
     wm = load_watermark(key)
-    marked_texts = marked_prompts = None
-    if marked is not None:
-        from distilltrace.marks.textio import column_values, pick_column
-
-        rows = read_jsonl(marked)[:n_prompts]
-        marked_texts = column_values(rows, pick_column(rows, marked_column, marked), marked)
-        if rows and "prompt" in rows[0]:
-            marked_prompts = column_values(rows, "prompt", marked)
+    marked_texts, marked_prompts = _read_marked(marked, marked_column, n_prompts)
     model = load_model(suspect)
+    tests = dict(alpha=alpha, filter_min_count=filter_min_count, **_given(min_scored=min_scored))
     results = []
     with Progress(transient=True) as bar:
         if mode in ("closed", "both"):
-            if prompts is not None:
-                plist = read_prompts(prompts)[:n_prompts]
-            elif marked_prompts is not None:
-                plist = marked_prompts
-            else:
-                raise InputError("closed mode needs --prompts (or --marked with a prompt column)")
-            tok = _scoring_tokenizer(wm, model, tokenizer)
+            plist = _closed_prompts(prompts, marked_prompts, n_prompts)
             task = bar.add_task("closed: prompting the suspect", total=len(plist))
             results.append(
                 radioactivity_closed(
                     wm,
                     model,
                     plist,
-                    tok,
+                    _scoring_tokenizer(wm, model, tokenizer),
                     marked_texts=marked_texts,
-                    filter_min_count=filter_min_count,
-                    max_new_tokens=max_new_tokens,
-                    temperature=temperature,
                     seed=seed,
-                    alpha=alpha,
-                    min_scored=min_scored,
+                    **_given(max_new_tokens=max_new_tokens, temperature=temperature),
                     on_batch=lambda n: bar.update(task, completed=n),
+                    **tests,
                 )
             )
         if mode in ("open", "both"):
@@ -213,15 +240,42 @@ def radioactivity(
                     model,
                     marked_texts,
                     marked_prompts=marked_prompts,
-                    filter_min_count=filter_min_count,
-                    alpha=alpha,
-                    min_scored=min_scored,
                     on_batch=lambda n: bar.update(task, completed=n),
+                    **tests,
                 )
             )
     pvals = [r.test.pvalue for r in results]
     family = holm([p for p in pvals if p is not None], alpha=alpha) if len(results) > 1 else None
     write_radioactivity_report(results, family, out)
+    _echo_radioactivity(results)
+    typer.echo(f"wrote {out}/result.json and {out}/report.html")
+
+
+def _read_marked(
+    marked: Path | None, column: str | None, limit: int
+) -> tuple[list[str] | None, list[str] | None]:
+    """Our marked outputs (texts, and their prompts when the file has a prompt column)."""
+    if marked is None:
+        return None, None
+    from distilltrace.marks.textio import column_values, pick_column, read_jsonl
+
+    rows = read_jsonl(marked)[:limit]
+    texts = column_values(rows, pick_column(rows, column, marked), marked)
+    prompts = column_values(rows, "prompt", marked) if rows and "prompt" in rows[0] else None
+    return texts, prompts
+
+
+def _closed_prompts(prompts: Path | None, marked_prompts: list[str] | None, limit: int) -> list:
+    from distilltrace.marks.textio import read_prompts
+
+    if prompts is not None:
+        return read_prompts(prompts)[:limit]
+    if marked_prompts is not None:
+        return marked_prompts
+    raise InputError("closed mode needs --prompts (or --marked with a prompt column)")
+
+
+def _echo_radioactivity(results: list) -> None:
     for r in results:
         t = r.test
         typer.echo(
@@ -229,20 +283,4 @@ def radioactivity(
             f"filtered {t.n_filtered}), statistic {t.statistic:.1f} vs {t.expected:.1f} expected, "
             f"p={t.pvalue_text}: {t.verdict}"
         )
-    typer.echo(f"wrote {out}/result.json and {out}/report.html")
 
-
-def bench(
-    tier: str = typer.Option("quick", help="quick (tiny teacher, CPU minutes) | full (SmolLM2)."),
-    out: Path = typer.Option(Path("bench-marks"), "--out", help="Output folder."),
-    seed: int = typer.Option(0),
-    set_: str | None = typer.Option(
-        None, "--set", help="JSON object overriding benchmark sizes, e.g. '{\"n_power\": 200}'."
-    ),
-) -> None:
-    """Benchmark marks: detector calibration and power, radioactivity of distilled students."""
-    from distilltrace.marks.bench import load_overrides, run_bench
-
-    res = run_bench(tier=tier, out=out, seed=seed, overrides=load_overrides(set_))
-    typer.echo(res.summary())
-    typer.echo(f"wrote {out}/result.json and {out}/report.html")

@@ -6,7 +6,8 @@ because each distinct (window seed, token) tuple is scored only once, the scored
 tuples carry independent key-derived uniforms, so
 
 - green-list: the green count K ~ Binomial(n, gamma), p = P(K' >= K);
-- Gumbel: the score S = sum -log(1 - u) ~ Gamma(n, 1), p = P(S' >= S).
+- Gumbel: the score S = sum -log(1 - u) ~ Gamma(n, 1), p = P(S' >= S);
+- any registered scheme: its own `null` (see `marks.schemes.base`).
 
 Scoring rules that keep H0 valid: score each (window, token) tuple once (repeated
 n-grams would otherwise count the same coin many times), skip windows the caller
@@ -17,7 +18,6 @@ with the key, skip windows that already occurred earlier in that context.
 
 from __future__ import annotations
 
-import math
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,17 +27,12 @@ import numpy as np
 
 from distilltrace.errors import InputError
 from distilltrace.marks.schemes import Watermark
-from distilltrace.marks.stats import (
-    LN10,
-    binom_log_sf,
-    floor_p,
-    format_p,
-    gamma_log_sf,
-)
+from distilltrace.marks.stats import LN10, floor_p, format_p
 from distilltrace.stats import holm
 
 NORMALIZERS = ("nfkc", "whitespace", "lower")
 DEFAULT_MIN_SCORED = 16
+DEFAULT_ALPHA = 1e-3
 NOT_ENOUGH = "not enough evidence"
 MARKED = "marked"
 NOT_MARKED = "no evidence of the mark"
@@ -59,14 +54,7 @@ def normalize_text(text: str, ops: Sequence[str] = ()) -> str:
 
 def null_description(wm: Watermark) -> str:
     """The null hypothesis and null distribution of a key's detector, in words."""
-    if wm.scheme == "greenlist":
-        dist = f"the green count is Binomial(n, gamma={wm.params.gamma})"
-    else:
-        dist = "the score sum of -log(1-u) is Gamma(n, 1)"
-    return (
-        "H0: the scored tokens were produced independently of the key; each distinct "
-        f"(window, token) tuple is scored once, so {dist}."
-    )
+    return wm.null_description()
 
 
 @dataclass(frozen=True)
@@ -185,7 +173,7 @@ class TupleScorer:
         self.scores.extend(float(x) for x in sc)
         return list(zip(pos, (float(x) for x in sc), strict=True))
 
-    def test(self, alpha: float = 1e-3, min_scored: int = DEFAULT_MIN_SCORED) -> MarkTest:
+    def test(self, alpha: float = DEFAULT_ALPHA, min_scored: int = DEFAULT_MIN_SCORED) -> MarkTest:
         """The exact test over everything scored so far."""
         return mark_test(
             self.wm,
@@ -206,21 +194,15 @@ def score_statistic(wm: Watermark, n: int, statistic: float) -> tuple[float, flo
     """(expected under H0, z-score, ln p-value) of a statistic over n scored tuples."""
     if n <= 0:
         return 0.0, 0.0, 0.0
-    if wm.scheme == "greenlist":
-        g = wm.params.gamma
-        expected = g * n
-        z = (statistic - expected) / math.sqrt(n * g * (1 - g))
-        return expected, z, binom_log_sf(int(round(statistic)), n, g)
-    expected = float(n)
-    z = (statistic - n) / math.sqrt(n)
-    return expected, z, gamma_log_sf(float(statistic), n)
+    t = wm.impl.null(n, statistic)
+    return t.expected, t.z, t.log_p
 
 
 def mark_test(
     wm: Watermark,
     scores: Sequence[float],
     *,
-    alpha: float = 1e-3,
+    alpha: float = DEFAULT_ALPHA,
     min_scored: int = DEFAULT_MIN_SCORED,
     counts: dict[str, int] | None = None,
 ) -> MarkTest:
@@ -353,7 +335,7 @@ def detect_texts(
     *,
     prompts: Sequence[str] | None = None,
     normalize: Sequence[str] = (),
-    alpha: float = 1e-3,
+    alpha: float = DEFAULT_ALPHA,
     min_scored: int = DEFAULT_MIN_SCORED,
     window: int = 50,
 ) -> DetectionReport:

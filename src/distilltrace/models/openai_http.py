@@ -374,3 +374,8 @@ def _retry_after(r: httpx.Response) -> float | None:
         return max(0.0, float(v))
     except ValueError:
         return None
+
+
+def load_openai_spec(parsed: ParsedSpec, status: Any = None) -> OpenAIModel:
+    """The ``openai`` backend's loader (``status`` is unused: connecting is quick)."""
+    return OpenAIModel.from_spec(parsed)

@@ -1,29 +1,31 @@
 """Provenance: was a suspect model distilled from a reference? Hypothesis tests with valid
 p-values (greedy agreement, likelihood, lexical fingerprint), identity evidence, Holm over
-references, adaptive and sequential querying. See docs/provenance.md."""
+references, adaptive and sequential querying. See docs/provenance.md; new tests plug in
+through `register` (docs/extending.md). The benchmark is distilltrace.bench.provenance."""
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
-__all__ = ["ProvenanceConfig", "ProvenanceResult", "run_bench", "test_provenance", "write_report"]
+_EXPORTS = {
+    "ProvenanceConfig": "config",
+    "test_provenance": "tester",
+    "ProvenanceResult": "result",
+    "TestResult": "result",
+    "skipped_test": "result",
+    "write_report": "report",
+    "ProvenanceTest": "registry",
+    "QueryNeeds": "registry",
+    "TestInputs": "registry",
+    "register": "registry",
+    "registered": "registry",
+    "unregister": "registry",
+}
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:  # lazy: keep `distilltrace --help` fast
-    if name in ("ProvenanceConfig", "test_provenance"):
-        from distilltrace.provenance import tester
-
-        return getattr(tester, name)
-    if name == "ProvenanceResult":
-        from distilltrace.provenance.result import ProvenanceResult
-
-        return ProvenanceResult
-    if name == "write_report":
-        from distilltrace.provenance.report import write_report
-
-        return write_report
-    if name == "run_bench":
-        from distilltrace.provenance.bench import run_bench
-
-        return run_bench
+    if name in _EXPORTS:
+        return getattr(import_module(f"distilltrace.provenance.{_EXPORTS[name]}"), name)
     raise AttributeError(name)

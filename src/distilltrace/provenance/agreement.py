@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from distilltrace.provenance.config import ProvenanceConfig
+from distilltrace.provenance.registry import QueryNeeds, TestInputs
 from distilltrace.provenance.result import TestResult
 from distilltrace.provenance.sequential import IntersectionUnionSequential
 
@@ -75,3 +77,21 @@ def greedy_agreement_test(
             {c: float((a_r[i] - agree_controls[c][i] - margin) / (1 + margin)) for c in names}
         )
     return greedy_agreement_result(iut, a_r, agree_controls)
+
+
+class GreedyAgreement:
+    """The registered test: reads the adaptive greedy stream (stream.py), which takes the
+    budget left after the fixed-sample tests and stops each reference on this test's
+    anytime p-value."""
+
+    name = NAME
+    null = NULL
+
+    def queries(self, cfg: ProvenanceConfig) -> QueryNeeds:
+        return QueryNeeds(stream=True)
+
+    def run(self, data: TestInputs) -> TestResult | None:
+        rec = data.stream
+        if rec is None:
+            return None
+        return greedy_agreement_result(rec.iut, rec.agree_r, rec.agree_c)

@@ -1,4 +1,6 @@
-"""CLI for provenance: `distilltrace provenance test` and `distilltrace bench provenance`."""
+"""CLI for provenance: `distilltrace provenance test` (`distilltrace bench provenance` is in
+distilltrace.bench.provenance_cli). Options left out take the library's defaults
+(ProvenanceConfig), which the help shows."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import typer
 
 from distilltrace.errors import InputError
+from distilltrace.provenance.config import DEFAULTS, MIN_CONTROLS, WHY_CONTROLS
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -95,8 +98,6 @@ def _checked_specs(
 
 
 def _check_controls(suspect: str, ref: str, specs: list[str]) -> None:
-    from distilltrace.provenance.tester import MIN_CONTROLS, WHY_CONTROLS
-
     for c in specs:
         for what, m in (("--suspect", suspect), ("--reference", ref)):
             if _model_key(c) == _model_key(m):
@@ -114,7 +115,7 @@ def _check_controls(suspect: str, ref: str, specs: list[str]) -> None:
 @contextlib.contextmanager
 def _warnings_as_lines():
     """Show the library's repeated-model warnings as one 'warning:' line each."""
-    from distilltrace.provenance.tester import RepeatedModelWarning
+    from distilltrace.provenance.inputs import RepeatedModelWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RepeatedModelWarning)
@@ -124,6 +125,26 @@ def _warnings_as_lines():
             typer.echo(f"warning: {w.message}", err=True)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
+def _load_models(
+    suspect: str, reference: list[str], per_ref: list[list[str]], cache: Path | None
+) -> tuple[Any, list[Any], list[list[Any]]]:
+    """The suspect, references and control lists, one load per model however its spec is
+    spelled (see _model_key)."""
+    from distilltrace.models import load_model
+
+    s = load_model(suspect, cache=cache)
+    loaded: dict[str, Any] = {}
+
+    def get(spec: str) -> Any:
+        k = _model_key(spec)
+        if k not in loaded:
+            loaded[k] = load_model(spec, cache=cache)
+        return loaded[k]
+
+    refs = [get(r) for r in reference]
+    return s, refs, [[get(c) for c in cl] for cl in per_ref]
 
 
 @app.command("test")
@@ -141,55 +162,65 @@ def test(
         help="N:SPEC, a control for the N-th --reference only (1-based; repeat): a model "
         "known not to derive from that reference, though perhaps from another.",
     ),
-    budget: int = typer.Option(1000, "--budget", help="Suspect queries in all."),
-    alpha: float = typer.Option(0.01, "--alpha", help="Family-wise error rate over references."),
+    budget: int | None = typer.Option(
+        None, "--budget", help="Suspect queries in all.", show_default=str(DEFAULTS.budget)
+    ),
+    alpha: float | None = typer.Option(
+        None,
+        "--alpha",
+        help="Family-wise error rate over references.",
+        show_default=str(DEFAULTS.alpha),
+    ),
     out: Path = typer.Option(Path("provenance-out"), "--out", help="Output folder."),
     cache: Path | None = typer.Option(
         None, "--cache", help="Query cache folder (or .sqlite file)."
     ),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int | None = typer.Option(None, "--seed", show_default=str(DEFAULTS.seed)),
     prompts: list[Path] = typer.Option([], "--prompts", help="Extra probe prompt files (repeat)."),
-    pool_size: int = typer.Option(3000, "--pool-size", help="Generated probe prompts in the pool."),
-    prompt_source: str = typer.Option(
-        "auto", "--prompt-source", help="auto | distill | builtin | none"
+    pool_size: int | None = typer.Option(
+        None,
+        "--pool-size",
+        help="Generated probe prompts in the pool.",
+        show_default=str(DEFAULTS.pool_size),
     ),
-    max_new_tokens: int = typer.Option(48, "--max-new-tokens"),
+    prompt_source: str | None = typer.Option(
+        None,
+        "--prompt-source",
+        help="auto | distill | builtin | none",
+        show_default=DEFAULTS.prompt_source,
+    ),
+    max_new_tokens: int | None = typer.Option(
+        None, "--max-new-tokens", show_default=str(DEFAULTS.max_new_tokens)
+    ),
     no_adaptive: bool = typer.Option(False, "--no-adaptive", help="Use pool prompts uniformly."),
-    reverse_margin: float = typer.Option(
-        0.05,
+    reverse_margin: float | None = typer.Option(
+        None,
         "--reverse-margin",
         help="Nats per character the suspect must beat each control by on the reference's "
         "outputs (reverse likelihood test).",
+        show_default=str(DEFAULTS.reverse_margin),
     ),
 ) -> None:
     """Test whether SUSPECT derives from each REFERENCE, against CONTROLS."""
-    from distilltrace.models import load_model
+    from distilltrace.provenance.inputs import check_out_dir
     from distilltrace.provenance.report import write_report
-    from distilltrace.provenance.tester import ProvenanceConfig, check_out_dir, test_provenance
+    from distilltrace.provenance.tester import test_provenance
 
     reference, per_ref = _checked_specs(suspect, reference, control, ref_control)
     check_out_dir(out)
     cf = _cache_file(cache)
-    cfg = ProvenanceConfig(
+    cfg = DEFAULTS.with_options(
+        budget=budget,
+        alpha=alpha,
         seed=seed,
         prompt_files=tuple(str(p) for p in prompts),
         pool_size=pool_size,
         prompt_source=prompt_source,
         max_new_tokens=max_new_tokens,
-        adaptive=not no_adaptive,
+        adaptive=False if no_adaptive else None,
         reverse_margin=reverse_margin,
     )
-    s = load_model(suspect, cache=cf)
-    loaded: dict[str, Any] = {}  # one load per model, however its spec is spelled
-
-    def get(spec: str) -> Any:
-        k = _model_key(spec)
-        if k not in loaded:
-            loaded[k] = load_model(spec, cache=cf)
-        return loaded[k]
-
-    refs = [get(r) for r in reference]
-    ctrls = [[get(c) for c in cl] for cl in per_ref]
+    s, refs, ctrls = _load_models(suspect, reference, per_ref, cf)
     with _progress() as prog:
         task = prog.add_task("provenance", total=None)
 
@@ -197,9 +228,7 @@ def test(
             prog.update(task, description=msg, completed=done, total=total)
 
         with _warnings_as_lines():
-            res = test_provenance(
-                s, refs, ctrls, budget=budget, alpha=alpha, config=cfg, progress=note
-            )
+            res = test_provenance(s, refs, ctrls, config=cfg, progress=note)
     paths = write_report(res, out)
     typer.echo(res.verdict)
     for r in res.references:
@@ -209,54 +238,3 @@ def test(
         )
     typer.echo(f"plausible parents: {', '.join(res.plausible_parents) or 'none'}")
     typer.echo(f"wrote {paths['json']} and {paths['html']}")
-
-
-def bench(
-    zoo: Path = typer.Option(..., "--zoo", help="Zoo folder (with its manifest)."),
-    budget: int = typer.Option(1000, "--budget", help="Suspect queries per test."),
-    out: Path = typer.Option(Path("bench-provenance"), "--out", help="Output folder."),
-    cache: Path | None = typer.Option(
-        None, "--cache", help="Query cache folder (default: OUT/cache)."
-    ),
-    seed: int = typer.Option(0, "--seed"),
-    pool_size: int = typer.Option(1500, "--pool-size"),
-    limit: int | None = typer.Option(
-        None, "--limit", help="At most this many suspects (smoke runs)."
-    ),
-    max_controls: int | None = typer.Option(
-        None, "--max-controls", help="At most this many controls per test (seeded subset)."
-    ),
-    n_sampled: int = typer.Option(100, "--n-sampled", help="Prompts with sampled outputs."),
-    any_controls: bool = typer.Option(
-        False,
-        "--any-controls",
-        help="Use every non-derived model as a control, not only those of the suspect's recipe.",
-    ),
-) -> None:
-    """Every suspect in the zoo against every teacher, scored against the manifest."""
-    from distilltrace.provenance.bench import run_bench
-    from distilltrace.provenance.tester import ProvenanceConfig, check_out_dir
-
-    check_out_dir(out)
-    cf = _cache_file(cache if cache is not None else out / "cache")
-    with _progress() as prog:
-        task = prog.add_task("bench", total=None)
-
-        def note(msg: str, done: int, total: int) -> None:
-            prog.update(task, description=msg, completed=done, total=total)
-
-        res = run_bench(
-            zoo,
-            budget=budget,
-            out=out,
-            cache=cf,
-            seed=seed,
-            pool_size=pool_size,
-            limit=limit,
-            max_controls=max_controls,
-            match_recipe=not any_controls,
-            config=ProvenanceConfig(n_sampled=n_sampled),
-            progress=note,
-        )
-    typer.echo(res.summary())
-    typer.echo(f"wrote {out / 'bench.json'} and {out / 'bench.html'}")

@@ -24,12 +24,16 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from distilltrace.provenance.config import ProvenanceConfig
 from distilltrace.provenance.paired import (
     DEFAULT_RESAMPLES,
+    MIN_MARGIN_CONTROLS,
     control_margin,
     intersection_union,
     signflip_test,
+    too_few_for_margin,
 )
+from distilltrace.provenance.registry import QueryNeeds, TestInputs
 from distilltrace.provenance.result import TestResult
 from distilltrace.provenance.textmatch import ngrams, words
 
@@ -139,3 +143,23 @@ def lexical_test(
             ],
         },
     )
+
+
+class LexicalFingerprint:
+    """The registered test: the reference's fingerprint from outputs on separate prompts
+    (no suspect queries), scored on the shared sampled outputs (needs 3 controls)."""
+
+    name = NAME
+    null = NULL
+
+    def queries(self, cfg: ProvenanceConfig) -> QueryNeeds:
+        return QueryNeeds(sampled=True, fingerprint=True)
+
+    def run(self, data: TestInputs) -> TestResult:
+        ctl = data.controls
+        if len(ctl) < MIN_MARGIN_CONTROLS:
+            return too_few_for_margin(NAME, NULL, len(ctl))
+        return lexical_test(
+            data.fingerprint, data.sampled, data.reference, ctl, suspect=data.suspect,
+            seed=data.cfg.seed,
+        )  # fmt: skip

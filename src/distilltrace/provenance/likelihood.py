@@ -34,13 +34,18 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from distilltrace.errors import CapabilityError
+from distilltrace.provenance.config import DEFAULT_REVERSE_MARGIN, ProvenanceConfig
 from distilltrace.provenance.paired import (
     DEFAULT_RESAMPLES,
+    MIN_MARGIN_CONTROLS,
     control_margin,
     intersection_union,
     signflip_test,
+    too_few_for_margin,
 )
-from distilltrace.provenance.result import TestResult
+from distilltrace.provenance.registry import QueryNeeds, TestInputs
+from distilltrace.provenance.result import TestResult, skipped_test
 
 NAME = "likelihood"
 NULL = (
@@ -58,8 +63,6 @@ REVERSE_NULL = (
     "reference's outputs no better than a control does, beyond the margin delta (nats per "
     "character) and beyond how much better it models independent models' outputs."
 )
-DEFAULT_REVERSE_MARGIN = 0.05
-
 Scores = Mapping[tuple[str, str], np.ndarray]  # (scorer, generator) -> per-prompt scores
 
 
@@ -169,3 +172,82 @@ def reverse_likelihood_test(
         },
     }
     return _iut(REVERSE_NAME, REVERSE_NULL, diffs, seed, extra, n_resamples)
+
+
+class Likelihood:
+    """The registered forward test: the reference and the controls score the sampled
+    outputs of the suspect and of the controls (needs 3 controls and `score` on them)."""
+
+    name = NAME
+    null = NULL
+
+    def queries(self, cfg: ProvenanceConfig) -> QueryNeeds:
+        return QueryNeeds(sampled=True)
+
+    def run(self, data: TestInputs) -> TestResult:
+        r, s, ctl = data.reference, data.suspect, data.controls
+        lacking = [m for m in [r, *ctl] if not data.can_score(m)]
+        if len(ctl) < MIN_MARGIN_CONTROLS:
+            return too_few_for_margin(NAME, NULL, len(ctl))
+        if lacking:
+            return skipped_test(
+                NAME, NULL, f"no log-probabilities (score) from {', '.join(lacking)}"
+            )
+        try:
+            scores = {}
+            for scorer in [r, *ctl]:
+                for gen in [s, *ctl]:
+                    scores[(scorer, gen)] = data.session.scores(
+                        scorer, data.prompts, data.sampled[gen]
+                    )
+            return likelihood_test(scores, r, ctl, suspect=s, seed=data.cfg.seed)
+        except CapabilityError as e:
+            return skipped_test(NAME, NULL, f"scoring refused: {e}")
+
+
+class ReverseLikelihood:
+    """The registered reverse test: the suspect and the controls score the reference's
+    outputs, and each other's for the capability gap (needs `score` on the suspect)."""
+
+    name = REVERSE_NAME
+    null = REVERSE_NULL
+
+    def queries(self, cfg: ProvenanceConfig) -> QueryNeeds:
+        return QueryNeeds(sampled=True, reverse=True)
+
+    def run(self, data: TestInputs) -> TestResult:
+        r, s, ctl = data.reference, data.suspect, data.controls
+        if not data.can_score(s):
+            return skipped_test(
+                REVERSE_NAME, REVERSE_NULL, f"the suspect {s} gives no log-probabilities (score)"
+            )
+        if len(data.reverse_prompts) < 10:
+            return skipped_test(
+                REVERSE_NAME, REVERSE_NULL, "budget too small for the suspect to score outputs"
+            )
+        if any(not data.can_score(c) for c in ctl):
+            return skipped_test(
+                REVERSE_NAME, REVERSE_NULL, "a control gives no log-probabilities (score)"
+            )
+        try:
+            return reverse_likelihood_test(
+                _reverse_scores(data), r, ctl, suspect=s, seed=data.cfg.seed,
+                margin=data.cfg.reverse_margin,
+            )  # fmt: skip
+        except CapabilityError as e:
+            return skipped_test(REVERSE_NAME, REVERSE_NULL, f"scoring refused: {e}")
+
+
+def _reverse_scores(data: TestInputs) -> dict[tuple[str, str], np.ndarray]:
+    """The suspect and the controls score the reference's outputs; every model scores the
+    controls' outputs on the first n_gap prompts (capability gap)."""
+    sess, r, s, ctl = data.session, data.reference, data.suspect, data.controls
+    rev = data.reverse_prompts
+    r_texts = sess.sampled(r, rev)
+    scores = {(scorer, r): sess.scores(scorer, rev, r_texts) for scorer in [s, *ctl]}
+    gp = data.prompts[: data.n_gap]
+    for g in ctl:
+        for scorer in [s, *ctl]:
+            if scorer != g:
+                scores[(scorer, g)] = sess.scores(scorer, gp, data.sampled[g][: data.n_gap])
+    return scores

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from distilltrace.provenance.result import TestResult, skipped_test
+
 DEFAULT_RESAMPLES = 199_999
 DEFAULT_EXCEEDANCES = 20
 MIN_MARGIN_CONTROLS = 3  # a margin from the controls needs a pair plus a baseline model
@@ -110,3 +112,13 @@ def control_margin(controls: Sequence[str], stat: Callable[[str, str], np.ndarra
         return 0.0
     m = max(float(np.nanmean(stat(g, c))) for g in controls for c in controls if g != c)
     return max(0.0, m)
+
+
+def too_few_for_margin(name: str, null: str, k: int) -> TestResult:
+    """A test whose margin cannot be measured with k controls, skipped with the reason."""
+    return skipped_test(
+        name,
+        null,
+        f"{k} controls: the margin (how far apart independent models already are) needs "
+        f"at least {MIN_MARGIN_CONTROLS}",
+    )

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from distilltrace.errors import InputError
+from distilltrace.prompts import generate_prompts, load_prompts
 
 # Open-ended starters written for provenance probing: short answers whose first words
 # differ between models (phrasing, not facts), so agreement reflects learned style.
@@ -91,25 +92,17 @@ def probe_pool(
 ) -> list[str]:
     """The probe pool: user files first (in file order), then n generated prompts.
 
-    source: "distill" (the project's instruction-prompt generator), "builtin" (the
-    starters above), "auto" (distill when available, else builtin), or "none".
+    source: "distill" (the project's instruction-prompt generator, `distilltrace.prompts`,
+    the one the distillation sets are drawn from, at another seed), "builtin" (the
+    starters above), "auto" (the same as "distill"), or "none".
     """
     out: list[str] = []
     for f in files:
-        from distilltrace.distill.prompts import load_prompts
-
         out.extend(load_prompts(f))
     if source == "none" or n <= 0:
         pass
     elif source in ("distill", "auto"):
-        try:
-            from distilltrace.distill.prompts import generate_prompts
-        except ImportError:
-            if source == "distill":
-                raise InputError("the distill prompt generator is not available") from None
-            out.extend(builtin_prompts(n, seed))
-        else:
-            out.extend(p.text for p in generate_prompts(n, seed=seed + 7919))
+        out.extend(p.text for p in generate_prompts(n, seed=seed + 7919))
     elif source == "builtin":
         out.extend(builtin_prompts(n, seed))
     else:

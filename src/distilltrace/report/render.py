@@ -28,6 +28,25 @@ _env = jinja2.Environment(
 )
 
 
+def num(value: Any, spec: str = "%.2f") -> str:
+    """A number formatted with ``spec`` for a page, without a minus sign on a zero
+    (-0.0, or a small negative that rounds to zero, shows as 0.00)."""
+    try:
+        s = spec % value
+    except TypeError:
+        return str(value)
+    if s.startswith("-"):
+        try:
+            if float(s) == 0:
+                return s[1:]
+        except ValueError:
+            pass
+    return s
+
+
+_env.filters["num"] = num
+
+
 def to_jsonable(obj: Any) -> Any:
     """Convert dataclasses, numpy values, paths and datetimes into plain JSON values."""
     if hasattr(obj, "to_dict") and not isinstance(obj, type):
@@ -43,7 +62,7 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return [to_jsonable(v) for v in obj.tolist()]
     if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
+        return obj + 0.0 if math.isfinite(obj) else None  # + 0.0: no -0.0 in JSON
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, _dt.datetime | _dt.date):

@@ -32,22 +32,34 @@ def scan_command(
     threads: int = typer.Option(0, "--threads", help="Engine threads (0: all cores)."),
     memory_limit: str = typer.Option("", "--memory-limit", help="Engine memory limit, e.g. 6GB."),
 ) -> None:
-    """Find distillation campaigns in API request logs."""
+    """Find distillation campaigns in API request logs.
+
+    --out is checked before any work. The files are written into a staging folder next
+    to it and moved into place only when all are written and checked: a failed or killed
+    scan leaves --out as it was. A folder holding a previous scan is replaced; a folder
+    holding anything else is refused.
+    """
     from distilltrace.traffic.engine import make_engine
+    from distilltrace.traffic.outputs import discard_staging, prepare_out_dir
     from distilltrace.traffic.scanner import scan
 
-    if engine == "spark":  # Parquet paths may be any URL Spark reads (hdfs://, s3a://)
-        eng = make_engine("spark", master=spark_master, memory_limit=memory_limit or None)
-    res = scan(
-        [str(p) for p in logs],
-        out_dir=out,
-        engine=eng if engine == "spark" else engine,
-        account_alpha=account_alpha,
-        campaign_alpha=campaign_alpha,
-        threads=threads or None,
-        memory_limit=memory_limit or None,
-        progress=True,
-    )
+    staging = prepare_out_dir(out)
+    try:
+        if engine == "spark":  # Parquet paths may be any URL Spark reads (hdfs://, s3a://)
+            eng = make_engine("spark", master=spark_master, memory_limit=memory_limit or None)
+        res = scan(
+            [str(p) for p in logs],
+            out_dir=staging,
+            engine=eng if engine == "spark" else engine,
+            account_alpha=account_alpha,
+            campaign_alpha=campaign_alpha,
+            threads=threads or None,
+            memory_limit=memory_limit or None,
+            progress=True,
+        )
+    except BaseException:
+        discard_staging(staging)
+        raise
     s = res.summary
     typer.echo(
         f"{s['n_requests']} requests, {s['n_accounts']} accounts, {s['rows_quarantined']} quarantined; "

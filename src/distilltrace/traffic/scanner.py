@@ -219,6 +219,9 @@ def scan(
     ``account_alpha``, ``campaign_alpha`` and ``link_threshold`` override it, and
     ``content=False`` turns the semantic content model off.
     """
+    from distilltrace.traffic.outputs import prepare_out_dir
+
+    out_dir = prepare_out_dir(out_dir)  # check --out before any work; write via staging
     cfg = config or ScanConfig()
     cfg = replace(
         cfg,

@@ -476,7 +476,9 @@ class SparkEngine:
         """Read and validate logs into ``events`` and ``quarantine`` (see `readers.load_events`).
 
         ``source``: a Spark DataFrame, a pandas DataFrame or pyarrow Table, or Parquet
-        paths (files or folders, any URL scheme Spark reads: hdfs://, s3a://, ...).
+        paths (files or folders, any URL scheme Spark reads: hdfs://, s3a://, ...). Each
+        source's record count is taken apart from the validation (the Parquet footers of
+        a local file, else Spark's count) and must equal valid + quarantined rows.
         """
         from distilltrace.traffic import readers
 
@@ -485,48 +487,76 @@ class SparkEngine:
             source = [source]
         if _is_spark_df(source) or isinstance(source, pd.DataFrame) or readers._is_arrow(source):
             df = source if _is_spark_df(source) else self._from_local(source)
+            rows = df.count() if _is_spark_df(source) else _local_rows(source)
+            loader.expect(0, "<relation>", rows)
             self._add_df(loader, 0, "<relation>", _with_row_index(df))
         else:
             paths = [str(p) for p in source]
             if not paths:
                 raise InputError("no log files given")
             for i, p in enumerate(paths):
-                remote = re.match(
-                    r"^[a-zA-Z][a-zA-Z0-9+.-]*://", p
-                ) is not None and not p.startswith("file://")
-                if not remote:
-                    local = Path(p[len("file://") :] if p.startswith("file://") else p)
-                    if not local.exists():
-                        raise InputError(f"log file not found: {local}")
-                    if local.is_file():
-                        readers._check_readable(local)
-                        if local.stat().st_size == 0:
-                            loader._empty(i, local)
-                            continue
-                        fmt = readers.detect_format(local)
-                        if fmt != "parquet":
-                            raise InputError(
-                                f"{local}: the Spark engine reads Parquet (or a Spark DataFrame); "
-                                f"this looks like {fmt.upper()}: convert it to Parquet or use --engine duckdb"
-                            )
-                    p = str(local.resolve())
-                try:
-                    df = self.spark.read.parquet(p)
-                    df = df.select("*", "_metadata.row_index")
-                    df = df.withColumnRenamed("row_index", "__row")
-                except Exception as e:  # noqa: BLE001 - Spark raises analysis/IO errors of many types
-                    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                    raise InputError(f"cannot read {p} as Parquet: {msg}") from None
-                self._add_df(loader, i, p, df)
+                self._add_path(loader, i, p)
         loader.finish()
         return loader.report
+
+    def _add_path(self, loader, i: int, p: str) -> None:
+        from distilltrace.traffic import readers
+
+        remote = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", p) is not None and not p.startswith(
+            "file://"
+        )
+        footer_rows = None
+        if not remote:
+            local = Path(p[len("file://") :] if p.startswith("file://") else p)
+            if not local.exists():
+                raise InputError(f"log file not found: {local}")
+            if local.is_file():
+                readers._check_readable(local)
+                if local.stat().st_size == 0:
+                    loader._empty(i, local)
+                    return
+                fmt = readers.detect_format(local)
+                if fmt != "parquet":
+                    readers._check_text_start(local, jsonl=fmt == "jsonl")  # not binary junk
+                    raise InputError(
+                        f"{local}: the Spark engine reads Parquet (or a Spark DataFrame); "
+                        f"this looks like {fmt.upper()}: convert it to Parquet or use --engine duckdb"
+                    )
+                footer_rows = _footer_rows(local)
+            p = str(local.resolve())
+        try:
+            df = self.spark.read.parquet(p)
+            df = df.select("*", "_metadata.row_index")
+            df = df.withColumnRenamed("row_index", "__row")
+            rows = footer_rows if footer_rows is not None else df.count()
+        except Exception as e:  # noqa: BLE001 - Spark raises analysis/IO errors of many types
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise InputError(f"cannot read {p} as Parquet: {msg}") from None
+        loader.expect(i, p, rows)
+        self._add_df(loader, i, p, df)
 
     def _add_df(self, loader, idx: int, name: str, df) -> None:
         view = f"__input_{idx}"
         df.createOrReplaceTempView(view)
         self._views.add(view)
         types = {f.name: _duck_type(f.dataType) for f in df.schema.fields if f.name != "__row"}
-        loader._typed(idx, Path(name), view, types, row_expr="__row")
+        # 1-based row positions, as the DuckDB reader's
+        loader._typed(idx, Path(name), view, types, row_expr="__row + 1")
+
+
+def _local_rows(obj: Any) -> int:
+    return len(obj) if isinstance(obj, pd.DataFrame) else int(obj.num_rows)
+
+
+def _footer_rows(path: Path) -> int | None:
+    """Rows in a local Parquet file's footer (None when pyarrow cannot read it: Spark's
+    count is used, and Spark's error, if any, is the one reported)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.read_metadata(path).num_rows)
+    except Exception:  # noqa: BLE001 - any unreadable footer
+        return None
 
 
 class _Result:

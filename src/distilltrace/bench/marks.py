@@ -2,7 +2,9 @@
 
 Tiers: ``quick`` uses a tiny byte-level teacher (CPU minutes); ``full`` uses the bundled
 SmolLM2 as the marked teacher and gemma3-270m as the perplexity judge. Every size is a
-field of `BenchConfig`, overridable (``overrides``) so a bigger machine can run more.
+field of `BenchConfig`, overridable (``overrides``) so a bigger machine can run more. The
+watermark keys' parameters are `SchemeParams` (`mark`, `radio_mark`) and the students'
+training settings a `TrainConfig` (`train`), nested in the config.
 """
 
 from __future__ import annotations
@@ -12,18 +14,20 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from distilltrace.distill.config import TrainConfig
 from distilltrace.errors import InputError
 from distilltrace.marks.detect import TupleScorer, encode_text
 from distilltrace.marks.keys import make_watermark
 from distilltrace.marks.radioactivity import read_open, score_closed, score_open
 from distilltrace.marks.schemes import SchemeParams, TokenizerBinding, Watermark
+from distilltrace.prompts import generate_prompts
 from distilltrace.stats import binomial_slack, calibration
 
 
@@ -35,11 +39,7 @@ class BenchConfig:
     teacher: str = "tiny"  # a model spec, or "tiny" (a random byte-level model)
     ascii_only: bool = True  # tiny byte teacher: printable ASCII only, so text round-trips
     ppl_model: str | None = None  # judge of the text-quality cost (perplexity)
-    scheme: str = "greenlist"
-    gamma: float = 0.25
-    delta: float = 4.0
-    context_width: int = 2
-    seeding: str = "lefthash"
+    mark: SchemeParams = field(default_factory=SchemeParams)  # the detector sections' key
     temperature: float = 0.7
     top_p: float = 1.0
     batch_size: int = 16
@@ -55,16 +55,17 @@ class BenchConfig:
     cost: bool = True
     # radioactivity
     radio: bool = True
-    radio_context_width: int = 1
-    radio_delta: float = 4.0
+    radio_mark: SchemeParams = field(
+        default_factory=lambda: SchemeParams(context_width=1, delta=4.0)
+    )
     radio_prompts: int = 120
     radio_tokens: int = 100
     mixes: tuple[float, ...] = (0.0, 0.01, 0.05, 0.1, 1.0)
     student: str = "tiny-2l"  # an architecture name, or a model spec to fine-tune
     student_tokenizer: str = "byte"
-    train_epochs: float = 8.0
-    train_lr: float = 1e-2
-    train_batch: int = 16
+    train: TrainConfig = field(  # the students' training (seed and device: this config's)
+        default_factory=lambda: TrainConfig(epochs=8.0, lr=1e-2, batch_size=16, progress=False)
+    )
     closed_prompts: int = 40
     closed_tokens: int = 64
     radio_null_keys: int = 100
@@ -72,7 +73,14 @@ class BenchConfig:
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = {}
+        for f in fields(self):
+            v = self.student_training() if f.name == "train" else getattr(self, f.name)
+            out[f.name] = v.to_dict() if hasattr(v, "to_dict") else v
+        return out
+
+    def student_training(self) -> TrainConfig:
+        return replace(self.train, seed=self.seed, device=self.device)
 
 
 TIERS: dict[str, BenchConfig] = {
@@ -85,38 +93,75 @@ TIERS: dict[str, BenchConfig] = {
         n_power=100,
         n_null_keys=400,
         n_cost=32,
-        radio_context_width=2,
-        radio_delta=2.0,
+        radio_mark=SchemeParams(context_width=2, delta=2.0),
         radio_prompts=2000,
         radio_tokens=128,
         student="smollm2-135m-instruct",
         student_tokenizer="smollm2",
-        train_epochs=1.0,
-        train_lr=5e-5,
-        train_batch=16,
+        train=TrainConfig(epochs=1.0, lr=5e-5, batch_size=16, progress=False),
         closed_prompts=200,
         closed_tokens=128,
         radio_null_keys=200,
     ),
 }
 
+# Flat names of nested settings, accepted in overrides (and used by the documented
+# commands): name -> [(nested field, its setting)].
+_FLAT = {
+    "scheme": [("mark", "scheme"), ("radio_mark", "scheme")],
+    "gamma": [("mark", "gamma"), ("radio_mark", "gamma")],
+    "seeding": [("mark", "seeding"), ("radio_mark", "seeding")],
+    "delta": [("mark", "delta")],
+    "context_width": [("mark", "context_width")],
+    "radio_delta": [("radio_mark", "delta")],
+    "radio_context_width": [("radio_mark", "context_width")],
+    "train_epochs": [("train", "epochs")],
+    "train_lr": [("train", "lr")],
+    "train_batch": [("train", "batch_size")],
+}
+
+
+def _with_params(base: SchemeParams, changes: dict[str, Any]) -> SchemeParams:
+    """`base` with some parameters changed (another scheme starts from its own defaults)."""
+    d = base.to_dict()
+    if changes.get("scheme", base.scheme) != base.scheme:
+        d = {k: d[k] for k in ("context_width", "seeding")}
+    return SchemeParams.from_dict({**d, **changes})
+
 
 def make_config(tier: str, overrides: dict[str, Any] | None = None) -> BenchConfig:
-    """The tier's config with field overrides (unknown fields are an error)."""
+    """The tier's config with field overrides (unknown fields are an error). The nested
+    `mark`, `radio_mark` and `train` take a dict of their own settings; their flat names
+    (``delta``, ``radio_delta``, ``train_lr``, ... see `_FLAT`) work too."""
     if tier not in TIERS:
         raise InputError(f"unknown tier {tier!r}; choose from {sorted(TIERS)}")
     cfg = TIERS[tier]
-    if overrides:
-        names = {f.name: f for f in fields(BenchConfig)}
-        bad = sorted(set(overrides) - set(names))
-        if bad:
-            raise InputError(f"unknown benchmark setting(s) {bad}")
-        conv = {}
-        for k, v in overrides.items():
-            cur = getattr(cfg, k)
-            conv[k] = tuple(v) if isinstance(cur, tuple) else v
-        cfg = replace(cfg, **conv)
-    return cfg
+    if not overrides:
+        return cfg
+    names = {f.name for f in fields(BenchConfig)}
+    bad = sorted(set(overrides) - names - set(_FLAT))
+    if bad:
+        raise InputError(f"unknown benchmark setting(s) {bad}")
+    nested: dict[str, dict[str, Any]] = {}
+    conv: dict[str, Any] = {}
+    for k, v in overrides.items():
+        if k in _FLAT:
+            for outer, inner in _FLAT[k]:
+                nested.setdefault(outer, {})[inner] = v
+        elif is_dataclass(getattr(cfg, k)) and isinstance(v, dict):
+            nested.setdefault(k, {}).update(v)
+        else:
+            conv[k] = tuple(v) if isinstance(getattr(cfg, k), tuple) else v
+    try:
+        for k, changes in nested.items():
+            cur = conv.get(k, getattr(cfg, k))
+            if isinstance(cur, SchemeParams):
+                conv[k] = _with_params(cur, changes)
+            else:
+                conv[k] = TrainConfig.resolve(cur, changes)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"bad benchmark setting: {e}") from None
+    return replace(cfg, **conv)
 
 
 class PrintableAscii:
@@ -249,18 +294,6 @@ def _cal(ps: Sequence[float | None]) -> dict[str, Any] | None:
     return d
 
 
-def _randomized(t: Any, gamma: float, rng: np.random.Generator) -> float | None:
-    """Randomised p-value P(K > k) + U P(K = k): exactly uniform under H0 (diagnostic only)."""
-    from scipy import stats as st
-
-    if t.pvalue is None:
-        return None
-    if t.scheme != "greenlist":
-        return t.pvalue
-    k, n = int(round(t.statistic)), t.n_scored
-    return float(st.binom.sf(k, n, gamma) + rng.random() * st.binom.pmf(k, n, gamma))
-
-
 def _substitute(text: str, frac: float, pool: Sequence[str], rng: random.Random) -> str:
     words = text.split(" ")
     idx = [i for i, w in enumerate(words) if w.strip()]
@@ -285,8 +318,6 @@ def _summ(tests: Sequence[Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- sections
 def bench_detector(cfg: BenchConfig, teacher: Any, wm: Watermark, res: BenchResult) -> dict:
     """Null calibration, power, detection vs length, robustness to substitutions."""
-    from distilltrace.distill.prompts import generate_prompts
-
     tok = teacher.tokenizer
     prompts = [p.text for p in generate_prompts(cfg.n_power, seed=cfg.seed + 11)]
     t0 = time.perf_counter()
@@ -322,7 +353,7 @@ def bench_detector(cfg: BenchConfig, teacher: Any, wm: Watermark, res: BenchResu
         ("marked_text_random_keys", rand_keys_marked),
     ):
         null[name] = _cal([t.pvalue for t in tests])
-        null[name + "_randomized"] = _cal([_randomized(t, params.gamma, rng) for t in tests])
+        null[name + "_randomized"] = _cal([wm.impl.randomized_pvalue(t, rng) for t in tests])
     # detection vs length (prefixes of the marked generations, as text)
     by_len = []
     for L in cfg.lengths:
@@ -349,8 +380,6 @@ def bench_detector(cfg: BenchConfig, teacher: Any, wm: Watermark, res: BenchResu
 
 def bench_cost(cfg: BenchConfig, teacher: Any, wm: Watermark, gens: dict, res: BenchResult) -> None:
     """Tokens/s with and without the mark; perplexity of both under the judge model."""
-    from distilltrace.distill.prompts import generate_prompts
-
     prompts = [p.text for p in generate_prompts(cfg.n_cost, seed=cfg.seed + 21)]
     base = _base_processors(cfg)
     marked_procs = [*base, *wm.logits_processors(teacher)]
@@ -390,24 +419,52 @@ def bench_radioactivity(
     cfg: BenchConfig, teacher: Any, work: Path, res: BenchResult, out: Path | None = None
 ) -> None:
     """Students distilled on 0..100% marked data, each tested in both modes."""
-    from distilltrace.distill.dataset import Record, read_records, write_records
-    from distilltrace.distill.harvesting import harvest
-    from distilltrace.distill.prompts import generate_prompts
-    from distilltrace.distill.student import make_student
-    from distilltrace.distill.training import train_seq_kd
-
-    params = SchemeParams(
-        scheme=cfg.scheme,
-        gamma=cfg.gamma,
-        delta=cfg.radio_delta,
-        context_width=cfg.radio_context_width,
-        seeding=cfg.seeding,
-    )
-    wm = _bench_key(params, TokenizerBinding.of_model(teacher), cfg, "radioactivity")
+    wm = _bench_key(cfg.radio_mark, TokenizerBinding.of_model(teacher), cfg, "radioactivity")
     allp = [
         p.text for p in generate_prompts(cfg.radio_prompts + cfg.closed_prompts, seed=cfg.seed + 31)
     ]
-    train_prompts, closed_prompts = allp[: cfg.radio_prompts], allp[cfg.radio_prompts :]
+    data = _RadioData(allp[: cfg.radio_prompts], allp[cfg.radio_prompts :])
+    _radio_harvest(cfg, teacher, wm, work, res, data)
+    order = list(data.train_prompts)
+    random.Random(cfg.seed).shuffle(order)
+    rows: list[dict[str, Any]] = []
+    nulls: dict[str, list[float | None]] = {"open": [], "closed": []}
+    for mix in cfg.mixes:
+        n_marked = int(round(mix * len(order)))
+        rows.append(_radio_student(cfg, wm, work, data, set(order[:n_marked]), mix, nulls))
+        res.sections["radioactivity"] = {"key": wm.to_dict(), "students": rows}
+        if out is not None:
+            _write(res, out)
+    res.sections["radioactivity"] = {
+        "key": wm.to_dict(),
+        "n_train_records": len(data.train_prompts),
+        "n_closed_prompts": len(data.closed_prompts),
+        "students": rows,
+        "null_zero_percent_student_random_keys": {k: _cal(v) for k, v in nulls.items()},
+    }
+
+
+@dataclass
+class _RadioData:
+    """The radioactivity section's prompts and the teacher's answers to them."""
+
+    train_prompts: list[str]
+    closed_prompts: list[str]
+    marked: dict[str, Any] = field(default_factory=dict)  # prompt -> marked record
+    plain: dict[str, Any] = field(default_factory=dict)  # prompt -> unmarked record
+
+    @property
+    def marked_texts(self) -> list[str]:
+        return [self.marked[p].response for p in self.train_prompts]
+
+
+def _radio_harvest(
+    cfg: BenchConfig, teacher: Any, wm: Watermark, work: Path, res: BenchResult, data: _RadioData
+) -> None:
+    """The teacher answers the training prompts twice: with the mark and without."""
+    from distilltrace.distill.dataset import read_records
+    from distilltrace.distill.harvesting import harvest
+
     kw = {
         "max_new_tokens": cfg.radio_tokens,
         "temperature": cfg.temperature,
@@ -418,100 +475,75 @@ def bench_radioactivity(
     }
     t0 = time.perf_counter()
     base = _base_processors(cfg)
-    _log(f"radioactivity: harvesting {len(train_prompts)} prompts, marked and unmarked")
+    _log(f"radioactivity: harvesting {len(data.train_prompts)} prompts, marked and unmarked")
+    marked_procs = [*base, *wm.logits_processors(teacher)]
     harvest(
-        teacher,
-        train_prompts,
-        work / "marked.jsonl",
-        logits_processors=[*base, *wm.logits_processors(teacher)],
-        **kw,
+        teacher, data.train_prompts, work / "marked.jsonl", logits_processors=marked_procs, **kw
     )
-    harvest(teacher, train_prompts, work / "plain.jsonl", logits_processors=base or None, **kw)
+    harvest(teacher, data.train_prompts, work / "plain.jsonl", logits_processors=base or None, **kw)
     res.timings_s["radio_harvest"] = time.perf_counter() - t0
-    marked = {r.prompt: r for r in read_records(work / "marked.jsonl")}
-    plain = {r.prompt: r for r in read_records(work / "plain.jsonl")}
-    order = list(train_prompts)
-    random.Random(cfg.seed).shuffle(order)
-    marked_texts = [marked[p].response for p in train_prompts]
-    rows = []
-    null_open: list[float | None] = []
-    null_closed: list[float | None] = []
-    for mix in cfg.mixes:
-        n_marked = int(round(mix * len(order)))
-        chosen = set(order[:n_marked])
-        recs = [
-            Record(p, (marked if p in chosen else plain)[p].response, {"marked": p in chosen})
-            for p in train_prompts
-        ]
-        ds = work / f"mix-{mix:g}.jsonl"
-        _log(f"radioactivity: student with {mix:.0%} marked data ({n_marked} records)")
-        write_records(ds, recs)
-        t0 = time.perf_counter()
-        st = make_student(cfg.student, tokenizer=cfg.student_tokenizer, seed=cfg.seed + 1)
-        tr = train_seq_kd(
-            st,
-            ds,
-            work / f"student-{mix:g}",
-            epochs=cfg.train_epochs,
-            lr=cfg.train_lr,
-            batch_size=cfg.train_batch,
-            seed=cfg.seed,
-            device=cfg.device,
-            progress=False,
-        )
-        train_s = time.perf_counter() - t0
-        student = _load(str(work / f"student-{mix:g}"), cfg)
-        student.batch_size = cfg.batch_size
-        t0 = time.perf_counter()
-        reading = read_open(
-            student, marked_texts, marked_prompts=train_prompts, batch_size=cfg.batch_size
-        )
-        open_t = score_open(wm, reading)
-        gens = student.generate(closed_prompts, max_new_tokens=cfg.closed_tokens, temperature=0.0)
-        outs = [g.text for g in gens]
-        closed_t, _ = score_closed(wm, outs, closed_prompts, student.tokenizer)
-        closed_f, n_allowed = score_closed(
-            wm,
-            outs,
-            closed_prompts,
-            student.tokenizer,
-            marked_texts=marked_texts,
-            filter_min_count=2,
-        )
-        test_s = time.perf_counter() - t0
-        if mix == 0.0:  # the null: this student is independent of any fresh key
-            for i in range(cfg.radio_null_keys):
-                k = _bench_key(params, wm.tokenizer, cfg, f"radio-null-{i}")
-                null_open.append(score_open(k, reading).pvalue)
-                null_closed.append(
-                    score_closed(k, outs, closed_prompts, student.tokenizer)[0].pvalue
-                )
-        rows.append(
-            {
-                "mix": mix,
-                "n_marked_records": n_marked,
-                "train_final_loss": tr.final_loss,
-                "train_steps": tr.steps,
-                "train_s": train_s,
-                "test_s": test_s,
-                "open": open_t.to_dict(),
-                "closed": closed_t.to_dict(),
-                "closed_supervised_filter": {**closed_f.to_dict(), "n_allowed_windows": n_allowed},
-            }
-        )
-        _log(f"  open p={open_t.pvalue_text}, closed p={closed_t.pvalue_text}")
-        res.sections["radioactivity"] = {"key": wm.to_dict(), "students": rows}
-        if out is not None:
-            _write(res, out)
-    res.sections["radioactivity"] = {
-        "key": wm.to_dict(),
-        "n_train_records": len(train_prompts),
-        "n_closed_prompts": len(closed_prompts),
-        "students": rows,
-        "null_zero_percent_student_random_keys": {
-            "open": _cal(null_open),
-            "closed": _cal(null_closed),
-        },
+    data.marked = {r.prompt: r for r in read_records(work / "marked.jsonl")}
+    data.plain = {r.prompt: r for r in read_records(work / "plain.jsonl")}
+
+
+def _radio_student(
+    cfg: BenchConfig,
+    wm: Watermark,
+    work: Path,
+    data: _RadioData,
+    chosen: set[str],
+    mix: float,
+    nulls: dict[str, list[float | None]],
+) -> dict[str, Any]:
+    """Train one student on `mix` marked data and test it in both modes (the 0% student
+    also under random keys: the null)."""
+    from distilltrace.distill.dataset import Record, write_records
+    from distilltrace.distill.student import make_student
+    from distilltrace.distill.training import train_seq_kd
+
+    recs = [
+        Record(p, (data.marked if p in chosen else data.plain)[p].response, {"marked": p in chosen})
+        for p in data.train_prompts
+    ]
+    ds = work / f"mix-{mix:g}.jsonl"
+    _log(f"radioactivity: student with {mix:.0%} marked data ({len(chosen)} records)")
+    write_records(ds, recs)
+    t0 = time.perf_counter()
+    st = make_student(cfg.student, tokenizer=cfg.student_tokenizer, seed=cfg.seed + 1)
+    tr = train_seq_kd(st, ds, work / f"student-{mix:g}", cfg.student_training())
+    train_s = time.perf_counter() - t0
+    student = _load(str(work / f"student-{mix:g}"), cfg)
+    student.batch_size = cfg.batch_size
+    t0 = time.perf_counter()
+    marked_texts = data.marked_texts
+    reading = read_open(
+        student, marked_texts, marked_prompts=data.train_prompts, batch_size=cfg.batch_size
+    )
+    open_t = score_open(wm, reading)
+    closed = data.closed_prompts
+    gens = student.generate(closed, max_new_tokens=cfg.closed_tokens, temperature=0.0)
+    outs = [g.text for g in gens]
+    closed_t, _ = score_closed(wm, outs, closed, student.tokenizer)
+    closed_f, n_allowed = score_closed(
+        wm, outs, closed, student.tokenizer, marked_texts=marked_texts, filter_min_count=2
+    )
+    test_s = time.perf_counter() - t0
+    if mix == 0.0:  # the null: this student is independent of any fresh key
+        for i in range(cfg.radio_null_keys):
+            k = _bench_key(cfg.radio_mark, wm.tokenizer, cfg, f"radio-null-{i}")
+            nulls["open"].append(score_open(k, reading).pvalue)
+            nulls["closed"].append(score_closed(k, outs, closed, student.tokenizer)[0].pvalue)
+    _log(f"  open p={open_t.pvalue_text}, closed p={closed_t.pvalue_text}")
+    return {
+        "mix": mix,
+        "n_marked_records": len(chosen),
+        "train_final_loss": tr.final_loss,
+        "train_steps": tr.steps,
+        "train_s": train_s,
+        "test_s": test_s,
+        "open": open_t.to_dict(),
+        "closed": closed_t.to_dict(),
+        "closed_supervised_filter": {**closed_f.to_dict(), "n_allowed_windows": n_allowed},
     }
 
 
@@ -533,14 +565,7 @@ def run_bench(
     res.sections["machine"] = _machine()
     t_all = time.perf_counter()
     teacher = _teacher(cfg, work)
-    params = SchemeParams(
-        scheme=cfg.scheme,
-        gamma=cfg.gamma,
-        delta=cfg.delta,
-        context_width=cfg.context_width,
-        seeding=cfg.seeding,
-    )
-    wm = _bench_key(params, TokenizerBinding.of_model(teacher), cfg, "detector")
+    wm = _bench_key(cfg.mark, TokenizerBinding.of_model(teacher), cfg, "detector")
     res.sections["key"] = wm.to_dict()
     gens = None
     if cfg.detector or cfg.cost:

@@ -19,17 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats as _st
 
 from distilltrace.errors import InputError
-from distilltrace.provenance.tester import (
-    MIN_CONTROLS,
-    ProvenanceConfig,
-    QueryStore,
-    queries_needed,
-    test_provenance,
-)
-from distilltrace.stats import calibration
+from distilltrace.provenance.config import DEFAULTS, MIN_CONTROLS, ProvenanceConfig
+
+# scipy, distilltrace.stats and the tester are imported where used: they are slow to
+# import, and the CLI (`bench provenance --help`) reads BENCH_POOL_SIZE from here.
+BENCH_POOL_SIZE = 1500  # probe pool per test in the benchmark (smaller than a real test's)
 
 
 @dataclass
@@ -145,6 +141,10 @@ def recipe_controls(suspect: Any, candidates: Sequence[Any]) -> tuple[list[Any],
 
 def score_pairs(pairs: list[PairOutcome], alpha: float) -> dict[str, Any]:
     """Precision/recall of Holm decisions, calibration of non-derived p-values, queries."""
+    from scipy import stats as _st
+
+    from distilltrace.stats import calibration
+
     tested = [p for p in pairs if p.skipped is None]
     tp = sum(p.derived and p.rejected for p in tested)
     fp = sum((not p.derived) and p.rejected for p in tested)
@@ -203,12 +203,12 @@ def score_pairs(pairs: list[PairOutcome], alpha: float) -> dict[str, Any]:
 def run_bench(
     zoo: str | Path,
     *,
-    budget: int = 1000,
-    alpha: float = 0.01,
+    budget: int | None = None,
+    alpha: float | None = None,
     out: str | Path | None = None,
     cache: str | Path | None = None,
-    seed: int = 0,
-    pool_size: int = 1500,
+    seed: int | None = None,
+    pool_size: int | None = None,
     limit: int | None = None,
     max_controls: int | None = None,
     one_per_lineage: bool = False,
@@ -219,135 +219,172 @@ def run_bench(
 ) -> BenchResult:
     """Run the benchmark on a zoo folder; writes bench.json/bench.html into out if given.
 
+    `budget`, `alpha` and `seed`, when given, override the config's (default:
+    ProvenanceConfig's). The pool size is the benchmark's: `pool_size`, or BENCH_POOL_SIZE.
     Controls are the models that match the suspect's recipe (`comparable`) when
     `match_recipe`, then one model per lineage (see `lineage`) when `one_per_lineage`;
     `max_controls` caps them at a seeded random subset (the likelihood test's cost grows
     with the square of their number)."""
     from distilltrace.distill.zoo import load_manifest
-    from distilltrace.models import load_model
-    from distilltrace.provenance.tester import check_out_dir
+    from distilltrace.provenance.inputs import check_out_dir
 
     if out is not None:
         check_out_dir(out)  # before any model is loaded or queried
     man = load_manifest(zoo)
+    suspects = _suspects(man, suspects, limit)
+    cfg = (config or DEFAULTS).with_options(
+        budget=budget,
+        alpha=alpha,
+        seed=seed,
+        pool_size=BENCH_POOL_SIZE if pool_size is None else pool_size,
+    )
+    tester = _PairTester(man, cfg, cache)
+    pairs: list[PairOutcome] = []
+    written = -1  # pairs in the last bench.json written
+    for i, s in enumerate(suspects):
+        if progress:
+            progress(f"suspect {s}", i, len(suspects))
+        ctrl_map, match = _control_map(
+            man, s, cfg.seed, match_recipe, one_per_lineage, max_controls
+        )
+        ok = [t for t in man.names("teacher") if len(ctrl_map[t]) >= MIN_CONTROLS]
+        pairs += [
+            _skipped_pair(man, s, t, ctrl_map[t], match[t])
+            for t in man.names("teacher")
+            if t not in ok
+        ]
+        if not ok:
+            continue
+        pairs += tester.pairs(s, ok, ctrl_map, match)
+        if out is not None:  # partial results after every suspect (a long run can be cut)
+            _write(_result(zoo, man, cfg, pairs), out)
+            written = len(pairs)
+    result = _result(zoo, man, cfg, pairs)
+    if out is not None and written != len(pairs):  # pairs skipped after the last write
+        _write(result, out)
+    return result
+
+
+def _result(
+    zoo: str | Path, man: Any, cfg: ProvenanceConfig, pairs: list[PairOutcome]
+) -> BenchResult:
+    return BenchResult(
+        str(zoo), man.tier, cfg.alpha, cfg.budget, pairs, score_pairs(pairs, cfg.alpha)
+    )
+
+
+def _suspects(man: Any, suspects: Sequence[str] | None, limit: int | None) -> list[str]:
+    """The zoo's non-teachers (or the chosen ones, in the order given), at most `limit`."""
     teachers = man.names("teacher")
     all_suspects = [n for n in man.names() if n not in teachers]
     if suspects is not None:
         unknown = sorted(set(suspects) - set(all_suspects))
         if unknown:
             raise InputError(f"not suspects in this zoo: {', '.join(unknown)}")
-        suspects = list(suspects)
+        out = list(suspects)
     else:
-        suspects = all_suspects
-    if limit is not None:
-        suspects = suspects[:limit]
-    loaded: dict[str, Any] = {}
+        out = all_suspects
+    return out[:limit] if limit is not None else out
 
-    def get(name: str) -> Any:
-        if name not in loaded:
-            loaded[name] = load_model(man.spec(name), cache=cache)
-        return loaded[name]
 
-    base = config.to_dict() if config else {}
-    cfg = ProvenanceConfig(**{**base, "seed": seed, "pool_size": pool_size})
-    store = QueryStore()
-    pairs: list[PairOutcome] = []
-    written = -1  # pairs in the last bench.json written
-    for i, s in enumerate(suspects):
-        if progress:
-            progress(f"suspect {s}", i, len(suspects))
+def _control_map(
+    man: Any,
+    s: str,
+    seed: int,
+    match_recipe: bool,
+    one_per_lineage: bool,
+    max_controls: int | None,
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Per teacher: the controls of suspect s, and how they were matched to it."""
+    teachers = man.names("teacher")
+    ctrl_map = {
+        t: [n for n in man.names() if n not in teachers and n != s and not man.derives_from(n, t)]
+        for t in teachers
+    }
+    match = {t: "any non-derived model" for t in teachers}
+    if match_recipe:
+        for t, v in ctrl_map.items():
+            picked, match[t] = recipe_controls(man.get(s), [man.get(n) for n in v])
+            ctrl_map[t] = [m.name for m in picked]
+    if one_per_lineage:
+        rng = random.Random(f"bench-lineage:{seed}:{s}")
+        for t, v in ctrl_map.items():
+            groups: dict[tuple, list[str]] = {}
+            for n in v:
+                groups.setdefault(lineage(man.get(n)), []).append(n)
+            ctrl_map[t] = sorted(rng.choice(sorted(g)) for g in groups.values())
+    if max_controls is not None:
+        rng = random.Random(f"bench-controls:{seed}:{s}")
         ctrl_map = {
-            t: [
-                n
-                for n in man.names()
-                if n not in teachers and n != s and not man.derives_from(n, t)
-            ]
-            for t in teachers
+            t: sorted(rng.sample(v, max_controls)) if len(v) > max_controls else v
+            for t, v in ctrl_map.items()
         }
-        match = {t: "any non-derived model" for t in teachers}
-        if match_recipe:
-            for t, v in ctrl_map.items():
-                picked, match[t] = recipe_controls(man.get(s), [man.get(n) for n in v])
-                ctrl_map[t] = [m.name for m in picked]
-        if one_per_lineage:
-            rng = random.Random(f"bench-lineage:{seed}:{s}")
-            for t, v in ctrl_map.items():
-                groups: dict[tuple, list[str]] = {}
-                for n in v:
-                    groups.setdefault(lineage(man.get(n)), []).append(n)
-                ctrl_map[t] = sorted(rng.choice(sorted(g)) for g in groups.values())
-        if max_controls is not None:
-            rng = random.Random(f"bench-controls:{seed}:{s}")
-            ctrl_map = {
-                t: sorted(rng.sample(v, max_controls)) if len(v) > max_controls else v
-                for t, v in ctrl_map.items()
-            }
-        ok_teachers = [t for t in teachers if len(ctrl_map[t]) >= MIN_CONTROLS]
-        for t in teachers:
-            if t not in ok_teachers:
-                pairs.append(
-                    PairOutcome(
-                        s,
-                        t,
-                        man.derives_from(s, t),
-                        None,
-                        None,
-                        False,
-                        {},
-                        0,
-                        None,
-                        None,
-                        ctrl_map[t],
-                        skipped=f"only {len(ctrl_map[t])} comparable control(s), "
-                        f"{MIN_CONTROLS} needed",
-                        control_match=match[t],
-                    )
-                )
-        if not ok_teachers:
-            continue
-        names = {
-            id(get(n)): n for n in [s, *ok_teachers, *{c for t in ok_teachers for c in ctrl_map[t]}]
-        }
+    return ctrl_map, match
+
+
+def _skipped_pair(man: Any, s: str, t: str, controls: list[str], match: str) -> PairOutcome:
+    """A pair without MIN_CONTROLS comparable controls: reported, not tested."""
+    return PairOutcome(
+        s, t, man.derives_from(s, t), None, None, False, {}, 0, None, None, controls,
+        skipped=f"only {len(controls)} comparable control(s), {MIN_CONTROLS} needed",
+        control_match=match,
+    )  # fmt: skip
+
+
+class _PairTester:
+    """Runs test_provenance for one suspect against its teachers (models loaded once,
+    queries shared across suspects)."""
+
+    def __init__(self, man: Any, cfg: ProvenanceConfig, cache: str | Path | None):
+        from distilltrace.provenance.session import QueryStore
+
+        self.man, self.cfg, self.cache = man, cfg, cache
+        self.store = QueryStore()
+        self.loaded: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any:
+        from distilltrace.models import load_model
+
+        if name not in self.loaded:
+            self.loaded[name] = load_model(self.man.spec(name), cache=self.cache)
+        return self.loaded[name]
+
+    def pairs(
+        self, s: str, teachers: list[str], ctrl_map: dict[str, list[str]], match: dict[str, str]
+    ) -> list[PairOutcome]:
+        from distilltrace.provenance.combine import queries_needed
+        from distilltrace.provenance.tester import test_provenance
+
+        get, man = self.get, self.man
+        names = {id(get(n)): n for n in [s, *teachers, *{c for t in teachers for c in ctrl_map[t]}]}
         res = test_provenance(
             get(s),
-            [get(t) for t in ok_teachers],
-            [[get(c) for c in ctrl_map[t]] for t in ok_teachers],
-            budget=budget,
-            alpha=alpha,
-            config=cfg,
-            store=store,
-            name_of=lambda m, names=names: names[id(m)],
+            [get(t) for t in teachers],
+            [[get(c) for c in ctrl_map[t]] for t in teachers],
+            config=self.cfg,
+            store=self.store,
+            name_of=lambda m: names[id(m)],
         )
-        for t, r in zip(ok_teachers, res.references, strict=True):
-            pairs.append(
-                PairOutcome(
-                    suspect=s,
-                    teacher=t,
-                    derived=man.derives_from(s, t),
-                    combined_pvalue=r.combined_pvalue,
-                    holm_pvalue=r.holm_pvalue,
-                    rejected=r.rejected,
-                    test_pvalues={k: v.pvalue for k, v in r.tests.items()},
-                    suspect_queries=res.suspect_queries,
-                    queries_to_p01=queries_needed(r.trajectory, 0.01),
-                    queries_to_p1e4=queries_needed(r.trajectory, 1e-4),
-                    controls=ctrl_map[t],
-                    control_match=match[t],
-                    skipped=f"identical: {r.identical}"
-                    if r.identical and r.combined_pvalue is None
-                    else None,
-                )
+        return [
+            PairOutcome(
+                suspect=s,
+                teacher=t,
+                derived=man.derives_from(s, t),
+                combined_pvalue=r.combined_pvalue,
+                holm_pvalue=r.holm_pvalue,
+                rejected=r.rejected,
+                test_pvalues={k: v.pvalue for k, v in r.tests.items()},
+                suspect_queries=res.suspect_queries,
+                queries_to_p01=queries_needed(r.trajectory, 0.01),
+                queries_to_p1e4=queries_needed(r.trajectory, 1e-4),
+                controls=ctrl_map[t],
+                control_match=match[t],
+                skipped=f"identical: {r.identical}"
+                if r.identical and r.combined_pvalue is None
+                else None,
             )
-        if out is not None:  # partial results after every suspect (a long run can be cut)
-            _write(
-                BenchResult(str(zoo), man.tier, alpha, budget, pairs, score_pairs(pairs, alpha)),
-                out,
-            )
-            written = len(pairs)
-    result = BenchResult(str(zoo), man.tier, alpha, budget, pairs, score_pairs(pairs, alpha))
-    if out is not None and written != len(pairs):  # pairs skipped after the last write
-        _write(result, out)
-    return result
+            for t, r in zip(teachers, res.references, strict=True)
+        ]
 
 
 def _write(result: BenchResult, out: str | Path) -> None:

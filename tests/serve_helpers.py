@@ -1,4 +1,6 @@
-"""Start a real ``distilltrace serve`` subprocess on loopback, for tests and benchmarks."""
+"""Start a real ``distilltrace serve`` subprocess on loopback, for tests and benchmarks
+(``from tests.serve_helpers import running_server``; tests/conftest.py makes the repository
+root importable under pytest, ``python -m benchmarks.X`` from the root does the same)."""
 
 from __future__ import annotations
 

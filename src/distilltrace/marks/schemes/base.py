@@ -1,0 +1,118 @@
+"""What a watermark scheme is, and the registry of schemes.
+
+A scheme is a frozen dataclass whose fields are its own parameters (validated in
+``__post_init__``). It owns four things:
+
+- its **per-tuple score** (`score`): from the keyed uint64 hash of each scored
+  (window seed, token) tuple (see `marks.hashing`), a float;
+- its **null distribution** (`null`): the mean, z-score and exact ln p-value of the summed
+  score of n tuples under H0 (text independent of the key), and the words for it;
+- its **logits processor** (`processor`): what marks generation;
+- optionally a randomised p-value for discrete tests (`randomized_pvalue`).
+
+The window hashing (context width, seeding) is shared by every scheme and lives in
+`SchemeParams` / `Watermark`. Schemes are registered in the plain dict `SCHEMES` by
+`register_scheme(cls)`: the built-ins (`marks/schemes/__init__.py`) and plugins alike.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+SCHEMES: dict[str, type[WatermarkScheme]] = {}
+
+
+@dataclass(frozen=True)
+class NullTest:
+    """A statistic over n scored tuples against the scheme's null distribution."""
+
+    expected: float  # mean of the statistic under H0
+    z: float
+    log_p: float  # ln P(statistic' >= statistic) under H0, exact
+
+
+@dataclass(frozen=True)
+class WatermarkScheme:
+    """Base class of schemes: subclass as a frozen dataclass, set `name`, implement the
+    four methods, and call `register_scheme` on the class."""
+
+    name: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The scheme's own parameters (key files store them; the key MAC covers them)."""
+        return asdict(self)
+
+    def score(self, bits: np.ndarray) -> np.ndarray:
+        """Per-tuple scores from the uint64 hash of each (window seed, token) tuple."""
+        raise NotImplementedError
+
+    def null(self, n: int, statistic: float) -> NullTest:
+        """The summed score of n distinct tuples against its exact null distribution."""
+        raise NotImplementedError
+
+    def null_text(self) -> str:
+        """The null distribution in words, e.g. 'the green count is Binomial(n, gamma=0.25)'."""
+        raise NotImplementedError
+
+    def processor(self, wm: Any) -> Any:
+        """A transformers-style logits processor that marks generation with key `wm`."""
+        raise NotImplementedError
+
+    def randomized_pvalue(self, test: Any, rng: np.random.Generator) -> float | None:
+        """A p-value exactly uniform under H0 (differs from the reported one only for
+        discrete statistics; diagnostic)."""
+        return test.pvalue
+
+
+def register_scheme(cls: type[WatermarkScheme], *, replace: bool = False) -> type:
+    """Add a scheme class to `SCHEMES` under `cls.name` (usable as a decorator)."""
+    if not (isinstance(cls, type) and issubclass(cls, WatermarkScheme)):
+        raise TypeError("a watermark scheme is a WatermarkScheme subclass")
+    name = cls.name
+    if not name or not isinstance(name, str):
+        raise ValueError(f"scheme class {cls.__name__} needs a non-empty `name`")
+    if name in SCHEMES and SCHEMES[name] is not cls and not replace:
+        raise ValueError(f"a watermark scheme named {name!r} is already registered")
+    SCHEMES[name] = cls
+    return cls
+
+
+def unregister_scheme(name: str) -> None:
+    """Remove a scheme from the registry (for plugins and tests)."""
+    SCHEMES.pop(name, None)
+
+
+def get_scheme(name: str) -> type[WatermarkScheme]:
+    """The scheme class registered under `name` (ValueError naming the choices)."""
+    cls = SCHEMES.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(f"unknown scheme {name!r}; choose from {tuple(SCHEMES)}")
+    return cls
+
+
+def z_score(statistic: float, mean: float, var: float) -> float:
+    return (statistic - mean) / math.sqrt(var) if var > 0 else 0.0
+
+
+class KeyedProcessor:
+    """Base of logits processors keyed by a Watermark: never printed with the secret,
+    never pickled; `_seeds` gives each row's window seed (None before h tokens exist)."""
+
+    def __init__(self, wm: Any):
+        self._wm = wm
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(key_id={self._wm.key_id!r}, params={self._wm.params!r})"
+
+    def __reduce__(self):
+        raise TypeError("a watermark processor holds a secret and cannot be pickled")
+
+    def _seeds(self, input_ids: Any) -> list[int] | None:
+        h = self._wm.context_width
+        if input_ids.shape[1] < h:
+            return None
+        return [self._wm.window_seed(w) for w in input_ids[:, -h:].tolist()]

@@ -1,0 +1,67 @@
+"""Parameters of a provenance test, and the library defaults (the one place they live).
+
+Standard library only, so that the CLI can show the defaults without loading numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+MIN_CONTROLS = 2  # controls per reference, at the least (distinct models)
+WHY_CONTROLS = (
+    "the likelihood and lexical tests compare the suspect with one control using a baseline "
+    "built from the other controls (so at least 2 are needed for any control to be compared), "
+    "and the greedy test asks the suspect to beat every control: with a single control the "
+    "false-accusation rate rests entirely on that one model being as close to the reference "
+    "as an innocent suspect would be"
+)
+DEFAULT_REVERSE_MARGIN = 0.05  # nats per character (likelihood_reverse null)
+# The built-in tests (registered in distilltrace.provenance.builtin_tests), run by default.
+# A test registered by a plugin runs when named in ProvenanceConfig.tests: each test that
+# runs multiplies the Bonferroni factor, so adding one must be a choice, not a side effect.
+DEFAULT_TESTS = ("greedy_agreement", "likelihood", "likelihood_reverse", "lexical_fingerprint")
+
+
+@dataclass
+class ProvenanceConfig:
+    """Parameters of a provenance test (all seeded; the same config gives the same result)."""
+
+    budget: int = 1000  # suspect queries in all (generate + score calls, one per prompt)
+    alpha: float = 0.01  # family-wise error rate over references
+    target_p: float = 1e-4  # stop querying a reference once its evidence reaches this
+    max_new_tokens: int = 48
+    agreement_unit: str = "char"  # greedy test compares normalised "char"s or "word"s
+    k_units: int = 40  # units (characters or words) compared by the greedy test
+    agreement_margin: float = 0.05  # S must beat each control's agreement by more than this
+    n_sampled: int = 100  # prompts with sampled outputs (likelihood, lexical), at most
+    n_reverse: int = 150  # reference outputs the suspect scores per reference, at most
+    n_gap: int = 30  # outputs per control the suspect scores (capability gap), at most
+    reverse_margin: float = DEFAULT_REVERSE_MARGIN  # nats/char, part of its null
+    n_fingerprint: int = 100  # prompts for the reference's lexical fingerprint (no suspect)
+    sample_temperature: float = 0.7
+    pool_size: int = 3000
+    prompt_source: str = "auto"
+    prompt_files: tuple[str, ...] = ()
+    batch_size: int = 16
+    adaptive: bool = True
+    weight_floor: float = 0.1
+    futility_level: float = 0.01
+    identity_probes: bool = True
+    tests: tuple[str, ...] = DEFAULT_TESTS
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def with_options(self, **options: Any) -> ProvenanceConfig:
+        """A copy with the options that are not None set (None: keep this config's value,
+        so a caller passes what the user gave and the defaults stay here)."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TypeError(f"unknown ProvenanceConfig options {unknown}")
+        return replace(self, **{k: v for k, v in options.items() if v is not None})
+
+
+DEFAULTS = ProvenanceConfig()

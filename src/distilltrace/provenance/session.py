@@ -1,0 +1,152 @@
+"""Model queries of one provenance test: memoised (per process and through the model cache)
+and counted, so that every suspect query is charged to the budget exactly once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from distilltrace.models.base import SCORE, Model
+from distilltrace.provenance.config import ProvenanceConfig
+from distilltrace.provenance.textmatch import comparable
+
+
+@dataclass
+class QueryCounter:
+    """Distinct queries per model label: {"generate": n, "score": n}."""
+
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, label: str, kind: str, n: int) -> None:
+        c = self.counts.setdefault(label, {"generate": 0, "score": 0})
+        c[kind] += n
+
+
+@dataclass
+class QueryStore:
+    """Query results shared across tests in one process, keyed by model identity (the
+    on-disk model cache persists them across processes; this saves re-reading it)."""
+
+    greedy: dict[tuple, Any] = field(default_factory=dict)
+    sampled: dict[tuple, str] = field(default_factory=dict)
+    scores: dict[tuple, float] = field(default_factory=dict)
+
+
+def can_score(m: Model) -> bool:
+    """Whether the model gives log-probabilities (`score`)."""
+    return SCORE in getattr(m.info, "supports", frozenset())
+
+
+def label_models(
+    suspect: Model,
+    refs: Sequence[Model],
+    ctrls: Sequence[Model],
+    name_of: Callable[[Model], str] | None = None,
+) -> dict[str, Model]:
+    """A unique label for each model (its name; name#2, name#3 for repeats of a name)."""
+    out: dict[str, Model] = {}
+    for m in [suspect, *refs, *ctrls]:
+        if any(m is x for x in out.values()):
+            continue
+        base = (name_of(m) if name_of else None) or getattr(m.info, "name", None) or "model"
+        name = base
+        i = 2
+        while name in out:
+            name = f"{base}#{i}"
+            i += 1
+        out[name] = m
+    return out
+
+
+class Session:
+    """Queries with memoisation and counting of the distinct queries this test makes.
+    Models are named by label; every method takes labels, not model objects."""
+
+    def __init__(
+        self,
+        models: Mapping[str, Model],
+        cfg: ProvenanceConfig,
+        counter: QueryCounter,
+        store: QueryStore,
+    ):
+        self.models = models
+        self.cfg = cfg
+        self.counter = counter
+        self.store = store
+        self._seen: set[tuple] = set()
+
+    def can_score(self, label: str) -> bool:
+        return can_score(self.models[label])
+
+    def _count(self, label: str, kind: str, keys: Sequence[tuple]) -> None:
+        new = [k for k in dict.fromkeys(keys) if k not in self._seen]
+        self._seen.update(new)
+        if new:
+            self.counter.add(label, kind, len(new))
+
+    def _gen_key(self, label: str, p: str, mode: str) -> tuple:
+        if mode == "greedy":
+            mode = f"greedy:{self.cfg.agreement_unit}"
+        return (self.models[label].info.identity, mode, self.cfg.max_new_tokens, self.cfg.seed, p)
+
+    def greedy(self, label: str, prompts: Sequence[str]) -> list[list[str]]:
+        """Greedy continuations, normalised for comparison (`textmatch.comparable`)."""
+        keys = [self._gen_key(label, p, "greedy") for p in prompts]
+        self._count(label, "generate", keys)
+        todo = [
+            p
+            for p, k in dict.fromkeys(zip(prompts, keys, strict=True))
+            if k not in self.store.greedy
+        ]
+        if todo:
+            gens = self.models[label].generate(
+                todo, max_new_tokens=self.cfg.max_new_tokens, temperature=0.0, chat=True
+            )
+            for p, g in zip(todo, gens, strict=True):
+                w = comparable(
+                    g.text, truncated=g.finish_reason == "length", unit=self.cfg.agreement_unit
+                )
+                self.store.greedy[self._gen_key(label, p, "greedy")] = (w, g.text)
+        return [self.store.greedy[k][0] for k in keys]
+
+    def greedy_text(self, label: str, prompt: str) -> str:
+        """The raw text of a greedy continuation already queried ("" if none)."""
+        v = self.store.greedy.get(self._gen_key(label, prompt, "greedy"))
+        return v[1] if v else ""
+
+    def sampled(self, label: str, prompts: Sequence[str]) -> list[str]:
+        """Sampled continuations (the config's temperature and seed)."""
+        mode = f"sample:{self.cfg.sample_temperature}"
+        keys = [self._gen_key(label, p, mode) for p in prompts]
+        self._count(label, "generate", keys)
+        todo = [
+            p
+            for p, k in dict.fromkeys(zip(prompts, keys, strict=True))
+            if k not in self.store.sampled
+        ]
+        if todo:
+            gens = self.models[label].generate(
+                todo,
+                max_new_tokens=self.cfg.max_new_tokens,
+                temperature=self.cfg.sample_temperature,
+                seed=self.cfg.seed,
+                chat=True,
+            )
+            for p, g in zip(todo, gens, strict=True):
+                self.store.sampled[self._gen_key(label, p, mode)] = g.text
+        return [self.store.sampled[k] for k in keys]
+
+    def scores(self, scorer: str, prompts: Sequence[str], texts: Sequence[str]) -> np.ndarray:
+        """Per-character log-probability of each text under scorer."""
+        ident = self.models[scorer].info.identity
+        keys = [(ident, p, t) for p, t in zip(prompts, texts, strict=True)]
+        self._count(scorer, "score", [("score", *k) for k in keys])
+        todo = list(dict.fromkeys(k for k in keys if k not in self.store.scores))
+        if todo:
+            res = self.models[scorer].score([k[1] for k in todo], [k[2] for k in todo], chat=True)
+            for k, r in zip(todo, res, strict=True):
+                self.store.scores[k] = r.total_logprob / max(1, len(k[2]))
+        return np.array([self.store.scores[k] for k in keys], dtype=float)
