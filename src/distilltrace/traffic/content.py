@@ -65,6 +65,7 @@ class ContentConfig:
     max_texts: int = 120_000
     workers: int = 2
     max_segments: int = 4  # extra lines embedded from a long prompt (see `segments`)
+    max_embedded: int = 160_000  # texts embedded per scan (prompts and their lines)
     lsh_bands: int = 3
     lsh_bits: int = 10
     seed: int = 20261202
@@ -431,7 +432,10 @@ def run(
         eng.execute("content_sample", sample_sql())
         sample = eng.fetch("SELECT * FROM content_sample ORDER BY account_id, request_id")
     texts = sample["text"].fillna("").astype(str).tolist()
-    segs = [segments(t, cfg.max_segments) for t in texts]
+    for extra in range(cfg.max_segments, -1, -1):  # fewer extra lines when over budget
+        segs = [segments(t, extra) for t in texts]
+        if sum(map(len, segs)) <= cfg.max_embedded or extra == 0:
+            break
     owner = np.repeat(np.arange(len(texts)), [len(x) for x in segs])
     flat = [x for ss in segs for x in ss]
     uniq, inv = np.unique(np.array(flat, dtype=object).astype(str), return_inverse=True)
