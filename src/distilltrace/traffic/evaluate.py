@@ -286,6 +286,97 @@ def purity_summary(campaigns: list[dict[str, Any]], clusters: list[dict[str, Any
     }
 
 
+def _request_rows(scan_dir: Path, log: pd.DataFrame, a: pd.DataFrame, notes: list[str]):
+    """Request-level truth joined with the scan's request flags (or its account flags)."""
+    req_path = scan_dir / "requests.parquet"
+    r = log.copy()
+    if req_path.exists():
+        rq = pd.read_parquet(req_path)
+        if {"request_id", "flagged"} <= set(rq.columns):
+            rq = rq.drop_duplicates("request_id")
+            rq["request_id"] = rq["request_id"].astype(str)
+            keep = ["request_id", "flagged"] + (["score"] if "score" in rq.columns else [])
+            r = r.merge(rq[keep], on="request_id", how="left")
+            source = "requests.parquet"
+            if "score" not in r.columns:
+                r["score"] = r["flagged"].astype(float)
+        else:
+            req_path = None
+    else:
+        req_path = None
+    if req_path is None:
+        r = r.merge(
+            a[["account_id", "flagged", "risk"]].rename(columns={"risk": "score"}),
+            on="account_id",
+            how="left",
+        )
+        source = "account flags"
+        notes.append("no requests.parquet: a request counts as flagged when its account is flagged")
+    r["flagged"] = r["flagged"].fillna(False).astype(bool)
+    rs_floor = float(np.nanmin(r["score"])) - 1.0 if r["score"].notna().any() else 0.0
+    r["score"] = r["score"].astype(float).fillna(rs_floor)
+    y_req = r["campaign_id"].notna().to_numpy()
+    rm = binary_metrics(y_req, r["flagged"].to_numpy(), r["score"].to_numpy())
+    return r, source, rm
+
+
+def _archetype_rows(campaigns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-archetype detection, summed over its campaigns."""
+    arche: dict[str, dict[str, Any]] = {}
+    for c in campaigns:
+        d = arche.setdefault(
+            c["archetype"],
+            {
+                "archetype": c["archetype"],
+                "n_campaigns": 0,
+                "n_found": 0,
+                "n_accounts": 0,
+                "n_flagged_accounts": 0,
+                "n_requests": 0,
+                "n_flagged_requests": 0,
+            },
+        )
+        d["n_campaigns"] += 1
+        d["n_found"] += int(c["found"])
+        d["n_accounts"] += c["n_accounts"]
+        d["n_flagged_accounts"] += c["n_flagged_accounts"]
+        d["n_requests"] += c["n_requests"]
+        d["n_flagged_requests"] += int(round(c["request_fraction_flagged"] * c["n_requests"]))
+    for d in arche.values():
+        d["account_fraction_flagged"] = d["n_flagged_accounts"] / d["n_accounts"]
+        d["request_fraction_flagged"] = d["n_flagged_requests"] / d["n_requests"]
+    return sorted(arche.values(), key=lambda d: d["archetype"])
+
+
+def _hard_case_rows(tr, a: pd.DataFrame, flag_of: dict, cl_of: dict, notes: list[str]):
+    """False alarms per benign hard-case group of the simulator's ground truth."""
+    hard = []
+    if tr is None:
+        notes.append(
+            "no simulator ground truth (FILE.truth.json or Parquet metadata): hard-case groups not reported"
+        )
+    else:
+        is_camp = dict(zip(a["account_id"], a["is_campaign"], strict=True))
+        for g in tr.get("groups", []):
+            if g.get("kind") != "hard_case":
+                continue
+            ids = [x for x in g.get("accounts", []) if x in is_camp and not is_camp[x]]
+            fl = [x for x in ids if flag_of.get(x, False)]
+            clusters = sorted({int(cl_of[x]) for x in fl if pd.notna(cl_of.get(x))})
+            hard.append(
+                {
+                    "group": g["name"],
+                    "description": g.get("description", ""),
+                    "n_active_accounts": len(ids),
+                    "n_flagged": len(fl),
+                    "fraction_flagged": len(fl) / len(ids) if ids else 0.0,
+                    "flagged_accounts": fl[:10],
+                    "clusters": clusters[:10],
+                }
+            )
+    return hard
+
+
 def evaluate(
     scan_dir: str | Path, logs: str | Path | list[str | Path], truth: str | Path | None = None
 ) -> EvalResult:
@@ -326,36 +417,7 @@ def evaluate(
         a["cluster_id"] = -1
     am = binary_metrics(a["is_campaign"].to_numpy(), a["flagged"].to_numpy(), a["risk"].to_numpy())
 
-    # requests
-    req_path = scan_dir / "requests.parquet"
-    r = log.copy()
-    if req_path.exists():
-        rq = pd.read_parquet(req_path)
-        if {"request_id", "flagged"} <= set(rq.columns):
-            rq = rq.drop_duplicates("request_id")
-            rq["request_id"] = rq["request_id"].astype(str)
-            keep = ["request_id", "flagged"] + (["score"] if "score" in rq.columns else [])
-            r = r.merge(rq[keep], on="request_id", how="left")
-            source = "requests.parquet"
-            if "score" not in r.columns:
-                r["score"] = r["flagged"].astype(float)
-        else:
-            req_path = None
-    else:
-        req_path = None
-    if req_path is None:
-        r = r.merge(
-            a[["account_id", "flagged", "risk"]].rename(columns={"risk": "score"}),
-            on="account_id",
-            how="left",
-        )
-        source = "account flags"
-        notes.append("no requests.parquet: a request counts as flagged when its account is flagged")
-    r["flagged"] = r["flagged"].fillna(False).astype(bool)
-    rs_floor = float(np.nanmin(r["score"])) - 1.0 if r["score"].notna().any() else 0.0
-    r["score"] = r["score"].astype(float).fillna(rs_floor)
-    y_req = r["campaign_id"].notna().to_numpy()
-    rm = binary_metrics(y_req, r["flagged"].to_numpy(), r["score"].to_numpy())
+    r, source, rm = _request_rows(scan_dir, log, a, notes)
 
     # per campaign
     flag_of = dict(zip(a["account_id"], a["flagged"], strict=True))
@@ -386,55 +448,9 @@ def evaluate(
     # an account's true campaign: the one on its requests (smallest id if several)
     camp_of = log.dropna(subset=["campaign_id"]).groupby("account_id")["campaign_id"].min()
     flagged_clusters = cluster_purity(a.assign(campaign_id=a["account_id"].map(camp_of)))
-    arche: dict[str, dict[str, Any]] = {}
-    for c in campaigns:
-        d = arche.setdefault(
-            c["archetype"],
-            {
-                "archetype": c["archetype"],
-                "n_campaigns": 0,
-                "n_found": 0,
-                "n_accounts": 0,
-                "n_flagged_accounts": 0,
-                "n_requests": 0,
-                "n_flagged_requests": 0,
-            },
-        )
-        d["n_campaigns"] += 1
-        d["n_found"] += int(c["found"])
-        d["n_accounts"] += c["n_accounts"]
-        d["n_flagged_accounts"] += c["n_flagged_accounts"]
-        d["n_requests"] += c["n_requests"]
-        d["n_flagged_requests"] += int(round(c["request_fraction_flagged"] * c["n_requests"]))
-    for d in arche.values():
-        d["account_fraction_flagged"] = d["n_flagged_accounts"] / d["n_accounts"]
-        d["request_fraction_flagged"] = d["n_flagged_requests"] / d["n_requests"]
+    arche = _archetype_rows(campaigns)
 
-    # hard cases
-    hard = []
-    if tr is None:
-        notes.append(
-            "no simulator ground truth (FILE.truth.json or Parquet metadata): hard-case groups not reported"
-        )
-    else:
-        is_camp = dict(zip(a["account_id"], a["is_campaign"], strict=True))
-        for g in tr.get("groups", []):
-            if g.get("kind") != "hard_case":
-                continue
-            ids = [x for x in g.get("accounts", []) if x in is_camp and not is_camp[x]]
-            fl = [x for x in ids if flag_of.get(x, False)]
-            clusters = sorted({int(cl_of[x]) for x in fl if pd.notna(cl_of.get(x))})
-            hard.append(
-                {
-                    "group": g["name"],
-                    "description": g.get("description", ""),
-                    "n_active_accounts": len(ids),
-                    "n_flagged": len(fl),
-                    "fraction_flagged": len(fl) / len(ids) if ids else 0.0,
-                    "flagged_accounts": fl[:10],
-                    "clusters": clusters[:10],
-                }
-            )
+    hard = _hard_case_rows(tr, a, flag_of, cl_of, notes)
     baseline = baseline_metrics(paths, per_acct, cr, tr)
     targets = {
         "all_campaigns_found": bool(campaigns) and all(c["found"] for c in campaigns),
@@ -453,7 +469,7 @@ def evaluate(
         rm,
         am,
         campaigns,
-        sorted(arche.values(), key=lambda d: d["archetype"]),
+        arche,
         hard,
         targets,
         notes,

@@ -67,14 +67,19 @@ class Statement:
 
 
 def statements(present: set[str]) -> list[Statement]:
-    """The pipeline for the columns present (statements needing absent columns are left out)."""
+    """The pipeline for the columns present (statements needing absent columns are left out):
+    per-request features, then per-account reductions, then per-(account, value) links."""
+    has = present.__contains__
+    return [_req_statement(has), *_account_statements(has), *_link_statements(has)]
+
+
+def _req_statement(has) -> Statement:
+    """Per-request text features, computed once, vectorised."""
     rules = tr.rule_sql("lp")
     nb = tr.elicitation_model()
-    has = present.__contains__
     tok_in = "input_tokens" if has("input_tokens") else "NULL::BIGINT"
     tok_out = "output_tokens" if has("output_tokens") else "NULL::BIGINT"
     model = "model" if has("model") else "NULL::VARCHAR"
-    out: list[Statement] = []
 
     # Extraction cues are rare in ordinary traffic: one combined regex gates the
     # per-rule regexes, which then run only on the (few) rows that match it. A request
@@ -83,10 +88,9 @@ def statements(present: set[str]) -> list[Statement]:
     rule_cols = ", ".join(
         f"CASE WHEN _gate THEN {expr} ELSE 0 END AS {name}" for name, expr in rules.items()
     )
-    out.append(
-        Statement(
-            "req",
-            f"""
+    return Statement(
+        "req",
+        f"""
 SELECT request_id, account_id, t,
        CAST(floor(t / 86400) AS BIGINT) AS day,
        CAST(floor(t / 3600) AS BIGINT) % 24 AS hod,
@@ -103,10 +107,14 @@ FROM (
                regexp_matches(lower(left(prompt, {tr.TEXT_CHARS})), {gate}) AS _gate
         FROM events))
 """,
-            "per-request text features: skeleton and frame hashes, extraction cues and their "
-            "naive Bayes log-odds, task family",
-        )
+        "per-request text features: skeleton and frame hashes, extraction cues and their "
+        "naive Bayes log-odds, task family",
     )
+
+
+def _account_statements(has) -> list[Statement]:
+    """Per-account volume, timing, metadata, task-family, hour, day and model tables."""
+    out: list[Statement] = []
     strong = " + ".join(tr.STRONG_RULES)
     extra = []
     if has("account_created_at"):
@@ -193,6 +201,12 @@ FROM req r GROUP BY r.account_id
                 "per (account, model) volume and first use",
             )
         )
+    return out
+
+
+def _link_statements(has) -> list[Statement]:
+    """Per (account, shared value) counts for the linkage graph."""
+    out: list[Statement] = []
     link_cols = sorted({col for col, _ in LINK_KINDS.values() if has(col)})
     if has("asn_type") and has("asn"):
         link_cols.append("asn_type")
