@@ -816,11 +816,6 @@ def _stable(df: pd.DataFrame, digits: int = 10) -> pd.DataFrame:
     return out
 
 
-def eng_register(eng, name: str, df: pd.DataFrame) -> None:
-    """Upload a small pandas table to the engine as ``name`` (kept for callers of 0.1)."""
-    eng.register(name, df)
-
-
 def _infrastructure(values: pd.DataFrame, link: signals.Linkage, members: list[str]) -> list[dict]:
     """Values shared by >= 2 members, with how many accounts use each and its link weight."""
     if link.values.empty:
