@@ -175,3 +175,20 @@ def test_campaign_in_unseen_language_found(zh_log):
     off = scan(zh_log, content=False)
     assert len(set(off.flagged_accounts) & camp) < len(camp) / 2
     assert "intent" in off.summary["skipped_signals"]
+
+
+def test_cli_no_content(tmp_path):
+    from typer.testing import CliRunner
+
+    from distilltrace.cli import app
+
+    p = tmp_path / "l.parquet"
+    make_benign(60, seed=3, hard=False).to_parquet(p, index=False)
+    r = CliRunner().invoke(
+        app, ["traffic", "scan", str(p), "--out", str(tmp_path / "o"), "--no-content"]
+    )
+    assert r.exit_code == 0, r.output
+    import json
+
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert "content_model" not in s and s["skipped_signals"]["intent"] == "content model off"

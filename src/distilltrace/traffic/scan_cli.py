@@ -31,6 +31,11 @@ def scan_command(
     ),
     threads: int = typer.Option(0, "--threads", help="Engine threads (0: all cores)."),
     memory_limit: str = typer.Option("", "--memory-limit", help="Engine memory limit, e.g. 6GB."),
+    content: bool = typer.Option(
+        True,
+        "--content/--no-content",
+        help="Read what accounts ask for with the multilingual content model (docs/traffic.md).",
+    ),
 ) -> None:
     """Find distillation campaigns in API request logs.
 
@@ -55,6 +60,7 @@ def scan_command(
             campaign_alpha=campaign_alpha,
             threads=threads or None,
             memory_limit=memory_limit or None,
+            content=content,
             progress=True,
         )
     except BaseException:
