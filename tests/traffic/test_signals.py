@@ -270,3 +270,22 @@ def test_pvalue_tail_valid_on_null_and_robust_to_a_large_campaign():
     for a in (0.001, 0.01, 0.05):
         assert (null <= a).mean() <= a + 3 * np.sqrt(a / len(null)), a
     assert np.median(u[:n_camp]) < 1e-6
+
+
+def test_a_signal_is_one_registry_entry():
+    """Adding a signal is one `Signal` entry: it is computed, calibrated, fused and written."""
+    from handmade_logs import make_benign
+
+    from distilltrace.traffic import scan
+    from distilltrace.traffic.features import SIGNALS, Signal
+
+    toy = Signal("toy_volume_sq", lambda r: r.acct["n_req"].to_numpy(float) ** 2, weight=0.1)
+    SIGNALS.append(toy)
+    try:
+        res = scan(make_benign(100, seed=1), content=False)
+    finally:
+        SIGNALS.remove(toy)
+    acc = res.accounts
+    assert {"sig_toy_volume_sq", "tail_toy_volume_sq"} <= set(acc.columns)
+    assert res.summary["signal_weights"]["toy_volume_sq"] == 0.1
+    assert (acc["sig_toy_volume_sq"] == acc["n_requests"].astype(float) ** 2).all()
