@@ -3,9 +3,6 @@ reliability cases (Parquet and DataFrames: Spark reads no CSV/JSONL)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,36 +16,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::FutureWarning"),
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
 ]
-
-try:
-    import pyspark  # noqa: F401
-
-    _why = None if (os.environ.get("JAVA_HOME") or shutil.which("java")) else "no Java runtime"
-except ImportError:
-    _why = "PySpark is not installed"
-
-
-@pytest.fixture(scope="module")
-def spark():
-    if _why:
-        pytest.skip(_why)
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    s = (
-        SparkSession.builder.master("local[2]")
-        .appName("distilltrace-reliability")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.driver.memory", "1g")
-        .config("spark.log.level", "ERROR")
-        .getOrCreate()
-    )
-    yield s
-    s.stop()
 
 
 QCOLS = ["source", "row_number", "reason", "request_id", "account_id", "timestamp"]

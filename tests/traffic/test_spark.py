@@ -44,29 +44,6 @@ RTOL = 1e-9
 
 
 @pytest.fixture(scope="module")
-def spark():
-    if _why:
-        pytest.skip(_why)
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    s = (
-        SparkSession.builder.master("local[2]")
-        .appName("distilltrace-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.driver.memory", "1g")
-        .config("spark.log.level", "ERROR")
-        .getOrCreate()
-    )
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
 def sim_path(tmp_path_factory):
     from distilltrace.traffic.simulate import simulate
 
