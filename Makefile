@@ -22,6 +22,9 @@ sysdeps:
 
 demo: $(STAMP)
 	$(VENV)/bin/distilltrace demo
+	# the gateway: live scoring and policy in front of a tiny model, a campaign replayed over HTTP
+	rm -rf distilltrace-demo/gateway
+	$(VENV)/bin/distilltrace gateway demo --out distilltrace-demo/gateway
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

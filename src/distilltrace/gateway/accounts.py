@@ -1,0 +1,249 @@
+"""The account store: accounts and their API keys, in SQLite or any SQLAlchemy database.
+
+An API key looks like ``dtk_<key_id>_<secret>``: ``key_id`` (12 hex digits) is public and
+is what logs, reports and the board show; ``secret`` is 32 random bytes (URL-safe base64)
+and is shown once, when the key is made. The store keeps, per key, a random salt and
+HMAC-SHA256(salt, whole key); a lookup finds the row by ``key_id`` and compares digests with
+``hmac.compare_digest`` (constant time). Several gateway replicas may share one database
+(e.g. ``postgresql+psycopg://...``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from distilltrace.errors import InputError
+from distilltrace.gateway.hooks import AccountInfo
+
+KEY_PREFIX = "dtk_"
+_KEY_RE = re.compile(r"^dtk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
+
+_meta = sa.MetaData()
+accounts_t = sa.Table(
+    "dt_accounts",
+    _meta,
+    sa.Column("account_id", sa.String(128), primary_key=True),
+    sa.Column("org_id", sa.String(128), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("signup_path", sa.String(64), nullable=True),
+    sa.Column("payment_fingerprint", sa.String(256), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+keys_t = sa.Table(
+    "dt_api_keys",
+    _meta,
+    sa.Column("key_id", sa.String(12), primary_key=True),
+    sa.Column("account_id", sa.String(128), sa.ForeignKey("dt_accounts.account_id"), index=True),
+    sa.Column("salt", sa.LargeBinary(16), nullable=False),
+    sa.Column("digest", sa.LargeBinary(32), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+
+def _digest(salt: bytes, key: str) -> bytes:
+    return hmac.new(salt, key.encode(), hashlib.sha256).digest()
+
+
+def _utc(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    """One account as ``accounts list`` shows it (key ids only, never secrets)."""
+
+    account_id: str
+    org_id: str | None
+    created_at: datetime
+    signup_path: str | None
+    payment_fingerprint: str | None
+    revoked: bool
+    key_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A freshly issued key: ``key`` is the only copy of the secret; show it once."""
+
+    account_id: str
+    key_id: str
+    key: str
+
+    def __repr__(self) -> str:  # never print the secret by accident
+        return f"NewKey(account_id={self.account_id!r}, key_id={self.key_id!r}, key=<hidden>)"
+
+
+class AccountStore:
+    """Accounts and hashed API keys in a SQL database (``sqlite:///path`` by default)."""
+
+    def __init__(self, url: str):
+        try:
+            kw = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
+            self.engine = sa.create_engine(url, future=True, **kw)
+            if url.startswith("sqlite"):
+                sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            _meta.create_all(self.engine)
+        except (sa.exc.SQLAlchemyError, ImportError) as e:
+            raise InputError(f"account store {_safe_url(url)}: {type(e).__name__}") from None
+        # a dummy row, so that an unknown key id costs the same as a wrong secret
+        self._dummy = (secrets.token_bytes(16), secrets.token_bytes(32))
+
+    @contextmanager
+    def _tx(self) -> Iterator[sa.Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def add_account(
+        self,
+        account_id: str,
+        *,
+        org_id: str | None = None,
+        signup_path: str | None = None,
+        payment_fingerprint: str | None = None,
+        created_at: datetime | None = None,
+    ) -> NewKey:
+        """Create ``account_id`` if new (else keep its details) and issue a new API key."""
+        if not _ID_RE.match(account_id or ""):
+            raise InputError(
+                f"account id {account_id!r}: use 1-128 letters, digits or ._@:- characters"
+            )
+        now = datetime.now(UTC)
+        with self._tx() as c:
+            row = c.execute(
+                sa.select(accounts_t.c.revoked_at).where(accounts_t.c.account_id == account_id)
+            ).first()
+            if row is None:
+                c.execute(
+                    accounts_t.insert().values(
+                        account_id=account_id,
+                        org_id=org_id,
+                        created_at=_utc(created_at) or now,
+                        signup_path=signup_path,
+                        payment_fingerprint=payment_fingerprint,
+                    )
+                )
+            elif row.revoked_at is not None:
+                raise InputError(f"account {account_id!r} is revoked; it gets no new keys")
+            key_id = secrets.token_hex(6)
+            key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+            salt = secrets.token_bytes(16)
+            c.execute(
+                keys_t.insert().values(
+                    key_id=key_id,
+                    account_id=account_id,
+                    salt=salt,
+                    digest=_digest(salt, key),
+                    created_at=now,
+                )
+            )
+        return NewKey(account_id, key_id, key)
+
+    def authenticate(self, key: str) -> AccountInfo | None:
+        """The account of a valid, unrevoked key, else None (constant-time digest check)."""
+        m = _KEY_RE.match(key or "")
+        key_id = m.group(1) if m else ""
+        q = (
+            sa.select(
+                keys_t.c.salt,
+                keys_t.c.digest,
+                keys_t.c.revoked_at.label("key_revoked"),
+                accounts_t,
+            )
+            .join(accounts_t, accounts_t.c.account_id == keys_t.c.account_id)
+            .where(keys_t.c.key_id == key_id)
+        )
+        with self.engine.connect() as c:
+            row = c.execute(q).first() if m else None
+        salt, digest = (row.salt, row.digest) if row is not None else self._dummy
+        ok = hmac.compare_digest(_digest(salt, key or ""), digest)
+        if not ok or row is None or row.key_revoked is not None or row.revoked_at is not None:
+            return None
+        return AccountInfo(
+            account_id=row.account_id,
+            org_id=row.org_id,
+            created_at=_utc(row.created_at),
+            signup_path=row.signup_path,
+            payment_fingerprint=row.payment_fingerprint,
+            key_id=key_id,
+        )
+
+    def revoke(self, ident: str) -> str:
+        """Revoke an account (all its keys) or one key id; says which it was."""
+        now = datetime.now(UTC)
+        with self._tx() as c:
+            n = c.execute(
+                accounts_t.update()
+                .where(accounts_t.c.account_id == ident, accounts_t.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            ).rowcount
+            if n:
+                c.execute(
+                    keys_t.update()
+                    .where(keys_t.c.account_id == ident, keys_t.c.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                )
+                return "account"
+            n = c.execute(
+                keys_t.update()
+                .where(keys_t.c.key_id == ident, keys_t.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            ).rowcount
+        if n:
+            return "key"
+        raise InputError(f"no active account or key id {ident!r}")
+
+    def list(self) -> list[AccountRow]:
+        """Every account with its active key ids, oldest first."""
+        with self.engine.connect() as c:
+            accts = c.execute(sa.select(accounts_t).order_by(accounts_t.c.created_at)).all()
+            keys = c.execute(
+                sa.select(keys_t.c.account_id, keys_t.c.key_id)
+                .where(keys_t.c.revoked_at.is_(None))
+                .order_by(keys_t.c.created_at)
+            ).all()
+        by: dict[str, list[str]] = {}
+        for k in keys:
+            by.setdefault(k.account_id, []).append(k.key_id)
+        return [
+            AccountRow(
+                a.account_id,
+                a.org_id,
+                _utc(a.created_at),
+                a.signup_path,
+                a.payment_fingerprint,
+                a.revoked_at is not None,
+                tuple(by.get(a.account_id, ())),
+            )
+            for a in accts
+        ]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password (it may hold one)."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparseable URL: say nothing about it
+        return "<unparseable database URL>"
