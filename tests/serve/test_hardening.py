@@ -231,7 +231,9 @@ def test_watermark_logprobs_give_no_green_list_oracle(make_small_model):
 
     model = make_small_model(4096)  # untrained: flat distributions, the mark moves picks
     binding = TokenizerBinding.of_model(model)
-    wm = make_watermark(SchemeParams(delta=4.0), binding, Secret(bytes(range(7, 39))))
+    wm = make_watermark(
+        SchemeParams(scheme="greenlist", delta=4.0), binding, Secret(bytes(range(7, 39)))
+    )
     with TestClient(create_app(model, watermark=wm), raise_server_exceptions=False) as c:
         labels, refused = _oracle_labels(c, model, wm)
         found = {

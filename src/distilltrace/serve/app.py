@@ -2,8 +2,11 @@
 
 Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions``
 (logprobs/top_logprobs, seed, temperature, top_p, max_tokens, stop, SSE streaming), and
-``GET /health``. Model access is serialised: one generation at a time (a list of prompts in
-one /v1/completions request is generated as one batch). Errors are OpenAI-style JSON
+``GET /health``. Concurrent requests are batched (serve/batching.py: one worker thread owns
+generation; ``BatchConfig(max_batch=8, window_ms=20)``; each request keeps its own sampling
+parameters and seed). With ``max_batch=1`` model access is serialised as before: one
+generation at a time (a list of prompts in one /v1/completions request is generated as one
+batch). Errors are OpenAI-style JSON
 (400/401/404/413/421/422); an unexpected failure is a JSON 500 that names no detail.
 
 Limits (docs/serve.md): request body size, prompt characters (checked before tokenising),
@@ -45,6 +48,7 @@ from distilltrace.errors import CapabilityError, DistilltraceError
 from distilltrace.models.base import TokenLogprob
 from distilltrace.models.local import TokenStep, TransformersModel
 from distilltrace.serve import prompts as P
+from distilltrace.serve.batching import BatchConfig, Batcher, Row
 from distilltrace.serve.errors import APIError, bad_request, error_body
 from distilltrace.serve.guard import DEFAULT_MAX_BODY_BYTES, Guard, hash_api_key
 
@@ -52,7 +56,7 @@ DEFAULT_MAX_TOKENS = 128
 MAX_TOKENS_LIMIT = 4096
 MAX_TOP_LOGPROBS = 20
 SEED_RANGE = (-(2**63), 2**63 - 1)
-__all__ = ["APIError", "DEFAULT_MAX_BODY_BYTES", "create_app", "hash_api_key"]
+__all__ = ["APIError", "BatchConfig", "DEFAULT_MAX_BODY_BYTES", "create_app", "hash_api_key"]
 
 _error_body = error_body
 
@@ -157,7 +161,11 @@ class _Streamer:
         if self._first:  # generate() first passes the prompt
             self._first = False
             return
-        for t in value.reshape(-1).tolist():
+        self.push(value.reshape(-1).tolist())
+
+    def push(self, token_ids: list[int]) -> None:
+        """New token ids of this generation (the batcher calls this per token)."""
+        for t in token_ids:
             if self.stopped.is_set():
                 return
             if t in self.model.eos_ids:
@@ -255,6 +263,7 @@ def create_app(
     context_length: int | None = None,
     max_prompt_chars: int | None = None,
     allowed_hosts: Iterable[str] | None = None,
+    batching: BatchConfig | None = None,
 ) -> FastAPI:
     """The FastAPI app serving ``model``; optional SHA-256 key hashes and a watermark.
 
@@ -264,6 +273,8 @@ def create_app(
     ``max_body_bytes`` caps a request body (413); ``context_length`` overrides the model
     config's; ``max_prompt_chars`` caps prompt characters before tokenising (default
     16 per token of context); ``allowed_hosts`` (None: no check) is the Host allow-list.
+    ``batching`` (default ``BatchConfig()``: up to 8 rows, 20 ms window) batches concurrent
+    requests; ``BatchConfig(max_batch=1)`` serves one generation at a time.
     """
     if not isinstance(model, TransformersModel):
         raise CapabilityError(
@@ -272,8 +283,10 @@ def create_app(
     if int(max_body_bytes) < 1:
         raise ValueError("max_body_bytes must be >= 1")
     svc = _Service(model, watermark, context_length, max_prompt_chars, int(max_body_bytes))
+    svc.start_batching(batching if batching is not None else BatchConfig())
     app = FastAPI(title="distilltrace serve", version="1", docs_url=None, redoc_url=None)
     app.state.model = model
+    app.state.batcher = svc.batcher
     app.state.context_length = svc.ctx
     _install_error_handlers(app)
     app.add_middleware(
@@ -359,7 +372,15 @@ class _Service:
         self.ctx = int(context_length) if context_length else P.context_length(model)
         default_chars = P.CHARS_PER_TOKEN_CAP * self.ctx if self.ctx else max_body_bytes
         self.max_chars = int(max_prompt_chars) if max_prompt_chars else default_chars
-        self.lock = threading.Lock()  # one generation at a time
+        self.lock = threading.Lock()  # one generation at a time (unbatched)
+        self.batcher: Batcher | None = None
+
+    def start_batching(self, config: BatchConfig) -> None:
+        """Batch concurrent generations (max_batch > 1) through one worker thread."""
+        if not isinstance(config, BatchConfig):
+            raise TypeError("batching must be a BatchConfig")
+        if config.max_batch > 1:
+            self.batcher = Batcher(self.model, self.processors, config)
 
     # -------------------------------------------------------------- checks
     def model_card(self) -> dict[str, Any]:
@@ -422,6 +443,10 @@ class _Service:
         stopping: list[Any] | None = None,
         cancel: threading.Event | None = None,
     ) -> list[tuple[Any, list[TokenStep] | None]]:
+        if self.batcher is not None:
+            return self.run_batched(
+                labels, encoded, req, n_tokens, top, seed_chat, streamer, cancel
+            )
         with self.lock:
             if cancel is not None and cancel.is_set():
                 return []  # the client left while this request waited for the model
@@ -438,6 +463,42 @@ class _Service:
                 streamer=streamer,
                 stopping_criteria=stopping,
             )
+
+    def run_batched(
+        self,
+        labels: list[str],
+        encoded: list[list[int]],
+        req: _Sampling,
+        n_tokens: int,
+        top: int | None,
+        seed_chat: bool,
+        streamer: _Streamer | None,
+        cancel: threading.Event | None,
+    ) -> list[tuple[Any, list[TokenStep] | None]]:
+        """One row per prompt through the batcher; [] if the client left while queued."""
+        assert self.batcher is not None
+        seed = 0 if req.seed is None else int(req.seed)
+        rows = [
+            Row(
+                label,
+                list(ids),
+                n_tokens,
+                float(req.temperature),
+                float(req.top_p),
+                seed,
+                seed_chat,
+                top,
+                on_token=(lambda t: streamer.push([t])) if streamer is not None else None,
+                on_end=streamer.end if streamer is not None else None,
+                stop=streamer.stopped if streamer is not None else None,
+                cancel=cancel,
+            )
+            for label, ids in zip(labels, encoded, strict=True)
+        ]
+        results = [f.result() for f in self.batcher.submit(rows)]
+        if any(r is None for r in results):
+            return []
+        return results
 
     @staticmethod
     def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:

@@ -40,6 +40,16 @@ def serve(
         help="Also accept this Host header name (repeatable). On a loopback address only "
         "localhost, 127.0.0.1 and [::1] are accepted by default (DNS-rebinding guard).",
     ),
+    max_batch: int = typer.Option(
+        8,
+        "--max-batch",
+        help="Most concurrent requests generated together in one batch (1: one at a time).",
+    ),
+    batch_window_ms: float = typer.Option(
+        20.0,
+        "--batch-window-ms",
+        help="How long a free worker waits for more requests to join a batch (0..10000 ms).",
+    ),
 ) -> None:
     """Serve MODEL over an OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions, /v1/completions)."""
     import uvicorn
@@ -47,6 +57,7 @@ def serve(
 
     from distilltrace.models import load_model
     from distilltrace.serve.app import create_app
+    from distilltrace.serve.batching import BatchConfig
     from distilltrace.serve.keys import load_key_hashes
 
     console = Console(stderr=True)
@@ -56,6 +67,11 @@ def serve(
         raise InputError(f"--max-body-bytes must be >= 1, got {max_body_bytes}")
     if context_length is not None and context_length < 1:
         raise InputError(f"--context-length must be >= 1, got {context_length}")
+    if max_batch < 1:
+        raise InputError(f"--max-batch must be >= 1, got {max_batch}")
+    if not 0 <= batch_window_ms <= 10_000:
+        raise InputError(f"--batch-window-ms must be in 0..10000, got {batch_window_ms}")
+    batching = BatchConfig(max_batch=max_batch, window_ms=batch_window_ms)
     hashes = load_key_hashes(api_keys) if api_keys is not None else None
     wm = None
     if watermark is not None:
@@ -76,10 +92,12 @@ def serve(
         max_body_bytes=max_body_bytes,
         context_length=context_length,
         allowed_hosts=default_allowed_hosts(host, allow_host),
+        batching=batching,
     )
     extra = f", watermark key id {wm.key_id}" if wm is not None else ""
     auth = f", {len(hashes)} API key(s)" if hashes else ""
-    console.print(f"serving {m.info.name} on http://{host}:{port}/v1{auth}{extra}")
+    batch = f", batches of up to {max_batch}" if max_batch > 1 else ", unbatched"
+    console.print(f"serving {m.info.name} on http://{host}:{port}/v1{auth}{extra}{batch}")
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
