@@ -18,8 +18,32 @@ class HolmResult:
     reject: tuple[bool, ...]
     alpha: float
 
+    # The evidence protocol (distilltrace.evidence.Evidence): the global null.
+    name = "holm"
+    null = "every null hypothesis in the family is true"
+
+    @property
+    def statistic(self) -> float:
+        return self.pvalue
+
+    @property
+    def pvalue(self) -> float:
+        """Smallest adjusted p-value (Bonferroni's min-p): valid for the global null."""
+        return min(self.adjusted, default=1.0)
+
+    @property
+    def n(self) -> int:
+        return len(self.pvalues)
+
+    @property
+    def details(self) -> dict:
+        return {"adjusted": list(self.adjusted), "reject": list(self.reject), "alpha": self.alpha}
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d.update(name=self.name, null=self.null, statistic=self.statistic, pvalue=self.pvalue)
+        d.update(n=self.n, details=self.details)
+        return d
 
 
 def holm(pvalues: Sequence[float], alpha: float = 0.05) -> HolmResult:

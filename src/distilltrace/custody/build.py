@@ -1,0 +1,318 @@
+"""custody build: gather a campaign's exchanges, test the suspect, write the bundle.
+
+Every model query made here is recorded in the bundle (transcripts), and every claim is
+computed by `custody.claims` from the recorded files, the same functions `verify` runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distilltrace.custody import claims as C
+from distilltrace.custody.bundle import (
+    CustodyError,
+    Manifest,
+    add_files,
+    seal,
+    sha256_file,
+    software,
+    write_json,
+    write_jsonl,
+)
+from distilltrace.custody.logs import customer_units, harvested_of, member_lines, parse_segment
+from distilltrace.custody.record import RecordingModel
+from distilltrace.evidence import EvidenceResult
+
+Note = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CustodyConfig:
+    """Every parameter of a custody build (recorded in the manifest; verify reads them)."""
+
+    alpha: float = 0.01  # family-wise level of the custody statement (Holm over the claims)
+    mark_alpha: float = 1e-3  # per-test verdict level of the mark tests (their own verdicts)
+    min_scored: int = 16  # fewer scored tuples: the mark test does not run
+    n_probes: int = 64  # closed-mode probe prompts (fresh, seeded; none harvested)
+    probe_seed: int = 7
+    max_new_tokens: int = 96  # suspect answers to the probes
+    temperature: float = 0.7  # suspect sampling (seeded)
+    seed: int = 0
+    filter_min_count: int | None = 2  # supervised: windows seen >= this often in the harvest
+    open_mode: bool = True  # also open mode when the suspect's weights are local
+    open_max_tokens: int = 256
+    open_batch_size: int = 8
+    provenance: dict[str, Any] = field(default_factory=dict)  # ProvenanceConfig overrides
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CustodyConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class CustodyInputs:
+    """What a custody build reads: logs and their scan, the campaign, the key, the models."""
+
+    logs: Sequence[str | Path]
+    scan_dir: str | Path
+    campaign: int | Sequence[str]  # a cluster id of the scan, or the accounts
+    key_files: Sequence[str | Path]
+    suspect: Any  # a Model (weights, or an HTTP endpoint)
+    reference: Any | None = None  # the served reference model (provenance); None: skipped
+    controls: Sequence[Any] = ()
+    tokenizer: Any | None = None  # the key's tokenizer (default: the suspect's or key spec's)
+    probes: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    out: Path
+    manifest_sha256: str
+    report: dict[str, Any]
+
+
+def _scan_campaign(scan_dir: Path, campaign: int | Sequence[str]) -> dict[str, Any]:
+    """The campaign's members, their calibrated behaviour tails, and the number of groups
+    the scan tested (its Bonferroni factor)."""
+    import pandas as pd
+
+    need = [scan_dir / n for n in ("campaigns.json", "accounts.parquet", "summary.json")]
+    for p in need:
+        if not p.is_file():
+            raise CustodyError(f"{p} not found: --scan must be a traffic scan folder")
+    camps = json.loads(need[0].read_text(encoding="utf-8"))["campaigns"]
+    m = int(json.loads(need[2].read_text(encoding="utf-8")).get("n_clusters_tested", 0))
+    scan_p = None
+    if isinstance(campaign, int):
+        hit = [c for c in camps if int(c["cluster_id"]) == campaign]
+        if not hit:
+            raise CustodyError(f"cluster {campaign} is not a campaign in {need[0]}")
+        members = [str(a) for a in hit[0]["members"]]
+        label, scan_p = hit[0].get("name") or f"cluster {campaign}", hit[0]["pvalue_adjusted"]
+    else:
+        members = sorted({str(a) for a in campaign})
+        same = [c for c in camps if sorted(map(str, c["members"])) == members]
+        label = same[0].get("name") if same else f"{len(members)} named accounts"
+        scan_p = same[0]["pvalue_adjusted"] if same else None
+        m = m if same else m + 1  # a group the scan did not test: one more candidate
+    acct = pd.read_parquet(need[1], columns=["account_id", "behaviour_tail_p"])
+    tails = dict(zip(acct["account_id"].astype(str), acct["behaviour_tail_p"], strict=True))
+    missing = [a for a in members if a not in tails]
+    if missing or not members:
+        raise CustodyError(f"accounts {missing[:3]} are not in {need[1]}")
+    return {
+        "label": label,
+        "members": members,
+        "member_tail_p": [float(tails[a]) for a in members],
+        "n_clusters_tested": max(1, m),
+        "scan_pvalue_adjusted": scan_p,
+        "scan_files": {p.name: sha256_file(p) for p in need},
+    }
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CustodyError(f"--out {out} exists and is not an empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _load_key(key_files: Sequence[str | Path]) -> tuple[Any, dict[str, Any], Any]:
+    """The one watermark key, its public part (the key file without the secret), and the
+    secret (for the seal's HMAC only; it never enters the bundle)."""
+    from distilltrace.marks.keys import _read_secret, load_watermark
+
+    if len(key_files) != 1:
+        raise CustodyError(f"a bundle covers one key; got {len(key_files)} key files")
+    wm = load_watermark(key_files[0], allow_legacy=False)
+    d = json.loads(Path(key_files[0]).read_text(encoding="utf-8"))
+    public = {k: v for k, v in d.items() if k not in ("secret", "secret_env")}
+    return wm, public, _read_secret(d, str(key_files[0]))
+
+
+def _tokenizer(inputs: CustodyInputs, wm: Any) -> Any:
+    tok = inputs.tokenizer or getattr(inputs.suspect, "tokenizer", None)
+    if tok is None or not wm.tokenizer.matches(tok):
+        from distilltrace.marks.cli import _tokenizer_for
+
+        tok = _tokenizer_for(wm, None)
+    wm.check_tokenizer(tok, what="the custody tokenizer")
+    return tok
+
+
+def _probes(inputs: CustodyInputs, cfg: CustodyConfig, harvested: list[dict]) -> list[str]:
+    if inputs.probes is not None:
+        probes = [str(p) for p in inputs.probes]
+    else:
+        from distilltrace.prompts import generate_prompts
+
+        seen = {h["prompt"] for h in harvested}
+        pool = generate_prompts(cfg.n_probes + len(seen) + 8, seed=cfg.probe_seed)
+        probes = [p.text for p in pool if p.text not in seen][: cfg.n_probes]
+    if not probes:
+        raise CustodyError("closed-mode radioactivity needs at least one probe prompt")
+    return probes
+
+
+def _segments(inputs: CustodyInputs, out: Path, members: list[str]) -> tuple[list, list]:
+    rows: list[dict] = []
+    sources = []
+    for i, p in enumerate(Path(x) for x in inputs.logs):
+        if not p.is_file():
+            raise CustodyError(f"log {p} not found")
+        lines = member_lines(p, set(members))
+        seg = out / "log" / f"segment-{i:03d}.jsonl"
+        seg.parent.mkdir(parents=True, exist_ok=True)
+        seg.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        rows += parse_segment(lines, seg.name)
+        sources.append({"path": p.name, "sha256": sha256_file(p), "segment": seg.name,
+                        "rows": len(lines)})  # fmt: skip
+    return rows, sources
+
+
+def provenance_config(overrides: dict[str, Any]) -> Any:
+    from distilltrace.provenance.config import ProvenanceConfig
+
+    d = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    try:
+        return ProvenanceConfig().with_options(**d)
+    except TypeError as e:
+        raise CustodyError(f"provenance settings: {e}") from None
+
+
+def _closed(inputs, wm, tok, cfg, probes, harvested, out: Path) -> EvidenceResult:
+    gens = inputs.suspect.generate(
+        probes, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+        seed=cfg.seed, chat=True,
+    )  # fmt: skip
+    rows = [{"prompt": g.prompt, "output": g.text, "finish_reason": g.finish_reason} for g in gens]
+    write_jsonl(out / "transcripts" / "radioactivity_closed.jsonl", rows)
+    return C.radio_closed_claim(wm, tok, probes, [g.text for g in gens], harvested, cfg.to_dict())
+
+
+def _open(inputs, wm, tok, cfg, harvested, out: Path) -> EvidenceResult | str:
+    """Open mode when the suspect's weights are local and share the key's tokenizer."""
+    from distilltrace.marks.radioactivity import read_open
+
+    s = inputs.suspect
+    if not cfg.open_mode:
+        return "open mode turned off"
+    if not hasattr(s, "hf_model") or getattr(s, "tokenizer", None) is None:
+        return "the suspect's weights are not local (an endpoint): closed mode only"
+    if not wm.tokenizer.matches(s.tokenizer):
+        return "the suspect's tokenizer is not the key's: open mode cannot score its predictions"
+    texts = [h["response"] for h in harvested]
+    r = read_open(s, texts, max_tokens=cfg.open_max_tokens, batch_size=cfg.open_batch_size)
+    reading = {"seqs": [list(x) for x in r.seqs], "starts": list(r.starts),
+               "preds": [list(x) for x in r.preds]}  # fmt: skip
+    write_json(out / "transcripts" / "radioactivity_open.json", reading)
+    return C.radio_open_claim(wm, tok, reading, harvested, cfg.to_dict())
+
+
+def _provenance(inputs, cfg, out: Path, note: Note) -> tuple[EvidenceResult | str, dict]:
+    from distilltrace.provenance.tester import test_provenance
+
+    if inputs.reference is None:
+        return "no reference model given", {}
+    if len(inputs.controls) < 2:
+        return "the provenance test needs at least 2 controls", {}
+    rec = {"suspect": RecordingModel(inputs.suspect, "suspect"),
+           "reference": RecordingModel(inputs.reference, "reference")}  # fmt: skip
+    for i, c in enumerate(inputs.controls):
+        rec[f"control-{i + 1}"] = RecordingModel(c, f"control-{i + 1}")
+    ctrls = [rec[k] for k in rec if k.startswith("control-")]
+    res = test_provenance(
+        rec["suspect"], [rec["reference"]], ctrls, config=provenance_config(cfg.provenance),
+        name_of=lambda m: m.label,
+        progress=lambda msg, done, total: note(f"provenance: {msg} {done}/{total}"),
+    )  # fmt: skip
+    rows = [r for m in rec.values() for r in m.records]
+    write_jsonl(out / "transcripts" / "provenance.jsonl", rows)
+    return C.provenance_claim(res), {k: m.info.to_dict() for k, m in rec.items()}
+
+
+def build_bundle(
+    inputs: CustodyInputs,
+    out: str | Path,
+    config: CustodyConfig | None = None,
+    note: Note | None = None,
+) -> BuildResult:
+    """Write the evidence bundle for one campaign and one suspect (see bundle.py)."""
+    from distilltrace.custody.report import write_report
+
+    cfg = config or CustodyConfig()
+    say = note or (lambda msg: None)
+    out = Path(out)
+    _check_out(out)
+    wm, public_key, secret = _load_key(inputs.key_files)
+    say("campaign: reading the scan and the logs")
+    camp = _scan_campaign(Path(inputs.scan_dir), inputs.campaign)
+    rows, sources = _segments(inputs, out, camp["members"])
+    camp["units"] = customer_units(rows, camp["members"])
+    harvested, left_out = harvested_of(rows, wm.key_id)
+    if not harvested:
+        raise CustodyError(f"the campaign's log rows hold no response served under {wm.key_id}")
+    camp["harvest_left_out"] = left_out
+    write_json(out / "campaign.json", camp)
+    write_jsonl(out / "harvested.jsonl", harvested)
+    write_json(out / "key_commitment.json", public_key)
+    tok = _tokenizer(inputs, wm)
+    tok.save_pretrained(str(out / "tokenizer"))
+    results: list[EvidenceResult] = [C.campaign_claim(camp)]
+    say(f"harvest: pooled mark test over {len(harvested)} responses")
+    results.append(C.harvest_mark_claim(wm, tok, harvested, cfg.to_dict()))
+    probes = _probes(inputs, cfg, harvested)
+    write_jsonl(out / "probes.jsonl", [{"prompt": p} for p in probes])
+    say(f"suspect: closed-mode radioactivity on {len(probes)} probes")
+    results.append(_closed(inputs, wm, tok, cfg, probes, harvested, out))
+    skipped: dict[str, str] = {}
+    say("suspect: open-mode radioactivity")
+    r_open = _open(inputs, wm, tok, cfg, harvested, out)
+    if isinstance(r_open, str):
+        skipped[C.RADIO_OPEN] = r_open
+    else:
+        results.append(r_open)
+    say("suspect: provenance test against the reference and controls")
+    r_prov, prov_models = _provenance(inputs, cfg, out, say)
+    if isinstance(r_prov, str):
+        skipped[C.PROVENANCE] = r_prov
+    else:
+        results.append(r_prov)
+    models = {"suspect": inputs.suspect.info.to_dict(), "provenance": prov_models}
+    write_json(out / "models.json", models)
+    report = write_report(out, results, skipped, cfg, camp, wm.key_id, models)
+    man = Manifest(
+        software=software(),
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        key_commitment={"key_id": wm.key_id, "scheme": wm.scheme, "file": "key_commitment.json"},
+        seeds={
+            "seed": cfg.seed,
+            "probe_seed": cfg.probe_seed,
+            "provenance_seed": int(provenance_config(cfg.provenance).seed),
+        },  # fmt: skip
+        config=cfg.to_dict(),
+        campaign={
+            "label": camp["label"],
+            "n_accounts": len(camp["members"]),
+            "n_harvested": len(harvested),
+        },  # fmt: skip
+        models={"suspect": models["suspect"]["identity"]},
+        sources=sources,
+    )
+    kinds = [("key_commitment.json", "key_commitment"), ("tokenizer", "tokenizer"),
+             ("log", "log_segment"), ("harvested.jsonl", "harvested"),
+             ("campaign.json", "campaign"), ("probes.jsonl", "probe_prompts"),
+             ("transcripts", "transcript"), ("models.json", "model_identity"),
+             ("report.json", "report"), ("report.html", "report")]  # fmt: skip
+    add_files(out, man, [(out / p, k) for p, k in kinds if (out / p).exists()])
+    digest = seal(out, man, secret)
+    return BuildResult(out, digest, report)

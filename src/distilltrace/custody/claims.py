@@ -1,0 +1,208 @@
+"""The custody claims, each a pure function of bundle files (and, for the mark claims, the
+key): `custody build` and `custody verify` call the same functions, so a verified number
+is the reported number recomputed, not a second implementation of it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from distilltrace.evidence import EvidenceResult, FamilyResult, family
+
+CAMPAIGN = "campaign"
+HARVEST_MARK = "harvest_mark"
+RADIO_CLOSED = "radioactivity_closed"
+RADIO_OPEN = "radioactivity_open"
+PROVENANCE = "provenance"
+ORDER = (CAMPAIGN, HARVEST_MARK, RADIO_CLOSED, RADIO_OPEN, PROVENANCE)
+
+#: What each p-value shows, and what it does not, in plain words (the report prints these).
+MEANING: dict[str, dict[str, str]] = {
+    CAMPAIGN: {
+        "shows": "these accounts, taken together, behave unlike the rest of the API's "
+        "population (a coordinated group), beyond what chance among all groups tested gives",
+        "not": "who runs the accounts, nor that anyone trained on the outputs; the accounts' "
+        "calibration against the population comes from the scan (its files' hashes are listed)",
+    },
+    HARVEST_MARK: {
+        "shows": "the responses these accounts received carry our watermark: they are our "
+        "model's outputs served under this key",
+        "not": "anything about the suspect model; only that this harvested text is ours",
+    },
+    RADIO_CLOSED: {
+        "shows": "the suspect's own answers to fresh prompts carry our watermark's bias: its "
+        "weights were shaped by text marked with our key (it trained on it, directly or not)",
+        "not": "who trained the suspect, nor through which account the marked text travelled",
+    },
+    RADIO_OPEN: {
+        "shows": "reading our harvested marked text, the suspect predicts the key's favoured "
+        "tokens more often than chance: it learned from text marked with our key",
+        "not": "who trained it, nor how much of its training data was ours",
+    },
+    PROVENANCE: {
+        "shows": "the suspect is closer to the reference model than comparable independent "
+        "models (the controls) are: consistent with it being derived from the reference",
+        "not": "that it was derived through this campaign, and it depends on the controls "
+        "being fair stand-ins for innocent models",
+    },
+}
+
+
+def campaign_claim(c: Mapping[str, Any]) -> EvidenceResult:
+    """The scan's Gamma test of the campaign's members (their calibrated behaviour tails,
+    one unit per declared customer), Bonferroni-adjusted over the clusters the scan tested."""
+    from distilltrace.traffic.fusion import cluster_test
+
+    t = cluster_test(np.asarray(c["member_tail_p"], float), np.asarray(c["units"], dtype=object))
+    m = max(1, int(c["n_clusters_tested"]))
+    return EvidenceResult(
+        CAMPAIGN,
+        f"{t.null}; adjusted (Bonferroni) over the {m} groups the scan tested",
+        t.statistic,
+        min(1.0, t.pvalue * m),
+        t.size,
+        {
+            "pvalue_unadjusted": t.pvalue,
+            "n_clusters_tested": m,
+            "n_accounts": len(c["members"]),
+            "campaign": c.get("label", ""),
+        },
+    )
+
+
+def _mark_claim(name: str, null: str, test: Any, extra: Mapping[str, Any]) -> EvidenceResult:
+    e = EvidenceResult.of(test, name=name)
+    return EvidenceResult(e.name, f"{null} ({test.null})", e.statistic, e.pvalue, e.n,
+                          {**e.details, **extra})  # fmt: skip
+
+
+def harvest_mark_claim(
+    wm: Any, tokenizer: Any, harvested: Sequence[Mapping[str, Any]], cfg: Mapping[str, Any]
+) -> EvidenceResult:
+    """The pooled watermark test over every harvested response (prompt windows excluded)."""
+    from distilltrace.marks.detect import detect_texts
+
+    rep = detect_texts(
+        wm,
+        [str(h["response"]) for h in harvested],
+        tokenizer,
+        prompts=[str(h["prompt"]) for h in harvested],
+        alpha=float(cfg["mark_alpha"]),
+        min_scored=int(cfg["min_scored"]),
+    )
+    null = "the harvested responses were produced independently of our key"
+    extra = {"n_texts": len(harvested), "n_texts_flagged_holm": rep.n_flagged_holm}
+    return _mark_claim(HARVEST_MARK, null, rep.pooled, extra)
+
+
+def radio_closed_claim(
+    wm: Any,
+    tokenizer: Any,
+    probes: Sequence[str],
+    outputs: Sequence[str],
+    harvested: Sequence[Mapping[str, Any]],
+    cfg: Mapping[str, Any],
+) -> EvidenceResult:
+    """Closed mode, supervised by the harvested outputs: the suspect's answers to the
+    probes, windows frequent in the harvested text only, prompt windows excluded."""
+    from distilltrace.marks.radioactivity import score_closed
+
+    fmc = cfg.get("filter_min_count")
+    test, n_allowed = score_closed(
+        wm,
+        list(outputs),
+        list(probes),
+        tokenizer,
+        marked_texts=[str(h["response"]) for h in harvested],
+        filter_min_count=None if fmc is None else int(fmc),
+        alpha=float(cfg["mark_alpha"]),
+        min_scored=int(cfg["min_scored"]),
+    )
+    null = "the suspect's weights are independent of our key (not trained on text marked with it)"
+    return _mark_claim(RADIO_CLOSED, null, test,
+                       {"n_probes": len(probes), "n_allowed_windows": n_allowed})  # fmt: skip
+
+
+def radio_open_claim(
+    wm: Any,
+    tokenizer: Any,
+    reading: Mapping[str, Any],
+    harvested: Sequence[Mapping[str, Any]],
+    cfg: Mapping[str, Any],
+) -> EvidenceResult:
+    """Open mode: the suspect's recorded top-1 predictions along the harvested text."""
+    from distilltrace.marks.radioactivity import OpenReading, frequent_window_seeds, score_open
+
+    r = OpenReading(
+        tuple(tuple(int(t) for t in s) for s in reading["seqs"]),
+        tuple(int(s) for s in reading["starts"]),
+        tuple(tuple(int(t) for t in p) for p in reading["preds"]),
+    )
+    fmc = cfg.get("filter_min_count")
+    allowed = None
+    if fmc is not None:
+        texts = [str(h["response"]) for h in harvested]
+        allowed = frequent_window_seeds(wm, tokenizer, texts, int(fmc))
+    test = score_open(
+        wm, r, allowed_seeds=allowed, alpha=float(cfg["mark_alpha"]),
+        min_scored=int(cfg["min_scored"]),
+    )  # fmt: skip
+    null = "the suspect's weights are independent of our key (not trained on text marked with it)"
+    return _mark_claim(RADIO_OPEN, null, test, {"n_texts": len(r.seqs)})
+
+
+def provenance_claim(res: Any) -> EvidenceResult:
+    """The provenance test's combined p-value for the (one) reference: Bonferroni over the
+    tests that ran, each an intersection-union test against every control."""
+    ref = res.references[0]
+    ran = {k: t.pvalue for k, t in ref.tests.items() if t.ran}
+    nulls = "; ".join(f"{k}: {t.null}" for k, t in ref.tests.items() if t.ran)
+    p = ref.combined_pvalue
+    return EvidenceResult(
+        PROVENANCE,
+        f"the suspect is no closer to the reference than the controls are (union over the "
+        f"tests that ran, Bonferroni: {nulls or 'none ran'})",
+        min(ran.values()) if ran else None,
+        None if p is None else float(p),
+        len(ran),
+        {
+            "reference": ref.reference,
+            "controls": list(ref.controls),
+            "per_test_pvalue": ran,
+            "skipped": {k: t.skipped for k, t in ref.tests.items() if not t.ran},
+            "identical": ref.identical,
+            "suspect_queries": int(res.suspect_queries),
+            "verdict": res.verdict,
+        },
+    )
+
+
+def combine(claims: Sequence[EvidenceResult], alpha: float) -> FamilyResult:
+    """Holm over every claim that ran (in the fixed claim order)."""
+    return family(sorted(claims, key=lambda c: ORDER.index(c.name)), alpha=alpha)
+
+
+def attribution(fam: FamilyResult, claims: Sequence[EvidenceResult]) -> dict[str, Any]:
+    """The one family-wise statement: attributed when every claim ran and Holm rejects each
+    at alpha; the suspect-side claims decide whether the suspect is implicated."""
+    suspect_side = [c for c in fam.claims if c.name in (RADIO_CLOSED, RADIO_OPEN, PROVENANCE)]
+    ran = {c.name for c in fam.claims}
+    all_ran = all(c.name in ran for c in claims)
+    attributed = all_ran and fam.all_rejected and bool(suspect_side)
+    if attributed:
+        text = (
+            f"All {fam.n} claims hold at family-wise level {fam.alpha:g} (Holm): the campaign "
+            "harvested our marked outputs, and the suspect carries their trace."
+        )
+    else:
+        held = [c.name for c in fam.claims if c.reject]
+        text = (
+            f"Not attributed at family-wise level {fam.alpha:g} (Holm): claims that hold: "
+            f"{', '.join(held) or 'none'}; not: "
+            f"{', '.join(c.name for c in fam.claims if not c.reject) or 'none'}"
+            + (f"; did not run: {', '.join(fam.skipped)}" if fam.skipped else "")
+            + "."
+        )
+    return {"attributed": attributed, "statement": text, "alpha": fam.alpha}

@@ -1,0 +1,142 @@
+"""The campaign's log rows and the exchanges it harvested (pure functions of the rows)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import gzip
+import io
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from distilltrace.custody.bundle import CustodyError
+
+#: The optional log column naming the watermark key a response was served under.
+KEY_COLUMN = "watermark_key_id"
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, _dt.datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=_dt.UTC)
+        return v.astimezone(_dt.UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if hasattr(v, "item") and not isinstance(v, str | bytes):
+        return _plain(v.item())
+    return v
+
+
+def _open_text(p: Path) -> io.TextIOBase:
+    if p.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8", errors="replace")
+    return open(p, encoding="utf-8", errors="replace", newline="")
+
+
+def member_lines(path: Path, members: set[str]) -> list[str]:
+    """The members' rows of one log file, each as one JSON text: JSON Lines rows verbatim
+    (so they can be compared with the provider's copy), Parquet and CSV rows as canonical
+    JSON."""
+    name = path.name.lower().removesuffix(".gz")
+    out: list[str] = []
+    if name.endswith((".jsonl", ".json", ".ndjson")):
+        with _open_text(path) as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # quarantined by the scan too: not a request of anyone
+                if isinstance(row, dict) and str(row.get("account_id")) in members:
+                    out.append(line.rstrip("\r\n"))
+        return out
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        rows: Iterable[Mapping[str, Any]] = pq.read_table(path).to_pylist()
+    elif name.endswith((".csv", ".tsv")):
+        with _open_text(path) as f:
+            rows = list(csv.DictReader(f, delimiter="\t" if name.endswith(".tsv") else ","))
+    else:
+        raise CustodyError(f"{path}: not a JSON Lines, Parquet or CSV log")
+    for row in rows:
+        if str(row.get("account_id")) in members:
+            d = {k: _plain(v) for k, v in row.items() if v is not None and v != ""}
+            out.append(json.dumps(d, sort_keys=True, ensure_ascii=False))
+    return out
+
+
+def parse_segment(lines: Sequence[str], where: str) -> list[dict[str, Any]]:
+    rows = []
+    for i, line in enumerate(lines, 1):
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            raise CustodyError(f"{where} line {i}: not valid JSON") from None
+        if not isinstance(r, dict):
+            raise CustodyError(f"{where} line {i}: not a JSON object")
+        rows.append(r)
+    return rows
+
+
+def harvested_of(rows: Iterable[Mapping[str, Any]], key_id: str) -> tuple[list[dict], dict]:
+    """The exchanges harvested under key `key_id`: rows with a response, status ok (or none)
+    and the key (rows without a key column count as served under it). Sorted by time, id.
+    Returns them and counts of the rows left out, by reason."""
+    out, skipped = [], {"no_response": 0, "not_ok": 0, "other_key": 0}
+    seen: set[str] = set()
+    for r in rows:
+        rid = str(r.get("request_id"))
+        if rid in seen:
+            continue  # a duplicate request id: the first is kept, as in the scan
+        seen.add(rid)
+        resp = r.get("response")
+        if not isinstance(resp, str) or not resp:
+            skipped["no_response"] += 1
+            continue
+        if r.get("status") not in (None, "", "ok"):
+            skipped["not_ok"] += 1
+            continue
+        kid = r.get(KEY_COLUMN) or key_id
+        if kid != key_id:
+            skipped["other_key"] += 1
+            continue
+        out.append(
+            {
+                "request_id": rid,
+                "account_id": str(r.get("account_id")),
+                "timestamp": str(r.get("timestamp")),
+                "prompt": str(r.get("prompt") or ""),
+                "response": resp,
+                "key_id": kid,
+            }
+        )
+    out.sort(key=lambda h: (h["timestamp"], h["request_id"]))
+    return out, skipped
+
+
+def customer_units(rows: Iterable[Mapping[str, Any]], members: Sequence[str]) -> list[str]:
+    """One label per member naming its declared customer (same org_id and payment
+    fingerprint: one unit; neither: its own unit), as the scan's cluster test counts them.
+    Each account's first non-empty value (by timestamp) is used."""
+    first: dict[str, dict[str, str]] = {}
+    for r in sorted(rows, key=lambda r: str(r.get("timestamp"))):
+        a = str(r.get("account_id"))
+        d = first.setdefault(a, {})
+        for c in ("org_id", "payment_fingerprint"):
+            v = r.get(c)
+            if c not in d and v not in (None, ""):
+                d[c] = str(v)
+    present = [c for c in ("org_id", "payment_fingerprint") if any(c in d for d in first.values())]
+    out = []
+    for a in members:
+        d = first.get(a, {})
+        if not present or not any(c in d for c in present):
+            out.append(f"acct:{a}")
+        else:
+            out.append("cust:" + "|".join(d.get(c, "") for c in present))
+    return out

@@ -1,0 +1,221 @@
+"""Custody bundles on a small real world (tiny byte models, a real scan): build, verify
+from the bundle alone, and tampering of every kind of file caught."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+from world import PROV, build_world
+
+from distilltrace.cli import main
+from distilltrace.custody import CustodyConfig, CustodyInputs, VerifyError, build_bundle
+from distilltrace.custody.bundle import MANIFEST, SEAL, Manifest, add_files, seal
+from distilltrace.custody.verify import verify_bundle
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    d = tmp_path_factory.mktemp("custody")
+    w = build_world(d)
+    cfg = CustodyConfig(n_probes=24, max_new_tokens=48, provenance=PROV)
+    inputs = CustodyInputs(
+        [w["log"]], w["scan"], w["cluster"], [w["key"]], w["student"], w["teacher"],
+        w["controls"],
+    )  # fmt: skip
+    res = build_bundle(inputs, d / "bundle", cfg)
+    return {**w, "dir": d, "bundle": d / "bundle", "res": res}
+
+
+def _copy(built, name: str) -> Path:
+    dst = built["dir"] / name
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(built["bundle"], dst)
+    return dst
+
+
+def test_bundle_verifies_with_and_without_the_secret(built):
+    """Every claim's p-value is recomputed from the bundle alone and equals the report's;
+    without the secret the mark statistics are named as not recomputed."""
+    rep = built["res"].report
+    names = [c["name"] for c in rep["claims"]]
+    assert names == [
+        "campaign", "harvest_mark", "radioactivity_closed", "radioactivity_open", "provenance",
+    ]  # fmt: skip
+    camp = rep["claims"][0]
+    assert camp["pvalue"] == pytest.approx(built["campaign"].pvalue_adjusted, rel=1e-9)
+    assert rep["claims"][1]["pvalue"] <= 1e-10  # the harvest carries the mark
+    v = verify_bundle(built["bundle"], built["key"], expect_digest=built["res"].manifest_sha256)
+    assert set(v.recomputed) == set(names) and not v.not_recomputed
+    for c in rep["claims"]:
+        assert v.recomputed[c["name"]] == c["pvalue"]
+    v2 = verify_bundle(built["bundle"])
+    assert set(v2.recomputed) == {"campaign", "provenance"}
+    assert set(v2.not_recomputed) == {"harvest_mark", "radioactivity_closed", "radioactivity_open"}
+    m = json.loads((built["bundle"] / MANIFEST).read_text())
+    kinds = {f["kind"] for f in m["files"]}
+    assert kinds == {
+        "key_commitment", "tokenizer", "log_segment", "harvested", "campaign", "probe_prompts",
+        "transcript", "model_identity", "report",
+    }  # fmt: skip
+    assert "secret" not in (built["bundle"] / "key_commitment.json").read_text()
+    assert m["key_commitment"]["key_id"] == rep["key_id"]
+
+
+def _targets(bundle: Path) -> list[str]:
+    """One file of each kind, plus the manifest and the seal; every transcript."""
+    m = json.loads((bundle / MANIFEST).read_text())
+    by_kind: dict[str, list[str]] = {}
+    for f in m["files"]:
+        by_kind.setdefault(f["kind"], []).append(f["path"])
+    picks = [MANIFEST, SEAL]
+    for kind, paths in sorted(by_kind.items()):
+        picks += paths if kind in ("transcript", "report") else [max(paths, key=len)]
+    return picks
+
+
+def test_a_flipped_byte_in_any_kind_of_file_fails_naming_it(built):
+    """100% of byte-flip trials across file kinds fail verification, naming the file."""
+    rng = random.Random(0)
+    trials = caught = 0
+    for path in _targets(built["bundle"]):
+        for trial in range(3):
+            b = _copy(built, "tampered")
+            p = b / path
+            data = bytearray(p.read_bytes())
+            i = rng.randrange(len(data))
+            data[i] ^= 1 << rng.randrange(8)
+            p.write_bytes(bytes(data))
+            trials += 1
+            with pytest.raises(VerifyError) as e:
+                verify_bundle(b, built["key"])
+            name = Path(path).name if path not in (MANIFEST, SEAL) else path
+            assert name in str(e.value) or (path == SEAL and MANIFEST in str(e.value)), (
+                path, trial, str(e.value),
+            )  # fmt: skip
+            caught += 1
+    assert caught == trials >= 30
+
+
+def _reseal(b: Path, secret=None) -> None:
+    """What a forger without the secret can do: re-hash every file and re-seal."""
+    m = json.loads((b / MANIFEST).read_text())
+    man = Manifest.from_dict(m)
+    kinds = {f.path: f.kind for f in man.files}
+    man.files = []
+    add_files(b, man, [(b / p, k) for p, k in kinds.items()])
+    seal(b, man, secret)
+
+
+@pytest.mark.parametrize(
+    "path,edit,needs",
+    [
+        ("harvested.jsonl", lambda t: t.replace('"response":"', '"response":"X', 1), "harvested"),
+        ("report.json", lambda t: t.replace('"attributed": false', '"attributed": true'), "report"),
+        ("campaign.json", lambda t: t.replace("0.", "0.0", 1), "campaign"),
+    ],
+)
+def test_a_consistently_rehashed_forgery_fails_recomputation(built, path, edit, needs):
+    """A forger who edits a file and re-hashes and re-seals the manifest (no secret) is
+    caught by the recomputation; with the secret, the HMAC already fails."""
+    b = _copy(built, "forged")
+    p = b / path
+    new = edit(p.read_text())
+    assert new != p.read_text()
+    p.write_text(new)
+    _reseal(b)
+    with pytest.raises(VerifyError) as e:
+        verify_bundle(b)
+    assert needs in str(e.value)
+    with pytest.raises(VerifyError, match="HMAC"):
+        verify_bundle(b, built["key"])
+
+
+def test_wrong_secret_fails_and_cli_exit_codes(built, tmp_path, capsys):
+    wrong = tmp_path / "wrong.hex"
+    wrong.write_text("11" * 32)
+    with pytest.raises(VerifyError, match="committed key id"):
+        verify_bundle(built["bundle"], wrong)
+    with pytest.raises(VerifyError, match="published digest"):
+        verify_bundle(built["bundle"], expect_digest="0" * 64)
+    with pytest.raises(SystemExit) as e:
+        main(["custody", "verify", str(built["bundle"]), "--secret-file", str(built["key"])])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "OK:" in out and "recomputed radioactivity_closed" in out
+    b = _copy(built, "cli-tampered")
+    (b / "probes.jsonl").write_text((b / "probes.jsonl").read_text() + "\n")
+    with pytest.raises(SystemExit) as e:
+        main(["custody", "verify", str(b)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "probes.jsonl" in err and "Traceback" not in err
+
+
+def test_report_explains_each_pvalue_and_escapes_text(built):
+    from markupsafe import escape
+
+    from distilltrace.custody.report import render
+
+    html = (built["bundle"] / "report.html").read_text()
+    for c in built["res"].report["claims"]:
+        assert str(escape(c["meaning"]["shows"])) in html
+        assert str(escape(c["meaning"]["not"])) in html
+    rep = json.loads((built["bundle"] / "report.json").read_text())
+    rep["campaign"]["label"] = "<script>alert(1)</script>"
+    out = render(rep)
+    assert "<script>alert(1)" not in out and "&lt;script&gt;" in out
+
+
+def test_build_refuses_bad_inputs(built, tmp_path):
+    from distilltrace.custody import CustodyError
+
+    w = built
+    ok = dict(logs=[w["log"]], scan_dir=w["scan"], campaign=w["cluster"], key_files=[w["key"]],
+              suspect=w["student"])  # fmt: skip
+    bad = [
+        ({"campaign": 10**6}, "not a campaign"),
+        ({"scan_dir": tmp_path}, "scan folder"),
+        ({"key_files": []}, "one key"),
+        ({"logs": [tmp_path / "nope.jsonl"]}, "not found"),
+    ]
+    for i, (change, msg) in enumerate(bad):
+        with pytest.raises(CustodyError, match=msg):
+            build_bundle(CustodyInputs(**{**ok, **change}), tmp_path / f"o{i}")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    with pytest.raises(CustodyError, match="not an empty folder"):
+        build_bundle(CustodyInputs(**ok), tmp_path / "full")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not on PATH")
+def test_report_renders_in_headless_chromium(built, tmp_path):
+    import subprocess
+
+    from distilltrace.custody.report import render
+
+    rep = json.loads((built["bundle"] / "report.json").read_text())
+    rep["campaign"]["label"] = "<img src=x onerror=\"document.title='PWNED'\">"
+    page = tmp_path / "report.html"
+    page.write_text(render(rep))
+    args = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom", page.resolve().as_uri()]  # fmt: skip
+    r = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Custody report" in r.stdout and "What each p-value shows" in r.stdout
+    assert "PWNED" not in r.stdout.split("<body")[0]
