@@ -37,6 +37,8 @@ def test_keygen_detect_radioactivity(tmp_path, tiny_folder, capsys):
             str(key),
             "--model",
             str(tiny_folder),
+            "--scheme",
+            "greenlist",
             "--delta",
             "4",
             "--context-width",

@@ -46,7 +46,7 @@ def _wm(model, **kw):
     )
 
 
-@pytest.mark.parametrize("scheme", ["greenlist", "gumbel"])
+@pytest.mark.parametrize("scheme", ["greenlist", "gumbel", "tournament"])
 def test_marked_generations_are_detected_and_unmarked_are_not(tiny, scheme):
     wm = _wm(tiny, scheme=scheme)
     procs = [PrintableAscii(), *wm.logits_processors(tiny)]
@@ -66,7 +66,7 @@ def test_marked_generations_are_detected_and_unmarked_are_not(tiny, scheme):
 
 
 def test_greenlist_processor_adds_delta_to_green_tokens(tiny):
-    wm = _wm(tiny, delta=3.0, context_width=2)
+    wm = _wm(tiny, scheme="greenlist", delta=3.0, context_width=2)
     proc = GreenListProcessor(wm)
     ids = torch.tensor([[10, 11, 12], [7, 8, 9]])
     scores = torch.randn(2, 261)

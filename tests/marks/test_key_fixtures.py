@@ -47,14 +47,15 @@ def test_old_key_files_load_and_score_as_before(version, name, byte_tok):
     seeds = wm.sequence_seeds(ids[:20])
     assert [str(int(s)) for s in seeds] == exp["seeds"]
     toks = np.array(ids[wm.context_width : 20])
-    assert [float(x) for x in wm.tuple_scores(seeds, toks)] == exp["tuple_scores"]
+    # to 1e-12: libm's vectorised log1p may differ in the last bit between CPUs
+    scores = [float(x) for x in wm.tuple_scores(seeds, toks)]
+    assert scores == pytest.approx(exp["tuple_scores"], rel=1e-12, abs=0)
     sc = TupleScorer(wm)
     sc.add_sequence(ids)
     t = sc.test(min_scored=1)
-    assert (t.statistic, t.n_scored, t.log10_pvalue) == (
-        exp["statistic"],
-        exp["n_scored"],
-        exp["log10_pvalue"],
+    assert t.n_scored == exp["n_scored"]
+    assert (t.statistic, t.log10_pvalue) == pytest.approx(
+        (exp["statistic"], exp["log10_pvalue"]), rel=1e-12, abs=0
     )
 
 

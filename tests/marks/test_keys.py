@@ -23,6 +23,7 @@ from distilltrace.marks.secret import key_id_of
 
 def _key(tmp_path, binding, name="k.json", secret=None, **params):
     secret = secret or new_secret()
+    params.setdefault("scheme", "greenlist")  # the edit tests below change its gamma/delta
     wm = make_watermark(SchemeParams(**params), binding, secret)
     return write_key_file(tmp_path / name, wm, secret), secret, wm
 
@@ -131,7 +132,8 @@ def test_tokenizer_mismatch(make_wm, byte_tok):
 def test_bad_params():
     for kw in (
         {"gamma": 0.0},
-        {"delta": -1.0},
+        {"scheme": "greenlist", "delta": -1.0},
+        {"delta": 2.0},  # not a parameter of the default (tournament) scheme
         {"context_width": 0},
         {"scheme": "x"},
         {"seeding": "selfhash-typo"},
@@ -190,6 +192,7 @@ def test_edited_scheme_or_mac_is_an_integrity_error(tmp_path, byte_binding, monk
 
 def _legacy(tmp_path, binding, secret, **params):
     """A key file as distilltrace wrote it before key files carried a MAC."""
+    params.setdefault("scheme", "greenlist")
     wm = make_watermark(SchemeParams(**params), binding, secret)
     d = {
         "format": "distilltrace-watermark-key/1",

@@ -36,7 +36,7 @@ def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("radio")
     teacher = load_model(str(make_tiny_model(d / "teacher", seed=5)))
     wm = make_watermark(  # a fixed secret: the whole pipeline is then deterministic
-        SchemeParams(context_width=1, delta=5.0),
+        SchemeParams(scheme="greenlist", context_width=1, delta=5.0),
         TokenizerBinding.of_model(teacher),
         Secret(bytes(range(32))),
     )

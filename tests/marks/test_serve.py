@@ -27,7 +27,9 @@ def test_served_outputs_are_marked_and_name_the_key_id(tmp_path):
     folder = make_tiny_model(tmp_path / "tiny", seed=4, train_texts=texts, train_steps=30)
     model = load_model(str(folder))
     secret = Secret(bytes(range(1, 33)))  # fixed: the run is deterministic
-    wm = make_watermark(SchemeParams(delta=3.0), TokenizerBinding.of_model(model), secret)
+    wm = make_watermark(
+        SchemeParams(scheme="greenlist", delta=3.0), TokenizerBinding.of_model(model), secret
+    )
     key = write_key_file(tmp_path / "key.json", wm, secret)
     texts, plain = [], []
     with running_server(str(folder), watermark=key, env={"OMP_NUM_THREADS": "1"}) as base:

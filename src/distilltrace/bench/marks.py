@@ -39,7 +39,7 @@ class BenchConfig:
     teacher: str = "tiny"  # a model spec, or "tiny" (a random byte-level model)
     ascii_only: bool = True  # tiny byte teacher: printable ASCII only, so text round-trips
     ppl_model: str | None = None  # judge of the text-quality cost (perplexity)
-    mark: SchemeParams = field(default_factory=SchemeParams)  # the detector sections' key
+    mark: SchemeParams = field(default_factory=SchemeParams)  # detector sections: the default mark
     temperature: float = 0.7
     top_p: float = 1.0
     batch_size: int = 16
@@ -56,7 +56,7 @@ class BenchConfig:
     # radioactivity
     radio: bool = True
     radio_mark: SchemeParams = field(
-        default_factory=lambda: SchemeParams(context_width=1, delta=4.0)
+        default_factory=lambda: SchemeParams(scheme="greenlist", context_width=1, delta=4.0)
     )
     radio_prompts: int = 120
     radio_tokens: int = 100
@@ -93,7 +93,7 @@ TIERS: dict[str, BenchConfig] = {
         n_power=100,
         n_null_keys=400,
         n_cost=32,
-        radio_mark=SchemeParams(context_width=2, delta=2.0),
+        radio_mark=SchemeParams(scheme="greenlist", context_width=2, delta=2.0),
         radio_prompts=2000,
         radio_tokens=128,
         student="smollm2-135m-instruct",

@@ -60,8 +60,11 @@ def _scheme_options(gamma: float | None, delta: float | None, param: list[str]) 
 def keygen(
     out: Path = typer.Option(..., "--out", help="Key file to write (JSON, mode 0600)."),
     model: str = typer.Option(..., "--model", help="Model spec whose tokenizer the key binds."),
-    scheme: str = typer.Option(
-        "greenlist", help="A registered scheme: greenlist | gumbel (or a plugin's)."
+    scheme: str | None = typer.Option(
+        None,
+        help="A registered scheme: tournament (default; distortion-free) | greenlist | "
+        "gumbel (or a plugin's).",
+        show_default="tournament",
     ),
     gamma: float | None = typer.Option(
         None, help="greenlist: green fraction of the vocabulary.", show_default="0.25"
@@ -91,7 +94,7 @@ def keygen(
 
     try:
         params = SchemeParams(
-            scheme=scheme,
+            scheme=scheme,  # None: the default mark (DEFAULT_SCHEME)
             context_width=context_width,
             seeding=seeding,
             **_scheme_options(gamma, delta, param),
@@ -110,7 +113,7 @@ def keygen(
     binding = TokenizerBinding.of_model(load_model(model))
     wm = make_watermark(params, binding, secret)
     write_key_file(out, wm, None if secret_env else secret, secret_env)
-    typer.echo(f"wrote {out} (key id {wm.key_id}, scheme {scheme}); keep this file secret")
+    typer.echo(f"wrote {out} (key id {wm.key_id}, scheme {wm.scheme}); keep this file secret")
 
 
 @app.command("detect")
@@ -132,6 +135,11 @@ def detect(
     window: int | None = typer.Option(
         None, help="Scored tokens per window in the span scan.", show_default="50"
     ),
+    group_column: str | None = typer.Option(
+        None,
+        help="JSONL column naming each text's account or campaign: one pooled exact test "
+        "per group (tuples de-duplicated across its texts), Holm across groups.",
+    ),
     out: Path | None = typer.Option(None, "--out", help="Folder for result.json and report.html."),
 ) -> None:
     """Test texts for the watermark of KEY (exact p-values; per text and pooled)."""
@@ -145,6 +153,9 @@ def detect(
     texts, prompts = read_texts(file, column, prompt_column)
     tok = _tokenizer_for(wm, tokenizer)
     ops = tuple(s.strip() for s in normalize.split(",") if s.strip())
+    if group_column is not None:
+        _detect_groups(wm, file, column, prompt_column, group_column, tok, ops, alpha, out)
+        return
     rep = detect_texts(
         wm,
         texts,
@@ -163,6 +174,48 @@ def detect(
     if out is not None:
         write_detect_report(rep, texts, out)
         typer.echo(f"wrote {out}/result.json and {out}/report.html")
+
+
+def _detect_groups(wm, file, column, prompt_column, group_column, tok, ops, alpha, out) -> None:
+    """`marks detect --group-column`: one pooled test per account/campaign."""
+    from distilltrace.marks.pooled import detect_pooled
+    from distilltrace.marks.textio import read_jsonl
+    from distilltrace.report import write_json
+
+    texts, prompts = _texts_of(file, column, prompt_column)
+    rows = read_jsonl(file)
+    groups = []
+    for i, r in enumerate(rows, 1):
+        g = r.get(group_column)
+        if g is None or isinstance(g, dict | list):
+            raise InputError(f"{file}: row {i}: column {group_column!r} is missing or not a label")
+        groups.append(str(g))
+    rep = detect_pooled(wm, texts, tok, groups, prompts=prompts, normalize=ops, alpha=alpha)
+    ranked = sorted(rep.groups, key=lambda g: (g.test.pvalue is None, g.test.pvalue or 1.0))
+    for g in ranked[:20]:
+        t = g.test
+        adj = "n/a" if g.holm_adjusted is None else f"{g.holm_adjusted:.3g}"
+        typer.echo(
+            f"{group_column}={g.group!r}: {g.n_texts} text(s), {t.n_scored} scored tuples, "
+            f"p={t.pvalue_text} (Holm {adj}): {t.verdict}"
+        )
+    if len(ranked) > 20:
+        typer.echo(f"... {len(ranked) - 20} more group(s) in result.json")
+    typer.echo(
+        f"key {wm.key_id}: {len(rep.groups)} group(s), {rep.n_flagged_holm} flagged "
+        f"(Holm, alpha={alpha})"
+    )
+    if out is not None:
+        write_json(rep, Path(out) / "result.json")
+        typer.echo(f"wrote {out}/result.json")
+
+
+def _texts_of(file: Path, column: str | None, prompt_column: str | None):
+    from distilltrace.marks.textio import read_texts
+
+    if file.suffix.lower() not in (".jsonl", ".ndjson"):
+        raise InputError("--group-column needs a .jsonl file")
+    return read_texts(file, column, prompt_column)
 
 
 @app.command("radioactivity")
@@ -283,4 +336,3 @@ def _echo_radioactivity(results: list) -> None:
             f"filtered {t.n_filtered}), statistic {t.statistic:.1f} vs {t.expected:.1f} expected, "
             f"p={t.pvalue_text}: {t.verdict}"
         )
-

@@ -84,9 +84,26 @@ class MarkTest:
     def pvalue_text(self) -> str:
         return format_p(self.pvalue, self.pvalue_floored)
 
+    # The evidence protocol (distilltrace.evidence.Evidence): name, n, details.
+    @property
+    def name(self) -> str:
+        return f"watermark:{self.key_id}"
+
+    @property
+    def n(self) -> int:
+        return self.n_scored
+
+    @property
+    def details(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("statistic", "pvalue", "null", "n_scored"):
+            d.pop(k)
+        return d
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["pvalue_text"] = self.pvalue_text
+        d["name"], d["n"], d["details"] = self.name, self.n, self.details
         return d
 
 
@@ -351,11 +368,12 @@ def detect_texts(
         )
     pooled = TupleScorer(wm, exclude_seeds=exclude)
     per: list[tuple[MarkTest, list[Window]]] = []
+    masked = wm.impl.masks_repeated_windows()  # windows repeated in a text were not marked
     for t in texts:
         ids = encode_text(tokenizer, t)
         one = TupleScorer(wm, exclude_seeds=exclude)
-        scored = one.add_sequence(ids)
-        pooled.add_sequence(ids)
+        scored = one.add_sequence(ids, context_is_marked=masked)
+        pooled.add_sequence(ids, context_is_marked=masked)
         per.append((one.test(alpha, min_scored), windows_of(wm, scored, window)))
     pvals = [m.pvalue for m, _ in per]
     idx = [i for i, p in enumerate(pvals) if p is not None]

@@ -49,9 +49,39 @@ class RadioactivityResult:
     settings: dict[str, Any] = field(default_factory=dict)
     samples: tuple[dict[str, str], ...] = ()  # a few inputs/outputs, for the report
 
+    # The evidence protocol (distilltrace.evidence.Evidence), from the mark test.
+    @property
+    def name(self) -> str:
+        return f"radioactivity_{self.mode}"
+
+    @property
+    def null(self) -> str:
+        return (
+            "the suspect's weights are independent of the key (it was not trained on text "
+            f"marked with it), so {self.test.null}"
+        )
+
+    @property
+    def statistic(self) -> float:
+        return self.test.statistic
+
+    @property
+    def pvalue(self) -> float | None:
+        return self.test.pvalue
+
+    @property
+    def n(self) -> int:
+        return self.test.n_scored
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return {"mode": self.mode, "n_inputs": self.n_inputs, **self.test.details}
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["test"] = self.test.to_dict()
+        d.update(name=self.name, null=self.null, statistic=self.statistic)
+        d.update(pvalue=self.pvalue, n=self.n, details=self.details)
         return d
 
 

@@ -7,6 +7,9 @@ in the registry `SCHEMES` (see `schemes.base.WatermarkScheme`):
   tokens with u < gamma; the green count is Binomial(n, gamma) under the null.
 - ``gumbel`` (`Gumbel`, Aaronson's Gumbel-max): picks argmax_v u ** (1 / p_v),
   distortion-free; the sum of -log(1 - u) is Gamma(n, 1) under the null.
+- ``tournament`` (`Tournament`, SynthID-Text's tournament sampling; the default,
+  `DEFAULT_SCHEME`): samples the winner of a keyed m-layer tournament, distortion-free per
+  sample and diverse across seeds; the count of 1-valued g-bits is Binomial(n m, 1/2).
 
 Adding a scheme: one new module with a `WatermarkScheme` subclass, and one
 `register_scheme(...)` line below (a plugin calls `register_scheme` itself).
@@ -29,9 +32,13 @@ from distilltrace.marks.schemes.base import (
 )
 from distilltrace.marks.schemes.greenlist import GreenList, GreenListProcessor
 from distilltrace.marks.schemes.gumbel import Gumbel, GumbelProcessor
+from distilltrace.marks.schemes.tournament import Tournament, TournamentProcessor
 
 register_scheme(GreenList)
 register_scheme(Gumbel)
+register_scheme(Tournament)
+
+DEFAULT_SCHEME = "tournament"  # what keygen, SchemeParams() and the benchmarks use by default
 
 from distilltrace.marks.schemes.watermark import (  # noqa: E402 - after the registrations
     SchemeParams,
@@ -42,6 +49,7 @@ from distilltrace.marks.schemes.watermark import (  # noqa: E402 - after the reg
 from distilltrace.models.identity import tokenizer_fingerprint  # noqa: E402
 
 __all__ = [
+    "DEFAULT_SCHEME",
     "SCHEMES",
     "GreenList",
     "GreenListProcessor",
@@ -52,6 +60,8 @@ __all__ = [
     "SchemeParams",
     "TokenizerBinding",
     "TokenizerMismatchError",
+    "Tournament",
+    "TournamentProcessor",
     "Watermark",
     "WatermarkScheme",
     "get_scheme",

@@ -67,6 +67,11 @@ class WatermarkScheme:
         discrete statistics; diagnostic)."""
         return test.pvalue
 
+    def masks_repeated_windows(self) -> bool:
+        """Whether generation leaves a window unmarked when it already occurred earlier in
+        the sequence (detection then skips such windows within each text too)."""
+        return False
+
 
 def register_scheme(cls: type[WatermarkScheme], *, replace: bool = False) -> type:
     """Add a scheme class to `SCHEMES` under `cls.name` (usable as a decorator)."""

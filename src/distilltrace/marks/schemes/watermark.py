@@ -48,11 +48,15 @@ class SchemeParams:
 
     def __init__(
         self,
-        scheme: str = "greenlist",
+        scheme: str | None = None,
         context_width: int = 2,
         seeding: str = "lefthash",
         **options: Any,
     ):
+        if scheme is None:  # the default mark (late import: the registry module sets it)
+            from distilltrace.marks.schemes import DEFAULT_SCHEME
+
+            scheme = DEFAULT_SCHEME
         cls = get_scheme(scheme)
         if seeding not in SEEDING_SCHEMES:
             raise ValueError(f"unknown seeding {seeding!r}; choose from {SEEDING_SCHEMES}")
@@ -101,6 +105,8 @@ class SchemeParams:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SchemeParams:
         kw = dict(d)
+        if not kw.get("scheme"):  # stored parameters always name their scheme: no default
+            raise ValueError("the parameters name no scheme")
         if "context_width" in kw:
             kw["context_width"] = int(kw["context_width"])
         common = {k: kw.pop(k) for k in _COMMON if k in kw}
