@@ -412,6 +412,11 @@ def test_bench_on_a_small_manifest(zoo, tmp_path):
     assert res.metrics["precision"] == 1.0 and res.metrics["recall"] == 1.0
     assert res.metrics["n_non_derived"] == 3
     assert (tmp_path / "out" / "bench.html").exists()
+    # the first-words baseline (issue #18) on the same budget, beside the test, per fold
+    assert all(p.baseline_pvalue is not None and p.baseline_queries <= 150 for p in res.pairs)
+    assert res.metrics["baseline"]["false_positive_rate"] == 0.0
+    assert set(res.metrics["folds"]) == {"T"} and "beats_baseline" in res.metrics["folds"]["T"]
+    assert "first-words baseline" in res.summary()
     # a chosen subset and order of suspects (cached queries: no new model calls)
     part = run_bench(
         tmp_path, budget=150, alpha=0.01, out=tmp_path / "out2", cache=cache / "q.sqlite",

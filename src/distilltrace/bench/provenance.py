@@ -45,6 +45,12 @@ class PairOutcome:
     controls: list[str]
     skipped: str | None = None
     control_match: str = "recipe"  # how the controls were matched to the suspect
+    # the first-words agreement baseline (issue #18) on the same suspect query budget
+    baseline_pvalue: float | None = None
+    baseline_holm_pvalue: float | None = None
+    baseline_rejected: bool = False
+    baseline_queries: int = 0
+    warnings: list[str] = field(default_factory=list)  # mismatched controls, off-format answers
 
 
 @dataclass
@@ -75,7 +81,21 @@ class BenchResult:
             f"precision {m.get('precision')}, recall {m.get('recall')} at alpha={self.alpha}; "
             f"null FPR@0.01 {m.get('null_fpr', {}).get('0.01')}, @0.05 {m.get('null_fpr', {}).get('0.05')}; "
             f"students at p<=1e-4 on true teacher only: {m.get('students_attributed_1e4')}/{m.get('n_students')}"
+            + _baseline_summary(m)
         )
+
+
+def _baseline_summary(m: dict[str, Any]) -> str:
+    b = m.get("baseline")
+    if not b:
+        return ""
+    folds = m.get("folds", {})
+    beat = sum(1 for f in folds.values() if f.get("beats_baseline"))
+    return (
+        f"; first-words baseline (same budget): precision {b.get('precision')}, recall "
+        f"{b.get('recall')}, null FPR@0.01 {b.get('null_fpr', {}).get('0.01')}; the test beats "
+        f"it on {beat}/{len(folds)} folds"
+    )
 
 
 def lineage(member: Any) -> tuple:
@@ -197,7 +217,72 @@ def score_pairs(pairs: list[PairOutcome], alpha: float) -> dict[str, Any]:
     m["n_students"] = len(students)
     m["students_attributed_1e4"] = len(ok)
     m["students_attributed_1e4_names"] = sorted(ok)
+    if any(p.baseline_pvalue is not None for p in tested):
+        m["baseline"] = baseline_metrics(tested)
+        m["folds"] = fold_metrics(tested, alpha)
     return m
+
+
+def _rates(pairs: Sequence[PairOutcome], rejected: Callable[[PairOutcome], bool]) -> dict:
+    der = [p for p in pairs if p.derived]
+    non = [p for p in pairs if not p.derived]
+    tp = sum(rejected(p) for p in der)
+    fp = sum(rejected(p) for p in non)
+    return {
+        "n_derived": len(der),
+        "n_non_derived": len(non),
+        "recall": tp / len(der) if der else None,
+        "false_positive_rate": fp / len(non) if non else None,
+        "precision": tp / (tp + fp) if tp + fp else None,
+    }
+
+
+def baseline_metrics(tested: Sequence[PairOutcome]) -> dict[str, Any]:
+    """The first-words baseline's decisions (Holm over teachers at alpha) and the null
+    calibration of its p-values."""
+    from distilltrace.stats import calibration
+
+    pairs = [p for p in tested if p.baseline_pvalue is not None]
+    m = _rates(pairs, lambda p: p.baseline_rejected)
+    null_p = [p.baseline_pvalue for p in pairs if not p.derived]
+    if null_p:
+        m["null_fpr"] = {str(a): v for a, v in calibration(null_p, alphas=(0.01, 0.05)).fpr.items()}
+    m["queries_per_suspect"] = max((p.baseline_queries for p in pairs), default=0)
+    return m
+
+
+def fold_metrics(tested: Sequence[PairOutcome], alpha: float) -> dict[str, dict[str, Any]]:
+    """Leave-one-family-out: one fold per teacher (its students as the derived pairs, the
+    other suspects tested against it as the non-derived ones). Neither method fits any
+    parameter on the zoo, so a held-out fold's result is the method's result on it; the
+    test beats the baseline on a fold when its recall is higher, or equal with a smaller
+    median Holm p-value over the derived pairs, at a false-positive rate <= alpha."""
+    out = {}
+    for t in sorted({p.teacher for p in tested}):
+        pairs = [p for p in tested if p.teacher == t and p.baseline_pvalue is not None]
+        if not pairs:
+            continue
+        test = _rates(pairs, lambda p: p.rejected)
+        base = _rates(pairs, lambda p: p.baseline_rejected)
+        der = [p for p in pairs if p.derived]
+        med = {
+            "test": float(np.median([p.holm_pvalue or 1.0 for p in der])) if der else None,
+            "baseline": float(np.median([p.baseline_holm_pvalue or 1.0 for p in der]))
+            if der
+            else None,
+        }
+        beats = None
+        if der:
+            rt, rb = test["recall"] or 0.0, base["recall"] or 0.0
+            fpr_ok = (test["false_positive_rate"] or 0.0) <= alpha
+            beats = fpr_ok and (rt > rb or (rt == rb and med["test"] <= med["baseline"]))
+        out[t] = {
+            "test": test,
+            "baseline": base,
+            "median_holm_p_derived": med,
+            "beats_baseline": beats,
+        }
+    return out
 
 
 def run_bench(
@@ -216,6 +301,7 @@ def run_bench(
     config: ProvenanceConfig | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     suspects: Sequence[str] | None = None,
+    baseline: bool = True,
 ) -> BenchResult:
     """Run the benchmark on a zoo folder; writes bench.json/bench.html into out if given.
 
@@ -224,7 +310,10 @@ def run_bench(
     Controls are the models that match the suspect's recipe (`comparable`) when
     `match_recipe`, then one model per lineage (see `lineage`) when `one_per_lineage`;
     `max_controls` caps them at a seeded random subset (the likelihood test's cost grows
-    with the square of their number)."""
+    with the square of their number). With `baseline`, every pair also gets the
+    first-words agreement baseline on the same suspect budget (its greedy answers on the
+    first `budget` pool prompts; Holm over teachers), and the metrics compare the two per
+    fold (`fold_metrics`)."""
     from distilltrace.distill.zoo import load_manifest
     from distilltrace.provenance.inputs import check_out_dir
 
@@ -238,7 +327,7 @@ def run_bench(
         seed=seed,
         pool_size=BENCH_POOL_SIZE if pool_size is None else pool_size,
     )
-    tester = _PairTester(man, cfg, cache)
+    tester = _PairTester(man, cfg, cache, baseline)
     pairs: list[PairOutcome] = []
     written = -1  # pairs in the last bench.json written
     for i, s in enumerate(suspects):
@@ -335,10 +424,12 @@ class _PairTester:
     """Runs test_provenance for one suspect against its teachers (models loaded once,
     queries shared across suspects)."""
 
-    def __init__(self, man: Any, cfg: ProvenanceConfig, cache: str | Path | None):
+    def __init__(
+        self, man: Any, cfg: ProvenanceConfig, cache: str | Path | None, baseline: bool = True
+    ):
         from distilltrace.provenance.session import QueryStore
 
-        self.man, self.cfg, self.cache = man, cfg, cache
+        self.man, self.cfg, self.cache, self.baseline = man, cfg, cache, baseline
         self.store = QueryStore()
         self.loaded: dict[str, Any] = {}
 
@@ -365,6 +456,7 @@ class _PairTester:
             store=self.store,
             name_of=lambda m: names[id(m)],
         )
+        base = self.first_words(s, teachers, ctrl_map) if self.baseline else {}
         return [
             PairOutcome(
                 suspect=s,
@@ -382,9 +474,38 @@ class _PairTester:
                 skipped=f"identical: {r.identical}"
                 if r.identical and r.combined_pvalue is None
                 else None,
+                **base.get(t, {}),
+                warnings=[w for w in res.warnings if not w.startswith("reference ")]
+                + [w for w in res.warnings if w.startswith(f"reference {t}:")],
             )
             for t, r in zip(teachers, res.references, strict=True)
         ]
+
+    def first_words(
+        self, s: str, teachers: list[str], ctrl_map: dict[str, list[str]]
+    ) -> dict[str, dict[str, Any]]:
+        """The first-words baseline per teacher on the suspect's greedy answers to the first
+        `budget` pool prompts (its whole budget), Holm over the teachers."""
+        from distilltrace.provenance.firstwords import first_words_on
+        from distilltrace.provenance.session import QueryCounter, Session
+        from distilltrace.provenance.tester import shuffled_pool
+        from distilltrace.stats import holm
+
+        labs = [s, *teachers, *sorted({c for t in teachers for c in ctrl_map[t]})]
+        sess = Session({n: self.get(n) for n in labs}, self.cfg, QueryCounter(), self.store)
+        prompts = shuffled_pool(self.cfg)[: self.cfg.budget]
+        ps = {t: first_words_on(sess, s, t, ctrl_map[t], prompts).pvalue for t in teachers}
+        h = holm([ps[t] for t in teachers], alpha=self.cfg.alpha)
+        q = sum(sess.counter.counts.get(s, {}).values())
+        return {
+            t: {
+                "baseline_pvalue": ps[t],
+                "baseline_holm_pvalue": float(adj),
+                "baseline_rejected": bool(rej),
+                "baseline_queries": q,
+            }
+            for t, adj, rej in zip(teachers, h.adjusted, h.reject, strict=True)
+        }
 
 
 def _write(result: BenchResult, out: str | Path) -> None:

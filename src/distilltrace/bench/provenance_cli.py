@@ -39,6 +39,15 @@ def bench(
         "--any-controls",
         help="Use every non-derived model as a control, not only those of the suspect's recipe.",
     ),
+    no_baseline: bool = typer.Option(
+        False, "--no-baseline", help="Skip the first-words agreement baseline (same budget)."
+    ),
+    control_rule: str | None = typer.Option(
+        None,
+        "--control-rule",
+        help="all | matched (capability-matched controls only; see provenance test --help).",
+        show_default=DEFAULTS.control_rule,
+    ),
 ) -> None:
     """Every suspect in the zoo against every teacher, scored against the manifest."""
     from distilltrace.bench.provenance import run_bench
@@ -63,8 +72,9 @@ def bench(
             limit=limit,
             max_controls=max_controls,
             match_recipe=not any_controls,
-            config=DEFAULTS.with_options(n_sampled=n_sampled),
+            config=DEFAULTS.with_options(n_sampled=n_sampled, control_rule=control_rule),
             progress=note,
+            baseline=not no_baseline,
         )
     typer.echo(res.summary())
     typer.echo(f"wrote {out / 'bench.json'} and {out / 'bench.html'}")

@@ -26,6 +26,8 @@ class BudgetPlan:
     rev_cost: int
     greedy_max: int
     own: int = 0  # suspect queries the selected tests make themselves (all references)
+    n_pilot: int = 0  # format pilot: greedy answers on prompts no test uses (all formats)
+    n_cap: int = 0  # capability check: neutral texts the suspect scores
 
     @property
     def ok(self) -> bool:
@@ -34,7 +36,7 @@ class BudgetPlan:
     @property
     def fixed(self) -> int:
         """Suspect queries spent before the greedy stream."""
-        return self.n_id + self.n_samp + self.rev_cost + self.own
+        return self.n_id + self.n_pilot + self.n_cap + self.n_samp + self.rev_cost + self.own
 
 
 def plan_needs(cfg: ProvenanceConfig) -> list[QueryNeeds]:
@@ -47,7 +49,8 @@ def budget_plan(
 ) -> BudgetPlan:
     """The split of `budget` suspect queries over n_refs references and n_union controls."""
     needs = plan_needs(cfg)
-    n_id = len(IDENTITY_PROBES) if cfg.identity_probes else 0
+    n_pilot, n_cap = pilot_queries(cfg, suspect_scores)
+    n_id = (len(IDENTITY_PROBES) if cfg.identity_probes else 0) + n_pilot + n_cap
     want_sampled = any(n.sampled for n in needs)
     n_samp = min(cfg.n_sampled, max(0, (budget - n_id) // 5)) if want_sampled else 0
     do_rev = any(n.reverse for n in needs) and suspect_scores and n_samp > 0
@@ -56,7 +59,18 @@ def budget_plan(
     rev_cost = n_rev * n_refs + n_gap * n_union
     own = n_refs * sum(n.suspect_queries for n in needs)
     greedy_max = budget - n_id - n_samp - rev_cost - own
-    return BudgetPlan(n_id, n_samp, n_rev, n_gap, rev_cost, greedy_max, own)
+    n_id -= n_pilot + n_cap
+    return BudgetPlan(n_id, n_samp, n_rev, n_gap, rev_cost, greedy_max, own, n_pilot, n_cap)
+
+
+def pilot_queries(cfg: ProvenanceConfig, suspect_scores: bool) -> tuple[int, int]:
+    """Suspect queries of the format pilot (n_format_pilot per candidate format: chat, raw
+    and the format_candidates for "auto") and of the capability check (n_capability neutral texts, when it can score)."""
+    n_fmt = 2 + len(cfg.format_candidates) if cfg.suspect_format == "auto" else 1
+    pilot = cfg.capability_check or cfg.suspect_format != "chat"
+    n_pilot = cfg.n_format_pilot * n_fmt if pilot else 0
+    n_cap = cfg.n_capability if cfg.capability_check and suspect_scores else 0
+    return n_pilot, n_cap
 
 
 def min_budget(cfg: ProvenanceConfig, n_refs: int, n_union: int, suspect_scores: bool) -> int:
@@ -65,7 +79,7 @@ def min_budget(cfg: ProvenanceConfig, n_refs: int, n_union: int, suspect_scores:
     2/5 + 1/10 of (budget - identity probes), so from n_id + ceil((10 + own) / 0.3) on the
     greedy test gets >= 10 (n_id + 34 without tests' own queries)."""
     plan0 = budget_plan(cfg, 0, n_refs, n_union, suspect_scores)
-    top = plan0.n_id + -(-(MIN_GREEDY + plan0.own) * 10 // 3)
+    top = plan0.n_id + plan0.n_pilot + plan0.n_cap + -(-(MIN_GREEDY + plan0.own) * 10 // 3)
     b = top
     while b > 0 and budget_plan(cfg, b - 1, n_refs, n_union, suspect_scores).ok:
         b -= 1

@@ -30,9 +30,32 @@ def _cache_file(cache: Path | None) -> Path | None:
 
 
 def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+
+
+def default_cache() -> Path:
+    """The query cache used when --cache is not given: reference and control answers and
+    scores are kept across runs, so a second suspect against the same references and
+    controls costs only its own queries."""
+    from distilltrace.models.home import distilltrace_home
+
+    return distilltrace_home() / "provenance-cache" / "queries.sqlite"
 
 
 def _model_key(spec: str) -> str:
@@ -147,6 +170,11 @@ def _load_models(
     return s, refs, [[get(c) for c in cl] for cl in per_ref]
 
 
+def _unescape(v: str | None) -> str | None:
+    """A pattern from the command line with \\n and \\t written out as escapes."""
+    return None if v is None else v.replace("\\n", "\n").replace("\\t", "\t")
+
+
 @app.command("test")
 def test(
     suspect: str = typer.Option(..., "--suspect", help="Model spec of the suspect."),
@@ -173,9 +201,36 @@ def test(
     ),
     out: Path = typer.Option(Path("provenance-out"), "--out", help="Output folder."),
     cache: Path | None = typer.Option(
-        None, "--cache", help="Query cache folder (or .sqlite file)."
+        None,
+        "--cache",
+        help="Query cache folder (or .sqlite file); default: $DISTILLTRACE_HOME/"
+        "provenance-cache (reference and control work is reused across suspects).",
     ),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Keep no query cache on disk."),
     seed: int | None = typer.Option(None, "--seed", show_default=str(DEFAULTS.seed)),
+    suspect_format: str | None = typer.Option(
+        None,
+        "--suspect-format",
+        help="How the suspect is prompted: chat (its template), raw, auto (a pilot on "
+        "prompts no test uses picks the format with the fewest degenerate answers), or a "
+        "pattern such as 'Question: {prompt}\\nAnswer: ' (\\n is a newline).",
+        show_default=DEFAULTS.suspect_format,
+    ),
+    try_format: list[str] = typer.Option(
+        [], "--try-format", help="A pattern with {prompt} that --suspect-format auto also tries."
+    ),
+    control_rule: str | None = typer.Option(
+        None,
+        "--control-rule",
+        help="all: the suspect must beat every control; matched: every capability-matched "
+        "control (fit to neutral text, size, answer quality; chosen before any test).",
+        show_default=DEFAULTS.control_rule,
+    ),
+    test_names: list[str] = typer.Option(
+        [],
+        "--test",
+        help="Run these registered tests instead of the defaults (repeat; e.g. first_words).",
+    ),
     prompts: list[Path] = typer.Option([], "--prompts", help="Extra probe prompt files (repeat)."),
     pool_size: int | None = typer.Option(
         None,
@@ -208,7 +263,7 @@ def test(
 
     reference, per_ref = _checked_specs(suspect, reference, control, ref_control)
     check_out_dir(out)
-    cf = _cache_file(cache)
+    cf = None if no_cache else _cache_file(cache if cache is not None else default_cache())
     cfg = DEFAULTS.with_options(
         budget=budget,
         alpha=alpha,
@@ -219,7 +274,18 @@ def test(
         max_new_tokens=max_new_tokens,
         adaptive=False if no_adaptive else None,
         reverse_margin=reverse_margin,
+        suspect_format=_unescape(suspect_format),
+        format_candidates=tuple(_unescape(f) for f in try_format) or None,
+        control_rule=control_rule,
+        tests=tuple(test_names) or None,
     )
+    from distilltrace.provenance.inputs import check_config
+    from distilltrace.provenance.registry import selected
+    from distilltrace.provenance.suspect_format import check_format
+
+    check_config(cfg)
+    check_format(cfg.suspect_format, cfg.format_candidates)
+    selected(cfg.tests)
     s, refs, ctrls = _load_models(suspect, reference, per_ref, cf)
     with _progress() as prog:
         task = prog.add_task("provenance", total=None)
@@ -230,6 +296,8 @@ def test(
         with _warnings_as_lines():
             res = test_provenance(s, refs, ctrls, config=cfg, progress=note)
     paths = write_report(res, out)
+    for w in res.warnings:
+        typer.echo(f"warning: {w}", err=True)
     typer.echo(res.verdict)
     for r in res.references:
         typer.echo(

@@ -50,6 +50,22 @@ class ProvenanceConfig:
     identity_probes: bool = True
     tests: tuple[str, ...] = DEFAULT_TESTS
     seed: int = 0
+    # first_words test (registered, not run by default; the baseline of bench provenance)
+    n_first_words: int = 300  # greedy answers compared, per suspect (shared by references)
+    first_words_k: int = 3  # words compared at the start of each answer
+    # How the suspect is prompted: "chat" (its declared template), "raw" (plain text),
+    # "auto" (a control-free pilot picks chat or raw), or a pattern with "{prompt}".
+    suspect_format: str = "chat"
+    format_candidates: tuple[str, ...] = ()  # patterns "auto" tries after chat and raw
+    n_format_pilot: int = 12  # suspect queries per candidate format in the "auto" pilot
+    # Controls: "all" (the intersection-union runs over every control) or "matched" (only
+    # over controls whose capability matches the suspect's, chosen before any test).
+    control_rule: str = "all"
+    capability_check: bool = True  # measure each control's capability against the suspect's
+    n_capability: int = 16  # neutral human texts scored per model (capability check)
+    capability_fit_tol: float = 0.25  # nats/char of fit a matched control may differ by
+    capability_size_ratio: float = 4.0  # parameter-count ratio a matched control may have
+    capability_degenerate_tol: float = 0.25  # difference in degenerate-answer rates
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

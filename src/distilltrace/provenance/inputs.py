@@ -35,6 +35,10 @@ def check_config(cfg: ProvenanceConfig) -> None:
         raise InputError(
             f"reverse_margin must be >= 0 (nats per character), got {cfg.reverse_margin}"
         )
+    if cfg.control_rule not in ("all", "matched"):
+        raise InputError(f"control_rule must be 'all' or 'matched', got {cfg.control_rule!r}")
+    if cfg.control_rule == "matched" and not (cfg.capability_check and cfg.n_format_pilot > 0):
+        raise InputError("control_rule 'matched' needs the capability check (capability_check on)")
     if not 0 <= cfg.agreement_margin < 1:
         raise InputError(f"agreement_margin must be in [0, 1), got {cfg.agreement_margin}")
 

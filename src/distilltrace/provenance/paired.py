@@ -38,8 +38,22 @@ class PairedResult:
     pvalue: float
     n_resamples: int
 
+    # The evidence protocol (distilltrace.evidence.Evidence).
+    name = "paired_signflip"
+    null = "E[d] <= 0: the paired per-prompt differences have mean at most 0"
+
+    @property
+    def statistic(self) -> float:
+        return self.t
+
+    @property
+    def details(self) -> dict:
+        return {"mean": self.mean, "sd": self.sd, "n_resamples": self.n_resamples}
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d.update(name=self.name, null=self.null, statistic=self.statistic, details=self.details)
+        return d
 
 
 def _tstat(x: np.ndarray) -> np.ndarray:

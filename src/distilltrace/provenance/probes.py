@@ -128,3 +128,31 @@ def disagreement_weight(
         return 1.0
     dis = 1.0 - float(np.mean(vals))
     return float(floor + (1.0 - floor) * min(1.0, max(0.0, dis)))
+
+
+def prompt_families(cfg) -> dict[str, str]:
+    """prompt -> family for the generated part of the probe pool (the instruction
+    generator's families: explain, math, code, ...; "builtin" for the provenance starters;
+    prompts from files are "file")."""
+    out = {p: "file" for f in cfg.prompt_files for p in load_prompts(f)}
+    if cfg.prompt_source in ("distill", "auto") and cfg.pool_size > 0:
+        out.update(
+            {p.text: p.family for p in generate_prompts(cfg.pool_size, seed=cfg.seed + 7919)}
+        )
+    elif cfg.prompt_source == "builtin":
+        out.update({p: "builtin" for p in builtin_prompts(cfg.pool_size, cfg.seed)})
+    return out
+
+
+def family_table(rec, families: Mapping[str, str]) -> dict[str, dict]:
+    """Per probe family of a greedy stream: prompts, mean agreement of the suspect with the
+    reference and with its closest control (descriptive; the test is over all families)."""
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(rec.prompts):
+        groups.setdefault(families.get(p, "other"), []).append(i)
+    out = {}
+    for fam, idx in sorted(groups.items()):
+        a_r = float(np.mean([rec.agree_r[i] for i in idx]))
+        a_c = float(np.mean([max((v[i] for v in rec.agree_c.values()), default=0.0) for i in idx]))
+        out[fam] = {"n": len(idx), "agreement_with_reference": a_r, "closest_control": a_c}
+    return out

@@ -67,6 +67,7 @@ class TestInputs:
     reverse_prompts: list[str]  # prompts whose reference outputs the suspect may score
     n_gap: int  # outputs per control the suspect may score (capability gap)
     stream: StreamRecord | None = None  # this reference's greedy stream (stream tests only)
+    pool: Sequence[str] = ()  # the probe pool in its seeded order (tests' own queries)
 
     __test__ = False  # not a pytest class
 

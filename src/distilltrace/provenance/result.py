@@ -26,8 +26,16 @@ class TestResult:
     def ran(self) -> bool:
         return self.pvalue is not None
 
+    @property
+    def statistic(self) -> float | None:
+        """The evidence protocol's statistic: details["statistic"], else the effect."""
+        s = self.details.get("statistic", self.effect)
+        return None if s is None else float(s)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["statistic"] = self.statistic
+        return d
 
 
 def skipped_test(name: str, null: str, reason: str) -> TestResult:
@@ -52,6 +60,9 @@ class ReferenceResult:
     queries_to: dict[str, int | None] = field(default_factory=dict)  # "p<0.01" -> queries
     examples: list[dict[str, Any]] = field(default_factory=list)
     effect: dict[str, float] = field(default_factory=dict)
+    # per test: the control its intersection-union verdict rests on, flagged if mismatched
+    deciding_controls: list[dict[str, Any]] = field(default_factory=list)
+    per_family: dict[str, dict[str, Any]] = field(default_factory=dict)  # greedy stream
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -75,6 +86,8 @@ class ProvenanceResult:
     suspect_queries: int
     identity: dict[str, Any]
     config: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)  # off-format suspect, mismatched controls
+    checks: dict[str, Any] = field(default_factory=dict)  # suspect format, control capability
 
     def reference(self, name: str) -> ReferenceResult:
         for r in self.references:

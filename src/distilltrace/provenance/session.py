@@ -139,14 +139,17 @@ class Session:
                 self.store.sampled[self._gen_key(label, p, mode)] = g.text
         return [self.store.sampled[k] for k in keys]
 
-    def scores(self, scorer: str, prompts: Sequence[str], texts: Sequence[str]) -> np.ndarray:
-        """Per-character log-probability of each text under scorer."""
-        ident = self.models[scorer].info.identity
+    def scores(
+        self, scorer: str, prompts: Sequence[str], texts: Sequence[str], *, chat: bool = True
+    ) -> np.ndarray:
+        """Per-character log-probability of each text under scorer (`chat=False`: the
+        prompt is raw text, as for the neutral texts of the capability check)."""
+        ident = self.models[scorer].info.identity + ("" if chat else "|raw")
         keys = [(ident, p, t) for p, t in zip(prompts, texts, strict=True)]
         self._count(scorer, "score", [("score", *k) for k in keys])
         todo = list(dict.fromkeys(k for k in keys if k not in self.store.scores))
         if todo:
-            res = self.models[scorer].score([k[1] for k in todo], [k[2] for k in todo], chat=True)
+            res = self.models[scorer].score([k[1] for k in todo], [k[2] for k in todo], chat=chat)
             for k, r in zip(todo, res, strict=True):
                 self.store.scores[k] = r.total_logprob / max(1, len(k[2]))
         return np.array([self.store.scores[k] for k in keys], dtype=float)

@@ -21,6 +21,12 @@ from distilltrace.provenance.budget import (
     checked_plan,
     min_budget,
 )
+from distilltrace.provenance.capability import (
+    ControlCheck,
+    check_controls,
+    deciding_controls,
+    matched_controls,
+)
 from distilltrace.provenance.combine import (
     COMBINATION,
     apply_holm,
@@ -37,6 +43,7 @@ from distilltrace.provenance.config import (
     WHY_CONTROLS,
     ProvenanceConfig,
 )
+from distilltrace.provenance.degenerate import degeneracy
 from distilltrace.provenance.identity import IDENTITY_PROBES, identity_evidence
 from distilltrace.provenance.inputs import (
     RepeatedModelWarning,
@@ -45,7 +52,7 @@ from distilltrace.provenance.inputs import (
     check_request,
     checked_inputs,
 )
-from distilltrace.provenance.probes import probe_pool
+from distilltrace.provenance.probes import family_table, probe_pool, prompt_families
 from distilltrace.provenance.registry import ProvenanceTest, TestInputs, selected
 from distilltrace.provenance.result import ProvenanceResult, ReferenceResult, TestResult
 from distilltrace.provenance.session import (
@@ -56,6 +63,12 @@ from distilltrace.provenance.session import (
     label_models,
 )
 from distilltrace.provenance.stream import StreamPlan, StreamRecord, run_stream
+from distilltrace.provenance.suspect_format import (
+    MOSTLY_DEGENERATE,
+    base_identity,
+    check_format,
+    pilot,
+)
 
 TESTS = DEFAULT_TESTS  # the built-in tests (the registry may hold more: registry.registered())
 Note = Callable[[str, int, int], None]
@@ -75,6 +88,9 @@ class _Run:
     identical: dict[str, str]  # reference -> why it is the suspect itself
     plan: BudgetPlan
     note: Note
+    warnings: list[str] = field(default_factory=list)
+    checks: dict[str, Any] = field(default_factory=dict)
+    cap: ControlCheck | None = None  # the capability check, when it ran
 
     @property
     def active(self) -> list[str]:
@@ -89,6 +105,7 @@ class _Data:
     samp_prompts: list[str]
     fp_prompts: list[str]
     stream_prompts: list[str]
+    pilot_prompts: list[str] = field(default_factory=list)
     identity: dict[str, Any] = field(default_factory=dict)
     samp: dict[str, list[str]] = field(default_factory=dict)
     fp: dict[str, list[str]] = field(default_factory=dict)
@@ -148,6 +165,7 @@ def _plan(
 ) -> _Run:
     """Input checks (no query yet), labels, and the budget split over the selected tests."""
     check_request(references, cfg)
+    check_format(cfg.suspect_format, cfg.format_candidates)
     tests = selected(cfg.tests)
     refs, ctrl_lists = checked_inputs(suspect, references, controls, name_of, stacklevel=3)
     all_ctrls: list[Model] = []
@@ -173,7 +191,7 @@ def _plan(
         identical={
             rl: "same identity hash as the suspect"
             for r, rl in zip(refs, ref_labs, strict=True)
-            if r.info.identity == suspect.info.identity
+            if base_identity(r) == base_identity(suspect)
         },
         plan=plan,
         note=progress or (lambda msg, done, total: None),
@@ -187,16 +205,16 @@ def _gather(run: _Run) -> _Data:
     """The probe pool in a seeded order, split into sampled-output, fingerprint and stream
     prompts; the identity probes; every model's sampled outputs the tests need."""
     cfg, plan, sess = run.cfg, run.plan, run.sess
-    pool = probe_pool(
-        cfg.pool_size, seed=cfg.seed, source=cfg.prompt_source, files=cfg.prompt_files
-    )
-    order = list(range(len(pool)))
-    random.Random(f"provenance:{cfg.seed}").shuffle(order)
-    pool = [pool[i] for i in order]
+    pool = shuffled_pool(cfg)
     n_samp = plan.n_samp
     want_fp = any(t.queries(cfg).fingerprint for t in run.tests)
     fp_prompts = pool[n_samp : n_samp + cfg.n_fingerprint] if want_fp and n_samp else []
-    data = _Data(pool, pool[:n_samp], fp_prompts, pool[n_samp + len(fp_prompts) :])
+    n_pilot = cfg.n_format_pilot if plan.n_pilot else 0
+    stream_end = max(n_samp + len(fp_prompts), len(pool) - n_pilot)
+    data = _Data(pool, pool[:n_samp], fp_prompts, pool[n_samp + len(fp_prompts) : stream_end])
+    data.pilot_prompts = pool[stream_end:] if n_pilot else []
+    if data.pilot_prompts:
+        _suspect_and_controls(run, data.pilot_prompts)
     if plan.n_id:
         run.note("identity probes", 0, 1)
         data.identity = _identity(run)
@@ -207,6 +225,56 @@ def _gather(run: _Run) -> _Data:
         if fp_prompts:
             data.fp = {lab: sess.sampled(lab, fp_prompts) for lab in sorted(gens - {run.suspect})}
     return data
+
+
+def _suspect_and_controls(run: _Run, prompts: list[str]) -> None:
+    """The format pilot (the suspect's format, see suspect_format.py) and the capability
+    check of every control (capability.py), on prompts and texts no test uses; with the
+    "matched" control rule, each reference keeps its capability-matched controls."""
+    cfg, sess, s = run.cfg, run.sess, run.suspect
+    run.note("format pilot and control capability", 0, 1)
+    model, found, warns = pilot(
+        sess.models[s], cfg.suspect_format, prompts, cfg.max_new_tokens, cfg.format_candidates
+    )
+    sess.models[s] = model  # type: ignore[index]  (the labelled models' dict)
+    sess.counter.add(s, "generate", sum(d.n for d in found.values()))
+    run.warnings += warns
+    chosen = model.info.extra.get("prompt_format", "chat")
+    run.checks["suspect_format"] = {
+        "requested": cfg.suspect_format,
+        "chosen": chosen,
+        "pilot": {f: d.to_dict() for f, d in found.items()},
+    }
+    if not cfg.capability_check:
+        return
+    ctrls = sorted({c for v in run.ctrl_labs.values() for c in v})
+    rates: dict[str, float | None] = {s: found[chosen].rate}
+    for c in ctrls:
+        sess.greedy(c, prompts)
+        rates[c] = degeneracy([sess.greedy_text(c, p) for p in prompts], prompts).rate
+    run.cap = check = check_controls(sess, s, ctrls, rates, cfg)
+    run.checks["controls"] = check.to_dict()
+    run.checks["control_rule"] = cfg.control_rule
+    for c, why in check.mismatch.items():
+        if why:
+            run.warnings.append(
+                f"control {c} is not capability-matched to the suspect: {'; '.join(why)}"
+            )
+    if cfg.control_rule == "matched":
+        for r, cl in run.ctrl_labs.items():
+            run.ctrl_labs[r], warn = matched_controls(check, cl)
+            if warn:
+                run.warnings.append(f"reference {r}: {warn}")
+
+
+def shuffled_pool(cfg: ProvenanceConfig) -> list[str]:
+    """The probe pool in the seeded order every step reads it in."""
+    pool = probe_pool(
+        cfg.pool_size, seed=cfg.seed, source=cfg.prompt_source, files=cfg.prompt_files
+    )
+    order = list(range(len(pool)))
+    random.Random(f"provenance:{cfg.seed}").shuffle(order)
+    return [pool[i] for i in order]
 
 
 def _identity(run: _Run) -> dict[str, Any]:
@@ -250,6 +318,7 @@ def _inputs(run: _Run, data: _Data, ref: str, stream: StreamRecord | None = None
         reverse_prompts=data.pool[: run.plan.n_rev],
         n_gap=run.plan.n_gap,
         stream=stream,
+        pool=data.pool,
     )
 
 
@@ -319,6 +388,7 @@ def _combine(run: _Run, data: _Data, tests: _Tests) -> ProvenanceResult:
     """Per-reference results (Bonferroni over its tests), Holm over references, verdict."""
     results: list[ReferenceResult] = []
     identical = dict(run.identical)
+    families = prompt_families(run.cfg)
     for r, rmodel in zip(run.refs, run.ref_models, strict=True):
         ctl, rid = run.ctrl_labs[r], rmodel.info.identity
         if r in identical:
@@ -330,6 +400,12 @@ def _combine(run: _Run, data: _Data, tests: _Tests) -> ProvenanceResult:
         traj = combined_trajectory(fixed, rec, run.plan.fixed, _n_tests(run, fixed))
         res = reference_result(run.sess, run.suspect, r, rid, ctl, tests.results[r], traj, rec)
         res.identical = identical.get(r)
+        res.per_family = family_table(rec, families)
+        if run.cap is not None:
+            res.deciding_controls = deciding_controls(res.tests, run.cap)
+            run.warnings += [
+                f"reference {r}: {d['message']}" for d in res.deciding_controls if d.get("message")
+            ]
         results.append(res)
     parents = apply_holm(results, run.cfg.alpha)
     ident = [x.reference for x in results if x.identical]
@@ -349,7 +425,26 @@ def _combine(run: _Run, data: _Data, tests: _Tests) -> ProvenanceResult:
         suspect_queries=int(s_counts["generate"] + s_counts["score"]),
         identity=data.identity,
         config=run.cfg.to_dict(),
+        warnings=run.warnings + _answer_warnings(run, tests),
+        checks=run.checks,
     )
+
+
+def _answer_warnings(run: _Run, tests: _Tests) -> list[str]:
+    """The suspect's degenerate share over its greedy stream answers (free: no query)."""
+    prompts = list(dict.fromkeys(p for rec in tests.streams.values() for p in rec.prompts))
+    if not prompts:
+        return []
+    d = degeneracy([run.sess.greedy_text(run.suspect, p) for p in prompts], prompts)
+    run.checks["suspect_answers"] = d.to_dict()
+    if d.rate <= MOSTLY_DEGENERATE:
+        return []
+    why = ", ".join(f"{k} {v}" for k, v in sorted(d.reasons.items()))
+    return [
+        f"{d.rate:.0%} of the suspect's {d.n} greedy answers are degenerate ({why}): the "
+        "budget went on answers that agree with nothing; try --suspect-format auto, raw or "
+        "a pattern"
+    ]
 
 
 __all__ = [
