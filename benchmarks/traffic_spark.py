@@ -1,7 +1,8 @@
 """DuckDB vs Spark (local mode) on the scale benchmark's cached logs.
 
     nice -n 10 .venv/bin/python -m benchmarks.traffic_spark [--sizes 1000000,3000000,10000000]
-        [--engines duckdb,spark] [--timeout 1800] [--master local[2]]
+        [--engines duckdb,spark] [--timeout 1800] [--master local[2]] [--no-content]
+        [--row-engine auto|duckdb|spark]
 
 Reuses the Parquet files that `benchmarks.traffic_scale` generates and caches under
 benchmarks/.data/ (run that first; this script does not generate data). Each scan
@@ -11,7 +12,10 @@ resident memory of the whole process tree (Python plus, for Spark, the JVM) ever
 bytes; Parquet bytes for files) of every table that leaves the engine, split into the
 reduced tables fetched to the driver and the request-level flags (requests.parquet,
 and its in-memory copy for logs up to 2M requests): what a cluster run moves to the
-driver. Results: benchmarks/results/traffic_spark.json.
+driver. The 1-minute load average is sampled with the memory (the machine may be
+shared: mean and max are recorded). ``--no-content`` scans without the content model
+(the default scan has it); ``--row-engine`` chooses where Spark runs the row-wise regex
+statements (`SparkEngine`). Results: benchmarks/results/traffic_spark.json.
 """
 
 from __future__ import annotations
@@ -72,19 +76,27 @@ def _per_request(what: str) -> bool:
     return what.startswith("write_parquet") or (what.startswith("SELECT * FROM req_flags"))
 
 
-def _child(engine: str, path: str, out_json: str, master: str, memory: str) -> None:
+def _child(
+    engine: str,
+    path: str,
+    out_json: str,
+    master: str,
+    memory: str,
+    content: bool = True,
+    row_engine: str = "auto",
+) -> None:
     from distilltrace.traffic.engine import make_engine
     from distilltrace.traffic.scanner import scan
 
     t0 = time.perf_counter()
     if engine == "spark":
-        eng = make_engine("spark", master=master, memory_limit=memory)
+        eng = make_engine("spark", master=master, memory_limit=memory, row_engine=row_engine)
     else:
         eng = make_engine("duckdb", threads=2)
     t_start = time.perf_counter() - t0
     rec = _Recording(eng)
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as out:
-        res = scan(path, engine=rec, out_dir=out)
+        res = scan(path, engine=rec, out_dir=out, content=content)
     s = res.summary
     per_request = [m for m in rec.moved if _per_request(m["what"])]
     fetched = [m for m in rec.moved if m not in per_request]
@@ -92,6 +104,8 @@ def _child(engine: str, path: str, out_json: str, master: str, memory: str) -> N
         json.dumps(
             {
                 "engine_start_s": round(t_start, 2),
+                "content": content,
+                "row_engine": getattr(eng, "row_engine", None),
                 "scan_s": s["timings_s"]["total"],
                 "timings_s": s["timings_s"],
                 "n_requests": s["n_requests"],
@@ -129,7 +143,16 @@ def _tree_rss(proc) -> int:
     return total
 
 
-def run_one(engine: str, path: Path, *, master: str, memory: str, timeout: float) -> dict:
+def run_one(
+    engine: str,
+    path: Path,
+    *,
+    master: str,
+    memory: str,
+    timeout: float,
+    content: bool = True,
+    row_engine: str = "auto",
+) -> dict:
     import psutil
 
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
@@ -146,6 +169,9 @@ def run_one(engine: str, path: Path, *, master: str, memory: str, timeout: float
         master,
         "--memory",
         memory,
+        "--row-engine",
+        row_engine,
+        *([] if content else ["--no-content"]),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     t0 = time.perf_counter()
@@ -154,9 +180,11 @@ def run_one(engine: str, path: Path, *, master: str, memory: str, timeout: float
     )
     ps = psutil.Process(proc.pid)
     peak = 0
+    loads: list[float] = []
     timed_out = False
     while proc.poll() is None:
         peak = max(peak, _tree_rss(ps))
+        loads.append(os.getloadavg()[0])
         if time.perf_counter() - t0 > timeout:
             timed_out = True
             for c in ps.children(recursive=True):
@@ -171,6 +199,8 @@ def run_one(engine: str, path: Path, *, master: str, memory: str, timeout: float
         "file": path.name,
         "wall_s": round(wall, 1),
         "peak_rss_gb": round(peak / 2**30, 2),
+        "load_avg_1m_mean": round(sum(loads) / len(loads), 1) if loads else None,
+        "load_avg_1m_max": round(max(loads), 1) if loads else None,
     }
     if timed_out:
         row["status"] = f"timed out after {timeout:.0f} s"
@@ -190,12 +220,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--memory", default="6GB", help="Spark driver memory (local mode)")
+    ap.add_argument("--no-content", action="store_true", help="scan without the content model")
+    ap.add_argument("--row-engine", default="auto", choices=["auto", "duckdb", "spark"])
     ap.add_argument(
         "--child", nargs=3, metavar=("ENGINE", "PATH", "OUT_JSON"), help=argparse.SUPPRESS
     )
     a = ap.parse_args(argv)
     if a.child:
-        _child(*a.child, master=a.master, memory=a.memory)
+        _child(
+            *a.child,
+            master=a.master,
+            memory=a.memory,
+            content=not a.no_content,
+            row_engine=a.row_engine,
+        )
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
     res_path = RESULTS / "traffic_spark.json"
@@ -216,7 +254,15 @@ def main(argv: list[str] | None = None) -> None:
                 f"{path} is missing: run `python -m benchmarks.traffic_scale --sizes {n}` first"
             )
         for engine in a.engines.split(","):
-            row = run_one(engine, path, master=a.master, memory=a.memory, timeout=a.timeout)
+            row = run_one(
+                engine,
+                path,
+                master=a.master,
+                memory=a.memory,
+                timeout=a.timeout,
+                content=not a.no_content,
+                row_engine=a.row_engine,
+            )
             row["size"] = n
             row["date_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             print(json.dumps({k: v for k, v in row.items() if k != "tables"}), flush=True)

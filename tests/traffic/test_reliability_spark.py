@@ -3,6 +3,9 @@ reliability cases (Parquet and DataFrames: Spark reads no CSV/JSONL)."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -18,6 +21,10 @@ pytestmark = [
 ]
 
 
+# Spark's Python workers run this interpreter, whose DuckDB evaluates the row-wise
+# regex statements (the engine's default row engine); set before the session starts.
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
 QCOLS = ["source", "row_number", "reason", "request_id", "account_id", "timestamp"]
 
 
@@ -32,10 +39,10 @@ def _duck(src):
     return rep, q, ev
 
 
-def _spark(spark, src):
+def _spark(spark, src, row_engine: str = "auto"):
     from distilltrace.traffic.spark_engine import SparkEngine
 
-    eng = SparkEngine(spark)
+    eng = SparkEngine(spark, row_engine=row_engine)
     try:
         rep = eng.load_events(src)
         q = eng.fetch("SELECT * FROM quarantine ORDER BY source, row_number")
@@ -94,12 +101,51 @@ def _text_cases() -> pd.DataFrame:
     )
 
 
-def test_text_values_parquet_same_in_spark(spark, tmp_path):
+@pytest.mark.parametrize("row_engine", ["duckdb", "spark"])
+def test_text_values_parquet_same_in_spark(spark, tmp_path, row_engine):
+    """Validation in DuckDB per batch and in Spark SQL both equal DuckDB's reader."""
     p = tmp_path / "text.parquet"
     _text_cases().to_parquet(p)
     duck = _duck([str(p)])
     assert duck[0].rows_read == 19 and duck[0].rows_quarantined == 13
-    _same(duck, _spark(spark, [str(p)]))
+    _same(duck, _spark(spark, [str(p)], row_engine))
+
+
+def _nanos_frame() -> pd.DataFrame:
+    """Nanosecond timestamps (pandas' default unit) with sub-microsecond parts that round
+    up, down and half away from zero, one before 1970 (quarantined) and a created-at."""
+    base = 1_772_000_000_000_000_000
+    ns = [base + 499, base + 500, base + 1_500, base - 500, base + 123_456_789, -1_500]
+    n = len(ns)
+    return pd.DataFrame(
+        {
+            "request_id": [f"r{i}" for i in range(n)],
+            "timestamp": pd.to_datetime(ns, unit="ns", utc=True),
+            "account_id": ["a", "a", "b", "b", "c", "c"],
+            "prompt": ["hello"] * n,
+            "account_created_at": pd.to_datetime([base - 10**15] * n, unit="ns"),  # naive
+        }
+    )
+
+
+@pytest.mark.parametrize("as_folder", [False, True])
+def test_nanosecond_parquet_same_in_spark(spark, tmp_path, as_folder):
+    """pandas writes nanosecond timestamps, which Spark cannot read as timestamps: the
+    engine reads them as longs and rounds them to microseconds as DuckDB does (a file:
+    columns from its footer; a folder: the schema's timestamp columns)."""
+    df = _nanos_frame()
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    p = folder / "part-0.parquet"
+    df.to_parquet(p, index=False)
+    assert pq.read_schema(p).field("timestamp").type.unit == "ns"
+    duck = _duck([str(p)])  # DuckDB reads files, not folders
+    assert duck[0].rows_valid == 5 and duck[0].rows_quarantined == 1
+    spk = _spark(spark, [str(folder if as_folder else p)])
+    if as_folder:  # the same rows; the quarantine names the folder as the source
+        duck[1]["source"] = spk[1]["source"] = "x"
+    _same(duck, spk)
+    assert [round(t * 10**6) % 10**6 for t in spk[2]["t"][:3]] == [0, 1, 2]
 
 
 def test_typed_values_parquet_same_in_spark(spark, tmp_path):

@@ -105,6 +105,23 @@ def test_empty_file_gives_empty_valid_report(tmp_path):
     assert json.loads((tmp_path / "out" / "campaigns.json").read_text()) == {"campaigns": []}
 
 
+def test_one_account_log(tmp_path):
+    """A log of a single account (a gateway's first minutes) scans: no linkage, no crash."""
+    df = make_benign()
+    one = df[df["account_id"] == df["account_id"].iloc[0]]
+    res = scan(one, out_dir=tmp_path / "out", content=False)
+    assert res.summary["n_accounts"] == 1 and len(res.accounts) == 1
+    assert res.summary["n_requests"] == len(one)
+
+
+def test_required_columns_only(tmp_path):
+    """A log with only the schema's required columns (nothing to link accounts by) scans."""
+    df = make_benign()[["request_id", "timestamp", "account_id", "prompt"]]
+    res = scan(df, out_dir=tmp_path / "out", content=False)
+    assert res.summary["n_requests"] == len(df)
+    assert res.summary["n_accounts"] == df["account_id"].nunique()
+
+
 def test_cli_scan_and_one_line_errors(small_log, tmp_path):
     from distilltrace.cli import app
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import sys
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,10 @@ except ImportError:
 
 needs_spark = pytest.mark.skipif(_why is not None, reason=_why or "")
 
+# Spark's Python workers run this interpreter, whose DuckDB evaluates the row-wise
+# regex statements (the engine's default row engine); set before the session starts.
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
 #: Relative tolerance for floating-point columns (different summation order across engines).
 RTOL = 1e-9
 
@@ -52,10 +57,10 @@ def sim_path(tmp_path_factory):
     return path
 
 
-def _engine(spark):
+def _engine(spark, row_engine: str = "auto"):
     from distilltrace.traffic.spark_engine import SparkEngine
 
-    return SparkEngine(spark)
+    return SparkEngine(spark, row_engine=row_engine)
 
 
 def assert_frames_equal(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -115,6 +120,67 @@ def test_spark_dataframe_scan_equals_duckdb(spark, sim_path):
     assert spark.range(1).count() == 1
 
 
+@needs_spark
+@pytest.mark.slow
+def test_java_row_engine_scan_equals_duckdb(spark, sim_path):
+    """The same scan with the text features in Spark SQL (regexes translated to Java):
+    same accounts, campaigns and request flags as DuckDB."""
+    duck = scan(str(sim_path), engine="duckdb")
+    eng = _engine(spark, "spark")
+    assert eng.row_engine == "spark"
+    spk = scan(str(sim_path), engine=eng)
+    assert duck.summary["n_campaigns"] >= 1
+    assert_frames_equal(duck.accounts, spk.accounts)
+    assert_close([c.to_dict() for c in duck.campaigns], [c.to_dict() for c in spk.campaigns])
+    assert_frames_equal(duck.requests, spk.requests)
+
+
+@needs_spark
+def test_req_table_is_duckdbs_own(spark, sim_path):
+    """With the DuckDB row engine the per-request feature table is DuckDB's, value for
+    value (the prompt hash too: DuckDB's 64 bits read as a signed integer)."""
+    from distilltrace.traffic.engine import DuckDBEngine
+    from distilltrace.traffic.pipeline import statements
+
+    small = pq.read_table(sim_path).slice(0, 3000)
+    tables = []
+    for eng in (DuckDBEngine(threads=1), _engine(spark, "duckdb")):
+        try:
+            rep = eng.load_events(small)
+            req = statements(set(rep.columns_present))[0]
+            assert req.name == "req"
+            eng.execute(req.name, req.sql)
+            tables.append(eng.fetch("SELECT * FROM req ORDER BY request_id"))
+            if eng.name == "spark":
+                assert eng.row_engine == "duckdb"
+        finally:
+            eng.close()
+    duck, spk = tables
+    duck["prompt_hash"] = duck["prompt_hash"].astype("uint64").astype("int64")
+    assert list(duck.columns) == list(spk.columns)
+    assert len(duck) == 3000
+    for c in duck.columns:  # exact: the same engine computed both
+        assert duck[c].astype(str).tolist() == spk[c].astype(str).tolist(), c
+
+
+def test_rowwise_regex_statements_detected():
+    """Only row-by-row maps of one table that use a regex go to DuckDB per batch."""
+    from distilltrace.traffic.pipeline import statements
+    from distilltrace.traffic.spark_engine import rowwise_regex_source
+
+    sts = statements({"input_tokens", "output_tokens", "model", "client_ip", "user_agent"})
+    found = {st.name: rowwise_regex_source(st.sql) for st in sts}
+    table, cols = found.pop("req")
+    assert table == "events"
+    assert {"prompt", "request_id", "account_id", "t", "model"} <= set(cols)
+    assert "client_ip" not in cols  # only the columns the statement reads travel
+    assert all(v is None for v in found.values()), found  # aggregates, joins, windows
+    assert rowwise_regex_source("SELECT a, b FROM e WHERE a > 1") is None  # no regex
+    assert rowwise_regex_source("SELECT *, regexp_matches(a, 'x') AS m FROM e") == ("e", None)
+    sql = "SELECT regexp_matches(e.a, 'x') AS m FROM e JOIN f ON e.k = f.k"
+    assert rowwise_regex_source(sql) is None
+
+
 def _bad_logs(path):
     """Rows that break the schema in the ways a Parquet file can: text where numbers or
     timestamps belong, missing required values."""
@@ -156,11 +222,12 @@ def _bad_logs(path):
 
 
 @needs_spark
-def test_schema_mismatch_quarantined_like_duckdb(spark, tmp_path):
+@pytest.mark.parametrize("row_engine", ["duckdb", "spark"])
+def test_schema_mismatch_quarantined_like_duckdb(spark, tmp_path, row_engine):
     p = tmp_path / "bad.parquet"
     _bad_logs(p)
     duck = scan(str(p), engine="duckdb")
-    spk = scan(str(p), engine=_engine(spark))
+    spk = scan(str(p), engine=_engine(spark, row_engine))
     assert duck.summary["rows_quarantined"] == 4
     assert duck.summary["load"]["quarantine_reasons"] == spk.summary["load"]["quarantine_reasons"]
     for k in ("rows_read", "rows_valid", "rows_quarantined", "duplicate_request_ids"):
@@ -256,6 +323,14 @@ def test_to_spark_sql_rewrites():
     assert re2_to_java(r"[\s&[]") == "[\\t\\n\\f\\r \\&\\[]"
     exp = to_spark_sql("SELECT m.* EXCLUDE (k) FROM m", {"m": ["k", "a", "b"]})
     assert "`a`" in exp and "`k`" not in exp
+
+
+def test_unknown_row_engine_one_line():
+    pytest.importorskip("pyspark")
+    from distilltrace.traffic.spark_engine import SparkEngine
+
+    with pytest.raises(InputError, match="row engine"):
+        SparkEngine(object(), row_engine="java")
 
 
 def test_missing_java_one_line(monkeypatch):

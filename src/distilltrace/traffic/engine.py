@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Protocol
+from typing import Any, Protocol
 
 import pandas as pd
 import sqlglot
@@ -33,6 +33,17 @@ class Engine(Protocol):
     """Where the SQL runs: a table namespace plus a way to bring small tables back."""
 
     name: str
+
+    def load_events(self, source: Any) -> Any:
+        """Read and validate logs (paths, or a frame the engine takes) into the tables
+        ``events`` and ``quarantine``; return the `readers.LoadReport`. Engines build on
+        the public reader API: `readers.Loader` (``expect``, ``add_typed``,
+        ``add_empty``, ``finish``), `readers.check_readable`, `readers.check_text_start`,
+        `readers.detect_format`, `readers.is_arrow`."""
+
+    def run(self, sql: str) -> None:
+        """Run a statement with no result (``CREATE [OR REPLACE] TEMP TABLE|VIEW x AS``,
+        ``DROP TABLE|VIEW``, ``ALTER TABLE x RENAME TO y``), as the readers issue them."""
 
     def execute(self, name: str, sql: str) -> None:
         """Materialise ``sql`` as table ``name`` (replacing it)."""
@@ -82,6 +93,12 @@ class DuckDBEngine:
             self.con.execute("SET enable_progress_bar=false")
         except Exception:  # pragma: no cover - older DuckDB
             pass
+
+    def load_events(self, source: Any) -> Any:
+        """Read and validate logs into ``events`` and ``quarantine`` (`readers.load_events`)."""
+        from distilltrace.traffic.readers import load_events
+
+        return load_events(self, source)
 
     def execute(self, name: str, sql: str) -> None:
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")

@@ -147,6 +147,33 @@ class ClusterTest:
     statistic: float
     pvalue: float
 
+    # The evidence protocol (distilltrace.evidence.Evidence).
+    name = "cluster_test"
+    null = (
+        "the cluster's independent units are a random sample of the population (their "
+        "calibrated tails are independent Uniform(0, 1), so T = sum of capped -ln u is "
+        "at most Gamma(k, 1) in the tail)"
+    )
+
+    @property
+    def n(self) -> int:
+        return self.size
+
+    @property
+    def details(self) -> dict:
+        return {"units": self.size}
+
+    def to_dict(self) -> dict:
+        return {
+            "size": self.size,
+            "statistic": self.statistic,
+            "pvalue": self.pvalue,
+            "name": self.name,
+            "null": self.null,
+            "n": self.n,
+            "details": self.details,
+        }
+
 
 #: Most evidence one unit can add to a cluster test (-ln u capped at -ln 1e-4), so a
 #: single extreme member cannot carry an otherwise ordinary cluster.

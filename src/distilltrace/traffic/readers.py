@@ -126,7 +126,8 @@ def detect_format(path: Path) -> str:
     return "csv"
 
 
-def _check_readable(path: Path) -> None:
+def check_readable(path: Path) -> None:
+    """Raise InputError (one line) unless ``path`` is an existing, readable file."""
     if not path.exists():
         raise InputError(f"log file not found: {path}")
     if path.is_dir():
@@ -138,7 +139,7 @@ def _check_readable(path: Path) -> None:
         raise InputError(f"cannot read log file {path}: {e.strerror or e}") from None
 
 
-def _check_text_start(path: Path, *, jsonl: bool = False) -> None:
+def check_text_start(path: Path, *, jsonl: bool = False) -> None:
     """A CSV file starts with a header line of text, a JSON Lines file with a JSON value
     or at least a line of text: random bytes, a binary or compressed file of another
     kind fail here, with a clear error instead of a confusing "missing column"."""
@@ -618,7 +619,14 @@ def _column_sql(c: str, raw_t: str, h: str) -> _ColumnSql:
 # ---------------------------------------------------------------- loader
 
 
-class _Loader:
+class Loader:
+    """Validates sources into an engine's ``events`` and ``quarantine`` tables.
+
+    The public part, for engines with their own reader (Spark): `expect` (a source's
+    own record count), `add_typed` (a source as a view of typed columns), `add_empty`
+    (an empty file), `finish` (events, quarantine, reconciliation, de-duplication) and
+    `report`. ``eng`` needs ``run(sql)`` and ``con.execute(sql)`` (DuckDB's API)."""
+
     def __init__(self, eng: DuckDBEngine, tmpdir: str) -> None:
         self.eng = eng
         self.tmpdir = tmpdir
@@ -642,7 +650,7 @@ class _Loader:
         self.expect(idx, path, self._parquet_rows(path))
         types = {c[0]: c[1] for c in cols}
         src = f"read_parquet({_lit(str(path))}, file_row_number=true)"
-        self._typed(idx, path, src, types, row_expr="file_row_number + 1")
+        self.add_typed(idx, path, src, types, row_expr="file_row_number + 1")
 
     def _parquet_rows(self, path: Path) -> int:
         """Rows in the Parquet footer (row-group metadata), read by pyarrow."""
@@ -661,15 +669,15 @@ class _Loader:
         self.expect(idx, name, rows)
         types = {c[0]: c[1] for c in self.eng.con.execute(f"DESCRIBE {view}").fetchall()}
         src = f"(SELECT *, row_number() OVER () AS __row FROM {view})"
-        self._typed(idx, Path(name), src, types, row_expr="__row")
+        self.add_typed(idx, Path(name), src, types, row_expr="__row")
 
     def add_csv(self, idx: int, path: Path) -> None:
         orig = path
-        _check_text_start(path)
+        check_text_start(path)
         path = self._maybe_repair(path)
         header, header_line = _csv_header(path, orig)
         if not header:
-            self._empty(idx, orig)
+            self.add_empty(idx, orig)
             return
         missing = [c for c in schema.REQUIRED if c not in header]
         if missing:
@@ -688,7 +696,7 @@ class _Loader:
             raw = f"coalesce(__line, {raw})"
             types["__malformed"] = "VARCHAR"
         self.expect(idx, orig, count.records)
-        self._typed(idx, orig, src, types, row_expr="__row", raw_expr=raw)
+        self.add_typed(idx, orig, src, types, row_expr="__row", raw_expr=raw)
 
     def _csv_recovered(self, idx: int, path: Path, header: list[str]) -> tuple[_CsvCount, str]:
         """The strict reader's records: the well-formed ones parsed by DuckDB from a clean
@@ -761,7 +769,7 @@ class _Loader:
 
     def add_jsonl(self, idx: int, path: Path) -> None:
         orig = path
-        _check_text_start(path, jsonl=True)
+        check_text_start(path, jsonl=True)
         self.expect(idx, orig, _jsonl_count(path))
         repaired = False
         self.eng.run(f"CREATE OR REPLACE TEMP TABLE lines_{idx} (line VARCHAR, __row BIGINT)")
@@ -789,7 +797,7 @@ class _Loader:
                 return
         types = dict.fromkeys(known, "VARCHAR")
         types["__malformed"] = "VARCHAR"
-        self._typed(
+        self.add_typed(
             idx,
             orig,
             f"raw_{idx}",
@@ -832,11 +840,12 @@ class _Loader:
             self.report.utf8_repaired_files.append(str(path))
         return fixed
 
-    def _empty(self, idx: int, path: Path) -> None:
+    def add_empty(self, idx: int, path: Path) -> None:
+        """Source ``idx`` is an empty file: no records, no rows."""
         self.report.files.append(str(path))
         self.expect(idx, path, 0)
 
-    def _typed(
+    def add_typed(
         self,
         idx: int,
         path: Path,
@@ -847,6 +856,9 @@ class _Loader:
         fixed_required: bool = True,
         raw_expr: str | None = None,
     ) -> None:
+        """Source ``idx`` read from ``src`` (a table, view or subquery whose columns have
+        the DuckDB ``types``; ``row_expr`` its 1-based row position): a view of typed,
+        validated values and a table of its quarantined rows."""
         present = [c for c in types if c in schema.ALL]
         missing = [c for c in schema.REQUIRED if c not in types]
         if missing and fixed_required:
@@ -1026,10 +1038,10 @@ def load_events(
     the engine's ``events`` table and ``quarantine`` table."""
     tmpdir = tempfile.mkdtemp(prefix="distilltrace-read-")
     try:
-        loader = _Loader(eng, tmpdir)
+        loader = Loader(eng, tmpdir)
         if isinstance(source, str | os.PathLike):
             source = [source]
-        if isinstance(source, pd.DataFrame) or _is_arrow(source) or _is_duckdb_rel(source):
+        if isinstance(source, pd.DataFrame) or is_arrow(source) or _is_duckdb_rel(source):
             obj = source.arrow() if _is_duckdb_rel(source) else source
             if hasattr(obj, "read_all"):  # a RecordBatchReader
                 obj = obj.read_all()
@@ -1047,13 +1059,17 @@ def load_events(
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def _load_paths(loader: _Loader, paths: list[Path]) -> None:
+#: The former private name (tests patch methods through it).
+_Loader = Loader
+
+
+def _load_paths(loader: Loader, paths: list[Path]) -> None:
     if not paths:
         raise InputError("no log files given")
     for i, p in enumerate(paths):
-        _check_readable(p)
+        check_readable(p)
         if p.stat().st_size == 0:
-            loader._empty(i, p)
+            loader.add_empty(i, p)
             continue
         fmt = detect_format(p)
         try:
@@ -1069,7 +1085,8 @@ def _load_paths(loader: _Loader, paths: list[Path]) -> None:
             ) from None
 
 
-def _is_arrow(obj: Any) -> bool:
+def is_arrow(obj: Any) -> bool:
+    """True for a pyarrow object (a Table, RecordBatch or RecordBatchReader)."""
     return type(obj).__module__.startswith("pyarrow")
 
 

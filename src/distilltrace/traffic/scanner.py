@@ -421,6 +421,10 @@ def _derived_values(red: features.Reduced) -> pd.DataFrame:
     if red.content is not None:
         parts.append(red.content.behaviour_values)
     parts = [p for p in parts if len(p)]
+    if not parts:  # nothing links anyone (e.g. only the schema's required columns)
+        return pd.DataFrame(
+            {c: pd.Series(dtype=object) for c in ("kind", "value", "account_id", "n")}
+        )
     v = pd.concat(parts, ignore_index=True)
     v["account_id"] = v["account_id"].astype(str)
     v["value"] = v["value"].astype(str)
@@ -489,10 +493,18 @@ def _disclosed(red: features.Reduced, cfg: ScanConfig) -> np.ndarray:
 
 
 def _decide(cand: _Candidate, m: int, cfg: ScanConfig, disclosed, volume) -> None:
-    """Flag a candidate on its test plus harvest evidence; behaviour alone is reported."""
+    """Flag a candidate on its test plus harvest evidence; behaviour alone is reported.
+
+    Two routes, each at half the campaign level (a union bound keeps the family-wise
+    level): the candidate is anomalous overall and its harvest evidence reaches
+    ``harvest_alpha``; or its harvest evidence alone (what its members ask for, tested
+    against the population) reaches the campaign level, however ordinary the rest of
+    its behaviour (many low-volume accounts on shared infrastructure)."""
     cand.p_adj = min(1.0, cand.test.pvalue * m)
     cand.harvest_adj = min(1.0, cand.harvest.pvalue * m)
-    if cand.p_adj <= cfg.campaign_alpha and cand.harvest_adj <= cfg.harvest_alpha:
+    half = cfg.campaign_alpha / 2
+    joint = cand.p_adj <= half and cand.harvest_adj <= cfg.harvest_alpha
+    if joint or cand.harvest_adj <= half:
         cand.flagged, cand.reason = True, "harvest"
     elif cand.p_adj <= cfg.campaign_alpha * cfg.behaviour_factor:
         cand.reason = "behaviour"

@@ -257,8 +257,11 @@ def linkage_graph(
         if k in STRONG_KINDS:
             strong = strong + Wk
     W = total.tocoo()
-    nk = np.asarray(n_kinds[W.row, W.col]).ravel()
-    st = np.asarray(strong[W.row, W.col]).ravel()
+    if W.nnz:
+        nk = np.asarray(n_kinds[W.row, W.col]).ravel()
+        st = np.asarray(strong[W.row, W.col]).ravel()
+    else:  # no shared value (e.g. a one-account log): sparse fancy indexing misbehaves
+        nk = st = np.zeros(0)
     keep = (W.data >= threshold) & ((nk >= 2) | (st >= threshold))
     G = sparse.csr_matrix((np.ones(keep.sum()), (W.row[keep], W.col[keep])), shape=(N, N))
     _, labels = connected_components(G, directed=False)

@@ -21,6 +21,14 @@ tables come back to the driver as pandas frames, where the graph and statistics 
 runs unchanged. Input: Parquet paths Spark can read (local, ``hdfs://``, ``s3a://``,
 ...), a Spark DataFrame, or a pandas/pyarrow table; validation and quarantine are the
 readers' own (`distilltrace.traffic.readers`), run in Spark.
+
+Row-wise statements that use regular expressions (the per-request text features and
+the readers' validation) are the exception: java.util.regex backtracks through every
+alternative at every position, so they run, by default, in DuckDB inside Spark's Python
+workers, one Arrow batch at a time (`mapInArrow`): the same SQL text, evaluated by the
+same engine as `DuckDBEngine`, so the values are DuckDB's own. ``row_engine="spark"``
+(or a worker Python without DuckDB, which ``"auto"`` detects) keeps them in Spark SQL
+with the RE2 -> Java translation below.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -196,6 +205,142 @@ def _expand_star_except(tree: exp.Expression, schemas: dict[str, list[str]]) -> 
     return tree
 
 
+# ----------------------------------------------------- row-wise SQL in DuckDB, per batch
+
+#: Node types that make a statement more than a row-by-row map of one table.
+_NOT_ROWWISE = (
+    exp.AggFunc,
+    exp.Window,
+    exp.Join,
+    exp.Group,
+    exp.Order,
+    exp.Limit,
+    exp.Distinct,
+    exp.Union,
+    exp.Having,
+    exp.Qualify,
+    exp.CTE,
+)
+_REGEX_NODES = (exp.RegexpLike, exp.RegexpReplace, exp.RegexpExtract, exp.RegexpSplit)
+_ROW_ENGINES = ("auto", "duckdb", "spark")
+
+
+def rowwise_regex_source(sql: str) -> tuple[str, list[str] | None] | None:
+    """``(table, columns)`` when a DuckDB-dialect statement maps the rows of one table one
+    by one (no aggregate, window, join, union, sort or limit) and uses a regular
+    expression, else None. ``columns``: the table columns it may read (None: all of them,
+    when the outermost select has a ``*``)."""
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    if not isinstance(tree, exp.Select) or not any(tree.find_all(*_REGEX_NODES)):
+        return None
+    if any(tree.find_all(*_NOT_ROWWISE)):
+        return None
+    tables = {t.name.lower() for t in tree.find_all(exp.Table)}
+    if len(tables) != 1:
+        return None
+    star = any(isinstance(e, exp.Star) or isinstance(e.this, exp.Star) for e in tree.expressions)
+    cols = None if star else sorted({c.name.lower() for c in tree.find_all(exp.Column)})
+    return tables.pop(), cols
+
+
+def _duckdb_batches(sql: str, table: str, out_schema):
+    """A `mapInArrow` function: ``sql`` run by DuckDB on each Arrow batch registered as
+    ``table``. A closure (pickled by value), so workers need only duckdb and pyarrow."""
+
+    def run(batches):
+        import duckdb
+        import pyarrow as pa
+
+        con = duckdb.connect(":memory:")
+        con.execute("SET threads=1")
+        con.execute("SET TimeZone='UTC'")
+        for b in batches:
+            if b.num_rows == 0:
+                continue
+            con.register(table, pa.Table.from_batches([b]))
+            rel = con.sql(sql)
+            got = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
+            if hasattr(got, "read_all"):
+                got = got.read_all()
+            con.unregister(table)
+            cols = []
+            for name, f in zip(out_schema.names, out_schema, strict=True):
+                c = got.column(name)
+                if pa.types.is_uint64(c.type):  # DuckDB's hash: the same 64 bits, signed
+                    c = pa.chunked_array([ch.view(pa.int64()) for ch in c.chunks], pa.int64())
+                if c.type != f.type:
+                    c = c.cast(f.type)
+                cols.append(c)
+            yield from pa.Table.from_arrays(cols, schema=out_schema).to_batches()
+        con.close()
+
+    return run
+
+
+def _arrow_of(rel):
+    """A DuckDB relation's rows as a pyarrow Table (DuckDB 1.x and 2.x spellings)."""
+    if hasattr(rel, "to_arrow_table"):
+        return rel.to_arrow_table()
+    got = rel.arrow()
+    return got.read_all() if hasattr(got, "read_all") else got
+
+
+def _probe_worker_duckdb(spark) -> str | None:
+    """The DuckDB version Spark's Python workers import (None when they cannot)."""
+
+    def probe(batches):
+        import pyarrow as pa
+
+        try:
+            import duckdb
+
+            v = duckdb.__version__
+        except Exception:  # noqa: BLE001 - any import failure means "no DuckDB here"
+            v = ""
+        for _ in batches:
+            pass
+        yield pa.RecordBatch.from_pydict({"v": [v]})
+
+    try:
+        rows = spark.range(1, numPartitions=1).mapInArrow(probe, "v string").collect()
+    except Exception:  # noqa: BLE001 - no Python workers, pyarrow missing, ...
+        return None
+    return (rows[0]["v"] or None) if rows else None
+
+
+def _to_arrow_schema(schema, *, large: bool):
+    """pyspark's Spark -> Arrow schema (UTC timestamps; large strings when Spark uses them),
+    with the keyword arguments the installed PySpark has."""
+    import inspect
+
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    params = inspect.signature(to_arrow_schema).parameters
+    kw: dict[str, Any] = {}
+    if "timezone" in params:
+        kw["timezone"] = "UTC"
+    if "prefers_large_types" in params:
+        kw["prefers_large_types"] = large
+    return to_arrow_schema(schema, **kw)
+
+
+def _signed(t):
+    """Arrow type Spark can hold for a DuckDB result column type (unsigned -> signed)."""
+    import pyarrow as pa
+
+    if pa.types.is_uint64(t):
+        return pa.int64()
+    if pa.types.is_uint32(t):
+        return pa.int64()
+    if pa.types.is_uint16(t):
+        return pa.int32()
+    if pa.types.is_uint8(t):
+        return pa.int16()
+    if pa.types.is_string_view(t):
+        return pa.string()
+    return t
+
+
 # ------------------------------------------------------------------ availability
 
 
@@ -260,6 +405,7 @@ class SparkEngine:
         shuffle_partitions: int | None = None,
         app_name: str = "distilltrace-traffic-scan",
         temp_dir: str | None = None,
+        row_engine: str = "auto",
     ) -> None:
         """Use ``spark`` (an existing SparkSession, left running on close) or build one
         for ``master`` (``local[*]``, ``local[N]``, ``spark://host:7077``, ``yarn``, ...).
@@ -267,7 +413,16 @@ class SparkEngine:
         ``threads`` sets N in ``local[N]`` when no master is given; ``memory_limit``
         (e.g. "6GB") the driver memory of a session built here; ``conf`` any other
         Spark settings.
+
+        ``row_engine``: where row-wise statements with regular expressions run:
+        ``"duckdb"`` (DuckDB in the Python workers, per Arrow batch; the workers need
+        the driver's duckdb and pyarrow versions), ``"spark"`` (Spark SQL, regexes
+        translated to Java), or ``"auto"`` (DuckDB when the workers have it, else Spark).
         """
+        if row_engine not in _ROW_ENGINES:
+            raise InputError(f"unknown row engine {row_engine!r}: use auto, duckdb or spark")
+        self._row_engine = row_engine
+        self._worker_duckdb: str | None | bool = False  # not probed yet
         self._tables: dict[str, Any] = {}
         self._views: set[str] = set()
         self._prefix = "dt_" + uuid.uuid4().hex[:8]
@@ -287,6 +442,8 @@ class SparkEngine:
             }
             if local:
                 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+                # local Python workers run this interpreter (with its duckdb and pyarrow)
+                os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
                 cores = os.cpu_count() or 2
                 settings.update(
                     {
@@ -348,7 +505,74 @@ class SparkEngine:
         return to_spark_sql(sql, schemas)
 
     def _df(self, sql: str):
-        return self.spark.sql(self.to_spark(sql))
+        df = self._rowwise_df(sql) if self._row_engine != "spark" else None
+        return df if df is not None else self.spark.sql(self.to_spark(sql))
+
+    @property
+    def row_engine(self) -> str:
+        """Where row-wise regex statements run: "duckdb" or "spark" (probed on first use)."""
+        if self._row_engine == "spark":
+            return "spark"
+        return "duckdb" if self._duckdb_workers() else "spark"
+
+    def _duckdb_workers(self) -> bool:
+        """Whether Spark's Python workers import the driver's DuckDB version (asked once)."""
+        if self._worker_duckdb is False:
+            import duckdb
+
+            got = _probe_worker_duckdb(self.spark)
+            self._worker_duckdb = got
+            if got != duckdb.__version__ and self._row_engine == "duckdb":
+                raise SparkUnavailableError(
+                    f"row_engine='duckdb' needs duckdb {duckdb.__version__} in Spark's Python "
+                    f"workers, found {got or 'none'}: install it there (or set PYSPARK_PYTHON) "
+                    "or use row_engine='spark'"
+                )
+        import duckdb
+
+        return self._worker_duckdb == duckdb.__version__
+
+    def _rowwise_df(self, sql: str):
+        """``sql`` as a DataFrame computed by DuckDB per Arrow batch, when it is a row-wise
+        regex statement over one table and the workers have DuckDB; else None."""
+        src = rowwise_regex_source(sql)
+        if src is None or not self._duckdb_workers():
+            return None
+        table, cols = src
+        base = self.spark.table(table)
+        for use in ([c for c in base.columns if c.lower() in cols] if cols else None, None):
+            df = base.select(*[f"`{c}`" for c in use]) if use else base
+            schemas = self._duckdb_schemas(sql, table, df.schema)
+            if schemas is not None:
+                arrow_out, spark_out = schemas
+                return df.mapInArrow(_duckdb_batches(sql, table, arrow_out), spark_out)
+        return None
+
+    def _duckdb_schemas(self, sql: str, table: str, schema):
+        """(Arrow, Spark) schemas of ``sql``'s result, from DuckDB run on no rows of
+        ``schema``; None when DuckDB or Spark cannot type it (Spark SQL runs it then)."""
+        import duckdb
+        import pyarrow as pa
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        try:
+            empty = _to_arrow_schema(schema, large=False).empty_table()
+            con = duckdb.connect(":memory:")
+            try:
+                con.execute("SET TimeZone='UTC'")
+                con.register(table, empty)
+                got = _arrow_of(con.sql(sql))
+            finally:
+                con.close()
+            arrow = pa.schema([pa.field(f.name, _signed(f.type)) for f in got.schema])
+            spark_schema = from_arrow_schema(arrow, prefer_timestamp_ntz=True)
+            large = str(
+                self.spark.conf.get("spark.sql.execution.arrow.useLargeVarTypes", "false")
+            ).lower()
+            arrow = _to_arrow_schema(spark_schema, large=large == "true")
+        except Exception:  # noqa: BLE001 - a type either side lacks: Spark SQL runs it
+            return None
+        return arrow, spark_schema
 
     def _store(self, name: str, df) -> None:
         from pyspark import StorageLevel
@@ -482,10 +706,10 @@ class SparkEngine:
         """
         from distilltrace.traffic import readers
 
-        loader = readers._Loader(_DuckLike(self), self._tmp.name)
+        loader = readers.Loader(_DuckLike(self), self._tmp.name)
         if isinstance(source, str | os.PathLike):
             source = [source]
-        if _is_spark_df(source) or isinstance(source, pd.DataFrame) or readers._is_arrow(source):
+        if _is_spark_df(source) or isinstance(source, pd.DataFrame) or readers.is_arrow(source):
             df = source if _is_spark_df(source) else self._from_local(source)
             rows = df.count() if _is_spark_df(source) else _local_rows(source)
             loader.expect(0, "<relation>", rows)
@@ -505,27 +729,28 @@ class SparkEngine:
         remote = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", p) is not None and not p.startswith(
             "file://"
         )
-        footer_rows = None
+        footer_rows, nanos = None, None
         if not remote:
             local = Path(p[len("file://") :] if p.startswith("file://") else p)
             if not local.exists():
                 raise InputError(f"log file not found: {local}")
             if local.is_file():
-                readers._check_readable(local)
+                readers.check_readable(local)
                 if local.stat().st_size == 0:
-                    loader._empty(i, local)
+                    loader.add_empty(i, local)
                     return
                 fmt = readers.detect_format(local)
                 if fmt != "parquet":
-                    readers._check_text_start(local, jsonl=fmt == "jsonl")  # not binary junk
+                    readers.check_text_start(local, jsonl=fmt == "jsonl")  # not binary junk
                     raise InputError(
                         f"{local}: the Spark engine reads Parquet (or a Spark DataFrame); "
                         f"this looks like {fmt.upper()}: convert it to Parquet or use --engine duckdb"
                     )
                 footer_rows = _footer_rows(local)
+                nanos = _nano_columns(local)
             p = str(local.resolve())
         try:
-            df = self.spark.read.parquet(p)
+            df = self._read_parquet(p, nanos)
             df = df.select("*", "_metadata.row_index")
             df = df.withColumnRenamed("row_index", "__row")
             rows = footer_rows if footer_rows is not None else df.count()
@@ -535,17 +760,80 @@ class SparkEngine:
         loader.expect(i, p, rows)
         self._add_df(loader, i, p, df)
 
+    def _read_parquet(self, p: str, nanos: list[str] | None):
+        """``p`` read by Spark, nanosecond timestamps included (what pandas writes):
+        Spark reads those only as longs (``spark.sql.legacy.parquet.nanosAsLong``), so
+        they are turned into timestamps here, rounded to the microsecond half away from
+        zero as DuckDB casts them. ``nanos``: the nanosecond columns from the file's
+        footer; None (a folder, a remote path) when unknown: then the schema's timestamp
+        columns that Spark reads as longs while the setting is on."""
+        flag = "spark.sql.legacy.parquet.nanosAsLong"
+        if nanos:
+            self._set_conf(flag, "true")
+        try:
+            df = self.spark.read.parquet(p)
+        except Exception as e:  # noqa: BLE001 - Spark's AnalysisException
+            if "NANOS" not in str(e) or nanos is not None:
+                raise
+            self._set_conf(flag, "true")
+            df = self.spark.read.parquet(p)
+        if nanos is None and str(self.spark.conf.get(flag, "false")).lower() == "true":
+            from pyspark.sql.types import LongType
+
+            from distilltrace.traffic import schema
+
+            nanos = [
+                f.name
+                for f in df.schema.fields
+                if schema.ALL.get(f.name) == "timestamp" and isinstance(f.dataType, LongType)
+            ]
+        if not nanos:
+            return df
+        from pyspark.sql import functions as F
+
+        cols = []
+        for f in df.schema.fields:
+            c = f"`{f.name}`"
+            if f.name in nanos:
+                cols.append(
+                    F.expr(
+                        f"timestamp_micros({c} div 1000 + CASE WHEN {c} % 1000 >= 500 THEN 1 "
+                        f"WHEN {c} % 1000 <= -500 THEN -1 ELSE 0 END)"
+                    ).alias(f.name)
+                )
+            else:
+                cols.append(F.col(c))
+        return df.select(*cols)
+
+    def _set_conf(self, key: str, value: str) -> None:
+        """Set a session setting for this engine's life (restored on close)."""
+        if key not in self._saved_conf:
+            self._saved_conf[key] = self.spark.conf.get(key, None)
+        self.spark.conf.set(key, value)
+
     def _add_df(self, loader, idx: int, name: str, df) -> None:
         view = f"__input_{idx}"
         df.createOrReplaceTempView(view)
         self._views.add(view)
         types = {f.name: _duck_type(f.dataType) for f in df.schema.fields if f.name != "__row"}
         # 1-based row positions, as the DuckDB reader's
-        loader._typed(idx, Path(name), view, types, row_expr="__row + 1")
+        loader.add_typed(idx, Path(name), view, types, row_expr="__row + 1")
 
 
 def _local_rows(obj: Any) -> int:
     return len(obj) if isinstance(obj, pd.DataFrame) else int(obj.num_rows)
+
+
+def _nano_columns(path: Path) -> list[str] | None:
+    """Columns of a local Parquet file stored as nanosecond timestamps (None: unreadable)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        sch = pq.read_schema(path)
+    except Exception:  # noqa: BLE001 - Spark reports the error
+        return None
+    return [f.name for f in sch if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
 
 
 def _footer_rows(path: Path) -> int | None:
