@@ -10,7 +10,9 @@ import typer
 from distilltrace import __version__
 from distilltrace.bench import marks_cli as marks_bench_cli
 from distilltrace.bench import provenance_cli as provenance_bench_cli
+from distilltrace.custody import cli as custody_cli
 from distilltrace.distill import cli as distill_cli
+from distilltrace.gateway import cli as gateway_cli
 from distilltrace.marks import cli as marks_cli
 from distilltrace.models import cli as models_cli
 from distilltrace.provenance import cli as provenance_cli
@@ -57,6 +59,10 @@ app.add_typer(
     provenance_cli.app, name="provenance", help="Test whether a suspect derives from a reference."
 )
 app.add_typer(marks_cli.app, name="marks", help="Watermarks and radioactivity tests.")
+app.add_typer(custody_cli.app, name="custody", help="Chain-of-custody evidence bundles.")
+app.add_typer(
+    gateway_cli.app, name="gateway", help="A logging, marking gateway in front of a model."
+)
 
 bench_app = typer.Typer(help="Benchmarks scored against ground truth.", no_args_is_help=True)
 bench_app.command("provenance")(provenance_bench_cli.bench)
