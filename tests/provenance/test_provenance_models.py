@@ -176,7 +176,14 @@ def test_cross_tokenizer_student_detected(zoo, smol_student):
     t = _m(zoo, "T")
     assert s.info.tokenizer_id != t.info.tokenizer_id
     res = test_provenance(
-        s, [t], [_m(zoo, "C1"), _m(zoo, "C2")], budget=200, alpha=0.01, config=FAST
+        s,
+        [t],
+        [_m(zoo, "C1"), _m(zoo, "C2")],
+        budget=200,
+        alpha=0.01,
+        # the whole budget on the tests (the capability check's suspect queries are
+        # measured in test_provenance_issue18.py)
+        config=ProvenanceConfig(**{**FAST.to_dict(), "capability_check": False}),
     )
     ref = res.references[0]
     assert ref.tests["greedy_agreement"].pvalue <= 1e-3
