@@ -6,7 +6,6 @@ Deterministic checks (no statistics: null not applicable)."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from urllib.parse import quote
 
 import httpx
@@ -18,6 +17,7 @@ from distilltrace.gateway.board import board_router
 from distilltrace.gateway.demo import serve_in_thread
 from distilltrace.gateway.live import LiveConfig, LiveEnforcer
 from distilltrace.gateway.policy import AuditLog, default_policy
+from tests.browser_helpers import chromium
 from tests.traffic.handmade_logs import make_benign, make_hydra
 
 TOKEN = "board-admin-token-0123456789"
@@ -29,22 +29,7 @@ PAYLOAD = (
 EVIL_ID = "<b onmouseover=alert(1)>"
 
 
-def _chromium(args, tmp_path):
-    base = [
-        "chromium",
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--enable-logging=stderr",
-        "--v=0",
-    ]
-    return subprocess.run(base + args, capture_output=True, text=True, timeout=120)
+_chromium = chromium
 
 
 @pytest.fixture(scope="module")

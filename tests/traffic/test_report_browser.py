@@ -4,13 +4,13 @@ console errors, and a prompt carrying <script> or onerror= does not execute."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import pandas as pd
 import pytest
 from handmade_logs import make_benign, make_hydra
 
 from distilltrace.traffic import scan
+from tests.browser_helpers import chromium
 
 pytestmark = [
     pytest.mark.browser,
@@ -24,22 +24,7 @@ PAYLOAD = (
 )
 
 
-def _chromium(args, tmp_path):
-    base = [
-        "chromium",
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--enable-logging=stderr",
-        "--v=0",
-    ]
-    return subprocess.run(base + args, capture_output=True, text=True, timeout=120)
+_chromium = chromium
 
 
 def test_report_renders_and_payload_is_inert(tmp_path):
