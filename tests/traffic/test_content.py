@@ -139,7 +139,7 @@ def test_sample_is_deterministic_and_transpiles():
         eng.register("events", df)
         eng.register("req", df[["request_id", "account_id"]].assign(frame_hash=df["request_id"]))
         ids = sorted(df["account_id"].unique())
-        eng.register("content_accounts", pd.DataFrame({"account_id": ids, "k": 3}))
+        eng.register("content_accounts", pd.DataFrame({"account_id": ids, "k": 3, "skip": 0}))
         a = eng.fetch(content.sample_sql() + " ORDER BY account_id, request_id")
         b = eng.fetch(content.sample_sql() + " ORDER BY account_id, request_id")
         assert a.equals(b) and a.groupby("account_id").size().max() <= 3

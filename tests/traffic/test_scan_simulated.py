@@ -1,11 +1,12 @@
 """The fused scan on a small simulated log: which campaigns and look-alikes it flags.
 
-Two known failures of the current detector are measured in docs/benchmarks.md
-("Traffic: generalisation") and kept visible here: the reseller that mixes a 5%
-campaign share into its own traffic is missed, and the enterprise integration that
-sends one JSON field-extraction template is flagged. `test_full_targets` asserts the
-issue's targets and is expected to fail until both are fixed (strict: it will say so
-when they are)."""
+One known failure is kept visible here: in this short (3-day) log the reseller that
+mixes a 5% campaign share into its own traffic is missed (its share does not show in
+the population's base rate even after the second draw; the 7-day folds of
+docs/benchmarks.md, "Traffic: generalisation", find it). `test_full_targets` asserts the
+issue's targets and is expected to fail until it is fixed (strict: it will say so when
+it is). The enterprise integration that repeats one JSON-extraction instruction line is
+no longer flagged (one repeated line is one decision of the intent head)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from distilltrace.traffic import scan
 simulate = pytest.importorskip("distilltrace.traffic.simulate")
 
 KNOWN_MISSED_ARCHETYPES = {"reseller_mixed"}
-KNOWN_FALSE_ALARM_GROUPS = {"enterprise_app"}
+KNOWN_FALSE_ALARM_GROUPS: set[str] = set()
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_small_simulation_campaigns_and_lookalikes(small_sim):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known misses: 5%-mixed reseller, enterprise JSON app")
+@pytest.mark.xfail(strict=True, reason="known miss: 5%-mixed reseller in a 3-day log")
 def test_full_targets(small_sim):
     truth, res = small_sim
     flagged = set(res.flagged_accounts)

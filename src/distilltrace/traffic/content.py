@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -69,6 +69,11 @@ class ContentConfig:
     lsh_bands: int = 3
     lsh_bits: int = 10
     seed: int = 20261202
+    followup_p: float = 0.05  # a first-draw intent tail in (followup_done, followup_p] ...
+    followup_done: float = 1e-8  # ... earns a second draw; below this it is conclusive
+    followup_coverage: float = 0.05  # so does a first draw that saw at most this share
+    followup_per_account: int = 1024
+    followup_max_texts: int = 16_000
 
 
 def clip_text(text: str) -> str:
@@ -96,16 +101,17 @@ def segments(text: str, max_segments: int = 4, min_chars: int = 25) -> list[str]
 
 
 def sample_sql(accounts_table: str = "content_accounts") -> str:
-    """Up to ``k`` requests per account of ``accounts_table`` (account_id, k), ordered by
-    MD5 of the request id (identical in every engine), with the text to embed and the
-    request's template frame (``req.frame_hash``, the unit of independent evidence)."""
+    """Requests ``skip + 1`` to ``skip + k`` per account of ``accounts_table`` (account_id,
+    k, skip), in the order of the MD5 of the request id (identical in every engine, so a
+    follow-up draw with ``skip`` = the first draw's size is disjoint from it), with the
+    text to embed and the request's template frame (``req.frame_hash``)."""
     return f"""
 SELECT s.account_id, s.request_id, s.frame_hash, left(e.prompt, {MAX_CHARS}) AS text FROM (
-  SELECT r.account_id, r.request_id, r.frame_hash, c.k AS quota,
+  SELECT r.account_id, r.request_id, r.frame_hash, c.k AS quota, c.skip AS skip,
          row_number() OVER (PARTITION BY r.account_id ORDER BY md5(r.request_id), r.request_id) AS n
   FROM req r JOIN {accounts_table} c ON r.account_id = c.account_id) s
 JOIN events e ON e.request_id = s.request_id
-WHERE s.n <= s.quota
+WHERE s.n > s.skip AND s.n <= s.skip + s.quota
 """
 
 
@@ -300,12 +306,13 @@ def training_texts() -> tuple[list[str], list[str]]:
 class ContentFeatures:
     """Per-account results of the content model (index = all accounts)."""
 
-    table: pd.DataFrame  # m, k_intent, intent_rate, mmd, intent (stat)
+    table: pd.DataFrame  # m, k_intent, intent_rate, m_rows, mmd, intent, k_lines, m_lines, ...
     base_rate: float
     request_intent: pd.DataFrame  # request_id, intent_p of the sampled requests
     behaviour_values: pd.DataFrame  # kind='behaviour', value, account_id, n
     n_texts: int
     per_account: int
+    followup: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -315,7 +322,27 @@ class ContentFeatures:
             "max_per_account": int(self.per_account),
             "accounts_sampled": int((self.table["m"] > 0).sum()),
             "intent_base_rate": float(self.base_rate),
+            "intent_base_rate_lines": float(self.table.attrs.get("base_lines", np.nan)),
+            "followup": self.followup,
         }
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One embedded draw of prompts: rows of ``sample`` with each prompt's intent
+    probability ``p`` (the largest over its parts), the id of the part that gave it
+    (``seg``: the unit of the line-collapsed count) and its own embedding ``X``."""
+
+    sample: pd.DataFrame
+    p: np.ndarray
+    seg: np.ndarray
+    X: np.ndarray
+    n_embedded: int = 0
+
+
+def binom_tail(k: np.ndarray, m: np.ndarray, base: float) -> np.ndarray:
+    """P(Binomial(m, base) >= k), 1 where m = 0."""
+    return np.where(m > 0, stats.binom.sf(k - 1, m.astype(int), base), 1.0)
 
 
 def account_features(
@@ -325,20 +352,31 @@ def account_features(
     cfg: ContentConfig,
     head: IntentHead | None = None,
     p: np.ndarray | None = None,
+    seg: np.ndarray | None = None,
 ) -> ContentFeatures:
     """Aggregate the embedded sample (rows of ``sample`` align with ``X``) per account.
-    ``p``: each row's intent probability when already known (else the head's on X)."""
+    ``p``: each row's intent probability when already known (else the head's on X);
+    ``seg``: the id of the part of each prompt that gave ``p`` (else every prompt its own).
+
+    Two counts per account, each against the population's typical rate: over distinct
+    template frames (``k_intent`` of ``m``; statistic ``intent``), and the conservative
+    *line-collapsed* count (``k_lines`` of ``m_lines``; ``intent_lines``), in which the
+    intent-like frames whose deciding part is the same text (one instruction line
+    repeated under varying items) are one trial."""
     head = head or intent_head()
     if p is None:
         p = head.proba(X) if len(X) else np.zeros(0)
+    if seg is None:
+        seg = np.arange(len(p))
     hit = (p > head.threshold).astype(float)
     pos = pd.Series(np.arange(len(accounts)), index=accounts)
     row = pos.reindex(sample["account_id"].astype(str)).to_numpy()
     N = len(accounts)
-    m, k = _frame_counts(sample, row, hit, N)
+    m, k, ml, kl = _frame_counts(sample, row, hit, seg, N)
     base = typical_rate(k, m, floor=0.005)
-    tail = stats.binom.sf(k - 1, m.astype(int), base)
-    intent = -np.log10(np.clip(np.where(m > 0, tail, 1.0), 1e-300, 1.0))
+    base_l = typical_rate(kl, ml, floor=0.005)
+    intent = -np.log10(np.clip(binom_tail(k, m, base), 1e-300, 1.0))
+    lines = -np.log10(np.clip(binom_tail(kl, ml, base_l), 1e-300, 1.0))
     mmd, means, rows = _shift(X, row, N)
     table = pd.DataFrame(
         {
@@ -348,9 +386,13 @@ def account_features(
             "m_rows": rows,
             "mmd": mmd,
             "intent": intent,
+            "m_lines": ml,
+            "k_lines": kl,
+            "intent_lines": lines,
         },
         index=accounts,
     )
+    table.attrs["base_lines"] = base_l
     req = pd.DataFrame({"request_id": sample["request_id"].to_numpy(), "intent_p": p})
     beh = _lsh_values(means, rows, accounts, cfg)
     return ContentFeatures(table, base, req, beh, len(X), 0)
@@ -370,17 +412,27 @@ def _shift(X: np.ndarray, row: np.ndarray, N: int):
     return mmd, S / np.maximum(n, 1)[:, None] + mu, n
 
 
-def _frame_counts(sample: pd.DataFrame, row: np.ndarray, hit: np.ndarray, N: int):
+def _frame_counts(sample: pd.DataFrame, row: np.ndarray, hit: np.ndarray, seg, N: int):
     """Independent trials per account: its distinct template frames in the sample (a
     frame is intent-like when any of its sampled prompts is). One template sent ten
     thousand times is one decision of the head, not ten thousand: counting requests
-    would turn one borderline template into overwhelming evidence."""
+    would turn one borderline template into overwhelming evidence. The line-collapsed
+    count goes further: intent-like frames whose deciding part (``seg``) is the same
+    text count once (an enterprise template's fixed instruction line above a varying
+    e-mail is one decision, however many e-mails make frames), the other frames as
+    before. Returns m, k (frames) and m_lines, k_lines."""
     frame = sample["frame_hash"] if "frame_hash" in sample.columns else sample["request_id"]
-    f = pd.DataFrame({"row": row, "frame": frame.astype(str).to_numpy(), "hit": hit})
-    g = f.groupby(["row", "frame"], sort=False)["hit"].max().reset_index()
-    m = np.bincount(g["row"].to_numpy(), minlength=N).astype(float)
-    k = np.bincount(g["row"].to_numpy(), weights=g["hit"].to_numpy(), minlength=N)
-    return m, k
+    f = pd.DataFrame(
+        {"row": row, "frame": frame.astype(str).to_numpy(), "hit": hit, "seg": np.asarray(seg)}
+    )
+    f = f.sort_values(["row", "frame", "hit", "seg"], ascending=[True, True, False, True])
+    g = f.drop_duplicates(["row", "frame"])  # per frame: a hitting prompt first
+    r, h = g["row"].to_numpy(), g["hit"].to_numpy()
+    m = np.bincount(r, minlength=N).astype(float)
+    k = np.bincount(r, weights=h, minlength=N)
+    hits = g[h > 0].drop_duplicates(["row", "seg"])
+    kl = np.bincount(hits["row"].to_numpy(), minlength=N).astype(float)
+    return m, k, m - k + kl, kl
 
 
 def _lsh_values(
@@ -411,23 +463,18 @@ def _lsh_values(
     return pd.concat(frames, ignore_index=True)
 
 
-def run(
-    eng,
-    acct: pd.DataFrame,
-    cfg: ContentConfig,
-    progress=None,
-    priority: pd.Series | None = None,
-) -> ContentFeatures:
-    """Sample, embed and aggregate: the content model's whole step in a scan."""
-    accounts = pd.Index(acct["account_id"].astype(str))
-    n_req = pd.Series(acct["n_req"].to_numpy(), index=accounts)
-    quota = plan_sample(n_req, cfg, priority)
+def _draw(eng, quota: pd.Series, skip: pd.Series | None, cfg: ContentConfig, progress) -> Draw:
+    """Sample ``quota`` prompts per account (after the first ``skip``), embed them by
+    parts within the text budget and score them with the intent head."""
     if quota.empty:
         sample = pd.DataFrame({"account_id": [], "request_id": [], "frame_hash": [], "text": []})
     else:
+        sk = np.zeros(len(quota), "int64") if skip is None else skip.reindex(quota.index).to_numpy()
         eng.register(
             "content_accounts",
-            pd.DataFrame({"account_id": quota.index.astype(str), "k": quota.to_numpy("int64")}),
+            pd.DataFrame(
+                {"account_id": quota.index.astype(str), "k": quota.to_numpy("int64"), "skip": sk}
+            ),
         )
         eng.execute("content_sample", sample_sql())
         sample = eng.fetch("SELECT * FROM content_sample ORDER BY account_id, request_id")
@@ -440,16 +487,97 @@ def run(
     flat = [x for ss in segs for x in ss]
     uniq, inv = np.unique(np.array(flat, dtype=object).astype(str), return_inverse=True)
     U = embed(uniq.tolist(), workers=cfg.workers, progress=progress)
-    if len(texts):
-        P = intent_head().proba(U)[inv]
-        p = np.full(len(texts), -np.inf)
-        np.maximum.at(p, owner, P)  # a prompt asks for extraction if any part of it does
-        first = np.r_[0, np.cumsum([len(x) for x in segs])[:-1]]
-        X = U[inv[first]]  # the prompt's own embedding (its whole clipped text) for MMD/LSH
-    else:
-        p, X = np.zeros(0), np.zeros((0, EMBED_DIM), np.float32)
-    feats = account_features(sample, X, accounts, cfg, p=p)
-    feats.n_texts = len(uniq)
+    if not texts:
+        empty = np.zeros((0, EMBED_DIM), np.float32)
+        return Draw(sample, np.zeros(0), np.zeros(0, np.int64), empty, len(uniq))
+    P = intent_head().proba(U)[inv]
+    best = np.lexsort((-P, owner))  # per prompt, its parts by descending probability
+    first_of = best[np.r_[True, owner[best][1:] != owner[best][:-1]]]
+    start = np.r_[0, np.cumsum([len(x) for x in segs])[:-1]]
+    # the prompt's own embedding (its whole clipped text) serves MMD and LSH
+    return Draw(sample, P[first_of], inv[first_of], U[inv[start]], len(uniq))
+
+
+def _followup_quota(n_req: pd.Series, quota: pd.Series, tail: pd.Series, cfg: ContentConfig):
+    """Second draws: accounts whose first draw saw at most a fifth of their requests and
+    is not conclusive (intent tail > ``followup_done``), and either is suggestive (tail
+    <= ``followup_p``) or saw at most ``followup_coverage`` of the account (a heavy
+    account whose small share of extraction a first draw cannot show); heaviest first
+    (a second draw adds most where the first saw least), up to
+    ``followup_per_account`` each and ``followup_max_texts`` in all."""
+    if cfg.followup_max_texts <= 0 or quota.empty:
+        return pd.Series([], dtype="int64")
+    n = n_req.reindex(quota.index).to_numpy(float)
+    rest = n - quota.to_numpy(float)
+    t = tail.reindex(quota.index).to_numpy(float)
+    q = quota.to_numpy(float)
+    ok = (t > cfg.followup_done) & (rest >= 4 * q)
+    ok &= (t <= cfg.followup_p) | (q <= cfg.followup_coverage * n)
+    k = np.minimum(rest, cfg.followup_per_account)[ok]
+    order = pd.DataFrame({"a": quota.index[ok], "t": t[ok], "n": -n[ok], "k": k})
+    order = order.sort_values(["n", "t", "a"])
+    order = order[order["k"].cumsum() <= cfg.followup_max_texts]
+    return pd.Series(order["k"].to_numpy("int64"), index=order["a"].to_numpy()).sort_index()
+
+
+def _second_look(feats: ContentFeatures, d2: Draw, accounts: pd.Index, cfg: ContentConfig):
+    """Fold a follow-up draw into ``feats``: each count's statistic becomes the smaller of
+    the two draws' binomial tails, doubled (Bonferroni over two looks, at the first
+    draw's base rates: valid whichever accounts the first look selected, since the second
+    draw is disjoint from the first)."""
+    t = feats.table
+    head = intent_head()
+    pos = pd.Series(np.arange(len(accounts)), index=accounts)
+    row = pos.reindex(d2.sample["account_id"].astype(str)).to_numpy()
+    hit = (d2.p > head.threshold).astype(float)
+    m2, k2, ml2, kl2 = _frame_counts(d2.sample, row, hit, d2.seg, len(accounts))
+    for stat, k1, m1, kk, mm, base in (
+        ("intent", "k_intent", "m", k2, m2, feats.base_rate),
+        ("intent_lines", "k_lines", "m_lines", kl2, ml2, t.attrs["base_lines"]),
+    ):
+        p1 = binom_tail(t[k1].to_numpy(float), t[m1].to_numpy(float), base)
+        p2 = binom_tail(kk, mm, base)
+        t[stat] = -np.log10(np.clip(np.minimum(1.0, 2.0 * np.minimum(p1, p2)), 1e-300, 1.0))
+    t["m_followup"], t["k_followup"] = m2, k2
+    t["k_lines"] = np.maximum(t["k_lines"].to_numpy(float), kl2)  # distinct lines seen
+    feats.request_intent = pd.concat(
+        [
+            feats.request_intent,
+            pd.DataFrame({"request_id": d2.sample["request_id"], "intent_p": d2.p}),
+        ],
+        ignore_index=True,
+    )
+
+
+def run(
+    eng,
+    acct: pd.DataFrame,
+    cfg: ContentConfig,
+    progress=None,
+    priority: pd.Series | None = None,
+) -> ContentFeatures:
+    """Sample, embed and aggregate: the content model's whole step in a scan. Accounts
+    whose first draw is suggestive get a second, disjoint draw (`_followup_quota`), so a
+    small share of extraction inside a heavy account's traffic (a reseller carrying a
+    campaign) is not lost to the first draw's size."""
+    accounts = pd.Index(acct["account_id"].astype(str))
+    n_req = pd.Series(acct["n_req"].to_numpy(), index=accounts)
+    quota = plan_sample(n_req, cfg, priority)
+    d1 = _draw(eng, quota, None, cfg, progress)
+    feats = account_features(d1.sample, d1.X, accounts, cfg, p=d1.p, seg=d1.seg)
+    n_texts = d1.n_embedded
+    tail = pd.Series(10.0 ** -feats.table["intent"].to_numpy(), index=accounts)
+    q2 = _followup_quota(n_req, quota, tail, cfg)
+    feats.table["m_followup"], feats.table["k_followup"] = 0.0, 0.0
+    if not q2.empty:
+        d2 = _draw(eng, q2, quota, cfg, None)
+        _second_look(feats, d2, accounts, cfg)
+        n_texts += d2.n_embedded
+    else:  # the same doubling for every account, so all statistics are on one scale
+        for stat in ("intent", "intent_lines"):
+            feats.table[stat] = np.maximum(feats.table[stat] - np.log10(2.0), 0.0)
+    feats.followup = {"accounts": int(len(q2)), "prompts": int(q2.sum()) if len(q2) else 0}
+    feats.n_texts = n_texts
     feats.per_account = int(quota.max()) if len(quota) else 0
     return feats
 

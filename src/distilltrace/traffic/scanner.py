@@ -110,7 +110,9 @@ class ScanConfig:
     flagged when its own harvest or behaviour tail reaches it; ``disclosed_paths`` /
     ``disclosed_min_harvest``: accounts that declare research or education use (a group at
     least 90% of whose members do) are judged on scale: flagged only above this many
-    extraction-like requests; ``content``:
+    extraction-like requests; ``lone_min_lines``: a lone account's content evidence
+    counts its template frames only when they rest on at least this many distinct
+    deciding lines (else one repeated line is one trial, `_harvest_lines`); ``content``:
     the content model's parameters (None turns it off).
     """
 
@@ -123,6 +125,7 @@ class ScanConfig:
     group_member_alpha: float = 0.05
     disclosed_paths: tuple[str, ...] = ("research", "education")
     disclosed_min_harvest: int = 5000
+    lone_min_lines: int = 3
     content: content_model.ContentConfig | None = field(default_factory=content_model.ContentConfig)
 
 
@@ -387,6 +390,7 @@ class _Scored:
     in_campaign: np.ndarray
     risk_tail: np.ndarray
     group_of: np.ndarray  # flagged pool/client/burst candidate id per account, or -1
+    lines_p: np.ndarray | None = None  # conservative harvest tail (`_harvest_lines`)
 
 
 @dataclass
@@ -533,6 +537,40 @@ def _unit_level(p: np.ndarray, units: np.ndarray) -> np.ndarray:
     return np.where(cnt[inv] >= 2, np.exp(-mean[inv]), p)
 
 
+def _harvest_lines(
+    red: features.Reduced, sc, hv: list[str], harvest_p: np.ndarray, min_lines: int
+) -> np.ndarray:
+    """The harvest tail a lone account is flagged on: the same union as ``harvest_p``,
+    except that the content model's evidence of an account whose intent-like prompts
+    rest on fewer than ``min_lines`` distinct deciding lines is the larger of its frame
+    tail and its line-collapsed tail (`content._frame_counts`: one repeated instruction
+    line is one decision of the head, however many items it is sent with). Never
+    smaller than the frame tail, so it stays valid wherever that is."""
+    if red.content is None or "intent" not in hv:
+        return harvest_p
+    t = red.content.table
+    frames = 10.0 ** (-sc.tails["intent"].to_numpy(float))
+    lines = np.maximum(frames, fusion.pvalue_tail(t["intent_lines"].to_numpy(float)))
+    intent = np.where(t["k_lines"].to_numpy(float) >= min_lines, frames, lines)
+    rows = [intent if k == "intent" else 10.0 ** (-sc.tails[k].to_numpy(float)) for k in hv]
+    return np.minimum(1.0, len(hv) * np.min(rows, axis=0))
+
+
+def _lone(tail_p, lines_p, units, cfg: ScanConfig) -> np.ndarray:
+    """Accounts flagged on their own evidence (each judged with its declared customer,
+    `_unit_level`), by either of two routes at half ``account_alpha`` each (union bound):
+    the conservative harvest tail alone (``lines_p``, `_harvest_lines`), or extreme
+    behaviour together with that tail at ``lone_harvest_alpha``. An integration that
+    repeats one instruction line, however heavy and however automated, rests on one
+    decision of the intent head and is not flagged on it (extreme behaviour makes it
+    `review`); a harvester that sends a few elicitation wordings over a sweep of tasks
+    is flagged."""
+    half = cfg.account_alpha / 2
+    lines = _unit_level(lines_p, units)
+    by_both = (_unit_level(tail_p, units) <= half) & (lines <= cfg.lone_harvest_alpha)
+    return (lines <= half) | by_both
+
+
 def _score(red: features.Reduced, feats: pd.DataFrame, cfg: ScanConfig) -> _Scored:
     """Calibrate and fuse the signals, build candidates, test them and decide the flags."""
     reg = {s.name: s for s in features.SIGNALS if s.name in feats.columns}
@@ -574,11 +612,10 @@ def _score(red: features.Reduced, feats: pd.DataFrame, cfg: ScanConfig) -> _Scor
             group_of[idx] = c.cid
         in_campaign[idx] = True
         reason[idx] = np.where(reason[idx] == "harvest", "harvest", c.reason)
-    acct_p = np.minimum(1.0, 2.0 * np.minimum(tail_p, harvest_p))
     units = _customer_units(red.acct)
-    alone = (_unit_level(acct_p, units) <= cfg.account_alpha) & (
-        _unit_level(harvest_p, units) <= cfg.lone_harvest_alpha
-    )
+    lines_p = _harvest_lines(red, sc, hv, harvest_p, cfg.lone_min_lines)
+    acct_p = np.minimum(1.0, 2.0 * np.minimum(tail_p, lines_p))
+    alone = _lone(tail_p, lines_p, units, cfg)
     alone &= ~(disclosed & (volume < cfg.disclosed_min_harvest))
     # an openly organised customer (several seats on one org and one card) is known to
     # the provider by contract: its seats' evidence is reported for review, not flagged
@@ -603,6 +640,7 @@ def _score(red: features.Reduced, feats: pd.DataFrame, cfg: ScanConfig) -> _Scor
         in_campaign,
         np.minimum(acct_p, cand_p),
         group_of,
+        lines_p,
     )
 
 
@@ -619,6 +657,7 @@ def _account_table(red: features.Reduced, feats: pd.DataFrame, s: _Scored) -> pd
             "account_tail_p": s.acct_p,
             "behaviour_tail_p": s.sc.tail_p,
             "extraction_tail_p": s.harvest_p,
+            "extraction_lines_tail_p": s.harvest_p if s.lines_p is None else s.lines_p,
             "cluster_id": cl.astype("int64"),
             "cluster_size": sizes[cl].astype("int64"),
             "group_id": s.group_of,
@@ -638,6 +677,11 @@ def _account_table(red: features.Reduced, feats: pd.DataFrame, s: _Scored) -> pd
         out["n_sampled"] = red.content.table["m_rows"].to_numpy().astype("int64")
         out["n_frames_sampled"] = red.content.table["m"].to_numpy().astype("int64")
         out["n_intent_frames"] = red.content.table["k_intent"].to_numpy().astype("int64")
+        out["n_intent_lines"] = red.content.table["k_lines"].to_numpy().astype("int64")
+        out["n_lines_sampled"] = red.content.table["m_lines"].to_numpy().astype("int64")
+        out["sig_intent_lines"] = red.content.table["intent_lines"].to_numpy(float)
+        out["n_followup_sampled"] = red.content.table["m_followup"].to_numpy().astype("int64")
+        out["n_followup_intent_frames"] = red.content.table["k_followup"].to_numpy().astype("int64")
     if "created_t" in acct.columns:
         out["account_age_days"] = (acct["first_t"] - acct["created_t"]).to_numpy(float) / 86400
     else:
