@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import sqlalchemy as sa
 
@@ -91,13 +92,14 @@ class AccountStore:
 
     def __init__(self, url: str):
         try:
-            kw = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
-            self.engine = sa.create_engine(url, future=True, **kw)
+            self.engine = sa.create_engine(url, future=True, **_engine_options(url))
             if url.startswith("sqlite"):
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-            _meta.create_all(self.engine)
+            _create_tables(self.engine)
         except (sa.exc.SQLAlchemyError, ImportError) as e:
-            raise InputError(f"account store {_safe_url(url)}: {type(e).__name__}") from None
+            raise InputError(
+                f"account store {_safe_url(url)}: cannot open it: {_reason(e, url)}"
+            ) from None
         # a dummy row, so that an unknown key id costs the same as a wrong secret
         self._dummy = (secrets.token_bytes(16), secrets.token_bytes(32))
 
@@ -232,6 +234,57 @@ class AccountStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+#: PostgreSQL advisory lock taken while creating the tables, so that replicas starting at
+#: once on an empty database do not race on CREATE TABLE ("dtgw" in ASCII).
+_DDL_LOCK_ID = 0x64746777
+
+
+def _engine_options(url: str) -> dict:
+    """create_engine options: a lock timeout for SQLite; for a server database, a pool that
+    checks a connection before use (a restarted server costs no failed request) and, for
+    PostgreSQL drivers, a connect timeout unless the URL sets one."""
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30}}
+    opts: dict = {"pool_pre_ping": True}
+    try:
+        u = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return opts  # create_engine says the same, one line
+    if u.get_backend_name() == "postgresql" and u.get_driver_name() in ("psycopg", "psycopg2"):
+        if "connect_timeout" not in u.query:
+            opts["connect_args"] = {"connect_timeout": 10}
+    return opts
+
+
+def _create_tables(engine: sa.Engine) -> None:
+    """Create the tables that are missing (one replica at a time on PostgreSQL)."""
+    if engine.dialect.name != "postgresql":
+        _meta.create_all(engine)
+        return
+    with engine.begin() as c:  # DDL is transactional; the lock ends with the transaction
+        c.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _DDL_LOCK_ID})
+        _meta.create_all(c)
+
+
+def _reason(e: BaseException, url: str) -> str:
+    """Why the store could not be opened: the driver's first line, without the password."""
+    orig = getattr(e, "orig", None) or e
+    lines = str(orig).strip().splitlines()
+    text = f"{type(orig).__name__}: {lines[0].strip()}" if lines else type(orig).__name__
+    hide = {url}
+    try:
+        u = sa.engine.make_url(url)
+        if u.password:
+            pw = str(u.password)
+            hide |= {pw, quote(pw, safe=""), quote(pw)}
+    except Exception:  # noqa: BLE001 - an unparseable URL: only the whole URL is hidden
+        pass
+    for h in sorted(hide, key=len, reverse=True):
+        if h:
+            text = text.replace(h, "***")
+    return text[:300]
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

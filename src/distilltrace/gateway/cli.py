@@ -72,6 +72,7 @@ def run(
     import uvicorn
     from rich.console import Console
 
+    from distilltrace.gateway.accounts import AccountStore
     from distilltrace.gateway.app import create_gateway_app
     from distilltrace.gateway.config import GatewayConfig
     from distilltrace.gateway.upstream import make_upstream
@@ -90,10 +91,11 @@ def run(
         allowed_hosts=default_allowed_hosts(host, allow_host),
         **({"trusted_proxies": tuple(trusted_proxy)} if trusted_proxy else {}),
     )
+    store = AccountStore(cfg.database_url)  # a bad database URL fails before the model loads
     with console.status(f"loading {upstream.split(';')[0]}") as st:
         up = make_upstream(cfg, status=lambda msg: st.update(msg))
     enforcer, routers = _live_parts(cfg, policy, live_content) if live else (None, [])
-    gw = create_gateway_app(cfg, upstream=up, enforcer=enforcer, routers=routers)
+    gw = create_gateway_app(cfg, upstream=up, enforcer=enforcer, routers=routers, accounts=store)
     mark = f", marks with key id {up.watermark_key_id}" if up.watermark_key_id else ""
     console.print(f"gateway on http://{host}:{port}/v1, evidence log {cfg.log_dir}{mark}")
     uvicorn.run(gw, host=host, port=port, log_level=log_level)
