@@ -124,11 +124,13 @@ def test_spark_dataframe_scan_equals_duckdb(spark, sim_path):
 @pytest.mark.slow
 def test_java_row_engine_scan_equals_duckdb(spark, sim_path):
     """The same scan with the text features in Spark SQL (regexes translated to Java):
-    same accounts, campaigns and request flags as DuckDB."""
-    duck = scan(str(sim_path), engine="duckdb")
+    same accounts, campaigns and request flags as DuckDB. The content model is off in
+    both (its sample SQL is compared by the DataFrame test above; here the Java regexes
+    are what is tested)."""
+    duck = scan(str(sim_path), engine="duckdb", content=False)
     eng = _engine(spark, "spark")
     assert eng.row_engine == "spark"
-    spk = scan(str(sim_path), engine=eng)
+    spk = scan(str(sim_path), engine=eng, content=False)
     assert duck.summary["n_campaigns"] >= 1
     assert_frames_equal(duck.accounts, spk.accounts)
     assert_close([c.to_dict() for c in duck.campaigns], [c.to_dict() for c in spk.campaigns])
