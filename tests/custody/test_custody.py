@@ -30,8 +30,12 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     d = tmp_path_factory.mktemp("custody")
-    w = build_world(d)
-    cfg = CustodyConfig(n_probes=24, max_new_tokens=48, provenance=PROV)
+    # Sized for the bundle's files and their verification, not for the tests' power (no
+    # radioactivity or provenance p-value is asserted here): a student of 2 epochs, and the
+    # provenance test without its control capability check (tests/provenance covers it).
+    w = build_world(d, student_epochs=2)
+    prov = {**PROV, "capability_check": False}
+    cfg = CustodyConfig(n_probes=24, max_new_tokens=48, provenance=prov)
     inputs = CustodyInputs(
         [w["log"]], w["scan"], w["cluster"], [w["key"]], w["student"], w["teacher"],
         w["controls"],

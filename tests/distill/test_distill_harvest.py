@@ -97,6 +97,7 @@ def _start_server(model_dir, port):
     """A real `distilltrace serve` process on 127.0.0.1:port (same command as
     tests.serve_helpers.running_server, but on a port we choose, so that the
     endpoint can come back at the same address)."""
+    import os
     import subprocess
     import sys
     import time
@@ -117,6 +118,8 @@ def _start_server(model_dir, port):
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # one torch thread: the tiny model serves fastest so on a shared 2-core machine
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:

@@ -11,7 +11,20 @@ from distilltrace.distill.zoo import MEMBER_FILE, build_zoo, load_manifest, zoo_
 from distilltrace.errors import InputError
 from distilltrace.models import load_model
 
-SCALE = 0.3  # the quick tier, smaller still: the manifest and layout are what is tested
+# The quick tier at its floor sizes (16 prompts, 16 teacher pairs, 40 teacher steps): every
+# member is still built; the manifest, layout and ground truth are what is tested.
+SCALE = 0.1
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models train fastest single-threaded on a shared 2-core machine (restored after)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,17 @@ FAST = dict(
 )  # fmt: skip
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models run fastest single-threaded on a shared 2-core machine (restored after)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ---------------------------------------------------------------- first words ------------
 
 

@@ -1,4 +1,6 @@
-"""Load: 50 concurrent clients for 60 s against a real `distilltrace serve` (tiny model)."""
+"""Load: 50 concurrent clients for 15 s against a real `distilltrace serve` (tiny model):
+no 5xx, no transport error, every client finishes, bounded latency. (Long runs are
+measured, not tested: docs/serve.md.)"""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import pytest
 from tests.serve_helpers import running_server
 
 CLIENTS = 50
-DURATION_S = 60.0
+DURATION_S = 15.0
+P99_BOUND_S = 30.0  # ~10x the p99 measured at load average 20 (docs/serve.md)
 
 
 def _request(c: httpx.Client, rng: random.Random) -> httpx.Response:
@@ -35,7 +38,7 @@ def _request(c: httpx.Client, rng: random.Random) -> httpx.Response:
 
 
 @pytest.mark.slow
-def test_fifty_concurrent_clients_for_a_minute(tiny_dir):
+def test_fifty_concurrent_clients_no_errors_and_bounded_latency(tiny_dir):
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     failures: list[str] = []
@@ -78,4 +81,4 @@ def test_fifty_concurrent_clients_for_a_minute(tiny_dir):
     assert not [s for s in statuses if s >= 500], statuses
     assert set(statuses) <= {200, 422}, statuses
     assert statuses.get(200, 0) > CLIENTS
-    assert p99 < float("inf")
+    assert p99 < P99_BOUND_S, f"p99 {p99:.1f}s"
