@@ -15,16 +15,7 @@ from distilltrace.cli import main
 from distilltrace.custody import CustodyConfig, CustodyInputs, VerifyError, build_bundle
 from distilltrace.custody.bundle import MANIFEST, SEAL, Manifest, add_files, seal
 from distilltrace.custody.verify import verify_bundle
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.torch_threads import one_thread  # noqa: E402,F401 - autouse fixture
 
 
 @pytest.fixture(scope="module")

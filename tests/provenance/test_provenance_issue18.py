@@ -44,16 +44,7 @@ FAST = dict(
 )  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded on a shared 2-core machine (restored after)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+from tests.torch_threads import one_thread  # noqa: E402,F401 - autouse fixture
 
 # ---------------------------------------------------------------- first words ------------
 
