@@ -12,15 +12,20 @@ equals the local one.
 
     OMP_NUM_THREADS=2 nice -n 10 .venv/bin/python -m benchmarks.serve_batching \
         [--model smollm2-135m-instruct] [--tokens 48] [--rounds 1] [--max-batch 8]
+        [--via serve|gateway]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -84,12 +89,14 @@ def _ask(c: httpx.Client, name: str, p: str, n_tok: int) -> tuple[str, int]:
     return d["choices"][0]["message"]["content"], d["usage"]["completion_tokens"]
 
 
-def served_runs(url: str, n_tok: int, rounds: int) -> tuple[dict, dict, dict[str, str]]:
+def served_runs(
+    url: str, n_tok: int, rounds: int, headers: dict | None = None, via: str = "serve"
+) -> tuple[dict, dict, dict[str, str]]:
     """Served: 1 client (sequential requests), then 8 concurrent clients."""
     server = next(
-        p for p in psutil.Process().children(recursive=True) if "serve" in " ".join(p.cmdline())
+        p for p in psutil.Process().children(recursive=True) if via in " ".join(p.cmdline())
     )
-    with httpx.Client(base_url=url, timeout=900) as c:
+    with httpx.Client(base_url=url, timeout=900, headers=headers) as c:
         name = c.get("/models").json()["data"][0]["id"]
         _ask(c, name, PROMPTS[0], 4)  # warm-up
         t, cpu, toks = time.perf_counter(), _cpu(server), 0
@@ -103,7 +110,7 @@ def served_runs(url: str, n_tok: int, rounds: int) -> tuple[dict, dict, dict[str
 
     def client(p: str) -> None:
         try:
-            with httpx.Client(base_url=url, timeout=900) as c:
+            with httpx.Client(base_url=url, timeout=900, headers=headers) as c:
                 for _ in range(rounds):
                     text, n = _ask(c, name, p, n_tok)
                     answers[p] = text
@@ -123,25 +130,49 @@ def served_runs(url: str, n_tok: int, rounds: int) -> tuple[dict, dict, dict[str
     return one, eight, answers
 
 
+@contextlib.contextmanager
+def _server(a: argparse.Namespace) -> Iterator[tuple[str, dict | None]]:
+    """The served side: ``serve --max-batch N``, or the gateway with a local upstream (its
+    own batching at serve's default) and a fresh account key; yields (v1 URL, headers)."""
+    if a.via == "serve":
+        from tests.serve_helpers import running_server
+
+        with running_server(a.model, extra_args=["--max-batch", str(a.max_batch)]) as url:
+            yield url, None
+        return
+    from benchmarks.gateway_overhead import gateway_process, make_key
+
+    with tempfile.TemporaryDirectory(prefix="distilltrace-batching-") as tmp:
+        log = Path(tmp) / "log"
+        key = make_key(log)
+        with gateway_process(a.model, log) as (_proc, base):
+            yield f"{base}/v1", {"authorization": f"Bearer {key}"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--tokens", type=int, default=48)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--max-batch", type=int, default=8)
+    ap.add_argument(
+        "--via",
+        choices=["serve", "gateway"],
+        default="serve",
+        help="serve (distilltrace serve) or gateway (distilltrace gateway run, evidence log "
+        "fsync'd before each answer, one account key)",
+    )
     a = ap.parse_args()
 
     from distilltrace.models import load_model
-    from tests.serve_helpers import running_server
 
     load0 = os.getloadavg()
     model = load_model(a.model)
     model.generate(PROMPTS[:1], max_new_tokens=4)  # warm-up
     b1, b8, local_texts = local_runs(model, a.tokens, a.rounds)
     del model
-    extra = ["--max-batch", str(a.max_batch)]
-    with running_server(a.model, extra_args=extra) as url:
-        one, eight, answers = served_runs(url, a.tokens, a.rounds)
+    with _server(a) as (url, headers):
+        one, eight, answers = served_runs(url, a.tokens, a.rounds, headers, a.via)
     same = all(answers.get(p) == t for p, t in zip(PROMPTS, local_texts, strict=True))
     r_clients = eight["tokens_per_s"] / one["tokens_per_s"]
     r_local = eight["tokens_per_s"] / b8["tokens_per_s"]
@@ -149,6 +180,7 @@ def main() -> None:
     c_local = eight["tokens_per_cpu_s"] / b8["tokens_per_cpu_s"]
     out = {
         "model": a.model,
+        "via": a.via,
         "max_tokens": a.tokens,
         "rounds": a.rounds,
         "max_batch": a.max_batch,
