@@ -102,3 +102,26 @@ def test_cli_accounts_add_list_revoke(tmp_path):
     assert store.authenticate(key) is None
     r = run.invoke(gateway_cli, ["accounts", "list"])
     assert r.exit_code != 0 and isinstance(r.exception, InputError)
+
+
+def test_a_sqlite_lookup_never_waits_for_a_writer(tmp_path):
+    """The gateway looks keys up on its event loop only for a SQLite file (WAL mode): an
+    open write transaction of another process must not make that lookup wait."""
+    import time
+
+    db = tmp_path / "w.db"
+    s = AccountStore(f"sqlite:///{db}")
+    k = s.add_account("a1")
+    mem = AccountStore("sqlite://")  # in memory: one database per thread, no WAL
+    assert s.inline_reads and not mem.inline_reads
+    mem.close()
+    writer = sqlite3.connect(db, timeout=0)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE dt_accounts SET org_id = 'x' WHERE account_id = 'a1'")
+    t0 = time.perf_counter()
+    info = s.authenticate(k.key)
+    assert time.perf_counter() - t0 < 1.0
+    assert info is not None and info.org_id is None  # the committed state, not the writer's
+    writer.rollback()
+    writer.close()
+    s.close()

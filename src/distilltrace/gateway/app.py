@@ -192,6 +192,8 @@ class _Gateway:
         key = h[7:].strip() if h.lower().startswith("bearer ") else ""
         if not key:
             return None
+        if getattr(self.accounts, "inline_reads", False):
+            return self.accounts.authenticate(key)
         return await run_in_threadpool(self.accounts.authenticate, key)
 
     def client_info(self, request: Request) -> dict[str, str | None]:
