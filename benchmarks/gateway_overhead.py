@@ -13,10 +13,12 @@ the log and check every acknowledged exchange (a 200 answer read in full, or a s
 ``[DONE]``) is in the Parquet log. Reports acknowledged, missing and quarantined counts.
 
     nice -n 10 .venv/bin/python -m benchmarks.gateway_overhead [--rate 200] [--seconds 20]
-        [--mode local|proxy] [--crash-cycles 10] [--skip-overhead] [--log-only] [--out FILE.json]
+        [--mode local|proxy] [--live] [--crash-cycles 10] [--skip-overhead] [--log-only] [--out FILE.json]
 
 It first measures the evidence log alone (``log_append``): one durable append's latency
-at the same rate, the part of the overhead that logging itself adds.
+at the same rate, the part of the overhead that logging itself adds. ``--live`` runs the
+gateway with live scoring (``gateway run --live``: the traffic scan of its own log,
+rescanned in the background, and the default policy on every request).
 """
 
 from __future__ import annotations
@@ -67,14 +69,16 @@ def _wait_health(proc: subprocess.Popen, base: str, timeout: float, what: str) -
 
 
 @contextlib.contextmanager
-def gateway_process(upstream: str, log_dir: Path, *, timeout: float = 180.0) -> Iterator[tuple]:
-    """``python -m distilltrace.gateway run UPSTREAM`` on a free port: yields (proc, base URL);
-    stops it on exit (unless the caller killed it)."""
+def gateway_process(
+    upstream: str, log_dir: Path, *, timeout: float = 180.0, extra: tuple[str, ...] = ()
+) -> Iterator[tuple]:
+    """``python -m distilltrace.gateway run UPSTREAM [EXTRA...]`` on a free port: yields
+    (proc, base URL); stops it on exit (unless the caller killed it)."""
     from tests.serve_helpers import free_port
 
     port = free_port()
     cmd = [sys.executable, "-m", "distilltrace.gateway", "run", upstream]
-    cmd += ["--log-dir", str(log_dir), "--port", str(port)]
+    cmd += ["--log-dir", str(log_dir), "--port", str(port), *extra]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     base = f"http://127.0.0.1:{port}"
@@ -276,6 +280,19 @@ def overhead(direct: str, gateway: str, key: str, rate: float, seconds: float, b
     return rep
 
 
+def live_metrics(base: str, token: str) -> dict[str, float]:
+    """The gateway's live-scan gauges (scans published, the latest scan's seconds): shows
+    that scans really ran while the latencies were measured."""
+    r = httpx.get(f"{base}/metrics", headers={"authorization": f"Bearer {token}"}, timeout=30)
+    r.raise_for_status()
+    out = {}
+    for line in r.text.splitlines():
+        for name in ("distilltrace_live_scans", "distilltrace_live_scan_seconds"):
+            if line.startswith(name + " "):
+                out[name] = float(line.split()[1])
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default=None, help="Model spec (default: a tiny random model).")
@@ -283,6 +300,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="Per side, in all blocks.")
     ap.add_argument("--blocks", type=int, default=4)
     ap.add_argument("--mode", choices=["local", "proxy"], default="local")
+    ap.add_argument(
+        "--live",
+        action="store_true",
+        help="Gateway with live scoring and the default policy (logging + scoring).",
+    )
     ap.add_argument("--crash-cycles", type=int, default=0)
     ap.add_argument("--skip-overhead", action="store_true")
     ap.add_argument("--log-only", action="store_true", help="Only the log append latency.")
@@ -309,11 +331,20 @@ def run(a: argparse.Namespace, tmp: Path) -> None:
             log_dir = tmp / "log"
             key = make_key(log_dir)
             upstream = model if a.mode == "local" else f"openai:{serve_v1}"
-            with gateway_process(upstream, log_dir) as (_, gw):
+            extra: tuple[str, ...] = ()
+            if a.live:
+                tok = tmp / "admin-token"
+                tok.write_text("bench-admin-token-0123456789\n")
+                tok.chmod(0o600)
+                extra = ("--live", "--admin-token-file", str(tok))
+            with gateway_process(upstream, log_dir, extra=extra) as (_, gw):
                 report["overhead"] = {
                     "mode": a.mode,
+                    "live_scoring": a.live,
                     **overhead(serve, gw, key, a.rate, a.seconds, a.blocks),
                 }
+                if a.live:
+                    report["overhead"]["live"] = live_metrics(gw, "bench-admin-token-0123456789")
             print(json.dumps(report["overhead"], indent=2), flush=True)
         if a.crash_cycles:
             report["crash"] = crash_cycles(

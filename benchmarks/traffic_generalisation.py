@@ -112,8 +112,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--kinds", default="wordings,languages,archetypes,lookalikes")
     ap.add_argument("--only", default="", help="comma list of family values to run (debugging)")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/traffic-generalisation.md"))
-    ap.add_argument("--work", type=Path, default=Path("benchmarks/results/traffic-generalisation-work"))
+    ap.add_argument(
+        "--out", type=Path, default=Path("benchmarks/results/traffic-generalisation.md")
+    )
+    ap.add_argument(
+        "--work", type=Path, default=Path("benchmarks/results/traffic-generalisation-work")
+    )
     a = ap.parse_args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -91,9 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # noqa: BLE001 - last resort: one line, traceback on --debug
         if _state["debug"]:
             raise
-        typer.echo(
-            f"error: {type(e).__name__}: {e} (run with --debug for the traceback)", err=True
-        )
+        typer.echo(f"error: {type(e).__name__}: {e} (run with --debug for the traceback)", err=True)
         sys.exit(1)
 
 

@@ -89,9 +89,7 @@ class CalibrationResult:
 
     def ok(self, ks_level: float = 0.01, slack: float = 0.0) -> bool:
         """Uniform at ks_level and every empirical FPR <= alpha + slack."""
-        return self.ks_pvalue >= ks_level and all(
-            rate <= a + slack for a, rate in self.fpr.items()
-        )
+        return self.ks_pvalue >= ks_level and all(rate <= a + slack for a, rate in self.fpr.items())
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -244,3 +244,47 @@ def test_live_equals_batch_scan_of_the_gateways_own_log(make_gateway, sim_rows, 
     pd.testing.assert_frame_equal(
         snap.result.accounts.reset_index(drop=True), batch, check_dtype=False, check_exact=True
     )
+
+
+def test_a_scan_in_the_worker_process_equals_one_in_thread(sim_rows):
+    """Null of equality: none (exactness). The default scan runs in a separate worker
+    process (``isolate``); it publishes the same scores as the same scan in-thread. A
+    worker that dies fails that one scan (the scorer keeps its last snapshot) and is
+    replaced on the next."""
+    import os
+    import signal
+
+    from distilltrace.gateway import live
+
+    rows = sim_rows[:2000]
+    snaps = {}
+    for iso in (True, False):
+        s = LiveScorer(LiveConfig(window_s=WINDOW_S, isolate=iso))
+        for r in rows:
+            s.add(r)
+        snaps[iso] = s.score_now()
+    a, b = snaps[True], snaps[False]
+    assert a.n_rows == b.n_rows > 0 and a.accounts == b.accounts
+    pd.testing.assert_frame_equal(a.result.accounts, b.result.accounts)
+    assert [c.to_dict() for c in a.campaigns] == [c.to_dict() for c in b.campaigns]
+    assert a.result.requests is None  # live scoring keeps no request-level flags
+
+    w = live._worker
+    assert w is not None and w._proc is not None and w._proc.poll() is None
+    s = LiveScorer(LiveConfig(window_s=WINDOW_S))
+    for r in rows:
+        s.add(r)
+    # dies between scans: replaced before the next one
+    pid = w._proc.pid
+    os.kill(pid, signal.SIGKILL)
+    w._proc.wait(timeout=10)
+    assert s.score_now().accounts == a.accounts and w._proc.pid != pid
+    # dies during a call (looks alive when the call starts): that scan fails loudly
+    os.kill(w._proc.pid, signal.SIGKILL)
+    w._proc.wait(timeout=10)
+    w._proc.poll = lambda: None
+    seq = s.snapshot.seq
+    with pytest.raises(RuntimeError, match="worker died"):
+        s.score_now()
+    assert s.snapshot.seq == seq  # nothing published from the failed scan
+    assert s.score_now().accounts == a.accounts  # a fresh worker

@@ -9,7 +9,7 @@ a row is durable), so the metrics count exactly what was logged:
 | ``gen_ai.server.request.duration`` (histogram, s) | ``gen_ai_server_request_duration_seconds_{bucket,sum,count}`` | ``latency_ms`` (request received -> row durable) |
 | - | ``distilltrace_gateway_requests_total{policy_action}`` | ``policy_action`` |
 | - | ``distilltrace_gateway_flagged_total``, ``distilltrace_gateway_blocked_total`` | ``policy_action`` = flag / block |
-| - | ``distilltrace_live_flagged_accounts``, ``distilltrace_live_scan_seconds``, ``distilltrace_live_snapshot_watermark_seconds`` | the latest live snapshot |
+| - | ``distilltrace_live_flagged_accounts``, ``distilltrace_live_scans``, ``distilltrace_live_scan_seconds``, ``distilltrace_live_snapshot_watermark_seconds`` | the latest live snapshot |
 
 Labels follow the conventions' attribute names with dots as underscores:
 ``gen_ai_operation_name`` (``chat`` / ``text_completion``), ``gen_ai_request_model``,
@@ -93,6 +93,12 @@ class GatewayMetrics:
             registry=self.registry,
         )
         g.set_function(lambda: snap().scan_seconds)
+        g = Gauge(
+            "distilltrace_live_scans",
+            "Live scans published since the gateway started",
+            registry=self.registry,
+        )
+        g.set_function(lambda: snap().seq)
         g = Gauge(
             "distilltrace_live_snapshot_watermark_seconds",
             "Event time (Unix s) the latest live scores are complete to (0: none yet)",
