@@ -51,7 +51,16 @@ def test_bundle_verifies_with_and_without_the_secret(built):
         "campaign", "harvest_mark", "radioactivity_closed", "radioactivity_open", "provenance",
     ]  # fmt: skip
     camp = rep["claims"][0]
-    assert camp["pvalue"] == pytest.approx(built["campaign"].pvalue_adjusted, rel=1e-9)
+    scan_camp = built["campaign"]
+    # the claim is the scan's own flagging rule: its two adjusted p-values, recomputed
+    # from the bundle, equal the scan's, and they combine as 2 min(h, b if h <= 0.01 else 1)
+    d = camp["details"]
+    assert d["behaviour_pvalue_adjusted"] == pytest.approx(scan_camp.pvalue_adjusted, rel=1e-9)
+    h = scan_camp.harvest_pvalue_adjusted
+    assert d["harvest_pvalue_adjusted"] == pytest.approx(h, rel=1e-9)
+    b = scan_camp.pvalue_adjusted if h <= d["harvest_alpha"] else 1.0
+    assert camp["pvalue"] == pytest.approx(min(1.0, 2 * min(h, b)), rel=1e-9)
+    assert camp["pvalue"] <= 1e-6  # the hydra asks for extraction-like outputs throughout
     assert rep["claims"][1]["pvalue"] <= 1e-10  # the harvest carries the mark
     v = verify_bundle(built["bundle"], built["key"], expect_digest=built["res"].manifest_sha256)
     assert set(v.recomputed) == set(names) and not v.not_recomputed
@@ -214,3 +223,36 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Custody report" in r.stdout and "What each p-value shows" in r.stdout
     assert "PWNED" not in r.stdout.split("<body")[0]
+
+
+def test_campaign_claim_is_calibrated_on_null_groups():
+    """Null: the members are a random sample of the population, so their behaviour and
+    harvest tails are independent Uniform(0, 1). The campaign claim (the scan's two routes
+    combined by a union bound) must reject at most alpha of 4,000 null groups, with and
+    without harvest tails, and with several members per customer unit."""
+    import numpy as np
+
+    from distilltrace.custody.claims import campaign_claim
+    from distilltrace.stats import binomial_slack
+
+    rng = np.random.default_rng(7)
+    n = 4000
+    for with_harvest in (True, False):
+        ps = []
+        for _ in range(n):
+            k = int(rng.integers(2, 12))
+            c = {
+                "members": [f"a{i}" for i in range(k)],
+                "units": [f"u{i // 2}" for i in range(k)],
+                "member_tail_p": rng.uniform(size=k).tolist(),
+                "n_clusters_tested": 1,
+                "harvest_alpha": 0.2,  # large, so that the joint route is exercised
+            }
+            if with_harvest:
+                c["member_harvest_log10_tails"] = {
+                    s: (-np.log10(rng.uniform(size=k))).tolist() for s in ("elicitation", "intent")
+                }
+            ps.append(campaign_claim(c).pvalue)
+        ps = np.asarray(ps)
+        for alpha in (0.01, 0.05, 0.2):
+            assert (ps <= alpha).mean() <= alpha + binomial_slack(n, alpha)

@@ -82,8 +82,8 @@ class BuildResult:
 
 
 def _scan_campaign(scan_dir: Path, campaign: int | Sequence[str]) -> dict[str, Any]:
-    """The campaign's members, their calibrated behaviour tails, and the number of groups
-    the scan tested (its Bonferroni factor)."""
+    """The campaign's members, their calibrated behaviour and harvest tails, and the number
+    of groups the scan tested (its Bonferroni factor)."""
     import pandas as pd
 
     need = [scan_dir / n for n in ("campaigns.json", "accounts.parquet", "summary.json")]
@@ -92,30 +92,42 @@ def _scan_campaign(scan_dir: Path, campaign: int | Sequence[str]) -> dict[str, A
             raise CustodyError(f"{p} not found: --scan must be a traffic scan folder")
     camps = json.loads(need[0].read_text(encoding="utf-8"))["campaigns"]
     m = int(json.loads(need[2].read_text(encoding="utf-8")).get("n_clusters_tested", 0))
-    scan_p = None
+    scan_p = scan_h = None
     if isinstance(campaign, int):
         hit = [c for c in camps if int(c["cluster_id"]) == campaign]
         if not hit:
             raise CustodyError(f"cluster {campaign} is not a campaign in {need[0]}")
         members = [str(a) for a in hit[0]["members"]]
         label, scan_p = hit[0].get("name") or f"cluster {campaign}", hit[0]["pvalue_adjusted"]
+        scan_h = hit[0].get("harvest_pvalue_adjusted")
     else:
         members = sorted({str(a) for a in campaign})
         same = [c for c in camps if sorted(map(str, c["members"])) == members]
         label = same[0].get("name") if same else f"{len(members)} named accounts"
         scan_p = same[0]["pvalue_adjusted"] if same else None
+        scan_h = same[0].get("harvest_pvalue_adjusted") if same else None
         m = m if same else m + 1  # a group the scan did not test: one more candidate
-    acct = pd.read_parquet(need[1], columns=["account_id", "behaviour_tail_p"])
-    tails = dict(zip(acct["account_id"].astype(str), acct["behaviour_tail_p"], strict=True))
-    missing = [a for a in members if a not in tails]
+    from distilltrace.traffic.features import SIGNALS
+    from distilltrace.traffic.scanner import HARVEST_ALPHA
+
+    acct = pd.read_parquet(need[1])
+    acct.index = acct["account_id"].astype(str)
+    missing = [a for a in members if a not in acct.index]
     if missing or not members:
         raise CustodyError(f"accounts {missing[:3]} are not in {need[1]}")
+    rows = acct.loc[members]
+    harvest = [s.name for s in SIGNALS if s.harvest and f"tail_{s.name}" in acct.columns]
+    summary = json.loads(need[2].read_text(encoding="utf-8"))
     return {
         "label": label,
         "members": members,
-        "member_tail_p": [float(tails[a]) for a in members],
+        "member_tail_p": [float(x) for x in rows["behaviour_tail_p"]],
+        # the harvest signals' calibrated tails, as the scan stores them (-log10 p)
+        "member_harvest_log10_tails": {n: [float(x) for x in rows[f"tail_{n}"]] for n in harvest},
+        "harvest_alpha": float(summary.get("harvest_alpha", HARVEST_ALPHA)),
         "n_clusters_tested": max(1, m),
         "scan_pvalue_adjusted": scan_p,
+        "scan_harvest_pvalue_adjusted": scan_h,
         "scan_files": {p.name: sha256_file(p) for p in need},
     }
 

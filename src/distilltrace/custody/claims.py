@@ -21,8 +21,9 @@ ORDER = (CAMPAIGN, HARVEST_MARK, RADIO_CLOSED, RADIO_OPEN, PROVENANCE)
 #: What each p-value shows, and what it does not, in plain words (the report prints these).
 MEANING: dict[str, dict[str, str]] = {
     CAMPAIGN: {
-        "shows": "these accounts, taken together, behave unlike the rest of the API's "
-        "population (a coordinated group), beyond what chance among all groups tested gives",
+        "shows": "these accounts, taken together, ask for extraction-like outputs (and behave) "
+        "unlike the rest of the API's population, beyond what chance among all groups tested "
+        "gives: the scan's own rule for calling a group a campaign",
         "not": "who runs the accounts, nor that anyone trained on the outputs; the accounts' "
         "calibration against the population comes from the scan (its files' hashes are listed)",
     },
@@ -51,25 +52,55 @@ MEANING: dict[str, dict[str, str]] = {
 
 
 def campaign_claim(c: Mapping[str, Any]) -> EvidenceResult:
-    """The scan's Gamma test of the campaign's members (their calibrated behaviour tails,
-    one unit per declared customer), Bonferroni-adjusted over the clusters the scan tested."""
+    """The scan's flagging rule for the campaign, as one p-value.
+
+    The scan flags a group on either of two routes, each at half the campaign level: its
+    harvest test (what the members ask for: the Gamma test of their harvest tails, the
+    best signal Bonferroni-adjusted over the signals) alone, or its behaviour test (the
+    Gamma test of their behaviour tails) when the harvest test also reaches
+    ``harvest_alpha``. Both are Bonferroni-adjusted over the groups the scan tested. So
+    ``p = min(1, 2 min(h, b'))`` with ``b' = b`` if ``h <= harvest_alpha`` else 1: under
+    the null (the members are a random sample of the population, so both tails are
+    Uniform(0, 1)) ``P(p <= a) <= P(2h <= a) + P(2b <= a) <= a``, whatever their
+    dependence, and ``p <= a`` exactly when the scan flags the group at level ``a``.
+    A bundle without harvest tails (built before they were recorded) has the behaviour
+    test alone."""
     from distilltrace.traffic.fusion import cluster_test
 
-    t = cluster_test(np.asarray(c["member_tail_p"], float), np.asarray(c["units"], dtype=object))
+    units = np.asarray(c["units"], dtype=object)
     m = max(1, int(c["n_clusters_tested"]))
-    return EvidenceResult(
-        CAMPAIGN,
-        f"{t.null}; adjusted (Bonferroni) over the {m} groups the scan tested",
-        t.statistic,
-        min(1.0, t.pvalue * m),
-        t.size,
-        {
-            "pvalue_unadjusted": t.pvalue,
-            "n_clusters_tested": m,
-            "n_accounts": len(c["members"]),
-            "campaign": c.get("label", ""),
-        },
+    beh = cluster_test(np.asarray(c["member_tail_p"], float), units)
+    b = min(1.0, beh.pvalue * m)
+    details: dict[str, Any] = {
+        "behaviour_pvalue_adjusted": b,
+        "n_clusters_tested": m,
+        "n_accounts": len(c["members"]),
+        "campaign": c.get("label", ""),
+    }
+    H = c.get("member_harvest_log10_tails") or {}
+    if not H:
+        null = f"{beh.null}; adjusted (Bonferroni) over the {m} groups the scan tested"
+        return EvidenceResult(CAMPAIGN, null, beh.statistic, b, beh.size,
+                              {**details, "pvalue_unadjusted": beh.pvalue})  # fmt: skip
+    tests = {k: cluster_test(10.0 ** -np.asarray(v, float), units) for k, v in H.items()}
+    best = min(tests, key=lambda k: tests[k].pvalue)
+    h = min(1.0, tests[best].pvalue * len(tests) * m)
+    alpha_h = float(c.get("harvest_alpha", 0.01))
+    joint = b if h <= alpha_h else 1.0
+    p = min(1.0, 2 * min(h, joint))
+    route = "harvest" if h <= joint else "behaviour with harvest"
+    stat = tests[best].statistic if route == "harvest" else beh.statistic
+    null = (
+        "the campaign's accounts are a random sample of the API's population: their "
+        "calibrated harvest tails (what they ask for) and behaviour tails are Uniform(0, 1) "
+        "(T = sum of capped -ln u per customer unit is at most Gamma(k, 1) in the tail); "
+        f"the scan's two routes, each Bonferroni-adjusted over the {m} groups it tested, "
+        "combined by a union bound (harvest alone, or behaviour once harvest reaches "
+        f"{alpha_h:g})"
     )
+    details.update(harvest_pvalue_adjusted=h, harvest_signal=best, harvest_alpha=alpha_h,
+                   route=route)  # fmt: skip
+    return EvidenceResult(CAMPAIGN, null, stat, p, tests[best].size, details)
 
 
 def _mark_claim(name: str, null: str, test: Any, extra: Mapping[str, Any]) -> EvidenceResult:

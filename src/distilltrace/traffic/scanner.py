@@ -311,6 +311,7 @@ def _run(eng, load: LoadReport, prog, cfg: ScanConfig, out_dir: Path | None) -> 
         "duplicate_request_ids": load.duplicate_request_ids,
         "account_alpha": cfg.account_alpha,
         "campaign_alpha": cfg.campaign_alpha,
+        "harvest_alpha": cfg.harvest_alpha,
     }
     quarantine = eng.fetch("SELECT * FROM quarantine ORDER BY source, row_number")
     if eng.fetch("SELECT count(*) AS n FROM events")["n"].iloc[0] == 0:
