@@ -288,3 +288,30 @@ def test_a_scan_in_the_worker_process_equals_one_in_thread(sim_rows):
         s.score_now()
     assert s.snapshot.seq == seq  # nothing published from the failed scan
     assert s.score_now().accounts == a.accounts  # a fresh worker
+
+
+def test_a_scan_error_in_the_worker_reaches_the_caller_and_the_worker_lives_on(sim_rows):
+    """An exception raised by a scan in the worker process is raised again in the
+    gateway (same type and message); the worker then serves the next scan."""
+    import pyarrow as pa
+
+    from distilltrace.gateway.live import _to_ipc, rows_table
+    from distilltrace.gateway.scanworker import ScanWorker
+    from distilltrace.traffic.scanner import ScanConfig
+
+    w = ScanWorker()
+    try:
+        with pytest.raises(pa.ArrowInvalid):
+            w.call(b"not an arrow stream", ScanConfig(content=None), False, 1)
+        pid = w._proc.pid
+        s = LiveScorer(LiveConfig(window_s=WINDOW_S, isolate=False))
+        for r in sim_rows[:500]:
+            s.add(r)
+        table = rows_table(s.window_rows(s.watermark))
+        result, accounts = w.call(_to_ipc(table), ScanConfig(content=None), False, 1)
+        assert (
+            w._proc.pid == pid and accounts and set(accounts) == set(result.accounts["account_id"])
+        )
+    finally:
+        w.close()
+    assert w._proc is None
