@@ -198,44 +198,45 @@ def test_outputs_validated_before_the_move(tmp_path, monkeypatch, tiny_log):
     assert not (tmp_path / "o").exists() and _leftovers(tmp_path) == []
 
 
+#: Run `traffic scan` with one step of the output writer held: it writes a marker file,
+#: then sleeps until killed. The kill then lands at a known point, not by a race.
+_HELD_SCAN = """
+import sys, time, pathlib
+from distilltrace.traffic import outputs
+marker, point = pathlib.Path(sys.argv[1]), sys.argv[2]
+def hold(*args, **kwargs):
+    marker.write_text(point)
+    time.sleep(600)
+setattr(outputs, point, hold)
+sys.argv = ["distilltrace", *sys.argv[3:]]
+from distilltrace.cli import main
+main()
+"""
+
+
 @pytest.mark.slow
-def test_kill_9_during_scan_leaves_no_partial_output(tmp_path):
-    logs = tmp_path / "logs.parquet"
-    sim = subprocess.run(
-        [sys.executable, "-m", "distilltrace.cli", "traffic", "simulate", "-o", str(logs)]
-        + ["-n", "2000", "-d", "1", "--workers", "1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert sim.returncode == 0, sim.stderr
-    out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "distilltrace.cli",
-        "traffic",
-        "scan",
-        str(logs),
-        "--out",
-        str(out),
-        "--no-content",  # what is proven is the output's atomicity, not the content model
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    seen = None
+@pytest.mark.parametrize(
+    "point",
+    ["render_report", "_commit"],  # half the files written; every file written and checked
+)
+def test_kill_9_during_scan_leaves_no_partial_output(tmp_path, tiny_log, point):
+    out, marker = tmp_path / "out", tmp_path / "held"
+    cmd = [sys.executable, "-c", _HELD_SCAN, str(marker), point]
+    cmd += ["traffic", "scan", str(tiny_log), "--out", str(out), "--no-content"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 540
-    while proc.poll() is None and time.monotonic() < deadline:
-        seen = next((p for p in tmp_path.iterdir() if ".distilltrace-partial-" in p.name), None)
-        if seen is not None and any(seen.iterdir()):  # output being written
-            break
-        time.sleep(0.005)
-    assert proc.poll() is None, "the scan ended before it could be killed"
+    while proc.poll() is None and not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the scan ended before it could be killed: {proc.stderr.read()}"
+    assert marker.exists(), "the scan never reached the held step"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
-    assert seen is not None and seen.name.startswith(".out.distilltrace-partial-")
+    proc.stderr.close()
+    left = _leftovers(tmp_path)
+    assert len(left) == 1 and left[0].startswith(".out.distilltrace-partial-"), left
+    assert any((tmp_path / left[0]).iterdir())  # killed while its files were being written
     assert not out.exists()  # no partial --out folder
-    assert _leftovers(tmp_path) == [seen.name]  # clearly named, hidden, next to it
-    r = _cli(str(logs), "--out", str(out), "--no-content")  # the next run cleans up, completes
+    r = _cli(str(tiny_log), "--out", str(out), "--no-content")  # the next run cleans up
     assert r.returncode == 0, r.stderr
     assert _leftovers(tmp_path) == []
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
