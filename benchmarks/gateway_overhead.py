@@ -149,6 +149,9 @@ def crash_cycles(
             ]
             for t in ts:
                 t.start()
+            deadline = time.monotonic() + 120  # load is flowing (a slow machine too)
+            while len(acked) == before and time.monotonic() < deadline:
+                time.sleep(0.01)
             time.sleep(rng.uniform(0.8, 2.0))
             os.kill(proc.pid, signal.SIGKILL)  # mid-load
             proc.wait(timeout=30)

