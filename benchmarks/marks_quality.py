@@ -55,10 +55,13 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def _procs(model, params, cfg, name):
+def _procs(model, params, cfg, name, key: int = 0):
+    """The arm's processors and watermark; ``key`` > 0 selects another benchmark key (key 0
+    is the one every earlier run used)."""
     if params is None:
         return [], None
-    wm = _bench_key(params, TokenizerBinding.of_model(model), cfg, f"quality:{name}")
+    purpose = f"quality:{name}" + (f":key{key}" if key else "")
+    wm = _bench_key(params, TokenizerBinding.of_model(model), cfg, purpose)
     return wm.logits_processors(model), wm
 
 
@@ -70,9 +73,10 @@ def _answers_needed(wm, tok, texts, levels=(1e-3, 1e-6)):
 def stage_generate(a, cfg, model, res, gens):
     prompts = [p.text for p in generate_prompts(a.prompts, seed=a.seed + 11)]
     for name in a.arms:
-        procs, wm = _procs(model, ARMS[name], cfg, name)
+        _, wm = _procs(model, ARMS[name], cfg, name)
         per_seed, tokens, secs = [], 0, 0.0
         for s in range(a.seeds):
+            procs, _ = _procs(model, ARMS[name], cfg, name, key=s % a.keys)
             t0 = time.perf_counter()
             g = _gen(model, prompts, replace(cfg, seed=a.seed + s), a.tokens, procs)
             secs += time.perf_counter() - t0
@@ -88,6 +92,14 @@ def stage_generate(a, cfg, model, res, gens):
             if a.seeds > 1
             else None,
             "median_tokens": float(np.median([len(x.token_ids) for x in per_seed[0]])),
+            "mean_tokens_all_seeds": float(
+                np.mean([len(x.token_ids) for g in per_seed for x in g])
+            ),
+            # answers that ended by themselves (end-of-sequence), per seed
+            "stop_rate_per_seed": [
+                float(np.mean([x.finish_reason == "stop" for x in g])) for g in per_seed
+            ],
+            "keys": a.keys if wm is not None else 0,
         }
         if wm is not None:
             need, last = _answers_needed(wm, model.tokenizer, texts0)
@@ -105,12 +117,31 @@ def stage_perplexity(a, cfg, judge, res, gens):
         res["arms"][name]["ppl_judge"] = perplexity(
             judge, [x.prompt for x in g], [x.text for x in g]
         )
-    base = res["arms"].get("unmarked", {}).get("ppl_judge")
+        res["arms"][name]["ppl_judge_per_seed"] = _ppl_per_seed(judge, per_seed)
+    base = res["arms"].get("unmarked", {})
     for row in res["arms"].values():
-        if base:
-            row["ppl_ratio"] = row["ppl_judge"] / base
+        if base.get("ppl_judge"):
+            row["ppl_ratio"] = row["ppl_judge"] / base["ppl_judge"]
+            # seed s of a marked arm ran under key s % keys: one ratio per (seed, key)
+            row["ppl_ratio_per_seed"] = [
+                m / u
+                for m, u in zip(row["ppl_judge_per_seed"], base["ppl_judge_per_seed"], strict=True)
+            ]
     log("perplexity: " + json.dumps({k: v.get("ppl_ratio") for k, v in res["arms"].items()}))
     _write(a, res)
+
+
+def _ppl_per_seed(judge, per_seed) -> list[float]:
+    """`perplexity` of each seed's answers, from one scoring pass over all of them."""
+    import math
+
+    keep = [(s, x) for s, g in enumerate(per_seed) for x in g if x.text.strip()]
+    scored = judge.score([x.prompt for _, x in keep], [x.text for _, x in keep])
+    lp, n = np.zeros(len(per_seed)), np.zeros(len(per_seed))
+    for (s, _), sc in zip(keep, scored, strict=True):
+        lp[s] += sc.total_logprob
+        n[s] += sc.n_tokens
+    return [math.exp(-a / max(1.0, b)) for a, b in zip(lp, n, strict=True)]
 
 
 def stage_attacks(a, cfg, judge, model, res, gens):
@@ -178,10 +209,19 @@ def main() -> None:
     ap.add_argument("--gsm8k-file", default=str(GSM8K_DEFAULT))
     ap.add_argument("--stages", default="generate,perplexity,attacks,gsm8k")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--keys",
+        type=int,
+        default=1,
+        help="marked arms run seed s under benchmark key s %% KEYS (distortion-freeness "
+        "holds on average over keys; one key shows one draw of its key-level effect)",
+    )
     ap.add_argument("--out", type=Path, default=Path("bench-marks-quality"))
     a = ap.parse_args()
     for k in ("arms", "attack_arms", "gsm8k_arms", "stages"):
         setattr(a, k, [x for x in getattr(a, k).split(",") if x])
+    if a.keys < 1:
+        raise SystemExit("--keys must be at least 1")
     bad = sorted(set(a.arms + a.gsm8k_arms) - set(ARMS))
     if bad:
         raise SystemExit(f"unknown arm(s) {bad}; choose from {sorted(ARMS)}")
@@ -193,6 +233,7 @@ def main() -> None:
             "prompts": a.prompts,
             "seeds": a.seeds,
             "tokens": a.tokens,
+            "keys": a.keys,
             "temperature": cfg.temperature,
             "top_p": cfg.top_p,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -77,3 +77,30 @@ def test_shared_gsm8k_gold_answers_are_numbers():
     rows = read_gsm8k(GSM8K_DEFAULT, 200)
     assert len(rows) == 200
     assert all(gsm8k_correct(f"#### {r['answer']}", r["answer"]) for r in rows)
+
+
+def test_perplexity_per_seed_equals_perplexity_of_each_seed():
+    """`benchmarks.marks_quality` scores every answer once and splits the perplexity by
+    seed (one seed per benchmark key): the same numbers as scoring each seed alone."""
+    from types import SimpleNamespace
+
+    from benchmarks.marks_quality import _ppl_per_seed
+    from distilltrace.bench.marks_quality import perplexity
+
+    class Judge:  # log-probability -0.5 per word of the answer
+        def score(self, prompts, texts):
+            return [
+                SimpleNamespace(
+                    total_logprob=-0.5 * len(t.split()) - len(p) / 100, n_tokens=len(t.split())
+                )
+                for p, t in zip(prompts, texts, strict=True)
+            ]
+
+    def ans(p, t):
+        return SimpleNamespace(prompt=p, text=t)
+
+    per_seed = [[ans("p1", "a b c"), ans("p2", " ")], [ans("p1", "a"), ans("p22", "a b c d e")]]
+    got = _ppl_per_seed(Judge(), per_seed)
+    want = [perplexity(Judge(), [x.prompt for x in s], [x.text for x in s]) for s in per_seed]
+    assert got == pytest.approx(want)
+    assert got[0] == pytest.approx(math.exp((1.5 + 0.02) / 3))  # the empty answer is skipped

@@ -233,3 +233,22 @@ def test_scheme_class_checks_its_parameters():
         Tournament(layers=2.5)
     with pytest.raises(ValueError, match="true or false"):
         Tournament(mask_repeated="yes")
+
+
+def test_a_batch_is_processed_as_each_row_alone(make_wm):
+    """One softmax for the whole batch: every row comes out as it would on its own
+    (rows with repeated windows and rows with no finite score included)."""
+    wm = make_wm("tournament")
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, V, (6, 5), generator=g)
+    ids[0] = torch.tensor([5, 6, 7, 5, 6])  # repeated window: left as it is
+    scores = torch.randn(6, V, generator=g) * 3
+    scores[1] = float("-inf")  # nothing to sample: left as it is
+    scores[2, : V // 2] = float("-inf")  # a truncated row
+    out = TournamentProcessor(wm)(ids, scores.clone())
+    alone = torch.cat(
+        [TournamentProcessor(wm)(ids[i : i + 1], scores[i : i + 1].clone()) for i in range(6)]
+    )
+    assert torch.equal(out, alone)
+    assert torch.equal(out[0], scores[0]) and torch.equal(out[1], scores[1])
+    assert out.dtype == scores.dtype

@@ -140,16 +140,21 @@ class TournamentProcessor(KeyedProcessor):
             if self._impl.mask_repeated
             else [False] * len(seeds)
         )
-        out = scores.clone()
+        skip = [
+            a or not b for a, b in zip(skip, torch.isfinite(scores).any(-1).tolist(), strict=True)
+        ]
+        if all(skip):
+            return scores
+        # one softmax for the batch (tensor ops per row cost more than the tournament)
+        probs_all = torch.softmax(scores.double(), dim=-1).cpu().numpy()
+        new_all = scores.detach().double().cpu().numpy().copy()
         for i, s in enumerate(seeds):
-            row = scores[i].double()
-            if skip[i] or not torch.isfinite(row).any():
+            if skip[i]:
                 continue
-            probs = torch.softmax(row, dim=-1).cpu().numpy()
+            probs = probs_all[i]
             sup = np.flatnonzero(probs >= TAIL)
             q = self._impl.tournament_probs(probs[sup], pair_bits(np.uint64(s), sup))
-            new = np.full(probs.shape, -np.inf)
+            new_all[i] = -np.inf
             with np.errstate(divide="ignore"):
-                new[sup] = np.log(q)
-            out[i] = torch.from_numpy(new).to(out.dtype).to(out.device)
-        return out
+                new_all[i, sup] = np.log(q)
+        return torch.from_numpy(new_all).to(scores.dtype).to(scores.device)
