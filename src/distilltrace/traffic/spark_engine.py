@@ -456,6 +456,11 @@ class SparkEngine:
                         ),
                         "spark.local.dir": self._tmp.name,
                         "spark.driver.memory": _spark_mem(memory_limit) if memory_limit else "4g",
+                        # fewer, larger Arrow batches for the row-wise statements run by
+                        # DuckDB in the Python workers; an uncompressed columnar cache
+                        # (local mode: one machine's memory, CPU is what is short)
+                        "spark.sql.execution.arrow.maxRecordsPerBatch": "50000",
+                        "spark.sql.inMemoryColumnarStorage.compressed": "false",
                     }
                 )
             elif shuffle_partitions:
