@@ -28,7 +28,7 @@ from distilltrace.bench.marks_quality import (
     GSM8K_INSTRUCTION,
     distinct_n,
     gsm8k_correct,
-    perplexity,
+    perplexity_by_group,
     read_gsm8k,
     self_bleu,
 )
@@ -113,11 +113,8 @@ def stage_generate(a, cfg, model, res, gens):
 
 def stage_perplexity(a, cfg, judge, res, gens):
     for name, (per_seed, _) in gens.items():
-        g = [x for s in per_seed for x in s]
-        res["arms"][name]["ppl_judge"] = perplexity(
-            judge, [x.prompt for x in g], [x.text for x in g]
-        )
-        res["arms"][name]["ppl_judge_per_seed"] = _ppl_per_seed(judge, per_seed)
+        row = res["arms"][name]
+        row["ppl_judge"], row["ppl_judge_per_seed"] = _perplexities(judge, per_seed)
     base = res["arms"].get("unmarked", {})
     for row in res["arms"].values():
         if base.get("ppl_judge"):
@@ -131,17 +128,14 @@ def stage_perplexity(a, cfg, judge, res, gens):
     _write(a, res)
 
 
+def _perplexities(judge, per_seed) -> tuple[float, list[float]]:
+    """Perplexity of all answers and of each seed's, from one scoring pass."""
+    return perplexity_by_group(judge, [[(x.prompt, x.text) for x in g] for g in per_seed])
+
+
 def _ppl_per_seed(judge, per_seed) -> list[float]:
     """`perplexity` of each seed's answers, from one scoring pass over all of them."""
-    import math
-
-    keep = [(s, x) for s, g in enumerate(per_seed) for x in g if x.text.strip()]
-    scored = judge.score([x.prompt for _, x in keep], [x.text for _, x in keep])
-    lp, n = np.zeros(len(per_seed)), np.zeros(len(per_seed))
-    for (s, _), sc in zip(keep, scored, strict=True):
-        lp[s] += sc.total_logprob
-        n[s] += sc.n_tokens
-    return [math.exp(-a / max(1.0, b)) for a, b in zip(lp, n, strict=True)]
+    return _perplexities(judge, per_seed)[1]
 
 
 def stage_attacks(a, cfg, judge, model, res, gens):

@@ -119,10 +119,21 @@ def gsm8k_correct(text: str, gold: str) -> bool:
 
 def perplexity(judge: Any, prompts: Sequence[str], texts: Sequence[str]) -> float:
     """exp(mean negative log-likelihood per token) of texts given prompts, under judge."""
-    pairs = [(p, t) for p, t in zip(prompts, texts, strict=True) if t.strip()]
+    return perplexity_by_group(judge, [list(zip(prompts, texts, strict=True))])[0]
+
+
+def perplexity_by_group(
+    judge: Any, groups: Sequence[Sequence[tuple[str, str]]]
+) -> tuple[float, list[float]]:
+    """`perplexity` of all (prompt, text) pairs together and of each group, from one
+    scoring pass; empty texts are left out."""
+    pairs = [(k, p, t) for k, g in enumerate(groups) for p, t in g if t.strip()]
     if not pairs:
         raise InputError("perplexity needs at least one non-empty text")
-    scored = judge.score([p for p, _ in pairs], [t for _, t in pairs])
-    lp = sum(s.total_logprob for s in scored)
-    n = sum(s.n_tokens for s in scored)
-    return math.exp(-lp / max(1, n))
+    scored = judge.score([p for _, p, _ in pairs], [t for _, _, t in pairs])
+    lp, n = [0.0] * len(groups), [0] * len(groups)
+    for (k, _, _), s in zip(pairs, scored, strict=True):
+        lp[k] += s.total_logprob
+        n[k] += s.n_tokens
+    per = [math.exp(-a / max(1, b)) for a, b in zip(lp, n, strict=True)]
+    return math.exp(-sum(lp) / max(1, sum(n))), per

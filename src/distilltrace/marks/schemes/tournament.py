@@ -145,9 +145,11 @@ class TournamentProcessor(KeyedProcessor):
         ]
         if all(skip):
             return scores
-        # one softmax for the batch (tensor ops per row cost more than the tournament)
-        probs_all = torch.softmax(scores.double(), dim=-1).cpu().numpy()
-        new_all = scores.detach().double().cpu().numpy().copy()
+        # one softmax for the batch (tensor ops per row cost more than the tournament),
+        # on one float64 copy of the scores that then becomes the output
+        base = scores.detach().to("cpu", torch.float64, copy=True)
+        probs_all = torch.softmax(base, dim=-1).numpy()
+        new_all = base.numpy()
         for i, s in enumerate(seeds):
             if skip[i]:
                 continue
