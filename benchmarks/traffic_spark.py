@@ -2,7 +2,7 @@
 
     nice -n 10 .venv/bin/python -m benchmarks.traffic_spark [--sizes 1000000,3000000,10000000]
         [--engines duckdb,spark] [--timeout 1800] [--master local[2]] [--no-content]
-        [--row-engine auto|duckdb|spark]
+        [--row-engine auto|duckdb|spark] [--repeat N]
 
 Reuses the Parquet files that `benchmarks.traffic_scale` generates and caches under
 benchmarks/.data/ (run that first; this script does not generate data). Each scan
@@ -15,7 +15,10 @@ and its in-memory copy for logs up to 2M requests): what a cluster run moves to 
 driver. The 1-minute load average is sampled with the memory (the machine may be
 shared: mean and max are recorded). ``--no-content`` scans without the content model
 (the default scan has it); ``--row-engine`` chooses where Spark runs the row-wise regex
-statements (`SparkEngine`). Results: benchmarks/results/traffic_spark.json.
+statements (`SparkEngine`). ``--repeat N`` runs N rounds per size, the engines in
+ABBA order, and prints each engine's median wall time and its time over the first
+engine's, per round and the median of those (on a machine whose speed drifts, a ratio
+within one round is the fair one). Results: benchmarks/results/traffic_spark.json.
 """
 
 from __future__ import annotations
@@ -223,6 +226,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-content", action="store_true", help="scan without the content model")
     ap.add_argument("--row-engine", default="auto", choices=["auto", "duckdb", "spark"])
     ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds per size, engines in ABBA order; prints the per-round time ratios",
+    )
+    ap.add_argument(
         "--child", nargs=3, metavar=("ENGINE", "PATH", "OUT_JSON"), help=argparse.SUPPRESS
     )
     a = ap.parse_args(argv)
@@ -253,23 +262,55 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(
                 f"{path} is missing: run `python -m benchmarks.traffic_scale --sizes {n}` first"
             )
-        for engine in a.engines.split(","):
-            row = run_one(
-                engine,
-                path,
-                master=a.master,
-                memory=a.memory,
-                timeout=a.timeout,
-                content=not a.no_content,
-                row_engine=a.row_engine,
-            )
-            row["size"] = n
-            row["date_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            print(json.dumps({k: v for k, v in row.items() if k != "tables"}), flush=True)
-            doc["runs"] = [
-                r for r in doc["runs"] if not (r["engine"] == engine and r["size"] == n)
-            ] + [row]
+        engines = a.engines.split(",")
+        doc["runs"] = [r for r in doc["runs"] if not (r["engine"] in engines and r["size"] == n)]
+        for k in range(a.repeat):
+            # ABBA order: a machine that speeds up or slows down during the rounds
+            # favours neither engine
+            for engine in engines if k % 2 == 0 else engines[::-1]:
+                row = run_one(
+                    engine,
+                    path,
+                    master=a.master,
+                    memory=a.memory,
+                    timeout=a.timeout,
+                    content=not a.no_content,
+                    row_engine=a.row_engine,
+                )
+                row.update(
+                    size=n, round=k, date_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                )
+                print(json.dumps({k: v for k, v in row.items() if k != "tables"}), flush=True)
+                doc["runs"].append(row)
+                res_path.write_text(json.dumps(doc, indent=2))
+        summary = _ratios([r for r in doc["runs"] if r["size"] == n], engines)
+        if summary:
+            print(json.dumps({"size": n, **summary}), flush=True)
+            doc.setdefault("summary", {})[str(n)] = summary
             res_path.write_text(json.dumps(doc, indent=2))
+
+
+def _ratios(rows: list[dict], engines: list[str]) -> dict | None:
+    """Median wall time per engine and, per round, each engine's wall time over the
+    first engine's (the ratio within a round is what a drifting machine spoils least)."""
+    import statistics
+
+    ok = [r for r in rows if r.get("status") == "ok"]
+    if len(engines) < 2 or not ok:
+        return None
+    walls = {e: [r["wall_s"] for r in ok if r["engine"] == e] for e in engines}
+    out: dict = {"median_wall_s": {e: statistics.median(w) for e, w in walls.items() if w}}
+    base = engines[0]
+    for e in engines[1:]:
+        per = []
+        for k in sorted({r["round"] for r in ok}):
+            b = [r["wall_s"] for r in ok if r["engine"] == base and r["round"] == k]
+            x = [r["wall_s"] for r in ok if r["engine"] == e and r["round"] == k]
+            if b and x:
+                per.append(round(x[0] / b[0], 2))
+        if per:
+            out[f"{e}_over_{base}"] = {"per_round": per, "median": statistics.median(per)}
+    return out
 
 
 if __name__ == "__main__":

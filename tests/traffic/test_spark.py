@@ -183,6 +183,42 @@ def test_rowwise_regex_statements_detected():
     assert rowwise_regex_source(sql) is None
 
 
+def test_only_searching_regexes_leave_the_jvm():
+    """`auto` sends a statement to DuckDB only when a regex can match anywhere in the
+    text; checks anchored at both ends (the readers') stay in Spark SQL."""
+    from distilltrace.traffic.pipeline import statements
+    from distilltrace.traffic.spark_engine import searches_text
+
+    req = next(st for st in statements({"model"}) if st.name == "req")
+    assert searches_text(req.sql)
+    assert not searches_text("SELECT regexp_matches(a, '^\\s*[0-9]+\\s*$') AS m FROM e")
+    assert not searches_text("SELECT regexp_extract(a, '^([+-]?[0-9]+)(\\.0*)?$', 1) FROM e")
+    assert searches_text("SELECT regexp_matches(a, '^a|b$') FROM e")  # either end alone
+    assert not searches_text("SELECT regexp_matches(a, '^(a|b)$') FROM e")
+    assert not searches_text("SELECT regexp_matches(a, '^[|]x$') FROM e")
+    assert searches_text("SELECT regexp_matches(a, 'x\\$') FROM e")  # an escaped dollar
+    assert searches_text("SELECT regexp_matches(a, b) FROM e")  # not a literal
+    assert not searches_text("SELECT a FROM e")
+
+
+def test_rowwise_views_compose_into_one_statement():
+    """A row-wise statement over a row-wise view becomes one statement over the view's
+    table (what DuckDB then runs per batch); anything else is left alone."""
+    import duckdb
+
+    from distilltrace.traffic.spark_engine import inline_rowwise_view
+
+    views = {"chk": "SELECT a, regexp_matches(b, 'x') AS m, a > 1 AS ok FROM raw"}
+    got = inline_rowwise_view("SELECT a, m FROM chk WHERE ok", views)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE raw AS SELECT * FROM (VALUES (1, 'x'), (2, 'yx'), (3, 'y')) t(a, b)")
+    assert con.execute(got).fetchall() == [(2, True), (3, False)]
+    assert inline_rowwise_view("SELECT count(*) FROM chk", views) is None  # an aggregate
+    assert inline_rowwise_view("SELECT a FROM other", views) is None  # not a view
+    sql = "SELECT c.a FROM chk c JOIN raw r ON c.a = r.a"
+    assert inline_rowwise_view(sql, views) is None  # a join
+
+
 def _bad_logs(path):
     """Rows that break the schema in the ways a Parquet file can: text where numbers or
     timestamps belong, missing required values."""
@@ -389,6 +425,28 @@ def test_cli_engine_spark(spark, tmp_path, sim_path):
         ref.accounts, pd.read_parquet(out / "accounts.parquet")[list(ref.accounts.columns)]
     )
     assert spark.range(1).count() == 1  # the test session survived the CLI run
+
+
+@needs_spark
+@pytest.mark.parametrize(
+    "order", ["a", "a DESC", "a NULLS FIRST", "a DESC NULLS LAST, b", "b DESC, a", "a + 0"]
+)
+def test_write_parquet_keeps_duckdbs_order(spark, tmp_path, order):
+    """A written file holds the rows in the statement's order, NULLs where DuckDB puts
+    them, whether it is sorted in one partition (plain columns) or globally."""
+    import duckdb
+
+    eng = _engine(spark)
+    frame = pd.DataFrame(
+        {"a": [3.0, None, 1.0, 2.0, 5.0, 4.0], "b": ["x", "y", "z", None, "w", "v"]}
+    )
+    eng.register("t", frame)
+    sql = f"SELECT * FROM t ORDER BY {order}"
+    eng.write_parquet(sql, str(tmp_path / "t.parquet"))
+    got = pq.read_table(tmp_path / "t.parquet").to_pandas()
+    want = duckdb.sql(sql.replace("FROM t", "FROM frame")).df()
+    assert got.astype(str).values.tolist() == want.astype(str).values.tolist()
+    eng.drop("t")
 
 
 @needs_spark

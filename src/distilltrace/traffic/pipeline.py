@@ -77,6 +77,8 @@ def _req_statement(has) -> Statement:
     """Per-request text features, computed once, vectorised."""
     rules = tr.rule_sql("lp")
     nb = tr.elicitation_model()
+    # the rules that later statements count; the others only feed the log-odds
+    kept = [r for r in rules if r in tr.STRONG_RULES or r == "step_by_step"]
     tok_in = "input_tokens" if has("input_tokens") else "NULL::BIGINT"
     tok_out = "output_tokens" if has("output_tokens") else "NULL::BIGINT"
     model = "model" if has("model") else "NULL::VARCHAR"
@@ -96,7 +98,7 @@ SELECT request_id, account_id, t,
        CAST(floor(t / 3600) AS BIGINT) % 24 AS hod,
        left(md5(left(sk, 60) || '|' || right(sk, 40)), 16) AS frame_hash,
        length(sk) - length(replace(sk, ' ', '')) + 1 AS sk_words,
-       prompt_hash, {tr.topic_sql("_tm")} AS topic, {", ".join(rules)},
+       prompt_hash, {tr.topic_sql("_tm")} AS topic, {", ".join(kept)},
        {nb.sql()} AS elicit_lo,
        in_tok, out_tok, model
 FROM (
@@ -122,11 +124,10 @@ def _account_statements(has) -> list[Statement]:
     for c in ("signup_path", "org_id", "payment_fingerprint", "country", "asn_type"):
         if has(c):
             extra.append(f"min({c}) AS {c}")
-    extra_sql = (", " + ", ".join(extra)) if extra else ""
     out.append(
         Statement(
             "acct_meta",
-            f"SELECT account_id, count(*) AS n_events{extra_sql} FROM events GROUP BY account_id",
+            _meta_sql(extra),
             "per-account metadata (sign-up time and path, org, country)",
         )
     )
@@ -143,20 +144,47 @@ GROUP BY account_id
             "inter-arrival gaps per account (load-balancer cadence)",
         )
     )
+    # the per-(account, hour) and per-(account, day) tables first: the account table
+    # counts its distinct hours and days from them (one plain aggregate per table, where
+    # several distinct counts in one aggregate make Spark expand every row once per count)
+    out.append(
+        Statement(
+            "acct_hod",
+            "SELECT account_id, hod, count(*) AS n FROM req GROUP BY account_id, hod",
+            "per (account, hour of day) counts",
+        )
+    )
+    out.append(
+        Statement(
+            "acct_day",
+            "SELECT account_id, day, count(*) AS n FROM req GROUP BY account_id, day",
+            "per (account, day) counts",
+        )
+    )
     out.append(
         Statement(
             "acct",
             f"""
-SELECT r.account_id, count(*) AS n_req, min(t) AS first_t, max(t) AS last_t,
-       count(DISTINCT day) AS n_days, count(DISTINCT hod) AS n_hours,
-       count(DISTINCT prompt_hash) AS n_distinct_prompts,
-       sum(CASE WHEN elicit_lo > 0 THEN 1 ELSE 0 END) AS n_elicit,
-       sum(CASE WHEN ({strong}) > 0 THEN 1 ELSE 0 END) AS n_rule,
-       sum(step_by_step) AS n_step,
-       avg(elicit_lo) AS elicit_lo_mean,
-       sum(coalesce(in_tok, 0)) AS in_tok, sum(coalesce(out_tok, 0)) AS out_tok,
-       avg(sk_words) AS sk_words_mean
-FROM req r GROUP BY r.account_id
+SELECT r.account_id, r.n_req, r.first_t, r.last_t,
+       coalesce(d.n_days, 0) AS n_days, coalesce(h.n_hours, 0) AS n_hours,
+       coalesce(p.n_distinct_prompts, 0) AS n_distinct_prompts,
+       r.n_elicit, r.n_rule, r.n_step, r.elicit_lo_mean, r.in_tok, r.out_tok, r.sk_words_mean
+FROM (SELECT account_id, count(*) AS n_req, min(t) AS first_t, max(t) AS last_t,
+             sum(CASE WHEN elicit_lo > 0 THEN 1 ELSE 0 END) AS n_elicit,
+             sum(CASE WHEN ({strong}) > 0 THEN 1 ELSE 0 END) AS n_rule,
+             sum(step_by_step) AS n_step,
+             avg(elicit_lo) AS elicit_lo_mean,
+             sum(coalesce(in_tok, 0)) AS in_tok, sum(coalesce(out_tok, 0)) AS out_tok,
+             avg(sk_words) AS sk_words_mean
+      FROM req GROUP BY account_id) r
+LEFT JOIN (SELECT account_id, count(day) AS n_days FROM acct_day GROUP BY account_id) d
+  ON r.account_id = d.account_id
+LEFT JOIN (SELECT account_id, count(hod) AS n_hours FROM acct_hod GROUP BY account_id) h
+  ON r.account_id = h.account_id
+LEFT JOIN (SELECT account_id, count(prompt_hash) AS n_distinct_prompts
+           FROM (SELECT account_id, prompt_hash FROM req GROUP BY account_id, prompt_hash)
+           GROUP BY account_id) p
+  ON r.account_id = p.account_id
 """,
             "per-account volume, diversity and elicitation counts",
         )
@@ -178,20 +206,6 @@ FROM req r GROUP BY r.account_id
             "per (account, task family) counts",
         )
     )
-    out.append(
-        Statement(
-            "acct_hod",
-            "SELECT account_id, hod, count(*) AS n FROM req GROUP BY account_id, hod",
-            "per (account, hour of day) counts",
-        )
-    )
-    out.append(
-        Statement(
-            "acct_day",
-            "SELECT account_id, day, count(*) AS n FROM req GROUP BY account_id, day",
-            "per (account, day) counts",
-        )
-    )
     if has("model"):
         out.append(
             Statement(
@@ -202,6 +216,25 @@ FROM req r GROUP BY r.account_id
             )
         )
     return out
+
+
+def _meta_sql(extra: list[str]) -> str:
+    """Per-account event count and the least of each metadata value (``extra``:
+    ``min(col) AS col`` items). The values first grouped with the account (an account
+    has few combinations), then the least per account over those few rows: the same
+    result as one aggregate, without a minimum over text in a 3M-row aggregate (which
+    Spark can only sort, not hash)."""
+    if not extra:
+        return "SELECT account_id, count(*) AS n_events FROM events GROUP BY account_id"
+    cols = [c.split(" AS ")[-1] for c in extra]
+    keys = ", ".join(c for c in cols if c != "created_t")
+    inner = ["count(*) AS n"] + (["min(created_t) AS created_t"] if "created_t" in cols else [])
+    return (
+        "SELECT account_id, CAST(sum(n) AS BIGINT) AS n_events, "
+        + ", ".join(f"min({c}) AS {c}" for c in cols)
+        + f" FROM (SELECT account_id, {keys + ', ' if keys else ''}{', '.join(inner)} "
+        + f"FROM events GROUP BY account_id{', ' + keys if keys else ''}) GROUP BY account_id"
+    )
 
 
 def _link_statements(has) -> list[Statement]:
@@ -297,17 +330,21 @@ def stage2_statements() -> list[Statement]:
             "per (cluster, 10-minute bin) active member counts (synchronisation)",
         ),
         Statement(
-            "cluster_examples",
+            "cluster_top",
             """
-WITH top AS (
-  SELECT cluster_id, request_id, account_id, t, elicit_lo FROM (
-    SELECT m.cluster_id, r.request_id, r.account_id, r.t, r.elicit_lo,
-           row_number() OVER (PARTITION BY m.cluster_id ORDER BY r.elicit_lo DESC, r.request_id) AS k
-    FROM req r JOIN cluster_map m ON r.account_id = m.account_id)
-  WHERE k <= 5)
-SELECT top.cluster_id, top.request_id, top.account_id, top.t, e.prompt, top.elicit_lo
-FROM top JOIN events e ON e.request_id = top.request_id
+SELECT cluster_id, request_id, account_id, t, elicit_lo FROM (
+  SELECT m.cluster_id, r.request_id, r.account_id, r.t, r.elicit_lo,
+         row_number() OVER (PARTITION BY m.cluster_id ORDER BY r.elicit_lo DESC, r.request_id) AS k
+  FROM req r JOIN cluster_map m ON r.account_id = m.account_id)
+WHERE k <= 5
 """,
+            "the most extraction-like requests per cluster (a small table of its own, so "
+            "that joining it to the events moves only its rows)",
+        ),
+        Statement(
+            "cluster_examples",
+            "SELECT top.cluster_id, top.request_id, top.account_id, top.t, e.prompt, top.elicit_lo "
+            "FROM cluster_top top JOIN events e ON e.request_id = top.request_id",
             "example prompts per cluster (most extraction-like first)",
         ),
     ]

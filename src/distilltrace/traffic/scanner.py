@@ -314,7 +314,7 @@ def _run(eng, load: LoadReport, prog, cfg: ScanConfig, out_dir: Path | None) -> 
         "harvest_alpha": cfg.harvest_alpha,
     }
     quarantine = eng.fetch("SELECT * FROM quarantine ORDER BY source, row_number")
-    if eng.fetch("SELECT count(*) AS n FROM events")["n"].iloc[0] == 0:
+    if load.rows_valid - load.duplicate_rows_dropped == 0:  # the rows `events` holds
         summary["skipped_signals"] = {}
         return _empty_result(summary, quarantine)
     red = _reduce(eng, present, prog, cfg)
@@ -764,7 +764,8 @@ def _request_flags(eng, red, out: pd.DataFrame, out_dir: Path | None):
         f"(f.flagged AND (f.whole OR r.elicit_lo > 0 OR {intent_hit})) AS flagged "
         f"FROM req r JOIN acct_flags f ON r.account_id = f.account_id {intent_join}"
     )
-    eng.execute("req_flags", req_sql)
+    # a view: counted once and written once, so there is nothing to gain from storing it
+    eng.run(f"CREATE OR REPLACE TEMP VIEW req_flags AS {req_sql}")
     n_flag = int(eng.fetch("SELECT count(*) AS n FROM req_flags WHERE flagged")["n"].iloc[0])
     files: dict[str, str] = {}
     if out_dir is not None:

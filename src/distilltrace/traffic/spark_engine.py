@@ -22,13 +22,17 @@ runs unchanged. Input: Parquet paths Spark can read (local, ``hdfs://``, ``s3a:/
 ...), a Spark DataFrame, or a pandas/pyarrow table; validation and quarantine are the
 readers' own (`distilltrace.traffic.readers`), run in Spark.
 
-Row-wise statements that use regular expressions (the per-request text features and
-the readers' validation) are the exception: java.util.regex backtracks through every
-alternative at every position, so they run, by default, in DuckDB inside Spark's Python
-workers, one Arrow batch at a time (`mapInArrow`): the same SQL text, evaluated by the
-same engine as `DuckDBEngine`, so the values are DuckDB's own. ``row_engine="spark"``
-(or a worker Python without DuckDB, which ``"auto"`` detects) keeps them in Spark SQL
-with the RE2 -> Java translation below.
+Row-wise statements whose regular expressions search text (the per-request text
+features) are the exception: java.util.regex backtracks through every alternative at
+every position, so they run, by default, in DuckDB inside Spark's Python workers, one
+Arrow batch at a time (`mapInArrow`): the same SQL text, evaluated by the same engine as
+`DuckDBEngine`, so the values are DuckDB's own. A chain of such row-wise steps (a view,
+then a row-wise statement over it) runs as one DuckDB statement per batch
+(`inline_rowwise_view`). Checks anchored at both ends (the readers' validation of ids,
+numbers and timestamps) stay in Spark SQL, which runs them without the round trip to
+Python. ``row_engine="duckdb"`` sends every row-wise regex statement to DuckDB;
+``row_engine="spark"`` (or a worker Python without DuckDB, which ``"auto"`` detects)
+keeps them all in Spark SQL with the RE2 -> Java translation below.
 """
 
 from __future__ import annotations
@@ -243,6 +247,67 @@ def rowwise_regex_source(sql: str) -> tuple[str, list[str] | None] | None:
     return tables.pop(), cols
 
 
+def searches_text(sql: str) -> bool:
+    """Whether a statement uses a regular expression that is not anchored at both ends
+    (``^...$``): one that java.util.regex tries at every position of the text, through
+    every alternative (the per-request text features). A pattern anchored at both ends
+    (the readers' checks of ids, numbers and timestamps) is tried at one position only,
+    and Spark SQL runs it without leaving the JVM."""
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    for node in tree.find_all(*_REGEX_NODES):
+        pat = node.args.get("expression")
+        if not (isinstance(pat, exp.Literal) and pat.is_string):
+            return True
+        if not _anchored(pat.this):
+            return True
+    return False
+
+
+def _anchored(p: str) -> bool:
+    """``^...$`` with no alternative outside a group or class (``^a|b$`` searches)."""
+    if not (p.startswith("^") and p.endswith("$")) or p.endswith("\\$"):
+        return False
+    depth, cls, i = 0, False, 0
+    while i < len(p):
+        c = p[i]
+        if c == "\\":
+            i += 2
+            continue
+        if cls:
+            cls = c != "]"
+        elif c == "[":
+            cls = True
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            return False
+        i += 1
+    return True
+
+
+def inline_rowwise_view(sql: str, views: dict[str, str]) -> str | None:
+    """``sql`` with its one table replaced by that view's own statement, when ``sql``
+    maps the rows of one table one by one and that table is a row-wise view in
+    ``views`` (name -> DuckDB-dialect statement); else None.
+
+    The composed statement reads the view's base table directly, so a chain of
+    row-wise steps (validation, then the valid or the quarantined rows, then events)
+    runs as one DuckDB statement per Arrow batch, and only its own columns leave the
+    Python workers."""
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    if not isinstance(tree, exp.Select) or any(tree.find_all(*_NOT_ROWWISE)):
+        return None
+    tables = list(tree.find_all(exp.Table))
+    if len(tables) != 1 or tables[0].name.lower() not in views:
+        return None
+    t = tables[0]
+    inner = sqlglot.parse_one(views[t.name.lower()], read="duckdb")
+    t.replace(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(t.name))))
+    return tree.sql(dialect="duckdb")
+
+
 def _duckdb_batches(sql: str, table: str, out_schema):
     """A `mapInArrow` function: ``sql`` run by DuckDB on each Arrow batch registered as
     ``table``. A closure (pickled by value), so workers need only duckdb and pyarrow."""
@@ -417,7 +482,9 @@ class SparkEngine:
         ``row_engine``: where row-wise statements with regular expressions run:
         ``"duckdb"`` (DuckDB in the Python workers, per Arrow batch; the workers need
         the driver's duckdb and pyarrow versions), ``"spark"`` (Spark SQL, regexes
-        translated to Java), or ``"auto"`` (DuckDB when the workers have it, else Spark).
+        translated to Java), or ``"auto"``: DuckDB when the workers have it, for the
+        statements whose regexes search text (`searches_text`); Spark SQL for checks
+        anchored at both ends and when the workers lack DuckDB.
         """
         if row_engine not in _ROW_ENGINES:
             raise InputError(f"unknown row engine {row_engine!r}: use auto, duckdb or spark")
@@ -425,6 +492,7 @@ class SparkEngine:
         self._worker_duckdb: str | None | bool = False  # not probed yet
         self._tables: dict[str, Any] = {}
         self._views: set[str] = set()
+        self._rowwise_views: dict[str, str] = {}  # view -> its DuckDB statement
         self._prefix = "dt_" + uuid.uuid4().hex[:8]
         self._tmp = tempfile.TemporaryDirectory(prefix="distilltrace-spark-", dir=temp_dir)
         if spark is None:
@@ -480,6 +548,16 @@ class SparkEngine:
                 ) from None
             # a session that was already running (getOrCreate returns it) is left running
             self._own = existing is None
+            if (
+                self._own
+                and local
+                and os.environ.get("PYSPARK_PYTHON") == sys.executable
+                and "spark.pyspark.python" not in settings
+            ):
+                import duckdb
+
+                # local Python workers run this interpreter: no need to ask them
+                self._worker_duckdb = duckdb.__version__
             self._saved_conf: dict[str, str | None] = {}
         else:
             self.spark = spark
@@ -509,9 +587,19 @@ class SparkEngine:
                 schemas[name] = self.columns(name)
         return to_spark_sql(sql, schemas)
 
-    def _df(self, sql: str):
-        df = self._rowwise_df(sql) if self._row_engine != "spark" else None
-        return df if df is not None else self.spark.sql(self.to_spark(sql))
+    def _df(self, sql: str, name: str | None = None):
+        """``sql`` as a DataFrame; ``name``: a view being defined by it (a row-wise
+        view run by DuckDB is remembered, so row-wise statements over it compose)."""
+        if self._row_engine != "spark":
+            fused = inline_rowwise_view(sql, self._rowwise_views)
+            df = self._rowwise_df(fused) if fused is not None else None
+            if df is None:
+                fused, df = sql, self._rowwise_df(sql)
+            if df is not None:
+                if name is not None:
+                    self._rowwise_views[name] = fused
+                return df
+        return self.spark.sql(self.to_spark(sql))
 
     @property
     def row_engine(self) -> str:
@@ -541,7 +629,9 @@ class SparkEngine:
         """``sql`` as a DataFrame computed by DuckDB per Arrow batch, when it is a row-wise
         regex statement over one table and the workers have DuckDB; else None."""
         src = rowwise_regex_source(sql)
-        if src is None or not self._duckdb_workers():
+        if src is None or (self._row_engine == "auto" and not searches_text(sql)):
+            return None
+        if not self._duckdb_workers():
             return None
         table, cols = src
         base = self.spark.table(table)
@@ -584,19 +674,26 @@ class SparkEngine:
 
         old = self._tables.pop(name, None)
         df = df.persist(StorageLevel.MEMORY_AND_DISK)
-        df.createOrReplaceTempView(name)  # cached on first use (no extra Spark job)
+        df.createOrReplaceTempView(name)
+        # built now, in a job of its own: left to its first use, a table is built inside
+        # the plan of whatever reads it first, next to the other tables that plan reads,
+        # and the scan took 12 s longer at 3M (docs/benchmarks.md)
+        df.count()
         if old is not None:
             old.unpersist()
         self._tables[name] = df
         self._views.discard(name)
+        self._rowwise_views.pop(name, None)
 
     def execute(self, name: str, sql: str) -> None:
         self._store(name.lower(), self._df(sql))
 
     def view(self, name: str, sql: str) -> None:
         """Define a (lazy) view."""
-        self._df(sql).createOrReplaceTempView(name.lower())
-        self._views.add(name.lower())
+        name = name.lower()
+        self._rowwise_views.pop(name, None)
+        self._df(sql, name).createOrReplaceTempView(name)
+        self._views.add(name)
 
     def run(self, sql: str) -> None:
         """Run a DuckDB-dialect statement with no result (CREATE ... AS, DROP, ALTER ... RENAME)."""
@@ -634,6 +731,7 @@ class SparkEngine:
         if df is not None:
             df.unpersist()
         self._views.discard(name)
+        self._rowwise_views.pop(name, None)
         self.spark.catalog.dropTempView(name)
 
     def fetch(self, sql: str) -> pd.DataFrame:
@@ -660,12 +758,13 @@ class SparkEngine:
 
     def write_parquet(self, sql: str, path: str) -> None:
         """Write a query's result to one Parquet file on the driver (rows in query order)."""
-        df = _decimals_to_double(self._df(sql))
         dest = Path(path)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if self.master.startswith("local"):
+            one = self._one_sorted_partition(sql)
+            df = one if one is not None else _decimals_to_double(self._df(sql)).coalesce(1)
             tmp = dest.parent / f".{dest.name}.{self._prefix}.tmp"
-            df.coalesce(1).write.mode("overwrite").option("compression", "zstd").parquet(str(tmp))
+            df.write.mode("overwrite").option("compression", "zstd").parquet(str(tmp))
             parts = sorted(tmp.glob("part-*.parquet"))
             if len(parts) == 1:
                 if dest.exists():
@@ -676,6 +775,7 @@ class SparkEngine:
             shutil.rmtree(tmp, ignore_errors=True)  # pragma: no cover - empty result: no part file
         import pyarrow.parquet as pq
 
+        df = _decimals_to_double(self._df(sql))
         if hasattr(df, "toArrow"):  # PySpark >= 4.0
             tab = df.toArrow()
         else:  # pragma: no cover - PySpark 3.5
@@ -683,6 +783,36 @@ class SparkEngine:
 
             tab = pa.Table.from_pandas(df.toPandas(), preserve_index=False)
         pq.write_table(tab, str(dest), compression="zstd")
+
+    def _one_sorted_partition(self, sql: str):
+        """``sql`` ending in ``ORDER BY`` plain output columns, as one partition sorted in
+        place (the file is written by one task anyway): no sampling pass over the rows
+        to range-partition them, as a global sort makes. None for any other statement."""
+        from pyspark.sql import functions as F
+
+        tree = sqlglot.parse_one(sql, read="duckdb")
+        order = tree.args.get("order") if isinstance(tree, exp.Select) else None
+        if order is None or tree.args.get("limit") is not None:
+            return None
+        keys = order.expressions
+        if not all(isinstance(o, exp.Ordered) and isinstance(o.this, exp.Column) for o in keys):
+            return None
+        tree.set("order", None)
+        df = _decimals_to_double(self._df(tree.sql(dialect="duckdb")))
+        names = {c.lower(): c for c in df.columns}
+        cols = []
+        for o in keys:
+            name = names.get(o.this.name.lower())
+            if name is None or o.this.table:
+                return None
+            # DuckDB puts NULLs last in both directions unless told otherwise
+            first = bool(o.args.get("nulls_first"))
+            c = F.col(f"`{name}`")
+            if o.args.get("desc"):
+                cols.append(c.desc_nulls_first() if first else c.desc_nulls_last())
+            else:
+                cols.append(c.asc_nulls_first() if first else c.asc_nulls_last())
+        return df.repartition(1).sortWithinPartitions(*cols)
 
     def close(self) -> None:
         try:
