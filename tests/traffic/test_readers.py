@@ -180,6 +180,45 @@ def test_several_files_in_mixed_formats(tmp_path):
     assert rep.files == [str(a), str(b)]
 
 
+def test_quarantine_built_only_for_sources_with_invalid_rows(tmp_path, monkeypatch):
+    """A clean source adds nothing to the quarantine and is not checked a second time;
+    a source with invalid rows has every one of them quarantined, with its reason."""
+    from distilltrace.traffic import readers
+
+    def frame(ids, stamps):
+        return pd.DataFrame(
+            {
+                "request_id": ids,
+                "timestamp": stamps,
+                "account_id": ["x"] * len(ids),
+                "prompt": ["p"] * len(ids),
+            }
+        )
+
+    clean, dirty = tmp_path / "clean.parquet", tmp_path / "dirty.parquet"
+    frame(["1", "2"], ["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"]).to_parquet(clean)
+    frame(["3", "4", "5"], ["2026-01-03T00:00:00Z", "yesterday", "1900-01-01"]).to_parquet(dirty)
+    built = []
+    run = readers.DuckDBEngine.run
+
+    def spy(self, sql):
+        if "TABLE qchk_" in sql:
+            built.append(sql.split("TABLE ")[1].split()[0])
+        return run(self, sql)
+
+    monkeypatch.setattr(readers.DuckDBEngine, "run", spy)
+    rep, ev, q = _load([clean, dirty])
+    assert built == ["qchk_1"]  # the dirty file only
+    assert list(ev["request_id"]) == ["1", "2", "3"]
+    assert list(q["request_id"]) == ["4", "5"] and set(q["source"]) == {str(dirty)}
+    assert rep.source_records == {str(clean): 2, str(dirty): 3}
+    assert rep.rows_valid == 3 and rep.rows_quarantined == 2 and rep.rows_read == 5
+    assert sorted(rep.quarantine_reasons) == [
+        "timestamp: out of range (before 1970 or from 2200 on)",
+        "timestamp: unparseable timestamp",
+    ]
+
+
 def test_huge_prompt_truncated_and_counted(tmp_path):
     df = pd.DataFrame(
         {
