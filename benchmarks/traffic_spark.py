@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -293,8 +294,6 @@ def main(argv: list[str] | None = None) -> None:
 def _ratios(rows: list[dict], engines: list[str]) -> dict | None:
     """Median wall time per engine and, per round, each engine's wall time over the
     first engine's (the ratio within a round is what a drifting machine spoils least)."""
-    import statistics
-
     ok = [r for r in rows if r.get("status") == "ok"]
     if len(engines) < 2 or not ok:
         return None

@@ -118,16 +118,14 @@ def _account_statements(has) -> list[Statement]:
     """Per-account volume, timing, metadata, task-family, hour, day and model tables."""
     out: list[Statement] = []
     strong = " + ".join(tr.STRONG_RULES)
-    extra = []
-    if has("account_created_at"):
-        extra.append("min(created_t) AS created_t")
-    for c in ("signup_path", "org_id", "payment_fingerprint", "country", "asn_type"):
-        if has(c):
-            extra.append(f"min({c}) AS {c}")
+    created = has("account_created_at")
+    text = [
+        c for c in ("signup_path", "org_id", "payment_fingerprint", "country", "asn_type") if has(c)
+    ]
     out.append(
         Statement(
             "acct_meta",
-            _meta_sql(extra),
+            _meta_sql(created, text),
             "per-account metadata (sign-up time and path, org, country)",
         )
     )
@@ -189,7 +187,7 @@ LEFT JOIN (SELECT account_id, count(prompt_hash) AS n_distinct_prompts
             "per-account volume, diversity and elicitation counts",
         )
     )
-    meta_cols = "".join(f", m.{c.split(' AS ')[-1]}" for c in extra)
+    meta_cols = "".join(f", m.{c}" for c in (["created_t"] if created else []) + text)
     out.append(
         Statement(
             "acct_all",
@@ -218,22 +216,22 @@ LEFT JOIN (SELECT account_id, count(prompt_hash) AS n_distinct_prompts
     return out
 
 
-def _meta_sql(extra: list[str]) -> str:
-    """Per-account event count and the least of each metadata value (``extra``:
-    ``min(col) AS col`` items). The values first grouped with the account (an account
-    has few combinations), then the least per account over those few rows: the same
-    result as one aggregate, without a minimum over text in a 3M-row aggregate (which
-    Spark can only sort, not hash)."""
-    if not extra:
-        return "SELECT account_id, count(*) AS n_events FROM events GROUP BY account_id"
-    cols = [c.split(" AS ")[-1] for c in extra]
-    keys = ", ".join(c for c in cols if c != "created_t")
-    inner = ["count(*) AS n"] + (["min(created_t) AS created_t"] if "created_t" in cols else [])
+def _meta_sql(created: bool, text: list[str]) -> str:
+    """Per-account event count, earliest sign-up time (``created``) and least value of
+    each ``text`` metadata column. The text values are first grouped with the account
+    (an account has few combinations), then the least per account taken over those few
+    rows: the same result as one aggregate, without a minimum over text in a 3M-row
+    aggregate (which Spark can only sort, not hash)."""
+    if not text:
+        mins = ", min(created_t) AS created_t" if created else ""
+        return f"SELECT account_id, count(*) AS n_events{mins} FROM events GROUP BY account_id"
+    keys = ", ".join(text)
+    created_in = ", min(created_t) AS created_t" if created else ""
+    mins = ", ".join(f"min({c}) AS {c}" for c in (["created_t"] if created else []) + text)
     return (
-        "SELECT account_id, CAST(sum(n) AS BIGINT) AS n_events, "
-        + ", ".join(f"min({c}) AS {c}" for c in cols)
-        + f" FROM (SELECT account_id, {keys + ', ' if keys else ''}{', '.join(inner)} "
-        + f"FROM events GROUP BY account_id{', ' + keys if keys else ''}) GROUP BY account_id"
+        f"SELECT account_id, CAST(sum(n) AS BIGINT) AS n_events, {mins} "
+        f"FROM (SELECT account_id, {keys}, count(*) AS n{created_in} "
+        f"FROM events GROUP BY account_id, {keys}) GROUP BY account_id"
     )
 
 

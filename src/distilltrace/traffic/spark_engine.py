@@ -806,12 +806,9 @@ class SparkEngine:
             if name is None or o.this.table:
                 return None
             # DuckDB puts NULLs last in both directions unless told otherwise
-            first = bool(o.args.get("nulls_first"))
-            c = F.col(f"`{name}`")
-            if o.args.get("desc"):
-                cols.append(c.desc_nulls_first() if first else c.desc_nulls_last())
-            else:
-                cols.append(c.asc_nulls_first() if first else c.asc_nulls_last())
+            way = "desc" if o.args.get("desc") else "asc"
+            nulls = "first" if o.args.get("nulls_first") else "last"
+            cols.append(getattr(F.col(f"`{name}`"), f"{way}_nulls_{nulls}")())
         return df.repartition(1).sortWithinPartitions(*cols)
 
     def close(self) -> None:
