@@ -1,6 +1,8 @@
-"""Dynamic batching in serve: a request's output is the same alone or in a batch (greedy,
-sampled, log-probabilities, watermark), streams and cancellation work per row, and
-``max_batch=1`` is the unbatched server."""
+"""Continuous batching in serve: a request's output is the same alone or in a batch (greedy,
+sampled, log-probabilities, watermark), whether it started with the batch or joined it
+mid-way; streams and cancellation work per row; ``continuous=False`` is dynamic batching;
+a sliding-window model's rows wait for an empty batch; ``max_batch=1`` is the unbatched
+server."""
 
 from __future__ import annotations
 
@@ -45,8 +47,10 @@ def alone(model, p, chat, t, tp, s, n, top=None, processors=None):
     return gen, steps
 
 
-def start_worker_with(model, rows, processors=(), max_batch=8):
-    b = Batcher(model, processors, BatchConfig(max_batch=max_batch, window_ms=0))
+def start_worker_with(model, rows, processors=(), max_batch=8, continuous=True):
+    b = Batcher(
+        model, processors, BatchConfig(max_batch=max_batch, window_ms=0, continuous=continuous)
+    )
     with b._cv:  # hold the queue lock so every row is queued before the worker looks
         b._queue.extend(rows)
         b._thread = threading.Thread(target=b._loop, daemon=True)
@@ -59,7 +63,7 @@ def start_worker_with(model, rows, processors=(), max_batch=8):
 
 def test_batch_of_8_equals_each_request_alone(tiny_model):
     results, stats = start_worker_with(tiny_model, rows_for(tiny_model, CASES))
-    assert stats.sizes == {8: 1}, stats
+    assert stats.sizes == {8: 1} and stats.peak == 8, stats
     for case, (gen, steps) in zip(CASES, results, strict=True):
         want, _ = alone(tiny_model, *case)
         assert gen == want, case
@@ -80,11 +84,131 @@ def test_batched_log_probabilities_equal_unbatched(tiny_model):
             assert [t.logprob for t in a.top] == pytest.approx([t.logprob for t in b.top], abs=1e-5)
 
 
-def test_rows_beyond_max_batch_wait_for_the_next_batch(tiny_model):
-    results, stats = start_worker_with(tiny_model, rows_for(tiny_model, CASES), max_batch=3)
+def test_dynamic_batching_rows_beyond_max_batch_wait_for_the_next_batch(tiny_model):
+    rows = rows_for(tiny_model, CASES)
+    results, stats = start_worker_with(tiny_model, rows, max_batch=3, continuous=False)
     assert stats.sizes == {3: 2, 2: 1}, stats
     for case, (gen, _) in zip(CASES, results, strict=True):
         assert gen == alone(tiny_model, *case)[0]
+
+
+def test_continuous_batching_fills_each_free_slot_at_once(tiny_model):
+    """8 rows, 3 slots: the first 3 start together, every later row joins as soon as a
+    slot frees (admissions of 1-2 rows), never more than 3 decode together, and every row
+    equals its request alone."""
+    results, stats = start_worker_with(tiny_model, rows_for(tiny_model, CASES), max_batch=3)
+    assert stats.peak == 3 and stats.rows == 8, stats
+    assert stats.sizes[3] == 1 and stats.batches > 3, stats
+    assert stats.steps < sum(c[-1] for c in CASES)  # rows shared steps
+    for case, (gen, _) in zip(CASES, results, strict=True):
+        assert gen == alone(tiny_model, *case)[0]
+
+
+def _joining_run(model, first_case, late_case, continuous=True):
+    """Run ``first``; after its 4th token, queue ``late``. Returns both results, the
+    order in which they were answered and the batcher's stats."""
+    b = Batcher(model, [], BatchConfig(max_batch=8, window_ms=0, continuous=continuous))
+    first, late = rows_for(model, [first_case, late_case], top=2)
+    order: list[str] = []
+    seen = [0]
+
+    def on_token(_tok):
+        seen[0] += 1
+        if seen[0] == 4:
+            b.submit([late])
+
+    first.on_token = on_token
+    first.future.add_done_callback(lambda _f: order.append("first"))
+    late.future.add_done_callback(lambda _f: order.append("late"))
+    try:
+        b.submit([first])
+        out = [first.future.result(timeout=120), late.future.result(timeout=120)]
+    finally:
+        b.close()
+    return out, order, b.stats, (first, late)
+
+
+@pytest.mark.parametrize(
+    "late_case",
+    [
+        ("Tell me a long story about a cat, a mat, a hat and a bat.", True, 0.9, 1.0, 3, 6),
+        ("x", False, 0.0, 1.0, 4, 6),
+    ],
+    ids=["late-prompt-longer", "late-prompt-shorter"],
+)
+def test_a_row_queued_mid_batch_joins_it_and_both_equal_alone(tiny_model, late_case):
+    """The late row joins the running row after its 4th token (its cache merged into the
+    running one; the shorter of the two left-padded), is answered first, and both rows
+    (tokens, log-probabilities and top-2 alternatives) equal their requests alone."""
+    first_case = ("Once upon a time", True, 1.0, 1.0, 0, 30)
+    want_first, want_first_steps = alone(tiny_model, *first_case, top=2)
+    assert len(want_first.token_ids) >= 12  # still running when the late row ends
+    out, order, stats, (first, late) = _joining_run(tiny_model, first_case, late_case)
+    longer = len(late.ids) > len(first.ids) + 4
+    assert longer == (late_case[0].startswith("Tell")), (len(late.ids), len(first.ids))
+    assert order == ["late", "first"]
+    assert stats.sizes == {1: 2} and stats.peak == 2, stats
+    for (gen, steps), (want, want_steps) in zip(
+        out, [(want_first, want_first_steps), alone(tiny_model, *late_case, top=2)], strict=True
+    ):
+        assert gen == want
+        assert [s.chosen.id for s in steps] == [s.chosen.id for s in want_steps]
+        for a, b in zip(steps, want_steps, strict=True):
+            assert a.chosen.logprob == pytest.approx(b.chosen.logprob, abs=1e-5)
+            assert [t.id for t in a.top] == [t.id for t in b.top]
+
+
+def test_dynamic_batching_keeps_a_late_row_waiting(tiny_model):
+    case = ("x", False, 0.0, 1.0, 4, 6)
+    out, order, stats, _ = _joining_run(
+        tiny_model, ("Once upon a time", True, 1.0, 1.0, 0, 30), case, continuous=False
+    )
+    assert order == ["first", "late"] and stats.peak == 1, stats
+    assert out[1][0] == alone(tiny_model, *case)[0]
+
+
+def sliding_window_model(window: int = 6):
+    """An untrained in-memory Gemma 3 whose first layer attends over a sliding window."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from distilltrace.models.local import TransformersModel
+    from distilltrace.models.tiny import byte_tokenizer
+
+    tok = byte_tokenizer()
+    config = Gemma3TextConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        sliding_window=window,
+        layer_types=["sliding_attention", "full_attention"],
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    return TransformersModel.from_objects(Gemma3ForCausalLM(config), tok, name="tiny-gemma3")
+
+
+def test_a_sliding_window_model_admits_rows_only_into_an_empty_batch():
+    """Its cache cannot be merged: a row queued mid-run waits (answered after the first),
+    rows that started together still leave one by one, and every row equals its request
+    alone, past the sliding window."""
+    m = sliding_window_model()
+    first_case = ("The cat", True, 0.0, 1.0, 0, 20)
+    assert len(alone(m, *first_case)[0].token_ids) >= 12
+    late_case = ("x", False, 0.8, 1.0, 4, 6)
+    out, order, stats, _ = _joining_run(m, first_case, late_case)
+    assert order == ["first", "late"] and stats.peak == 1, stats
+    assert out[1][0] == alone(m, *late_case)[0]
+    cases = [("The cat", True, 0.0, 1.0, 0, 20), ("x", False, 0.9, 1.0, 2, 3), *CASES[:3]]
+    results, stats = start_worker_with(m, rows_for(m, cases))
+    assert stats.sizes == {5: 1}, stats
+    for case, (gen, _) in zip(cases, results, strict=True):
+        assert gen == alone(m, *case)[0], case
 
 
 def test_zero_tokens_and_queued_cancel_never_reach_the_model(tiny_model):
@@ -99,7 +223,8 @@ def test_zero_tokens_and_queued_cancel_never_reach_the_model(tiny_model):
 
 
 def test_batch_config_rejects_bad_values():
-    for kw in ({"max_batch": 0}, {"max_batch": 2.5}, {"window_ms": -1}, {"window_ms": 1e9}):
+    bad = ({"max_batch": 0}, {"max_batch": 2.5}, {"window_ms": -1}, {"window_ms": 1e9})
+    for kw in (*bad, {"continuous": "yes"}):
         with pytest.raises(InputError):
             BatchConfig(**kw)
 
@@ -246,19 +371,26 @@ def test_watermarked_rows_in_a_batch_detect_exactly_as_alone(tiny_model, scheme)
     print(f"\n{scheme}: pooled p = {rb.pooled.pvalue:.3g} over {rb.pooled.n_scored} scored")
 
 
-def test_cli_rejects_a_bad_max_batch_in_one_line():
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--max-batch", "0"], "--max-batch must be >= 1"),
+        (["--batching", "static"], "--batching must be continuous or dynamic"),
+    ],
+)
+def test_cli_rejects_bad_batching_options_in_one_line(args, message):
     import subprocess
     import sys
 
     r = subprocess.run(
-        [sys.executable, "-m", "distilltrace.cli", "serve", "x", "--max-batch", "0"],
+        [sys.executable, "-m", "distilltrace.cli", "serve", "x", *args],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--max-batch must be >= 1" in lines[0], r.stderr
+    assert len(lines) == 1 and message in lines[0], r.stderr
 
 
 # ------------------------------------------------------------------ a real model

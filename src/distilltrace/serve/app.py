@@ -3,8 +3,8 @@
 Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions``
 (logprobs/top_logprobs, seed, temperature, top_p, max_tokens, stop, SSE streaming), and
 ``GET /health``. Concurrent requests are batched (serve/batching.py: one worker thread owns
-generation; ``BatchConfig(max_batch=8, window_ms=20)``; each request keeps its own sampling
-parameters and seed). With ``max_batch=1`` model access is serialised as before: one
+generation; ``BatchConfig(max_batch=8, window_ms=20, continuous=True)``: a request joins the
+running batch at the next token; each request keeps its own sampling parameters and seed). With ``max_batch=1`` model access is serialised as before: one
 generation at a time (a list of prompts in one /v1/completions request is generated as one
 batch). Errors are OpenAI-style JSON
 (400/401/404/413/421/422); an unexpected failure is a JSON 500 that names no detail.

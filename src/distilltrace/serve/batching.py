@@ -1,22 +1,30 @@
-"""Dynamic batching for serve: one worker thread owns generation; concurrent requests share
-a batch.
+"""Continuous batching for serve: one worker thread owns generation; concurrent requests
+share the model's forward passes, and a request joins the running batch at the next token.
 
-Requests are queued as rows (one prompt each). When the worker is free it takes the first
-queued row, waits up to ``window_ms`` for more (up to ``max_batch`` rows), and generates
-them as one left-padded batch with the model's KV cache (transformers ``generate``). Each
-row keeps its own parameters: ``temperature``, ``top_p``, ``max_tokens``, ``seed`` (its own
-``torch.Generator``, seeded exactly as ``model.generate`` seeds that prompt), log-probability
-requests, a stop event and a cancel event. The watermark's logits processors run per row on
-that row's own (unpadded) tokens. A row that finishes (end of sequence, its ``max_tokens``,
-a stop string seen by its streamer, its client gone) is answered at once; its slot in the
-batch is padding until the batch's longest row ends, and rows queued meanwhile wait for the
-next batch (dynamic, not continuous, batching).
+Requests are queued as rows (one prompt each). When the worker is idle it takes the first
+queued row and waits up to ``window_ms`` for more (up to ``max_batch`` rows). It then runs
+one decoding loop (:class:`_Decoder`): every step is one forward pass of all running rows
+through the model's KV cache. Between two steps, queued rows fill the free slots
+(continuous, iteration-level batching): their prompts are run in one prefill pass and
+their cache is merged into the running batch's, left-padded to a common length. A row
+that finishes (end of sequence, its ``max_tokens``, a stop string seen by its streamer,
+its client gone) is answered at once and leaves the batch, so its slot is free for the
+next queued row. ``continuous=False`` keeps the earlier dynamic batching: rows queued
+while a batch runs wait until it is empty.
 
-Reproducibility: a row is computed exactly as a local ``model.generate`` batch computes it
-(the same left-padded ``generate`` call, the same per-row seeded generator). Equality with
-the request alone (batch 1) holds up to float32 rounding: padded-batch logits differ in the
-last bits (SmolLM2: up to ~5e-5 in a log-probability), so a near-tie can flip a token, as
-it can in the local model's own batches (docs/serve.md, "Batching").
+Each row keeps its own parameters: ``temperature``, ``top_p``, ``max_tokens``, ``seed``
+(its own ``torch.Generator``, seeded exactly as ``model.generate`` seeds that prompt),
+log-probability requests, a stop event and a cancel event. The watermark's logits
+processors run per row on that row's own (unpadded) tokens.
+
+Models whose cache is not one plain key/value tensor per layer (a sliding-window layer,
+e.g. Gemma 3) cannot have caches merged: their rows still leave at once, but queued rows
+join only when the batch is empty.
+
+Reproducibility: a row's tokens do not depend on the other rows except through float32
+rounding: padded-batch logits differ from batch 1 in the last bits (SmolLM2: up to ~5e-5
+in a log-probability), so a near-tie can flip a token, as it can in the local model's own
+batches (docs/serve.md, "Batching").
 """
 
 from __future__ import annotations
@@ -44,12 +52,14 @@ class BatchConfig:
     """How serve batches concurrent requests.
 
     ``max_batch``: most rows generated together (1: one request at a time, the
-    unbatched behaviour). ``window_ms``: how long the free worker waits, after the first
-    queued row, for more rows before it starts a batch.
+    unbatched behaviour). ``window_ms``: how long the idle worker waits, after the first
+    queued row, for more rows before it starts. ``continuous``: queued rows join the
+    running batch as slots free up (False: they wait until the batch is empty).
     """
 
     max_batch: int = 8
     window_ms: float = 20.0
+    continuous: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_batch, int) or isinstance(self.max_batch, bool):
@@ -58,6 +68,8 @@ class BatchConfig:
             raise InputError(f"max_batch must be an integer >= 1, got {self.max_batch!r}")
         if not isinstance(self.window_ms, int | float) or not 0 <= self.window_ms <= 10_000:
             raise InputError(f"batch window must be 0..10000 ms, got {self.window_ms!r}")
+        if not isinstance(self.continuous, bool):
+            raise InputError(f"continuous must be true or false, got {self.continuous!r}")
 
 
 @dataclass(eq=False)
@@ -93,12 +105,16 @@ class Row:
 
 @dataclass
 class BatchStats:
-    """Counts of what the worker did (rows per batch), for tests and benchmarks."""
+    """What the worker did, for tests and benchmarks: ``batches`` admissions (rows taken
+    from the queue together, one prefill each) and their ``sizes``; ``steps`` decoding
+    steps; ``peak`` the most rows decoded together."""
 
     batches: int = 0
     rows: int = 0
     largest: int = 0
     sizes: collections.Counter = field(default_factory=collections.Counter)
+    steps: int = 0
+    peak: int = 0
 
     def add(self, n: int) -> None:
         self.batches += 1
@@ -137,7 +153,7 @@ class Batcher:
         return [r.future for r in rows]
 
     def close(self) -> None:
-        """Stop the worker after its current batch; queued rows fail."""
+        """Stop taking rows; running rows finish, queued rows fail."""
         with self._cv:
             self._closed = True
             left = list(self._queue)
@@ -146,39 +162,52 @@ class Batcher:
         for r in left:
             r.future.set_exception(RuntimeError("the server is shutting down"))
 
-    def _take(self) -> list[Row] | None:
-        """The next batch: the first queued row plus what arrives within the window."""
+    def _wait_for_work(self) -> bool:
+        """Idle: wait for a first row, then up to the window for more (under the lock).
+        False when the worker should end (closed, or idle too long)."""
         cfg = self.config
+        while not self._queue:
+            if self._closed or not self._cv.wait(IDLE_EXIT_S) and not self._queue:
+                self._thread = None
+                return False
+        deadline = time.monotonic() + cfg.window_ms / 1000.0
+        while len(self._queue) < cfg.max_batch and not self._closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._cv.wait(left)
+        return True
+
+    def _take(self, dec: _Decoder) -> list[Row] | None:
+        """Rows to admit before the next step ([] when none may join); None: stop."""
         with self._cv:
-            while not self._queue:
-                if self._closed or not self._cv.wait(IDLE_EXIT_S) and not self._queue:
-                    self._thread = None
-                    return None
-            deadline = time.monotonic() + cfg.window_ms / 1000.0
-            while len(self._queue) < cfg.max_batch and not self._closed:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cv.wait(left)
-            n = min(len(self._queue), cfg.max_batch)
-            return [self._queue.popleft() for _ in range(n)]
+            if not dec.slots and not self._wait_for_work():
+                return None
+            joinable = not dec.slots or (self.config.continuous and dec.mergeable)
+            n = min(len(self._queue), self.config.max_batch - len(dec.slots)) if joinable else 0
+            taken = [self._queue.popleft() for _ in range(n)]
+        return [r for r in taken if not _answered_without_model(r)]
 
     def _loop(self) -> None:
+        dec = _Decoder(self.model, self.processors)
         while True:
-            rows = self._take()
+            rows = self._take(dec)
             if rows is None:
                 return
-            live = [r for r in rows if not _answered_without_model(r)]
-            if not live:
-                continue
-            self.stats.add(len(live))
             try:
-                with self.model._lock:
-                    _BatchRun(self.model, live, self.processors).generate()
+                with self.model._lock, torch.inference_mode():
+                    if rows:
+                        self.stats.add(len(rows))
+                        dec.join(rows)
+                    if dec.slots:
+                        self.stats.peak = max(self.stats.peak, len(dec.slots))
+                        self.stats.steps += 1
+                        dec.step()
             except BaseException as e:  # noqa: BLE001 - handed to every waiting request
-                for r in live:
+                for r in [*rows, *(s.row for s in dec.slots)]:
                     if not r.future.done():
                         r.future.set_exception(e)
+                dec = _Decoder(self.model, self.processors)
 
 
 def _answered_without_model(r: Row) -> bool:
@@ -196,152 +225,178 @@ def _answered_without_model(r: Row) -> bool:
     return True
 
 
-class _Pick:
-    """The batch's only logits processor: each row's own warp, watermark and pick."""
+@dataclass(eq=False)
+class _Slot:
+    """A running row: its sequence so far (prompt + generated), sampler and results."""
 
-    def __init__(self, run: _BatchRun):
-        self.run = run
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        return self.run.pick(input_ids, scores)
-
-
-class _Stop:
-    """Per-row stopping: a row ends at its max_tokens, or when its stop/cancel is set."""
-
-    def __init__(self, run: _BatchRun):
-        self.run = run
-
-    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
-        return self.run.should_stop(input_ids).to(input_ids.device)
+    row: Row
+    gen: torch.Generator | None
+    ids: list[int]
+    toks: list[int] = field(default_factory=list)
+    lps: list[tuple] = field(default_factory=list)
+    ending: bool = False
+    done: bool = False
 
 
-class _BatchRun:
-    """One batch through ``hf_model.generate``; also its streamer (``put``/``end``)."""
+class _Decoder:
+    """The running rows and their shared KV cache, left-padded to one length ``mask``."""
 
-    def __init__(self, model: TransformersModel, rows: list[Row], processors: list[Any]):
+    def __init__(self, model: TransformersModel, processors: list[Any]):
         self.model = model
-        self.rows = rows
         self.processors = processors
-        self.width = max(len(r.ids) for r in rows)
-        self.pads = [self.width - len(r.ids) for r in rows]
-        self.gens = [
-            make_generators(r.seed, [r.label], r.seed_chat)[0] if r.temperature > 0 else None
-            for r in rows
-        ]
-        self.live = [True] * len(rows)
-        self.ending = [False] * len(rows)
-        self.toks: list[list[int]] = [[] for _ in rows]
-        self.lps: list[list[tuple]] = [[] for _ in rows]
-        self._prompt_seen = False
+        self.slots: list[_Slot] = []
+        self.cache: Any = None
+        self.mask: torch.Tensor | None = None
+        self.mergeable = True  # every cache layer one plain [batch, heads, length, dim] tensor
 
-    def generate(self) -> None:
-        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+    def join(self, rows: list[Row]) -> None:
+        """Prefill the rows' prompts in one pass, merge their cache, pick their first token."""
+        ids, mask = self.model._left_pad([r.ids for r in rows])
+        out = self._forward(ids, mask, _positions(mask), None)
+        new = [_Slot(r, _generator(r), list(r.ids)) for r in rows]
+        self._merge(out.cache, mask, new)
+        self._advance(new, out.logits[:, -1, :])
+        self._drop_finished()
 
-        m = self.model
-        ids, mask = m._left_pad([r.ids for r in self.rows])
-        gc = GenerationConfig(
-            max_new_tokens=max(r.max_tokens for r in self.rows),
-            do_sample=False,
-            num_beams=1,
-            eos_token_id=sorted(m.eos_ids) or None,
-            pad_token_id=m.pad_id,
-            return_dict_in_generate=False,
-        )
-        with torch.inference_mode():
-            m.hf_model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                generation_config=gc,
-                logits_processor=LogitsProcessorList([_Pick(self)]),
-                stopping_criteria=StoppingCriteriaList([_Stop(self)]),
-                streamer=self,
-            )
-        for i in range(len(self.rows)):  # rows still open when generate returned
-            if self.live[i]:
-                self.finish(i)
+    def step(self) -> None:
+        """One token for every running row."""
+        assert self.mask is not None
+        last = torch.tensor([[s.ids[-1]] for s in self.slots], device=self.model.device)
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.slots), 1))], dim=1)
+        pos = torch.tensor([[len(s.ids) - 1] for s in self.slots], device=self.model.device)
+        out = self._forward(last, self.mask, pos, self.cache)
+        self._advance(self.slots, out.logits[:, -1, :])
+        self._drop_finished()
 
-    def pick(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        out = torch.full_like(scores, float("-inf"))
-        for i, r in enumerate(self.rows):
-            if not self.live[i]:
-                out[i, self.model.pad_id] = 0.0
-                continue
-            s = scores[i : i + 1]
-            if r.temperature > 0:
-                s = warp(s, r.temperature, r.top_p)
-            if self.processors:
-                row_ids = input_ids[i : i + 1, self.pads[i] :]
-                for p in self.processors:
-                    s = p(row_ids, s)
-            g = self.gens[i]
-            tok = int(pick_tokens(s, None if g is None else [g])[0])
-            out[i, tok] = 0.0
-            if r.top_logprobs is not None:
-                self.record(i, scores[i], tok, r.top_logprobs)
-        return out
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any):
+        kw = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "use_cache": True}
+        if cache is not None:
+            kw["cache"] = cache
+        try:
+            return self.model.hf_model(**kw, logits_to_keep=1)
+        except TypeError:  # a model class without logits_to_keep
+            return self.model.hf_model(**kw)
 
-    def record(self, i: int, raw: torch.Tensor, tok: int, k: int) -> None:
-        """The model's own log-probabilities (before temperature and processors)."""
-        lp = torch.log_softmax(raw.float(), dim=-1)
-        top = torch.topk(lp, min(k, lp.shape[0])) if k else None
-        self.lps[i].append((float(lp[tok]), top))
-
-    def should_stop(self, input_ids: torch.Tensor) -> torch.Tensor:
-        n = input_ids.shape[1] - self.width  # tokens generated so far (every row)
-        for i, r in enumerate(self.rows):
-            if self.live[i] and (n >= r.max_tokens or r.ended()):
-                self.ending[i] = True
-        return torch.tensor([not a or e for a, e in zip(self.live, self.ending, strict=True)])
-
-    # -------------------------------------------------------------- streamer protocol
-    def put(self, value: torch.Tensor) -> None:
-        if not self._prompt_seen:  # generate() first passes the prompt
-            self._prompt_seen = True
+    def _merge(self, cache: Any, mask: torch.Tensor, new: list[_Slot]) -> None:
+        """Append the new rows' cache to the running one, left-padding the shorter."""
+        if self.cache is None:
+            self.cache, self.mask, self.slots = cache, mask, new
+            self.mergeable = all(type(layer) is _plain_layer() for layer in cache.layers)
             return
+        assert self.mask is not None
+        width = max(self.mask.shape[1], mask.shape[1])
+        for old, add in zip(self.cache.layers, cache.layers, strict=True):
+            old.keys = torch.cat([_pad_left(old.keys, width), _pad_left(add.keys, width)])
+            old.values = torch.cat([_pad_left(old.values, width), _pad_left(add.values, width)])
+        self.mask = torch.cat([_pad_left(self.mask, width, -1), _pad_left(mask, width, -1)])
+        self.slots = self.slots + new
+
+    def _advance(self, slots: list[_Slot], logits: torch.Tensor) -> None:
+        """Each row's warp, watermark and pick on its logits; stream and end rows."""
         eos = self.model.eos_ids
-        for i, t in enumerate(value.reshape(-1).tolist()):
-            if not self.live[i]:
-                continue
-            self.toks[i].append(int(t))
-            r = self.rows[i]
+        for s, raw in zip(slots, logits.float(), strict=True):
+            r = s.row
+            x = raw[None]
+            if r.temperature > 0:
+                x = warp(x, r.temperature, r.top_p)
+            if self.processors:
+                row_ids = torch.tensor([s.ids], device=raw.device)
+                for p in self.processors:
+                    x = p(row_ids, x)
+            tok = int(pick_tokens(x, None if s.gen is None else [s.gen])[0])
+            if r.top_logprobs is not None:
+                s.lps.append(_logprob(raw, tok, r.top_logprobs))
+            s.ids.append(tok)
+            s.toks.append(tok)
             if r.on_token is not None:
                 try:
-                    r.on_token(int(t))
+                    r.on_token(tok)
                 except Exception:  # noqa: BLE001 - a broken stream ends its row, not the batch
-                    self.ending[i] = True
-            if t in eos or self.ending[i]:
-                self.finish(i)
+                    s.ending = True
+            if tok in eos or s.ending or len(s.toks) >= r.max_tokens or r.ended():
+                self._finish(s)
 
-    def end(self) -> None:
-        pass
+    def _drop_finished(self) -> None:
+        """Remove answered rows from the batch, then padding no running row needs."""
+        keep = [i for i, s in enumerate(self.slots) if not s.done]
+        if len(keep) == len(self.slots):
+            return
+        if not keep:
+            self.slots, self.cache, self.mask = [], None, None
+            return
+        assert self.mask is not None
+        idx = torch.tensor(keep, device=self.mask.device)
+        self.cache.batch_select_indices(idx)
+        self.mask = self.mask[idx]
+        self.slots = [self.slots[i] for i in keep]
+        lead = int((self.mask.sum(0) == 0).long().cumprod(0).sum())
+        if lead and self.mergeable:
+            for layer in self.cache.layers:
+                layer.keys = layer.keys[:, :, lead:]
+                layer.values = layer.values[:, :, lead:]
+            self.mask = self.mask[:, lead:]
 
-    def finish(self, i: int) -> None:
-        """Answer row i: its tokens up to end of sequence, its log-probabilities."""
-        self.live[i] = False
-        r = self.rows[i]
+    def _finish(self, s: _Slot) -> None:
+        """Answer a row: its tokens up to end of sequence, its log-probabilities."""
+        s.done = True
+        r, m = s.row, self.model
         toks, finish = [], "length"
-        for t in self.toks[i]:
-            if t in self.model.eos_ids:
+        for t in s.toks:
+            if t in m.eos_ids:
                 finish = "stop"
                 break
             toks.append(t)
-        m = self.model
         text = m.tokenizer.decode(toks, skip_special_tokens=True)
         steps = None
         if r.top_logprobs is not None:
-            steps = []
-            for t, (lp, top) in zip(toks, self.lps[i], strict=False):
-                alts: tuple[TokenLogprob, ...] = ()
-                if top is not None:
-                    alts = tuple(
-                        TokenLogprob(m._piece(j), float(v), int(j))
-                        for v, j in zip(top.values.tolist(), top.indices.tolist(), strict=True)
-                    )
-                steps.append(TokenStep(TokenLogprob(m._piece(t), lp, int(t)), alts))
+            steps = [
+                TokenStep(TokenLogprob(m._piece(t), lp, int(t)), _alternatives(m, top))
+                for t, (lp, top) in zip(toks, s.lps, strict=False)
+            ]
         gen = Generation(prompt=r.label, text=text, token_ids=tuple(toks), finish_reason=finish)
         try:
             if r.on_end is not None:
                 r.on_end()
         finally:
             r.future.set_result((gen, steps))
+
+
+def _generator(r: Row) -> torch.Generator | None:
+    return make_generators(r.seed, [r.label], r.seed_chat)[0] if r.temperature > 0 else None
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids of a left-padded batch, as transformers' ``generate`` computes them."""
+    return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
+
+
+def _pad_left(t: torch.Tensor, width: int, dim: int = -2) -> torch.Tensor:
+    """Zeros before ``t`` along ``dim`` (the length axis) up to ``width``."""
+    short = width - t.shape[dim]
+    if short == 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = short
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+def _plain_layer() -> type:
+    from transformers.cache_utils import DynamicLayer
+
+    return DynamicLayer
+
+
+def _logprob(raw: torch.Tensor, tok: int, k: int) -> tuple:
+    """The model's own log-probabilities (before temperature and processors)."""
+    lp = torch.log_softmax(raw, dim=-1)
+    top = torch.topk(lp, min(k, lp.shape[0])) if k else None
+    return float(lp[tok]), top
+
+
+def _alternatives(m: TransformersModel, top: Any) -> tuple[TokenLogprob, ...]:
+    if top is None:
+        return ()
+    return tuple(
+        TokenLogprob(m._piece(j), float(v), int(j))
+        for v, j in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+    )

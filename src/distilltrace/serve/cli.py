@@ -48,7 +48,13 @@ def serve(
     batch_window_ms: float = typer.Option(
         20.0,
         "--batch-window-ms",
-        help="How long a free worker waits for more requests to join a batch (0..10000 ms).",
+        help="How long an idle worker waits for more requests before it starts (0..10000 ms).",
+    ),
+    batching_mode: str = typer.Option(
+        "continuous",
+        "--batching",
+        help="continuous: a request joins the running batch at the next token; dynamic: it "
+        "waits until the running batch is done.",
     ),
 ) -> None:
     """Serve MODEL over an OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions, /v1/completions)."""
@@ -71,7 +77,13 @@ def serve(
         raise InputError(f"--max-batch must be >= 1, got {max_batch}")
     if not 0 <= batch_window_ms <= 10_000:
         raise InputError(f"--batch-window-ms must be in 0..10000, got {batch_window_ms}")
-    batching = BatchConfig(max_batch=max_batch, window_ms=batch_window_ms)
+    if batching_mode not in ("continuous", "dynamic"):
+        raise InputError(f"--batching must be continuous or dynamic, got {batching_mode!r}")
+    batching = BatchConfig(
+        max_batch=max_batch,
+        window_ms=batch_window_ms,
+        continuous=batching_mode == "continuous",
+    )
     hashes = load_key_hashes(api_keys) if api_keys is not None else None
     wm = None
     if watermark is not None:
@@ -96,7 +108,7 @@ def serve(
     )
     extra = f", watermark key id {wm.key_id}" if wm is not None else ""
     auth = f", {len(hashes)} API key(s)" if hashes else ""
-    batch = f", batches of up to {max_batch}" if max_batch > 1 else ", unbatched"
+    batch = f", {batching_mode} batches of up to {max_batch}" if max_batch > 1 else ", unbatched"
     console.print(f"serving {m.info.name} on http://{host}:{port}/v1{auth}{extra}{batch}")
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
