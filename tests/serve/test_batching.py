@@ -167,6 +167,68 @@ def test_dynamic_batching_keeps_a_late_row_waiting(tiny_model):
     assert out[1][0] == alone(tiny_model, *case)[0]
 
 
+def _one_after_another(model, cases, prefix_cache=16, top=2):
+    """Each case as its own admission (the next queued when the previous is answered)."""
+    b = Batcher(model, [], BatchConfig(max_batch=8, window_ms=0, prefix_cache=prefix_cache))
+    try:
+        out = [b.submit(rows_for(model, [c], top=top))[0].result(timeout=120) for c in cases]
+    finally:
+        b.close()
+    return out, b
+
+
+def test_a_prompt_starting_like_a_cached_one_prefills_only_the_rest(tiny_model):
+    """Null-free check of an optimisation: the second and third chat prompts start like
+    the first (template and words); they reuse its cached keys and values, and
+    every answer (tokens, log-probabilities, top-2 alternatives) equals the request alone.
+    A repeated prompt reuses all but its last token."""
+    cases = [
+        ("Once upon a time", True, 1.0, 1.0, 0, 12),
+        ("Once upon a time, a cat", True, 0.0, 1.0, 1, 12),
+        ("Once upon a time", True, 1.0, 1.0, 0, 12),
+    ]
+    out, b = _one_after_another(tiny_model, cases)
+    ids = [tiny_model.encode_prompt(c[0], True) for c in cases]
+    shared = next(i for i, (x, y) in enumerate(zip(ids[0], ids[1], strict=False)) if x != y)
+    assert b.stats.prefix_hits == 2, b.stats
+    assert b.stats.prefix_tokens == shared + len(ids[2]) - 1, (b.stats, shared)
+    assert len(b.prefixes) == 2  # the repeated prompt is one entry
+    for case, (gen, steps) in zip(cases, out, strict=True):
+        want, want_steps = alone(tiny_model, *case, top=2)
+        assert gen == want, case
+        for a, w in zip(steps, want_steps, strict=True):
+            assert a.chosen.logprob == pytest.approx(w.chosen.logprob, abs=1e-5)
+            assert [t.id for t in a.top] == [t.id for t in w.top]
+    off, b0 = _one_after_another(tiny_model, cases, prefix_cache=0)
+    assert b0.stats.prefix_hits == 0 and len(b0.prefixes) == 0
+    assert [g for g, _ in off] == [g for g, _ in out]
+
+
+def test_prefix_cache_keeps_the_most_recent_prompts_and_leaves_a_token_to_run():
+    from distilltrace.serve.batching import PrefixCache
+
+    def kv(n):  # one layer, [1, heads, n, dim], position i holds the value i
+        t = torch.arange(n, dtype=torch.float32).reshape(1, 1, n, 1)
+        return [(t, t + 1000)]
+
+    pc = PrefixCache(2)
+    a, b, c = list(range(20)), [*range(10), *range(50, 60)], [*range(12), 99, 98]
+    pc.add(a, kv(20))
+    pc.add(b, kv(20))
+    assert pc.longest(list(range(5))) == (0, None)  # shorter than MIN_TOKENS
+    k, got = pc.longest(a)  # identical prompt: all but its last token
+    assert k == 19 and got[0][0].shape[2] == 19 and got[0][1][0, 0, -1, 0] == 1018
+    pc.add(c, kv(14))  # b, the least recently used, goes
+    assert len(pc) == 2
+    assert pc.longest([*range(10), 50, 51])[0] == 10  # now only a's first 10 match
+    k, got = pc.longest([*range(12), 99, 7])
+    assert k == 13 and got[0][0][0, 0, :, 0].tolist() == list(range(13))
+    pc.add(list(range(5000)), kv(5000))  # longer than MAX_TOKENS: not kept
+    assert len(pc) == 2
+    with pytest.raises(InputError):
+        BatchConfig(prefix_cache=-1)
+
+
 def sliding_window_model(window: int = 6):
     """An untrained in-memory Gemma 3 whose first layer attends over a sliding window."""
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
@@ -206,7 +268,7 @@ def test_a_sliding_window_model_admits_rows_only_into_an_empty_batch():
     assert out[1][0] == alone(m, *late_case)[0]
     cases = [("The cat", True, 0.0, 1.0, 0, 20), ("x", False, 0.9, 1.0, 2, 3), *CASES[:3]]
     results, stats = start_worker_with(m, rows_for(m, cases))
-    assert stats.sizes == {5: 1}, stats
+    assert stats.sizes == {5: 1} and stats.prefix_hits == 0, stats
     for case, (gen, _) in zip(cases, results, strict=True):
         assert gen == alone(m, *case)[0], case
 
@@ -376,6 +438,7 @@ def test_watermarked_rows_in_a_batch_detect_exactly_as_alone(tiny_model, scheme)
     [
         (["--max-batch", "0"], "--max-batch must be >= 1"),
         (["--batching", "static"], "--batching must be continuous or dynamic"),
+        (["--prefix-cache", "-1"], "--prefix-cache must be in 0..1024"),
     ],
 )
 def test_cli_rejects_bad_batching_options_in_one_line(args, message):

@@ -17,9 +17,13 @@ Each row keeps its own parameters: ``temperature``, ``top_p``, ``max_tokens``, `
 log-probability requests, a stop event and a cancel event. The watermark's logits
 processors run per row on that row's own (unpadded) tokens.
 
+A prompt that starts with the same tokens as a recent one (a shared system prompt, a
+conversation's history) reuses that prompt's cached keys and values and prefills only
+the rest (:class:`PrefixCache`, ``BatchConfig.prefix_cache`` prompts kept).
+
 Models whose cache is not one plain key/value tensor per layer (a sliding-window layer,
 e.g. Gemma 3) cannot have caches merged: their rows still leave at once, but queued rows
-join only when the batch is empty.
+join only when the batch is empty, and they reuse no prefix.
 
 Reproducibility: a row's tokens do not depend on the other rows except through float32
 rounding: padded-batch logits differ from batch 1 in the last bits (SmolLM2: up to ~5e-5
@@ -55,11 +59,15 @@ class BatchConfig:
     unbatched behaviour). ``window_ms``: how long the idle worker waits, after the first
     queued row, for more rows before it starts. ``continuous``: queued rows join the
     running batch as slots free up (False: they wait until the batch is empty).
+    ``prefix_cache``: how many recent prompts' key/value tensors are kept, so that a
+    prompt starting with the same tokens (a shared system prompt, a chat history)
+    prefills only the rest (0: off).
     """
 
     max_batch: int = 8
     window_ms: float = 20.0
     continuous: bool = True
+    prefix_cache: int = 16
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_batch, int) or isinstance(self.max_batch, bool):
@@ -70,6 +78,9 @@ class BatchConfig:
             raise InputError(f"batch window must be 0..10000 ms, got {self.window_ms!r}")
         if not isinstance(self.continuous, bool):
             raise InputError(f"continuous must be true or false, got {self.continuous!r}")
+        n = self.prefix_cache
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 1024:
+            raise InputError(f"prefix_cache must be an integer in 0..1024, got {n!r}")
 
 
 @dataclass(eq=False)
@@ -106,8 +117,9 @@ class Row:
 @dataclass
 class BatchStats:
     """What the worker did, for tests and benchmarks: ``batches`` admissions (rows taken
-    from the queue together, one prefill each) and their ``sizes``; ``steps`` decoding
-    steps; ``peak`` the most rows decoded together."""
+    from the queue together) and their ``sizes``; ``steps`` decoding steps; ``peak`` the
+    most rows decoded together; ``prefix_hits`` rows that reused a cached prompt prefix
+    and ``prefix_tokens`` the prompt tokens they did not recompute."""
 
     batches: int = 0
     rows: int = 0
@@ -115,6 +127,8 @@ class BatchStats:
     sizes: collections.Counter = field(default_factory=collections.Counter)
     steps: int = 0
     peak: int = 0
+    prefix_hits: int = 0
+    prefix_tokens: int = 0
 
     def add(self, n: int) -> None:
         self.batches += 1
@@ -133,6 +147,7 @@ class Batcher:
         self.processors = list(processors)
         self.config = config
         self.stats = BatchStats()
+        self.prefixes = PrefixCache(config.prefix_cache)
         self._queue: collections.deque[Row] = collections.deque()
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -189,7 +204,7 @@ class Batcher:
         return [r for r in taken if not _answered_without_model(r)]
 
     def _loop(self) -> None:
-        dec = _Decoder(self.model, self.processors)
+        dec = _Decoder(self.model, self.processors, self.prefixes, self.stats)
         while True:
             rows = self._take(dec)
             if rows is None:
@@ -207,7 +222,7 @@ class Batcher:
                 for r in [*rows, *(s.row for s in dec.slots)]:
                     if not r.future.done():
                         r.future.set_exception(e)
-                dec = _Decoder(self.model, self.processors)
+                dec = _Decoder(self.model, self.processors, self.prefixes, self.stats)
 
 
 def _answered_without_model(r: Row) -> bool:
@@ -223,6 +238,65 @@ def _answered_without_model(r: Row) -> bool:
         r.on_end()
     r.future.set_result((gen, [] if r.top_logprobs is not None else None))
     return True
+
+
+class PrefixCache:
+    """Key/value tensors of the last ``size`` prompts (least recently used out).
+
+    A prompt that starts with the first k >= ``MIN_TOKENS`` tokens of a cached one reuses
+    their keys and values and prefills only its other tokens: causal attention makes the
+    keys and values of a prefix independent of what follows it. Only for models whose
+    cache is one plain tensor per layer; prompts longer than ``MAX_TOKENS`` are not kept.
+    """
+
+    MIN_TOKENS = 8
+    MAX_TOKENS = 4096
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: collections.OrderedDict[tuple[int, ...], list] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def longest(self, ids: Sequence[int]) -> tuple[int, list | None]:
+        """The longest cached prefix of ``ids`` (leaving at least one token to run):
+        its length and per-layer (keys, values) of shape [1, heads, length, dim]."""
+        best, hit = 0, None
+        for key in self._items:
+            k = _common_prefix(key, ids, len(ids) - 1)
+            if k > best:
+                best, hit = k, key
+        if hit is None or best < self.MIN_TOKENS:
+            return 0, None
+        self._items.move_to_end(hit)
+        return best, [(k[:, :, :best], v[:, :, :best]) for k, v in self._items[hit]]
+
+    def add(self, ids: Sequence[int], kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Keep one prompt's keys and values (the last len(ids) positions of each)."""
+        n = len(ids)
+        if self.size == 0 or not self.MIN_TOKENS <= n <= self.MAX_TOKENS:
+            return
+        key = tuple(ids)
+        self._items[key] = [(k[:, :, -n:].clone(), v[:, :, -n:].clone()) for k, v in kv]
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def add_batch(self, prompts: list[list[int]], cache: Any) -> None:
+        """Keep each row of a left-padded prefill (plain cache layers only)."""
+        if self.size == 0 or not all(type(lay) is _plain_layer() for lay in cache.layers):
+            return
+        for i, ids in enumerate(prompts):
+            self.add(ids, [(lay.keys[i : i + 1], lay.values[i : i + 1]) for lay in cache.layers])
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int], most: int) -> int:
+    n = min(len(a), len(b), most)
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 @dataclass(eq=False)
@@ -241,18 +315,56 @@ class _Slot:
 class _Decoder:
     """The running rows and their shared KV cache, left-padded to one length ``mask``."""
 
-    def __init__(self, model: TransformersModel, processors: list[Any]):
+    def __init__(
+        self,
+        model: TransformersModel,
+        processors: list[Any],
+        prefixes: PrefixCache,
+        stats: BatchStats,
+    ):
         self.model = model
         self.processors = processors
+        self.prefixes = prefixes
+        self.stats = stats
         self.slots: list[_Slot] = []
         self.cache: Any = None
         self.mask: torch.Tensor | None = None
         self.mergeable = True  # every cache layer one plain [batch, heads, length, dim] tensor
 
     def join(self, rows: list[Row]) -> None:
-        """Prefill the rows' prompts in one pass, merge their cache, pick their first token."""
-        ids, mask = self.model._left_pad([r.ids for r in rows])
-        out = self._forward(ids, mask, _positions(mask), None)
+        """Prefill the rows' prompts, merge their cache, pick their first token. Rows
+        whose prompt starts with a cached prefix prefill only the rest, one by one; the
+        others in one left-padded pass."""
+        fresh = []
+        for r in rows:
+            k, kv = self.prefixes.longest(r.ids)
+            if kv is None:
+                fresh.append(r)
+            else:
+                self._prefill_from(r, k, kv)
+        if fresh:
+            ids, mask = self.model._left_pad([r.ids for r in fresh])
+            out = self._forward(ids, mask, _positions(mask), None)
+            self.prefixes.add_batch([r.ids for r in fresh], out.cache)
+            self._admit(fresh, out, mask)
+
+    def _prefill_from(self, r: Row, k: int, kv: list[tuple[torch.Tensor, torch.Tensor]]):
+        """Prefill ``r.ids[k:]`` on a cache holding the first k tokens' keys and values."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.hf_model.config)
+        for i, (keys, values) in enumerate(kv):
+            cache.update(keys, values, i)
+        n, dev = len(r.ids), self.model.device
+        ids = torch.tensor([r.ids[k:]], device=dev)
+        mask = torch.ones((1, n), dtype=torch.long, device=dev)
+        out = self._forward(ids, mask, torch.arange(k, n, device=dev)[None], cache)
+        self.stats.prefix_hits += 1
+        self.stats.prefix_tokens += k
+        self.prefixes.add(r.ids, [(lay.keys, lay.values) for lay in out.cache.layers])
+        self._admit([r], out, mask)
+
+    def _admit(self, rows: list[Row], out: Any, mask: torch.Tensor) -> None:
         new = [_Slot(r, _generator(r), list(r.ids)) for r in rows]
         self._merge(out.cache, mask, new)
         self._advance(new, out.logits[:, -1, :])

@@ -56,6 +56,12 @@ def serve(
         help="continuous: a request joins the running batch at the next token; dynamic: it "
         "waits until the running batch is done.",
     ),
+    prefix_cache: int = typer.Option(
+        16,
+        "--prefix-cache",
+        help="Recent prompts whose keys and values are kept, so a prompt that starts the same "
+        "way (a shared system prompt) prefills only the rest (0: off; 0..1024).",
+    ),
 ) -> None:
     """Serve MODEL over an OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions, /v1/completions)."""
     import uvicorn
@@ -79,10 +85,13 @@ def serve(
         raise InputError(f"--batch-window-ms must be in 0..10000, got {batch_window_ms}")
     if batching_mode not in ("continuous", "dynamic"):
         raise InputError(f"--batching must be continuous or dynamic, got {batching_mode!r}")
+    if not 0 <= prefix_cache <= 1024:
+        raise InputError(f"--prefix-cache must be in 0..1024, got {prefix_cache}")
     batching = BatchConfig(
         max_batch=max_batch,
         window_ms=batch_window_ms,
         continuous=batching_mode == "continuous",
+        prefix_cache=prefix_cache,
     )
     hashes = load_key_hashes(api_keys) if api_keys is not None else None
     wm = None
