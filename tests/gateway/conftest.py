@@ -14,27 +14,18 @@ import pytest
 @pytest.fixture(scope="session")
 def gw_model():
     """An untrained in-memory Llama (byte tokenizer, ChatML template): fast to build."""
-    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from distilltrace.models.local import TransformersModel
-    from distilltrace.models.tiny import byte_tokenizer
+    from distilltrace.models.tiny import untrained_model
 
-    tok = byte_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
+    return untrained_model(
+        LlamaForCausalLM,
+        LlamaConfig,
         num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=2,
         max_position_embeddings=512,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
     )
-    torch.manual_seed(0)
-    return TransformersModel.from_objects(LlamaForCausalLM(config), tok, name="tiny")
 
 
 @pytest.fixture

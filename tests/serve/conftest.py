@@ -43,27 +43,19 @@ def client(tiny_model):
 
 def small_model(max_positions: int, *, seed: int = 0):
     """An untrained in-memory Llama (byte tokenizer, ChatML template) with a given context."""
-    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from distilltrace.models.local import TransformersModel
-    from distilltrace.models.tiny import byte_tokenizer
+    from distilltrace.models.tiny import untrained_model
 
-    tok = byte_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
+    return untrained_model(
+        LlamaForCausalLM,
+        LlamaConfig,
+        seed=seed,
         num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=2,
         max_position_embeddings=max_positions,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
     )
-    torch.manual_seed(seed)
-    return TransformersModel.from_objects(LlamaForCausalLM(config), tok, name="tiny")
 
 
 @pytest.fixture(scope="session")

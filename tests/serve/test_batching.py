@@ -233,26 +233,18 @@ def sliding_window_model(window: int = 6):
     """An untrained in-memory Gemma 3 whose first layer attends over a sliding window."""
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    from distilltrace.models.local import TransformersModel
-    from distilltrace.models.tiny import byte_tokenizer
+    from distilltrace.models.tiny import untrained_model
 
-    tok = byte_tokenizer()
-    config = Gemma3TextConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
+    return untrained_model(
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=1,
         head_dim=16,
         sliding_window=window,
         layer_types=["sliding_attention", "full_attention"],
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
     )
-    torch.manual_seed(0)
-    return TransformersModel.from_objects(Gemma3ForCausalLM(config), tok, name="tiny-gemma3")
 
 
 def test_a_sliding_window_model_admits_rows_only_into_an_empty_batch():

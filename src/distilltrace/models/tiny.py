@@ -58,6 +58,28 @@ def byte_tokenizer() -> Any:
     )
 
 
+def untrained_model(model_cls: type, config_cls: type, *, seed: int = 0, **config: Any) -> Any:
+    """An untrained in-memory model over :func:`byte_tokenizer` (hidden size 32, MLP 64,
+    plus ``config``: layers, heads, context...), wrapped as a ``TransformersModel``: a
+    fast stand-in upstream for demos and tests."""
+    import torch
+
+    from distilltrace.models.local import TransformersModel
+
+    tok = byte_tokenizer()
+    cfg = config_cls(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        **config,
+    )
+    torch.manual_seed(seed)
+    return TransformersModel.from_objects(model_cls(cfg), tok, name="tiny")
+
+
 def smollm2_tokenizer() -> Any:
     """The bundled SmolLM2 tokenizer (converted from its GGUF once, then cached on disk)."""
     from transformers import AutoTokenizer
