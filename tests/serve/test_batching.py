@@ -224,7 +224,13 @@ def test_prefix_cache_keeps_the_most_recent_prompts_and_leaves_a_token_to_run():
     k, got = pc.longest([*range(12), 99, 7])
     assert k == 13 and got[0][0][0, 0, :, 0].tolist() == list(range(13))
     pc.add(list(range(5000)), kv(5000))  # longer than MAX_TOKENS: not kept
-    assert len(pc) == 2
+    assert len(pc) == 2 and pc.bytes == 8 * (20 + 14)  # float32 keys + values
+    small = PrefixCache(8, max_bytes=8 * 30)  # room for 30 tokens' keys and values
+    small.add(a, kv(20))
+    small.add(c, kv(14))  # 34 tokens: a, the least recently used, goes
+    assert len(small) == 1 and small.bytes == 8 * 14 and small.longest(a)[0] == 12  # c's
+    small.add(list(range(40)), kv(40))  # larger than the whole budget: not kept
+    assert len(small) == 1
     with pytest.raises(InputError):
         BatchConfig(prefix_cache=-1)
 

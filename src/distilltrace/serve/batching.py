@@ -241,7 +241,8 @@ def _answered_without_model(r: Row) -> bool:
 
 
 class PrefixCache:
-    """Key/value tensors of the last ``size`` prompts (least recently used out).
+    """Key/value tensors of the last ``size`` prompts, at most ``max_bytes`` in all (least
+    recently used out).
 
     A prompt that starts with the first k >= ``MIN_TOKENS`` tokens of a cached one reuses
     their keys and values and prefills only its other tokens: causal attention makes the
@@ -252,8 +253,10 @@ class PrefixCache:
     MIN_TOKENS = 8
     MAX_TOKENS = 4096
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, max_bytes: int = 256 * 2**20):
         self.size = size
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._items: collections.OrderedDict[tuple[int, ...], list] = collections.OrderedDict()
 
     def __len__(self) -> int:
@@ -277,11 +280,17 @@ class PrefixCache:
         n = len(ids)
         if self.size == 0 or not self.MIN_TOKENS <= n <= self.MAX_TOKENS:
             return
+        entry = [(k[:, :, -n:].clone(), v[:, :, -n:].clone()) for k, v in kv]
+        size = sum(k.nbytes + v.nbytes for k, v in entry)
+        if size > self.max_bytes:
+            return
         key = tuple(ids)
-        self._items[key] = [(k[:, :, -n:].clone(), v[:, :, -n:].clone()) for k, v in kv]
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
+        if key in self._items:
+            self.bytes -= _nbytes(self._items.pop(key))
+        self._items[key] = entry
+        self.bytes += size
+        while len(self._items) > self.size or self.bytes > self.max_bytes:
+            self.bytes -= _nbytes(self._items.popitem(last=False)[1])
 
     def add_batch(self, prompts: list[list[int]], cache: Any) -> None:
         """Keep each row of a left-padded prefill (plain cache layers only)."""
@@ -289,6 +298,10 @@ class PrefixCache:
             return
         for i, ids in enumerate(prompts):
             self.add(ids, [(lay.keys[i : i + 1], lay.values[i : i + 1]) for lay in cache.layers])
+
+
+def _nbytes(entry: list[tuple[torch.Tensor, torch.Tensor]]) -> int:
+    return sum(k.nbytes + v.nbytes for k, v in entry)
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int], most: int) -> int:
