@@ -389,3 +389,39 @@ def test_the_upstream_key_comes_from_the_environment_and_is_never_logged(
             assert r.status_code == 200 and upstream_key not in r.text
             rows = segment_records(cfg.log_dir)
     assert rows[0]["status"] == "ok" and upstream_key not in json.dumps(rows)
+
+
+# ------------------------------------------------------------------ batching of a local upstream
+def test_a_local_upstream_batches_as_its_config_says(make_gateway):
+    from distilltrace.serve.batching import BatchConfig
+
+    app, _ = make_gateway()
+    assert app.state.upstream.local_app.state.batcher.config == BatchConfig()  # continuous
+    want = BatchConfig(max_batch=3, continuous=False, prefix_cache=0)
+    app, _ = make_gateway(batching=want)
+    assert app.state.upstream.local_app.state.batcher.config == want
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--max-batch", "0"], "--max-batch must be >= 1"),
+        (["--batching", "static"], "--batching must be continuous or dynamic"),
+        (["--prefix-cache", "2000"], "--prefix-cache must be in 0..1024"),
+    ],
+)
+def test_gateway_run_rejects_bad_batching_options_in_one_line(tmp_path, args, message):
+    """Checked before any model loads (the spec here does not exist)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "distilltrace.gateway", "run", "no-such-model"]
+    r = subprocess.run(
+        [*cmd, "--log-dir", str(tmp_path / "log"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], r.stderr

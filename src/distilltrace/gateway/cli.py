@@ -9,6 +9,12 @@ import typer
 
 from distilltrace.errors import InputError
 from distilltrace.gateway.demo import demo_command
+from distilltrace.serve.cli import (
+    BATCH_WINDOW_OPTION,
+    BATCHING_OPTION,
+    MAX_BATCH_OPTION,
+    PREFIX_CACHE_OPTION,
+)
 
 app = typer.Typer(help="A gateway in front of a model: accounts, evidence log, marks.")
 accounts_app = typer.Typer(help="Accounts and API keys of the gateway.", no_args_is_help=True)
@@ -67,6 +73,10 @@ def run(
     live_content: bool = typer.Option(
         False, "--live-content", help="Run the semantic content model in live scans (slower)."
     ),
+    max_batch: int = MAX_BATCH_OPTION,
+    batch_window_ms: float = BATCH_WINDOW_OPTION,
+    batching_mode: str = BATCHING_OPTION,
+    prefix_cache: int = PREFIX_CACHE_OPTION,
 ) -> None:
     """Run the gateway: authenticate, log every exchange durably, forward to UPSTREAM."""
     import uvicorn
@@ -76,7 +86,7 @@ def run(
     from distilltrace.gateway.app import create_gateway_app
     from distilltrace.gateway.config import GatewayConfig
     from distilltrace.gateway.upstream import make_upstream
-    from distilltrace.serve.cli import default_allowed_hosts
+    from distilltrace.serve.cli import batch_config, default_allowed_hosts
 
     console = Console(stderr=True)
     cfg = GatewayConfig(
@@ -88,6 +98,7 @@ def run(
         host=host,
         port=port,
         max_body_bytes=max_body_bytes,
+        batching=batch_config(max_batch, batch_window_ms, batching_mode, prefix_cache),
         allowed_hosts=default_allowed_hosts(host, allow_host),
         **({"trusted_proxies": tuple(trusted_proxy)} if trusted_proxy else {}),
     )

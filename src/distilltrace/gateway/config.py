@@ -26,6 +26,8 @@ class GatewayConfig:
     ``watermark_key_file``: a watermark key (local upstream only): outputs are marked.
     ``trusted_proxies``: peers whose X-Forwarded-For and TLS fingerprint headers are
     believed (the direct peer address is logged otherwise).
+    ``batching``: how a local upstream batches concurrent requests (a serve
+    ``BatchConfig``; None: serve's default, continuous batching of up to 8 rows).
     ``max_segment_bytes`` / ``max_segment_age_s``: a writer starts a new segment past
     either; ``roll_interval_s``: how often the gateway rolls finished segments to Parquet
     (None: only at start and with ``distilltrace gateway roll``).
@@ -41,6 +43,7 @@ class GatewayConfig:
     allowed_hosts: list[str] | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     upstream_timeout_s: float = 600.0
+    batching: Any = None
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     fingerprint_headers: tuple[str, ...] = DEFAULT_FINGERPRINT_HEADERS
     max_segment_bytes: int = 64 * 2**20

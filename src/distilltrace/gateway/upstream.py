@@ -170,7 +170,9 @@ def make_upstream(config: GatewayConfig, *, status: Any = None) -> Upstream:
         from distilltrace.marks.keys import load_watermark
 
         wm = load_watermark(config.watermark_key_file)
-    app = create_app(model, watermark=wm, max_body_bytes=config.max_body_bytes)
+    app = create_app(
+        model, watermark=wm, max_body_bytes=config.max_body_bytes, batching=config.batching
+    )
     timeout = httpx.Timeout(config.upstream_timeout_s)
     client = httpx.AsyncClient(transport=StreamingASGITransport(app), timeout=timeout)
     return Upstream(

@@ -5,10 +5,35 @@ from __future__ import annotations
 import importlib
 import ipaddress
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from distilltrace.errors import InputError
+
+# The batching options of a server over a local model (serve, and gateway run).
+MAX_BATCH_OPTION = typer.Option(
+    8,
+    "--max-batch",
+    help="Most concurrent requests generated together in one batch (1: one at a time).",
+)
+BATCH_WINDOW_OPTION = typer.Option(
+    20.0,
+    "--batch-window-ms",
+    help="How long an idle worker waits for more requests before it starts (0..10000 ms).",
+)
+BATCHING_OPTION = typer.Option(
+    "continuous",
+    "--batching",
+    help="continuous: a request joins the running batch at the next token; dynamic: it "
+    "waits until the running batch is done.",
+)
+PREFIX_CACHE_OPTION = typer.Option(
+    16,
+    "--prefix-cache",
+    help="Recent prompts whose keys and values are kept, so a prompt that starts the same "
+    "way (a shared system prompt) prefills only the rest (0: off; 0..1024).",
+)
 
 
 def serve(
@@ -40,28 +65,10 @@ def serve(
         help="Also accept this Host header name (repeatable). On a loopback address only "
         "localhost, 127.0.0.1 and [::1] are accepted by default (DNS-rebinding guard).",
     ),
-    max_batch: int = typer.Option(
-        8,
-        "--max-batch",
-        help="Most concurrent requests generated together in one batch (1: one at a time).",
-    ),
-    batch_window_ms: float = typer.Option(
-        20.0,
-        "--batch-window-ms",
-        help="How long an idle worker waits for more requests before it starts (0..10000 ms).",
-    ),
-    batching_mode: str = typer.Option(
-        "continuous",
-        "--batching",
-        help="continuous: a request joins the running batch at the next token; dynamic: it "
-        "waits until the running batch is done.",
-    ),
-    prefix_cache: int = typer.Option(
-        16,
-        "--prefix-cache",
-        help="Recent prompts whose keys and values are kept, so a prompt that starts the same "
-        "way (a shared system prompt) prefills only the rest (0: off; 0..1024).",
-    ),
+    max_batch: int = MAX_BATCH_OPTION,
+    batch_window_ms: float = BATCH_WINDOW_OPTION,
+    batching_mode: str = BATCHING_OPTION,
+    prefix_cache: int = PREFIX_CACHE_OPTION,
 ) -> None:
     """Serve MODEL over an OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions, /v1/completions)."""
     import uvicorn
@@ -69,7 +76,6 @@ def serve(
 
     from distilltrace.models import load_model
     from distilltrace.serve.app import create_app
-    from distilltrace.serve.batching import BatchConfig
     from distilltrace.serve.keys import load_key_hashes
 
     console = Console(stderr=True)
@@ -79,20 +85,7 @@ def serve(
         raise InputError(f"--max-body-bytes must be >= 1, got {max_body_bytes}")
     if context_length is not None and context_length < 1:
         raise InputError(f"--context-length must be >= 1, got {context_length}")
-    if max_batch < 1:
-        raise InputError(f"--max-batch must be >= 1, got {max_batch}")
-    if not 0 <= batch_window_ms <= 10_000:
-        raise InputError(f"--batch-window-ms must be in 0..10000, got {batch_window_ms}")
-    if batching_mode not in ("continuous", "dynamic"):
-        raise InputError(f"--batching must be continuous or dynamic, got {batching_mode!r}")
-    if not 0 <= prefix_cache <= 1024:
-        raise InputError(f"--prefix-cache must be in 0..1024, got {prefix_cache}")
-    batching = BatchConfig(
-        max_batch=max_batch,
-        window_ms=batch_window_ms,
-        continuous=batching_mode == "continuous",
-        prefix_cache=prefix_cache,
-    )
+    batching = batch_config(max_batch, batch_window_ms, batching_mode, prefix_cache)
     hashes = load_key_hashes(api_keys) if api_keys is not None else None
     wm = None
     if watermark is not None:
@@ -120,6 +113,26 @@ def serve(
     batch = f", {batching_mode} batches of up to {max_batch}" if max_batch > 1 else ", unbatched"
     console.print(f"serving {m.info.name} on http://{host}:{port}/v1{auth}{extra}{batch}")
     uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def batch_config(max_batch: int, window_ms: float, mode: str, prefix_cache: int) -> Any:
+    """A ``BatchConfig`` from the batching options, with one-line errors naming them."""
+    from distilltrace.serve.batching import BatchConfig
+
+    if max_batch < 1:
+        raise InputError(f"--max-batch must be >= 1, got {max_batch}")
+    if not 0 <= window_ms <= 10_000:
+        raise InputError(f"--batch-window-ms must be in 0..10000, got {window_ms}")
+    if mode not in ("continuous", "dynamic"):
+        raise InputError(f"--batching must be continuous or dynamic, got {mode!r}")
+    if not 0 <= prefix_cache <= 1024:
+        raise InputError(f"--prefix-cache must be in 0..1024, got {prefix_cache}")
+    return BatchConfig(
+        max_batch=max_batch,
+        window_ms=window_ms,
+        continuous=mode == "continuous",
+        prefix_cache=prefix_cache,
+    )
 
 
 def default_allowed_hosts(host: str, extra: list[str]) -> list[str] | None:
