@@ -19,6 +19,15 @@ import httpx
 from distilltrace.errors import EndpointError
 
 
+def cli_error(*args: str) -> str:
+    """Run ``python -m ARGS...``; assert it fails with exactly one line on stderr; return it."""
+    r = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0, r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -412,16 +412,9 @@ def test_a_local_upstream_batches_as_its_config_says(make_gateway):
 )
 def test_gateway_run_rejects_bad_batching_options_in_one_line(tmp_path, args, message):
     """Checked before any model loads (the spec here does not exist)."""
-    import subprocess
-    import sys
+    from tests.serve_helpers import cli_error
 
-    cmd = [sys.executable, "-m", "distilltrace.gateway", "run", "no-such-model"]
-    r = subprocess.run(
-        [*cmd, "--log-dir", str(tmp_path / "log"), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    log = str(tmp_path / "log")
+    assert message in cli_error(
+        "distilltrace.gateway", "run", "no-such-model", "--log-dir", log, *args
     )
-    assert r.returncode != 0
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], r.stderr

@@ -440,18 +440,9 @@ def test_watermarked_rows_in_a_batch_detect_exactly_as_alone(tiny_model, scheme)
     ],
 )
 def test_cli_rejects_bad_batching_options_in_one_line(args, message):
-    import subprocess
-    import sys
+    from tests.serve_helpers import cli_error
 
-    r = subprocess.run(
-        [sys.executable, "-m", "distilltrace.cli", "serve", "x", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert r.returncode != 0
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], r.stderr
+    assert message in cli_error("distilltrace.cli", "serve", "x", *args)
 
 
 # ------------------------------------------------------------------ a real model
