@@ -199,39 +199,37 @@ def _no_client_gc() -> Iterator[None]:
 
 async def _open_loop(base: str, headers: dict, rate: float, seconds: float) -> dict:
     with _no_client_gc():
-        return await _open_loop_measured(base, headers, rate, seconds)
+        lat: list[float] = []
+        errors = 0
+        n = int(rate * seconds)
+        limits = httpx.Limits(max_connections=2000, max_keepalive_connections=2000)
+        async with httpx.AsyncClient(
+            base_url=base, headers=headers, timeout=60, limits=limits
+        ) as c:
 
+            async def one(i: int) -> None:
+                nonlocal errors
+                t = time.perf_counter()
+                try:
+                    r = await c.post("/v1/chat/completions", json={**BODY, "seed": i})
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    lat.append(time.perf_counter() - t)
+                else:
+                    errors += 1
 
-async def _open_loop_measured(base: str, headers: dict, rate: float, seconds: float) -> dict:
-    lat: list[float] = []
-    errors = 0
-    n = int(rate * seconds)
-    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=2000)
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60, limits=limits) as c:
-
-        async def one(i: int) -> None:
-            nonlocal errors
-            t = time.perf_counter()
-            try:
-                r = await c.post("/v1/chat/completions", json={**BODY, "seed": i})
-                ok = r.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            if ok:
-                lat.append(time.perf_counter() - t)
-            else:
-                errors += 1
-
-        t0 = time.perf_counter()
-        tasks = []
-        for i in range(n):
-            delay = t0 + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
-        wall = time.perf_counter() - t0
-    return {"lat": lat, "errors": errors, "sent": n, "wall_s": wall}
+            t0 = time.perf_counter()
+            tasks = []
+            for i in range(n):
+                delay = t0 + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(i)))
+            await asyncio.gather(*tasks)
+            wall = time.perf_counter() - t0
+        return {"lat": lat, "errors": errors, "sent": n, "wall_s": wall}
 
 
 async def _log_loop(log_dir: Path, rate: float, seconds: float) -> list[float]:

@@ -281,7 +281,7 @@ class PrefixCache:
         if self.size == 0 or not self.MIN_TOKENS <= n <= self.MAX_TOKENS:
             return
         entry = [(k[:, :, -n:].clone(), v[:, :, -n:].clone()) for k, v in kv]
-        size = sum(k.nbytes + v.nbytes for k, v in entry)
+        size = _nbytes(entry)
         if size > self.max_bytes:
             return
         key = tuple(ids)
@@ -294,7 +294,7 @@ class PrefixCache:
 
     def add_batch(self, prompts: list[list[int]], cache: Any) -> None:
         """Keep each row of a left-padded prefill (plain cache layers only)."""
-        if self.size == 0 or not all(type(lay) is _plain_layer() for lay in cache.layers):
+        if self.size == 0 or not _mergeable(cache):
             return
         for i, ids in enumerate(prompts):
             self.add(ids, [(lay.keys[i : i + 1], lay.values[i : i + 1]) for lay in cache.layers])
@@ -406,7 +406,7 @@ class _Decoder:
         """Append the new rows' cache to the running one, left-padding the shorter."""
         if self.cache is None:
             self.cache, self.mask, self.slots = cache, mask, new
-            self.mergeable = all(type(layer) is _plain_layer() for layer in cache.layers)
+            self.mergeable = _mergeable(cache)
             return
         assert self.mask is not None
         width = max(self.mask.shape[1], mask.shape[1])
@@ -505,10 +505,12 @@ def _pad_left(t: torch.Tensor, width: int, dim: int = -2) -> torch.Tensor:
     return torch.cat([t.new_zeros(shape), t], dim=dim)
 
 
-def _plain_layer() -> type:
+def _mergeable(cache: Any) -> bool:
+    """Every layer one plain [batch, heads, length, dim] key and value tensor (no sliding
+    window): such caches can be padded, merged, trimmed and sliced by prefix."""
     from transformers.cache_utils import DynamicLayer
 
-    return DynamicLayer
+    return all(type(layer) is DynamicLayer for layer in cache.layers)
 
 
 def _logprob(raw: torch.Tensor, tok: int, k: int) -> tuple:
