@@ -198,22 +198,30 @@ def _no_client_gc() -> Iterator[None]:
 
 
 async def _open_loop(base: str, headers: dict, rate: float, seconds: float) -> dict:
+    """Send ``rate`` requests/s for ``seconds`` (each at its scheduled time, whatever the
+    answers do) and time each. The client is aiohttp: it costs this process less than half
+    of httpx's CPU per request (2026-12-03, one run: 1.1 ms against 2.5 ms at 150/s; httpx
+    then took most of a core at 200/s on a 2-core machine, which the servers needed)."""
+    import aiohttp
+
     with _no_client_gc():
         lat: list[float] = []
         errors = 0
         n = int(rate * seconds)
-        limits = httpx.Limits(max_connections=2000, max_keepalive_connections=2000)
-        async with httpx.AsyncClient(
-            base_url=base, headers=headers, timeout=60, limits=limits
+        conn = aiohttp.TCPConnector(limit=2000, force_close=False)
+        timeout = aiohttp.ClientTimeout(total=60)
+        async with aiohttp.ClientSession(
+            base, headers=headers, connector=conn, timeout=timeout
         ) as c:
 
             async def one(i: int) -> None:
                 nonlocal errors
                 t = time.perf_counter()
                 try:
-                    r = await c.post("/v1/chat/completions", json={**BODY, "seed": i})
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
+                    async with c.post("/v1/chat/completions", json={**BODY, "seed": i}) as r:
+                        await r.read()
+                        ok = r.status == 200
+                except (aiohttp.ClientError, TimeoutError):
                     ok = False
                 if ok:
                     lat.append(time.perf_counter() - t)

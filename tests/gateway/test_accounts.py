@@ -85,6 +85,35 @@ def test_two_replicas_share_one_database(tmp_path):
     assert a.authenticate(k.key) is None
 
 
+def test_cached_key_rows_follow_every_commit_to_the_file(tmp_path):
+    """A SQLite store keeps key rows between requests, but any commit to the file, by any
+    connection, empties that cache: a revocation elsewhere holds from the next request."""
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    a, b = AccountStore(url), AccountStore(url)
+    k1, k2 = a.add_account("one").key, a.add_account("two").key
+    queries = []
+    sa.event.listen(a.engine, "before_cursor_execute", lambda *args: queries.append(1))
+    for _ in range(5):
+        assert a.authenticate(k1).account_id == "one"
+    assert len(queries) == 1  # looked up once, then served from the cache
+    assert a.authenticate(k1[:-1] + ("A" if k1[-1] != "A" else "B")) is None  # wrong secret
+    new = b.add_account("three").key  # a commit by another connection
+    assert a.authenticate(new).account_id == "three"
+    assert a.authenticate(k2).account_id == "two"
+    b.revoke(k2.split("_")[1])  # one key, revoked by the other store
+    assert a.authenticate(k2) is None
+    assert a.authenticate(k1).account_id == "one"
+    with sqlite3.connect(tmp_path / "shared.db") as raw:  # any writer at all, e.g. the CLI
+        raw.execute(
+            "UPDATE dt_accounts SET revoked_at = '2026-01-01 00:00:00' WHERE account_id = 'one'"
+        )
+    assert a.authenticate(k1) is None
+    a.close()
+    b.close()
+
+
 def test_cli_accounts_add_list_revoke(tmp_path):
     run = CliRunner()
     log = str(tmp_path / "log")

@@ -337,35 +337,6 @@ def test_a_running_gateway_rolls_finished_segments_to_parquet(make_gateway):
         assert len(parquet_files(app.state.config.log_dir)) == 1
 
 
-def test_the_in_process_transport_streams_chunk_by_chunk():
-    """A chunk reaches the client before the app sends the next one (httpx's own
-    ASGITransport would wait for the whole body: this would then time out)."""
-    import asyncio
-
-    from distilltrace.gateway.upstream import StreamingASGITransport
-
-    async def main() -> list[bytes]:
-        first_seen = asyncio.Event()
-
-        async def app(scope, receive, send):
-            await receive()
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"one", "more_body": True})
-            await asyncio.wait_for(first_seen.wait(), timeout=10)
-            await send({"type": "http.response.body", "body": b"two", "more_body": False})
-
-        got = []
-        transport = StreamingASGITransport(app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            async with c.stream("GET", "/") as r:
-                async for chunk in r.aiter_raw():
-                    got.append(chunk)
-                    first_seen.set()
-        return got
-
-    assert asyncio.run(asyncio.wait_for(main(), timeout=20)) == [b"one", b"two"]
-
-
 def test_the_upstream_key_comes_from_the_environment_and_is_never_logged(
     tmp_path, monkeypatch, gw_model, live_server, segment_records
 ):

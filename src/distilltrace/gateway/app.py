@@ -41,6 +41,7 @@ from distilltrace.serve.guard import Guard
 log = logging.getLogger("distilltrace.gateway")
 ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
 KEY_ID_HEADER = "x-distilltrace-watermark-key-id"
+_JSON_HEADERS = {"content-type": "application/json"}
 
 
 def _err(status: int, message: str, code: str, headers: dict | None = None) -> JSONResponse:
@@ -278,11 +279,10 @@ class _Gateway:
             body = R.apply_caps(body, d, endpoint)
             rec["extra_json"] = R.extra_json({"degraded_max_tokens": d.max_tokens})
         content = raw if d.action != "degrade" else json.dumps(body).encode()
-        url = self.up.url(request.url.path)
-        hdrs = {"content-type": "application/json", **self.up.headers}
+        path = request.url.path
         if body.get("stream") is True:
-            return await self.stream(url, content, hdrs, rec, d, t0)
-        return await self.forward(url, content, hdrs, rec, d, t0)
+            return await self.stream(path, content, rec, d, t0)
+        return await self.forward(path, content, rec, d, t0)
 
     def refusal(self, d: Decision, rid: str) -> JSONResponse:
         h = {"x-request-id": rid, "x-distilltrace-policy": d.action}
@@ -306,9 +306,9 @@ class _Gateway:
             resp.background = BackgroundTask(self.observe, rec)
         return resp
 
-    async def forward(self, url, content, hdrs, rec, d: Decision, t0: float) -> Response:
+    async def forward(self, path, content, rec, d: Decision, t0: float) -> Response:
         try:
-            r = await self.up.client.post(url, content=content, headers=hdrs)
+            r = await self.up.post(path, content, _JSON_HEADERS)
         except httpx.HTTPError as e:
             rec.update(
                 status="error",
@@ -335,10 +335,9 @@ class _Gateway:
         h = self.headers(rec["request_id"], key_id, d)
         return self.respond(Response(body, r.status_code, headers=h, media_type=media), rec)
 
-    async def stream(self, url, content, hdrs, rec, d: Decision, t0: float) -> Response:
-        req = self.up.client.build_request("POST", url, content=content, headers=hdrs)
+    async def stream(self, path, content, rec, d: Decision, t0: float) -> Response:
         try:
-            r = await self.up.client.send(req, stream=True)
+            r = await self.up.post(path, content, _JSON_HEADERS, stream=True)
         except httpx.HTTPError as e:
             rec.update(
                 status="error",
@@ -357,7 +356,7 @@ class _Gateway:
         gen = self._sse(r, rec, d, t0, key_id)
         return StreamingResponse(gen, media_type="text/event-stream", headers=h)
 
-    async def _unstreamed(self, r: httpx.Response, rec, d: Decision, t0: float) -> Response:
+    async def _unstreamed(self, r: Any, rec, d: Decision, t0: float) -> Response:
         rec.update(status="error" if r.status_code != 200 else "ok", http_status=r.status_code)
         failed = await self.durable(rec, t0)
         if failed is not None:
@@ -366,7 +365,7 @@ class _Gateway:
         h = self.headers(rec["request_id"], None, d)
         return self.respond(Response(r.content, r.status_code, headers=h, media_type=media), rec)
 
-    async def _sse(self, r: httpx.Response, rec, d: Decision, t0: float, key_id):
+    async def _sse(self, r: Any, rec, d: Decision, t0: float, key_id):
         acc = R.SSEAccumulator(rec["endpoint"], d.strip_reasoning)
         finished = False
         try:
@@ -410,7 +409,7 @@ class _Gateway:
         if await self.authenticate(request) is None:
             return _err(401, "missing or invalid API key", "invalid_api_key")
         try:
-            r = await self.up.client.get(self.up.url(request.url.path), headers=self.up.headers)
+            r = await self.up.get(request.url.path)
         except httpx.HTTPError:
             return _err(502, "upstream unavailable", "upstream_error")
         media = r.headers.get("content-type", "application/json")

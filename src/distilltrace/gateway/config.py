@@ -31,6 +31,8 @@ class GatewayConfig:
     ``max_segment_bytes`` / ``max_segment_age_s``: a writer starts a new segment past
     either; ``roll_interval_s``: how often the gateway rolls finished segments to Parquet
     (None: only at start and with ``distilltrace gateway roll``).
+    ``upstream_timeout_s``: the HTTP timeout to a remote upstream (a local model is called
+    in-process; its generations are bounded by ``max_tokens``).
     """
 
     upstream: Any

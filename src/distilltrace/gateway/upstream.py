@@ -1,23 +1,22 @@
-"""The model behind the gateway: a local model (serve's app, in-process) or an
+"""The model behind the gateway: a local model (serve's service, in-process) or an
 OpenAI-compatible URL (proxied).
 
-A local upstream runs ``distilltrace.serve.app.create_app`` in this process and talks to it
-through :class:`StreamingASGITransport`, so serve's limits, batching and watermarking are
-inherited and SSE chunks arrive one by one (httpx's own ASGITransport buffers a whole
-response). A remote upstream (``openai:BASE_URL[;key_env=VAR][;timeout=S]``) is reached
+A local upstream builds ``distilltrace.serve.app.create_app`` in this process and calls its
+service directly (``distilltrace.serve.inprocess.LocalClient``: no HTTP, no second request
+handling), so serve's checks, batching and watermarking are inherited and SSE chunks arrive
+one by one. A remote upstream (``openai:BASE_URL[;key_env=VAR][;timeout=S]``) is reached
 with httpx; its API key comes from the environment variable ``key_env`` and is sent only
-to the upstream.
+to the upstream. Either way the gateway sees an answer with ``status_code``, ``headers``,
+``content``, ``aiter_raw()``, ``aread()`` and ``aclose()``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 import httpx
 
@@ -27,102 +26,45 @@ from distilltrace.gateway.config import GatewayConfig
 LOCAL_BASE = "http://upstream.local/v1"
 
 
-class _QueueStream(httpx.AsyncByteStream):
-    def __init__(self, q: asyncio.Queue, task: asyncio.Task, gone: asyncio.Event):
-        self.q, self.task, self.gone = q, task, gone
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        while True:
-            chunk = await self.q.get()
-            if chunk is None:
-                return
-            yield chunk
-
-    async def aclose(self) -> None:
-        self.gone.set()  # the app sees http.disconnect and stops its generation
-        if not self.task.done():
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
-                await asyncio.wait_for(asyncio.shield(self.task), timeout=5.0)
-        if not self.task.done():
-            self.task.cancel()
-
-
-class StreamingASGITransport(httpx.AsyncBaseTransport):
-    """An httpx transport to an ASGI app that streams the response body chunk by chunk."""
-
-    def __init__(self, app: Any, client: tuple[str, int] = ("127.0.0.1", 0)):
-        self.app = app
-        self.client = client
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        body = await request.aread()
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": request.method,
-            "headers": [(k.lower(), v) for k, v in request.headers.raw],
-            "scheme": request.url.scheme,
-            "path": unquote(request.url.path),
-            "raw_path": request.url.raw_path.split(b"?")[0],
-            "query_string": request.url.query,
-            "server": (request.url.host, request.url.port or 80),
-            "client": self.client,
-            "root_path": "",
-        }
-        q: asyncio.Queue = asyncio.Queue()
-        started, gone = asyncio.Event(), asyncio.Event()
-        state: dict[str, Any] = {"sent": False}
-
-        async def receive() -> dict[str, Any]:
-            if not state["sent"]:
-                state["sent"] = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            await gone.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(msg: dict[str, Any]) -> None:
-            if msg["type"] == "http.response.start":
-                state["status"], state["headers"] = msg["status"], msg.get("headers", [])
-                started.set()
-            elif msg["type"] == "http.response.body":
-                if msg.get("body"):
-                    await q.put(bytes(msg["body"]))
-                if not msg.get("more_body", False):
-                    await q.put(None)
-
-        async def run() -> None:
-            try:
-                await self.app(scope, receive, send)
-            except Exception:  # noqa: BLE001 - serve answers errors itself; this is a last resort
-                state.setdefault("status", 500)
-            finally:
-                state.setdefault("status", 500)
-                state.setdefault("headers", [])
-                started.set()
-                await q.put(None)
-
-        task = asyncio.create_task(run())
-        await started.wait()
-        stream = _QueueStream(q, task, gone)
-        return httpx.Response(state["status"], headers=state["headers"], stream=stream)
-
-
 @dataclass
 class Upstream:
-    """An httpx client to the model plus what the gateway needs to know about it."""
+    """The model behind the gateway: an httpx client to a remote one, or a local serve app
+    called in-process (``local_app``), plus what the gateway needs to know about it."""
 
-    client: httpx.AsyncClient
+    client: httpx.AsyncClient | None
     base_url: str
     model_name: str | None = None
     watermark_key_id: str | None = None
     local_app: Any = None
     headers: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.local = None
+        if self.local_app is not None:
+            from distilltrace.serve.inprocess import LocalClient
+
+            self.local = LocalClient(self.local_app)
+
     def url(self, path: str) -> str:
         """The upstream URL for a gateway path such as ``/v1/chat/completions``."""
         rest = path[3:] if path.startswith("/v1/") or path == "/v1" else path
         return self.base_url.rstrip("/") + rest
+
+    async def post(self, path: str, content: bytes, headers: dict, stream: bool = False) -> Any:
+        """POST a JSON body to the gateway path ``path``; with ``stream`` the body is not
+        read yet. A remote failure raises ``httpx.HTTPError``."""
+        if self.local is not None:
+            return await self.local.request("POST", path, content)
+        assert self.client is not None
+        hdrs = {**headers, **self.headers}
+        req = self.client.build_request("POST", self.url(path), content=content, headers=hdrs)
+        return await self.client.send(req, stream=stream)
+
+    async def get(self, path: str) -> Any:
+        if self.local is not None:
+            return await self.local.request("GET", path)
+        assert self.client is not None
+        return await self.client.get(self.url(path), headers=self.headers)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Upstream]:
@@ -134,7 +76,8 @@ class Upstream:
             else:
                 yield self
         finally:
-            await self.client.aclose()
+            if self.client is not None:
+                await self.client.aclose()
 
 
 def parse_remote(spec: str) -> tuple[str, dict[str, str]]:
@@ -173,10 +116,8 @@ def make_upstream(config: GatewayConfig, *, status: Any = None) -> Upstream:
     app = create_app(
         model, watermark=wm, max_body_bytes=config.max_body_bytes, batching=config.batching
     )
-    timeout = httpx.Timeout(config.upstream_timeout_s)
-    client = httpx.AsyncClient(transport=StreamingASGITransport(app), timeout=timeout)
     return Upstream(
-        client,
+        None,
         LOCAL_BASE,
         model_name=getattr(getattr(model, "info", None), "name", None),
         watermark_key_id=str(wm.key_id) if wm is not None else None,

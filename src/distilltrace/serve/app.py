@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Request
@@ -41,7 +42,9 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StrictStr,
+    ValidationError,
 )
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from distilltrace.errors import CapabilityError, DistilltraceError
@@ -56,6 +59,9 @@ DEFAULT_MAX_TOKENS = 128
 MAX_TOKENS_LIMIT = 4096
 MAX_TOP_LOGPROBS = 20
 SEED_RANGE = (-(2**63), 2**63 - 1)
+# a request body up to this size is checked and tokenised on the event loop (fast); a
+# larger one in a worker thread, so a long prompt cannot stall other requests
+INLINE_PREPARE_BYTES = 16 * 1024
 __all__ = ["APIError", "BatchConfig", "DEFAULT_MAX_BODY_BYTES", "create_app", "hash_api_key"]
 
 _error_body = error_body
@@ -286,6 +292,7 @@ def create_app(
     svc.start_batching(batching if batching is not None else BatchConfig())
     app = FastAPI(title="distilltrace serve", version="1", docs_url=None, redoc_url=None)
     app.state.model = model
+    app.state.service = svc
     app.state.batcher = svc.batcher
     app.state.context_length = svc.ctx
     _install_error_handlers(app)
@@ -311,46 +318,78 @@ def create_app(
         return {"id": svc.name, "object": "model", "created": 0, "owned_by": "distilltrace"}
 
     @app.post("/v1/chat/completions")
-    def chat_completions(req: ChatRequest, request: Request) -> Any:
-        return svc.chat(req, request)
+    async def chat_completions(req: ChatRequest, request: Request) -> Any:
+        return await svc.respond(svc.chat, req, _body_size(request), request)
 
     @app.post("/v1/completions")
-    def completions(req: CompletionRequest, request: Request) -> Any:
-        return svc.completions(req, request)
+    async def completions(req: CompletionRequest, request: Request) -> Any:
+        return await svc.respond(svc.completions, req, _body_size(request), request)
 
     return app
 
 
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(APIError)
-    async def _api_error(_: Request, e: APIError) -> JSONResponse:
+def error_response(e: Exception) -> JSONResponse:
+    """The OpenAI-style JSON error answer to an exception raised while answering (the app's
+    handlers and the in-process transport share it)."""
+    if isinstance(e, APIError):
         return JSONResponse(error_body(e.message, e.type, e.code, e.param), status_code=e.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
-        errs = e.errors()
-        first = errs[0] if errs else {}
-        loc = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
-        msg = f"{loc}: {first.get('msg', 'invalid request')}" if loc else first.get("msg", "")
-        return JSONResponse(
-            error_body(msg or "invalid request", "invalid_request_error", None, loc or None),
-            status_code=422,
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
+    if isinstance(e, RequestValidationError | ValidationError):
+        return _invalid(e.errors())
+    if isinstance(e, StarletteHTTPException):
         kind = "not_found_error" if e.status_code == 404 else "invalid_request_error"
         return JSONResponse(error_body(str(e.detail), kind), status_code=e.status_code)
-
-    @app.exception_handler(DistilltraceError)
-    async def _dt(_: Request, e: DistilltraceError) -> JSONResponse:
+    if isinstance(e, DistilltraceError):
         return JSONResponse(error_body(str(e), "invalid_request_error"), status_code=400)
+    # never the exception's text: it may carry request content or internals
+    body = error_body("internal server error", "server_error", "internal_error")
+    return JSONResponse(body, status_code=500)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, e: Exception) -> JSONResponse:
-        # never the exception's text: it may carry request content or internals
-        body = error_body("internal server error", "server_error", "internal_error")
-        return JSONResponse(body, status_code=500)
+
+def _invalid(errs: Sequence[Any]) -> JSONResponse:
+    first = errs[0] if errs else {}
+    loc = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
+    msg = f"{loc}: {first.get('msg', 'invalid request')}" if loc else first.get("msg", "")
+    return JSONResponse(
+        error_body(msg or "invalid request", "invalid_request_error", None, loc or None),
+        status_code=422,
+    )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def handle(_: Request, e: Exception) -> JSONResponse:
+        return error_response(e)
+
+    for kind in (APIError, RequestValidationError, StarletteHTTPException, DistilltraceError):
+        app.add_exception_handler(kind, handle)
+    app.add_exception_handler(Exception, handle)
+
+
+def _body_size(request: Request) -> int:
+    """The request body's declared length (a body without one counts as large)."""
+    try:
+        return int(request.headers.get("content-length", ""))
+    except ValueError:
+        return INLINE_PREPARE_BYTES + 1
+
+
+@dataclass
+class _Job:
+    """A generation request that is checked and tokenised: what is left is the model.
+
+    ``finish(results)`` builds the JSON answer from the rows' ``(Generation, steps)``
+    (None when ``run_model`` is false); ``make`` builds SSE chunks when streaming;
+    ``locked_finish``: finish() uses the model itself (echo log-probabilities)."""
+
+    labels: list[str]
+    encoded: list[list[int]]
+    req: _Sampling
+    n_tokens: int
+    top: int | None
+    seed_chat: bool
+    finish: Callable[[list | None], dict[str, Any]] | None = None
+    make: Callable[..., dict[str, Any]] | None = None
+    run_model: bool = True
+    locked_finish: bool = False
 
 
 class _Service:
@@ -477,8 +516,24 @@ class _Service:
     ) -> list[tuple[Any, list[TokenStep] | None]]:
         """One row per prompt through the batcher; [] if the client left while queued."""
         assert self.batcher is not None
+        rows = self._rows(labels, encoded, req, n_tokens, top, seed_chat, streamer, cancel)
+        results = [f.result() for f in self.batcher.submit(rows)]
+        return [] if any(r is None for r in results) else results
+
+    async def run_async(self, job: _Job) -> list[tuple[Any, list[TokenStep] | None]]:
+        """``job``'s rows through the batcher, awaited (no thread waits for them); without
+        a batcher, one locked generation in a worker thread."""
+        args = (job.labels, job.encoded, job.req, job.n_tokens, job.top, job.seed_chat)
+        if self.batcher is None:
+            return await run_in_threadpool(self.run, *args)
+        rows = self._rows(*args, None, None)
+        futures = [asyncio.wrap_future(f) for f in self.batcher.submit(rows)]
+        return list(await asyncio.gather(*futures))
+
+    @staticmethod
+    def _rows(labels, encoded, req, n_tokens, top, seed_chat, streamer, cancel) -> list[Row]:
         seed = 0 if req.seed is None else int(req.seed)
-        rows = [
+        return [
             Row(
                 label,
                 list(ids),
@@ -495,10 +550,29 @@ class _Service:
             )
             for label, ids in zip(labels, encoded, strict=True)
         ]
-        results = [f.result() for f in self.batcher.submit(rows)]
-        if any(r is None for r in results):
-            return []
-        return results
+
+    async def respond(
+        self, prepare: Callable[[Any], Any], req: _Sampling, size: int, request: Any
+    ) -> Any:
+        """Answer ``req``: ``prepare`` (``self.chat`` or ``self.completions``) checks and
+        tokenises it (inline for a small body, else in a worker thread) into a _Job, or a
+        function of work under the model lock; then the model runs and the answer is built.
+        ``request`` needs only ``async is_disconnected()`` (streams)."""
+        if size <= INLINE_PREPARE_BYTES:
+            work = prepare(req)
+        else:
+            work = await run_in_threadpool(prepare, req)
+        if not isinstance(work, _Job):
+            return await run_in_threadpool(work)  # echo scoring: under the model lock
+        job = work
+        if job.make is not None:
+            label, ids = job.labels[0], job.encoded[0]
+            return self.stream(request, label, ids, job.req, job.n_tokens, job.seed_chat, job.make)
+        results = await self.run_async(job) if job.run_model else None
+        assert job.finish is not None
+        if job.locked_finish:
+            return await run_in_threadpool(job.finish, results)
+        return job.finish(results)
 
     @staticmethod
     def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -580,7 +654,8 @@ class _Service:
         return _SSEResponse(body(), cancel)
 
     # -------------------------------------------------------------- chat
-    def chat(self, req: ChatRequest, request: Request) -> Any:
+    def chat(self, req: ChatRequest) -> _Job | Callable[[], dict[str, Any]]:
+        """Check and tokenise a chat request (see ``respond``)."""
         stops = self.check_common(req)
         if not self.model.has_chat:
             raise APIError(
@@ -601,7 +676,8 @@ class _Service:
         n_tokens = _max_tokens(req, req.max_completion_tokens)
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if req.echo:
-            return self.chat_echo(req, msgs, n_tokens, rid, created)
+            self.check_echo(req, msgs, n_tokens)
+            return lambda: self.chat_echo(req, msgs, rid, created)
         if msgs[-1]["role"] == "assistant":
             raise APIError(
                 400,
@@ -625,10 +701,15 @@ class _Service:
                 raise APIError(
                     400, "logprobs with stream are not supported", "invalid_request_error"
                 )
-            return self.stream(
-                request, label, ids, req, n_tokens, True, self.chat_chunk(rid, created)
+            return _Job(
+                [label], [ids], req, n_tokens, None, True, make=self.chat_chunk(rid, created)
             )
-        return self.chat_generate(req, label, ids, n_tokens, stops, rid, created)
+        top = (req.top_logprobs or 0) if req.logprobs else None
+
+        def finish(results: list | None) -> dict[str, Any]:
+            return self.chat_answer(req, ids, results or [], stops, rid, created)
+
+        return _Job([label], [ids], req, n_tokens, top, True, finish=finish)
 
     def chat_chunk(self, rid: str, created: int) -> Callable[..., dict[str, Any]]:
         def make(delta: str | None, finish: str | None, first: bool = False) -> dict:
@@ -646,18 +727,16 @@ class _Service:
 
         return make
 
-    def chat_generate(
+    def chat_answer(
         self,
         req: ChatRequest,
-        label: str,
         ids: list[int],
-        n_tokens: int,
+        results: list,
         stops: list[str],
         rid: str,
         created: int,
     ) -> dict[str, Any]:
-        top = (req.top_logprobs or 0) if req.logprobs else None
-        ((gen, steps),) = self.run([label], [ids], req, n_tokens, top, True)
+        ((gen, steps),) = results
         text, finish, steps = self.trim(gen, steps, stops)
         return {
             "id": rid,
@@ -679,9 +758,8 @@ class _Service:
             **self.wm_field,
         }
 
-    def chat_echo(
-        self, req: ChatRequest, msgs: list[dict[str, str]], n_tokens: int, rid: str, created: int
-    ) -> dict[str, Any]:
+    @staticmethod
+    def check_echo(req: ChatRequest, msgs: list[dict[str, str]], n_tokens: int) -> None:
         if n_tokens != 0 or req.stream:
             raise APIError(
                 400,
@@ -696,6 +774,10 @@ class _Service:
                 "invalid_request_error",
                 param="messages",
             )
+
+    def chat_echo(
+        self, req: ChatRequest, msgs: list[dict[str, str]], rid: str, created: int
+    ) -> dict[str, Any]:
         user, assistant = msgs[0]["content"], msgs[1]["content"]
         ids = P.encode_scoring(self.model, user, assistant)
         P.check_context(len(ids[0]) + len(ids[1]), 0, self.ctx, "messages")
@@ -719,7 +801,8 @@ class _Service:
         }
 
     # -------------------------------------------------------------- completions
-    def completions(self, req: CompletionRequest, request: Request) -> Any:
+    def completions(self, req: CompletionRequest) -> _Job:
+        """Check and tokenise a completions request (see ``respond``)."""
         stops = self.check_common(req)
         prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
         if not prompts:
@@ -762,25 +845,38 @@ class _Service:
                     **self.wm_field,
                 }
 
-            return self.stream(request, prompts[0], encoded[0], req, n_tokens, False, make)
-        return self.complete(req, prompts, encoded, n_tokens, stops, rid, created)
+            return _Job(prompts, encoded, req, n_tokens, None, False, make=make)
+        top = req.logprobs
+
+        def finish(results: list | None) -> dict[str, Any]:
+            return self.complete(req, prompts, encoded, results, stops, rid, created)
+
+        return _Job(
+            prompts,
+            encoded,
+            req,
+            n_tokens,
+            top,
+            False,
+            finish=finish,
+            run_model=n_tokens > 0,
+            locked_finish=req.echo and top is not None,
+        )
 
     def complete(
         self,
         req: CompletionRequest,
         prompts: list[str],
         encoded: list[list[int]],
-        n_tokens: int,
+        results: list | None,
         stops: list[str],
         rid: str,
         created: int,
     ) -> dict[str, Any]:
+        """The answer; ``results`` None: no tokens were asked for (max_tokens 0)."""
         top = req.logprobs
-        results = (
-            self.run(prompts, encoded, req, n_tokens, top, False)
-            if n_tokens > 0
-            else [(None, [] if top is not None else None) for _ in prompts]
-        )
+        if results is None:
+            results = [(None, [] if top is not None else None) for _ in prompts]
         choices = []
         n_out = 0
         for i, (p, ids, (gen, steps)) in enumerate(zip(prompts, encoded, results, strict=True)):
