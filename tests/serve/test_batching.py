@@ -204,6 +204,48 @@ def test_a_prompt_starting_like_a_cached_one_prefills_only_the_rest(tiny_model):
     assert [g for g, _ in off] == [g for g, _ in out]
 
 
+def test_prompts_starting_like_cached_ones_are_prefilled_together(tiny_model, monkeypatch):
+    """Null-free check of an optimisation: of four rows arriving together, the three whose
+    prompts start like cached ones (two cached prefixes of different lengths, three
+    lengths of the rest) are prefilled in one model pass and the fourth in another; every
+    answer (tokens, log-probabilities, top-2) equals the request alone."""
+    warm = [("Once upon a time", True, 1.0, 1.0, 0, 2), ("Hi", True, 1.0, 1.0, 0, 2)]
+    cases = [
+        ("Once upon a time, a cat", True, 0.0, 1.0, 1, 10),
+        ("Once upon a time there was", True, 1.0, 0.9, 5, 10),
+        ("Hi you", True, 0.7, 1.0, 2, 8),
+        ("Something else entirely", True, 1.0, 1.0, 3, 6),
+    ]
+    b = Batcher(tiny_model, [], BatchConfig(max_batch=8, window_ms=0, prefix_cache=16))
+    b.prefixes = _one_after_another(tiny_model, warm)[1].prefixes  # the warm prompts cached
+    calls = []
+    forward = tiny_model.hf_model.forward
+
+    def counted(*args, **kw):
+        calls.append(1)
+        return forward(*args, **kw)
+
+    monkeypatch.setattr(tiny_model.hf_model, "forward", counted)
+    rows = rows_for(tiny_model, cases, top=2)
+    with b._cv:  # every row queued before the worker looks: one admission
+        b._queue.extend(rows)
+        b._thread = threading.Thread(target=b._loop, daemon=True)
+        b._thread.start()
+    try:
+        out = [r.future.result(timeout=120) for r in rows]
+    finally:
+        b.close()
+    monkeypatch.undo()
+    assert b.stats.prefix_hits == 3 and b.stats.batches == 1, b.stats
+    assert len(calls) == 2 + b.stats.steps, (len(calls), b.stats)  # two prefill passes
+    for case, (gen, steps) in zip(cases, out, strict=True):
+        want, want_steps = alone(tiny_model, *case, top=2)
+        assert gen == want, case
+        for a, w in zip(steps, want_steps, strict=True):
+            assert a.chosen.logprob == pytest.approx(w.chosen.logprob, abs=1e-5)
+            assert [t.id for t in a.top] == [t.id for t in w.top]
+
+
 def test_prefix_cache_keeps_the_most_recent_prompts_and_leaves_a_token_to_run():
     from distilltrace.serve.batching import PrefixCache
 

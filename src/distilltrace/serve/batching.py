@@ -346,36 +346,59 @@ class _Decoder:
 
     def join(self, rows: list[Row]) -> None:
         """Prefill the rows' prompts, merge their cache, pick their first token. Rows
-        whose prompt starts with a cached prefix prefill only the rest, one by one; the
-        others in one left-padded pass."""
-        fresh = []
+        whose prompt starts with a cached prefix prefill only the rest, together (one by
+        one if their cached tensors differ in shape); the others in one left-padded pass."""
+        fresh, hits = [], []
         for r in rows:
             k, kv = self.prefixes.longest(r.ids)
             if kv is None:
                 fresh.append(r)
             else:
-                self._prefill_from(r, k, kv)
+                hits.append((r, k, kv))
+        if hits and _stackable(hits):
+            self._prefill_hits(hits)
+        else:
+            for hit in hits:
+                self._prefill_hits([hit])
         if fresh:
             ids, mask = self.model._left_pad([r.ids for r in fresh])
             out = self._forward(ids, mask, _positions(mask), None)
             self.prefixes.add_batch([r.ids for r in fresh], out.cache)
             self._admit(fresh, out, mask)
 
-    def _prefill_from(self, r: Row, k: int, kv: list[tuple[torch.Tensor, torch.Tensor]]):
-        """Prefill ``r.ids[k:]`` on a cache holding the first k tokens' keys and values."""
+    def _prefill_hits(self, hits: list[tuple[Row, int, list]]) -> None:
+        """Prefill each row's prompt after its cached first k tokens, in one pass.
+
+        Row i's cached prefix is left-padded to the longest prefix K and its other tokens
+        to the longest rest S: a [rows, K + S] mask with padding before each part, explicit
+        positions (k_i, k_i + 1, ...) and the prefixes' keys and values as the cache.
+        Padding anywhere is masked out, as the running batch's left padding is."""
         from transformers import DynamicCache
 
+        dev = self.model.device
+        big_k = max(k for _, k, _ in hits)
+        ids, rest_mask = self.model._left_pad([r.ids[k:] for r, k, _ in hits])
+        pre_mask = torch.zeros((len(hits), big_k), dtype=torch.long, device=dev)
+        for i, (_, k, _) in enumerate(hits):
+            pre_mask[i, big_k - k :] = 1
+        mask = torch.cat([pre_mask, rest_mask], dim=1)
+        pos = (rest_mask.cumsum(-1) - 1).masked_fill(rest_mask == 0, 0)
+        pos = pos + torch.tensor([[k] for _, k, _ in hits], device=dev)
         cache = DynamicCache(config=self.model.hf_model.config)
-        for i, (keys, values) in enumerate(kv):
-            cache.update(keys, values, i)
-        n, dev = len(r.ids), self.model.device
-        ids = torch.tensor([r.ids[k:]], device=dev)
-        mask = torch.ones((1, n), dtype=torch.long, device=dev)
-        out = self._forward(ids, mask, torch.arange(k, n, device=dev)[None], cache)
-        self.stats.prefix_hits += 1
-        self.stats.prefix_tokens += k
-        self.prefixes.add(r.ids, [(lay.keys, lay.values) for lay in out.cache.layers])
-        self._admit([r], out, mask)
+        for layer in range(len(hits[0][2])):
+            keys = torch.cat([_pad_left(kv[layer][0], big_k) for _, _, kv in hits])
+            values = torch.cat([_pad_left(kv[layer][1], big_k) for _, _, kv in hits])
+            cache.update(keys, values, layer)
+        out = self._forward(ids, mask, pos, cache)
+        for i, (r, k, _) in enumerate(hits):
+            self.stats.prefix_hits += 1
+            self.stats.prefix_tokens += k
+            keep = mask[i].bool()
+            layers = out.cache.layers
+            self.prefixes.add(
+                r.ids, [(x.keys[i : i + 1, :, keep], x.values[i : i + 1, :, keep]) for x in layers]
+            )
+        self._admit([r for r, _, _ in hits], out, mask)
 
     def _admit(self, rows: list[Row], out: Any, mask: torch.Tensor) -> None:
         new = [_Slot(r, _generator(r), list(r.ids)) for r in rows]
@@ -503,6 +526,12 @@ def _pad_left(t: torch.Tensor, width: int, dim: int = -2) -> torch.Tensor:
     shape = list(t.shape)
     shape[dim] = short
     return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+def _stackable(hits: list[tuple[Row, int, list]]) -> bool:
+    """Cached prefixes that can be padded and stacked: the same heads and dims per layer."""
+    shapes = {tuple((k.shape[1], k.shape[3], v.shape[3]) for k, v in kv) for _, _, kv in hits}
+    return len(shapes) == 1
 
 
 def _mergeable(cache: Any) -> bool:
