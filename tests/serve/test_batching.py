@@ -47,6 +47,17 @@ def alone(model, p, chat, t, tp, s, n, top=None, processors=None):
     return gen, steps
 
 
+def assert_each_equals_alone(model, cases, out, top=2):
+    """Every answer's tokens, log-probabilities and top alternatives equal the request's
+    own generation, alone."""
+    for case, (gen, steps) in zip(cases, out, strict=True):
+        want, want_steps = alone(model, *case, top=top)
+        assert gen == want, case
+        for a, w in zip(steps, want_steps, strict=True):
+            assert a.chosen.logprob == pytest.approx(w.chosen.logprob, abs=1e-5)
+            assert [t.id for t in a.top] == [t.id for t in w.top]
+
+
 def start_worker_with(model, rows, processors=(), max_batch=8, continuous=True):
     b = Batcher(
         model, processors, BatchConfig(max_batch=max_batch, window_ms=0, continuous=continuous)
@@ -193,12 +204,7 @@ def test_a_prompt_starting_like_a_cached_one_prefills_only_the_rest(tiny_model):
     assert b.stats.prefix_hits == 2, b.stats
     assert b.stats.prefix_tokens == shared + len(ids[2]) - 1, (b.stats, shared)
     assert len(b.prefixes) == 2  # the repeated prompt is one entry
-    for case, (gen, steps) in zip(cases, out, strict=True):
-        want, want_steps = alone(tiny_model, *case, top=2)
-        assert gen == want, case
-        for a, w in zip(steps, want_steps, strict=True):
-            assert a.chosen.logprob == pytest.approx(w.chosen.logprob, abs=1e-5)
-            assert [t.id for t in a.top] == [t.id for t in w.top]
+    assert_each_equals_alone(tiny_model, cases, out)
     off, b0 = _one_after_another(tiny_model, cases, prefix_cache=0)
     assert b0.stats.prefix_hits == 0 and len(b0.prefixes) == 0
     assert [g for g, _ in off] == [g for g, _ in out]
@@ -238,12 +244,7 @@ def test_prompts_starting_like_cached_ones_are_prefilled_together(tiny_model, mo
     monkeypatch.undo()
     assert b.stats.prefix_hits == 3 and b.stats.batches == 1, b.stats
     assert len(calls) == 2 + b.stats.steps, (len(calls), b.stats)  # two prefill passes
-    for case, (gen, steps) in zip(cases, out, strict=True):
-        want, want_steps = alone(tiny_model, *case, top=2)
-        assert gen == want, case
-        for a, w in zip(steps, want_steps, strict=True):
-            assert a.chosen.logprob == pytest.approx(w.chosen.logprob, abs=1e-5)
-            assert [t.id for t in a.top] == [t.id for t in w.top]
+    assert_each_equals_alone(tiny_model, cases, out)
 
 
 def test_prefix_cache_keeps_the_most_recent_prompts_and_leaves_a_token_to_run():

@@ -302,16 +302,22 @@ def test_unexpected_errors_are_json_and_echo_no_secrets(tiny_model):
 
 
 # ------------------------------------------------------------------ 6. client disconnects
-def test_abandoned_stream_frees_the_model(tiny_model, live):
-    z = tiny_model.tokenizer.convert_tokens_to_ids("Z")
+def slow_z(model):
+    """A processor that makes the model say "Z" forever, at 50 ms per token (400 tokens
+    take 20 s): a generation only a cancellation ends early."""
+    z = model.tokenizer.convert_tokens_to_ids("Z")
 
-    def slow_z(input_ids, scores):  # 50 ms per token, never EOS: 400 tokens take 20 s
+    def processor(input_ids, scores):
         time.sleep(0.05)
         out = torch.full_like(scores, float("-inf"))
         out[:, z] = 0.0
         return out
 
-    app = create_app(tiny_model, watermark=Processors(slow_z))
+    return processor
+
+
+def test_abandoned_stream_frees_the_model(tiny_model, live):
+    app = create_app(tiny_model, watermark=Processors(slow_z(tiny_model)))
     with live(app) as base:
         with httpx.Client(base_url=base, timeout=30) as c:
             body = chat_body("hi", max_tokens=400, stream=True)

@@ -9,12 +9,11 @@ import json
 import time
 
 import pytest
-import torch
 from fastapi.testclient import TestClient
 
 from distilltrace.serve.app import create_app
 from distilltrace.serve.inprocess import LocalClient
-from tests.serve.test_hardening import Processors
+from tests.serve.test_hardening import Processors, slow_z
 
 CHAT = "/v1/chat/completions"
 
@@ -85,15 +84,7 @@ def test_errors_and_listings_equal_serve_over_http(tiny_model, method, path, bod
 
 
 def test_a_stream_arrives_in_chunks_and_closing_it_frees_the_model(tiny_model):
-    z = tiny_model.tokenizer.convert_tokens_to_ids("Z")
-
-    def slow_z(input_ids, scores):  # 50 ms per token, never EOS: 400 tokens take 20 s
-        time.sleep(0.05)
-        out = torch.full_like(scores, float("-inf"))
-        out[:, z] = 0.0
-        return out
-
-    app = create_app(tiny_model, watermark=Processors(slow_z))
+    app = create_app(tiny_model, watermark=Processors(slow_z(tiny_model)))
     client = LocalClient(app)
     stream = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 400, "stream": True}
 
