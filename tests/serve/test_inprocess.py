@@ -107,3 +107,27 @@ def test_a_stream_arrives_in_chunks_and_closing_it_frees_the_model(tiny_model):
     assert json.loads(chunks[2][6:])["choices"][0]["delta"] == {"content": "Z"}
     assert answer["choices"][0]["message"]["content"] == "ZZ"
     assert elapsed < 3.0, f"the next request waited {elapsed:.1f}s for an abandoned stream"
+
+
+def test_a_caller_cancelled_while_waiting_frees_the_model_and_breaks_nothing(tiny_model):
+    """An awaiting request that is cancelled (a timeout, a shutdown) ends its rows at the
+    next token; the batcher keeps serving (its futures are never cancelled under it).
+    Dynamic batching: the next request waits for the running batch to end."""
+    from distilltrace.serve.batching import BatchConfig
+
+    batching = BatchConfig(max_batch=2, continuous=False)
+    app = create_app(tiny_model, watermark=Processors(slow_z(tiny_model)), batching=batching)
+    client = LocalClient(app)
+    long = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 400}
+    short = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+
+    async def main() -> tuple[float, dict]:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(client.request("POST", CHAT, json.dumps(long).encode()), 0.5)
+        t0 = time.monotonic()
+        r = await client.request("POST", CHAT, json.dumps(short).encode())
+        return time.monotonic() - t0, json.loads(r.content)
+
+    elapsed, answer = asyncio.run(asyncio.wait_for(main(), timeout=30))
+    assert answer["choices"][0]["message"]["content"] == "ZZ"
+    assert elapsed < 3.0, f"the next request waited {elapsed:.1f}s for a cancelled one"

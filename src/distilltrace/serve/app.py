@@ -526,9 +526,14 @@ class _Service:
         args = (job.labels, job.encoded, job.req, job.n_tokens, job.top, job.seed_chat)
         if self.batcher is None:
             return await run_in_threadpool(self.run, *args)
-        rows = self._rows(*args, None, None)
-        futures = [asyncio.wrap_future(f) for f in self.batcher.submit(rows)]
-        return list(await asyncio.gather(*futures))
+        cancel = threading.Event()
+        futures = self.batcher.submit(self._rows(*args, None, cancel))
+        waiting = asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        try:  # shielded: a cancelled caller must not cancel futures the batcher will set
+            return list(await asyncio.shield(waiting))
+        except asyncio.CancelledError:
+            cancel.set()  # its rows leave the batch at their next token
+            raise
 
     @staticmethod
     def _rows(labels, encoded, req, n_tokens, top, seed_chat, streamer, cancel) -> list[Row]:
