@@ -59,9 +59,10 @@ DEFAULT_MAX_TOKENS = 128
 MAX_TOKENS_LIMIT = 4096
 MAX_TOP_LOGPROBS = 20
 SEED_RANGE = (-(2**63), 2**63 - 1)
-# a request body up to this size is checked and tokenised on the event loop (fast); a
-# larger one in a worker thread, so a long prompt cannot stall other requests
-INLINE_PREPARE_BYTES = 16 * 1024
+# a request body up to this size is checked and tokenised on the event loop; a larger one
+# in a worker thread, so a long prompt cannot stall other requests (SmolLM2 chat, 2026-12-03:
+# 0.5 ms at 100 characters, 1.5 ms at 1,000, 5.8 ms at 4,000, 18 ms at 16,000)
+INLINE_PREPARE_BYTES = 1024
 __all__ = ["APIError", "BatchConfig", "DEFAULT_MAX_BODY_BYTES", "create_app", "hash_api_key"]
 
 _error_body = error_body
