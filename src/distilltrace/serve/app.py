@@ -310,13 +310,11 @@ def create_app(
 
     @app.get("/v1/models")
     def list_models() -> dict[str, Any]:
-        return {"object": "list", "data": [svc.model_card()]}
+        return svc.models()
 
     @app.get("/v1/models/{model_id:path}")
     def get_model(model_id: str) -> dict[str, Any]:
-        P.check_unicode(model_id, "model")
-        svc.check_model(model_id)
-        return {"id": svc.name, "object": "model", "created": 0, "owned_by": "distilltrace"}
+        return svc.model_entry(model_id)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest, request: Request) -> Any:
@@ -440,6 +438,16 @@ class _Service:
                 "supports": supports,
             },
         }
+
+    def models(self) -> dict[str, Any]:
+        """The answer to ``GET /v1/models``."""
+        return {"object": "list", "data": [self.model_card()]}
+
+    def model_entry(self, model_id: str) -> dict[str, Any]:
+        """The answer to ``GET /v1/models/{model_id}`` (404 for another model)."""
+        P.check_unicode(model_id, "model")
+        self.check_model(model_id)
+        return {"id": self.name, "object": "model", "created": 0, "owned_by": "distilltrace"}
 
     def check_model(self, req_model: str | None) -> None:
         if req_model is not None and req_model != self.name:

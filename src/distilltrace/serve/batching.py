@@ -346,8 +346,8 @@ class _Decoder:
 
     def join(self, rows: list[Row]) -> None:
         """Prefill the rows' prompts, merge their cache, pick their first token. Rows
-        whose prompt starts with a cached prefix prefill only the rest, together (one by
-        one if their cached tensors differ in shape); the others in one left-padded pass."""
+        whose prompt starts with a cached prefix prefill only the rest, together; the
+        others in one left-padded pass."""
         fresh, hits = [], []
         for r in rows:
             k, kv = self.prefixes.longest(r.ids)
@@ -355,11 +355,8 @@ class _Decoder:
                 fresh.append(r)
             else:
                 hits.append((r, k, kv))
-        if hits and _stackable(hits):
+        if hits:
             self._prefill_hits(hits)
-        else:
-            for hit in hits:
-                self._prefill_hits([hit])
         if fresh:
             ids, mask = self.model._left_pad([r.ids for r in fresh])
             out = self._forward(ids, mask, _positions(mask), None)
@@ -526,12 +523,6 @@ def _pad_left(t: torch.Tensor, width: int, dim: int = -2) -> torch.Tensor:
     shape = list(t.shape)
     shape[dim] = short
     return torch.cat([t.new_zeros(shape), t], dim=dim)
-
-
-def _stackable(hits: list[tuple[Row, int, list]]) -> bool:
-    """Cached prefixes that can be padded and stacked: the same heads and dims per layer."""
-    shapes = {tuple((k.shape[1], k.shape[3], v.shape[3]) for k, v in kv) for _, _, kv in hits}
-    return len(shapes) == 1
 
 
 def _mergeable(cache: Any) -> bool:

@@ -83,16 +83,15 @@ class LocalClient:
         if isinstance(answer, JSONResponse):
             return LocalResponse(answer.status_code, bytes(answer.body))
         if isinstance(answer, dict):
-            return LocalResponse(200, _json(answer))
+            return LocalResponse(200, bytes(JSONResponse(answer).body))  # serve's bytes
         return LocalResponse(200, stream=answer)  # serve's SSE response
 
     async def _answer(self, method: str, path: str, body: bytes) -> Any:
         svc = self.svc
         if method == "GET" and path == "/v1/models":
-            return {"object": "list", "data": [svc.model_card()]}
+            return svc.models()
         if method == "GET" and path.startswith("/v1/models/"):
-            svc.check_model(path[len("/v1/models/") :])
-            return {"id": svc.name, "object": "model", "created": 0, "owned_by": "distilltrace"}
+            return svc.model_entry(path[len("/v1/models/") :])
         schema = _ROUTES.get(path)
         if schema is None:
             raise HTTPException(404, "Not Found")
@@ -105,10 +104,3 @@ class LocalClient:
         req = schema.model_validate(data, from_attributes=True)  # FastAPI's messages
         prepare = svc.chat if schema is ChatRequest else svc.completions
         return await svc.respond(prepare, req, len(body), _Caller())
-
-
-def _json(data: dict[str, Any]) -> bytes:
-    """The bytes serve's JSONResponse would send for ``data``."""
-    return json.dumps(
-        data, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
-    ).encode("utf-8")
