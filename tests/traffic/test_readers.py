@@ -219,6 +219,34 @@ def test_quarantine_built_only_for_sources_with_invalid_rows(tmp_path, monkeypat
     ]
 
 
+@pytest.mark.parametrize("columns", [64, 1])
+def test_valid_rows_counted_per_source_either_way(tmp_path, monkeypatch, columns):
+    """Valid rows per source are counted beside the ids' distinct count (one column per
+    source) or, past MAX_SOURCE_COLUMNS sources, by a group-by: the same report."""
+    from distilltrace.traffic import readers
+
+    monkeypatch.setattr(readers, "MAX_SOURCE_COLUMNS", columns)
+    paths = []
+    for k, (ids, stamps) in enumerate(
+        [
+            (["1", "2", "3"], ["2026-01-01T00:00:00Z"] * 3),
+            (["3", "4"], ["2026-01-02T00:00:00Z", "yesterday"]),  # "3" again; one invalid
+            (["5"], ["2026-01-03T00:00:00Z"]),
+        ]
+    ):
+        p = tmp_path / f"s{k}.parquet"
+        pd.DataFrame(
+            {"request_id": ids, "timestamp": stamps, "account_id": "a", "prompt": "x" * 4001}
+        ).to_parquet(p)
+        paths.append(p)
+    rep, ev, q = _load(paths)
+    assert rep.source_records == {str(p): n for p, n in zip(paths, [3, 2, 1], strict=True)}
+    assert rep.rows_valid == 5 and rep.rows_quarantined == 1 and list(q["request_id"]) == ["4"]
+    assert rep.duplicate_request_ids == 1 and rep.duplicate_rows_dropped == 1
+    assert rep.prompts_truncated == 5
+    assert list(ev["request_id"]) == ["1", "2", "3", "5"]
+
+
 def test_huge_prompt_truncated_and_counted(tmp_path):
     df = pd.DataFrame(
         {

@@ -70,7 +70,46 @@ def statements(present: set[str]) -> list[Statement]:
     """The pipeline for the columns present (statements needing absent columns are left out):
     per-request features, then per-account reductions, then per-(account, value) links."""
     has = present.__contains__
-    return [_req_statement(has), *_account_statements(has), *_link_statements(has)]
+    return [
+        _req_statement(has),
+        *_combo_statements(has),
+        *_account_statements(has),
+        *_link_statements(has),
+    ]
+
+
+def _meta_columns(has) -> list[str]:
+    """The text metadata columns an account's row reports (its least value of each)."""
+    return [
+        c for c in ("signup_path", "org_id", "payment_fingerprint", "country", "asn_type") if has(c)
+    ]
+
+
+def _infra_columns(has) -> list[str]:
+    """The columns whose shared values link accounts (and the network type of an ASN)."""
+    cols = sorted({col for col, _ in LINK_KINDS.values() if has(col)})
+    if has("asn_type") and has("asn"):
+        cols.append("asn_type")
+    return cols
+
+
+def _combo_statements(has) -> list[Statement]:
+    """One pass over the events: the distinct combinations of metadata and infrastructure
+    values per account (accounts use few), from which the metadata and linkage tables are
+    small group-bys (two 3M-row passes were one each in Spark)."""
+    keys = sorted(set(_meta_columns(has)) | set(_infra_columns(has)))
+    if not keys:
+        return []
+    created = ", min(created_t) AS created_t" if has("account_created_at") else ""
+    cols = ", ".join(keys)
+    return [
+        Statement(
+            "acct_combo",
+            f"SELECT account_id, {cols}, count(*) AS n{created} FROM events "
+            f"GROUP BY account_id, {cols}",
+            "per (account, metadata and infrastructure combination) counts",
+        )
+    ]
 
 
 def _req_statement(has) -> Statement:
@@ -83,6 +122,9 @@ def _req_statement(has) -> Statement:
     tok_out = "output_tokens" if has("output_tokens") else "NULL::BIGINT"
     model = "model" if has("model") else "NULL::VARCHAR"
 
+    # The log-odds are summed exactly (decimal literals), then stored as a DOUBLE: a
+    # DECIMAL(30,6) column is a Java BigDecimal per row in Spark, in the Arrow transfer,
+    # the cache and every aggregate over it (req took 5 s longer at 3M).
     # Extraction cues are rare in ordinary traffic: one combined regex gates the
     # per-rule regexes, which then run only on the (few) rows that match it. A request
     # that matches no cue cannot reach positive log-odds (see textrules.GATE_FEATURES).
@@ -99,7 +141,7 @@ SELECT request_id, account_id, t,
        left(md5(left(sk, 60) || '|' || right(sk, 40)), 16) AS frame_hash,
        length(sk) - length(replace(sk, ' ', '')) + 1 AS sk_words,
        prompt_hash, {tr.topic_sql("_tm")} AS topic, {", ".join(kept)},
-       {nb.sql()} AS elicit_lo,
+       CAST({nb.sql()} AS DOUBLE) AS elicit_lo,
        in_tok, out_tok, model
 FROM (
   SELECT request_id, account_id, t, hash(prompt) AS prompt_hash, {tr.skeleton_sql("prompt")} AS sk,
@@ -119,13 +161,11 @@ def _account_statements(has) -> list[Statement]:
     out: list[Statement] = []
     strong = " + ".join(tr.STRONG_RULES)
     created = has("account_created_at")
-    text = [
-        c for c in ("signup_path", "org_id", "payment_fingerprint", "country", "asn_type") if has(c)
-    ]
+    text = _meta_columns(has)
     out.append(
         Statement(
             "acct_meta",
-            _meta_sql(created, text),
+            _meta_sql(created, text, bool(_combo_statements(has))),
             "per-account metadata (sign-up time and path, org, country)",
         )
     )
@@ -135,10 +175,12 @@ def _account_statements(has) -> list[Statement]:
             """
 SELECT account_id, count(gap) AS n_gaps, avg(gap) AS gap_mean, stddev_pop(gap) AS gap_std,
        avg(CASE WHEN gap < 1 THEN 1.0 ELSE 0.0 END) AS gap_lt1s
-FROM (SELECT account_id, t - lag(t) OVER (PARTITION BY account_id ORDER BY t, request_id) AS gap
+FROM (SELECT account_id, t - lag(t) OVER (PARTITION BY account_id ORDER BY t) AS gap
       FROM req)
 GROUP BY account_id
 """,
+            # requests at the same t leave a gap of 0 in either order: no tie-break is
+            # needed, and Spark's sort then neither compares nor shuffles request ids
             "inter-arrival gaps per account (load-balancer cadence)",
         )
     )
@@ -216,40 +258,35 @@ LEFT JOIN (SELECT account_id, count(prompt_hash) AS n_distinct_prompts
     return out
 
 
-def _meta_sql(created: bool, text: list[str]) -> str:
+def _meta_sql(created: bool, text: list[str], combo: bool) -> str:
     """Per-account event count, earliest sign-up time (``created``) and least value of
-    each ``text`` metadata column. The text values are first grouped with the account
-    (an account has few combinations), then the least per account taken over those few
-    rows: the same result as one aggregate, without a minimum over text in a 3M-row
-    aggregate (which Spark can only sort, not hash)."""
-    if not text:
-        mins = ", min(created_t) AS created_t" if created else ""
+    each ``text`` metadata column. From ``acct_combo`` when there is one (``combo``: an
+    account has few combinations): the same result as one aggregate over the events,
+    without a minimum over text in a 3M-row aggregate (which Spark can only sort, not
+    hash)."""
+    mins = "".join(f", min({c}) AS {c}" for c in (["created_t"] if created else []) + text)
+    if not combo:
         return f"SELECT account_id, count(*) AS n_events{mins} FROM events GROUP BY account_id"
-    keys = ", ".join(text)
-    created_in = ", min(created_t) AS created_t" if created else ""
-    mins = ", ".join(f"min({c}) AS {c}" for c in (["created_t"] if created else []) + text)
     return (
-        f"SELECT account_id, CAST(sum(n) AS BIGINT) AS n_events, {mins} "
-        f"FROM (SELECT account_id, {keys}, count(*) AS n{created_in} "
-        f"FROM events GROUP BY account_id, {keys}) GROUP BY account_id"
+        f"SELECT account_id, CAST(sum(n) AS BIGINT) AS n_events{mins} "
+        "FROM acct_combo GROUP BY account_id"
     )
 
 
 def _link_statements(has) -> list[Statement]:
     """Per (account, shared value) counts for the linkage graph."""
     out: list[Statement] = []
-    link_cols = sorted({col for col, _ in LINK_KINDS.values() if has(col)})
-    if has("asn_type") and has("asn"):
-        link_cols.append("asn_type")
+    link_cols = _infra_columns(has)
     parts = []
     if link_cols:
-        # one pass over events: the distinct infrastructure combinations per account
-        # (accounts use few), then one small group-by per kind
+        # the distinct infrastructure combinations per account (from acct_combo), then
+        # one small group-by per kind
         cols = ", ".join(link_cols)
         out.append(
             Statement(
                 "acct_infra",
-                f"SELECT account_id, {cols}, count(*) AS n FROM events GROUP BY account_id, {cols}",
+                f"SELECT account_id, {cols}, CAST(sum(n) AS BIGINT) AS n FROM acct_combo "
+                f"GROUP BY account_id, {cols}",
                 "per (account, infrastructure combination) counts",
             )
         )

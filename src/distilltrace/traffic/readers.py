@@ -49,6 +49,9 @@ MAX_PROMPT_CHARS = 4000
 #: A CSV record (or JSON line) longer than this many characters is malformed (an
 #: unclosed quote would otherwise swallow the rest of the file).
 MAX_RECORD_CHARS = 8 * 2**20
+#: Up to this many sources, their valid rows are counted beside the ids' distinct count
+#: (one column each); beyond it, by a group-by of their own.
+MAX_SOURCE_COLUMNS = 64
 _SQL_TYPES = {"string": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "timestamp": "TIMESTAMPTZ"}
 _CHUNK_ROWS = 100_000
 _BLOCK_BYTES = 1 << 26
@@ -916,15 +919,10 @@ class Loader:
         rep.columns_present = [c for c in ordered if c in present]
         rep.ignored_columns = sorted(present & set(schema.NOT_READ))
         self._events(ordered, "account_created_at" in present)
-        valid = {
-            int(s): int(n)
-            for s, n in self.eng.con.execute(
-                "SELECT _src, count(*) FROM events GROUP BY _src"
-            ).fetchall()
-        }
+        valid, n_hashes = self._counts()
         self._quarantine(valid)
         self._reconcile(valid)
-        self._dedup(ordered, "account_created_at" in present)
+        self._dedup(ordered, "account_created_at" in present, n_hashes)
         if isinstance(self.eng, DuckDBEngine):  # events are materialised: free the inputs
             self.eng.run("DROP VIEW IF EXISTS _valid")
             for idx, _, _ in self.expected:
@@ -1019,14 +1017,32 @@ class Loader:
                 f"from sources holding {rep.rows_read} records"
             )
 
-    def _dedup(self, ordered: list[str], created: bool) -> None:
-        rep, e = self.report, self.eng
+    def _counts(self) -> tuple[dict[int, int], int]:
+        """The valid rows of each source (by index), and the distinct 64-bit hashes of
+        the request ids, in one pass over the events (Spark took two 3M-row passes for
+        a grouped count and a distinct count); records the prompts cut."""
+        e = self.eng
+        idxs = sorted({idx for idx, _, _ in self.expected})
+        grouped = len(idxs) > MAX_SOURCE_COLUMNS
+        per = "" if grouped else "".join(f", coalesce(count_if(_src = {i}), 0)" for i in idxs)
         # as many distinct 64-bit hashes of the ids as rows proves the ids distinct
         # (distinct hashes <= distinct ids <= rows), and hashes count faster than text
-        n_hashes, rep.prompts_truncated = e.con.execute(
-            "SELECT count(DISTINCT hash(request_id)), coalesce(sum(CAST(_trunc AS INTEGER)), 0) "
-            "FROM events"
+        row = e.con.execute(
+            "SELECT count(DISTINCT hash(request_id)), coalesce(sum(CAST(_trunc AS INTEGER)), 0)"
+            f"{per} FROM events"
         ).fetchall()[0]
+        self.report.prompts_truncated = int(row[1])
+        if grouped:  # one column per source would make a very wide aggregate
+            q = "SELECT _src, count(*) FROM events GROUP BY _src"
+            valid = {int(s): int(n) for s, n in e.con.execute(q).fetchall()}
+        else:
+            valid = {i: int(n) for i, n in zip(idxs, row[2:], strict=True)}
+        return valid, int(row[0])
+
+    def _dedup(self, ordered: list[str], created: bool, n_hashes: int) -> None:
+        """Keep the first row (by time, source, row) of each request id, when the ids
+        are not all distinct (``n_hashes``: distinct hashes of the ids)."""
+        rep, e = self.report, self.eng
         if n_hashes >= rep.rows_valid:
             return
         keep = ", ".join(_q(c) for c in ordered) + ", t" + (", created_t" if created else "")
