@@ -93,11 +93,16 @@ def _infra_columns(has) -> list[str]:
     return cols
 
 
+def _combo_keys(has) -> list[str]:
+    """The value columns of ``acct_combo`` (none: no such table)."""
+    return sorted(set(_meta_columns(has)) | set(_infra_columns(has)))
+
+
 def _combo_statements(has) -> list[Statement]:
     """One pass over the events: the distinct combinations of metadata and infrastructure
     values per account (accounts use few), from which the metadata and linkage tables are
     small group-bys (two 3M-row passes were one each in Spark)."""
-    keys = sorted(set(_meta_columns(has)) | set(_infra_columns(has)))
+    keys = _combo_keys(has)
     if not keys:
         return []
     created = ", min(created_t) AS created_t" if has("account_created_at") else ""
@@ -165,7 +170,7 @@ def _account_statements(has) -> list[Statement]:
     out.append(
         Statement(
             "acct_meta",
-            _meta_sql(created, text, bool(_combo_statements(has))),
+            _meta_sql(created, text, bool(_combo_keys(has))),
             "per-account metadata (sign-up time and path, org, country)",
         )
     )
