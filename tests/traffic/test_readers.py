@@ -259,3 +259,22 @@ def test_huge_prompt_truncated_and_counted(tmp_path):
     rep, ev, q = _load(df)
     assert rep.prompts_truncated == 1 and rep.rows_valid == 2
     assert ev["prompt"].str.len().max() == 4000
+
+
+def test_prompt_cut_counts_characters_not_bytes(tmp_path):
+    """The cut is at 4000 characters: a prompt of 3000 two-byte characters (6000 bytes) is
+    kept whole; one of 4001 is cut; ASCII prompts of 4000 and 4001 characters either side."""
+    prompts = ["é" * 3000, "é" * 4001, "x" * 4000, "x" * 4001, "日" * 1400]
+    df = pd.DataFrame(
+        {
+            "request_id": [str(i) for i in range(len(prompts))],
+            "timestamp": pd.to_datetime(["2026-01-01"] * len(prompts), utc=True),
+            "account_id": "a",
+            "prompt": prompts,
+        }
+    )
+    rep, ev, _ = _load(df)
+    assert rep.prompts_truncated == 2
+    got = dict(zip(ev["request_id"], ev["prompt"], strict=True))
+    assert got["0"] == prompts[0] and got["2"] == prompts[2] and got["4"] == prompts[4]
+    assert got["1"] == "é" * 4000 and got["3"] == "x" * 4000

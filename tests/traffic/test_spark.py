@@ -455,3 +455,43 @@ def test_csv_input_on_spark_is_a_clear_error(spark, tmp_path):
     p.write_text("request_id,timestamp,account_id,prompt\nr,2026-01-01T00:00:00Z,a,hi\n")
     with pytest.raises(InputError, match="Parquet"):
         scan(str(p), engine=_engine(spark))
+
+
+@needs_spark
+def test_prompt_cut_and_many_groups_like_duckdb(spark):
+    """The prompt cut counts characters, not UTF-8 bytes (Spark's `octet_length` guards
+    DuckDB's `strlen`), and a statement run with ``many_groups`` (no partial aggregation)
+    gives the same table, with the session's setting restored after it."""
+    from distilltrace.traffic.engine import DuckDBEngine
+
+    prompts = ["é" * 3000, "é" * 4001, "x" * 4000, "x" * 4001, "日" * 1400] * 3
+    frame = pd.DataFrame(
+        {
+            "request_id": [str(i % 13) for i in range(len(prompts))],  # two duplicates
+            "timestamp": pd.date_range("2026-01-01", periods=len(prompts), freq="s", tz="UTC"),
+            "account_id": [f"a{i % 4}" for i in range(len(prompts))],
+            "prompt": prompts,
+        }
+    )
+    key = "spark.sql.execution.bypassPartialAggregation"
+    spark.conf.set(key, "false")
+    duck, eng = DuckDBEngine(threads=1), _engine(spark)
+    try:
+        reps = [e.load_events(frame) for e in (duck, eng)]
+        assert spark.conf.get(key) == "false"  # restored after the loader's aggregates
+        assert reps[0].prompts_truncated == reps[1].prompts_truncated == 6  # before de-duplication
+        assert reps[0].duplicate_rows_dropped == reps[1].duplicate_rows_dropped == 2
+        sql = "SELECT account_id, length(prompt) AS n, count(*) AS k FROM events GROUP BY 1, 2"
+        for e in (duck, eng):
+            e.execute("g", sql, many_groups=True)
+        assert spark.conf.get(key) == "false"
+        order = "SELECT * FROM g ORDER BY account_id, n"
+        assert_frames_equal(duck.fetch(order), eng.fetch(order))
+        evs = [
+            e.fetch("SELECT request_id, prompt FROM events ORDER BY request_id")
+            for e in (duck, eng)
+        ]
+        assert_frames_equal(*evs)
+    finally:
+        duck.close()
+        eng.close()

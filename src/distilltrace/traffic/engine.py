@@ -45,8 +45,10 @@ class Engine(Protocol):
         """Run a statement with no result (``CREATE [OR REPLACE] TEMP TABLE|VIEW x AS``,
         ``DROP TABLE|VIEW``, ``ALTER TABLE x RENAME TO y``), as the readers issue them."""
 
-    def execute(self, name: str, sql: str) -> None:
-        """Materialise ``sql`` as table ``name`` (replacing it)."""
+    def execute(self, name: str, sql: str, *, many_groups: bool = False) -> None:
+        """Materialise ``sql`` as table ``name`` (replacing it). ``many_groups``: its
+        aggregates group by nearly unique keys (most groups hold one row), so an engine
+        that pre-aggregates before a shuffle may skip that step."""
 
     def fetch(self, sql: str) -> pd.DataFrame:
         """Run a query and return its (small) result as a pandas frame."""
@@ -100,7 +102,7 @@ class DuckDBEngine:
 
         return load_events(self, source)
 
-    def execute(self, name: str, sql: str) -> None:
+    def execute(self, name: str, sql: str, *, many_groups: bool = False) -> None:
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
 
     def run(self, sql: str) -> None:

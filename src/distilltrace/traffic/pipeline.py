@@ -64,6 +64,8 @@ class Statement:
     name: str
     sql: str
     purpose: str
+    #: its aggregates group by nearly unique keys (`Engine.execute`'s ``many_groups``)
+    many_groups: bool = False
 
 
 def statements(present: set[str]) -> list[Statement]:
@@ -321,6 +323,8 @@ SELECT 'template' AS kind, CAST(frame_hash AS VARCHAR) AS value, account_id, n F
             "acct_value",
             " UNION ALL ".join(parts),
             "per (account, shared value) counts for the linkage graph",
+            # the template frames: about one request per (account, frame) at 3M
+            many_groups=True,
         )
     )
     return out
@@ -353,29 +357,37 @@ def _client_statements(has) -> list[Statement]:
 
 
 def stage2_statements() -> list[Statement]:
-    """Statements run after clustering, with the small ``cluster_map`` table uploaded."""
+    """Statements run after clustering, with the small ``cluster_map`` table uploaded: the
+    clusters' requests are picked out in one pass over the requests, and the timelines and
+    examples are computed from that subset."""
     return [
         Statement(
+            "cluster_req",
+            "SELECT m.cluster_id, r.request_id, r.account_id, r.t, r.day, r.elicit_lo "
+            "FROM req r JOIN cluster_map m ON r.account_id = m.account_id",
+            "the requests of the clusters shown (one pass over the requests, where each "
+            "table below took its own in Spark)",
+        ),
+        Statement(
             "cluster_day",
-            "SELECT m.cluster_id, r.day, count(*) AS n, count(DISTINCT r.account_id) AS n_accounts "
-            "FROM req r JOIN cluster_map m ON r.account_id = m.account_id "
-            "GROUP BY m.cluster_id, r.day",
+            "SELECT cluster_id, day, count(*) AS n, count(DISTINCT account_id) AS n_accounts "
+            "FROM cluster_req GROUP BY cluster_id, day",
             "per (cluster, day) volume for timelines",
         ),
         Statement(
             "cluster_sync",
-            "SELECT m.cluster_id, CAST(floor(r.t / 600) AS BIGINT) AS bin, count(DISTINCT r.account_id) AS k "
-            "FROM req r JOIN cluster_map m ON r.account_id = m.account_id "
-            "GROUP BY m.cluster_id, CAST(floor(r.t / 600) AS BIGINT)",
+            "SELECT cluster_id, CAST(floor(t / 600) AS BIGINT) AS bin, "
+            "count(DISTINCT account_id) AS k "
+            "FROM cluster_req GROUP BY cluster_id, CAST(floor(t / 600) AS BIGINT)",
             "per (cluster, 10-minute bin) active member counts (synchronisation)",
         ),
         Statement(
             "cluster_top",
             """
 SELECT cluster_id, request_id, account_id, t, elicit_lo FROM (
-  SELECT m.cluster_id, r.request_id, r.account_id, r.t, r.elicit_lo,
-         row_number() OVER (PARTITION BY m.cluster_id ORDER BY r.elicit_lo DESC, r.request_id) AS k
-  FROM req r JOIN cluster_map m ON r.account_id = m.account_id)
+  SELECT cluster_id, request_id, account_id, t, elicit_lo,
+         row_number() OVER (PARTITION BY cluster_id ORDER BY elicit_lo DESC, request_id) AS k
+  FROM cluster_req)
 WHERE k <= 5
 """,
             "the most extraction-like requests per cluster (a small table of its own, so "

@@ -945,16 +945,17 @@ class Loader:
             selects.append(f"SELECT {cols_sql}, 0 AS _src, 0::BIGINT AS _row WHERE false")
         e = self.eng
         e.run(f"CREATE OR REPLACE TEMP VIEW _valid AS {' UNION ALL '.join(selects)}")
-        # the prompt cut only when it is longer (no copy of every prompt)
-        cut = (
-            f"CASE WHEN length(prompt) > {MAX_PROMPT_CHARS} "
-            f"THEN left(prompt, {MAX_PROMPT_CHARS}) ELSE prompt END AS prompt"
-        )
+        # the prompt cut only when it is longer (no copy of every prompt). A string has
+        # no more characters than UTF-8 bytes, so the characters are counted only in
+        # prompts with more bytes than the limit (counting every prompt's characters,
+        # twice, was a seventh of Spark's work here at 3M)
+        long = f"(strlen(prompt) > {MAX_PROMPT_CHARS} AND length(prompt) > {MAX_PROMPT_CHARS})"
+        cut = f"CASE WHEN {long} THEN left(prompt, {MAX_PROMPT_CHARS}) ELSE prompt END AS prompt"
         cols_sql = ", ".join(cut if c == "prompt" else _q(c) for c in ordered)
         extra_sql = ", epoch(account_created_at) AS created_t" if created else ""
         e.run(
             f"CREATE OR REPLACE TEMP TABLE events AS SELECT {cols_sql}, epoch(timestamp) AS t"
-            f"{extra_sql}, _src, _row, length(prompt) > {MAX_PROMPT_CHARS} AS _trunc FROM _valid"
+            f"{extra_sql}, _src, _row, {long} AS _trunc FROM _valid"
         )
 
     def _quarantine(self, valid: dict[int, int]) -> None:
@@ -1024,12 +1025,16 @@ class Loader:
         e = self.eng
         idxs = sorted({idx for idx, _, _ in self.expected})
         grouped = len(idxs) > MAX_SOURCE_COLUMNS
-        per = "" if grouped else "".join(f", coalesce(count_if(_src = {i}), 0)" for i in idxs)
+        inner = "" if grouped else "".join(f", count_if(_src = {i}) AS _n{i}" for i in idxs)
+        outer = "" if grouped else "".join(f", coalesce(sum(_n{i}), 0)" for i in idxs)
         # as many distinct 64-bit hashes of the ids as rows proves the ids distinct
-        # (distinct hashes <= distinct ids <= rows), and hashes count faster than text
+        # (distinct hashes <= distinct ids <= rows), and hashes count faster than text.
+        # The hashes are grouped, not counted DISTINCT: an engine may then skip the
+        # pre-aggregation that nearly unique keys make useless (Spark: `_many_groups`)
         row = e.con.execute(
-            "SELECT count(DISTINCT hash(request_id)), coalesce(sum(CAST(_trunc AS INTEGER)), 0)"
-            f"{per} FROM events"
+            "SELECT count(*), coalesce(sum(_tr), 0)"
+            f"{outer} FROM (SELECT hash(request_id) AS _h, "
+            f"sum(CAST(_trunc AS INTEGER)) AS _tr{inner} FROM events GROUP BY 1)"
         ).fetchall()[0]
         self.report.prompts_truncated = int(row[1])
         if grouped:  # one column per source would make a very wide aggregate

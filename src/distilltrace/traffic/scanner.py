@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from distilltrace.traffic import content as content_model
 from distilltrace.traffic import features, fusion, pipeline, signals
@@ -338,7 +340,7 @@ def _run(eng, load: LoadReport, prog, cfg: ScanConfig, out_dir: Path | None) -> 
 def _reduce(eng, present: set[str], prog, cfg: ScanConfig) -> features.Reduced:
     """Run the pipeline's SQL reductions and bring the small tables back."""
     for st in pipeline.statements(present):
-        eng.execute(st.name, st.sql)
+        eng.execute(st.name, st.sql, many_groups=st.many_groups)
     prog.step("reduced")
     acct = _stable(eng.fetch("SELECT * FROM acct_all ORDER BY account_id"))
 
@@ -766,17 +768,22 @@ def _request_flags(eng, red, out: pd.DataFrame, out_dir: Path | None):
     )
     # a view: counted once and written once, so there is nothing to gain from storing it
     eng.run(f"CREATE OR REPLACE TEMP VIEW req_flags AS {req_sql}")
-    n_flag = int(eng.fetch("SELECT count(*) AS n FROM req_flags WHERE flagged")["n"].iloc[0])
     files: dict[str, str] = {}
+    n_flag = None  # counted from what was written or fetched, else by the engine
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        eng.write_parquet(
-            "SELECT * FROM req_flags ORDER BY request_id", str(out_dir / "requests.parquet")
-        )
-        files["requests"] = str(out_dir / "requests.parquet")
+        path = out_dir / "requests.parquet"
+        eng.write_parquet("SELECT * FROM req_flags ORDER BY request_id", str(path))
+        files["requests"] = str(path)
+        flagged = pq.read_table(path, columns=["flagged"]).column("flagged")
+        n_flag = int(pc.sum(pc.cast(flagged, "int64")).as_py() or 0)
     req_flags = None
     if int(n.sum()) <= MAX_REQUESTS_IN_MEMORY:
         req_flags = eng.fetch("SELECT * FROM req_flags ORDER BY request_id")
+        if n_flag is None:
+            n_flag = int(req_flags["flagged"].fillna(False).astype(bool).sum())
+    if n_flag is None:
+        n_flag = int(eng.fetch("SELECT count(*) AS n FROM req_flags WHERE flagged")["n"].iloc[0])
     return files, n_flag, req_flags
 
 
