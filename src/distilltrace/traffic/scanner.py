@@ -735,7 +735,7 @@ def _campaign_evidence(eng, red, feats, s: _Scored, out: pd.DataFrame) -> list[C
     ).astype({"cluster_id": "int64"})
     eng.register("cluster_map", cmap)
     for st in pipeline.stage2_statements():
-        eng.execute(st.name, st.sql)
+        eng.execute(st.name, st.sql, many_groups=st.many_groups)
     cday = eng.fetch("SELECT * FROM cluster_day ORDER BY cluster_id, day")
     csync = eng.fetch("SELECT * FROM cluster_sync ORDER BY cluster_id, bin")
     cex = eng.fetch(

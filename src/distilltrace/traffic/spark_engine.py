@@ -712,10 +712,14 @@ class SparkEngine:
         try:
             yield
         finally:
-            if before is None:
-                self.spark.conf.unset(key)
-            else:
-                self.spark.conf.set(key, before)
+            self._restore_conf(key, before)
+
+    def _restore_conf(self, key: str, value: str | None) -> None:
+        """Put a session setting back (``None``: it was not set)."""
+        if value is None:
+            self.spark.conf.unset(key)
+        else:
+            self.spark.conf.set(key, value)
 
     def view(self, name: str, sql: str) -> None:
         """Define a (lazy) view."""
@@ -847,10 +851,7 @@ class SparkEngine:
             for name in list(self._views):
                 self.drop(name)
             for k, v in self._saved_conf.items():
-                if v is None:
-                    self.spark.conf.unset(k)
-                else:
-                    self.spark.conf.set(k, v)
+                self._restore_conf(k, v)
         finally:
             if self._own:
                 self.spark.stop()
