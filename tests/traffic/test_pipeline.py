@@ -35,7 +35,7 @@ def reduced():
     eng = DuckDBEngine(threads=1)
     rep = eng.load_events(frame)
     for st in statements(set(rep.columns_present)):
-        eng.execute(st.name, st.sql)
+        st.define(eng)
     events = eng.fetch("SELECT * FROM events")
     yield eng, events
     eng.close()
@@ -45,7 +45,9 @@ def test_inter_arrival_gaps_with_ties(reduced):
     """Gaps are the differences of each account's sorted times: ties give 0 whichever
     request comes first, so no tie-break is needed."""
     eng, ev = reduced
-    got = eng.fetch("SELECT * FROM acct_iat ORDER BY account_id").set_index("account_id")
+    got = eng.fetch(
+        "SELECT account_id, n_gaps, gap_mean, gap_std, gap_lt1s FROM acct_all ORDER BY account_id"
+    ).set_index("account_id")
     for acct, g in ev.groupby("account_id"):
         gaps = np.diff(np.sort(g["t"].to_numpy()))
         row = got.loc[acct]
@@ -74,3 +76,35 @@ def test_metadata_and_infrastructure_from_one_pass(reduced):
     want = ev.groupby(["account_id", *cols]).size().reset_index(name="n")
     assert infra["n"].tolist() == want["n"].tolist()
     assert infra[cols].astype(str).values.tolist() == want[cols].astype(str).values.tolist()
+
+
+def test_account_key_collision_is_mended_with_a_salt(monkeypatch, caplog):
+    """The per-account tables group by a 64-bit key of the account id. When two ids share
+    a key (forced here: a key of the id's length), the scan sees it, re-keys the events
+    with a salt and gives the result of a scan without the collision."""
+    from distilltrace.traffic import readers
+    from distilltrace.traffic.scanner import scan
+    from distilltrace.traffic.simulate import simulate
+
+    log = simulate(n_accounts=300, days=1, seed=5)
+    want = scan(log, engine=DuckDBEngine(threads=1), content=False)
+    monkeypatch.setattr(readers, "ACCOUNT_KEY", "hash(length(account_id))")
+    with caplog.at_level("WARNING", logger="distilltrace.traffic.scanner"):
+        got = scan(log, engine=DuckDBEngine(threads=1), content=False)
+    assert "share a 64-bit key" in caplog.text
+    pd.testing.assert_frame_equal(want.accounts, got.accounts)
+    assert [c.to_dict() for c in want.campaigns] == [c.to_dict() for c in got.campaigns]
+    assert want.summary["n_flagged_requests"] == got.summary["n_flagged_requests"]
+
+
+def test_account_key_collisions_that_persist_stop_the_scan(monkeypatch):
+    """Keys that still collide after every salt stop the scan with a clear error instead of
+    merging accounts."""
+    from distilltrace.traffic import readers, scanner
+    from distilltrace.traffic.simulate import simulate
+
+    monkeypatch.setattr(readers, "account_key_sql", lambda salt=0: "hash(length(account_id))")
+    with pytest.raises(RuntimeError, match="still collide"):
+        scanner.scan(
+            simulate(n_accounts=300, days=1, seed=5), engine=DuckDBEngine(threads=1), content=False
+        )

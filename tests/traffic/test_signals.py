@@ -16,7 +16,7 @@ def _reduce(df):
     eng = DuckDBEngine(threads=1)
     rep = load_events(eng, df)
     for st in statements(set(rep.columns_present)):
-        eng.execute(st.name, st.sql)
+        st.define(eng)
     return eng
 
 
@@ -78,7 +78,7 @@ def test_template_shared_across_accounts_not_within_one():
         )
     eng = _reduce(_frame(rows))
     av = eng.fetch("SELECT * FROM acct_value ORDER BY kind, value, account_id")
-    acct = eng.fetch("SELECT * FROM acct ORDER BY account_id")
+    acct = eng.fetch("SELECT * FROM acct_all ORDER BY account_id")
     idx = pd.Index(acct["account_id"])
     share = pd.Series(signals.template_share(av, idx, acct["n_req"].to_numpy(float)), index=idx)
     assert (share[[f"hyd{a}" for a in range(4)]] == 1.0).all()
@@ -197,10 +197,8 @@ def test_timing_cadence_round_the_clock_and_pivot():
     df["model"] = np.where(df["account_id"] == "bot", "m-new", "m-old")
     df.loc[df["account_id"] == "bot", "timestamp"] += pd.Timedelta(days=2)
     eng = _reduce(df)
-    acct = eng.fetch(
-        "SELECT a.*, i.* EXCLUDE (account_id) FROM acct a JOIN acct_iat i USING (account_id) ORDER BY account_id"
-    ).set_index("account_id")
-    hod = eng.fetch("SELECT * FROM acct_hod")
+    acct = eng.fetch("SELECT * FROM acct_all ORDER BY account_id").set_index("account_id")
+    hod = eng.fetch("SELECT account_id, hod, n FROM acct_hod")
     tim = signals.timing_stats(acct, hod, acct.index)
     assert tim.loc["bot", "regular"] > tim.loc["human", "regular"]
     assert tim.loc["bot", "clock"] > 0.9 and tim.loc["human", "clock"] < 0.7

@@ -67,6 +67,10 @@ class Statement:
     #: its aggregates group by nearly unique keys (`Engine.execute`'s ``many_groups``)
     many_groups: bool = False
 
+    def define(self, eng) -> None:
+        """Create this step's table in engine ``eng``."""
+        eng.execute(self.name, self.sql, many_groups=self.many_groups)
+
 
 def statements(present: set[str]) -> list[Statement]:
     """The pipeline for the columns present (statements needing absent columns are left out):
@@ -112,8 +116,8 @@ def _combo_statements(has) -> list[Statement]:
     return [
         Statement(
             "acct_combo",
-            f"SELECT account_id, {cols}, count(*) AS n{created} FROM events "
-            f"GROUP BY account_id, {cols}",
+            f"SELECT account_id, _aid AS aid, {cols}, count(*) AS n{created} FROM events "
+            f"GROUP BY account_id, _aid, {cols}",
             "per (account, metadata and infrastructure combination) counts",
         )
     ]
@@ -142,7 +146,7 @@ def _req_statement(has) -> Statement:
     return Statement(
         "req",
         f"""
-SELECT request_id, account_id, t,
+SELECT request_id, account_id, aid, t,
        CAST(floor(t / 86400) AS BIGINT) AS day,
        CAST(floor(t / 3600) AS BIGINT) % 24 AS hod,
        left(md5(left(sk, 60) || '|' || right(sk, 40)), 16) AS frame_hash,
@@ -151,7 +155,7 @@ SELECT request_id, account_id, t,
        CAST({nb.sql()} AS DOUBLE) AS elicit_lo,
        in_tok, out_tok, model
 FROM (
-  SELECT request_id, account_id, t, hash(prompt) AS prompt_hash, {tr.skeleton_sql("prompt")} AS sk,
+  SELECT request_id, account_id, _aid AS aid, t, hash(prompt) AS prompt_hash, {tr.skeleton_sql("prompt")} AS sk,
          {tr.topic_match_sql("lp")} AS _tm, {rule_cols},
          {tok_in} AS in_tok, {tok_out} AS out_tok, {model} AS model
   FROM (SELECT *, lower(left(prompt, {tr.TEXT_CHARS})) AS lp,
@@ -160,6 +164,23 @@ FROM (
 """,
         "per-request text features: skeleton and frame hashes, extraction cues and their "
         "naive Bayes log-odds, task family",
+    )
+
+
+#: The columns of ``acct`` after its account key.
+ACCT_COLUMNS = (
+    "a.n_req, a.first_t, a.last_t, a.n_days, a.n_hours, a.n_distinct_prompts, a.n_elicit, "
+    "a.n_rule, a.n_step, a.elicit_lo_mean, a.in_tok, a.out_tok, a.sk_words_mean"
+)
+
+
+def _named(sql: str, cols: str, keep: str = "") -> str:
+    """A per-account-key aggregate ``sql`` (its key column ``aid``) with each account's id
+    put back: ``account_id, {keep}{cols}`` (the key is unique per account, checked by the
+    scan). Aggregates group by the 64-bit key, not the id text."""
+    return (
+        f"SELECT m.account_id, {', '.join('x.' + c.strip() for c in (keep + cols).split(','))} "
+        f"FROM ({sql}) x JOIN acct_meta m ON x.aid = m.aid"
     )
 
 
@@ -180,11 +201,10 @@ def _account_statements(has) -> list[Statement]:
         Statement(
             "acct_iat",
             """
-SELECT account_id, count(gap) AS n_gaps, avg(gap) AS gap_mean, stddev_pop(gap) AS gap_std,
+SELECT aid, count(gap) AS n_gaps, avg(gap) AS gap_mean, stddev_pop(gap) AS gap_std,
        avg(CASE WHEN gap < 1 THEN 1.0 ELSE 0.0 END) AS gap_lt1s
-FROM (SELECT account_id, t - lag(t) OVER (PARTITION BY account_id ORDER BY t) AS gap
-      FROM req)
-GROUP BY account_id
+FROM (SELECT aid, t - lag(t) OVER (PARTITION BY aid ORDER BY t) AS gap FROM req)
+GROUP BY aid
 """,
             # requests at the same t leave a gap of 0 in either order: no tie-break is
             # needed, and Spark's sort then neither compares nor shuffles request ids
@@ -197,14 +217,14 @@ GROUP BY account_id
     out.append(
         Statement(
             "acct_hod",
-            "SELECT account_id, hod, count(*) AS n FROM req GROUP BY account_id, hod",
+            _named("SELECT aid, hod, count(*) AS n FROM req GROUP BY aid, hod", "hod, n", "aid, "),
             "per (account, hour of day) counts",
         )
     )
     out.append(
         Statement(
             "acct_day",
-            "SELECT account_id, day, count(*) AS n FROM req GROUP BY account_id, day",
+            "SELECT aid, day, count(*) AS n FROM req GROUP BY aid, day",
             "per (account, day) counts",
         )
     )
@@ -212,26 +232,23 @@ GROUP BY account_id
         Statement(
             "acct",
             f"""
-SELECT r.account_id, r.n_req, r.first_t, r.last_t,
+SELECT r.aid, r.n_req, r.first_t, r.last_t,
        coalesce(d.n_days, 0) AS n_days, coalesce(h.n_hours, 0) AS n_hours,
        coalesce(p.n_distinct_prompts, 0) AS n_distinct_prompts,
        r.n_elicit, r.n_rule, r.n_step, r.elicit_lo_mean, r.in_tok, r.out_tok, r.sk_words_mean
-FROM (SELECT account_id, count(*) AS n_req, min(t) AS first_t, max(t) AS last_t,
+FROM (SELECT aid, count(*) AS n_req, min(t) AS first_t, max(t) AS last_t,
              sum(CASE WHEN elicit_lo > 0 THEN 1 ELSE 0 END) AS n_elicit,
              sum(CASE WHEN ({strong}) > 0 THEN 1 ELSE 0 END) AS n_rule,
              sum(step_by_step) AS n_step,
              avg(elicit_lo) AS elicit_lo_mean,
              sum(coalesce(in_tok, 0)) AS in_tok, sum(coalesce(out_tok, 0)) AS out_tok,
              avg(sk_words) AS sk_words_mean
-      FROM req GROUP BY account_id) r
-LEFT JOIN (SELECT account_id, count(day) AS n_days FROM acct_day GROUP BY account_id) d
-  ON r.account_id = d.account_id
-LEFT JOIN (SELECT account_id, count(hod) AS n_hours FROM acct_hod GROUP BY account_id) h
-  ON r.account_id = h.account_id
-LEFT JOIN (SELECT account_id, count(prompt_hash) AS n_distinct_prompts
-           FROM (SELECT account_id, prompt_hash FROM req GROUP BY account_id, prompt_hash)
-           GROUP BY account_id) p
-  ON r.account_id = p.account_id
+      FROM req GROUP BY aid) r
+LEFT JOIN (SELECT aid, count(day) AS n_days FROM acct_day GROUP BY aid) d ON r.aid = d.aid
+LEFT JOIN (SELECT aid, count(hod) AS n_hours FROM acct_hod GROUP BY aid) h ON r.aid = h.aid
+LEFT JOIN (SELECT aid, count(prompt_hash) AS n_distinct_prompts
+           FROM (SELECT aid, prompt_hash FROM req GROUP BY aid, prompt_hash)
+           GROUP BY aid) p ON r.aid = p.aid
 """,
             "per-account volume, diversity and elicitation counts",
         )
@@ -240,16 +257,16 @@ LEFT JOIN (SELECT account_id, count(prompt_hash) AS n_distinct_prompts
     out.append(
         Statement(
             "acct_all",
-            "SELECT a.*, i.n_gaps, i.gap_mean, i.gap_std, i.gap_lt1s, m.n_events"
-            f"{meta_cols} FROM acct a LEFT JOIN acct_iat i ON a.account_id = i.account_id "
-            "LEFT JOIN acct_meta m ON a.account_id = m.account_id",
+            f"SELECT m.account_id, {ACCT_COLUMNS}, i.n_gaps, i.gap_mean, i.gap_std, "
+            f"i.gap_lt1s, m.n_events{meta_cols} FROM acct a JOIN acct_meta m ON a.aid = m.aid "
+            "LEFT JOIN acct_iat i ON a.aid = i.aid",
             "the per-account table that leaves the engine",
         )
     )
     out.append(
         Statement(
             "acct_topic",
-            "SELECT account_id, topic, count(*) AS n FROM req GROUP BY account_id, topic",
+            _named("SELECT aid, topic, count(*) AS n FROM req GROUP BY aid, topic", "topic, n"),
             "per (account, task family) counts",
         )
     )
@@ -257,8 +274,11 @@ LEFT JOIN (SELECT account_id, count(prompt_hash) AS n_distinct_prompts
         out.append(
             Statement(
                 "acct_model",
-                "SELECT account_id, model, count(*) AS n, min(t) AS first_t FROM req "
-                "WHERE model IS NOT NULL GROUP BY account_id, model",
+                _named(
+                    "SELECT aid, model, count(*) AS n, min(t) AS first_t FROM req "
+                    "WHERE model IS NOT NULL GROUP BY aid, model",
+                    "model, n, first_t",
+                ),
                 "per (account, model) volume and first use",
             )
         )
@@ -273,10 +293,13 @@ def _meta_sql(created: bool, text: list[str], combo: bool) -> str:
     hash)."""
     mins = "".join(f", min({c}) AS {c}" for c in (["created_t"] if created else []) + text)
     if not combo:
-        return f"SELECT account_id, count(*) AS n_events{mins} FROM events GROUP BY account_id"
+        return (
+            f"SELECT account_id, _aid AS aid, count(*) AS n_events{mins} FROM events "
+            "GROUP BY account_id, _aid"
+        )
     return (
-        f"SELECT account_id, CAST(sum(n) AS BIGINT) AS n_events{mins} "
-        "FROM acct_combo GROUP BY account_id"
+        f"SELECT account_id, aid, CAST(sum(n) AS BIGINT) AS n_events{mins} "
+        "FROM acct_combo GROUP BY account_id, aid"
     )
 
 
@@ -310,12 +333,12 @@ def _link_statements(has) -> list[Statement]:
         )
     parts.append(
         f"""
-SELECT 'template' AS kind, CAST(frame_hash AS VARCHAR) AS value, account_id, n FROM (
-  SELECT account_id, frame_hash, n,
-         row_number() OVER (PARTITION BY account_id ORDER BY n DESC, frame_hash) AS k
-  FROM (SELECT account_id, frame_hash, count(*) AS n FROM req
-        WHERE sk_words >= 6 GROUP BY account_id, frame_hash)
-  WHERE n >= 2) WHERE k <= {FRAMES_PER_ACCOUNT}
+SELECT 'template' AS kind, CAST(x.frame_hash AS VARCHAR) AS value, m.account_id, x.n FROM (
+  SELECT aid, frame_hash, n,
+         row_number() OVER (PARTITION BY aid ORDER BY n DESC, frame_hash) AS k
+  FROM (SELECT aid, frame_hash, count(*) AS n FROM req
+        WHERE sk_words >= 6 GROUP BY aid, frame_hash)
+  WHERE n >= 2) x JOIN acct_meta m ON x.aid = m.aid WHERE x.k <= {FRAMES_PER_ACCOUNT}
 """
     )
     out.append(

@@ -8,6 +8,7 @@ summary.json, quarantine.parquet and report.html.
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -20,9 +21,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from distilltrace.traffic import content as content_model
-from distilltrace.traffic import features, fusion, pipeline, signals
+from distilltrace.traffic import features, fusion, pipeline, readers, signals
 from distilltrace.traffic.engine import Engine, make_engine
 from distilltrace.traffic.readers import LoadReport, load_events
+
+log = logging.getLogger(__name__)
 
 #: Default per-account tail probability at which a lone account is flagged.
 DEFAULT_ACCOUNT_ALPHA = 0.0005
@@ -337,10 +340,30 @@ def _run(eng, load: LoadReport, prog, cfg: ScanConfig, out_dir: Path | None) -> 
     return ScanResult(out, campaigns, summary, req_flags, quarantine, files=files)
 
 
+#: Salted account keys tried after a 64-bit collision before giving up (each collision
+#: has a chance of about n^2 / 2^65 for n accounts: 3e-8 at a million accounts).
+MAX_REKEYS = 3
+
+
+def _run_statements(eng, present: set[str]) -> None:
+    """The pipeline's statements, keyed by the events' 64-bit account key; run again
+    with a salted key when two account ids share one (never seen, but then every
+    per-account table would merge them)."""
+    for salt in range(MAX_REKEYS + 1):
+        if salt:
+            readers.rekey_events(eng, salt)
+        for st in pipeline.statements(present):
+            st.define(eng)
+        got = eng.fetch("SELECT count(*) AS n, count(DISTINCT aid) AS k FROM acct_meta")
+        if int(got["n"].iloc[0]) == int(got["k"].iloc[0]):
+            return
+        log.warning("two account ids share a 64-bit key; re-running with salt %d", salt + 1)
+    raise RuntimeError(f"account keys still collide after {MAX_REKEYS} salts")
+
+
 def _reduce(eng, present: set[str], prog, cfg: ScanConfig) -> features.Reduced:
     """Run the pipeline's SQL reductions and bring the small tables back."""
-    for st in pipeline.statements(present):
-        eng.execute(st.name, st.sql, many_groups=st.many_groups)
+    _run_statements(eng, present)
     prog.step("reduced")
     acct = _stable(eng.fetch("SELECT * FROM acct_all ORDER BY account_id"))
 
@@ -351,7 +374,7 @@ def _reduce(eng, present: set[str], prog, cfg: ScanConfig) -> features.Reduced:
         acct=acct,
         present=present,
         acct_topic=eng.fetch("SELECT * FROM acct_topic ORDER BY account_id, topic"),
-        acct_hod=eng.fetch("SELECT * FROM acct_hod ORDER BY account_id, hod"),
+        acct_hod=eng.fetch("SELECT account_id, hod, n FROM acct_hod ORDER BY account_id, hod"),
         acct_value=eng.fetch("SELECT * FROM acct_value ORDER BY kind, value, account_id"),
         acct_model=opt("acct_model", "account_id, model", "model" in present),
         acct_client=opt(
@@ -735,7 +758,7 @@ def _campaign_evidence(eng, red, feats, s: _Scored, out: pd.DataFrame) -> list[C
     ).astype({"cluster_id": "int64"})
     eng.register("cluster_map", cmap)
     for st in pipeline.stage2_statements():
-        eng.execute(st.name, st.sql, many_groups=st.many_groups)
+        st.define(eng)
     cday = eng.fetch("SELECT * FROM cluster_day ORDER BY cluster_id, day")
     csync = eng.fetch("SELECT * FROM cluster_sync ORDER BY cluster_id, bin")
     cex = eng.fetch(

@@ -768,8 +768,29 @@ class SparkEngine:
         self.spark.catalog.dropTempView(name)
 
     def fetch(self, sql: str) -> pd.DataFrame:
-        df = _decimals_to_double(self._df(sql))
-        return df.toPandas()
+        """A query's (small) result. One ending in ``ORDER BY`` output columns is fetched
+        unsorted and sorted here (a stable sort, NULLs last as in DuckDB): Spark's global
+        sort costs a sampling pass and a sort job (the 3M scan's six reduced tables came
+        back in 1.8 s instead of 4.5 s). Sort keys of a floating type that hold a NULL or
+        NaN (which pandas cannot tell apart) are left to Spark."""
+        split = _split_order(sql)
+        if split is not None:
+            body, keys = split
+            df = _decimals_to_double(self._df(body))
+            names = {c.lower(): c for c in df.columns}
+            cols = [names.get(k.lower()) for k, _ in keys]
+            if all(c is not None for c in cols):
+                out = df.toPandas()
+                floats = [c for c in cols if pd.api.types.is_float_dtype(out[c])]
+                if not any(out[c].isna().any() for c in floats):
+                    return out.sort_values(
+                        cols,
+                        ascending=[not desc for _, desc in keys],
+                        kind="stable",
+                        na_position="last",
+                        ignore_index=True,
+                    )
+        return _decimals_to_double(self._df(sql)).toPandas()
 
     def columns(self, table: str) -> list[str]:
         return list(self.spark.table(table).columns)
@@ -823,25 +844,19 @@ class SparkEngine:
         to range-partition them, as a global sort makes. None for any other statement."""
         from pyspark.sql import functions as F
 
-        tree = sqlglot.parse_one(sql, read="duckdb")
-        order = tree.args.get("order") if isinstance(tree, exp.Select) else None
-        if order is None or tree.args.get("limit") is not None:
+        split = _split_order(sql)
+        if split is None:
             return None
-        keys = order.expressions
-        if not all(isinstance(o, exp.Ordered) and isinstance(o.this, exp.Column) for o in keys):
-            return None
-        tree.set("order", None)
-        df = _decimals_to_double(self._df(tree.sql(dialect="duckdb")))
+        body, keys = split
+        df = _decimals_to_double(self._df(body))
         names = {c.lower(): c for c in df.columns}
         cols = []
-        for o in keys:
-            name = names.get(o.this.name.lower())
-            if name is None or o.this.table:
+        for key, desc in keys:
+            name = names.get(key.lower())
+            if name is None:
                 return None
-            # DuckDB puts NULLs last in both directions unless told otherwise
-            way = "desc" if o.args.get("desc") else "asc"
-            nulls = "first" if o.args.get("nulls_first") else "last"
-            cols.append(getattr(F.col(f"`{name}`"), f"{way}_nulls_{nulls}")())
+            way = "desc" if desc else "asc"
+            cols.append(getattr(F.col(f"`{name}`"), f"{way}_nulls_last")())
         return df.repartition(1).sortWithinPartitions(*cols)
 
     def close(self) -> None:
@@ -1040,6 +1055,25 @@ class _DuckLike:
 
     def execute(self, sql: str) -> _Result:
         return _Result(self.engine.fetch(sql))
+
+
+def _split_order(sql: str) -> tuple[str, list[tuple[str, bool]]] | None:
+    """``(sql without its ORDER BY, [(column, descending), ...])`` for a DuckDB-dialect
+    SELECT ending in ``ORDER BY`` plain, unqualified column names with NULLs last (DuckDB's
+    default in both directions) and no LIMIT; else None."""
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    order = tree.args.get("order") if isinstance(tree, exp.Select) else None
+    if order is None or tree.args.get("limit") is not None or tree.args.get("offset"):
+        return None
+    keys = []
+    for o in order.expressions:
+        if not (isinstance(o, exp.Ordered) and isinstance(o.this, exp.Column)) or o.this.table:
+            return None
+        if o.args.get("nulls_first"):
+            return None
+        keys.append((o.this.name, bool(o.args.get("desc"))))
+    tree.set("order", None)
+    return tree.sql(dialect="duckdb"), keys
 
 
 def _decimals_to_double(df):
