@@ -56,7 +56,7 @@ MAX_SOURCE_COLUMNS = 64
 #: The events' 64-bit account key (``_aid``): the per-account statements group and sort
 #: by it instead of the account id text (a quarter to a third less time per aggregate in
 #: Spark at 3M). Unique per account unless two ids collide in 64 bits, which the scan
-#: checks (`distinct_account_keys`) and then mends with a salt (`rekey_events`).
+#: checks (`scanner._run_statements`) and then mends with a salt (`rekey_events`).
 ACCOUNT_KEY = "hash(account_id)"
 
 
