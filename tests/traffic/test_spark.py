@@ -572,3 +572,49 @@ def test_account_key_collision_mended_in_spark(spark, sim_path, monkeypatch):
     assert_frames_equal(duck.accounts, spk.accounts)
     assert_close([c.to_dict() for c in duck.campaigns], [c.to_dict() for c in spk.campaigns])
     assert_frames_equal(duck.requests, spk.requests)
+
+
+def test_read_slices_balance_few_row_groups():
+    """A file of few row groups is read in k scans (every k-th row each) when that gives
+    the busiest core at least a fifth less work; many groups, one core: one scan."""
+    from distilltrace.traffic.spark_engine import MAX_READ_SLICES, read_slices
+
+    assert read_slices(3, 2) == 2  # partitions of 2 and 1 groups -> four of 1, .5, 1, .5
+    assert read_slices(1, 2) == 2
+    assert read_slices(2, 2) == 1 and read_slices(4, 2) == 1 and read_slices(40, 8) == 1
+    assert read_slices(3, 1) == 1 and read_slices(0, 2) == 1
+    assert read_slices(1, 16) == MAX_READ_SLICES
+
+
+@needs_spark
+def test_sliced_read_keeps_every_row_and_its_position(spark, tmp_path):
+    """Three row groups on two cores are read in two scans: every row once, its position
+    (the quarantine's row number) unchanged, the events as DuckDB loads them."""
+    from distilltrace.traffic.engine import DuckDBEngine
+
+    n = 3000
+    frame = pa.table(
+        {
+            "request_id": [f"r{i}" for i in range(n)],
+            "timestamp": pa.array(
+                pd.date_range("2026-01-01", periods=n, freq="s", tz="UTC"),
+                pa.timestamp("us", "UTC"),
+            ),
+            "account_id": [f"a{i % 7}" if i != 1234 else " " for i in range(n)],
+            "prompt": [f"question {i}" for i in range(n)],
+        }
+    )
+    path = tmp_path / "three_groups.parquet"
+    pq.write_table(frame, path, row_group_size=1000)
+    assert pq.read_metadata(path).num_row_groups == 3
+    duck, eng = DuckDBEngine(threads=1), _engine(spark)
+    try:
+        reps = [e.load_events(str(path)) for e in (duck, eng)]
+        assert reps[1].rows_valid == n - 1 and reps[1].rows_quarantined == 1
+        sql = "SELECT row_number, reason FROM quarantine"
+        assert duck.fetch(sql).values.tolist() == eng.fetch(sql).values.tolist()
+        order = "SELECT request_id, account_id, t FROM events ORDER BY request_id"
+        assert_frames_equal(duck.fetch(order), eng.fetch(order))
+    finally:
+        duck.close()
+        eng.close()
