@@ -779,9 +779,8 @@ class SparkEngine:
         if split is not None:
             body, keys = split
             df = _decimals_to_double(self._df(body))
-            names = {c.lower(): c for c in df.columns}
-            cols = [names.get(k.lower()) for k, _ in keys]
-            if all(c is not None for c in cols):
+            cols = _order_columns(df, keys)
+            if cols is not None:
                 out = df.toPandas()
                 floats = [c for c in cols if pd.api.types.is_float_dtype(out[c])]
                 if not any(out[c].isna().any() for c in floats):
@@ -851,14 +850,13 @@ class SparkEngine:
             return None
         body, keys = split
         df = _decimals_to_double(self._df(body))
-        names = {c.lower(): c for c in df.columns}
-        cols = []
-        for key, desc in keys:
-            name = names.get(key.lower())
-            if name is None:
-                return None
-            way = "desc" if desc else "asc"
-            cols.append(getattr(F.col(f"`{name}`"), f"{way}_nulls_last")())
+        names = _order_columns(df, keys)
+        if names is None:
+            return None
+        cols = [
+            getattr(F.col(f"`{name}`"), f"{'desc' if desc else 'asc'}_nulls_last")()
+            for name, (_, desc) in zip(names, keys, strict=True)
+        ]
         return df.repartition(1).sortWithinPartitions(*cols)
 
     def close(self) -> None:
@@ -1102,6 +1100,14 @@ def _split_order(sql: str) -> tuple[str, list[tuple[str, bool]]] | None:
         keys.append((o.this.name, bool(o.args.get("desc"))))
     tree.set("order", None)
     return tree.sql(dialect="duckdb"), keys
+
+
+def _order_columns(df, keys: list[tuple[str, bool]]) -> list[str] | None:
+    """The output columns of ``df`` that `_split_order`'s ``keys`` name (case as Spark
+    spells them); None when one is not an output column."""
+    names = {c.lower(): c for c in df.columns}
+    cols = [names.get(k.lower()) for k, _ in keys]
+    return None if any(c is None for c in cols) else cols
 
 
 def _decimals_to_double(df):
