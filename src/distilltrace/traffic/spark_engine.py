@@ -38,6 +38,7 @@ keeps them all in Spark SQL with the RE2 -> Java translation below.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import re
@@ -55,6 +56,8 @@ import sqlglot
 from sqlglot import exp
 
 from distilltrace.errors import DistilltraceError, InputError
+
+log = logging.getLogger(__name__)
 
 #: Default master URL.
 DEFAULT_MASTER = "local[*]"
@@ -414,21 +417,27 @@ def _signed(t):
 # ------------------------------------------------------------------ availability
 
 
-def _java_major(java: str) -> int | None:
+def _java_version(java: str) -> str:
+    """What ``java -version`` prints ("" when it cannot run)."""
     try:
         out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
-        return None
-    m = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+        return ""
+    return out.stderr + out.stdout
+
+
+def _java_major(java: str, text: str | None = None) -> int | None:
+    """The major version of ``java`` (from its ``-version`` output ``text``, when given)."""
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', _java_version(java) if text is None else text)
     if not m:
         return None
     major = int(m.group(1))
     return int(m.group(2) or 0) if major == 1 else major
 
 
-def check_spark_available() -> None:
+def check_spark_available() -> tuple[str, str]:
     """Raise SparkUnavailableError (one line: what to install) unless PySpark and a
-    suitable Java runtime are present."""
+    suitable Java runtime are present; return that runtime (path, ``-version`` output)."""
     try:
         import pyspark
     except ImportError:
@@ -443,13 +452,79 @@ def check_spark_available() -> None:
             f"the Spark engine needs Java {need} or newer: install a JDK/JRE "
             "(e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
         )
-    major = _java_major(java)
+    text = _java_version(java)
+    major = _java_major(java, text)
     if major is None or major < need:
         found = f"Java {major}" if major else f"no working Java at {java}"
         raise SparkUnavailableError(
             f"PySpark {pyspark.__version__} needs Java {need} or newer, found {found}: "
             "install openjdk-17-jre-headless or point JAVA_HOME at a newer JDK"
         )
+    return java, text
+
+
+_JVM_OPTIONS = "spark.driver.extraJavaOptions"
+
+#: The local driver's JVM options: a batch job on one machine wants the throughput
+#: collector, not the low-pause default (G1), whose write barriers slow every row (-4% on
+#: the 3M scan, docs/benchmarks.md).
+LOCAL_JVM_OPTIONS = "-XX:+UseParallelGC"
+
+
+def prepare_class_archive(conf: dict[str, str] | None = None) -> Path | None:
+    """Build (when missing) the class archive a local `SparkEngine` with ``conf`` maps, so
+    that its first start does not pay for the build (about 25 s, once per install); None
+    when there is none (`spark_cds`)."""
+    java = check_spark_available()
+    opts = (conf or {}).get(_JVM_OPTIONS, LOCAL_JVM_OPTIONS)
+    from distilltrace.traffic import spark_cds
+
+    return spark_cds.archive_for(java[0], java[1], opts)
+
+
+def _class_archive(java: tuple[str, str], settings: dict[str, str]) -> Path | None:
+    """The class archive (`spark_cds`) for a local JVM with ``settings``; None when this
+    process already runs a JVM (PySpark starts one per process) or the options manage
+    class sharing themselves."""
+    from pyspark import SparkContext
+
+    from distilltrace.traffic import spark_cds
+
+    opts = settings.get(_JVM_OPTIONS, "")
+    if SparkContext._gateway is not None or any(
+        k in opts for k in ("SharedArchiveFile", "Xshare", "ArchiveClassesAtExit")
+    ):
+        return None
+    return spark_cds.archive_for(java[0], java[1], opts)
+
+
+def _start_session(master: str, app_name: str, settings: dict[str, str], archive: Path | None):
+    """(A SparkSession for ``master`` with ``settings``, the class archive its JVM maps):
+    ``archive`` when given, but a JVM that does not start with it starts again without it
+    (and the archive is discarded)."""
+    from pyspark.sql import SparkSession
+
+    from distilltrace.traffic import spark_cds
+
+    for use in [archive, None] if archive is not None else [None]:
+        conf = dict(settings)
+        if use is not None:
+            conf[_JVM_OPTIONS] = (
+                f"{conf.get(_JVM_OPTIONS, '')} {spark_cds.use_options(use)}".strip()
+            )
+        b = SparkSession.builder.master(master).appName(app_name)
+        for k, v in conf.items():
+            b = b.config(k, v)
+        try:
+            return b.getOrCreate(), use
+        except Exception as e:  # noqa: BLE001 - JVM start-up failures come in many types
+            if use is not None:
+                log.warning("the Spark JVM did not start with class archive %s: discarded", use)
+                spark_cds.discard(use)
+                continue
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise SparkUnavailableError(f"could not start Spark (master {master}): {msg}") from None
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _is_spark_df(obj: Any) -> bool:
@@ -476,6 +551,7 @@ class SparkEngine:
         app_name: str = "distilltrace-traffic-scan",
         temp_dir: str | None = None,
         row_engine: str = "auto",
+        class_archive: bool = True,
     ) -> None:
         """Use ``spark`` (an existing SparkSession, left running on close) or build one
         for ``master`` (``local[*]``, ``local[N]``, ``spark://host:7077``, ``yarn``, ...).
@@ -490,6 +566,10 @@ class SparkEngine:
         translated to Java), or ``"auto"``: DuckDB when the workers have it, for the
         statements whose regexes search text (`searches_text`); Spark SQL for checks
         anchored at both ends and when the workers lack DuckDB.
+
+        ``class_archive``: when this starts a local session's JVM, map the archive of
+        Spark's classes (`distilltrace.traffic.spark_cds`, built on first use), which
+        starts the JVM and its first statements about 3 s sooner.
         """
         if row_engine not in _ROW_ENGINES:
             raise InputError(f"unknown row engine {row_engine!r}: use auto, duckdb or spark")
@@ -498,16 +578,17 @@ class SparkEngine:
         self._tables: dict[str, Any] = {}
         self._views: set[str] = set()
         self._rowwise_views: dict[str, str] = {}  # view -> its DuckDB statement
+        #: the class archive (`spark_cds`) this engine's JVM maps, if it started one
+        self.class_archive: Path | None = None
         self._prefix = "dt_" + uuid.uuid4().hex[:8]
         self._tmp = tempfile.TemporaryDirectory(prefix="distilltrace-spark-", dir=temp_dir)
         if spark is None:
-            check_spark_available()
+            java = check_spark_available()
             from pyspark.sql import SparkSession
 
             if master is None:
                 master = f"local[{int(threads)}]" if threads else DEFAULT_MASTER
             local = master.startswith("local")
-            b = SparkSession.builder.master(master).appName(app_name)
             settings = {
                 "spark.sql.session.timeZone": "UTC",
                 "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -534,11 +615,8 @@ class SparkEngine:
                         # (local mode: one machine's memory, CPU is what is short)
                         "spark.sql.execution.arrow.maxRecordsPerBatch": "50000",
                         "spark.sql.inMemoryColumnarStorage.compressed": "false",
-                        # a batch job on one machine: the throughput collector, not the
-                        # low-pause default (G1), whose write barriers slow every row
-                        # (-4% on the 3M scan, docs/benchmarks.md); a user's own JVM
-                        # options (conf) replace it
-                        "spark.driver.extraJavaOptions": "-XX:+UseParallelGC",
+                        # a user's own JVM options (conf) replace these
+                        _JVM_OPTIONS: LOCAL_JVM_OPTIONS,
                     }
                 )
             elif shuffle_partitions:
@@ -546,16 +624,9 @@ class SparkEngine:
             if memory_limit and not local:
                 settings["spark.executor.memory"] = _spark_mem(memory_limit)
             settings.update(conf or {})
-            for k, v in settings.items():
-                b = b.config(k, v)
             existing = SparkSession.getActiveSession()
-            try:
-                self.spark = b.getOrCreate()
-            except Exception as e:  # noqa: BLE001 - JVM start-up failures come in many types
-                msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise SparkUnavailableError(
-                    f"could not start Spark (master {master}): {msg}"
-                ) from None
+            archive = _class_archive(java, settings) if class_archive and local else None
+            self.spark, self.class_archive = _start_session(master, app_name, settings, archive)
             # a session that was already running (getOrCreate returns it) is left running
             self._own = existing is None
             if (
@@ -571,6 +642,7 @@ class SparkEngine:
             self._saved_conf: dict[str, str | None] = {}
         else:
             self.spark = spark
+            self.class_archive = None
             self._own = False
             self._saved_conf = {}
             for k, v in {
@@ -812,22 +884,18 @@ class SparkEngine:
         return self.spark.createDataFrame(tab)
 
     def write_parquet(self, sql: str, path: str) -> None:
-        """Write a query's result to one Parquet file on the driver (rows in query order)."""
+        """Write a query's result to one Parquet file on the driver (rows in query order).
+
+        Local mode: every task writes its rows to an uncompressed part file, and DuckDB
+        on the driver reads the parts in partition order and writes the one zstd file,
+        sorting it when the query ends in ``ORDER BY`` output columns (the same sort as
+        `DuckDBEngine`, NULLs last). Spark sorting in one task and compressing there took
+        4.4-4.6 s for the 3M scan's requests.parquet, against 2.9-3.4 s
+        (docs/benchmarks.md). Elsewhere the rows come back to the driver as Arrow."""
         dest = Path(path)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if self.master.startswith("local"):
-            one = self._one_sorted_partition(sql)
-            df = one if one is not None else _decimals_to_double(self._df(sql)).coalesce(1)
-            tmp = dest.parent / f".{dest.name}.{self._prefix}.tmp"
-            df.write.mode("overwrite").option("compression", "zstd").parquet(str(tmp))
-            parts = sorted(tmp.glob("part-*.parquet"))
-            if len(parts) == 1:
-                if dest.exists():
-                    dest.unlink()
-                shutil.move(str(parts[0]), dest)
-                shutil.rmtree(tmp, ignore_errors=True)
-                return
-            shutil.rmtree(tmp, ignore_errors=True)  # pragma: no cover - empty result: no part file
+        if self.master.startswith("local") and self._write_parts_then_duckdb(sql, dest):
+            return
         import pyarrow.parquet as pq
 
         df = _decimals_to_double(self._df(sql))
@@ -839,25 +907,48 @@ class SparkEngine:
             tab = pa.Table.from_pandas(df.toPandas(), preserve_index=False)
         pq.write_table(tab, str(dest), compression="zstd")
 
-    def _one_sorted_partition(self, sql: str):
-        """``sql`` ending in ``ORDER BY`` plain output columns, as one partition sorted in
-        place (the file is written by one task anyway): no sampling pass over the rows
-        to range-partition them, as a global sort makes. None for any other statement."""
-        from pyspark.sql import functions as F
+    def _write_parts_then_duckdb(self, sql: str, dest: Path) -> bool:
+        """`write_parquet` in local mode; False when Spark wrote no part file (no rows)."""
+        import duckdb
 
         split = _split_order(sql)
-        if split is None:
-            return None
-        body, keys = split
-        df = _decimals_to_double(self._df(body))
-        names = _order_columns(df, keys)
-        if names is None:
-            return None
-        cols = [
-            getattr(F.col(f"`{name}`"), f"{'desc' if desc else 'asc'}_nulls_last")()
-            for name, (_, desc) in zip(names, keys, strict=True)
-        ]
-        return df.repartition(1).sortWithinPartitions(*cols)
+        order = ""
+        df = None
+        if split is not None:
+            body, keys = split
+            df = _decimals_to_double(self._df(body))
+            cols = _order_columns(df, keys)
+            if cols is None:
+                df = None
+            else:
+                order = " ORDER BY " + ", ".join(
+                    f"{_duck_ident(c)} {'DESC' if desc else 'ASC'} NULLS LAST"
+                    for c, (_, desc) in zip(cols, keys, strict=True)
+                )
+        if df is None:  # Spark sorts (range partitions in part order), or no order at all
+            df = _decimals_to_double(self._df(sql))
+        parts_dir = Path(self._tmp.name) / f"write-{uuid.uuid4().hex[:8]}"
+        try:
+            df.write.option("compression", "none").parquet(str(parts_dir))
+            parts = sorted(parts_dir.glob("part-*.parquet"))
+            if not parts:  # pragma: no cover - Spark writes a part even for no rows
+                return False
+            files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts)
+            out = str(dest).replace("'", "''")
+            tmp_dir = str(parts_dir / "duckdb").replace("'", "''")
+            con = duckdb.connect(":memory:")
+            try:
+                con.execute("SET preserve_insertion_order=true")
+                con.execute(f"SET temp_directory='{tmp_dir}'")
+                con.execute(
+                    f"COPY (SELECT * FROM read_parquet([{files}]){order}) TO '{out}' "
+                    "(FORMAT parquet, COMPRESSION zstd)"
+                )
+            finally:
+                con.close()
+        finally:
+            shutil.rmtree(parts_dir, ignore_errors=True)
+        return True
 
     def close(self) -> None:
         try:
@@ -1108,6 +1199,11 @@ def _order_columns(df, keys: list[tuple[str, bool]]) -> list[str] | None:
     names = {c.lower(): c for c in df.columns}
     cols = [names.get(k.lower()) for k, _ in keys]
     return None if any(c is None for c in cols) else cols
+
+
+def _duck_ident(name: str) -> str:
+    """A column name quoted for DuckDB SQL."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _decimals_to_double(df):
