@@ -135,9 +135,14 @@ _ENGINE = textwrap.dedent(
 )
 
 
-def _engine_in_subprocess(env) -> dict[str, str]:
+def _engine_in_subprocess(env, cwd) -> dict[str, str]:
     out = subprocess.run(
-        [sys.executable, "-c", _ENGINE], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", _ENGINE],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     return dict(
@@ -151,7 +156,7 @@ def test_real_archive_built_mapped_and_survives_corruption(tmp_path):
     """A real build (a JVM writing its classes at exit), an engine whose JVM maps it, and
     an engine that meets a corrupt archive: its JVM starts again without it."""
     env = {**os.environ, spark_cds.ENV: str(tmp_path / "cds")}
-    got = _engine_in_subprocess(env)
+    got = _engine_in_subprocess(env, tmp_path)
     archives = list((tmp_path / "cds").glob("*.jsa"))
     assert len(archives) == 1 and spark_cds.usable(archives[0])
     assert got == {"ARCHIVE": str(archives[0]), "MAPPED": "True", "ROWS": "7"}
@@ -162,6 +167,9 @@ def test_real_archive_built_mapped_and_survives_corruption(tmp_path):
     with open(archives[0], "r+b") as fh:
         fh.truncate(size // 4)
     archives[0].with_suffix(".json").write_text(json.dumps({"size": size // 4}))
-    got = _engine_in_subprocess(env)
+    got = _engine_in_subprocess(env, tmp_path)
     assert got == {"ARCHIVE": "None", "MAPPED": "False", "ROWS": "7"}
     assert not archives[0].exists() and archives[0].with_suffix(".failed").exists()
+    # the crashed JVM's report is kept beside the archive, not in the working folder
+    assert list((tmp_path / "cds").glob("hs_err_pid*.log"))
+    assert not list(tmp_path.glob("hs_err_pid*.log"))

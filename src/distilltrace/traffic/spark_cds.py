@@ -153,8 +153,9 @@ def discard(path: Path) -> None:
 
 
 def use_options(path: Path) -> str:
-    """The JVM options that map archive ``path``."""
-    return f"-XX:SharedArchiveFile={path} {QUIET}"
+    """The JVM options that map archive ``path`` (a JVM that dies of it leaves its crash
+    report beside the archive, not in the working folder)."""
+    return f"-XX:SharedArchiveFile={path} -XX:ErrorFile={path.parent}/hs_err_pid%p.log {QUIET}"
 
 
 def build_archive(tmp: Path, jvm_opts: str) -> str | None:
