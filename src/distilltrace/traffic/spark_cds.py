@@ -201,25 +201,15 @@ def _main(tmp: str, jvm_opts: str) -> int:
 
     from pyspark.sql import SparkSession
 
+    from distilltrace.traffic.spark_engine import _JVM_OPTIONS, local_settings
+
     with tempfile.TemporaryDirectory(prefix="distilltrace-cds-") as d:
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        spark = (
-            SparkSession.builder.master("local[1]")
-            .appName("distilltrace-cds")
-            .config("spark.ui.enabled", "false")
-            .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.driver.host", "127.0.0.1")
-            .config("spark.driver.bindAddress", "127.0.0.1")
-            .config("spark.local.dir", d)
-            .config("spark.log.level", "ERROR")
-            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-            .config(
-                "spark.driver.extraJavaOptions",
-                f"{jvm_opts} -XX:ArchiveClassesAtExit={tmp} {QUIET}",
-            )
-            .getOrCreate()
-        )
+        settings = local_settings(d)
+        settings[_JVM_OPTIONS] = f"{jvm_opts} -XX:ArchiveClassesAtExit={tmp} {QUIET}"
+        b = SparkSession.builder.master("local[1]").appName("distilltrace-cds")
+        for k, v in settings.items():
+            b = b.config(k, v)
+        spark = b.getOrCreate()
         proc = spark.sparkContext._gateway.proc
         try:
             _workload(spark, Path(d))

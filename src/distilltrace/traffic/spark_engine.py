@@ -465,6 +465,41 @@ def check_spark_available() -> tuple[str, str]:
 
 _JVM_OPTIONS = "spark.driver.extraJavaOptions"
 
+#: Settings of every session the engine builds.
+_SESSION_SETTINGS = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.log.level": "ERROR",
+}
+
+
+def local_settings(
+    tmp_dir: str, memory_limit: str | None = None, shuffle_partitions: int | None = None
+) -> dict[str, str]:
+    """The settings of a local session the engine builds (its scratch files in ``tmp_dir``);
+    its Python workers run this interpreter (with its duckdb and pyarrow)."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    cores = os.cpu_count() or 2
+    return {
+        **_SESSION_SETTINGS,
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.sql.shuffle.partitions": str(shuffle_partitions or max(4, 2 * cores)),
+        "spark.local.dir": tmp_dir,
+        "spark.driver.memory": _spark_mem(memory_limit) if memory_limit else "4g",
+        # fewer, larger Arrow batches for the row-wise statements run by DuckDB in the
+        # Python workers; an uncompressed columnar cache (local mode: one machine's
+        # memory, CPU is what is short)
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "50000",
+        "spark.sql.inMemoryColumnarStorage.compressed": "false",
+        # a user's own JVM options (conf) replace these
+        _JVM_OPTIONS: LOCAL_JVM_OPTIONS,
+    }
+
+
 #: The local driver's JVM options: a batch job on one machine wants the throughput
 #: collector, not the low-pause default (G1), whose write barriers slow every row (-4% on
 #: the 3M scan, docs/benchmarks.md).
@@ -589,40 +624,14 @@ class SparkEngine:
             if master is None:
                 master = f"local[{int(threads)}]" if threads else DEFAULT_MASTER
             local = master.startswith("local")
-            settings = {
-                "spark.sql.session.timeZone": "UTC",
-                "spark.sql.execution.arrow.pyspark.enabled": "true",
-                "spark.log.level": "ERROR",
-            }
             if local:
-                os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-                # local Python workers run this interpreter (with its duckdb and pyarrow)
-                os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-                cores = os.cpu_count() or 2
-                settings.update(
-                    {
-                        "spark.ui.enabled": "false",
-                        "spark.ui.showConsoleProgress": "false",
-                        "spark.driver.host": "127.0.0.1",
-                        "spark.driver.bindAddress": "127.0.0.1",
-                        "spark.sql.shuffle.partitions": str(
-                            shuffle_partitions or max(4, 2 * cores)
-                        ),
-                        "spark.local.dir": self._tmp.name,
-                        "spark.driver.memory": _spark_mem(memory_limit) if memory_limit else "4g",
-                        # fewer, larger Arrow batches for the row-wise statements run by
-                        # DuckDB in the Python workers; an uncompressed columnar cache
-                        # (local mode: one machine's memory, CPU is what is short)
-                        "spark.sql.execution.arrow.maxRecordsPerBatch": "50000",
-                        "spark.sql.inMemoryColumnarStorage.compressed": "false",
-                        # a user's own JVM options (conf) replace these
-                        _JVM_OPTIONS: LOCAL_JVM_OPTIONS,
-                    }
-                )
-            elif shuffle_partitions:
-                settings["spark.sql.shuffle.partitions"] = str(shuffle_partitions)
-            if memory_limit and not local:
-                settings["spark.executor.memory"] = _spark_mem(memory_limit)
+                settings = local_settings(self._tmp.name, memory_limit, shuffle_partitions)
+            else:
+                settings = dict(_SESSION_SETTINGS)
+                if shuffle_partitions:
+                    settings["spark.sql.shuffle.partitions"] = str(shuffle_partitions)
+                if memory_limit:
+                    settings["spark.executor.memory"] = _spark_mem(memory_limit)
             settings.update(conf or {})
             existing = SparkSession.getActiveSession()
             archive = _class_archive(java, settings) if class_archive and local else None
@@ -642,7 +651,6 @@ class SparkEngine:
             self._saved_conf: dict[str, str | None] = {}
         else:
             self.spark = spark
-            self.class_archive = None
             self._own = False
             self._saved_conf = {}
             for k, v in {
