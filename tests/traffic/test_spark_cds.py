@@ -173,3 +173,18 @@ def test_real_archive_built_mapped_and_survives_corruption(tmp_path):
     # the crashed JVM's report is kept beside the archive, not in the working folder
     assert list((tmp_path / "cds").glob("hs_err_pid*.log"))
     assert not list(tmp_path.glob("hs_err_pid*.log"))
+
+
+def test_an_archive_failure_never_stops_the_engine(monkeypatch):
+    """Whatever goes wrong with the archive, the engine starts without one."""
+    from distilltrace.traffic import spark_engine
+
+    def broken(*a, **k):
+        raise OSError("read-only cache folder")
+
+    from pyspark import SparkContext
+
+    monkeypatch.setattr(spark_cds, "archive_for", broken)
+    # as in a process that has not started its JVM yet (the only case that asks)
+    monkeypatch.setattr(SparkContext, "_gateway", None)
+    assert spark_engine._class_archive(JAVA, {}) is None

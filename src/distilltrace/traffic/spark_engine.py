@@ -519,8 +519,8 @@ def prepare_class_archive(conf: dict[str, str] | None = None) -> Path | None:
 
 def _class_archive(java: tuple[str, str], settings: dict[str, str]) -> Path | None:
     """The class archive (`spark_cds`) for a local JVM with ``settings``; None when this
-    process already runs a JVM (PySpark starts one per process) or the options manage
-    class sharing themselves."""
+    process already runs a JVM (PySpark starts one per process), the options manage
+    class sharing themselves, or anything about the archive fails (it only saves time)."""
     from pyspark import SparkContext
 
     from distilltrace.traffic import spark_cds
@@ -530,7 +530,11 @@ def _class_archive(java: tuple[str, str], settings: dict[str, str]) -> Path | No
         k in opts for k in ("SharedArchiveFile", "Xshare", "ArchiveClassesAtExit")
     ):
         return None
-    return spark_cds.archive_for(java[0], java[1], opts)
+    try:
+        return spark_cds.archive_for(java[0], java[1], opts)
+    except Exception as e:  # noqa: BLE001 - an unreadable cache folder, an odd install, ...
+        log.warning("starting Spark without a class archive: %s", e)
+        return None
 
 
 def _start_session(master: str, app_name: str, settings: dict[str, str], archive: Path | None):
