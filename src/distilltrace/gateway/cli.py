@@ -15,6 +15,7 @@ from distilltrace.serve.cli import (
     MAX_BATCH_OPTION,
     PREFIX_CACHE_OPTION,
 )
+from distilltrace.serve.heap import freeze_startup_heap
 
 app = typer.Typer(help="A gateway in front of a model: accounts, evidence log, marks.")
 accounts_app = typer.Typer(help="Accounts and API keys of the gateway.", no_args_is_help=True)
@@ -109,6 +110,7 @@ def run(
     gw = create_gateway_app(cfg, upstream=up, enforcer=enforcer, routers=routers, accounts=store)
     mark = f", marks with key id {up.watermark_key_id}" if up.watermark_key_id else ""
     console.print(f"gateway on http://{host}:{port}/v1, evidence log {cfg.log_dir}{mark}")
+    freeze_startup_heap()  # full collections while serving skip the model and libraries
     uvicorn.run(gw, host=host, port=port, log_level=log_level)
 
 

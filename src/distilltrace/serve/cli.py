@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from distilltrace.errors import InputError
+from distilltrace.serve.heap import freeze_startup_heap
 
 # The batching options of a server over a local model (serve, and gateway run).
 MAX_BATCH_OPTION = typer.Option(
@@ -112,6 +113,7 @@ def serve(
     auth = f", {len(hashes)} API key(s)" if hashes else ""
     batch = f", {batching_mode} batches of up to {max_batch}" if max_batch > 1 else ", unbatched"
     console.print(f"serving {m.info.name} on http://{host}:{port}/v1{auth}{extra}{batch}")
+    freeze_startup_heap()  # full collections while serving skip the model and libraries
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
