@@ -11,11 +11,22 @@ import textwrap
 
 import pytest
 
-from conftest import spark_unavailable
-
 pytest.importorskip("pyspark")
 
 from distilltrace.traffic import spark_cds  # noqa: E402
+from distilltrace.traffic.spark_engine import (  # noqa: E402
+    SparkUnavailableError,
+    check_spark_available,
+)
+
+
+def _spark_missing() -> str | None:
+    try:
+        check_spark_available()
+    except SparkUnavailableError as e:
+        return str(e)
+    return None
+
 
 JAVA = ("/usr/bin/java", 'openjdk version "17.0.15"')
 
@@ -150,7 +161,7 @@ def _engine_in_subprocess(env, cwd) -> dict[str, str]:
     )
 
 
-@pytest.mark.skipif(spark_unavailable() is not None, reason=str(spark_unavailable()))
+@pytest.mark.skipif(_spark_missing() is not None, reason=str(_spark_missing()))
 @pytest.mark.slow
 def test_real_archive_built_mapped_and_survives_corruption(tmp_path):
     """A real build (a JVM writing its classes at exit), an engine whose JVM maps it, and

@@ -426,9 +426,9 @@ def _java_version(java: str) -> str:
     return out.stderr + out.stdout
 
 
-def _java_major(java: str, text: str | None = None) -> int | None:
-    """The major version of ``java`` (from its ``-version`` output ``text``, when given)."""
-    m = re.search(r'version "(\d+)(?:\.(\d+))?', _java_version(java) if text is None else text)
+def _java_major(text: str) -> int | None:
+    """The major Java version in a ``java -version`` output."""
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', text)
     if not m:
         return None
     major = int(m.group(1))
@@ -453,7 +453,7 @@ def check_spark_available() -> tuple[str, str]:
             "(e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
         )
     text = _java_version(java)
-    major = _java_major(java, text)
+    major = _java_major(text)
     if major is None or major < need:
         found = f"Java {major}" if major else f"no working Java at {java}"
         raise SparkUnavailableError(
@@ -510,11 +510,9 @@ def prepare_class_archive(conf: dict[str, str] | None = None) -> Path | None:
     """Build (when missing) the class archive a local `SparkEngine` with ``conf`` maps, so
     that its first start does not pay for the build (about 25 s, once per install); None
     when there is none (`spark_cds`)."""
-    java = check_spark_available()
-    opts = (conf or {}).get(_JVM_OPTIONS, LOCAL_JVM_OPTIONS)
-    from distilltrace.traffic import spark_cds
-
-    return spark_cds.archive_for(java[0], java[1], opts)
+    return _class_archive(
+        check_spark_available(), {_JVM_OPTIONS: LOCAL_JVM_OPTIONS, **(conf or {})}
+    )
 
 
 def _class_archive(java: tuple[str, str], settings: dict[str, str]) -> Path | None:
@@ -545,25 +543,23 @@ def _start_session(master: str, app_name: str, settings: dict[str, str], archive
 
     from distilltrace.traffic import spark_cds
 
-    for use in [archive, None] if archive is not None else [None]:
-        conf = dict(settings)
-        if use is not None:
-            conf[_JVM_OPTIONS] = (
-                f"{conf.get(_JVM_OPTIONS, '')} {spark_cds.use_options(use)}".strip()
-            )
-        b = SparkSession.builder.master(master).appName(app_name)
-        for k, v in conf.items():
-            b = b.config(k, v)
-        try:
-            return b.getOrCreate(), use
-        except Exception as e:  # noqa: BLE001 - JVM start-up failures come in many types
-            if use is not None:
-                log.warning("the Spark JVM did not start with class archive %s: discarded", use)
-                spark_cds.discard(use)
-                continue
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise SparkUnavailableError(f"could not start Spark (master {master}): {msg}") from None
-    raise AssertionError("unreachable")  # pragma: no cover
+    conf = dict(settings)
+    if archive is not None:
+        conf[_JVM_OPTIONS] = (
+            f"{conf.get(_JVM_OPTIONS, '')} {spark_cds.use_options(archive)}".strip()
+        )
+    b = SparkSession.builder.master(master).appName(app_name)
+    for k, v in conf.items():
+        b = b.config(k, v)
+    try:
+        return b.getOrCreate(), archive
+    except Exception as e:  # noqa: BLE001 - JVM start-up failures come in many types
+        if archive is not None:
+            log.warning("the Spark JVM did not start with class archive %s: discarded", archive)
+            spark_cds.discard(archive)
+            return _start_session(master, app_name, settings, None)
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SparkUnavailableError(f"could not start Spark (master {master}): {msg}") from None
 
 
 def _is_spark_df(obj: Any) -> bool:
@@ -859,23 +855,34 @@ class SparkEngine:
         sort costs a sampling pass and a sort job (the 3M scan's six reduced tables came
         back in 1.8 s instead of 4.5 s). Sort keys of a floating type that hold a NULL or
         NaN (which pandas cannot tell apart) are left to Spark."""
+        df, order = self._unsorted(sql)
+        if order is None:
+            return df.toPandas()
+        out = df.toPandas()
+        cols = [c for c, _ in order]
+        floats = [c for c in cols if pd.api.types.is_float_dtype(out[c])]
+        if any(out[c].isna().any() for c in floats):
+            return _decimals_to_double(self._df(sql)).toPandas()
+        return out.sort_values(
+            cols,
+            ascending=[not desc for _, desc in order],
+            kind="stable",
+            na_position="last",
+            ignore_index=True,
+        )
+
+    def _unsorted(self, sql: str) -> tuple[Any, list[tuple[str, bool]] | None]:
+        """``(rows, order)``: for ``sql`` ending in ``ORDER BY`` output columns, its rows
+        unsorted and ``[(column as Spark spells it, descending), ...]``, so that the caller
+        sorts them; else ``sql``'s own rows and None."""
         split = _split_order(sql)
         if split is not None:
             body, keys = split
             df = _decimals_to_double(self._df(body))
             cols = _order_columns(df, keys)
             if cols is not None:
-                out = df.toPandas()
-                floats = [c for c in cols if pd.api.types.is_float_dtype(out[c])]
-                if not any(out[c].isna().any() for c in floats):
-                    return out.sort_values(
-                        cols,
-                        ascending=[not desc for _, desc in keys],
-                        kind="stable",
-                        na_position="last",
-                        ignore_index=True,
-                    )
-        return _decimals_to_double(self._df(sql)).toPandas()
+                return df, [(c, desc) for c, (_, desc) in zip(cols, keys, strict=True)]
+        return _decimals_to_double(self._df(sql)), None
 
     def columns(self, table: str) -> list[str]:
         return list(self.spark.table(table).columns)
@@ -923,37 +930,29 @@ class SparkEngine:
         """`write_parquet` in local mode; False when Spark wrote no part file (no rows)."""
         import duckdb
 
-        split = _split_order(sql)
-        order = ""
-        df = None
-        if split is not None:
-            body, keys = split
-            df = _decimals_to_double(self._df(body))
-            cols = _order_columns(df, keys)
-            if cols is None:
-                df = None
-            else:
-                order = " ORDER BY " + ", ".join(
-                    f"{_duck_ident(c)} {'DESC' if desc else 'ASC'} NULLS LAST"
-                    for c, (_, desc) in zip(cols, keys, strict=True)
-                )
-        if df is None:  # Spark sorts (range partitions in part order), or no order at all
-            df = _decimals_to_double(self._df(sql))
+        # without an order to leave to DuckDB, Spark sorts (range partitions in part order)
+        df, keys = self._unsorted(sql)
+        order = (
+            ""
+            if keys is None
+            else " ORDER BY "
+            + ", ".join(
+                f"{_duck_ident(c)} {'DESC' if desc else 'ASC'} NULLS LAST" for c, desc in keys
+            )
+        )
         parts_dir = Path(self._tmp.name) / f"write-{uuid.uuid4().hex[:8]}"
         try:
             df.write.option("compression", "none").parquet(str(parts_dir))
             parts = sorted(parts_dir.glob("part-*.parquet"))
             if not parts:  # pragma: no cover - Spark writes a part even for no rows
                 return False
-            files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts)
-            out = str(dest).replace("'", "''")
-            tmp_dir = str(parts_dir / "duckdb").replace("'", "''")
+            files = ", ".join(_duck_str(p) for p in parts)
             con = duckdb.connect(":memory:")
             try:
                 con.execute("SET preserve_insertion_order=true")
-                con.execute(f"SET temp_directory='{tmp_dir}'")
+                con.execute(f"SET temp_directory={_duck_str(parts_dir / 'duckdb')}")
                 con.execute(
-                    f"COPY (SELECT * FROM read_parquet([{files}]){order}) TO '{out}' "
+                    f"COPY (SELECT * FROM read_parquet([{files}]){order}) TO {_duck_str(dest)} "
                     "(FORMAT parquet, COMPRESSION zstd)"
                 )
             finally:
@@ -1216,6 +1215,11 @@ def _order_columns(df, keys: list[tuple[str, bool]]) -> list[str] | None:
 def _duck_ident(name: str) -> str:
     """A column name quoted for DuckDB SQL."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def _duck_str(value: Any) -> str:
+    """A string (or path) as a DuckDB SQL literal."""
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _decimals_to_double(df):
