@@ -19,7 +19,7 @@ from distilltrace.marks.schemes import (
     Tournament,
     TournamentProcessor,
 )
-from distilltrace.marks.schemes.tournament import repeated_windows
+from distilltrace.marks.schemes.tournament import TAIL_MASS, repeated_windows, supports
 from distilltrace.marks.secret import Secret
 from distilltrace.stats import binomial_slack, calibration
 
@@ -102,6 +102,37 @@ def test_winner_distribution_is_a_distribution_for_peaked_and_truncated_inputs()
             bits = rng.integers(0, 2**63, 50, dtype=np.uint64)
             q = t.tournament_probs(p[:40], bits[:40])
             assert np.all(q >= 0) and q.sum() == pytest.approx(1.0)
+
+
+def test_support_leaves_out_the_least_likely_tokens_up_to_the_tail_mass():
+    """Per row: the left-out tokens total <= TAIL_MASS and are all less likely than every
+    kept one; whole binary orders of magnitude go, from the least likely up, as far as the
+    bound allows (one more would pass it); tokens of probability 0 always go; a uniform
+    row or a one-token row keeps every token it can."""
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(6, 49_152, generator=g, dtype=torch.float64)
+    logits *= torch.tensor([[1.0], [3.0], [6.0], [12.0], [25.0], [0.0]], dtype=torch.float64)
+    logits[0, :100] = float("-inf")
+    probs = torch.softmax(logits, dim=-1)
+    keep = supports(probs)
+    exps = torch.frexp(probs).exponent
+    for p, k, e in zip(probs, keep, exps, strict=True):
+        left = p[~k]
+        assert float(left.sum()) <= TAIL_MASS
+        assert k.any() and (left.numel() == 0 or float(left.max()) < float(p[k].min()))
+        nonzero_kept = e[k & (p > 0)]
+        lowest = int(nonzero_kept.min())
+        assert float(left.sum() + p[k & (e == lowest)].sum()) > TAIL_MASS
+    assert not keep[0, :100].any()
+    assert keep[5].all()  # uniform: one group, all of the mass
+    one = torch.zeros(1, 10, dtype=torch.float64)
+    one[0, 3] = 1.0
+    assert supports(one).nonzero().tolist() == [[0, 3]]
+    assert keep[1].sum() > keep[4].sum()  # flatter rows keep more tokens
+    # from float32 probabilities (the processor's): the true left-out mass stays in bound
+    keep32 = supports(probs.float())
+    assert torch.all(probs.masked_fill(keep32, 0).sum(1) <= TAIL_MASS)
+    assert torch.all(keep32.sum(1) >= keep.sum(1) // 2) and keep32.any(1).all()
 
 
 def test_tournament_is_distortion_free_over_keys(byte_binding):
@@ -252,3 +283,25 @@ def test_a_batch_is_processed_as_each_row_alone(make_wm):
     assert torch.equal(out, alone)
     assert torch.equal(out[0], scores[0]) and torch.equal(out[1], scores[1])
     assert out.dtype == scores.dtype
+
+
+@pytest.mark.parametrize("scheme", ["tournament", "greenlist", "gumbel"])
+def test_rows_of_different_lengths_are_processed_as_each_row_alone(make_wm, scheme):
+    """`process_rows` (serve's running batch): every row comes out as the processor makes
+    it from that row's own tokens, including a row shorter than the context width (left as
+    it is), a row with a repeated window and a row whose scores are all -inf."""
+    wm = make_wm(scheme)
+    h = wm.context_width
+    g = torch.Generator().manual_seed(4)
+    seqs = [torch.randint(0, V, (n,), generator=g).tolist() for n in (h + 9, h - 1, h, 3 * h)]
+    seqs.append([5, 6, 7, 8] * (h + 1))  # its last window occurred before
+    seqs.append(torch.randint(0, V, (h + 2,), generator=g).tolist())
+    scores = torch.randn(len(seqs), V, generator=g) * 3
+    scores[5] = float("-inf")
+    proc = wm.impl.processor(wm)
+    out = proc.process_rows(seqs, scores.clone())
+    for i, s in enumerate(seqs):
+        alone = proc(torch.tensor([s]), scores[i : i + 1].clone())[0]
+        assert torch.equal(out[i], alone), i
+    assert torch.equal(out[1], scores[1])  # no window yet
+    assert not torch.equal(out[0], scores[0])

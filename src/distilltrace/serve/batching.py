@@ -15,7 +15,8 @@ while a batch runs wait until it is empty.
 Each row keeps its own parameters: ``temperature``, ``top_p``, ``max_tokens``, ``seed``
 (its own ``torch.Generator``, seeded exactly as ``model.generate`` seeds that prompt),
 log-probability requests, a stop event and a cancel event. The watermark's logits
-processors run per row on that row's own (unpadded) tokens.
+processors run on all rows at once, each row as on its own tokens (``process_rows``,
+rows left-padded with -1); other processors run row by row.
 
 A prompt that starts with the same tokens as a recent one (a shared system prompt, a
 conversation's history) reuses that prompt's cached keys and values and prefills only
@@ -439,16 +440,15 @@ class _Decoder:
     def _advance(self, slots: list[_Slot], logits: torch.Tensor) -> None:
         """Each row's warp, watermark and pick on its logits; stream and end rows."""
         eos = self.model.eos_ids
-        for s, raw in zip(slots, logits.float(), strict=True):
+        raws = logits.float()
+        warped = [
+            warp(raw[None], s.row.temperature, s.row.top_p) if s.row.temperature > 0 else raw[None]
+            for s, raw in zip(slots, raws, strict=True)
+        ]
+        xs = self._process(slots, torch.cat(warped)) if self.processors else torch.cat(warped)
+        for s, raw, x in zip(slots, raws, xs, strict=True):
             r = s.row
-            x = raw[None]
-            if r.temperature > 0:
-                x = warp(x, r.temperature, r.top_p)
-            if self.processors:
-                row_ids = torch.tensor([s.ids], device=raw.device)
-                for p in self.processors:
-                    x = p(row_ids, x)
-            tok = int(pick_tokens(x, None if s.gen is None else [s.gen])[0])
+            tok = int(pick_tokens(x[None], None if s.gen is None else [s.gen])[0])
             if r.top_logprobs is not None:
                 s.lps.append(_logprob(raw, tok, r.top_logprobs))
             s.ids.append(tok)
@@ -460,6 +460,23 @@ class _Decoder:
                     s.ending = True
             if tok in eos or s.ending or len(s.toks) >= r.max_tokens or r.ended():
                 self._finish(s)
+
+    def _process(self, slots: list[_Slot], x: torch.Tensor) -> torch.Tensor:
+        """The processors on the rows' warped logits: on all rows at once where a
+        processor takes rows of different lengths (``process_rows``, as the watermark's
+        do), else row by row on each row's own tokens."""
+        for p in self.processors:
+            rows = getattr(p, "process_rows", None)
+            if rows is not None:
+                x = rows([s.ids for s in slots], x)
+                continue
+            x = torch.cat(
+                [
+                    p(torch.tensor([s.ids], device=x.device), x[i : i + 1])
+                    for i, s in enumerate(slots)
+                ]
+            )
+        return x
 
     def _drop_finished(self) -> None:
         """Remove answered rows from the batch, then padding no running row needs."""

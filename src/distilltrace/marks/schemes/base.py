@@ -18,6 +18,7 @@ The window hashing (context width, seeding) is shared by every scheme and lives 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -115,6 +116,30 @@ class KeyedProcessor:
 
     def __reduce__(self):
         raise TypeError("a watermark processor holds a secret and cannot be pickled")
+
+    def process_rows(self, seqs: Sequence[Sequence[int]], scores: Any) -> Any:
+        """The processor on rows of different lengths at once (serve's running batch),
+        each row as it would be processed alone on its own tokens.
+
+        Rows shorter than the context width have no window yet and are left as they are.
+        The others are left-padded with -1, which is no token: a row's seed comes from its
+        own last tokens, and no window that includes padding equals a real one.
+        """
+        import torch
+
+        h = self._wm.context_width
+        live = [i for i, s in enumerate(seqs) if len(s) >= h]
+        if not live:
+            return scores
+        width = max(len(seqs[i]) for i in live)
+        ids = torch.full((len(live), width), -1, dtype=torch.long)
+        for j, i in enumerate(live):
+            ids[j, width - len(seqs[i]) :] = torch.as_tensor(seqs[i], dtype=torch.long)
+        if len(live) == len(seqs):
+            return self(ids.to(scores.device), scores)
+        out = scores.clone()
+        out[live] = self(ids.to(scores.device), scores[live])
+        return out
 
     def _seeds(self, input_ids: Any) -> list[int] | None:
         h = self._wm.context_width

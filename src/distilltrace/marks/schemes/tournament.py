@@ -30,11 +30,47 @@ from distilltrace.marks.schemes.base import KeyedProcessor, NullTest, WatermarkS
 from distilltrace.marks.stats import binom_log_sf
 
 MAX_LAYERS = 64
-# Tokens below this probability are left out of the tournament (probability 0): at most
-# vocabulary x TAIL of mass (5e-6 for 49k tokens, far less in practice), and since the
-# winner is distributed as p on average over keys, the output moves by no more than that
-# in total variation. It makes the per-step cost proportional to the plausible tokens.
-TAIL = 1e-10
+# Each row's tournament runs over its support: its tokens less the least likely ones, left
+# out (probability 0) up to a total probability of at most TAIL_MASS. Since the winner is
+# distributed as the renormalised support on average over keys, the output moves by no
+# more than TAIL_MASS in total variation per step. It makes the per-step cost proportional
+# to the plausible tokens (SmolLM2 at temperature 0.7: median about 1,000 of 49,152).
+TAIL_MASS = 5e-6
+# per float type: the integer type of its bits, where its exponent starts, how many
+# exponents, and the share of TAIL_MASS its group sums may fill (float32 sums carry
+# rounding: their worst case over a 2^16-token vocabulary is under 1%, so half the
+# budget keeps the true left-out mass under TAIL_MASS)
+_FLOATS = {torch.float64: (torch.int64, 52, 2048, 1.0), torch.float32: (torch.int32, 23, 256, 0.5)}
+
+
+def supports(
+    probs: torch.Tensor, tail_mass: float = TAIL_MASS, rows: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Boolean [rows, vocabulary]: each row's support for the tournament.
+
+    ``probs`` is a float32 or float64 [rows, vocabulary] tensor of probabilities. Tokens
+    are grouped by binary order of magnitude (their float exponent: p in [2^e, 2^(e+1))),
+    and whole groups are left out from the least likely up while their total stays within
+    the budget: ``tail_mass`` in float64, half of it in float32 (for the sums' rounding).
+    One pass over the vocabulary (a sum per exponent), no sort; the left-out mass is at
+    most ``tail_mass``, and the support keeps at least the most likely group. Tokens of
+    probability 0 are always left out. ``rows`` (boolean, one per row): rows outside it
+    get an empty support. (A row of NaN, from scores that are all -inf, keeps every token;
+    the processor leaves such rows as they are.)
+    """
+    bits, shift, n, share = _FLOATS[probs.dtype]
+    n_rows = probs.shape[0]
+    # each row's exponents offset to its own range of n groups; in place, since every
+    # vocabulary-sized temporary costs fresh pages
+    exps = probs.contiguous().view(bits) >> shift
+    exps.bitwise_and_(n - 1)  # without the sign bit
+    offsets = torch.arange(0, n_rows * n, n, dtype=exps.dtype, device=probs.device)[:, None]
+    exps += offsets
+    sums = probs.new_zeros(n_rows * n).index_add_(0, exps.view(-1), probs.view(-1))
+    cut = (sums.view(n_rows, n).cumsum(1) <= tail_mass * share).sum(1, keepdim=True)
+    if rows is not None:
+        cut = cut.masked_fill(~rows[:, None], n)  # past every group: nothing kept
+    return exps >= cut.to(exps.dtype) + offsets
 
 
 @dataclass(frozen=True)
@@ -100,17 +136,34 @@ class Tournament(WatermarkScheme):
         k, n = int(round(test.statistic)), test.n_scored * self.layers
         return float(st.binom.sf(k, n, 0.5) + rng.random() * st.binom.pmf(k, n, 0.5))
 
-    def tournament_probs(self, probs: np.ndarray, bits: np.ndarray) -> np.ndarray:
-        """The winner's distribution: probs over a support, bits their tuple hashes."""
-        q = np.array(probs, dtype=np.float64)
-        q /= q.sum()  # the support may leave out a (tiny) tail
-        bits = np.ascontiguousarray(bits, dtype=np.uint64)
-        planes = np.unpackbits(bits.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
-        g_rows = np.ascontiguousarray(planes[:, : self.layers].T, dtype=np.float64)  # [m, S]
-        for g in g_rows:
-            e = min(1.0, float(np.add.reduce(q * g)))  # E[g] <= 1 (rounding could pass it)
-            q *= g + (1.0 - e)
+    def tournament_probs(
+        self, probs: np.ndarray, bits: np.ndarray, lengths: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The winner's distribution: probs over a support, bits their tuple hashes.
+
+        Several rows at once: ``probs`` and ``bits`` concatenate the rows' supports and
+        ``lengths`` gives each row's (every one >= 1); each row is normalised and played
+        on its own, in one pass per layer over all of them.
+        """
+        probs = np.asarray(probs, dtype=np.float64)
+        lengths = np.array([probs.size] if lengths is None else lengths, dtype=np.int64)
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        # each row normalised: the support may leave out a (tiny) tail
+        q = probs / np.repeat(np.add.reduceat(probs, starts), lengths)
+        for g in self._g_planes(bits):
+            qg = q * g
+            e = np.minimum(1.0, np.add.reduceat(qg, starts))  # E[g] <= 1 (rounding)
+            q *= np.repeat(1.0 - e, lengths)  # q * (1 + g - E[g]), as q (1 - E[g]) + q g
+            q += qg
         return q
+
+    def _g_planes(self, bits: np.ndarray) -> list[np.ndarray]:
+        """g_l of each hash, one uint8 array per layer (layer l is bit l - 1)."""
+        w = np.asarray(bits, dtype=np.uint64)
+        if self.layers <= 32:
+            w = w.astype(np.uint32)  # the low 32 bits: half the bytes to shift
+        t = w.dtype.type
+        return [((w >> t(b)) & t(1)).astype(np.uint8) for b in range(self.layers)]
 
 
 def repeated_windows(input_ids: torch.Tensor, h: int) -> list[bool]:
@@ -124,8 +177,8 @@ def repeated_windows(input_ids: torch.Tensor, h: int) -> list[bool]:
 
 class TournamentProcessor(KeyedProcessor):
     """Replaces each row's scores by the log of the tournament winner's distribution over
-    the row's support (tokens with probability >= TAIL after warping); the sampler then
-    draws from it."""
+    the row's support (`supports`: its tokens after warping, less a tail of total
+    probability <= TAIL_MASS); the sampler then draws from it."""
 
     def __init__(self, wm: Any):
         super().__init__(wm)
@@ -140,23 +193,27 @@ class TournamentProcessor(KeyedProcessor):
             if self._impl.mask_repeated
             else [False] * len(seeds)
         )
-        skip = [
-            a or not b for a, b in zip(skip, torch.isfinite(scores).any(-1).tolist(), strict=True)
-        ]
-        if all(skip):
+        # the supports from one float32 softmax for the batch (a row whose scores are all
+        # -inf comes out NaN); the tournament then gets float64 probabilities of the
+        # support only, exp(score - the row's top score), which it normalises per row
+        x = scores.detach().to("cpu", torch.float32)
+        probs = torch.softmax(x, dim=-1)
+        play = ~torch.tensor(skip) & ~torch.isnan(probs[:, 0])
+        if not play.any():
             return scores
-        # one softmax for the batch (tensor ops per row cost more than the tournament),
-        # on one float64 copy of the scores that then becomes the output
-        base = scores.detach().to("cpu", torch.float64, copy=True)
-        probs_all = torch.softmax(base, dim=-1).numpy()
-        new_all = base.numpy()
-        for i, s in enumerate(seeds):
-            if skip[i]:
-                continue
-            probs = probs_all[i]
-            sup = np.flatnonzero(probs >= TAIL)
-            q = self._impl.tournament_probs(probs[sup], pair_bits(np.uint64(s), sup))
-            new_all[i] = -np.inf
-            with np.errstate(divide="ignore"):
-                new_all[i, sup] = np.log(q)
-        return torch.from_numpy(new_all).to(scores.dtype).to(scores.device)
+        # every played row's support, concatenated: one tournament for the batch
+        rows, cols = supports(probs, rows=play).nonzero(as_tuple=True)
+        lengths = torch.bincount(rows, minlength=len(seeds))[play].numpy()
+        row_seeds = np.array(seeds, dtype=np.uint64)[play.numpy()]
+        sup = x[rows, cols].numpy().astype(np.float64)
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        sup -= np.repeat(np.maximum.reduceat(sup, starts), lengths)  # the top is in the support
+        bits = pair_bits(np.repeat(row_seeds, lengths), cols.numpy())
+        q = self._impl.tournament_probs(np.exp(sup), bits, lengths)
+        out = torch.full_like(scores, float("-inf"))
+        keep = (~play).to(out.device)
+        out[keep] = scores[keep]
+        with np.errstate(divide="ignore"):
+            logq = torch.from_numpy(np.log(q)).to(out.dtype)
+        out[rows.to(out.device), cols.to(out.device)] = logq.to(out.device)
+        return out
