@@ -161,7 +161,10 @@ def _engine_in_subprocess(env, cwd) -> dict[str, str]:
     )
 
 
-@pytest.mark.skipif(_spark_missing() is not None, reason=str(_spark_missing()))
+_MISSING = _spark_missing()
+
+
+@pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING))
 @pytest.mark.slow
 def test_real_archive_built_mapped_and_survives_corruption(tmp_path):
     """A real build (a JVM writing its classes at exit), an engine whose JVM maps it, and

@@ -148,7 +148,7 @@ class Tournament(WatermarkScheme):
         """
         probs = np.asarray(probs, dtype=np.float64)
         lengths = np.array([probs.size] if lengths is None else lengths, dtype=np.int64)
-        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        starts = _starts(lengths)
         # each row normalised: the support may leave out a (tiny) tail
         q = probs / np.repeat(np.add.reduceat(probs, starts), lengths)
         for g in self._g_planes(bits):
@@ -165,6 +165,11 @@ class Tournament(WatermarkScheme):
             w = w.astype(np.uint32)  # the low 32 bits: half the bytes to shift
         t = w.dtype.type
         return [((w >> t(b)) & t(1)).astype(np.uint8) for b in range(self.layers)]
+
+
+def _starts(lengths: np.ndarray) -> np.ndarray:
+    """Where each row begins in a concatenation of rows of these lengths."""
+    return np.concatenate(([0], np.cumsum(lengths)[:-1]))
 
 
 def repeated_windows(input_ids: torch.Tensor, h: int) -> list[bool]:
@@ -207,7 +212,7 @@ class TournamentProcessor(KeyedProcessor):
         lengths = torch.bincount(rows, minlength=len(seeds))[play].numpy()
         row_seeds = np.array(seeds, dtype=np.uint64)[play.numpy()]
         sup = x[rows, cols].numpy().astype(np.float64)
-        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        starts = _starts(lengths)
         sup -= np.repeat(np.maximum.reduceat(sup, starts), lengths)  # the top is in the support
         bits = pair_bits(np.repeat(row_seeds, lengths), cols.numpy())
         q = self._impl.tournament_probs(np.exp(sup), bits, lengths)
