@@ -26,7 +26,9 @@ def built(tmp_path_factory):
     # provenance test without its control capability check (tests/provenance covers it).
     w = build_world(d, student_epochs=2)
     prov = {**PROV, "capability_check": False}
-    cfg = CustodyConfig(n_probes=24, max_new_tokens=48, provenance=prov)
+    # sampled probe answers: greedy, this 2-epoch byte student repeats one phrase and gives
+    # too few distinct tuples for the closed-mode test to run
+    cfg = CustodyConfig(n_probes=24, max_new_tokens=48, temperature=0.7, provenance=prov)
     inputs = CustodyInputs(
         [w["log"]], w["scan"], w["cluster"], [w["key"]], w["student"], w["teacher"],
         w["controls"],
@@ -75,6 +77,16 @@ def test_bundle_verifies_with_and_without_the_secret(built):
         "key_commitment", "tokenizer", "log_segment", "harvested", "campaign", "probe_prompts",
         "transcript", "model_identity", "report",
     }  # fmt: skip
+    # closed mode scored only where the reference (our marking teacher) was unsure; its
+    # probabilities are recorded per token, so verify recomputed the selection without it
+    closed = rep["claims"][2]["details"]
+    assert closed["max_reference_prob"] == 0.5
+    rows = [json.loads(x) for x in (built["bundle"] / "transcripts" /
+            "radioactivity_closed.jsonl").read_text().splitlines()]  # fmt: skip
+    assert rows and all(len(r["reference_probs"]) == len(built["teacher"].tokenizer(
+        r["output"], add_special_tokens=False)["input_ids"]) for r in rows)  # fmt: skip
+    assert closed["n_tokens"] == sum(closed[k] for k in (
+        "n_duplicate", "n_excluded", "n_filtered", "n_unselected")) + rep["claims"][2]["n"]  # fmt: skip
     assert "secret" not in (built["bundle"] / "key_commitment.json").read_text()
     assert m["key_commitment"]["key_id"] == rep["key_id"]
 

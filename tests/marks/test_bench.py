@@ -46,6 +46,12 @@ def test_bench_marks_quick_at_toy_sizes(tmp_path, capsys):
     assert {r["substituted"] for r in s["robustness"]} == {0.1, 0.2, 0.3}
     assert s["cost"]["tokens_per_s_marked"] > 0
     assert [r["mix"] for r in s["radioactivity"]["students"]] == [0.0, 1.0]
+    zero, full = s["radioactivity"]["students"]
+    assert full["n_reelicited_prompts"] == 2  # capped at closed_prompts
+    for row in (zero, full):
+        for k in ("closed_held_reference", "closed_reelicited_reference", "closed_reelicited"):
+            assert row[k]["n_tokens"] > 0, k
+    assert len(s["radioactivity"]["null_zero_percent_student_random_keys"]) == 3
     assert (tmp_path / "report.html").read_text().startswith("<!doctype html>")
     assert "power:" in out.out
     with pytest.raises(SystemExit) as e:

@@ -116,6 +116,20 @@ def test_keygen_detect_radioactivity(tmp_path, tiny_folder, capsys):
     html = (tmp_path / "radio" / "report.html").read_text()
     assert "<script>a" not in html and secret not in html + json.dumps(res)
 
+    # closed mode with our own model: only tokens it was unsure of are scored
+    args = ["marks", "radioactivity", "--key", str(key), "--suspect", str(tiny_folder)]
+    args += ["--marked", str(marked), "--reference", str(tiny_folder), "--max-new-tokens", "30"]
+    args += ["--max-reference-prob", "0.001"]  # a random byte model gives every token ~1/260
+    code, out, err = run([*args, "--out", str(tmp_path / "radio-ref")], capsys)
+    assert code == 0, err
+    assert "our model sure" in out
+    (closed,) = json.loads((tmp_path / "radio-ref" / "result.json").read_text())["results"]
+    assert closed["settings"]["max_reference_prob"] == 0.001
+    t = closed["test"]
+    assert t["n_unselected"] > 0
+    assert t["n_tokens"] == sum(t[k] for k in ("n_scored", "n_duplicate", "n_excluded",
+                                               "n_filtered", "n_unselected"))  # fmt: skip
+
 
 def test_cli_bad_inputs(tmp_path, capsys, byte_binding):
     from distilltrace.marks.keys import make_watermark, new_secret, write_key_file

@@ -25,7 +25,12 @@ from distilltrace.distill.config import TrainConfig
 from distilltrace.errors import InputError
 from distilltrace.marks.detect import TupleScorer, encode_text
 from distilltrace.marks.keys import make_watermark
-from distilltrace.marks.radioactivity import read_open, score_closed, score_open
+from distilltrace.marks.radioactivity import (
+    read_open,
+    reference_token_probs,
+    score_closed,
+    score_open,
+)
 from distilltrace.marks.schemes import SchemeParams, TokenizerBinding, Watermark
 from distilltrace.prompts import generate_prompts
 from distilltrace.stats import binomial_slack, calibration
@@ -205,6 +210,13 @@ class BenchResult:
             lines.append(
                 f"radioactivity {row['mix']:.0%}: open p={row['open']['pvalue_text']}, "
                 f"closed p={row['closed']['pvalue_text']}"
+                + (
+                    f", closed where our model was unsure p="
+                    f"{row['closed_held_reference']['pvalue_text']} (held-out), "
+                    f"{row['closed_reelicited_reference']['pvalue_text']} (re-elicited)"
+                    if "closed_held_reference" in row
+                    else ""
+                )
             )
         return "\n".join(lines)
 
@@ -428,10 +440,11 @@ def bench_radioactivity(
     order = list(data.train_prompts)
     random.Random(cfg.seed).shuffle(order)
     rows: list[dict[str, Any]] = []
-    nulls: dict[str, list[float | None]] = {"open": [], "closed": []}
+    nulls: dict[str, list[float | None]] = {"open": [], "closed": [], "closed_reference": []}
     for mix in cfg.mixes:
         n_marked = int(round(mix * len(order)))
-        rows.append(_radio_student(cfg, wm, work, data, set(order[:n_marked]), mix, nulls))
+        chosen = set(order[:n_marked])
+        rows.append(_radio_student(cfg, wm, teacher, work, data, chosen, mix, nulls))
         res.sections["radioactivity"] = {"key": wm.to_dict(), "students": rows}
         if out is not None:
             _write(res, out)
@@ -489,6 +502,7 @@ def _radio_harvest(
 def _radio_student(
     cfg: BenchConfig,
     wm: Watermark,
+    teacher: Any,
     work: Path,
     data: _RadioData,
     chosen: set[str],
@@ -521,18 +535,20 @@ def _radio_student(
     )
     open_t = score_open(wm, reading)
     closed = data.closed_prompts
-    gens = student.generate(closed, max_new_tokens=cfg.closed_tokens, temperature=0.0)
-    outs = [g.text for g in gens]
+    outs = _greedy(student, closed, cfg)
     closed_t, _ = score_closed(wm, outs, closed, student.tokenizer)
     closed_f, n_allowed = score_closed(
         wm, outs, closed, student.tokenizer, marked_texts=marked_texts, filter_min_count=2
     )
+    ours, held_probs = _with_reference(cfg, wm, teacher, student, data, chosen, closed, outs)
     test_s = time.perf_counter() - t0
     if mix == 0.0:  # the null: this student is independent of any fresh key
         for i in range(cfg.radio_null_keys):
             k = _bench_key(cfg.radio_mark, wm.tokenizer, cfg, f"radio-null-{i}")
             nulls["open"].append(score_open(k, reading).pvalue)
             nulls["closed"].append(score_closed(k, outs, closed, student.tokenizer)[0].pvalue)
+            ref = score_closed(k, outs, closed, student.tokenizer, reference_probs=held_probs)[0]
+            nulls["closed_reference"].append(ref.pvalue)
     _log(f"  open p={open_t.pvalue_text}, closed p={closed_t.pvalue_text}")
     return {
         "mix": mix,
@@ -544,7 +560,43 @@ def _radio_student(
         "open": open_t.to_dict(),
         "closed": closed_t.to_dict(),
         "closed_supervised_filter": {**closed_f.to_dict(), "n_allowed_windows": n_allowed},
+        **ours,
     }
+
+
+def _greedy(model: Any, prompts: Sequence[str], cfg: BenchConfig) -> list[str]:
+    gens = model.generate(list(prompts), max_new_tokens=cfg.closed_tokens, temperature=0.0)
+    return [g.text for g in gens]
+
+
+def _with_reference(
+    cfg: BenchConfig,
+    wm: Watermark,
+    teacher: Any,
+    student: Any,
+    data: _RadioData,
+    chosen: set[str],
+    held: Sequence[str],
+    held_outs: Sequence[str],
+) -> tuple[dict[str, Any], list[list[float]]]:
+    """Closed mode scored only where the teacher (our model) gave the student's token
+    <= 0.5: on the held-out prompts, and on the prompts whose marked answers the student
+    was trained on (re-elicited; for the 0% student the same number of training prompts,
+    none of them answered with the mark)."""
+    tok = student.tokenizer
+    ask = [p for p in data.train_prompts if p in chosen] or list(
+        data.train_prompts[: max(1, round(0.1 * len(data.train_prompts)))]
+    )
+    ask = ask[: cfg.closed_prompts]
+    again = _greedy(student, ask, cfg)
+    out: dict[str, Any] = {"n_reelicited_prompts": len(ask)}
+    probs = {}
+    for name, prompts, outs in (("held", held, held_outs), ("reelicited", ask, again)):
+        probs[name] = reference_token_probs(teacher, prompts, outs, tok, batch_size=cfg.batch_size)
+        ref, _ = score_closed(wm, outs, prompts, tok, reference_probs=probs[name])
+        out[f"closed_{name}_reference"] = ref.to_dict()
+    out["closed_reelicited"] = score_closed(wm, again, ask, tok)[0].to_dict()
+    return out, probs["held"]
 
 
 def run_bench(

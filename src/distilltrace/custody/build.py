@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,12 +40,15 @@ class CustodyConfig:
     alpha: float = 0.01  # family-wise level of the custody statement (Holm over the claims)
     mark_alpha: float = 1e-3  # per-test verdict level of the mark tests (their own verdicts)
     min_scored: int = 16  # fewer scored tuples: the mark test does not run
-    n_probes: int = 64  # closed-mode probe prompts (fresh, seeded; none harvested)
+    n_probes: int = 64  # closed-mode probe prompts
+    reelicit: bool = True  # probes: harvested prompts first (seeded sample), then fresh ones
     probe_seed: int = 7
     max_new_tokens: int = 96  # suspect answers to the probes
-    temperature: float = 0.7  # suspect sampling (seeded)
+    temperature: float = 0.0  # suspect sampling (0: greedy, which carried the most evidence)
     seed: int = 0
     filter_min_count: int | None = 2  # supervised: windows seen >= this often in the harvest
+    # closed mode with the reference's weights: score only tokens it gave <= this (None: off)
+    max_reference_prob: float | None = 0.5
     open_mode: bool = True  # also open mode when the suspect's weights are local
     open_max_tokens: int = 256
     open_batch_size: int = 8
@@ -167,9 +171,12 @@ def _probes(inputs: CustodyInputs, cfg: CustodyConfig, harvested: list[dict]) ->
     else:
         from distilltrace.prompts import generate_prompts
 
-        seen = {h["prompt"] for h in harvested}
+        seen = sorted({str(h["prompt"]) for h in harvested})
+        random.Random(cfg.probe_seed).shuffle(seen)
+        probes = seen[: cfg.n_probes] if cfg.reelicit else []
         pool = generate_prompts(cfg.n_probes + len(seen) + 8, seed=cfg.probe_seed)
-        probes = [p.text for p in pool if p.text not in seen][: cfg.n_probes]
+        fresh = [p.text for p in pool if p.text not in set(seen)]
+        probes += fresh[: cfg.n_probes - len(probes)]
     if not probes:
         raise CustodyError("closed-mode radioactivity needs at least one probe prompt")
     return probes
@@ -206,9 +213,29 @@ def _closed(inputs, wm, tok, cfg, probes, harvested, out: Path) -> EvidenceResul
         probes, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
         seed=cfg.seed, chat=True,
     )  # fmt: skip
+    outs = [g.text for g in gens]
+    probs = _reference_probs(inputs, wm, tok, cfg, probes, outs)
     rows = [{"prompt": g.prompt, "output": g.text, "finish_reason": g.finish_reason} for g in gens]
+    for row, p in zip(rows, probs or [], strict=False):
+        row["reference_probs"] = p
     write_jsonl(out / "transcripts" / "radioactivity_closed.jsonl", rows)
-    return C.radio_closed_claim(wm, tok, probes, [g.text for g in gens], harvested, cfg.to_dict())
+    return C.radio_closed_claim(wm, tok, probes, outs, harvested, cfg.to_dict(), probs)
+
+
+def _reference_probs(inputs, wm, tok, cfg, probes, outs) -> list[list[float]] | None:
+    """The reference's probability of each token of the suspect's answers, when it is our
+    local marking model (the key's tokenizer); recorded so verify needs no model."""
+    from distilltrace.marks.radioactivity import reference_token_probs
+    from distilltrace.marks.schemes import TokenizerMismatchError
+
+    ref = inputs.reference
+    if cfg.max_reference_prob is None or ref is None or not hasattr(ref, "hf_model"):
+        return None
+    try:
+        wm.check_tokenizer(ref.tokenizer, what="the reference's tokenizer")
+    except TokenizerMismatchError:
+        return None
+    return reference_token_probs(ref, probes, outs, tok)
 
 
 def _open(inputs, wm, tok, cfg, harvested, out: Path) -> EvidenceResult | str:

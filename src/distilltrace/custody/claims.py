@@ -135,12 +135,15 @@ def radio_closed_claim(
     outputs: Sequence[str],
     harvested: Sequence[Mapping[str, Any]],
     cfg: Mapping[str, Any],
+    reference_probs: Sequence[Sequence[float]] | None = None,
 ) -> EvidenceResult:
     """Closed mode, supervised by the harvested outputs: the suspect's answers to the
-    probes, windows frequent in the harvested text only, prompt windows excluded."""
+    probes, windows frequent in the harvested text only, prompt windows excluded, and
+    (with the reference's recorded probabilities) only tokens it gave <= max_reference_prob."""
     from distilltrace.marks.radioactivity import score_closed
 
-    fmc = cfg.get("filter_min_count")
+    fmc, cap = cfg.get("filter_min_count"), cfg.get("max_reference_prob")
+    use = reference_probs is not None and cap is not None
     test, n_allowed = score_closed(
         wm,
         list(outputs),
@@ -148,12 +151,15 @@ def radio_closed_claim(
         tokenizer,
         marked_texts=[str(h["response"]) for h in harvested],
         filter_min_count=None if fmc is None else int(fmc),
+        reference_probs=reference_probs if use else None,
+        max_reference_prob=float(cap) if use else 1.0,
         alpha=float(cfg["mark_alpha"]),
         min_scored=int(cfg["min_scored"]),
     )
     null = "the suspect's weights are independent of our key (not trained on text marked with it)"
-    return _mark_claim(RADIO_CLOSED, null, test,
-                       {"n_probes": len(probes), "n_allowed_windows": n_allowed})  # fmt: skip
+    extra = {"n_probes": len(probes), "n_allowed_windows": n_allowed,
+             "max_reference_prob": float(cap) if use else None}  # fmt: skip
+    return _mark_claim(RADIO_CLOSED, null, test, extra)
 
 
 def radio_open_claim(

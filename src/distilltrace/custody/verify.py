@@ -166,7 +166,10 @@ def _closed(root, wm, tok, cfg, harvested) -> EvidenceResult:
     if [str(r.get("prompt")) for r in rows] != probes:
         raise VerifyError("transcripts/radioactivity_closed.jsonl: prompts are not probes.jsonl")
     outs = [str(r.get("output", "")) for r in rows]
-    return C.radio_closed_claim(wm, tok, probes, outs, harvested, cfg)
+    probs = (
+        [r["reference_probs"] for r in rows] if all("reference_probs" in r for r in rows) else None
+    )
+    return C.radio_closed_claim(wm, tok, probes, outs, harvested, cfg, probs if rows else None)
 
 
 def _open(root, wm, tok, cfg, harvested) -> EvidenceResult:

@@ -236,6 +236,14 @@ def radioactivity(
     filter_min_count: int | None = typer.Option(
         None, help="Supervised: score only windows seen >= N times in --marked."
     ),
+    reference: str | None = typer.Option(
+        None,
+        help="Closed mode: our own marking model (local weights, the key's tokenizer); only "
+        "tokens it gave <= --max-reference-prob after the suspect's context are scored.",
+    ),
+    max_reference_prob: float = typer.Option(
+        0.5, help="Closed mode with --reference: score tokens our model gave at most this."
+    ),
     max_new_tokens: int | None = typer.Option(
         None, help="Closed mode: tokens per suspect output.", show_default="128"
     ),
@@ -264,12 +272,16 @@ def radioactivity(
     wm = load_watermark(key)
     marked_texts, marked_prompts = _read_marked(marked, marked_column, n_prompts)
     model = load_model(suspect)
+    ours = load_model(reference) if reference is not None and mode != "open" else None
     tests = dict(alpha=alpha, filter_min_count=filter_min_count, **_given(min_scored=min_scored))
     results = []
     with Progress(transient=True) as bar:
         if mode in ("closed", "both"):
             plist = _closed_prompts(prompts, marked_prompts, n_prompts)
             task = bar.add_task("closed: prompting the suspect", total=len(plist))
+            reading = None
+            if ours is not None:
+                reading = bar.add_task("closed: our model reading the answers", total=len(plist))
             results.append(
                 radioactivity_closed(
                     wm,
@@ -277,9 +289,12 @@ def radioactivity(
                     plist,
                     _scoring_tokenizer(wm, model, tokenizer),
                     marked_texts=marked_texts,
+                    reference=ours,
+                    max_reference_prob=max_reference_prob,
                     seed=seed,
                     **_given(max_new_tokens=max_new_tokens, temperature=temperature),
                     on_batch=lambda n: bar.update(task, completed=n),
+                    on_reference_batch=lambda n: bar.update(reading, completed=n),
                     **tests,
                 )
             )
@@ -333,6 +348,6 @@ def _echo_radioactivity(results: list) -> None:
         t = r.test
         typer.echo(
             f"{r.mode}: {t.n_scored} scored tuples (dup {t.n_duplicate}, excluded {t.n_excluded}, "
-            f"filtered {t.n_filtered}), statistic {t.statistic:.1f} vs {t.expected:.1f} expected, "
+            f"filtered {t.n_filtered}, our model sure {t.n_unselected}), statistic {t.statistic:.1f} vs {t.expected:.1f} expected, "
             f"p={t.pvalue_text}: {t.verdict}"
         )

@@ -79,6 +79,7 @@ class MarkTest:
     alpha: float
     min_scored: int
     null: str = ""
+    n_unselected: int = 0  # skipped: outside a key-independent selection (e.g. confident tokens)
 
     @property
     def pvalue_text(self) -> str:
@@ -135,6 +136,7 @@ class TupleScorer:
     n_excluded: int = 0
     n_filtered: int = 0
     n_repeated_window: int = 0
+    n_unselected: int = 0
 
     def add_sequence(
         self,
@@ -143,18 +145,21 @@ class TupleScorer:
         start: int = 0,
         tokens: Sequence[int] | None = None,
         context_is_marked: bool = False,
+        select: Sequence[bool] | None = None,
     ) -> list[tuple[int, float]]:
         """Score positions t >= max(h, start) of ids: window ids[t-h:t], token tokens[t]
         (default ids[t]). Returns (position, score) of the tuples scored here.
 
         context_is_marked: the context ids were generated with the key (open-model
         mode), so a window already seen earlier in ids is skipped.
+        select: positions t with select[t] false are skipped (a selection that must not
+        depend on the key, or H0 no longer holds exactly).
         """
         h = self.wm.context_width
         ids = [int(t) for t in ids]
         toks = ids if tokens is None else [int(t) for t in tokens]
-        if len(toks) != len(ids):
-            raise ValueError("tokens must align with ids")
+        if len(toks) != len(ids) or (select is not None and len(select) != len(ids)):
+            raise ValueError("tokens and select must align with ids")
         first = max(h, int(start))
         if len(ids) <= first:
             return []
@@ -175,6 +180,9 @@ class TupleScorer:
                 continue
             if self.allowed_seeds is not None and s not in self.allowed_seeds:
                 self.n_filtered += 1
+                continue
+            if select is not None and not select[t]:
+                self.n_unselected += 1
                 continue
             key = (s, toks[t])
             if key in self.seen:
@@ -203,6 +211,7 @@ class TupleScorer:
                 "n_excluded": self.n_excluded,
                 "n_filtered": self.n_filtered,
                 "n_repeated_window": self.n_repeated_window,
+                "n_unselected": self.n_unselected,
             },
         )
 

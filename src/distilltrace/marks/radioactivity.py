@@ -5,7 +5,11 @@ Following Sander et al. (2024), "Watermarking Makes Language Models Radioactive"
 - closed-model mode: prompt the suspect, score its outputs for the mark. Every distinct
   (window, token) tuple is scored once ACROSS all outputs, windows that occur in the
   prompts are excluded (the suspect may copy them), and optionally (supervised setting)
-  only windows frequent in the provider's own marked outputs are scored.
+  only windows frequent in the provider's own marked outputs are scored. With our own
+  (marking) model as `reference`, only tokens it gave probability <= 0.5 after the
+  suspect's own context are scored: where our model was sure, the mark could not steer
+  the choice, so a student learned nothing there to find. That selection is a function of
+  the suspect's text and our weights, never of the key, so H0 stays exact.
 - open-model mode: feed the provider's marked text through the suspect's weights and
   score the suspect's top-1 next-token prediction after each window, de-duplicated;
   windows already seen earlier in the same marked context are skipped (a model that
@@ -19,7 +23,7 @@ detector's exact null (Binomial for green-list, Gamma for Gumbel) holds.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,6 +39,8 @@ from distilltrace.marks.detect import (
     window_seeds_of_texts,
 )
 from distilltrace.marks.schemes import Watermark
+
+DEFAULT_MAX_REFERENCE_PROB = 0.5  # closed mode with our model: score tokens it gave <= this
 
 
 @dataclass(frozen=True)
@@ -119,11 +125,15 @@ def score_closed(
     *,
     marked_texts: Sequence[str] | None = None,
     filter_min_count: int | None = None,
+    reference_probs: Sequence[Sequence[float]] | None = None,
+    max_reference_prob: float = DEFAULT_MAX_REFERENCE_PROB,
     alpha: float = DEFAULT_ALPHA,
     min_scored: int = DEFAULT_MIN_SCORED,
 ) -> tuple[MarkTest, int | None]:
     """The closed-mode test on suspect outputs: tuples de-duplicated across all outputs,
-    prompt windows excluded, optionally only windows frequent in our marked texts.
+    prompt windows excluded, optionally only windows frequent in our marked texts, and,
+    with `reference_probs` (our model's probability of each output token, from
+    `reference_token_probs`), only tokens it gave <= max_reference_prob.
     Returns the test and the number of allowed windows (None without the filter)."""
     wm.check_tokenizer(tokenizer, what="the scoring tokenizer")
     allowed = None
@@ -131,12 +141,57 @@ def score_closed(
         if not marked_texts:
             raise InputError("the supervised filter needs the provider's marked texts (--marked)")
         allowed = frequent_window_seeds(wm, tokenizer, marked_texts, filter_min_count)
+    if reference_probs is not None and len(reference_probs) != len(outputs):
+        raise InputError("reference_probs must have one list per output")
     scorer = TupleScorer(
         wm, exclude_seeds=window_seeds_of_texts(wm, tokenizer, prompts), allowed_seeds=allowed
     )
-    for text in outputs:
-        scorer.add_sequence(encode_text(tokenizer, text))
+    for i, text in enumerate(outputs):
+        ids = encode_text(tokenizer, text)
+        select = None
+        if reference_probs is not None:
+            if len(reference_probs[i]) != len(ids):
+                raise InputError(f"reference_probs[{i}] does not align with output {i}'s tokens")
+            select = [float(p) <= max_reference_prob for p in reference_probs[i]]
+        scorer.add_sequence(ids, select=select)
     return scorer.test(alpha, min_scored), None if allowed is None else len(allowed)
+
+
+def reference_token_probs(
+    reference: Any,
+    prompts: Sequence[str],
+    outputs: Sequence[str],
+    tokenizer: Any,
+    *,
+    chat: bool = True,
+    batch_size: int = 8,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[list[float]]:
+    """Our model's probability of each token of each output (tokens of `tokenizer`, the
+    key's), given the prompt (chat-templated when `chat`) and the output before it. It
+    reads the suspect's text with our weights only: the result never depends on the key."""
+    if not hasattr(reference, "hf_model") or not hasattr(reference, "encode_prompt"):
+        raise CapabilityError(
+            f"{_suspect_info(reference)['name']!r} has no local weights to score with"
+        )
+    if len(prompts) != len(outputs):
+        raise InputError("prompts and outputs must align")
+    seqs, starts = [], []
+    for p, o in zip(prompts, outputs, strict=True):
+        ctx = reference.encode_prompt(p, chat)
+        seqs.append(ctx + encode_text(tokenizer, o))
+        starts.append(len(ctx))
+    out: list[list[float]] = [[] for _ in seqs]
+    for i, logits in _forward_rows(reference, seqs, batch_size):
+        s, ids = starts[i], torch.tensor(seqs[i][starts[i] :], dtype=torch.long)
+        if not len(ids):
+            continue
+        lg = logits[s - 1 : s - 1 + len(ids)].float()  # row j predicts token j + 1
+        lp = lg.gather(-1, ids[:, None].to(lg.device))[:, 0] - torch.logsumexp(lg, -1)
+        out[i] = [float(x) for x in lp.exp().cpu()]
+        if on_batch is not None and ((i + 1) % batch_size == 0 or i + 1 == len(seqs)):
+            on_batch(i + 1)
+    return out
 
 
 def radioactivity_closed(
@@ -147,6 +202,8 @@ def radioactivity_closed(
     *,
     marked_texts: Sequence[str] | None = None,
     filter_min_count: int | None = None,
+    reference: Any = None,
+    max_reference_prob: float = DEFAULT_MAX_REFERENCE_PROB,
     max_new_tokens: int = 128,
     temperature: float = 0.0,
     seed: int = 0,
@@ -154,9 +211,16 @@ def radioactivity_closed(
     min_scored: int = DEFAULT_MIN_SCORED,
     chat: bool = True,
     on_batch: Callable[[int], None] | None = None,
+    on_reference_batch: Callable[[int], None] | None = None,
 ) -> RadioactivityResult:
-    """Prompt the suspect and test its outputs for the mark (any model spec works)."""
+    """Prompt the suspect and test its outputs for the mark (any model spec works).
+    `reference`: our own marking model (local weights, the key's tokenizer); only tokens
+    it gave <= max_reference_prob after the suspect's context are then scored."""
     wm.check_tokenizer(tokenizer, what="the scoring tokenizer")
+    if reference is not None:
+        wm.check_tokenizer(reference.tokenizer, what="the reference's tokenizer")
+        if not 0.0 < max_reference_prob <= 1.0:
+            raise InputError(f"max_reference_prob must be in (0, 1], got {max_reference_prob}")
     prompts = list(prompts)
     if not prompts:
         raise InputError("closed-model mode needs at least one prompt")
@@ -173,13 +237,21 @@ def radioactivity_closed(
         chat=chat,
         **kwargs,
     )
+    outs = [g.text for g in gens]
+    ref_probs = None
+    if reference is not None:
+        ref_probs = reference_token_probs(
+            reference, prompts, outs, tokenizer, chat=chat, on_batch=on_reference_batch
+        )
     test, n_allowed = score_closed(
         wm,
-        [g.text for g in gens],
+        outs,
         prompts,
         tokenizer,
         marked_texts=marked_texts,
         filter_min_count=filter_min_count,
+        reference_probs=ref_probs,
+        max_reference_prob=max_reference_prob,
         alpha=alpha,
         min_scored=min_scored,
     )
@@ -197,26 +269,30 @@ def radioactivity_closed(
             "filter_min_count": filter_min_count,
             "n_allowed_windows": n_allowed,
             "prompt_windows_excluded": True,
+            "reference": None if reference is None else _suspect_info(reference),
+            "max_reference_prob": None if reference is None else max_reference_prob,
         },
         samples=tuple({"input": g.prompt, "output": g.text} for g in gens[:5]),
     )
 
 
-def _top1_predictions(model: Any, seqs: list[list[int]], batch_size: int) -> list[list[int]]:
-    """For each sequence, the model's argmax next token after every prefix (aligned so
-    pred[t] is the prediction for position t; pred[0] is -1)."""
+def _forward_rows(
+    model: Any, seqs: Sequence[Sequence[int]], batch_size: int
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Left-padded batched forward passes: (index, logits of that sequence's own positions;
+    row j predicts token j + 1), in order."""
     hf = model.hf_model
     pad = int(getattr(model, "pad_id", 0) or 0)
     device = getattr(model, "device", torch.device("cpu"))
-    out: list[list[int]] = []
     for a in range(0, len(seqs), batch_size):
         chunk = seqs[a : a + batch_size]
-        width = max(len(s) for s in chunk)
+        width = max(1, max(len(s) for s in chunk))
         ids = torch.full((len(chunk), width), pad, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
         for i, s in enumerate(chunk):
-            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
-            mask[i, width - len(s) :] = 1
+            if len(s):
+                ids[i, width - len(s) :] = torch.tensor(list(s), dtype=torch.long)
+                mask[i, width - len(s) :] = 1
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
             logits = hf(
@@ -224,10 +300,16 @@ def _top1_predictions(model: Any, seqs: list[list[int]], batch_size: int) -> lis
                 attention_mask=mask.to(device),
                 position_ids=pos.to(device),
             ).logits
-        top = torch.argmax(logits, dim=-1).cpu().tolist()
         for i, s in enumerate(chunk):
-            row = top[i][width - len(s) :]  # row[j] predicts position j + 1
-            out.append([-1] + row[:-1])
+            yield a + i, logits[i, width - len(s) :]
+
+
+def _top1_predictions(model: Any, seqs: list[list[int]], batch_size: int) -> list[list[int]]:
+    """For each sequence, the model's argmax next token after every prefix (aligned so
+    pred[t] is the prediction for position t; pred[0] is -1)."""
+    out: list[list[int]] = []
+    for _, logits in _forward_rows(model, seqs, batch_size):
+        out.append([-1] + torch.argmax(logits, dim=-1).cpu().tolist()[:-1])
     return out
 
 

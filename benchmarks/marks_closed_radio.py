@@ -1,0 +1,163 @@
+"""Closed-mode radioactivity of SmolLM2 students, scored where our model was unsure.
+
+The teacher SmolLM2 answers N generated prompts (seed 31) twice at temperature 0.7, up to
+``--tokens`` tokens: once marked with a benchmark key (derived from the word "reelicit";
+public by construction), once unmarked. Each student is SmolLM2 fine-tuned on the N
+prompts with a share ``mix`` of the answers taken from the marked harvest (2 epochs, lr
+1e-4, batch 16: the issue's settings, with batch 16 for the 24 GiB machine). Each student
+is then tested (greedy, ``--tokens`` new tokens):
+
+- open mode over the marked answers it was trained on (for reference);
+- closed mode on ``--held`` held-out prompts and on the prompts whose marked answers it
+  was trained on (re-elicited; for the 0% student, a fixed 10% of the training prompts),
+  each scored three ways: every tuple; the supervised window filter (windows seen >= 2
+  times in those marked answers); and only tokens the teacher gave probability <= 0.5
+  after the student's context (``reference_token_probs``, the rule fixed before the 10%,
+  0% and green-list students were measured).
+
+Each student runs in a fresh process (``--student MIX``): two SmolLM2 trainings in one
+process do not fit in 24 GiB. Results are appended as JSON lines to OUT/results.jsonl.
+
+    OMP_NUM_THREADS=2 .venv/bin/python -m benchmarks.marks_closed_radio --out OUT \\
+        [--prompts 240] [--held 96] [--tokens 128] [--scheme tournament|greenlist] \\
+        [--mixes 1.0,0.1,0.0] [--null-keys 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _key(model: Any, scheme: str, word: str = "reelicit") -> Any:
+    from distilltrace.marks.keys import make_watermark
+    from distilltrace.marks.schemes import SchemeParams, TokenizerBinding
+    from distilltrace.marks.secret import Secret
+
+    params = (
+        SchemeParams()
+        if scheme == "tournament"
+        else SchemeParams(scheme="greenlist", context_width=2, gamma=0.25, delta=3.0)
+    )
+    raw = hashlib.blake2b(word.encode(), digest_size=32).digest()
+    return make_watermark(params, TokenizerBinding.of_model(model), Secret(raw))
+
+
+def _log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+def _prompts(a: argparse.Namespace) -> tuple[list[str], list[str]]:
+    from distilltrace.distill.prompts import generate_prompts
+
+    allp = [p.text for p in generate_prompts(a.prompts + a.held, seed=31)]
+    return allp[: a.prompts], allp[a.prompts :]
+
+
+def harvest(a: argparse.Namespace, work: Path) -> dict[str, list[str]]:
+    from distilltrace.models import load_model
+
+    path = work / "harvest.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    m = load_model("smollm2-135m-instruct")
+    m.batch_size = 16
+    train, _ = _prompts(a)
+    kw = {"max_new_tokens": a.tokens, "temperature": 0.7, "seed": 0}
+    t0 = time.time()
+    procs = _key(m, a.scheme).logits_processors(m)
+    marked = [g.text for g in m.generate(train, logits_processors=procs, **kw)]
+    plain = [g.text for g in m.generate(train, **kw)]
+    h = {"marked": marked, "plain": plain}
+    path.write_text(json.dumps(h))
+    _log(f"harvest: {2 * len(train)} answers in {time.time() - t0:.0f} s")
+    return h
+
+
+def _closed(wm, teacher, student, prompts, marked, tokens, null_keys) -> dict[str, Any]:
+    from distilltrace.marks.radioactivity import reference_token_probs, score_closed
+
+    tok = teacher.tokenizer
+    gens = student.generate(prompts, max_new_tokens=tokens, temperature=0.0, seed=0)
+    outs = [g.text for g in gens]
+    probs = reference_token_probs(teacher, prompts, outs, tok)
+    plain, _ = score_closed(wm, outs, prompts, tok)
+    filt, _ = score_closed(wm, outs, prompts, tok, marked_texts=marked, filter_min_count=2)
+    ours, _ = score_closed(wm, outs, prompts, tok, reference_probs=probs)
+    row = {k: [t.n_scored, round(t.z, 2), t.pvalue] for k, t in
+           (("all", plain), ("filter", filt), ("ours_unsure", ours))}  # fmt: skip
+    nps = [score_closed(k, outs, prompts, tok, reference_probs=probs)[0].pvalue for k in null_keys]
+    row["random_keys_ours_unsure"] = {"n": len(nps), "fpr_0.01": sum(p <= 0.01 for p in nps)}
+    return row
+
+
+def student(a: argparse.Namespace, work: Path, mix: float) -> dict[str, Any]:
+    from distilltrace.distill.config import TrainConfig
+    from distilltrace.distill.dataset import Record, write_records
+    from distilltrace.distill.student import make_student
+    from distilltrace.distill.training import train_seq_kd
+    from distilltrace.marks.radioactivity import read_open, score_open
+    from distilltrace.models import load_model
+
+    h = harvest(a, work)
+    train, held = _prompts(a)
+    order = list(range(len(train)))
+    random.Random(0).shuffle(order)
+    chosen = set(order[: int(round(mix * len(train)))])
+    recs = [Record(p, (h["marked"] if i in chosen else h["plain"])[i], {}) for i, p in
+            enumerate(train)]  # fmt: skip
+    write_records(work / f"mix-{mix:g}.jsonl", recs)
+    t0 = time.time()
+    cfg = TrainConfig(epochs=2.0, lr=1e-4, batch_size=16, progress=False, seed=0)
+    tr = train_seq_kd(make_student("smollm2-135m-instruct", seed=1), work / f"mix-{mix:g}.jsonl",
+                      work / f"student-{mix:g}", cfg)  # fmt: skip
+    _log(f"student {mix:.0%}: trained in {time.time() - t0:.0f} s, final loss {tr.final_loss:.3f}")
+    teacher = load_model("smollm2-135m-instruct")
+    s = load_model(str(work / f"student-{mix:g}"))
+    s.batch_size = teacher.batch_size = 16
+    wm = _key(teacher, a.scheme)
+    nulls = [_key(teacher, a.scheme, f"null{i}") for i in range(a.null_keys)]
+    idx = sorted(chosen) or order[: max(1, round(0.1 * len(train)))]
+    ask, marked = [train[i] for i in idx], [h["marked"][i] for i in idx]
+    o = score_open(wm, read_open(s, marked, marked_prompts=ask, batch_size=16))
+    row = {"scheme": a.scheme, "mix": mix, "n_marked": len(chosen), "loss": tr.final_loss,
+           "open": [o.n_scored, round(o.z, 2), o.pvalue]}  # fmt: skip
+    row["held"] = _closed(wm, teacher, s, held, marked, a.tokens, nulls)
+    row["reelicited"] = _closed(wm, teacher, s, ask, marked, a.tokens, nulls)
+    return row
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--prompts", type=int, default=240)
+    ap.add_argument("--held", type=int, default=96)
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--scheme", choices=("tournament", "greenlist"), default="tournament")
+    ap.add_argument("--mixes", default="1.0,0.1,0.0")
+    ap.add_argument("--null-keys", type=int, default=20)
+    ap.add_argument("--student", type=float, default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    work = a.out / a.scheme
+    work.mkdir(parents=True, exist_ok=True)
+    if a.student is not None:
+        row = student(a, work, a.student)
+        with open(a.out / "results.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        _log(json.dumps(row))
+        return
+    harvest(a, work)
+    for mix in (float(x) for x in a.mixes.split(",")):
+        cmd = [sys.executable, "-m", "benchmarks.marks_closed_radio", *sys.argv[1:]]
+        subprocess.run([*cmd, "--student", str(mix)], check=True)
+
+
+if __name__ == "__main__":
+    main()
