@@ -166,10 +166,9 @@ def _closed(root, wm, tok, cfg, harvested) -> EvidenceResult:
     if [str(r.get("prompt")) for r in rows] != probes:
         raise VerifyError("transcripts/radioactivity_closed.jsonl: prompts are not probes.jsonl")
     outs = [str(r.get("output", "")) for r in rows]
-    probs = (
-        [r["reference_probs"] for r in rows] if all("reference_probs" in r for r in rows) else None
-    )
-    return C.radio_closed_claim(wm, tok, probes, outs, harvested, cfg, probs if rows else None)
+    recorded = rows and all("reference_probs" in r for r in rows)
+    probs = [r["reference_probs"] for r in rows] if recorded else None
+    return C.radio_closed_claim(wm, tok, probes, outs, harvested, cfg, probs)
 
 
 def _open(root, wm, tok, cfg, harvested) -> EvidenceResult:

@@ -348,6 +348,7 @@ def _echo_radioactivity(results: list) -> None:
         t = r.test
         typer.echo(
             f"{r.mode}: {t.n_scored} scored tuples (dup {t.n_duplicate}, excluded {t.n_excluded}, "
-            f"filtered {t.n_filtered}, our model sure {t.n_unselected}), statistic {t.statistic:.1f} vs {t.expected:.1f} expected, "
+            f"filtered {t.n_filtered}, our model sure {t.n_unselected}), "
+            f"statistic {t.statistic:.1f} vs {t.expected:.1f} expected, "
             f"p={t.pvalue_text}: {t.verdict}"
         )

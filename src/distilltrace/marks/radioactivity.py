@@ -157,6 +157,13 @@ def score_closed(
     return scorer.test(alpha, min_scored), None if allowed is None else len(allowed)
 
 
+def _check_local(reference: Any) -> None:
+    if not hasattr(reference, "hf_model") or not hasattr(reference, "encode_prompt"):
+        raise CapabilityError(
+            f"{_suspect_info(reference)['name']!r} has no local weights to score with"
+        )
+
+
 def reference_token_probs(
     reference: Any,
     prompts: Sequence[str],
@@ -170,10 +177,7 @@ def reference_token_probs(
     """Our model's probability of each token of each output (tokens of `tokenizer`, the
     key's), given the prompt (chat-templated when `chat`) and the output before it. It
     reads the suspect's text with our weights only: the result never depends on the key."""
-    if not hasattr(reference, "hf_model") or not hasattr(reference, "encode_prompt"):
-        raise CapabilityError(
-            f"{_suspect_info(reference)['name']!r} has no local weights to score with"
-        )
+    _check_local(reference)
     if len(prompts) != len(outputs):
         raise InputError("prompts and outputs must align")
     seqs, starts = [], []
@@ -217,7 +221,8 @@ def radioactivity_closed(
     `reference`: our own marking model (local weights, the key's tokenizer); only tokens
     it gave <= max_reference_prob after the suspect's context are then scored."""
     wm.check_tokenizer(tokenizer, what="the scoring tokenizer")
-    if reference is not None:
+    if reference is not None:  # checked before the suspect is queried
+        _check_local(reference)
         wm.check_tokenizer(reference.tokenizer, what="the reference's tokenizer")
         if not 0.0 < max_reference_prob <= 1.0:
             raise InputError(f"max_reference_prob must be in (0, 1], got {max_reference_prob}")
