@@ -3,8 +3,16 @@
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python -m benchmarks.provenance_zoo \
         --zoo /tmp/provbench/zoo-quick --budget 1000 --out /tmp/provbench/out-quick
 
-Builds the quick zoo first when --zoo has no manifest and --build is given. Prints a
-Markdown summary (for docs/benchmarks.md) and writes bench.json / bench.html.
+With --build TIER the zoo is built (or finished) first: `--scale` and `--only` (comma-separated
+students) as for `distilltrace zoo build`. The pretrained tier on the 2-core machine, the
+SmolLM2 students and their controls (session 19, docs/benchmarks.md):
+
+    OMP_NUM_THREADS=2 .venv/bin/python -m benchmarks.provenance_zoo --build pretrained \
+        --scale 0.4 --zoo /tmp/s19/zoo --budget 500 --out /tmp/s19/bench \
+        --only smollm2-ft-gemma3-100-s0,smollm2-ft-sharegpt-s0,smollm2-ft-sharegpt-s1,\
+smollm2-ft-sharegpt-s2,smollm2-ft-gemma3-10-s0
+
+Prints a Markdown summary (for docs/benchmarks.md) and writes bench.json / bench.html.
 """
 
 from __future__ import annotations
@@ -26,7 +34,9 @@ def main() -> None:
     ap.add_argument("--pool-size", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument("--build", choices=["quick", "full"], default=None)
+    ap.add_argument("--build", choices=["quick", "full", "pretrained"], default=None)
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--only", default=None, help="comma-separated students to build (--build)")
     ap.add_argument("--max-controls", type=int, default=None)
     ap.add_argument("--n-sampled", type=int, default=100)
     ap.add_argument("--suspects", default=None, help="comma-separated suspects, in this order")
@@ -38,13 +48,18 @@ def main() -> None:
     from distilltrace.provenance.config import ProvenanceConfig
 
     zoo = Path(a.zoo)
-    if a.build and not (zoo / "manifest.json").exists():
+    if a.build:  # built members are skipped: this finishes a zoo, or only checks it
         from distilltrace.distill.zoo import build_zoo
 
         t = time.time()
-        build_zoo(zoo, a.build, progress=False)
+        only = a.only.split(",") if a.only else None
+        build_zoo(zoo, a.build, scale=a.scale, only=only)
         print(f"built {a.build} zoo in {time.time() - t:.0f} s")
+    from distilltrace.progress import LineProgress
+
     out = Path(a.out)
+    lines = LineProgress()
+    task = lines.add_task("bench")
     t0 = time.time()
     res = run_bench(
         zoo, budget=a.budget, alpha=a.alpha, out=out, cache=out / "cache.sqlite",
@@ -52,7 +67,7 @@ def main() -> None:
         max_controls=a.max_controls, config=ProvenanceConfig(n_sampled=a.n_sampled),
         match_recipe=not a.no_recipe_match, one_per_lineage=a.one_per_lineage,
         suspects=a.suspects.split(",") if a.suspects else None,
-        progress=lambda msg, i, n: print(f"[{time.time() - t0:.0f}s] {msg} ({i + 1}/{n})", flush=True),
+        progress=lambda msg, i, n: lines.update(task, description=msg, completed=i, total=n),
     )  # fmt: skip
     wall = time.time() - t0
     m = res.metrics
@@ -81,10 +96,21 @@ def main() -> None:
             else ""
         )
     )
+    if "wall_s" in m:
+        print(f"- wall time per suspect (s): {json.dumps(m['wall_s'])}")
+    for dim, folds in {"teacher": m.get("folds", {}), **m.get("folds_by", {})}.items():
+        for fam, f in folds.items():
+            med = f["median_holm_p_derived"]
+            print(
+                f"- fold {dim}={fam}: test recall {f['test']['recall']}, FPR "
+                f"{f['test']['false_positive_rate']}, median Holm p {med['test']}; baseline "
+                f"recall {f['baseline']['recall']}, FPR {f['baseline']['false_positive_rate']}, "
+                f"median Holm p {med['baseline']}; beats baseline: {f['beats_baseline']}"
+            )
     print(
-        "\n| suspect | teacher | derived | combined p | Holm p | parent? | queries | queries to p<=0.01 | tests / why skipped |"
+        "\n| suspect | teacher | derived | combined p | Holm p | parent? | queries | queries to p<=0.01 | first-words Holm p | wall s | tests / why skipped |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for p in res.pairs:
         tp = p.skipped or ", ".join(
             f"{k}={v:.2g}" if v is not None else f"{k}=skip" for k, v in p.test_pvalues.items()
@@ -95,7 +121,7 @@ def main() -> None:
         hp = f"{p.holm_pvalue:.2g}" if p.holm_pvalue is not None else "-"
         print(
             f"| {p.suspect} | {p.teacher} | {p.derived} | {cp} | {hp} | {'yes' if p.rejected else 'no'} | "
-            f"{p.suspect_queries} | {p.queries_to_p01} | {tp} |"
+            f"{p.suspect_queries} | {p.queries_to_p01} | {p.baseline_holm_pvalue} | {p.wall_s} | {tp} |"
         )
 
 

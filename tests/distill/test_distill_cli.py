@@ -123,3 +123,14 @@ def test_bad_divergence_and_missing_inputs(teacher_dir, tmp_path, capsys):
 def test_zoo_show_missing(args, capsys):
     assert _run(args) == 2
     assert "no zoo manifest" in capsys.readouterr().err
+
+
+def test_zoo_build_only_unknown_student_is_one_line(tmp_path, capsys):
+    rc = _run(
+        ["zoo", "build", "--tier", "pretrained", "--out", str(tmp_path / "z"), "--only", "ghost"]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert "not students of the 'pretrained' tier: ghost" in err[0]
+    assert "smollm2-ft-gemma3-100-s0" in err[0]  # it lists the tier's students
+    assert not (tmp_path / "z").exists()  # nothing written before the check

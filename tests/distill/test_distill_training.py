@@ -133,10 +133,39 @@ def test_memory_check_refuses_with_numbers(teacher, train_set, tmp_path):
             train_set,
             tmp_path / "m",
             batch_size=10**6,
+            micro_batch_size=10**6,  # as asked: no smaller passes
             max_len=4096,
             steps=1,
             progress=False,
         )
+    with pytest.raises(InputError, match=r"micro_batch_size must be in 1..batch_size \(4\)"):
+        train_seq_kd(_student(teacher), train_set, tmp_path / "m2", batch_size=4,
+                     micro_batch_size=5, steps=1, progress=False)  # fmt: skip
+
+
+def test_micro_batches_when_the_batch_does_not_fit(teacher, train_set, tmp_path, monkeypatch):
+    """Without enough memory for the batch, passes of half (a quarter...) of it are
+    accumulated: the same update as the whole batch, up to rounding."""
+    from distilltrace.distill import training
+
+    kw = dict(steps=4, lr=5e-3, batch_size=8, seed=1, progress=False, max_len=64)
+    whole = train_seq_kd(_student(teacher, 2), train_set, tmp_path / "whole", **kw)
+    need = {}
+    real = training.estimate_train_bytes
+
+    def est(model, batch_size, max_len, extra=0):
+        need[batch_size] = real(model, batch_size, max_len, extra)
+        return need[batch_size]
+
+    monkeypatch.setattr(training, "estimate_train_bytes", est)
+    monkeypatch.setattr(training, "available_bytes", lambda dev: int(need[8] * 0.6 / 0.9) + 1)
+    parts = train_seq_kd(_student(teacher, 2), train_set, tmp_path / "parts", **kw)
+    assert set(need) == {8, 4}  # 8 refused, 4 fits
+    assert parts.losses == pytest.approx(whole.losses, rel=1e-4)
+    a = load_model(str(tmp_path / "whole")).hf_model.state_dict()
+    b = load_model(str(tmp_path / "parts")).hf_model.state_dict()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
+    assert json.loads((tmp_path / "parts" / "train.json").read_text())["result"]["steps"] == 4
 
 
 def test_fine_tune_existing_model_spec(teacher_dir, train_set, tmp_path):

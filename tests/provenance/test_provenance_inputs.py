@@ -361,3 +361,17 @@ def test_cli_on_real_tiny_models_counts_a_repeated_control_once(tiny, tmp_path, 
     assert sum("counted once" in ln for ln in err) == 2
     ref = json.loads((tmp_path / "out" / "result.json").read_text())["references"][0]
     assert ref["controls"] == ["c1", "c2"]
+
+
+def test_cli_bench_unknown_suspect_is_one_line(tmp_path, capsys):
+    from distilltrace.distill.zoo import Manifest, ZooMember
+
+    (tmp_path / "zoo").mkdir()
+    Manifest(
+        "quick", "t", [ZooMember("T", "teacher", "bundled", [], "x", 0, {}, {}, spec="t")]
+    ).save(tmp_path / "zoo")
+    code, err = _cli(
+        ["bench", "provenance", "--zoo", str(tmp_path / "zoo"), "--out", str(tmp_path / "o"),
+         "--suspect", "ghost"], capsys,
+    )  # fmt: skip
+    assert code == 2 and len(err) == 1 and "not suspects in this zoo: ghost" in err[0]

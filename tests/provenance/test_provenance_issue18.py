@@ -365,3 +365,86 @@ def test_cli_suspect_format_pattern_and_warnings(models, capsys, tmp_path):
     assert data["checks"]["suspect_format"]["chosen"] == PATTERN
     assert set(data["references"][0]["tests"]) == {"greedy_agreement"}
     assert data["references"][0]["per_family"]["builtin"]["n"] > 0
+
+
+def _pair(s, t, derived, rejected, base_rejected, family):
+    from distilltrace.bench.provenance import PairOutcome
+
+    p = 1e-6 if rejected else 0.5
+    bp = 1e-6 if base_rejected else 0.5
+    return PairOutcome(
+        s, t, derived, p, p, rejected, {}, 100, None, None, [], baseline_pvalue=bp,
+        baseline_holm_pvalue=bp, baseline_rejected=base_rejected, family=family,
+    )  # fmt: skip
+
+
+def test_family_folds_per_architecture_and_data_share():
+    from distilltrace.bench.provenance import family_folds, score_pairs
+
+    arch = {"architecture": "smollm2"}
+    pairs = [
+        _pair("s100", "G", True, True, True, arch | {"data share": "100%"}),
+        _pair("s10", "G", True, True, False, arch | {"data share": "10%"}),
+        _pair("c0", "G", False, False, False, arch | {"data share": "none"}),
+        _pair("g100", "S", True, False, False, {"architecture": "gemma", "data share": "100%"}),
+        _pair("gc", "S", False, True, False, {"architecture": "gemma", "data share": "none"}),
+    ]
+    f = family_folds(pairs, 0.01)
+    assert set(f) == {"architecture", "data share"}
+    assert f["architecture"]["smollm2"]["beats_baseline"] is True  # recall 1 vs 0.5
+    assert f["architecture"]["gemma"]["test"]["false_positive_rate"] == 1.0
+    assert f["architecture"]["gemma"]["beats_baseline"] is False  # an FPR above alpha loses
+    # a data-share fold: derived pairs at that share plus every non-derived pair
+    ten = f["data share"]["10%"]
+    assert ten["test"]["n_derived"] == 1 and ten["test"]["n_non_derived"] == 2
+    assert ten["baseline"]["recall"] == 0.0 and ten["beats_baseline"] is False  # gc's FP
+    m = score_pairs(pairs, 0.01)
+    assert m["folds_by"] == f and set(m["folds"]) == {"G", "S"}
+
+
+def test_pair_family_and_no_pair_against_the_base(tmp_path):
+    from distilltrace.bench.provenance import _control_map, pair_family
+    from distilltrace.distill.zoo import Manifest, ZooMember
+
+    def member(name, role, method, teachers=(), base=None, train=None):
+        arch = base or "bundled"
+        return ZooMember(name, role, method, list(teachers), arch, 0, {}, train or {},
+                         spec=name if role == "teacher" else None,
+                         path=None if role == "teacher" else name, base=base)  # fmt: skip
+
+    man = Manifest("pretrained", "t", [
+        member("S", "teacher", "bundled"), member("G", "teacher", "bundled"),
+        member("s-g-100", "student", "seq-kd", ["G"], "S"),
+        member("s-g-10", "student", "mix-sharegpt", ["G"], "S", {"teacher_share": 0.1}),
+        member("s-c0", "independent", "sharegpt", base="S"),
+        member("s-c1", "independent", "sharegpt", base="S"),
+    ])  # fmt: skip
+    assert pair_family(man, "s-g-10", "G") == {"architecture": "S", "data share": "10%"}
+    assert pair_family(man, "s-g-100", "G")["data share"] == "100%"
+    assert pair_family(man, "s-c0", "G")["data share"] == "none"
+    ctrl, _ = _control_map(man, "s-g-100", 0, True, False, None)
+    assert ctrl["G"] == ["s-c0", "s-c1"]  # same base, same kind of data, not derived from G
+    assert ctrl["S"] == []  # every model here starts from S's weights
+    # run_bench makes no (suspect, its own base) pair; the other teacher's pair is skipped
+    # here (no comparable controls), so no model is loaded
+    from distilltrace.bench.provenance import run_bench
+
+    Manifest("pretrained", "t", man.models[:3]).save(tmp_path)
+    res = run_bench(tmp_path, budget=50)
+    assert [(p.suspect, p.teacher) for p in res.pairs] == [("s-g-100", "G")]
+    assert res.pairs[0].skipped and res.pairs[0].family["data share"] == "100%"
+
+
+def test_progress_names_each_model_in_the_long_phases(models):
+    """A long phase reports each model it works on (a log shows where a run is)."""
+    qa, r, c1, c2 = _load(models, "qa", "r", "c1", "c2")
+    notes = []
+    cfg = ProvenanceConfig(**{**FAST, "tests": ("greedy_agreement", "likelihood")})
+    test_provenance(qa, [r], [c1, c2], budget=150, config=cfg,
+                    progress=lambda msg, done, total: notes.append((msg, done, total)))  # fmt: skip
+    msgs = [m for m, _, _ in notes]
+    caps = [n for n in notes if n[0].startswith("control capability (")]
+    assert [(d, t) for _, d, t in caps] == [(0, 2), (1, 2)]
+    sampled = [n for n in notes if n[0].startswith("sampled outputs (")]
+    assert len(sampled) == 4 and [d for _, d, _ in sampled] == [0, 1, 2, 3]  # S, R, C1, C2
+    assert msgs.index(caps[0][0]) < msgs.index(sampled[0][0]) < msgs.index("greedy probes")

@@ -426,6 +426,14 @@ def test_bench_on_a_small_manifest(zoo, tmp_path):
     assert all(p.baseline_pvalue is not None and p.baseline_queries <= 150 for p in res.pairs)
     assert res.metrics["baseline"]["false_positive_rate"] == 0.0
     assert set(res.metrics["folds"]) == {"T"} and "beats_baseline" in res.metrics["folds"]["T"]
+    assert by[("S", "T")].family == {"architecture": "tiny-2l", "data share": "100%"}
+    assert by[("D", "T")].family["data share"] == "none"
+    by_dim = res.metrics["folds_by"]
+    assert set(by_dim["architecture"]) == {"tiny-2l"} and set(by_dim["data share"]) == {"100%"}
+    assert by_dim["data share"]["100%"]["test"]["n_non_derived"] == 3
+    walls = res.metrics["wall_s"]  # per suspect: the first, and the slowest later one
+    assert walls["first"] > 0 and walls["further_max"] is not None  # cached: can be ~0
+    assert all(p.wall_s == by[(p.suspect, "T")].wall_s for p in res.pairs)
     assert "first-words baseline" in res.summary()
     # a chosen subset and order of suspects (cached queries: no new model calls)
     part = run_bench(

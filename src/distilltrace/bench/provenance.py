@@ -13,6 +13,7 @@ against controls of another capability.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,6 +52,9 @@ class PairOutcome:
     baseline_rejected: bool = False
     baseline_queries: int = 0
     warnings: list[str] = field(default_factory=list)  # mismatched controls, off-format answers
+    # the suspect's families for the leave-one-family-out folds (see FAMILIES)
+    family: dict[str, str] = field(default_factory=dict)
+    wall_s: float | None = None  # the suspect's test and baseline, all its teachers together
 
 
 @dataclass
@@ -89,12 +93,14 @@ def _baseline_summary(m: dict[str, Any]) -> str:
     b = m.get("baseline")
     if not b:
         return ""
-    folds = m.get("folds", {})
-    beat = sum(1 for f in folds.values() if f.get("beats_baseline"))
+    folds = [*m.get("folds", {}).values()]
+    folds += [f for d in m.get("folds_by", {}).values() for f in d.values()]
+    beat = sum(1 for f in folds if f.get("beats_baseline"))
+    n = sum(1 for f in folds if f.get("beats_baseline") is not None)
     return (
         f"; first-words baseline (same budget): precision {b.get('precision')}, recall "
         f"{b.get('recall')}, null FPR@0.01 {b.get('null_fpr', {}).get('0.01')}; the test beats "
-        f"it on {beat}/{len(folds)} folds"
+        f"it on {beat}/{n} folds with derived pairs"
     )
 
 
@@ -191,6 +197,9 @@ def score_pairs(pairs: list[PairOutcome], alpha: float) -> dict[str, Any]:
         m["null_fpr"] = {str(a): v for a, v in cal.fpr.items()}
         m["null_pvalues"] = sorted(null_p)
     q = [p.queries_to_p01 for p in tested if p.derived]
+    walls = list({p.suspect: p.wall_s for p in tested if p.wall_s is not None}.values())
+    if walls:  # the issue-18 target: first suspect < 10 min, each further one < 3 min
+        m["wall_s"] = {"first": walls[0], "further_max": max(walls[1:], default=None)}
     m["queries_to_p01"] = {
         "reached": sum(x is not None for x in q),
         "of": len(q),
@@ -220,6 +229,7 @@ def score_pairs(pairs: list[PairOutcome], alpha: float) -> dict[str, Any]:
     if any(p.baseline_pvalue is not None for p in tested):
         m["baseline"] = baseline_metrics(tested)
         m["folds"] = fold_metrics(tested, alpha)
+        m["folds_by"] = family_folds(tested, alpha)
     return m
 
 
@@ -251,37 +261,66 @@ def baseline_metrics(tested: Sequence[PairOutcome]) -> dict[str, Any]:
     return m
 
 
+def pair_family(man: Any, suspect: str, teacher: str) -> dict[str, str]:
+    """The families a pair belongs to, one per fold dimension (see FAMILIES)."""
+    m = man.get(suspect)
+    share = "none"
+    if man.derives_from(suspect, teacher):
+        frac = (m.train or {}).get("teacher_share")
+        frac = 0.5 if frac is None and m.method == "mix" else 1.0 if frac is None else frac
+        share = f"{frac:.0%}"
+    return {"architecture": m.arch, "data share": share}
+
+
+#: Fold dimensions besides the teacher: the pairs of one family form a fold. "data share"
+#: folds hold the derived pairs with that share of the teacher's data and every
+#: non-derived pair (which has none).
+FAMILIES = ("architecture", "data share")
+
+
+def _fold(pairs: Sequence[PairOutcome], alpha: float) -> dict[str, Any]:
+    """The test against the baseline on one fold's pairs."""
+    test = _rates(pairs, lambda p: p.rejected)
+    base = _rates(pairs, lambda p: p.baseline_rejected)
+    der = [p for p in pairs if p.derived]
+    med = {
+        "test": float(np.median([p.holm_pvalue or 1.0 for p in der])) if der else None,
+        "baseline": float(np.median([p.baseline_holm_pvalue or 1.0 for p in der])) if der else None,
+    }
+    beats = None
+    if der:
+        rt, rb = test["recall"] or 0.0, base["recall"] or 0.0
+        fpr_ok = (test["false_positive_rate"] or 0.0) <= alpha
+        beats = fpr_ok and (rt > rb or (rt == rb and med["test"] <= med["baseline"]))
+    return {"test": test, "baseline": base, "median_holm_p_derived": med, "beats_baseline": beats}
+
+
 def fold_metrics(tested: Sequence[PairOutcome], alpha: float) -> dict[str, dict[str, Any]]:
     """Leave-one-family-out: one fold per teacher (its students as the derived pairs, the
     other suspects tested against it as the non-derived ones). Neither method fits any
     parameter on the zoo, so a held-out fold's result is the method's result on it; the
     test beats the baseline on a fold when its recall is higher, or equal with a smaller
     median Holm p-value over the derived pairs, at a false-positive rate <= alpha."""
-    out = {}
-    for t in sorted({p.teacher for p in tested}):
-        pairs = [p for p in tested if p.teacher == t and p.baseline_pvalue is not None]
-        if not pairs:
-            continue
-        test = _rates(pairs, lambda p: p.rejected)
-        base = _rates(pairs, lambda p: p.baseline_rejected)
-        der = [p for p in pairs if p.derived]
-        med = {
-            "test": float(np.median([p.holm_pvalue or 1.0 for p in der])) if der else None,
-            "baseline": float(np.median([p.baseline_holm_pvalue or 1.0 for p in der]))
-            if der
-            else None,
-        }
-        beats = None
-        if der:
-            rt, rb = test["recall"] or 0.0, base["recall"] or 0.0
-            fpr_ok = (test["false_positive_rate"] or 0.0) <= alpha
-            beats = fpr_ok and (rt > rb or (rt == rb and med["test"] <= med["baseline"]))
-        out[t] = {
-            "test": test,
-            "baseline": base,
-            "median_holm_p_derived": med,
-            "beats_baseline": beats,
-        }
+    pairs = [p for p in tested if p.baseline_pvalue is not None]
+    teachers = sorted({p.teacher for p in pairs})
+    return {t: _fold([p for p in pairs if p.teacher == t], alpha) for t in teachers}
+
+
+def family_folds(tested: Sequence[PairOutcome], alpha: float) -> dict[str, dict[str, Any]]:
+    """The same comparison per family of each dimension in FAMILIES (architecture, data
+    share): {dimension: {family: fold}}."""
+    pairs = [p for p in tested if p.baseline_pvalue is not None and p.family]
+    out: dict[str, dict[str, Any]] = {}
+    for dim in FAMILIES:
+        fams = sorted({p.family[dim] for p in pairs if dim in p.family} - {"none"})
+        folds = {}
+        for f in fams:
+            if dim == "data share":
+                sel = [p for p in pairs if p.family.get(dim) in (f, "none")]
+            else:
+                sel = [p for p in pairs if p.family.get(dim) == f]
+            folds[f] = _fold(sel, alpha)
+        out[dim] = folds
     return out
 
 
@@ -336,15 +375,24 @@ def run_bench(
         ctrl_map, match = _control_map(
             man, s, cfg.seed, match_recipe, one_per_lineage, max_controls
         )
-        ok = [t for t in man.names("teacher") if len(ctrl_map[t]) >= MIN_CONTROLS]
-        pairs += [
-            _skipped_pair(man, s, t, ctrl_map[t], match[t])
-            for t in man.names("teacher")
-            if t not in ok
-        ]
+        # a fine-tuned model is not tested against its own base: that is weight lineage,
+        # not distillation, and every same-base control shares it
+        teachers = [t for t in man.names("teacher") if t != man.get(s).base]
+        ok = [t for t in teachers if len(ctrl_map[t]) >= MIN_CONTROLS]
+        pairs += [_skipped_pair(man, s, t, ctrl_map[t], match[t]) for t in teachers if t not in ok]
         if not ok:
             continue
-        pairs += tester.pairs(s, ok, ctrl_map, match)
+        note = None
+        if progress:
+
+            def note(msg: str, done: int, total: int, _s: str = s, _i: int = i) -> None:
+                progress(f"suspect {_i + 1}/{len(suspects)} {_s}: {msg}", done, total)
+
+        t0 = time.perf_counter()
+        done = tester.pairs(s, ok, ctrl_map, match, note)
+        for p in done:
+            p.wall_s = round(time.perf_counter() - t0, 1)
+        pairs += done
         if out is not None:  # partial results after every suspect (a long run can be cut)
             _write(_result(zoo, man, cfg, pairs), out)
             written = len(pairs)
@@ -416,7 +464,7 @@ def _skipped_pair(man: Any, s: str, t: str, controls: list[str], match: str) -> 
     return PairOutcome(
         s, t, man.derives_from(s, t), None, None, False, {}, 0, None, None, controls,
         skipped=f"only {len(controls)} comparable control(s), {MIN_CONTROLS} needed",
-        control_match=match,
+        control_match=match, family=pair_family(man, s, t),
     )  # fmt: skip
 
 
@@ -441,7 +489,12 @@ class _PairTester:
         return self.loaded[name]
 
     def pairs(
-        self, s: str, teachers: list[str], ctrl_map: dict[str, list[str]], match: dict[str, str]
+        self,
+        s: str,
+        teachers: list[str],
+        ctrl_map: dict[str, list[str]],
+        match: dict[str, str],
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> list[PairOutcome]:
         from distilltrace.provenance.combine import queries_needed
         from distilltrace.provenance.tester import test_provenance
@@ -455,6 +508,7 @@ class _PairTester:
             config=self.cfg,
             store=self.store,
             name_of=lambda m: names[id(m)],
+            progress=progress,
         )
         base = self.first_words(s, teachers, ctrl_map) if self.baseline else {}
         return [
@@ -477,6 +531,7 @@ class _PairTester:
                 **base.get(t, {}),
                 warnings=[w for w in res.warnings if not w.startswith("reference ")]
                 + [w for w in res.warnings if w.startswith(f"reference {t}:")],
+                family=pair_family(man, s, t),
             )
             for t, r in zip(teachers, res.references, strict=True)
         ]

@@ -25,6 +25,9 @@ def bench(
     limit: int | None = typer.Option(
         None, "--limit", help="At most this many suspects (smoke runs)."
     ),
+    suspect: list[str] | None = typer.Option(
+        None, "--suspect", help="Test only this suspect (repeatable; in the order given)."
+    ),
     max_controls: int | None = typer.Option(
         None, "--max-controls", help="At most this many controls per test (seeded subset)."
     ),
@@ -70,6 +73,7 @@ def bench(
             seed=seed,
             pool_size=pool_size,
             limit=limit,
+            suspects=suspect or None,
             max_controls=max_controls,
             match_recipe=not any_controls,
             config=DEFAULTS.with_options(n_sampled=n_sampled, control_rule=control_rule),

@@ -224,8 +224,62 @@ def first_turn_prompts() -> pa.Array:
     return human_prompts("first")
 
 
+ASSISTANT_ROLES = frozenset({"gpt", "chatgpt", "assistant", "bing", "bard"})
+
+
+def chat_pairs(
+    n: int,
+    seed: int = 0,
+    *,
+    max_prompt_chars: int = 1000,
+    pool: int | None = None,
+    source: str | Path | None = None,
+) -> list[tuple[str, str]]:
+    """`n` (human prompt, assistant answer) pairs: a third source of model outputs (the
+    assistant turns of ShareGPT are ChatGPT's), for students that learned from neither
+    bundled model.
+
+    Each conversation gives at most one pair: its first human turn (stripped, 1 to
+    `max_prompt_chars` characters) and the assistant turn right after it (non-empty).
+    The first `pool` such pairs in file order (default max(2,000, 4n)) are shuffled with
+    `seed` and the first `n` kept, so different seeds give different, overlapping samples
+    of one pool. Reading stops as soon as the pool is full (seconds, no cache needed)."""
+    import random
+
+    if n < 1:
+        raise InputError(f"chat_pairs needs n >= 1, got {n}")
+    pool = max(2000, 4 * n) if pool is None else max(pool, n)
+    found: list[tuple[str, str]] = []
+    for obj in iter_conversations(source or dataset_file()):
+        turns = obj.get("conversations") if isinstance(obj, dict) else None
+        pair = _first_pair(turns, max_prompt_chars) if isinstance(turns, list) else None
+        if pair is not None:
+            found.append(pair)
+            if len(found) >= pool:
+                break
+    if len(found) < n:
+        raise InputError(f"the ShareGPT file holds only {len(found)} usable pairs, {n} asked")
+    random.Random(f"sharegpt-pairs:{seed}").shuffle(found)
+    return found[:n]
+
+
+def _first_pair(turns: list[Any], max_prompt_chars: int) -> tuple[str, str] | None:
+    """The first human turn and the assistant answer right after it, when both are usable."""
+    for i, t in enumerate(turns[:-1]):
+        if isinstance(t, dict) and t.get("from") in HUMAN_ROLES:
+            p, a = t.get("value"), turns[i + 1]
+            if not (isinstance(a, dict) and a.get("from") in ASSISTANT_ROLES):
+                return None
+            p = p.strip() if isinstance(p, str) else ""
+            v = a.get("value")
+            v = v.strip() if isinstance(v, str) else ""
+            return (p, v) if p and v and len(p) <= max_prompt_chars else None
+    return None
+
+
 __all__ = [
     "MAX_CHARS",
+    "chat_pairs",
     "cache_dir",
     "cache_path",
     "dataset_file",

@@ -333,17 +333,23 @@ def zoo_build_cmd(
         ..., "--out", help="Zoo folder (rerun to resume; built members are skipped)."
     ),
     tier: str = typer.Option(
-        "quick", "--tier", help="quick (tiny teachers, minutes) or full (bundled teachers)."
+        "quick",
+        "--tier",
+        help="quick (tiny teachers, minutes), full (bundled teachers, small students) or "
+        "pretrained (the bundled models fine-tuned on each other's answers; hours on CPU).",
     ),
     scale: float = typer.Option(
         1.0, "--scale", help="Multiply prompts, corpus and teacher data (e.g. 0.25 or 4)."
+    ),
+    only: list[str] | None = typer.Option(
+        None, "--only", help="Build only this student now (repeatable); rerun for the rest."
     ),
     device: str | None = _DEVICE,
 ) -> None:
     """Build the zoo: teachers, distilled students, independent models, and manifest.json."""
     from distilltrace.distill.zoo import build_zoo
 
-    m = build_zoo(out, tier, scale=scale, **_given(device=device))
+    m = build_zoo(out, tier, scale=scale, only=only or None, **_given(device=device))
     _print_manifest(m)
 
 

@@ -43,6 +43,10 @@ class TrainConfig:
     warmup: float = setting(0.05, identity="always")  # fraction of the steps
     weight_decay: float = setting(0.0, identity="always")
     grad_clip: float = setting(1.0)  # max gradient norm
+    # rows per forward/backward pass (gradients accumulated up to batch_size); None: the
+    # whole batch when it fits in memory, else the largest halving of it that does. Same
+    # update either way (up to floating-point rounding), so not part of the run identity.
+    micro_batch_size: int | None = setting(None, identity=None)
     adam_betas: tuple[float, float] = setting((0.9, 0.95))
     # data
     max_examples: int | None = setting(None, identity=None)  # seq-KD / LM: first N only

@@ -1,7 +1,9 @@
-"""A small Rich progress display (on stderr) for harvests and training runs."""
+"""A small Rich progress display (on stderr) for harvests and training runs; periodic lines
+with an ETA instead when stderr is not a terminal (a log file, CI)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,9 +21,16 @@ class _Bar:
 
 @contextmanager
 def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[_Bar]:
-    """A progress bar with a free-text field (loss, tokens/s); a no-op when disabled."""
+    """A progress bar with a free-text field (loss, tokens/s); a no-op when disabled; lines
+    when stderr is not a terminal."""
     if not enabled:
         yield _Bar(None, None)
+        return
+    if not sys.stderr.isatty():
+        from distilltrace.progress import LineProgress
+
+        lines = LineProgress()
+        yield _Bar(lines, lines.add_task(description, total=total, info=""))
         return
     from rich.console import Console
     from rich.progress import (

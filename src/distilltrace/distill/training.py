@@ -16,7 +16,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +149,31 @@ def check_memory(
             "or pick a smaller student"
         )
     return need
+
+
+def fit_micro_batch(
+    model: Any, cfg: TrainConfig, max_len: int, device: torch.device, extra_vocab_copies: int = 0
+) -> int:
+    """Rows per pass: `cfg.micro_batch_size` when set (checked), else the whole batch when
+    it fits in memory, else the largest halving of it that does (gradients are then
+    accumulated over the batch); InputError when not even one row fits."""
+    if cfg.micro_batch_size is not None:
+        if not 1 <= cfg.micro_batch_size <= cfg.batch_size:
+            raise InputError(
+                f"micro_batch_size must be in 1..batch_size ({cfg.batch_size}), "
+                f"got {cfg.micro_batch_size}"
+            )
+        check_memory(model, cfg.micro_batch_size, max_len, device, extra_vocab_copies)
+        return cfg.micro_batch_size
+    micro = cfg.batch_size
+    while True:
+        try:
+            check_memory(model, micro, max_len, device, extra_vocab_copies)
+            return micro
+        except InputError:
+            if micro == 1:
+                raise
+            micro = max(1, micro // 2)
 
 
 # ----------------------------------------------------------------------- the loop
@@ -434,9 +459,13 @@ class _Loop:
         return time.perf_counter() - t0
 
     def _step(self, batch: _Batch) -> None:
-        loss, n_tgt = self.loss_fn(self.model, batch)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        micro = self.cfg.micro_batch_size or len(batch.index)
+        if micro >= len(batch.index):
+            loss, n_tgt = self.loss_fn(self.model, batch)
+            loss.backward()
+        else:
+            loss, n_tgt = self._accumulate(batch, micro)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.opt.step()
         self.sched.step()
@@ -445,6 +474,26 @@ class _Loop:
         self.state.tokens += n_tok
         self.run_tokens += n_tok
         self.state.target_tokens += n_tgt
+
+    def _accumulate(self, batch: _Batch, micro: int) -> tuple[torch.Tensor, int]:
+        """The batch's gradient from passes of `micro` rows: each pass's mean loss weighted
+        by its target count, the sum divided by the batch's count (the whole batch's mean)."""
+        total, n_all = torch.zeros(()), 0
+        for a in range(0, len(batch.index), micro):
+            part = _Batch(
+                batch.ids[a : a + micro],
+                batch.attn[a : a + micro],
+                batch.targets[a : a + micro],
+                batch.index[a : a + micro],
+            )
+            loss, n = self.loss_fn(self.model, part)
+            (loss * n).backward()
+            total += float(loss.detach()) * n
+            n_all += n
+        for p in self.model.parameters():
+            if p.grad is not None:
+                p.grad.div_(max(n_all, 1))
+        return total / max(n_all, 1), n_all
 
     def _checkpoint(self, step: int, wall_s: float) -> None:
         st = self.state
@@ -490,13 +539,10 @@ def run_training(
     cached = _finished_run(out, fp, model, cfg.resume)
     if cached is not None:
         return cached
-    check_memory(
-        model,
-        cfg.batch_size,
-        min(cfg.max_len, max(len(e.ids) for e in examples)),
-        dev,
-        extra_vocab_copies,
+    micro = fit_micro_batch(
+        model, cfg, min(cfg.max_len, max(len(e.ids) for e in examples)), dev, extra_vocab_copies
     )
+    cfg = replace(cfg, micro_batch_size=micro)
     model.to(dev)
     model.float()
     if on_device is not None:

@@ -16,7 +16,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +27,8 @@ from distilltrace.errors import InputError
 MANIFEST = "manifest.json"
 MEMBER_FILE = "zoo_member.json"
 ROLES = ("teacher", "student", "independent")
-TIERS = ("quick", "full")
+TIERS = ("quick", "full", "pretrained")
+BUNDLED_SHORT = {"smollm2-135m-instruct": "smollm2", "gemma3-270m": "gemma3"}
 
 
 # ----------------------------------------------------------------------- manifest
@@ -47,10 +48,11 @@ class ZooMember:
     train: dict[str, Any]
     path: str | None = None  # relative to the zoo folder (a transformers folder)
     spec: str | None = None  # a bundled model name
+    base: str | None = None  # the member whose pretrained weights it was fine-tuned from
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("path", "spec"):
+        for k in ("path", "spec", "base"):
             if d[k] is None:
                 del d[k]
         return d
@@ -99,10 +101,11 @@ class Manifest:
 
     def derives_from(self, model_name: str, teacher_name: str) -> bool:
         """True when `model_name` was trained (directly, or through a chain of students) on
-        `teacher_name`'s outputs or distribution. A model does not derive from itself."""
+        `teacher_name`'s outputs or distribution, or fine-tuned from its weights (its
+        `base`). A model does not derive from itself."""
         self.get(teacher_name)
         seen: set[str] = set()
-        frontier = list(self.get(model_name).teachers)
+        frontier = self._parents(model_name)
         while frontier:
             t = frontier.pop()
             if t == teacher_name:
@@ -110,8 +113,12 @@ class Manifest:
             if t in seen:
                 continue
             seen.add(t)
-            frontier.extend(self.get(t).teachers)
+            frontier.extend(self._parents(t))
         return False
+
+    def _parents(self, name: str) -> list[str]:
+        m = self.get(name)
+        return [*m.teachers, *([m.base] if m.base else [])]
 
     def save(self, out_dir: str | Path) -> Path:
         p = Path(out_dir) / MANIFEST
@@ -143,6 +150,7 @@ def _member_from(d: Any, where: str) -> ZooMember:
         train=dict(d["train"]),
         path=d.get("path"),
         spec=d.get("spec"),
+        base=str(d["base"]) if d.get("base") is not None else None,
     )
 
 
@@ -169,6 +177,8 @@ def load_manifest(zoo_dir: str | Path) -> Manifest:
         for t in m.teachers:
             if t not in names:
                 raise InputError(f"{p}: {m.name} names unknown teacher {t!r}")
+        if m.base is not None and m.base not in names:
+            raise InputError(f"{p}: {m.name} names unknown base {m.base!r}")
     return Manifest(
         tier=str(raw["tier"]),
         created=str(raw.get("created", "")),
@@ -211,6 +221,7 @@ class StudentPlan:
     data_fraction: float = 1.0
     divergence: str = "fkl"
     epochs: float | None = None  # default: the plan's
+    base: str | None = None  # a teacher whose pretrained weights are fine-tuned (arch = it)
 
 
 @dataclass(frozen=True)
@@ -220,7 +231,7 @@ class ZooPlan:
     tier: str
     teachers: tuple[TeacherPlan, ...]
     students: tuple[StudentPlan, ...]
-    tokenizer: str  # students' tokenizer: "byte" or "smollm2"
+    tokenizer: str  # students' tokenizer: "byte", "smollm2", or "base" (each base's own)
     n_prompts: int
     max_new_tokens: int
     temperature: float = 0.7
@@ -233,6 +244,7 @@ class ZooPlan:
     epochs: float = 3.0
     topk: int = 32
     logit_source: str = "online"  # "online" (teacher forward passes) or "topk" (stored file)
+    answer_chars: int = 400  # third-source (ShareGPT) answers are clipped to this length
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -316,6 +328,29 @@ def _students(
     return tuple(out)
 
 
+def _pretrained_students(teachers: list[str]) -> tuple[StudentPlan, ...]:
+    """Each bundled model fine-tuned as its own base: on the other model's answers (100%,
+    10% and 1% of the data, the rest ShareGPT's ChatGPT answers), and, as the controls
+    (same base, same recipe, other data), on ShareGPT's answers alone (three seeds) and on
+    human text (two seeds). Most informative first, so a partial build (`only`) is useful."""
+    out: list[StudentPlan] = []
+    for base in teachers:
+        b = BUNDLED_SHORT.get(base, base)
+        (t,) = [x for x in teachers if x != base]
+        tt = BUNDLED_SHORT.get(t, t)
+        out += [
+            StudentPlan(f"{b}-ft-{tt}-100-s0", "seq-kd", (t,), base, 0, base=base),
+            StudentPlan(f"{b}-ft-sharegpt-s0", "sharegpt", (), base, 0, base=base),
+            StudentPlan(f"{b}-ft-sharegpt-s1", "sharegpt", (), base, 1, base=base),
+            StudentPlan(f"{b}-ft-{tt}-10-s0", "mix-sharegpt", (t,), base, 0, 0.1, base=base),
+            StudentPlan(f"{b}-ft-sharegpt-s2", "sharegpt", (), base, 2, base=base),
+            StudentPlan(f"{b}-ft-{tt}-1-s0", "mix-sharegpt", (t,), base, 0, 0.01, base=base),
+            StudentPlan(f"{b}-ft-human-s0", "human-text", (), base, 0, base=base),
+            StudentPlan(f"{b}-ft-human-s1", "human-text", (), base, 1, base=base),
+        ]
+    return tuple(out)
+
+
 def zoo_plan(tier: str, scale: float = 1.0) -> ZooPlan:
     """The members and sizes of a tier; `scale` multiplies prompts, corpus and teacher data."""
     if tier not in TIERS:
@@ -363,6 +398,20 @@ def zoo_plan(tier: str, scale: float = 1.0) -> ZooPlan:
         TeacherPlan("smollm2-135m-instruct", spec="smollm2-135m-instruct"),
         TeacherPlan("gemma3-270m", spec="gemma3-270m"),
     )
+    if tier == "pretrained":
+        return ZooPlan(
+            tier="pretrained",
+            teachers=teachers,
+            students=_pretrained_students([t.name for t in teachers]),
+            tokenizer="base",
+            n_prompts=max(16, int(400 * scale)),
+            max_new_tokens=96,
+            lr=1e-4,
+            epochs=2.0,
+            max_len=256,
+            human_chars=max(20_000, int(240_000 * scale)),
+            batch_size=16,
+        )
     return ZooPlan(
         tier="full",
         teachers=teachers,
@@ -458,20 +507,37 @@ def build_zoo(
     plan: ZooPlan | None = None,
     device: str = "auto",
     progress: bool = True,
+    only: Sequence[str] | None = None,
 ) -> Manifest:
     """Build (or finish building) a zoo tier in `out_dir` and write its manifest.json.
-    Members already built are skipped; harvests resume where they stopped."""
+    Members already built are skipped; harvests resume where they stopped. `only` names
+    the students to build now (with the teachers and harvests they need); the others are
+    left for a later call, and the manifest lists what exists."""
     b = _ZooBuild(plan or zoo_plan(tier, scale), Path(out_dir), scale, device, progress)
+    students = _chosen(b.plan, only)
     b.start()
     for tp in b.plan.teachers:
         b.teacher(tp)
-    b.harvests()
-    for sp in b.plan.students:
+    b.harvests(students)
+    for sp in students:
         b.student(sp)
     manifest = b.save()
     manifest.extra["last_build_wall_s"] = round(time.perf_counter() - b.t_start, 1)
     manifest.save(b.out)
     return manifest
+
+
+def _chosen(plan: ZooPlan, only: Sequence[str] | None) -> list[StudentPlan]:
+    if only is None:
+        return list(plan.students)
+    names = [s.name for s in plan.students]
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        raise InputError(
+            f"not students of the {plan.tier!r} tier: {', '.join(unknown)} (its students: "
+            f"{', '.join(names)})"
+        )
+    return [s for s in plan.students if s.name in set(only)]
 
 
 # A student method trains one student: (build, plan, student, folder, train config) ->
@@ -523,7 +589,12 @@ class _ZooBuild:
         plan_file.write_text(plan_json)
         from distilltrace.distill.student import resolve_tokenizer
 
-        self._student_tok = resolve_tokenizer(plan.tokenizer)
+        if plan.tokenizer != "base":
+            self._student_tok = resolve_tokenizer(plan.tokenizer)
+        for sp in plan.students:  # built by an earlier call (e.g. with another `only`)
+            done = _read_member(out / sp.name)
+            if done is not None:
+                self.members[sp.name] = done
 
     def save(self) -> Manifest:
         m = Manifest(
@@ -545,8 +616,7 @@ class _ZooBuild:
         if name not in self._loaded:
             from distilltrace.models import load_model
 
-            m = self.members[name]
-            self._loaded[name] = load_model(m.spec or str(self.out / str(m.path)))
+            self._loaded[name] = load_model(self.teacher_spec(name))
         return self._loaded[name]
 
     def train_config(self, **settings: Any) -> Any:
@@ -554,10 +624,23 @@ class _ZooBuild:
 
         return TrainConfig(device=self.device, progress=self.progress, **settings)
 
-    def new_student(self, arch: str, seed: int) -> Any:
+    def new_student(self, sp: StudentPlan) -> Any:
+        """A fresh student: the architecture with seeded random weights, or a copy of its
+        base's pretrained weights (and tokenizer) to fine-tune."""
         from distilltrace.distill.student import make_student
 
-        return make_student(arch, self._student_tok, seed)
+        if sp.base is not None:
+            return make_student(self.teacher_spec(sp.base))
+        if self._student_tok is None:
+            raise InputError(
+                f"{sp.name}: the plan's tokenizer 'base' applies only to fine-tuned bases; a "
+                "new architecture needs 'byte' or 'smollm2'"
+            )
+        return make_student(sp.arch, self._student_tok, sp.seed)
+
+    def teacher_spec(self, name: str) -> str:
+        m = self.members[name]
+        return m.spec or str(self.out / str(m.path))
 
     # ------------------------------------------------------------------- 1. teachers
     def teacher(self, tp: TeacherPlan) -> None:
@@ -601,7 +684,12 @@ class _ZooBuild:
             seed=tp.seed,
             max_len=self.plan.max_len,
         )
-        res = train_seq_kd(self.new_student(tp.arch, tp.seed), recs, folder, cfg)
+        res = train_seq_kd(
+            self.new_student(StudentPlan(tp.name, "tiny-teacher", (), tp.arch, tp.seed)),
+            recs,
+            folder,
+            cfg,
+        )
         return ZooMember(
             name=tp.name,
             role="teacher",
@@ -622,7 +710,7 @@ class _ZooBuild:
         )
 
     # ------------------------------------------------------------------- 2. harvests
-    def harvests(self) -> None:
+    def harvests(self, students: Sequence[StudentPlan]) -> None:
         """One harvest per teacher that has students, on the same prompts (resumable)."""
         from distilltrace.distill.dataset import read_records
         from distilltrace.distill.harvesting import harvest
@@ -630,7 +718,7 @@ class _ZooBuild:
 
         plan = self.plan
         prompts = generate_prompts(plan.n_prompts, seed=plan.harvest_seed)
-        needed = {t for s in plan.students for t in s.teachers}
+        needed = {t for s in students for t in s.teachers}
         for tp in plan.teachers:
             if tp.name not in needed:
                 continue
@@ -654,6 +742,7 @@ class _ZooBuild:
                 )
             by_prompt = {r.prompt: r for r in read_records(path)}
             self.records[tp.name] = [by_prompt[p.text] for p in prompts]
+        self._loaded.clear()  # the students' training needs the memory (reloaded if asked)
 
     # ------------------------------------------------------------------- 3. students
     def student(self, sp: StudentPlan) -> None:
@@ -662,12 +751,12 @@ class _ZooBuild:
         folder = self.out / sp.name
         done = _read_member(folder)
         if done is None:
-            if sp.arch not in ARCHS:
+            if sp.arch not in ARCHS and sp.base not in self.members:
                 raise InputError(f"unknown student architecture {sp.arch!r}")
             method = STUDENT_METHODS.get(sp.method)
             if method is None:
                 raise InputError(f"unknown zoo method {sp.method!r}")
-            st = self.new_student(sp.arch, sp.seed)
+            st = self.new_student(sp)
             plan = self.plan
             cfg = self.train_config(
                 epochs=sp.epochs or plan.epochs,
@@ -687,6 +776,7 @@ class _ZooBuild:
                 data={"prompts": n_prompts, "tokens": res.data_tokens, "source": source},
                 train=_train_summary(res, **extra),
                 path=sp.name,
+                base=sp.base,
             )
             _write_member(folder, done)
             self.members[sp.name] = done
@@ -759,10 +849,46 @@ def _human_text_student(b: _ZooBuild, sp: StudentPlan, st: Any, folder: Path, cf
     return res, source, 0, "independent", {}
 
 
+def _sharegpt_records(b: _ZooBuild, n: int, seed: int) -> list[Any]:
+    """`n` ShareGPT (prompt, ChatGPT answer) pairs, answers clipped like a teacher's."""
+    from distilltrace.data.sharegpt import chat_pairs
+    from distilltrace.distill.dataset import Record
+
+    limit = b.plan.answer_chars
+    return [
+        Record(p, _clip(a, limit), {"finish_reason": "stop" if len(a) <= limit else "length"})
+        for p, a in chat_pairs(n, seed=seed)
+    ]
+
+
+def _sharegpt_student(b: _ZooBuild, sp: StudentPlan, st: Any, folder: Path, cfg: Any):
+    from distilltrace.distill.training import train_seq_kd
+
+    recs = _sharegpt_records(b, b.n_take(sp), sp.seed)
+    res = train_seq_kd(st, recs, folder, cfg)
+    source = f"ShareGPT first turns with ChatGPT's answers ({len(recs)} pairs, seed {sp.seed})"
+    return res, source, len(recs), "independent", {}
+
+
+def _mix_sharegpt_student(b: _ZooBuild, sp: StudentPlan, st: Any, folder: Path, cfg: Any):
+    """A teacher's answers for a share (`data_fraction`) of the prompts, ShareGPT pairs
+    (the same sample as the `sharegpt` control of this seed) for the rest."""
+    from distilltrace.distill.training import train_seq_kd
+
+    n, t = b.plan.n_prompts, sp.teachers[0]
+    k = max(1, int(round(sp.data_fraction * n)))
+    recs = b.records[t][:k] + _sharegpt_records(b, n - k, sp.seed)
+    res = train_seq_kd(st, recs, folder, cfg)
+    source = f"harvest of {t} (first {k} prompts) + {n - k} ShareGPT pairs (seed {sp.seed})"
+    return res, source, n, "student", {"teacher_share": k / n}
+
+
 # How each zoo method trains a student: adding a method is adding an entry here.
 STUDENT_METHODS: dict[str, StudentMethod] = {
     "seq-kd": _seq_kd_student,
     "mix": _mix_student,
     "logit-kd": _logit_kd_student,
     "human-text": _human_text_student,
+    "sharegpt": _sharegpt_student,
+    "mix-sharegpt": _mix_sharegpt_student,
 }

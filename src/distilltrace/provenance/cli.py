@@ -30,6 +30,13 @@ def _cache_file(cache: Path | None) -> Path | None:
 
 
 def _progress():
+    """Rich's bar on a terminal; elsewhere (a log, CI) the same API printing lines."""
+    import sys
+
+    if not sys.stderr.isatty():
+        from distilltrace.progress import LineProgress
+
+        return LineProgress()
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

@@ -219,11 +219,12 @@ def _gather(run: _Run) -> _Data:
         run.note("identity probes", 0, 1)
         data.identity = _identity(run)
     if n_samp:
-        run.note("sampled outputs", 0, 1)
-        gens = {run.suspect, *run.refs, *{c for v in run.ctrl_labs.values() for c in v}}
-        data.samp = {lab: sess.sampled(lab, data.samp_prompts) for lab in sorted(gens)}
-        if fp_prompts:
-            data.fp = {lab: sess.sampled(lab, fp_prompts) for lab in sorted(gens - {run.suspect})}
+        gens = sorted({run.suspect, *run.refs, *{c for v in run.ctrl_labs.values() for c in v}})
+        jobs = [(lab, data.samp_prompts, data.samp) for lab in gens]
+        jobs += [(lab, fp_prompts, data.fp) for lab in gens if fp_prompts and lab != run.suspect]
+        for i, (lab, prompts, into) in enumerate(jobs):  # a progress line per model
+            run.note(f"sampled outputs ({lab})", i, len(jobs))
+            into[lab] = sess.sampled(lab, prompts)
     return data
 
 
@@ -249,7 +250,8 @@ def _suspect_and_controls(run: _Run, prompts: list[str]) -> None:
         return
     ctrls = sorted({c for v in run.ctrl_labs.values() for c in v})
     rates: dict[str, float | None] = {s: found[chosen].rate}
-    for c in ctrls:
+    for i, c in enumerate(ctrls):
+        run.note(f"control capability ({c})", i, len(ctrls))
         sess.greedy(c, prompts)
         rates[c] = degeneracy([sess.greedy_text(c, p) for p in prompts], prompts).rate
     run.cap = check = check_controls(sess, s, ctrls, rates, cfg)

@@ -1,0 +1,54 @@
+"""Long work shows progress: a Rich bar on a terminal, periodic lines with an ETA elsewhere."""
+
+from __future__ import annotations
+
+import io
+
+from distilltrace import progress as lines
+from distilltrace.distill import progress
+
+
+def _clock(monkeypatch, times):
+    it = iter(times)
+    monkeypatch.setattr(lines.time, "perf_counter", lambda: next(it))
+
+
+def test_bar_prints_lines_when_not_a_terminal(capsys, monkeypatch):
+    _clock(monkeypatch, [0.0, 1.0, 1.5, 2.0, 3.0, 40.0, 41.0, 100.0])
+    with progress.progress_bar("harvest m", 100) as bar:  # pytest's stderr is not a tty
+        bar.update(5)  # t=1: the first update
+        bar.update(6)  # t=2: under a tenth more, under 30 s: silent
+        bar.update(10, "loss 2.0")  # t=2: a tenth
+        bar.update(12)  # t=3: silent
+        bar.update(13)  # t=40: 38 s since the last line
+        bar.update(14)  # t=41: silent
+        bar.update(100)  # t=100: done
+    assert capsys.readouterr().err.splitlines() == [
+        "harvest m: 5/100 (5%), 1 s, ETA 19 s",
+        "harvest m: 10/100 (10%), 2 s, ETA 18 s, loss 2.0",
+        "harvest m: 13/100 (13%), 40 s, ETA 268 s",
+        "harvest m: 100/100 (100%), 100 s, ETA 0 s",
+    ]
+
+
+def test_line_progress_restarts_its_clock_for_each_phase(monkeypatch):
+    _clock(monkeypatch, [0.0, 5.0, 6.0, 10.0, 20.0])
+    out = io.StringIO()
+    with lines.LineProgress(stream=out) as p:
+        t = p.add_task("provenance", total=None)  # t=0
+        p.update(t, description="suspect a: pilot", completed=0, total=4)  # t=5: new phase
+        p.update(t, completed=1)  # t=6: a quarter
+        p.update(t, description="suspect a: greedy", completed=0, total=10)  # t=10
+        p.update(t, completed=5)  # t=20
+    assert out.getvalue().splitlines() == [
+        "suspect a: pilot: 0/4 (0%), 0 s",
+        "suspect a: pilot: 1/4 (25%), 1 s, ETA 3 s",
+        "suspect a: greedy: 0/10 (0%), 0 s",
+        "suspect a: greedy: 5/10 (50%), 10 s, ETA 10 s",
+    ]
+
+
+def test_disabled_is_silent(capsys):
+    with progress.progress_bar("x", 10, enabled=False) as bar:
+        bar.update(10)
+    assert capsys.readouterr().err == ""
