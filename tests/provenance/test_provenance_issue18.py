@@ -447,4 +447,7 @@ def test_progress_names_each_model_in_the_long_phases(models):
     assert [(d, t) for _, d, t in caps] == [(0, 2), (1, 2)]
     sampled = [n for n in notes if n[0].startswith("sampled outputs (")]
     assert len(sampled) == 4 and [d for _, d, _ in sampled] == [0, 1, 2, 3]  # S, R, C1, C2
-    assert msgs.index(caps[0][0]) < msgs.index(sampled[0][0]) < msgs.index("greedy probes")
+    tests = [n for n in notes if n[0].startswith("test ")]
+    assert [m for m, _, _ in tests] == [f"test likelihood (reference {r.info.name})"]
+    first = msgs.index
+    assert first(caps[0][0]) < first(sampled[0][0]) < first(tests[0][0]) < first("greedy probes")

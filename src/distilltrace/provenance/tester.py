@@ -346,17 +346,20 @@ def _fixed_tests(run: _Run, data: _Data) -> dict[str, dict[str, TestResult]]:
     """The selected tests that do not read the greedy stream, per reference (a test whose
     gathered data is empty is left out, as when no sampled outputs were planned)."""
     out: dict[str, dict[str, TestResult]] = {r: {} for r in run.refs}
-    for r in run.active:
-        for t in run.tests:
-            need = t.queries(run.cfg)
-            if need.stream or (need.sampled and not data.samp_prompts):
-                continue
-            if need.fingerprint and not data.fp_prompts:
-                continue
-            res = _run_test(run, t, _inputs(run, data, r))
-            if res is not None:
-                out[r][t.name] = res
+    todo = [(r, t) for r in run.active for t in run.tests if _fixed_ready(run, t, data)]
+    for i, (r, t) in enumerate(todo):  # a progress line per test (scoring can be long)
+        run.note(f"test {t.name} (reference {r})", i, len(todo))
+        res = _run_test(run, t, _inputs(run, data, r))
+        if res is not None:
+            out[r][t.name] = res
     return out
+
+
+def _fixed_ready(run: _Run, t: ProvenanceTest, data: _Data) -> bool:
+    need = t.queries(run.cfg)
+    if need.stream or (need.sampled and not data.samp_prompts):
+        return False
+    return not (need.fingerprint and not data.fp_prompts)
 
 
 def _stream_tests(run: _Run) -> list[ProvenanceTest]:
