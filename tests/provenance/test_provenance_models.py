@@ -406,6 +406,7 @@ def test_bench_on_a_small_manifest(zoo, tmp_path):
         ],
     ).save(tmp_path)
     cfg = ProvenanceConfig(**{**FAST.to_dict(), "pool_size": 200})
+    notes: list[str] = []
     res = run_bench(
         tmp_path,
         budget=150,
@@ -415,7 +416,11 @@ def test_bench_on_a_small_manifest(zoo, tmp_path):
         config=cfg,
         pool_size=200,
         match_recipe=False,  # the fixture's controls are human-text models, S is a student
+        progress=lambda msg, done, total: notes.append(msg),
     )
+    # progress: each suspect, its test's phases and the baseline's models, by name
+    assert "suspect S" in notes and any(m.startswith("suspect 1/4 S: greedy") for m in notes)
+    assert any(m.startswith("suspect 1/4 S: first-words baseline (T,") for m in notes)
     by = {(p.suspect, p.teacher): p for p in res.pairs}
     assert by[("S", "T")].derived and by[("S", "T")].rejected
     assert not any(p.rejected for p in res.pairs if not p.derived)

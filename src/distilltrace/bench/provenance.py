@@ -510,7 +510,7 @@ class _PairTester:
             name_of=lambda m: names[id(m)],
             progress=progress,
         )
-        base = self.first_words(s, teachers, ctrl_map) if self.baseline else {}
+        base = self.first_words(s, teachers, ctrl_map, progress) if self.baseline else {}
         return [
             PairOutcome(
                 suspect=s,
@@ -537,7 +537,11 @@ class _PairTester:
         ]
 
     def first_words(
-        self, s: str, teachers: list[str], ctrl_map: dict[str, list[str]]
+        self,
+        s: str,
+        teachers: list[str],
+        ctrl_map: dict[str, list[str]],
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> dict[str, dict[str, Any]]:
         """The first-words baseline per teacher on the suspect's greedy answers to the first
         `budget` pool prompts (its whole budget), Holm over the teachers."""
@@ -549,7 +553,9 @@ class _PairTester:
         labs = [s, *teachers, *sorted({c for t in teachers for c in ctrl_map[t]})]
         sess = Session({n: self.get(n) for n in labs}, self.cfg, QueryCounter(), self.store)
         prompts = shuffled_pool(self.cfg)[: self.cfg.budget]
-        ps = {t: first_words_on(sess, s, t, ctrl_map[t], prompts).pvalue for t in teachers}
+        ps = {
+            t: first_words_on(sess, s, t, ctrl_map[t], prompts, progress).pvalue for t in teachers
+        }
         h = holm([ps[t] for t in teachers], alpha=self.cfg.alpha)
         q = sum(sess.counter.counts.get(s, {}).values())
         return {

@@ -19,7 +19,7 @@ capability (closer to any strong reference) can defeat; see `capability.py`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from distilltrace.provenance.config import ProvenanceConfig
@@ -124,12 +124,21 @@ class FirstWordsAgreement:
 
 
 def first_words_on(
-    sess, suspect: str, ref: str, controls: Sequence[str], prompts: Sequence[str]
+    sess,
+    suspect: str,
+    ref: str,
+    controls: Sequence[str],
+    prompts: Sequence[str],
+    note: Callable[[str, int, int], None] | None = None,
 ) -> TestResult:
     """The test with every model's greedy answers on `prompts` (queried through `sess`,
-    memoised and counted); the baseline of `bench provenance` calls it with the budget."""
+    memoised and counted); the baseline of `bench provenance` calls it with the budget.
+    `note(message, done, total)` is told which model is being queried."""
     texts = {}
-    for lab in [suspect, ref, *controls]:
+    labs = [suspect, ref, *controls]
+    for i, lab in enumerate(labs):
+        if note is not None:
+            note(f"first-words baseline ({lab}, {len(prompts)} greedy answers)", i, len(labs))
         sess.greedy(lab, prompts)
         texts[lab] = [sess.greedy_text(lab, p) for p in prompts]
     k = sess.cfg.first_words_k
