@@ -9,7 +9,7 @@ from scipy import stats as st
 from distilltrace.provenance.agreement import greedy_agreement_test
 from distilltrace.provenance.lexical import lexical_test
 from distilltrace.provenance.likelihood import likelihood_test, reverse_likelihood_test
-from distilltrace.provenance.paired import intersection_union, signflip_test
+from distilltrace.provenance.paired import intersection_union, rademacher_tail, signflip_test
 from distilltrace.provenance.sequential import BettingEProcess, anytime_pvalues
 from distilltrace.provenance.textmatch import prefix_agreement
 from distilltrace.stats import binomial_slack, calibration, combine_pvalues, holm
@@ -96,12 +96,42 @@ def test_signflip_calibrated_under_mean_zero(kind):
     _superuniform(p)
 
 
-def test_signflip_power_and_floor():
+def test_signflip_power_and_no_floor():
     rng = np.random.default_rng(4)
-    r = signflip_test(rng.normal(0.6, 1, 100), n_resamples=999)
-    assert r.pvalue == pytest.approx(1 / 1000)
+    x = rng.normal(0.6, 1, 100)
+    r = signflip_test(x, n_resamples=999)
+    bound = rademacher_tail(float(x.sum()), float(np.dot(x, x)))
+    assert bound < 1 / 1000 and r.pvalue == pytest.approx(bound)  # not the 1/(B+1) floor
+    weak = rng.normal(0.25, 1, 40)  # no draw beyond it, but a bound above the floor
+    assert signflip_test(weak, n_resamples=99, seed=1).pvalue <= 1 / 100
     assert signflip_test([]).pvalue == 1.0
     assert signflip_test(np.zeros(20)).pvalue == 1.0
+
+
+def test_rademacher_bound_is_above_the_exact_tail():
+    """Hoeffding's bound is at least the exact sign-flip tail (all 2^12 sign vectors)."""
+    import itertools
+
+    signs = np.array(list(itertools.product([-1.0, 1.0], repeat=12)))
+    rng = np.random.default_rng(8)
+    for _ in range(200):
+        x = rng.normal(rng.uniform(0, 1.5), 1, 12)
+        if x.sum() <= 0:
+            continue
+        exact = float(np.mean(signs @ x >= x.sum() - 1e-12))
+        assert rademacher_tail(float(x.sum()), float(np.dot(x, x))) >= exact
+
+
+@pytest.mark.parametrize("kind", ["normal", "skewed"])
+def test_signflip_with_few_draws_stays_valid_below_the_floor(kind):
+    """With B = 19 draws, 1 in 20 null samples has no draw beyond it and gets the bound:
+    the rate of p <= alpha stays <= alpha at alphas below 1 / (B + 1)."""
+    rng = np.random.default_rng(9)
+    gen = {"normal": lambda: rng.normal(0, 1, 30), "skewed": lambda: rng.exponential(1, 30) - 1}
+    p = np.array([signflip_test(gen[kind](), n_resamples=19, seed=i).pvalue for i in range(4000)])
+    for alpha in (0.005, 0.01, 0.02, 0.05):
+        # binomial slack: 3 standard errors above alpha
+        assert np.mean(p <= alpha) <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / p.size)
 
 
 def test_signflip_sequential_stops_early_and_reaches_small_p():
@@ -110,7 +140,7 @@ def test_signflip_sequential_stops_early_and_reaches_small_p():
     assert null.n_resamples < 2_000  # Besag-Clifford: stops after h exceedances
     assert null.pvalue > 0.001
     strong = signflip_test(rng.normal(0.8, 1, 100))
-    assert strong.pvalue <= 1e-5  # floor 1 / 200,000: below the 1e-4 attribution target
+    assert strong.pvalue <= 1e-9  # no draw reaches it: Hoeffding's bound, no 1/200,000 floor
     # the ranking by the mean is the ranking by the t statistic (sum of squares is fixed)
     x = rng.normal(0.1, 1, 30)
     flips = rng.choice([-1.0, 1.0], size=(200, 30)) * x

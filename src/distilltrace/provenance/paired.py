@@ -10,7 +10,15 @@ resampled means are ranked instead (same test, one matrix-vector product per bat
 The Monte Carlo p-value is sequential (Besag & Clifford 1991): resampling stops once `h`
 resampled statistics reach the observed one, at draw L, giving p = h / L; otherwise, after
 all B draws with k < h exceedances, p = (k + 1) / (B + 1). Both are valid p-values; clear
-nulls stop after a few dozen draws, and strong effects get a floor of 1 / (B + 1).
+nulls stop after a few dozen draws.
+
+No floor at 1 / (B + 1) for strong effects: when no draw reaches the observed sum (k = 0),
+p is the smaller of 1 / (B + 1) and Hoeffding's bound on the exact randomisation tail,
+P(sum e_i d_i >= sum d_i) <= exp(-(sum d_i)^2 / (2 sum d_i^2)) for fair signs e_i.
+Still valid: for alpha >= 1 / (B + 1) the event {p <= alpha} is the Monte Carlo test's;
+below it, it implies the bound, hence the exact p-value, is <= alpha. (The bound is a
+decreasing function of the t statistic, and for a mean-zero null that is not symmetric it
+is conservative against the normal tail as well.)
 """
 
 from __future__ import annotations
@@ -105,7 +113,14 @@ def signflip_test(
         done += b
         chunk = min(chunk * 2, max(256, 2_000_000 // n))
     p = (1 + exceed) / (n_resamples + 1)
+    if exceed == 0 and total - tol > 0:  # beyond every draw: the exact tail's bound
+        p = min(p, rademacher_tail(total - tol, float(np.dot(x, x))))
     return PairedResult(n, float(x.mean()), sd, t_obs, float(min(1.0, p)), n_resamples)
+
+
+def rademacher_tail(t: float, sum_sq: float) -> float:
+    """Hoeffding's bound on P(sum e_i d_i >= t) for fair signs e_i, given sum d_i^2 (t > 0)."""
+    return float(np.exp(-(t * t) / (2.0 * sum_sq))) if sum_sq > 0 else 0.0
 
 
 def intersection_union(pvalues: Mapping[str, float]) -> float:
