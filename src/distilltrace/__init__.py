@@ -1,3 +1,3 @@
 """distilltrace: distillation forensics with stated error rates."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
