@@ -25,12 +25,14 @@ class _Task:
 
 class LineProgress:
     """A line when a task's description changes, at each tenth of its total, and at least
-    every `every_s` seconds otherwise (when it is updated)."""
+    every `every_s` seconds otherwise (when it is updated). Each line starts with the time
+    since the progress began; the ETA counts from the start of the current phase."""
 
     def __init__(self, every_s: float = LINE_EVERY_S, stream: Any = None):
         self.every_s = every_s
         self.stream = stream
         self.tasks: list[_Task] = []
+        self.t0 = time.perf_counter()
 
     def __enter__(self) -> LineProgress:
         return self
@@ -68,10 +70,10 @@ class LineProgress:
             t.tenth, t.last = max(tenth, t.tenth), now
             print(self._line(t, now), file=self.stream or sys.stderr, flush=True)
 
-    @staticmethod
-    def _line(t: _Task, now: float) -> str:
+    def _line(self, t: _Task, now: float) -> str:
+        """[time since start] description: done/total (share), the phase's time, its ETA."""
         spent = now - t.started
-        text = t.description
+        text = f"[{now - self.t0:.0f} s] {t.description}"
         if t.total:
             text += f": {t.completed:g}/{t.total:g} ({t.completed / t.total:.0%})"
         text += f", {spent:.0f} s"

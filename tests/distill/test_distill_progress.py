@@ -14,7 +14,7 @@ def _clock(monkeypatch, times):
 
 
 def test_bar_prints_lines_when_not_a_terminal(capsys, monkeypatch):
-    _clock(monkeypatch, [0.0, 1.0, 1.5, 2.0, 3.0, 40.0, 41.0, 100.0])
+    _clock(monkeypatch, [0.0, 0.0, 1.0, 1.5, 2.0, 3.0, 40.0, 41.0, 100.0])
     with progress.progress_bar("harvest m", 100) as bar:  # pytest's stderr is not a tty
         bar.update(5)  # t=1: the first update
         bar.update(6)  # t=2: under a tenth more, under 30 s: silent
@@ -24,15 +24,15 @@ def test_bar_prints_lines_when_not_a_terminal(capsys, monkeypatch):
         bar.update(14)  # t=41: silent
         bar.update(100)  # t=100: done
     assert capsys.readouterr().err.splitlines() == [
-        "harvest m: 5/100 (5%), 1 s, ETA 19 s",
-        "harvest m: 10/100 (10%), 2 s, ETA 18 s, loss 2.0",
-        "harvest m: 13/100 (13%), 40 s, ETA 268 s",
-        "harvest m: 100/100 (100%), 100 s, ETA 0 s",
+        "[1 s] harvest m: 5/100 (5%), 1 s, ETA 19 s",
+        "[2 s] harvest m: 10/100 (10%), 2 s, ETA 18 s, loss 2.0",
+        "[40 s] harvest m: 13/100 (13%), 40 s, ETA 268 s",
+        "[100 s] harvest m: 100/100 (100%), 100 s, ETA 0 s",
     ]
 
 
 def test_line_progress_restarts_its_clock_for_each_phase(monkeypatch):
-    _clock(monkeypatch, [0.0, 5.0, 6.0, 10.0, 20.0])
+    _clock(monkeypatch, [0.0, 0.0, 5.0, 6.0, 10.0, 20.0])
     out = io.StringIO()
     with lines.LineProgress(stream=out) as p:
         t = p.add_task("provenance", total=None)  # t=0
@@ -41,10 +41,10 @@ def test_line_progress_restarts_its_clock_for_each_phase(monkeypatch):
         p.update(t, description="suspect a: greedy", completed=0, total=10)  # t=10
         p.update(t, completed=5)  # t=20
     assert out.getvalue().splitlines() == [
-        "suspect a: pilot: 0/4 (0%), 0 s",
-        "suspect a: pilot: 1/4 (25%), 1 s, ETA 3 s",
-        "suspect a: greedy: 0/10 (0%), 0 s",
-        "suspect a: greedy: 5/10 (50%), 10 s, ETA 10 s",
+        "[5 s] suspect a: pilot: 0/4 (0%), 0 s",
+        "[6 s] suspect a: pilot: 1/4 (25%), 1 s, ETA 3 s",
+        "[10 s] suspect a: greedy: 0/10 (0%), 0 s",
+        "[20 s] suspect a: greedy: 5/10 (50%), 10 s, ETA 10 s",
     ]
 
 
