@@ -160,6 +160,26 @@ def test_a_consistently_rehashed_forgery_fails_recomputation(built, path, edit, 
         verify_bundle(b, built["key"])
 
 
+def test_a_claim_that_differs_under_another_version_names_the_versions(built):
+    """A bundle built by another distilltrace version whose claim does not recompute: the
+    error says which versions, since a changed statistic can explain it."""
+    from distilltrace import __version__
+
+    b = _copy(built, "oldversion")
+    m = json.loads((b / MANIFEST).read_text())
+    m["software"]["version"] = "0.0.9"
+    (b / MANIFEST).write_text(json.dumps(m))
+    rep = json.loads((b / "report.json").read_text())
+    for c in rep["claims"]:
+        c["pvalue"] = c["pvalue"] / 2
+    (b / "report.json").write_text(json.dumps(rep))
+    _reseal(b)
+    with pytest.raises(VerifyError) as e:
+        verify_bundle(b)
+    assert "differs from the reported" in str(e.value)
+    assert f"built with distilltrace 0.0.9, this is {__version__}" in str(e.value)
+
+
 def test_wrong_secret_fails_and_cli_exit_codes(built, tmp_path, capsys):
     wrong = tmp_path / "wrong.hex"
     wrong.write_text("11" * 32)

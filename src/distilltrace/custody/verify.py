@@ -121,6 +121,18 @@ def _same(a: float | None, b: float | None) -> bool:
     return a == b or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-300)
 
 
+def _version_hint(built_with: str | None) -> str:
+    """Why a recomputed claim may differ other than tampering: another software version."""
+    from distilltrace import __version__
+
+    if built_with in (None, __version__):
+        return ""
+    return (
+        f" (the bundle was built with distilltrace {built_with}, this is {__version__}: a "
+        "statistic changed between versions can explain it; verify with the bundle's version)"
+    )
+
+
 def _compare(new: EvidenceResult, old: dict[str, Any], where: str) -> None:
     for k in ("pvalue", "statistic"):
         if not _same(new.to_dict()[k], old.get(k)):
@@ -254,13 +266,18 @@ def verify_bundle(
     if cfg.to_dict() != report.get("config"):
         raise VerifyError("report.json: its config differs from the manifest's")
     new, why = _recompute(root, man, wm, tok, cfg.to_dict(), reported)
-    for name, e in new.items():
-        if name not in reported:
-            raise VerifyError(f"report.json: claim {name!r} is missing")
-        _compare(e, reported[name], "report.json")
-        old = {k: v for k, v in reported[name].items() if k != "meaning"}
-        if json.loads(json.dumps(e.to_dict())) != old:
-            raise VerifyError(f"report.json: claim {name!r}: details differ from the recomputed")
+    try:
+        for name, e in new.items():
+            if name not in reported:
+                raise VerifyError(f"report.json: claim {name!r} is missing")
+            _compare(e, reported[name], "report.json")
+            old = {k: v for k, v in reported[name].items() if k != "meaning"}
+            if json.loads(json.dumps(e.to_dict())) != old:
+                raise VerifyError(
+                    f"report.json: claim {name!r}: details differ from the recomputed"
+                )
+    except VerifyError as e:
+        raise VerifyError(str(e) + _version_hint(man.software.get("version"))) from None
     claims = [new.get(n) or EvidenceResult.from_dict(c) for n, c in reported.items()]
     fam = C.combine(claims, cfg.alpha)
     if json.loads(json.dumps(fam.to_dict())) != report.get("family"):
