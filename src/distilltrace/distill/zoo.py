@@ -624,19 +624,19 @@ class _ZooBuild:
 
         return TrainConfig(device=self.device, progress=self.progress, **settings)
 
-    def new_student(self, sp: StudentPlan) -> Any:
+    def new_student(self, arch: str, seed: int, base: str | None = None) -> Any:
         """A fresh student: the architecture with seeded random weights, or a copy of its
         base's pretrained weights (and tokenizer) to fine-tune."""
         from distilltrace.distill.student import make_student
 
-        if sp.base is not None:
-            return make_student(self.teacher_spec(sp.base))
+        if base is not None:
+            return make_student(self.teacher_spec(base))
         if self._student_tok is None:
             raise InputError(
-                f"{sp.name}: the plan's tokenizer 'base' applies only to fine-tuned bases; a "
+                f"{arch}: the plan's tokenizer 'base' applies only to fine-tuned bases; a "
                 "new architecture needs 'byte' or 'smollm2'"
             )
-        return make_student(sp.arch, self._student_tok, sp.seed)
+        return make_student(arch, self._student_tok, seed)
 
     def teacher_spec(self, name: str) -> str:
         m = self.members[name]
@@ -684,12 +684,7 @@ class _ZooBuild:
             seed=tp.seed,
             max_len=self.plan.max_len,
         )
-        res = train_seq_kd(
-            self.new_student(StudentPlan(tp.name, "tiny-teacher", (), tp.arch, tp.seed)),
-            recs,
-            folder,
-            cfg,
-        )
+        res = train_seq_kd(self.new_student(tp.arch, tp.seed), recs, folder, cfg)
         return ZooMember(
             name=tp.name,
             role="teacher",
@@ -756,7 +751,7 @@ class _ZooBuild:
             method = STUDENT_METHODS.get(sp.method)
             if method is None:
                 raise InputError(f"unknown zoo method {sp.method!r}")
-            st = self.new_student(sp)
+            st = self.new_student(sp.arch, sp.seed, sp.base)
             plan = self.plan
             cfg = self.train_config(
                 epochs=sp.epochs or plan.epochs,
