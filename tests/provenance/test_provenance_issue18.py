@@ -439,15 +439,22 @@ def test_progress_names_each_model_in_the_long_phases(models):
     """A long phase reports each model it works on (a log shows where a run is)."""
     qa, r, c1, c2 = _load(models, "qa", "r", "c1", "c2")
     notes = []
-    cfg = ProvenanceConfig(**{**FAST, "tests": ("greedy_agreement", "likelihood")})
+    cfg = ProvenanceConfig(
+        **{**FAST, "tests": ("greedy_agreement", "likelihood_reverse"), "target_p": 1e-30}
+    )
     test_provenance(qa, [r], [c1, c2], budget=150, config=cfg,
                     progress=lambda msg, done, total: notes.append((msg, done, total)))  # fmt: skip
     msgs = [m for m, _, _ in notes]
     caps = [n for n in notes if n[0].startswith("control capability (")]
     assert [(d, t) for _, d, t in caps] == [(0, 2), (1, 2)]
-    sampled = [n for n in notes if n[0].startswith("sampled outputs (")]
-    assert len(sampled) == 4 and [d for _, d, _ in sampled] == [0, 1, 2, 3]  # S, R, C1, C2
+    gens = [m for m, _, _ in notes if m.startswith(("sampled outputs (", "reference outputs ("))]
+    # the reference's outputs (the suspect scores them), the controls' for the capability
+    # gap: each model named as it generates; the suspect generates none for this test
+    assert sorted(gens) == sorted(
+        [f"reference outputs ({r.info.name})"]
+        + [f"sampled outputs ({c.info.name})" for c in (c1, c2)]
+    )
     tests = [n for n in notes if n[0].startswith("test ")]
-    assert [m for m, _, _ in tests] == [f"test likelihood (reference {r.info.name})"]
+    assert [m for m, _, _ in tests] == [f"test likelihood_reverse (reference {r.info.name})"]
     first = msgs.index
-    assert first(caps[0][0]) < first(sampled[0][0]) < first(tests[0][0]) < first("greedy probes")
+    assert first(caps[0][0]) < first(tests[0][0]) < first(gens[0]) < first("greedy probes")

@@ -419,7 +419,8 @@ def test_bench_on_a_small_manifest(zoo, tmp_path):
         progress=lambda msg, done, total: notes.append(msg),
     )
     # progress: each suspect, its test's phases and the baseline's models, by name
-    assert "suspect S" in notes and any(m.startswith("suspect 1/4 S: greedy") for m in notes)
+    assert "suspect S" in notes and any(m.startswith("suspect 1/4 S: test ") for m in notes)
+    assert any(m.startswith("suspect 2/4 ") and ": greedy" in m for m in notes)  # a null one
     assert any(m.startswith("suspect 1/4 S: first-words baseline (T,") for m in notes)
     by = {(p.suspect, p.teacher): p for p in res.pairs}
     assert by[("S", "T")].derived and by[("S", "T")].rejected

@@ -490,9 +490,12 @@ class TransformersModel:
             )
         p_ids = [self.encode_prompt(p, chat) for p in prompts]
         c_ids = [self.encode_continuation(c) for c in continuations]
-        out: list[ScoredContinuation] = []
+        out: list[ScoredContinuation | None] = [None] * len(prompts)
+        # Batches of similar lengths pad little (a pure speed-up: each row is masked).
+        order = sorted(range(len(prompts)), key=lambda i: (len(p_ids[i]) + len(c_ids[i]), i))
         with self._lock:
-            for rng in self._batches(len(prompts)):
+            for b in self._batches(len(prompts)):
+                rng = [order[k] for k in b]
                 seqs = [p_ids[i] + c_ids[i] for i in rng]
                 keep = max(len(c_ids[i]) for i in rng) + 1
                 lp, width = self._continuation_logprobs(seqs, [c_ids[i] for i in rng], keep)
@@ -505,12 +508,10 @@ class TransformersModel:
                             cont, lp[row, first : first + len(cont)].tolist(), strict=True
                         )
                     ]
-                    out.append(
-                        ScoredContinuation(
-                            prompt=prompts[i], continuation=continuations[i], tokens=tuple(toks)
-                        )
+                    out[i] = ScoredContinuation(
+                        prompt=prompts[i], continuation=continuations[i], tokens=tuple(toks)
                     )
-        return out
+        return [x for x in out if x is not None]
 
     def encode_continuation(self, text: str) -> list[int]:
         """Token ids of a continuation (no special tokens added)."""

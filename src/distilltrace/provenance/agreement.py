@@ -48,7 +48,7 @@ def greedy_agreement_result(
             "mean_difference": float((a_r - a_c).mean()) if n else None,
             "n": n,
         }
-    best_control = max((float(np.mean(v)) for v in agree_controls.values()), default=0.0)
+    best_control = max((float(np.mean(v)) for v in agree_controls.values() if len(v)), default=0.0)
     return TestResult(
         name=NAME,
         null=NULL,
@@ -94,4 +94,7 @@ class GreedyAgreement:
         rec = data.stream
         if rec is None:
             return None
-        return greedy_agreement_result(rec.iut, rec.agree_r, rec.agree_c)
+        res = greedy_agreement_result(rec.iut, rec.agree_r, rec.agree_c)
+        if rec.stop_reason:
+            res.details["stream_stop"] = rec.stop_reason
+        return res

@@ -255,6 +255,12 @@ def test(
         None, "--max-new-tokens", show_default=str(DEFAULTS.max_new_tokens)
     ),
     no_adaptive: bool = typer.Option(False, "--no-adaptive", help="Use pool prompts uniformly."),
+    always_stream: bool = typer.Option(
+        False,
+        "--always-stream",
+        help="Run the greedy stream even for a reference the fixed-sample tests already "
+        "decided (for its examples and per-family table; costs queries and time).",
+    ),
     reverse_margin: float | None = typer.Option(
         None,
         "--reverse-margin",
@@ -280,6 +286,7 @@ def test(
         prompt_source=prompt_source,
         max_new_tokens=max_new_tokens,
         adaptive=False if no_adaptive else None,
+        stop_when_decided=False if always_stream else None,
         reverse_margin=reverse_margin,
         suspect_format=_unescape(suspect_format),
         format_candidates=tuple(_unescape(f) for f in try_format) or None,

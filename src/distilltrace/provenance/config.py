@@ -30,6 +30,13 @@ class ProvenanceConfig:
     budget: int = 1000  # suspect queries in all (generate + score calls, one per prompt)
     alpha: float = 0.01  # family-wise error rate over references
     target_p: float = 1e-4  # stop querying a reference once its evidence reaches this
+    # Stop testing a reference once its tests so far reach the stopping level (target_p
+    # over its tests and references): the tests not run, and the greedy stream, count as
+    # p = 1 in the Bonferroni, so the combined p-value stays valid
+    stop_when_decided: bool = True
+    # The fixed-sample tests run in this order (cheapest evidence first: the reverse test
+    # needs the reference's outputs and suspect scores only); the others follow
+    fixed_order: tuple[str, ...] = ("likelihood_reverse", "likelihood", "lexical_fingerprint")
     max_new_tokens: int = 48
     agreement_unit: str = "char"  # greedy test compares normalised "char"s or "word"s
     k_units: int = 40  # units (characters or words) compared by the greedy test

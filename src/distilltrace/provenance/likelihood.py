@@ -243,11 +243,11 @@ def _reverse_scores(data: TestInputs) -> dict[tuple[str, str], np.ndarray]:
     controls' outputs on the first n_gap prompts (capability gap)."""
     sess, r, s, ctl = data.session, data.reference, data.suspect, data.controls
     rev = data.reverse_prompts
-    r_texts = sess.sampled(r, rev)
+    r_texts = sess.sampled(r, rev, "reference outputs")
     scores = {(scorer, r): sess.scores(scorer, rev, r_texts) for scorer in [s, *ctl]}
     gp = data.prompts[: data.n_gap]
     for g in ctl:
         for scorer in [s, *ctl]:
             if scorer != g:
-                scores[(scorer, g)] = sess.scores(scorer, gp, data.sampled[g][: data.n_gap])
+                scores[(scorer, g)] = sess.scores(scorer, gp, sess.sampled(g, gp))
     return scores

@@ -43,6 +43,22 @@ def skipped_test(name: str, null: str, reason: str) -> TestResult:
     return TestResult(name=name, null=null, pvalue=None, skipped=reason)
 
 
+def decided_test(name: str, null: str, level: float, best: float) -> TestResult:
+    """A test not run because the reference's earlier tests already reached the stopping
+    level: it counts as p = 1 in the Bonferroni combination (so the combined p-value is
+    never smaller than if it had run, and stays valid)."""
+    return TestResult(
+        name=name,
+        null=null,
+        pvalue=1.0,
+        skipped=(
+            f"not run (counted as p = 1): the earlier tests already reached the stopping "
+            f"level {level:.3g} (p = {best:.3g})"
+        ),
+        details={"decided_before": True},
+    )
+
+
 @dataclass
 class ReferenceResult:
     """Everything about one reference: per-test results, combined and Holm-adjusted p."""

@@ -3,7 +3,7 @@ and counted, so that every suspect query is charged to the budget exactly once."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +77,7 @@ class Session:
         self.counter = counter
         self.store = store
         self._seen: set[tuple] = set()
+        self.note: Callable[[str, int, int], None] | None = None  # progress: each generation
 
     def can_score(self, label: str) -> bool:
         return can_score(self.models[label])
@@ -117,8 +118,11 @@ class Session:
         v = self.store.greedy.get(self._gen_key(label, prompt, "greedy"))
         return v[1] if v else ""
 
-    def sampled(self, label: str, prompts: Sequence[str]) -> list[str]:
-        """Sampled continuations (the config's temperature and seed)."""
+    def sampled(
+        self, label: str, prompts: Sequence[str], what: str = "sampled outputs"
+    ) -> list[str]:
+        """Sampled continuations (the config's temperature and seed); a progress note
+        names the model when it has any to generate."""
         mode = f"sample:{self.cfg.sample_temperature}"
         keys = [self._gen_key(label, p, mode) for p in prompts]
         self._count(label, "generate", keys)
@@ -128,6 +132,8 @@ class Session:
             if k not in self.store.sampled
         ]
         if todo:
+            if self.note is not None:
+                self.note(f"{what} ({label})", 0, len(todo))
             gens = self.models[label].generate(
                 todo,
                 max_new_tokens=self.cfg.max_new_tokens,
@@ -153,3 +159,28 @@ class Session:
             for k, r in zip(todo, res, strict=True):
                 self.store.scores[k] = r.total_logprob / max(1, len(k[2]))
         return np.array([self.store.scores[k] for k in keys], dtype=float)
+
+
+class Outputs(Mapping[str, list[str]]):
+    """Sampled outputs of the named models on fixed prompts, generated when a test first
+    reads a model's (so a test that is never run costs no query): label -> outputs."""
+
+    def __init__(self, sess: Session, prompts: Sequence[str], labels: Sequence[str], what: str):
+        self.sess, self.prompts, self.labels = sess, list(prompts), list(dict.fromkeys(labels))
+        self.what = what  # names the outputs in progress notes
+        self.charged: dict[str, int] = {}  # label -> queries these outputs made (planned)
+
+    def __getitem__(self, label: str) -> list[str]:
+        if label not in self.labels or not self.prompts:
+            raise KeyError(label)
+        before = sum(self.sess.counter.counts.get(label, {}).values())
+        out = self.sess.sampled(label, self.prompts, self.what)
+        new = sum(self.sess.counter.counts.get(label, {}).values()) - before
+        self.charged[label] = self.charged.get(label, 0) + new
+        return out
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.labels if self.prompts else [])
+
+    def __len__(self) -> int:
+        return len(self.labels) if self.prompts else 0

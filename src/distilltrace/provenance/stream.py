@@ -29,6 +29,7 @@ class StreamRecord:
     agree_c: dict[str, list[float]] = field(default_factory=dict)
     prompts: list[str] = field(default_factory=list)
     trajectory: list[tuple[int, float]] = field(default_factory=list)  # (suspect queries, p)
+    stop_reason: str = ""  # why the stream stopped for this reference (set by run_stream)
 
     @classmethod
     def empty(cls, controls: Sequence[str]) -> StreamRecord:
@@ -78,10 +79,10 @@ def run_stream(
     plan: StreamPlan,
     note: Callable[[str, int, int], None],
 ) -> int:
-    """Run the stream for the references in `records` (updated in place); returns the
-    suspect queries it made."""
+    """Run the stream for the references in `records` (updated in place, each with the
+    reason it stopped); returns the suspect queries it made."""
     cfg = sess.cfg
-    running = set(records)
+    running = {r for r, rec in records.items() if not rec.stop_reason}
     spent = 0
     pos = 0
     u_rng = np.random.default_rng(cfg.seed + 17)
@@ -105,9 +106,19 @@ def run_stream(
             for r in sorted(running):
                 rec = records[r]
                 p = _update(cfg, rec, ctrl_labs[r], g_s[j], g_ref[r][i], g_ctl, i, cand[i], q)
-                if p <= plan.stop_level[r] or rec.iut.futile(cfg.futility_level):
+                if p <= plan.stop_level[r]:
+                    rec.stop_reason = f"stopped: its p-value reached {plan.stop_level[r]:.3g}"
+                elif rec.iut.futile(cfg.futility_level):
+                    rec.stop_reason = "stopped for futility: a control is closer to the suspect"
+                if rec.stop_reason:
                     running.discard(r)
         note("greedy probes", spent, plan.greedy_max)
+    for r in running:
+        records[r].stop_reason = (
+            "stopped: the budget ran out"
+            if spent >= plan.greedy_max
+            else "stopped: the probe pool ran out"
+        )
     return spent
 
 

@@ -54,8 +54,14 @@ from distilltrace.provenance.inputs import (
 )
 from distilltrace.provenance.probes import family_table, probe_pool, prompt_families
 from distilltrace.provenance.registry import ProvenanceTest, TestInputs, selected
-from distilltrace.provenance.result import ProvenanceResult, ReferenceResult, TestResult
+from distilltrace.provenance.result import (
+    ProvenanceResult,
+    ReferenceResult,
+    TestResult,
+    decided_test,
+)
 from distilltrace.provenance.session import (
+    Outputs,
     QueryCounter,
     QueryStore,
     Session,
@@ -107,8 +113,8 @@ class _Data:
     stream_prompts: list[str]
     pilot_prompts: list[str] = field(default_factory=list)
     identity: dict[str, Any] = field(default_factory=dict)
-    samp: dict[str, list[str]] = field(default_factory=dict)
-    fp: dict[str, list[str]] = field(default_factory=dict)
+    samp: Mapping[str, list[str]] = field(default_factory=dict)  # generated when first read
+    fp: Mapping[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -176,6 +182,7 @@ def _plan(
     label = {id(m): n for n, m in models.items()}
     ref_labs = [label[id(r)] for r in refs]
     sess = Session(models, cfg, QueryCounter(), store if store is not None else QueryStore())
+    sess.note = progress
     check_config(cfg)
     plan = checked_plan(cfg, cfg.budget, len(ref_labs), len(all_ctrls), can_score(suspect))
     return _Run(
@@ -203,7 +210,8 @@ def _plan(
 
 def _gather(run: _Run) -> _Data:
     """The probe pool in a seeded order, split into sampled-output, fingerprint and stream
-    prompts; the identity probes; every model's sampled outputs the tests need."""
+    prompts; the identity probes; the sampled outputs the tests read (generated when a
+    test first reads a model's, so a test that does not run costs nothing)."""
     cfg, plan, sess = run.cfg, run.plan, run.sess
     pool = shuffled_pool(cfg)
     n_samp = plan.n_samp
@@ -218,13 +226,10 @@ def _gather(run: _Run) -> _Data:
     if plan.n_id:
         run.note("identity probes", 0, 1)
         data.identity = _identity(run)
-    if n_samp:
-        gens = sorted({run.suspect, *run.refs, *{c for v in run.ctrl_labs.values() for c in v}})
-        jobs = [(lab, data.samp_prompts, data.samp) for lab in gens]
-        jobs += [(lab, fp_prompts, data.fp) for lab in gens if fp_prompts and lab != run.suspect]
-        for i, (lab, prompts, into) in enumerate(jobs):  # a progress line per model
-            run.note(f"sampled outputs ({lab})", i, len(jobs))
-            into[lab] = sess.sampled(lab, prompts)
+    gens = sorted({run.suspect, *run.refs, *{c for v in run.ctrl_labs.values() for c in v}})
+    data.samp = Outputs(sess, data.samp_prompts, gens, "sampled outputs")
+    fp_gens = [g for g in gens if g != run.suspect]
+    data.fp = Outputs(sess, fp_prompts, fp_gens, "fingerprint outputs")
     return data
 
 
@@ -326,14 +331,18 @@ def _inputs(run: _Run, data: _Data, ref: str, stream: StreamRecord | None = None
 
 def _run_test(run: _Run, test: ProvenanceTest, inputs: TestInputs) -> TestResult | None:
     """One test on one reference. The new suspect queries it makes must stay within what
-    its `queries` hook asked for (its own, plus the reverse-scoring share if it asked)."""
+    its `queries` hook asked for (its own, plus the reverse-scoring share if it asked;
+    the shared sampled outputs it reads are planned apart)."""
     need = test.queries(run.cfg)
     allowed = need.suspect_queries
     if need.reverse:
         allowed += run.plan.n_rev + run.plan.n_gap * len(inputs.controls)
+    shared = getattr(inputs.sampled, "charged", {})  # the planned, shared sampled outputs
     before = sum(run.sess.counter.counts.get(run.suspect, {}).values())
+    before -= shared.get(run.suspect, 0)
     res = test.run(inputs)
     used = sum(run.sess.counter.counts.get(run.suspect, {}).values()) - before
+    used -= shared.get(run.suspect, 0)
     if used > allowed:
         raise RuntimeError(
             f"provenance test {test.name!r} made {used} new suspect queries for reference "
@@ -343,16 +352,33 @@ def _run_test(run: _Run, test: ProvenanceTest, inputs: TestInputs) -> TestResult
 
 
 def _fixed_tests(run: _Run, data: _Data) -> dict[str, dict[str, TestResult]]:
-    """The selected tests that do not read the greedy stream, per reference (a test whose
-    gathered data is empty is left out, as when no sampled outputs were planned)."""
+    """The selected tests that do not read the greedy stream, per reference, in the
+    config's order (cheapest evidence first; a test whose gathered data is empty is left
+    out, as when no sampled outputs were planned). With stop_when_decided, the tests after
+    the ones that already decide a reference are not run and count as p = 1."""
     out: dict[str, dict[str, TestResult]] = {r: {} for r in run.refs}
-    todo = [(r, t) for r in run.active for t in run.tests if _fixed_ready(run, t, data)]
+    order = _fixed_order(run, data)
+    todo = [(r, t) for r in run.active for t in order]
+    k = max(1, len(order) + len(_stream_tests(run)))  # at least the Bonferroni factor
+    level = run.cfg.target_p / (k * max(1, len(run.active)))
     for i, (r, t) in enumerate(todo):  # a progress line per test (scoring can be long)
+        best = min((x.pvalue for x in out[r].values() if x.ran), default=1.0)
+        if run.cfg.stop_when_decided and best <= level:
+            out[r][t.name] = decided_test(t.name, t.null, level, best)
+            continue
         run.note(f"test {t.name} (reference {r})", i, len(todo))
         res = _run_test(run, t, _inputs(run, data, r))
         if res is not None:
             out[r][t.name] = res
     return out
+
+
+def _fixed_order(run: _Run, data: _Data) -> list[ProvenanceTest]:
+    """The fixed-sample tests to run: those named in cfg.fixed_order first, in that
+    order, then the others in registration order."""
+    ready = [t for t in run.tests if _fixed_ready(run, t, data)]
+    rank = {n: i for i, n in enumerate(run.cfg.fixed_order)}
+    return sorted(ready, key=lambda t: rank.get(t.name, len(rank)))
 
 
 def _fixed_ready(run: _Run, t: ProvenanceTest, data: _Data) -> bool:
@@ -370,12 +396,21 @@ def _stream(
     run: _Run, data: _Data, fixed: Mapping[str, Mapping[str, TestResult]]
 ) -> dict[str, StreamRecord]:
     """The adaptive greedy stream over the active references (when a selected test reads
-    it); each reference stops at target_p over its number of tests and references."""
+    it); each reference stops when its combined p-value (Bonferroni over its tests) reaches
+    target_p over the number of references: before the stream, when the fixed-sample tests
+    alone reach it (stop_when_decided), else on the stream's own anytime p-value."""
     active = run.active
     records = {r: StreamRecord.empty(run.ctrl_labs[r]) for r in active}
     if not _stream_tests(run) or not active:
         return records
     stop = {r: run.cfg.target_p / (_n_tests(run, fixed[r]) * max(1, len(active))) for r in active}
+    for r in active:  # decided before the stream: its p-value, never computed, counts as 1
+        fixed_min = min((t.pvalue for t in fixed[r].values() if t.ran), default=1.0)
+        if run.cfg.stop_when_decided and fixed_min <= stop[r]:
+            records[r].stop_reason = (
+                f"not run: the fixed-sample tests already reached the stopping level "
+                f"{stop[r]:.3g} (p = {fixed_min:.3g})"
+            )
     plan = StreamPlan(data.stream_prompts, run.plan.greedy_max, run.plan.fixed, stop)
     run_stream(run.sess, run.suspect, run.ctrl_labs, records, plan, run.note)
     return records
