@@ -339,6 +339,20 @@ def test_cli_writes_result_and_report(zoo, tmp_path):
     assert _run_cli_test(args, tmp_path / "out", cache) in (0, None)
     assert (tmp_path / "out" / "result.json").exists()
     assert (tmp_path / "out" / "report.html").exists()
+    res = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert res["config"]["stop_when_decided"] is True
+    greedy = res["references"][0]["tests"]["greedy_agreement"]
+    why = greedy["details"]["stream_stop"]  # why the stream stopped, in the report too
+    assert (
+        why.startswith(("stopped", "not run"))
+        and why in (tmp_path / "out" / "report.html").read_text()
+    )
+    # --always-stream: the stream runs even where the fixed-sample tests decided
+    assert _run_cli_test([*args, "--always-stream"], tmp_path / "all", cache) in (0, None)
+    res = json.loads((tmp_path / "all" / "result.json").read_text())
+    assert res["config"]["stop_when_decided"] is False
+    greedy = res["references"][0]["tests"]["greedy_agreement"]
+    assert greedy["n"] > 0 and greedy["details"]["stream_stop"].startswith("stopped")
 
 
 def test_cli_too_few_controls_one_line_error(zoo, capsys):
