@@ -76,6 +76,10 @@ def test_the_reference_no_test_reads_costs_no_sampled_outputs(toy):
     r = early.references[0].reference
     assert early.queries[r]["generate"] < full.queries[r]["generate"]
     assert early.suspect_queries < full.suspect_queries
+    # the p-value curve starts at the queries actually made, not the planned ones
+    ref = early.references[0]
+    assert ref.trajectory[-1][0] == early.suspect_queries
+    assert ref.queries_to["p<=0.01"] == early.suspect_queries
 
 
 def test_early_stopping_never_lowers_the_combined_pvalue_and_null_stays_calibrated(toy):

@@ -97,6 +97,7 @@ class _Run:
     warnings: list[str] = field(default_factory=list)
     checks: dict[str, Any] = field(default_factory=dict)
     cap: ControlCheck | None = None  # the capability check, when it ran
+    fixed_spent: int = 0  # suspect queries made before the greedy stream (the trajectory's start)
 
     @property
     def active(self) -> list[str]:
@@ -302,6 +303,7 @@ def _identity(run: _Run) -> dict[str, Any]:
 def _test(run: _Run, data: _Data) -> _Tests:
     """The fixed-sample tests, then the greedy stream, then the tests that read it."""
     fixed = _fixed_tests(run, data)
+    run.fixed_spent = sum(run.sess.counter.counts.get(run.suspect, {}).values())
     streams = _stream(run, data, fixed)
     results = {r: dict(fixed[r]) for r in run.active}
     for r in run.active:
@@ -411,7 +413,7 @@ def _stream(
                 f"not run: the fixed-sample tests already reached the stopping level "
                 f"{stop[r]:.3g} (p = {fixed_min:.3g})"
             )
-    plan = StreamPlan(data.stream_prompts, run.plan.greedy_max, run.plan.fixed, stop)
+    plan = StreamPlan(data.stream_prompts, run.plan.greedy_max, run.fixed_spent, stop)
     run_stream(run.sess, run.suspect, run.ctrl_labs, records, plan, run.note)
     return records
 
@@ -437,7 +439,7 @@ def _combine(run: _Run, data: _Data, tests: _Tests) -> ProvenanceResult:
         rec, fixed = tests.streams[r], tests.fixed[r]
         if _stream_tests(run) and len(rec.agree_r) >= 10 and min(rec.agree_r) >= 1.0:
             identical[r] = f"identical greedy outputs on all {len(rec.agree_r)} probes"
-        traj = combined_trajectory(fixed, rec, run.plan.fixed, _n_tests(run, fixed))
+        traj = combined_trajectory(fixed, rec, run.fixed_spent, _n_tests(run, fixed))
         res = reference_result(run.sess, run.suspect, r, rid, ctl, tests.results[r], traj, rec)
         res.identical = identical.get(r)
         res.per_family = family_table(rec, families)
