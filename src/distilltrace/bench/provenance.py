@@ -557,7 +557,7 @@ class _PairTester:
             t: first_words_on(sess, s, t, ctrl_map[t], prompts, progress).pvalue for t in teachers
         }
         h = holm([ps[t] for t in teachers], alpha=self.cfg.alpha)
-        q = sum(sess.counter.counts.get(s, {}).values())
+        q = sess.counter.total(s)
         return {
             t: {
                 "baseline_pvalue": ps[t],

@@ -22,12 +22,17 @@ def queries_needed(trajectory: Sequence[tuple[int, float]], level: float) -> int
     return next((q for q, p in trajectory if p <= level), None)
 
 
+def smallest_p(tests: Mapping[str, TestResult]) -> float:
+    """The smallest p-value of the tests that ran (1 when none did)."""
+    return min((t.pvalue for t in tests.values() if t.ran), default=1.0)
+
+
 def combined_trajectory(
     fixed: Mapping[str, TestResult], rec: StreamRecord, base_queries: int, n_tests: int
 ) -> list[tuple[int, float]]:
     """Combined (Bonferroni) p-value against suspect queries: the fixed-sample tests count
     from when their queries were spent, the greedy test as it went."""
-    fixed_min = min((t.pvalue for t in fixed.values() if t.ran), default=1.0)
+    fixed_min = smallest_p(fixed)
     traj = [(base_queries, fixed_min)] if any(t.ran for t in fixed.values()) else []
     traj += [(q, min(fixed_min, p)) for q, p in rec.trajectory]
     return [(q, min(1.0, p * n_tests)) for q, p in traj]

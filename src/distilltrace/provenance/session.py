@@ -24,6 +24,10 @@ class QueryCounter:
         c = self.counts.setdefault(label, {"generate": 0, "score": 0})
         c[kind] += n
 
+    def total(self, label: str) -> int:
+        """Distinct queries of one model, of both kinds."""
+        return sum(self.counts.get(label, {}).values())
+
 
 @dataclass
 class QueryStore:
@@ -173,10 +177,9 @@ class Outputs(Mapping[str, list[str]]):
     def __getitem__(self, label: str) -> list[str]:
         if label not in self.labels or not self.prompts:
             raise KeyError(label)
-        before = sum(self.sess.counter.counts.get(label, {}).values())
+        before = self.sess.counter.total(label)
         out = self.sess.sampled(label, self.prompts, self.what)
-        new = sum(self.sess.counter.counts.get(label, {}).values()) - before
-        self.charged[label] = self.charged.get(label, 0) + new
+        self.charged[label] = self.charged.get(label, 0) + self.sess.counter.total(label) - before
         return out
 
     def __iter__(self) -> Iterator[str]:

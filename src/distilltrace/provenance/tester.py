@@ -34,6 +34,7 @@ from distilltrace.provenance.combine import (
     identical_result,
     queries_needed,
     reference_result,
+    smallest_p,
     verdict,
 )
 from distilltrace.provenance.config import (
@@ -303,7 +304,7 @@ def _identity(run: _Run) -> dict[str, Any]:
 def _test(run: _Run, data: _Data) -> _Tests:
     """The fixed-sample tests, then the greedy stream, then the tests that read it."""
     fixed = _fixed_tests(run, data)
-    run.fixed_spent = sum(run.sess.counter.counts.get(run.suspect, {}).values())
+    run.fixed_spent = run.sess.counter.total(run.suspect)
     streams = _stream(run, data, fixed)
     results = {r: dict(fixed[r]) for r in run.active}
     for r in run.active:
@@ -340,11 +341,9 @@ def _run_test(run: _Run, test: ProvenanceTest, inputs: TestInputs) -> TestResult
     if need.reverse:
         allowed += run.plan.n_rev + run.plan.n_gap * len(inputs.controls)
     shared = getattr(inputs.sampled, "charged", {})  # the planned, shared sampled outputs
-    before = sum(run.sess.counter.counts.get(run.suspect, {}).values())
-    before -= shared.get(run.suspect, 0)
+    before = run.sess.counter.total(run.suspect) - shared.get(run.suspect, 0)
     res = test.run(inputs)
-    used = sum(run.sess.counter.counts.get(run.suspect, {}).values()) - before
-    used -= shared.get(run.suspect, 0)
+    used = run.sess.counter.total(run.suspect) - shared.get(run.suspect, 0) - before
     if used > allowed:
         raise RuntimeError(
             f"provenance test {test.name!r} made {used} new suspect queries for reference "
@@ -364,7 +363,7 @@ def _fixed_tests(run: _Run, data: _Data) -> dict[str, dict[str, TestResult]]:
     k = max(1, len(order) + len(_stream_tests(run)))  # at least the Bonferroni factor
     level = run.cfg.target_p / (k * max(1, len(run.active)))
     for i, (r, t) in enumerate(todo):  # a progress line per test (scoring can be long)
-        best = min((x.pvalue for x in out[r].values() if x.ran), default=1.0)
+        best = smallest_p(out[r])
         if run.cfg.stop_when_decided and best <= level:
             out[r][t.name] = decided_test(t.name, t.null, level, best)
             continue
@@ -407,7 +406,7 @@ def _stream(
         return records
     stop = {r: run.cfg.target_p / (_n_tests(run, fixed[r]) * max(1, len(active))) for r in active}
     for r in active:  # decided before the stream: its p-value, never computed, counts as 1
-        fixed_min = min((t.pvalue for t in fixed[r].values() if t.ran), default=1.0)
+        fixed_min = smallest_p(fixed[r])
         if run.cfg.stop_when_decided and fixed_min <= stop[r]:
             records[r].stop_reason = (
                 f"not run: the fixed-sample tests already reached the stopping level "
