@@ -1,7 +1,9 @@
 """Provenance wall time per suspect (issue 18's targets: first suspect < 10 min, each
-further one < 3 min at budget 1,000 on 2 cores), side by side in one run: the default
-procedure (stop a reference once decided) and the full one (`stop_when_decided=False`,
-every test and the greedy stream, the procedure before session 20). Each mode gets its own
+further one < 3 min at budget 1,000 on 2 cores), side by side in one run. Modes (MODES):
+the default procedure (stop a reference once decided, precision "auto"), the full one
+(`stop_when_decided=False`: every test and the greedy stream, the procedure before session
+20), and each of them in float32 (`--modes early,early-f32` compares precisions, the
+procedure of session 20 against session 21's bfloat16 on this CPU). Each mode gets its own
 fresh query cache, and the suspects run in the given order against the same reference and
 controls, so the first pays for the reference's and the controls' work. The modes are
 interleaved suspect by suspect, so that a drift in the machine's speed hits both.
@@ -25,7 +27,13 @@ import resource
 import time
 from pathlib import Path
 
-MODES = {"early": True, "full": False}  # mode -> stop_when_decided
+# mode -> (stop_when_decided, compute precision of every model)
+MODES = {
+    "early": (True, "auto"),  # the default procedure
+    "full": (False, "auto"),  # every test and the greedy stream
+    "early-f32": (True, "float32"),  # the default procedure in float32 (before session 21)
+    "full-f32": (False, "float32"),  # the procedure of session 19
+}
 
 
 def run_one(mode: str, i: int, spec: str, a: argparse.Namespace, out: Path) -> dict:
@@ -36,12 +44,13 @@ def run_one(mode: str, i: int, spec: str, a: argparse.Namespace, out: Path) -> d
     from distilltrace.provenance.tester import test_provenance
 
     cache = out / f"cache-{mode}.sqlite"
-    cfg = ProvenanceConfig(budget=a.budget, stop_when_decided=MODES[mode])
+    stop, dtype = MODES[mode]
+    cfg = ProvenanceConfig(budget=a.budget, stop_when_decided=stop, dtype=dtype)
     lines = LineProgress()
     t0 = time.time()
-    ref = load_model(a.reference, cache=cache)
-    ctrls = [load_model(c, cache=cache) for c in a.control]
-    s = load_model(spec, cache=cache)
+    ref = load_model(a.reference, cache=cache, dtype=dtype)
+    ctrls = [load_model(c, cache=cache, dtype=dtype) for c in a.control]
+    s = load_model(spec, cache=cache, dtype=dtype)
     task = lines.add_task(f"{mode} {i + 1}/{len(a.suspect)}")
     res = test_provenance(
         s, [ref], ctrls, config=cfg,
@@ -49,7 +58,7 @@ def run_one(mode: str, i: int, spec: str, a: argparse.Namespace, out: Path) -> d
     )  # fmt: skip
     r = res.references[0]
     row = {
-        "mode": mode, "order": i + 1, "suspect": Path(spec).name, "wall_s": time.time() - t0,
+        "mode": mode, "dtype": s.info.extra.get("dtype"), "order": i + 1, "suspect": Path(spec).name, "wall_s": time.time() - t0,
         "holm_p": r.holm_pvalue, "suspect_queries": res.suspect_queries,
         "tests": {k: t.pvalue for k, t in r.tests.items()},
         "not_run": sorted(k for k, t in r.tests.items() if (t.skipped or "").startswith("not run")),
@@ -81,11 +90,13 @@ def main() -> None:
     (out / "walltime.json").write_text(json.dumps(rows, indent=1))
     print(f"\n- {started:%Y-%m-%d %H:%M} UTC, {platform.machine()}, budget {a.budget}, "
           f"peak RSS of the run {peak:.1f} GB\n")  # fmt: skip
-    print("| mode | order | suspect | wall | suspect queries | Holm p | not run | stream probes |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| mode | dtype | order | suspect | wall | suspect queries | Holm p | not run | stream probes |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['mode']} | {r['order']} | `{r['suspect']}` | {r['wall_s']:.0f} s | "
+            f"| {r['mode']} | {r['dtype']} | {r['order']} | `{r['suspect']}` | {r['wall_s']:.0f} s | "
             f"{r['suspect_queries']} | {r['holm_p']:.2g} | {', '.join(r['not_run']) or '-'} | "
             f"{r['stream_probes']} |"
         )

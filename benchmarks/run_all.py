@@ -15,6 +15,7 @@ import time
 
 BENCHMARKS = [
     "models_throughput",
+    "models_precision",
     "serve_overhead",
     "traffic_scale",
     "traffic_quality",

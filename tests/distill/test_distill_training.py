@@ -172,3 +172,33 @@ def test_fine_tune_existing_model_spec(teacher_dir, train_set, tmp_path):
     hf, tok = make_student(str(teacher_dir), None, 0)
     res = train_seq_kd((hf, tok), train_set, tmp_path / "ft", steps=3, progress=False)
     assert res.complete and load_model(str(tmp_path / "ft"))
+
+
+def test_bf16_mixed_training_learns_keeps_float32_weights_and_its_own_identity(
+    teacher, train_set, heldout, tmp_path
+):
+    """precision "bf16-mixed": forward and loss under bfloat16 autocast, weights float32;
+    the run learns as the float32 one does, and is a different run (identity) from it,
+    while a float32 run's identity is what it was before the setting existed."""
+    from distilltrace.distill.config import TrainConfig
+
+    kw = dict(epochs=4, lr=5e-3, batch_size=8, progress=False)
+    st = _student(teacher)
+    before = response_kl(st, teacher, heldout)
+    res = train_seq_kd(st, train_set, tmp_path / "mixed", precision="bf16-mixed", **kw)
+    assert res.complete and res.final_loss < res.first_loss
+    assert res.config["precision"] == "bf16-mixed"
+    assert response_kl(st, teacher, heldout) < 0.7 * before
+    saved = load_model(str(tmp_path / "mixed"))
+    assert {p.dtype for p in saved.hf_model.parameters()} == {torch.float32}
+    f32 = train_seq_kd(_student(teacher), train_set, tmp_path / "f32", **kw)
+    assert abs(f32.final_loss - res.final_loss) < 0.15 * f32.final_loss
+    assert "precision" not in TrainConfig().run_identity("seq-kd")  # old runs keep theirs
+    again = train_seq_kd(
+        _student(teacher), train_set, tmp_path / "mixed", precision="bf16-mixed", **kw
+    )
+    assert again.cached  # the finished run is reused at its own precision ...
+    other = train_seq_kd(_student(teacher), train_set, tmp_path / "mixed", stop_after=1, **kw)
+    assert not other.cached and other.steps == 1  # ... never for a float32 request
+    with pytest.raises(InputError, match="precision must be one of float32, bf16-mixed"):
+        train_seq_kd(_student(teacher), train_set, tmp_path / "bad", precision="fp8", **kw)

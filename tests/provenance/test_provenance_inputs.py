@@ -78,7 +78,7 @@ def loads(monkeypatch):
     """Fake load_model: records each spec; a Fake whose identity is the folder's real path."""
     calls: list[str] = []
 
-    def fake_load(spec, cache=None, status=None):
+    def fake_load(spec, cache=None, status=None, dtype=None):
         calls.append(spec)
         p = os.path.realpath(spec.strip())
         return Fake(Path(p).name, identity=p)

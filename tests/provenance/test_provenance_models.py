@@ -341,6 +341,13 @@ def test_cli_writes_result_and_report(zoo, tmp_path):
     assert (tmp_path / "out" / "report.html").exists()
     res = json.loads((tmp_path / "out" / "result.json").read_text())
     assert res["config"]["stop_when_decided"] is True
+    # the CLI loads local models at --dtype (default auto); each model's precision is kept
+    from distilltrace.models.precision import resolve_dtype
+
+    assert res["config"]["dtype"] == "auto"
+    assert set(res["checks"]["compute"]) == set(res["queries"])
+    assert set(res["checks"]["compute"].values()) == {resolve_dtype("auto")}
+    assert "Compute precision" in (tmp_path / "out" / "report.html").read_text()
     greedy = res["references"][0]["tests"]["greedy_agreement"]
     why = greedy["details"]["stream_stop"]  # why the stream stopped, in the report too
     assert (
@@ -348,9 +355,12 @@ def test_cli_writes_result_and_report(zoo, tmp_path):
         and why in (tmp_path / "out" / "report.html").read_text()
     )
     # --always-stream: the stream runs even where the fixed-sample tests decided
-    assert _run_cli_test([*args, "--always-stream"], tmp_path / "all", cache) in (0, None)
+    # (and --dtype float32 pins float32)
+    argv = [*args, "--always-stream", "--dtype", "float32"]
+    assert _run_cli_test(argv, tmp_path / "all", cache) in (0, None)
     res = json.loads((tmp_path / "all" / "result.json").read_text())
     assert res["config"]["stop_when_decided"] is False
+    assert set(res["checks"]["compute"].values()) == {"float32"}
     greedy = res["references"][0]["tests"]["greedy_agreement"]
     assert greedy["n"] > 0 and greedy["details"]["stream_stop"].startswith("stopped")
 
@@ -381,6 +391,11 @@ def test_cli_too_few_controls_one_line_error(zoo, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "N:SPEC" in err[0]
+    with pytest.raises(SystemExit) as e:  # an unknown precision, before any model loads
+        main([*base, "--control", paths["C1"], "--control", paths["C2"], "--dtype", "fp8"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dtype must be one of auto, float32, bfloat16" in err[0]
 
 
 def test_cli_controls_per_reference(zoo, tmp_path):

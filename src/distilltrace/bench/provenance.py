@@ -485,7 +485,9 @@ class _PairTester:
         from distilltrace.models import load_model
 
         if name not in self.loaded:
-            self.loaded[name] = load_model(self.man.spec(name), cache=self.cache)
+            self.loaded[name] = load_model(
+                self.man.spec(name), cache=self.cache, dtype=self.cfg.dtype
+            )
         return self.loaded[name]
 
     def pairs(

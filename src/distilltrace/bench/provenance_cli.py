@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from distilltrace.bench.provenance import BENCH_POOL_SIZE
+from distilltrace.provenance.cli import dtype_option
 from distilltrace.provenance.config import DEFAULTS
 
 
@@ -51,6 +52,7 @@ def bench(
         help="all | matched (capability-matched controls only; see provenance test --help).",
         show_default=DEFAULTS.control_rule,
     ),
+    dtype: str | None = dtype_option(),
 ) -> None:
     """Every suspect in the zoo against every teacher, scored against the manifest."""
     from distilltrace.bench.provenance import run_bench
@@ -76,7 +78,9 @@ def bench(
             suspects=suspect or None,
             max_controls=max_controls,
             match_recipe=not any_controls,
-            config=DEFAULTS.with_options(n_sampled=n_sampled, control_rule=control_rule),
+            config=DEFAULTS.with_options(
+                n_sampled=n_sampled, control_rule=control_rule, dtype=dtype
+            ),
             progress=note,
             baseline=not no_baseline,
         )

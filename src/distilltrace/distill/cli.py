@@ -126,6 +126,14 @@ _DEVICE = typer.Option(
     show_default=_LIB.device,
 )
 
+_PRECISION = typer.Option(
+    None,
+    "--precision",
+    help="float32, or bf16-mixed (bfloat16 autocast forward, float32 weights and "
+    "optimiser; about 2x faster on a CPU with native bf16).",
+    show_default=_LIB.precision,
+)
+
 
 def _given(**options: Any) -> dict[str, Any]:
     """The options the user gave (None means: use the library default)."""
@@ -229,6 +237,7 @@ def seq_kd_cmd(
     max_len: int | None = _MAXLEN,
     resume: bool | None = _RESUME,
     device: str | None = _DEVICE,
+    precision: str | None = _PRECISION,
 ) -> None:
     """Sequence-level KD: harvest the teacher, then fine-tune the student on its answers."""
     _harvest_and_train(
@@ -254,6 +263,7 @@ def seq_kd_cmd(
             max_len=max_len,
             resume=resume,
             device=device,
+            precision=precision,
         ),
     )
 
@@ -299,6 +309,7 @@ def logit_kd_cmd(
     max_len: int | None = _MAXLEN,
     resume: bool | None = _RESUME,
     device: str | None = _DEVICE,
+    precision: str | None = _PRECISION,
 ) -> None:
     """Token-level KD against the teacher's next-token distribution (same tokenizer)."""
     _harvest_and_train(
@@ -322,6 +333,7 @@ def logit_kd_cmd(
             max_len=max_len,
             resume=resume,
             device=device,
+            precision=precision,
         ),
         topk_file=topk_file,
     )
@@ -345,11 +357,14 @@ def zoo_build_cmd(
         None, "--only", help="Build only this student now (repeatable); rerun for the rest."
     ),
     device: str | None = _DEVICE,
+    precision: str | None = _PRECISION,
 ) -> None:
     """Build the zoo: teachers, distilled students, independent models, and manifest.json."""
     from distilltrace.distill.zoo import build_zoo
 
-    m = build_zoo(out, tier, scale=scale, only=only or None, **_given(device=device))
+    m = build_zoo(
+        out, tier, scale=scale, only=only or None, **_given(device=device, precision=precision)
+    )
     _print_manifest(m)
 
 

@@ -462,7 +462,7 @@ class _Loop:
         self.opt.zero_grad(set_to_none=True)
         micro = self.cfg.micro_batch_size or len(batch.index)
         if micro >= len(batch.index):
-            loss, n_tgt = self.loss_fn(self.model, batch)
+            loss, n_tgt = self._loss(batch)
             loss.backward()
         else:
             loss, n_tgt = self._accumulate(batch, micro)
@@ -475,6 +475,13 @@ class _Loop:
         self.run_tokens += n_tok
         self.state.target_tokens += n_tgt
 
+    def _loss(self, batch: _Batch) -> tuple[torch.Tensor, int]:
+        """The loss of one pass, under bfloat16 autocast with precision "bf16-mixed" (the
+        loss functions take log-softmax in float32 either way)."""
+        mixed = self.cfg.precision == "bf16-mixed"
+        with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=mixed):
+            return self.loss_fn(self.model, batch)
+
     def _accumulate(self, batch: _Batch, micro: int) -> tuple[torch.Tensor, int]:
         """The batch's gradient from passes of `micro` rows: each pass's mean loss weighted
         by its target count, the sum divided by the batch's count (the whole batch's mean)."""
@@ -486,7 +493,7 @@ class _Loop:
                 batch.targets[a : a + micro],
                 batch.index[a : a + micro],
             )
-            loss, n = self.loss_fn(self.model, part)
+            loss, n = self._loss(part)
             (loss * n).backward()
             total += float(loss.detach()) * n
             n_all += n
@@ -532,6 +539,7 @@ def run_training(
     """The shared seeded training loop (see the module docstring). `cfg.stop_after` ends
     this call after that many steps with a checkpoint (complete=False); a rerun continues."""
     cfg = cfg or TrainConfig()
+    cfg.check()
     out = Path(out_dir)
     total, config = _run_config(model, tok, examples, cfg, method, extra_config or {})
     fp = _fingerprint(config)

@@ -495,6 +495,7 @@ def _train_summary(res: Any, **extra: Any) -> dict[str, Any]:
         "tokens_per_s": res.tokens_per_s,
         "lr": res.config.get("lr"),
         "batch_size": res.config.get("batch_size"),
+        "precision": res.config.get("precision", "float32"),
         **extra,
     }
 
@@ -508,12 +509,16 @@ def build_zoo(
     device: str = "auto",
     progress: bool = True,
     only: Sequence[str] | None = None,
+    precision: str = "float32",
 ) -> Manifest:
     """Build (or finish building) a zoo tier in `out_dir` and write its manifest.json.
     Members already built are skipped; harvests resume where they stopped. `only` names
     the students to build now (with the teachers and harvests they need); the others are
-    left for a later call, and the manifest lists what exists."""
+    left for a later call, and the manifest lists what exists. `precision` is the
+    training precision of the students built now (TrainConfig.precision; each member's
+    training record keeps its own)."""
     b = _ZooBuild(plan or zoo_plan(tier, scale), Path(out_dir), scale, device, progress)
+    b.precision = precision
     students = _chosen(b.plan, only)
     b.start()
     for tp in b.plan.teachers:
@@ -553,6 +558,7 @@ class _ZooBuild:
     def __init__(self, plan: ZooPlan, out: Path, scale: float, device: str, progress: bool):
         self.plan, self.out, self.scale = plan, out, scale
         self.device, self.progress = device, progress
+        self.precision = "float32"
         self.t_start = time.perf_counter()
         self.created = _now()
         self.members: dict[str, ZooMember] = {}
@@ -622,7 +628,9 @@ class _ZooBuild:
     def train_config(self, **settings: Any) -> Any:
         from distilltrace.distill.config import TrainConfig
 
-        return TrainConfig(device=self.device, progress=self.progress, **settings)
+        return TrainConfig(
+            device=self.device, progress=self.progress, precision=self.precision, **settings
+        )
 
     def new_student(self, arch: str, seed: int, base: str | None = None) -> Any:
         """A fresh student: the architecture with seeded random weights, or a copy of its

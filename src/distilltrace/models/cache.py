@@ -30,6 +30,7 @@ from distilltrace.models.base import (
     ScoredContinuation,
     TokenLogprob,
 )
+from distilltrace.models.precision import cache_identity
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -168,7 +169,7 @@ class CachedModel:
         compute: Callable[[list[int]], list[Any]],
         decode: Callable[[dict[str, Any]], Any],
     ) -> list[Any]:
-        ident = self.info.identity
+        ident = cache_identity(self.info)
         keys = [cache_key(ident, op, p, par) for p, par in items]
         found = self.cache.get_many(keys)
         out: list[Any] = [None] * len(items)

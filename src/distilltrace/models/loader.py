@@ -14,14 +14,20 @@ def load_model(
     *,
     cache: str | Path | None = None,
     status: Callable[[str], None] | None = None,
+    dtype: str | None = None,
 ) -> Model:
     """Load any model spec (see distilltrace.models.spec); wrap in an on-disk cache if given.
 
     ``cache`` is the path of a SQLite file holding query results (see CachedModel);
-    ``status`` receives short messages about slow steps (for a progress display).
+    ``status`` receives short messages about slow steps (for a progress display);
+    ``dtype`` ("auto", "float32" or "bfloat16", see distilltrace.models.precision) sets the
+    compute precision of a local model (None: as loaded, float32). An HTTP endpoint has its
+    own precision and ignores it.
     """
     parsed = parse_spec(spec)
     model: Model = backends()[parsed.kind].loader()(parsed, status)
+    if dtype is not None and hasattr(model, "set_dtype"):
+        model.set_dtype(dtype)
     if cache is not None:
         from distilltrace.models.cache import CachedModel
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +172,18 @@ class TransformersModel:
             backend=backend,
             extra={"path": str(p), **(extra or {})},
         )
+
+    def set_dtype(self, name: str) -> str:
+        """Run the model in precision `name` ("auto", "float32", "bfloat16"; see
+        distilltrace.models.precision); returns the precision chosen. The identity (a hash
+        of the weights on disk) is unchanged; `info.extra["dtype"]` records the precision."""
+        from distilltrace.models.precision import resolve_dtype, torch_dtype
+
+        chosen = resolve_dtype(name, str(self.device))
+        with self._lock:
+            self.hf_model.to(torch_dtype(chosen))
+            self.info = replace(self.info, extra={**self.info.extra, "dtype": chosen})
+        return chosen
 
     # ------------------------------------------------------------------ helpers
     def _pad_id(self) -> int:

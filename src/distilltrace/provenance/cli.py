@@ -157,20 +157,35 @@ def _warnings_as_lines():
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
+def dtype_option() -> Any:
+    """The --dtype option (provenance test, bench provenance)."""
+    return typer.Option(
+        None,
+        "--dtype",
+        help="Compute precision of local models: auto (bfloat16 where the CPU or GPU runs "
+        "it natively, else float32), float32, bfloat16.",
+        show_default=DEFAULTS.dtype,
+    )
+
+
 def _load_models(
-    suspect: str, reference: list[str], per_ref: list[list[str]], cache: Path | None
+    suspect: str,
+    reference: list[str],
+    per_ref: list[list[str]],
+    cache: Path | None,
+    dtype: str | None = None,
 ) -> tuple[Any, list[Any], list[list[Any]]]:
     """The suspect, references and control lists, one load per model however its spec is
     spelled (see _model_key)."""
     from distilltrace.models import load_model
 
-    s = load_model(suspect, cache=cache)
+    s = load_model(suspect, cache=cache, dtype=dtype)
     loaded: dict[str, Any] = {}
 
     def get(spec: str) -> Any:
         k = _model_key(spec)
         if k not in loaded:
-            loaded[k] = load_model(spec, cache=cache)
+            loaded[k] = load_model(spec, cache=cache, dtype=dtype)
         return loaded[k]
 
     refs = [get(r) for r in reference]
@@ -261,6 +276,7 @@ def test(
         help="Run the greedy stream even for a reference the fixed-sample tests already "
         "decided (for its examples and per-family table; costs queries and time).",
     ),
+    dtype: str | None = dtype_option(),
     reverse_margin: float | None = typer.Option(
         None,
         "--reverse-margin",
@@ -292,6 +308,7 @@ def test(
         format_candidates=tuple(_unescape(f) for f in try_format) or None,
         control_rule=control_rule,
         tests=tuple(test_names) or None,
+        dtype=dtype,
     )
     from distilltrace.provenance.inputs import check_config
     from distilltrace.provenance.registry import selected
@@ -300,7 +317,7 @@ def test(
     check_config(cfg)
     check_format(cfg.suspect_format, cfg.format_candidates)
     selected(cfg.tests)
-    s, refs, ctrls = _load_models(suspect, reference, per_ref, cf)
+    s, refs, ctrls = _load_models(suspect, reference, per_ref, cf, cfg.dtype)
     with _progress() as prog:
         task = prog.add_task("provenance", total=None)
 

@@ -73,6 +73,10 @@ class ProvenanceConfig:
     capability_fit_tol: float = 0.25  # nats/char of fit a matched control may differ by
     capability_size_ratio: float = 4.0  # parameter-count ratio a matched control may have
     capability_degenerate_tol: float = 0.25  # difference in degenerate-answer rates
+    # Compute precision of local models, set where they are loaded (CLI, bench): "auto"
+    # (bfloat16 where the hardware runs it natively, else float32), "float32", "bfloat16".
+    # See distilltrace.models.precision; each model's precision is in result.checks.
+    dtype: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from distilltrace.errors import InputError
 from distilltrace.models.base import Model
+from distilltrace.models.precision import DTYPES
 from distilltrace.provenance.config import MIN_CONTROLS, WHY_CONTROLS, ProvenanceConfig
 
 
@@ -28,7 +29,8 @@ def check_request(references: Sequence[Model], cfg: ProvenanceConfig) -> None:
 
 
 def check_config(cfg: ProvenanceConfig) -> None:
-    """The greedy test's unit and margin, the reverse test's margin."""
+    """The greedy test's unit and margin, the reverse test's margin, the control rule and
+    the compute precision."""
     if cfg.agreement_unit not in ("char", "word"):
         raise InputError(f"agreement_unit must be 'char' or 'word', got {cfg.agreement_unit!r}")
     if cfg.reverse_margin < 0:
@@ -41,6 +43,8 @@ def check_config(cfg: ProvenanceConfig) -> None:
         raise InputError("control_rule 'matched' needs the capability check (capability_check on)")
     if not 0 <= cfg.agreement_margin < 1:
         raise InputError(f"agreement_margin must be in [0, 1), got {cfg.agreement_margin}")
+    if cfg.dtype not in DTYPES:
+        raise InputError(f"dtype must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
 
 
 def _control_lists(

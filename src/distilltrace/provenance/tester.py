@@ -453,6 +453,9 @@ def _combine(run: _Run, data: _Data, tests: _Tests) -> ProvenanceResult:
     s = run.suspect
     counts = run.sess.counter.counts
     s_counts = counts.get(s, {"generate": 0, "score": 0})
+    run.checks["compute"] = {
+        k: m.info.extra.get("dtype", "endpoint") for k, m in run.sess.models.items()
+    }
     return ProvenanceResult(
         suspect=s,
         suspect_identity=run.sess.models[s].info.identity,

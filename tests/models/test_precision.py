@@ -1,0 +1,71 @@
+"""Compute precision: resolving "auto", converting a loaded model, and keeping float32 and
+bfloat16 answers apart in the query cache."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from distilltrace.errors import InputError
+from distilltrace.models import load_model
+from distilltrace.models.cache import CachedModel
+from distilltrace.models.precision import cache_identity, native_bf16, resolve_dtype
+
+PROMPTS = [f"prompt number {i}" for i in range(4)]
+
+
+def test_resolve_names_and_reject_unknown_ones():
+    assert resolve_dtype("float32") == "float32"
+    assert resolve_dtype("bfloat16") == "bfloat16"
+    assert resolve_dtype("auto") == ("bfloat16" if native_bf16() else "float32")
+    with pytest.raises(InputError, match="unknown dtype 'fp8'"):
+        resolve_dtype("fp8")
+
+
+def test_load_in_bfloat16_keeps_the_identity_and_records_the_precision(tiny_dir):
+    f32 = load_model(str(tiny_dir))
+    b16 = load_model(str(tiny_dir), dtype="bfloat16")
+    assert f32.info.extra["dtype"] == "float32" and b16.info.extra["dtype"] == "bfloat16"
+    assert {p.dtype for p in b16.hf_model.parameters()} == {torch.bfloat16}
+    assert b16.info.identity == f32.info.identity  # the same weights on disk
+    assert cache_identity(f32.info) == f32.info.identity
+    assert cache_identity(b16.info) == f"{f32.info.identity}@bfloat16"
+    # scores stay float log-probabilities, close to float32's on a briefly trained model
+    a = f32.score(PROMPTS, [" the cat"] * 4)
+    b = b16.score(PROMPTS, [" the cat"] * 4)
+    for x, y in zip(a, b, strict=True):
+        assert [t.id for t in x.tokens] == [t.id for t in y.tokens]
+        for tx, ty in zip(x.tokens, y.tokens, strict=True):
+            assert isinstance(ty.logprob, float) and ty.logprob <= 0
+            assert abs(tx.logprob - ty.logprob) < 0.1
+    g = b16.generate(PROMPTS, max_new_tokens=5, temperature=0.7, seed=3)
+    assert g == b16.generate(PROMPTS, max_new_tokens=5, temperature=0.7, seed=3)  # seeded
+
+
+def test_set_dtype_back_to_float32(tiny_dir):
+    m = load_model(str(tiny_dir), dtype="bfloat16")
+    assert m.set_dtype("float32") == "float32"
+    assert {p.dtype for p in m.hf_model.parameters()} == {torch.float32}
+    assert m.info.extra["dtype"] == "float32"
+
+
+def test_cache_never_serves_one_precision_for_the_other(tiny_dir, tmp_path):
+    path = tmp_path / "q.sqlite"
+    f32 = CachedModel(load_model(str(tiny_dir)), path)
+    f32.score(PROMPTS, [" a"] * 4)
+    assert f32.stats.misses == 4
+    b16 = load_model(str(tiny_dir), cache=path, dtype="bfloat16")
+    b16.score(PROMPTS, [" a"] * 4)
+    assert b16.stats.misses == 4 and b16.stats.hits == 0  # its own entries
+    again = load_model(str(tiny_dir), cache=path, dtype="bfloat16")
+    again.score(PROMPTS, [" a"] * 4)
+    assert again.stats.hits == 4  # ... reused by the next bfloat16 run
+    f32_again = CachedModel(load_model(str(tiny_dir)), path)
+    f32_again.score(PROMPTS, [" a"] * 4)
+    assert f32_again.stats.hits == 4  # float32 entries keyed as before (old caches stay valid)
+
+
+def test_an_http_endpoint_ignores_the_precision(http_model, served_url, tiny_dir):
+    m = load_model(f"openai:{served_url};model={tiny_dir.name}", dtype="bfloat16")
+    assert "dtype" not in m.info.extra
+    assert cache_identity(m.info) == m.info.identity
