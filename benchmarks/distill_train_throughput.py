@@ -7,6 +7,10 @@ saved tokenizer (e.g. a copy carried to a machine without the bundled packages).
 
     nice -n 10 env OMP_NUM_THREADS=2 .venv/bin/python -m benchmarks.distill_train_throughput \
         --archs tiny-2l,small-4l --steps 10 --batch-size 8
+
+`--precisions float32,bf16-mixed` trains each architecture once per precision
+(TrainConfig.precision), the same seed and data, side by side; an arch may also be a model
+spec to fine-tune (`--archs smollm2-135m-instruct,gemma3-270m`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,33 @@ from distilltrace.distill.student import make_student
 from distilltrace.distill.training import train_seq_kd
 
 
+def _one(arch: str, prec: str, tok: object, recs: list, args: argparse.Namespace, out: Path):
+    """Train one architecture at one precision; its throughput row."""
+    st = make_student(arch, tok, 0)
+    n_params = sum(p.numel() for p in st[0].parameters())
+    cfg = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        max_len=args.max_len,
+        device=args.device,
+        progress=False,
+        precision=prec,
+    )
+    res = train_seq_kd(st, recs, out, cfg)
+    return {
+        "arch": arch,
+        "params_M": round(n_params / 1e6, 2),
+        "device": res.device,
+        "precision": prec,
+        "steps": res.steps,
+        "batch_size": args.batch_size,
+        "tokens": res.tokens,
+        "wall_s": res.wall_s,
+        "tokens_per_s": res.tokens_per_s,
+        "final_loss": res.final_loss,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--archs", default="tiny-2l,small-4l,base-8l")
@@ -36,6 +67,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-len", type=int, default=256)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--precisions", default="float32", help="comma-separated, side by side")
     args = ap.parse_args()
 
     tok: object = args.tokenizer
@@ -52,29 +84,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as d:
         for arch in args.archs.split(","):
-            st = make_student(arch, tok, 0)
-            n_params = sum(p.numel() for p in st[0].parameters())
-            cfg = TrainConfig(
-                steps=args.steps,
-                batch_size=args.batch_size,
-                max_len=args.max_len,
-                device=args.device,
-                progress=False,
-            )
-            res = train_seq_kd(st, recs, Path(d) / arch, cfg)
-            rows.append(
-                {
-                    "arch": arch,
-                    "params_M": round(n_params / 1e6, 2),
-                    "device": res.device,
-                    "steps": res.steps,
-                    "batch_size": args.batch_size,
-                    "tokens": res.tokens,
-                    "wall_s": res.wall_s,
-                    "tokens_per_s": res.tokens_per_s,
-                }
-            )
-            print(json.dumps(rows[-1]), flush=True)
+            for prec in args.precisions.split(","):
+                rows.append(_one(arch, prec, tok, recs, args, Path(d) / f"{arch}-{prec}"))
+                print(json.dumps(rows[-1]), flush=True)
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     print(
         json.dumps(
@@ -86,11 +98,13 @@ def main() -> None:
             }
         )
     )
-    print("| arch | params (M) | device | batch | steps | tokens | wall s | tokens/s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "| arch | params (M) | device | precision | batch | steps | tokens | wall s | tokens/s | final loss |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(
-            f"| {r['arch']} | {r['params_M']} | {r['device']} | {r['batch_size']} | {r['steps']} | {r['tokens']} | {r['wall_s']} | {r['tokens_per_s']} |"
+            f"| {r['arch']} | {r['params_M']} | {r['device']} | {r['precision']} | {r['batch_size']} | {r['steps']} | {r['tokens']} | {r['wall_s']} | {r['tokens_per_s']} | {r['final_loss']:.4f} |"
         )
 
 

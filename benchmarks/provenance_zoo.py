@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="comma-separated students to build (--build)")
     ap.add_argument("--max-controls", type=int, default=None)
     ap.add_argument("--n-sampled", type=int, default=100)
+    ap.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 (models' precision)")
     ap.add_argument("--suspects", default=None, help="comma-separated suspects, in this order")
     ap.add_argument("--no-recipe-match", action="store_true", help="any non-derived control")
     ap.add_argument("--one-per-lineage", action="store_true")
@@ -64,7 +65,7 @@ def main() -> None:
     res = run_bench(
         zoo, budget=a.budget, alpha=a.alpha, out=out, cache=out / "cache.sqlite",
         seed=a.seed, pool_size=a.pool_size, limit=a.limit,
-        max_controls=a.max_controls, config=ProvenanceConfig(n_sampled=a.n_sampled),
+        max_controls=a.max_controls, config=ProvenanceConfig(n_sampled=a.n_sampled, dtype=a.dtype),
         match_recipe=not a.no_recipe_match, one_per_lineage=a.one_per_lineage,
         suspects=a.suspects.split(",") if a.suspects else None,
         progress=lambda msg, i, n: lines.update(task, description=msg, completed=i, total=n),
