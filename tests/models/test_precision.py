@@ -69,3 +69,16 @@ def test_an_http_endpoint_ignores_the_precision(http_model, served_url, tiny_dir
     m = load_model(f"openai:{served_url};model={tiny_dir.name}", dtype="bfloat16")
     assert "dtype" not in m.info.extra
     assert cache_identity(m.info) == m.info.identity
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_logits_processors_see_float32_scores_in_bfloat16(tiny_dir, temperature):
+    seen = []
+
+    def spy(input_ids, scores):
+        seen.append(scores.dtype)
+        return scores
+
+    m = load_model(str(tiny_dir), dtype="bfloat16")
+    m.generate(PROMPTS[:2], max_new_tokens=3, temperature=temperature, logits_processors=[spy])
+    assert seen and set(seen) == {torch.float32}

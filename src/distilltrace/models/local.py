@@ -60,6 +60,11 @@ class TokenStep:
     top: tuple[TokenLogprob, ...] = ()
 
 
+def _as_float(input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """A logits processor that hands the next processors float32 scores."""
+    return scores.float()
+
+
 class TransformersModel:
     """A transformers causal LM and its tokenizer behind the distilltrace Model protocol."""
 
@@ -409,9 +414,9 @@ class TransformersModel:
 
         ids, mask = self._left_pad(encoded)
         generators = None if temperature == 0 else make_generators(seed, prompts, chat)
-        chain: list[Any] = []
-        if temperature > 0:
-            chain.append(WarpProcessor(temperature, top_p))
+        # processors see float32 scores whatever the model's precision (WarpProcessor
+        # casts; at temperature 0 a bare cast does)
+        chain: list[Any] = [WarpProcessor(temperature, top_p) if temperature > 0 else _as_float]
         chain.extend(processors)
         chain.append(PickProcessor(generators))
         want_lp = top_logprobs is not None
