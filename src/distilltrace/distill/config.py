@@ -57,8 +57,8 @@ class TrainConfig:
     beta: float = setting(0.5, identity="logit-kd")  # JSD mixing weight
     kd_temperature: float = setting(1.0, identity="logit-kd", key="temperature")
     # numerics: "float32", or "bf16-mixed" (the forward pass and loss under bfloat16
-    # autocast; weights, gradients and AdamW stay float32): 2.2x faster per step on a CPU
-    # with native bf16 (docs/benchmarks.md, "Compute precision"). Part of the identity
+    # autocast; weights, gradients and AdamW stay float32): 1.9-2.2x faster on a CPU with
+    # native bf16 (docs/benchmarks.md, "Compute precision"). Part of the identity
     # when changed.
     precision: str = setting("float32")
     # running

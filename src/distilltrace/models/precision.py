@@ -2,8 +2,9 @@
 
 bfloat16 halves the memory traffic of every matrix product. On a CPU with native bf16
 instructions (AVX512-BF16 or AMX) or a CUDA GPU that supports it, a small model generates
-2.4-2.8x and scores 1.7-2.2x faster than in float32 (docs/benchmarks.md, "Compute
-precision"), and per-token log-probabilities move by about 0.004 nats. "auto" picks
+2.5-2.9x and scores 2.3-2.7x faster than in float32 (docs/benchmarks.md, "Compute
+precision"); per-token log-probabilities move by 0.02-0.03 nats on average, and about one
+greedy answer in five differs within its first 40 characters. "auto" picks
 bfloat16 only where the hardware runs it natively (elsewhere bf16 is emulated, and slower).
 
 A result computed in bfloat16 is a statement about the model run in bfloat16, as a
