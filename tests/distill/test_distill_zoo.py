@@ -109,3 +109,11 @@ def test_load_manifest_errors(tmp_path):
         load_manifest(tmp_path)
     with pytest.raises(InputError, match="tier must be"):
         zoo_plan("huge")
+
+
+def test_bad_training_precision_refused_before_any_work(tmp_path):
+    from distilltrace.distill.zoo import build_zoo
+
+    with pytest.raises(InputError, match="precision must be one of float32, bf16-mixed"):
+        build_zoo(tmp_path / "z", "quick", precision="fp16", progress=False)
+    assert not (tmp_path / "z").exists()  # nothing harvested, trained or written

@@ -82,3 +82,10 @@ def test_logits_processors_see_float32_scores_in_bfloat16(tiny_dir, temperature)
     m = load_model(str(tiny_dir), dtype="bfloat16")
     m.generate(PROMPTS[:2], max_new_tokens=3, temperature=temperature, logits_processors=[spy])
     assert seen and set(seen) == {torch.float32}
+
+
+def test_a_bad_dtype_is_refused_before_loading_whatever_the_backend(served_url, tiny_dir):
+    with pytest.raises(InputError, match="unknown dtype 'half'"):
+        load_model(f"openai:{served_url};model={tiny_dir.name}", dtype="half")
+    with pytest.raises(InputError, match="unknown dtype 'half'"):
+        load_model("/no/such/folder", dtype="half")  # the name is checked first

@@ -517,6 +517,9 @@ def build_zoo(
     left for a later call, and the manifest lists what exists. `precision` is the
     training precision of the students built now (TrainConfig.precision; each member's
     training record keeps its own)."""
+    from distilltrace.distill.config import TrainConfig
+
+    TrainConfig(precision=precision).check()  # before any harvest or training
     b = _ZooBuild(plan or zoo_plan(tier, scale), Path(out_dir), scale, device, progress)
     b.precision = precision
     students = _chosen(b.plan, only)

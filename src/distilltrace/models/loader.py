@@ -24,6 +24,10 @@ def load_model(
     compute precision of a local model (None: as loaded, float32). An HTTP endpoint has its
     own precision and ignores it.
     """
+    if dtype is not None:
+        from distilltrace.models.precision import check_dtype
+
+        check_dtype(dtype)  # a bad name is an error before any loading, for every backend
     parsed = parse_spec(spec)
     model: Model = backends()[parsed.kind].loader()(parsed, status)
     if dtype is not None and hasattr(model, "set_dtype"):

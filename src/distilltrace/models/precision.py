@@ -37,10 +37,15 @@ def native_bf16(device: str = "cpu") -> bool:
     return False
 
 
-def resolve_dtype(name: str, device: str = "cpu") -> str:
-    """The concrete precision ("float32" or "bfloat16") that `name` means on `device`."""
+def check_dtype(name: str) -> None:
+    """Raise InputError (one line) unless `name` is one of DTYPES."""
     if name not in DTYPES:
         raise InputError(f"unknown dtype {name!r}; expected one of {', '.join(DTYPES)}")
+
+
+def resolve_dtype(name: str, device: str = "cpu") -> str:
+    """The concrete precision ("float32" or "bfloat16") that `name` means on `device`."""
+    check_dtype(name)
     if name == "auto":
         return "bfloat16" if native_bf16(device) else "float32"
     return name
