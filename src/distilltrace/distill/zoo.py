@@ -520,8 +520,7 @@ def build_zoo(
     from distilltrace.distill.config import TrainConfig
 
     TrainConfig(precision=precision).check()  # before any harvest or training
-    b = _ZooBuild(plan or zoo_plan(tier, scale), Path(out_dir), scale, device, progress)
-    b.precision = precision
+    b = _ZooBuild(plan or zoo_plan(tier, scale), Path(out_dir), scale, device, progress, precision)
     students = _chosen(b.plan, only)
     b.start()
     for tp in b.plan.teachers:
@@ -558,10 +557,17 @@ StudentMethod = Callable[
 class _ZooBuild:
     """One build of a zoo: the steps of `build_zoo` and what they share."""
 
-    def __init__(self, plan: ZooPlan, out: Path, scale: float, device: str, progress: bool):
+    def __init__(
+        self,
+        plan: ZooPlan,
+        out: Path,
+        scale: float,
+        device: str,
+        progress: bool,
+        precision: str = "float32",
+    ):
         self.plan, self.out, self.scale = plan, out, scale
-        self.device, self.progress = device, progress
-        self.precision = "float32"
+        self.device, self.progress, self.precision = device, progress, precision
         self.t_start = time.perf_counter()
         self.created = _now()
         self.members: dict[str, ZooMember] = {}
