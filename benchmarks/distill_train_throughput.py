@@ -8,6 +8,8 @@ saved tokenizer (e.g. a copy carried to a machine without the bundled packages).
     nice -n 10 env OMP_NUM_THREADS=2 .venv/bin/python -m benchmarks.distill_train_throughput \
         --archs tiny-2l,small-4l --steps 10 --batch-size 8
 
+`--heads target,full` trains each once with the loss as the library computes it (the output
+head on target positions only) and once from the full logits (the loss before session 22).
 `--precisions float32,bf16-mixed` trains each architecture once per precision
 (TrainConfig.precision), the same seed and data, side by side; an arch may also be a model
 spec to fine-tune (`--archs smollm2-135m-instruct,gemma3-270m`).
@@ -29,11 +31,29 @@ from distilltrace.distill.dataset import Record
 from distilltrace.distill.human_text import human_corpus
 from distilltrace.distill.prompts import generate_prompts
 from distilltrace.distill.student import make_student
-from distilltrace.distill.training import train_seq_kd
+from distilltrace.distill.training import (
+    _pairs_to_examples,
+    ce_loss_full,
+    run_training,
+    train_seq_kd,
+    unpack_student,
+)
 
 
-def _one(arch: str, prec: str, tok: object, recs: list, args: argparse.Namespace, out: Path):
-    """Train one architecture at one precision; its throughput row."""
+def _train(st, recs: list, out: Path, cfg: TrainConfig, head: str):
+    """seq-KD as `train_seq_kd` runs it ("target": the output head on target positions
+    only), or with the loss from the full logits ("full": the pre-session-22 loss)."""
+    if head == "target":
+        return train_seq_kd(st, recs, out, cfg)
+    model, tok = unpack_student(st)
+    ex, skipped = _pairs_to_examples(tok, recs, cfg.max_len)
+    return run_training(
+        model, tok, ex, out, cfg, method="seq-kd", loss_fn=ce_loss_full, skipped_examples=skipped
+    )
+
+
+def _one(arch: str, prec: str, head: str, tok: object, recs: list, args, out: Path):
+    """Train one architecture at one precision with one loss head; its throughput row."""
     st = make_student(arch, tok, 0)
     n_params = sum(p.numel() for p in st[0].parameters())
     cfg = TrainConfig(
@@ -44,9 +64,10 @@ def _one(arch: str, prec: str, tok: object, recs: list, args: argparse.Namespace
         progress=False,
         precision=prec,
     )
-    res = train_seq_kd(st, recs, out, cfg)
+    res = _train(st, recs, out, cfg, head)
     return {
         "arch": arch,
+        "head": head,
         "params_M": round(n_params / 1e6, 2),
         "device": res.device,
         "precision": prec,
@@ -68,6 +89,9 @@ def main() -> None:
     ap.add_argument("--max-len", type=int, default=256)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precisions", default="float32", help="comma-separated, side by side")
+    ap.add_argument(
+        "--heads", default="target", help="comma-separated, side by side: target and/or full"
+    )
     args = ap.parse_args()
 
     tok: object = args.tokenizer
@@ -85,8 +109,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         for arch in args.archs.split(","):
             for prec in args.precisions.split(","):
-                rows.append(_one(arch, prec, tok, recs, args, Path(d) / f"{arch}-{prec}"))
-                print(json.dumps(rows[-1]), flush=True)
+                for head in args.heads.split(","):
+                    out = Path(d) / f"{arch}-{prec}-{head}"
+                    rows.append(_one(arch, prec, head, tok, recs, args, out))
+                    print(json.dumps(rows[-1]), flush=True)
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     print(
         json.dumps(
@@ -99,12 +125,12 @@ def main() -> None:
         )
     )
     print(
-        "| arch | params (M) | device | precision | batch | steps | tokens | wall s | tokens/s | final loss |"
+        "| arch | params (M) | device | precision | head | batch | steps | tokens | wall s | tokens/s | final loss |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(
-            f"| {r['arch']} | {r['params_M']} | {r['device']} | {r['precision']} | {r['batch_size']} | {r['steps']} | {r['tokens']} | {r['wall_s']} | {r['tokens_per_s']} | {r['final_loss']:.4f} |"
+            f"| {r['arch']} | {r['params_M']} | {r['device']} | {r['precision']} | {r['head']} | {r['batch_size']} | {r['steps']} | {r['tokens']} | {r['wall_s']} | {r['tokens_per_s']} | {r['final_loss']:.4f} |"
         )
 
 

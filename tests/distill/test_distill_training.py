@@ -202,3 +202,45 @@ def test_bf16_mixed_training_learns_keeps_float32_weights_and_its_own_identity(
     assert not other.cached and other.steps == 1  # ... never for a float32 request
     with pytest.raises(InputError, match="precision must be one of float32, bf16-mixed"):
         train_seq_kd(_student(teacher), train_set, tmp_path / "bad", precision="fp8", **kw)
+
+
+def _pair_batch(teacher, train_set):
+    from distilltrace.distill.training import _collate, _pairs_to_examples, load_dataset
+
+    ex, _ = _pairs_to_examples(teacher.tokenizer, load_dataset(train_set)[:6], 256)
+    return _collate(ex, list(range(len(ex))), 0, torch.device("cpu"))
+
+
+def test_target_head_loss_equals_the_full_logits_loss_and_its_gradient(teacher, train_set):
+    """The loss computes the output head on target positions only; it must be the same
+    number, with the same gradient, as the loss from the full logits."""
+    from distilltrace.distill.training import _HEADS, ce_loss, ce_loss_full
+
+    hf, _ = _student(teacher)
+    b = _pair_batch(teacher, train_set)
+    assert int(b.targets[:, 1:].sum()) < b.targets[:, 1:].numel()  # prompts and padding
+    got, n = ce_loss(hf, b)
+    assert _HEADS[hf] is not None  # checked against the full logits, and kept
+    got.backward()
+    g_got = [p.grad.clone() for p in hf.parameters()]
+    hf.zero_grad()
+    ref, n_ref = ce_loss_full(hf, b)
+    ref.backward()
+    assert n == n_ref and abs(got.item() - ref.item()) < 1e-5
+    for a, r in zip(g_got, (p.grad for p in hf.parameters()), strict=True):
+        assert torch.allclose(a, r, atol=1e-6, rtol=1e-4)
+
+
+def test_target_head_falls_back_where_the_logits_are_not_the_head_of_the_decoder(
+    teacher, train_set
+):
+    """A model whose logits are not head(decoder output) (here a soft cap that the model's
+    own forward does not apply) fails the one-time check and keeps the full logits."""
+    from distilltrace.distill.training import _HEADS, ce_loss, ce_loss_full
+
+    hf, _ = _student(teacher)
+    hf.config.final_logit_softcapping = 0.5
+    b = _pair_batch(teacher, train_set)
+    got, _ = ce_loss(hf, b)
+    assert _HEADS[hf] is None
+    assert float(got) == pytest.approx(float(ce_loss_full(hf, b)[0]), abs=1e-6)

@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
@@ -206,8 +207,9 @@ def _collate(
     return _Batch(ids.to(device), attn.to(device), tg.to(device), index)
 
 
-def ce_loss(model: Any, b: _Batch) -> tuple[torch.Tensor, int]:
-    """Mean next-token cross-entropy over the target tokens."""
+def ce_loss_full(model: Any, b: _Batch) -> tuple[torch.Tensor, int]:
+    """Mean next-token cross-entropy over the target tokens, from the model's full logits
+    (every position): the reference that `ce_loss` is checked against."""
     logits = model(input_ids=b.ids, attention_mask=b.attn).logits[:, :-1].float()
     tgt = b.ids[:, 1:]
     mask = b.targets[:, 1:].bool()
@@ -215,6 +217,70 @@ def ce_loss(model: Any, b: _Batch) -> tuple[torch.Tensor, int]:
     lp = torch.log_softmax(logits, dim=-1)
     nll = -lp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
     return nll[mask].sum() / max(n, 1), n
+
+
+# model -> (decoder, head, soft cap) where the target-position head was checked against the
+# full logits, or None where it did not match (that model keeps the full logits)
+_HEADS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _target_logits(parts: tuple, b: _Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits at the target positions only (the output head never sees the prompt or
+    padding positions), and the target tokens."""
+    dec, head, cap = parts
+    mask = b.targets[:, 1:].bool()
+    h = dec(input_ids=b.ids, attention_mask=b.attn).last_hidden_state[:, :-1][mask]
+    z = head(h)
+    if cap:
+        z = torch.tanh(z / cap) * cap
+    return z, b.ids[:, 1:][mask]
+
+
+def _head_parts(model: Any, b: _Batch) -> tuple | None:
+    """The model's decoder and output head, if its logits are head(decoder output) up to a
+    final soft cap, checked once per model in float32 on the first rows of a batch against
+    its full logits (max |difference| of the per-token loss <= 1e-4 nats)."""
+    if model in _HEADS:
+        return _HEADS[model]
+    dec = model.get_decoder() if hasattr(model, "get_decoder") else None
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    parts = None
+    if dec is not None and isinstance(head, torch.nn.Linear):
+        parts = (
+            dec,
+            head,
+            getattr(getattr(model, "config", None), "final_logit_softcapping", None),
+        )
+        rows = [i for i in range(len(b.index)) if bool(b.targets[i, 1:].any())][:2]
+        if not rows:  # nothing to compare on: decide on a later batch
+            return None
+        few = _Batch(b.ids[rows], b.attn[rows], b.targets[rows], [b.index[i] for i in rows])
+        with torch.no_grad(), torch.autocast(b.ids.device.type, enabled=False):
+            full = model(input_ids=few.ids, attention_mask=few.attn).logits[:, :-1].float()
+            mask = few.targets[:, 1:].bool()
+            ref = torch.nn.functional.cross_entropy(
+                full[mask], few.ids[:, 1:][mask], reduction="none"
+            )
+            z, tgt = _target_logits(parts, few)
+            got = torch.nn.functional.cross_entropy(z.float(), tgt, reduction="none")
+        if ref.shape != got.shape or float((ref - got).abs().max()) > 1e-4:
+            parts = None
+    _HEADS[model] = parts
+    return parts
+
+
+def ce_loss(model: Any, b: _Batch) -> tuple[torch.Tensor, int]:
+    """Mean next-token cross-entropy over the target tokens. The output head runs on the
+    target positions only (with a 262k-token vocabulary it is most of a step's work, and a
+    chat pair's prompt and padding carry no loss); a model whose logits are not
+    head(decoder output) gets the full logits (`ce_loss_full`)."""
+    parts = _head_parts(model, b)
+    if parts is None:
+        return ce_loss_full(model, b)
+    z, tgt = _target_logits(parts, b)
+    n = int(tgt.numel())
+    nll = torch.nn.functional.cross_entropy(z.float(), tgt, reduction="sum")
+    return nll / max(n, 1), n
 
 
 def _batch_indices(
