@@ -77,10 +77,11 @@ def test_bundle_verifies_with_and_without_the_secret(built):
         "key_commitment", "tokenizer", "log_segment", "harvested", "campaign", "probe_prompts",
         "transcript", "model_identity", "report",
     }  # fmt: skip
-    # closed mode scored only where the reference (our marking teacher) was unsure; its
-    # probabilities are recorded per token, so verify recomputed the selection without it
+    # the reference (our marking teacher) is local: its probabilities are recorded per
+    # token, so verify can recompute either selection without it; with this green-list key
+    # closed_selection "auto" keeps the window filter alone (claims.closed_selection)
     closed = rep["claims"][2]["details"]
-    assert closed["max_reference_prob"] == 0.5
+    assert closed["max_reference_prob"] is None and closed["filter_min_count"] == 2
     rows = [json.loads(x) for x in (built["bundle"] / "transcripts" /
             "radioactivity_closed.jsonl").read_text().splitlines()]  # fmt: skip
     assert rows and all(len(r["reference_probs"]) == len(built["teacher"].tokenizer(
@@ -288,3 +289,26 @@ def test_campaign_claim_is_calibrated_on_null_groups():
         ps = np.asarray(ps)
         for alpha in (0.01, 0.05, 0.2):
             assert (ps <= alpha).mean() <= alpha + binomial_slack(n, alpha)
+
+
+def test_closed_selection_picks_one_selection_by_the_scheme():
+    """ "auto": with our model's probabilities, a distortion-free scheme scores only the
+    tokens it was unsure of and drops the window filter; a green list keeps the window
+    filter only; without probabilities the window filter. "both" (old bundles) keeps both."""
+    from types import SimpleNamespace
+
+    from distilltrace.custody.claims import closed_selection
+    from distilltrace.marks.schemes import SchemeParams
+
+    tour = SimpleNamespace(impl=SchemeParams("tournament").impl)
+    green = SimpleNamespace(impl=SchemeParams("greenlist").impl)
+    auto = CustodyConfig().to_dict()
+    assert auto["closed_selection"] == "auto"
+    assert closed_selection(tour, auto, True) == (None, True)
+    assert closed_selection(tour, auto, False) == (2, False)
+    assert closed_selection(green, auto, True) == (2, False)
+    old = {k: v for k, v in auto.items() if k != "closed_selection"}  # a bundle before "auto"
+    assert closed_selection(tour, old, True) == (2, True)
+    assert closed_selection(green, {**auto, "max_reference_prob": None}, True) == (2, False)
+    with pytest.raises(Exception, match="closed_selection must be auto or both"):
+        CustodyConfig(closed_selection="neither")

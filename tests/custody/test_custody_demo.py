@@ -4,33 +4,31 @@ HTTP, a real scan, distilled students, bundles verified). Slow: minutes of CPU."
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
-# Opt-in: the quick tier took 37 min 43 s on 2 cores (2026-12-02, docs/benchmarks.md,
-# "Custody: quick demo"), more than the whole suite's 30-minute budget (issue #17).
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        os.environ.get("DISTILLTRACE_CUSTODY_DEMO") != "1",
-        reason="quick custody demo takes ~38 min on 2 cores; "
-        "set DISTILLTRACE_CUSTODY_DEMO=1 to run it",
-    ),
-]
+# The quick tier took 14 min 44 s on 2 cores (session 22, docs/benchmarks.md, "Custody:
+# quick demo"): the longest test of the suite, run by CI as the issue asks.
+pytestmark = [pytest.mark.slow]
 
 
-def test_quick_demo_verifies_and_catches_tampering(tmp_path):
+def test_quick_demo_attributes_the_harvested_student_only_and_verifies(tmp_path):
     """Nulls: the benign student never saw marked text nor the reference's outputs, so its
-    radioactivity and provenance claims are tested under their nulls (p >= 0.01 expected);
-    the bundles must verify from their files, and a flipped byte must fail."""
+    radioactivity and provenance claims are tested under their nulls and it must not be
+    attributed; the student fine-tuned on the campaign's harvest must be, every claim
+    holding at family-wise level 0.01 (Holm); both bundles verify from their files alone,
+    and a flipped byte fails. (The issue's 1e-4 level on every harvested p-value is
+    recorded in demo.json's targets and docs/benchmarks.md, not asserted: it depends on the
+    fresh random key each run draws.)"""
     from distilltrace.custody.demo import run_demo
 
     res = run_demo(tmp_path / "demo", "quick")
     assert res.targets["verify_passes_both"]
     assert res.targets["tampered_copy_fails"] and "harvested.jsonl" in res.tampered_error
-    assert res.targets["benign_not_attributed"]
     assert res.campaign["flagged"] and res.campaign["true_accounts_found"] > 0
+    assert res.targets["benign_not_attributed"]
+    assert res.bundles["harvested"]["attributed"], res.bundles["harvested"]["pvalues"]
     assert res.bundles["harvested"]["pvalues"]["harvest_mark"] <= 1e-4
     saved = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert saved["targets"] == res.targets
+    assert saved["config"]["tier"] == "quick"

@@ -49,10 +49,19 @@ class CustodyConfig:
     filter_min_count: int | None = 2  # supervised: windows seen >= this often in the harvest
     # closed mode with the reference's weights: score only tokens it gave <= this (None: off)
     max_reference_prob: float | None = 0.5
+    # which of the two selections closed mode applies (claims.closed_selection): "auto" picks
+    # one by the scheme, "both" applies both
+    closed_selection: str = "auto"
     open_mode: bool = True  # also open mode when the suspect's weights are local
     open_max_tokens: int = 256
     open_batch_size: int = 8
     provenance: dict[str, Any] = field(default_factory=dict)  # ProvenanceConfig overrides
+
+    def __post_init__(self) -> None:
+        if self.closed_selection not in ("auto", "both"):
+            raise CustodyError(
+                f"closed_selection must be auto or both, got {self.closed_selection!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

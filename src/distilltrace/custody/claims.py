@@ -128,6 +128,29 @@ def harvest_mark_claim(
     return _mark_claim(HARVEST_MARK, null, rep.pooled, extra)
 
 
+def closed_selection(wm: Any, cfg: Mapping[str, Any], have_probs: bool) -> tuple[int | None, bool]:
+    """Which tokens closed mode scores: (window filter's min count or None, whether only the
+    tokens our model was unsure of).
+
+    `closed_selection` "auto" (the default): with our model's probabilities and a
+    distortion-free scheme, only the tokens it gave <= max_reference_prob (the mark moved
+    no confident choice, so a student learned nothing there); otherwise the window filter.
+    Session 18 measured each alone beat the other on its kind of scheme (tournament: 5.3e-15
+    against 7.6e-7; green list: 4.2e-8 against 1.2e-4, docs/benchmarks.md); together they
+    leave too few tuples. "both" applies both (bundles written before "auto" existed)."""
+    fmc, cap = cfg.get("filter_min_count"), cfg.get("max_reference_prob")
+    fmc = None if fmc is None else int(fmc)
+    unsure = have_probs and cap is not None
+    mode = cfg.get("closed_selection", "both")
+    if mode == "auto":
+        if unsure and wm.impl.distortion_free:
+            return None, True
+        return fmc, False
+    if mode != "both":
+        raise ValueError(f"closed_selection must be auto or both, got {mode!r}")
+    return fmc, unsure
+
+
 def radio_closed_claim(
     wm: Any,
     tokenizer: Any,
@@ -138,26 +161,26 @@ def radio_closed_claim(
     reference_probs: Sequence[Sequence[float]] | None = None,
 ) -> EvidenceResult:
     """Closed mode, supervised by the harvested outputs: the suspect's answers to the
-    probes, windows frequent in the harvested text only, prompt windows excluded, and
-    (with the reference's recorded probabilities) only tokens it gave <= max_reference_prob."""
+    probes, prompt windows excluded, and the tokens `closed_selection` picks (windows
+    frequent in the harvested text, or the tokens our model was unsure of)."""
     from distilltrace.marks.radioactivity import score_closed
 
-    fmc, cap = cfg.get("filter_min_count"), cfg.get("max_reference_prob")
-    use = reference_probs is not None and cap is not None
+    fmc, use = closed_selection(wm, cfg, reference_probs is not None)
+    cap = cfg.get("max_reference_prob")
     test, n_allowed = score_closed(
         wm,
         list(outputs),
         list(probes),
         tokenizer,
         marked_texts=[str(h["response"]) for h in harvested],
-        filter_min_count=None if fmc is None else int(fmc),
+        filter_min_count=fmc,
         reference_probs=reference_probs if use else None,
         max_reference_prob=float(cap) if use else 1.0,
         alpha=float(cfg["mark_alpha"]),
         min_scored=int(cfg["min_scored"]),
     )
     null = "the suspect's weights are independent of our key (not trained on text marked with it)"
-    extra = {"n_probes": len(probes), "n_allowed_windows": n_allowed,
+    extra = {"n_probes": len(probes), "n_allowed_windows": n_allowed, "filter_min_count": fmc,
              "max_reference_prob": float(cap) if use else None}  # fmt: skip
     return _mark_claim(RADIO_CLOSED, null, test, extra)
 

@@ -28,35 +28,37 @@ Note = Callable[[str], None]
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """The demo's sizes (quick: minutes on 2 CPU cores; full: a pretrained student)."""
+    """The demo's sizes (quick: minutes on 2 CPU cores; full: a pretrained student of
+    another family).
+
+    Both tiers fine-tune a pretrained base on the harvest, as a lab distilling into its own
+    base does (a student trained from scratch on a few hundred answers learns too little
+    of anything to be tested: docs/benchmarks.md, "Custody: quick demo"). The quick tier's
+    base is the served model's own open weights (SmolLM2), the full tier's is Gemma 3 270M.
+    The benign student and the controls are the same base fine-tuned with the same recipe
+    on other chat data (ShareGPT's ChatGPT answers), as many exchanges as the harvest."""
 
     tier: str = "quick"
     teacher: str = "smollm2-135m-instruct"  # the served (reference) model spec
+    dtype: str = "auto"  # compute precision of every model loaded (models/precision.py)
     n_accounts: int = 300  # simulated population (the simulator's minimum)
     campaign: str = "hydra"  # the one extraction archetype simulated
-    max_campaign_requests: int = 320  # campaign requests kept (the earliest), all sent
+    languages: tuple[str, ...] = ("en",)  # the campaign's language (one the teacher speaks)
+    max_campaign_requests: int = 160  # campaign requests kept (the earliest), all sent
     n_benign_http: int = 40  # benign requests sent over HTTP (a sample; the rest: metadata)
-    max_tokens: int = 48
+    max_tokens: int = 64
     temperature: float = 0.8
-    delta: float = 4.0  # watermark strength (green-list, context width 1)
+    scheme: dict[str, Any] = field(default_factory=dict)  # SchemeParams; {}: the default mark
     clients: int = 8
-    student: str = "tiny-2l"
-    epochs: int = 8
-    lr: float = 2e-2
-    n_probes: int = 48
+    student: str = "smollm2-135m-instruct"  # the base fine-tuned (an arch name: from scratch)
+    n_controls: int = 3  # the likelihood and lexical tests need 3 for their margins
+    epochs: int = 2
+    lr: float = 2e-4
+    batch_size: int = 4
+    precision: str = "bf16-mixed"  # training precision (TrainConfig.precision)
+    n_probes: int = 160  # closed-mode probes: the harvested prompts asked again first
     provenance: dict[str, Any] = field(
-        default_factory=lambda: {
-            "pool_size": 400,
-            "n_sampled": 24,
-            "n_fingerprint": 24,
-            "n_reverse": 12,
-            "n_gap": 6,
-            "max_new_tokens": 24,
-            "prompt_source": "builtin",
-            "budget": 120,
-            "identity_probes": False,
-            "batch_size": 16,
-        }  # fmt: skip
+        default_factory=lambda: {"budget": 400, "prompt_source": "builtin"}
     )
     seed: int = 0
 
@@ -65,9 +67,10 @@ class DemoConfig:
         if tier == "quick":
             return cls()
         if tier == "full":
-            return cls(tier="full", n_accounts=1000, campaign="hydra", max_campaign_requests=800,
-                       n_benign_http=200, max_tokens=128, student="gemma3-270m", epochs=2,
-                       lr=5e-5, n_probes=128)  # fmt: skip
+            return cls(tier="full", n_accounts=1000, max_campaign_requests=800,
+                       n_benign_http=200, max_tokens=128, student="gemma3-270m",
+                       lr=1e-4, batch_size=16, n_probes=256,
+                       provenance={"budget": 1000, "prompt_source": "builtin"})  # fmt: skip
         raise CustodyError(f"--tier must be quick or full, got {tier!r}")
 
 
@@ -108,7 +111,8 @@ def _traffic(cfg: DemoConfig) -> tuple[list[dict], set[str]]:
     """Simulated rows (benign + one campaign); the campaign's accounts (ground truth)."""
     from distilltrace.traffic.simulate import simulate
 
-    tb = simulate(n_accounts=cfg.n_accounts, days=1, seed=cfg.seed, campaigns=(cfg.campaign,))
+    tb = simulate(n_accounts=cfg.n_accounts, days=1, seed=cfg.seed, campaigns=(cfg.campaign,),
+                  languages=tuple(cfg.languages))  # fmt: skip
     rows = tb.to_pylist()
     camp = [r for r in rows if r.get("campaign_id")]
     camp.sort(key=lambda r: (r["timestamp"], r["request_id"]))
@@ -167,31 +171,42 @@ def _found(res: Any, truth: set[str]) -> Any:
     return best
 
 
-def _students(cfg: DemoConfig, harvested: list[dict], d: Path, note: Note) -> dict[str, Path]:
-    """A student distilled from the harvest; one from a benign, unmarked corpus of the same
-    size (characters); two controls trained on other benign text (other seeds)."""
+def _benign_pairs(n: int, max_chars: int, seed: int) -> list[Any]:
+    """`n` ShareGPT exchanges (a human prompt, ChatGPT's answer clipped to `max_chars`):
+    unmarked chat data from neither bundled model."""
+    from distilltrace.data.sharegpt import chat_pairs
     from distilltrace.distill.dataset import Record
-    from distilltrace.distill.human_text import human_corpus
-    from distilltrace.distill.student import make_student
-    from distilltrace.distill.training import train_lm, train_seq_kd
 
-    n_chars = sum(len(h["response"]) for h in harvested)
+    return [
+        Record(p, a[:max_chars], {"finish_reason": "stop" if len(a) <= max_chars else "length"})
+        for p, a in chat_pairs(n, seed=seed)
+    ]
+
+
+def _students(cfg: DemoConfig, harvested: list[dict], d: Path, note: Note) -> dict[str, Path]:
+    """The base fine-tuned on the harvest; the same base, same recipe, on as many benign
+    unmarked exchanges (the benign student); and on other benign samples (the controls)."""
+    from distilltrace.distill.config import TrainConfig
+    from distilltrace.distill.dataset import Record
+    from distilltrace.distill.student import make_student
+    from distilltrace.distill.training import train_seq_kd
+
     recs = [Record(h["prompt"], h["response"]) for h in harvested]
-    kw = {"epochs": cfg.epochs, "lr": cfg.lr, "batch_size": 16, "progress": False}
+    clip = max(len(h["response"]) for h in harvested)
+    tc = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                     precision=cfg.precision, seed=cfg.seed, progress=False)  # fmt: skip
+    plan = [("harvested", recs)] + [
+        (name, _benign_pairs(len(recs), clip, seed))
+        for seed, name in enumerate(["benign"] + [f"control-{i + 1}" for i in range(cfg.n_controls)])
+    ]  # fmt: skip
     out = {}
-    note(f"distil: harvested student on {len(recs)} exchanges ({n_chars} characters)")
-    train_seq_kd(make_student(cfg.student, cfg.teacher, seed=1), recs, d / "harvested", **kw)
-    out["harvested"] = d / "harvested"
-    corpus = human_corpus(max_chars=4 * n_chars + 4000, seed=cfg.seed)
-    for name, seed, part in (("benign", 2, 0), ("control-1", 3, 1), ("control-2", 4, 2)):
-        texts, total = [], 0
-        for t in corpus[part::3]:
-            if total >= n_chars:
-                break
-            texts.append(t)
-            total += len(t)
-        note(f"distil: {name} student on {len(texts)} benign texts ({total} characters)")
-        train_lm(make_student(cfg.student, cfg.teacher, seed=seed), texts, d / name, **kw)
+    for i, (name, data) in enumerate(plan):
+        t0 = time.perf_counter()
+        note(f"distil {i + 1}/{len(plan)}: {name} student, {cfg.student} on {len(data)} exchanges")
+        st = make_student(cfg.student, cfg.teacher, seed=i + 1)
+        res = train_seq_kd(st, data, d / name, tc)
+        note(f"distil {i + 1}/{len(plan)}: {name} done in {time.perf_counter() - t0:.0f} s "
+             f"(loss {res.first_loss:.2f} -> {res.final_loss:.2f})")  # fmt: skip
         out[name] = d / name
     return out
 
@@ -219,6 +234,7 @@ class DemoResult:
     """What the demo measured (written to OUT/demo.json)."""
 
     tier: str
+    config: dict[str, Any]
     seconds: dict[str, float]
     campaign: dict[str, Any]
     harvested: int
@@ -231,12 +247,13 @@ class DemoResult:
 
 
 def _key(model: Any, cfg: DemoConfig, d: Path) -> tuple[Any, Path]:
-    """A fresh green-list key bound to the served model's tokenizer (file mode 0600)."""
+    """A fresh key of the configured scheme (default: the default mark) bound to the served
+    model's tokenizer (file mode 0600)."""
     from distilltrace.marks.keys import make_watermark, new_secret, write_key_file
     from distilltrace.marks.schemes import SchemeParams, TokenizerBinding
 
     secret = new_secret()
-    params = SchemeParams(scheme="greenlist", context_width=1, delta=cfg.delta)
+    params = SchemeParams(**cfg.scheme)
     wm = make_watermark(params, TokenizerBinding.of_model(model), secret)
     path = d / "key.json"
     if path.exists():
@@ -293,7 +310,7 @@ def run_demo(
         sec[name] = round(time.perf_counter() - t, 1)
         t = time.perf_counter()
 
-    teacher = load_model(cfg.teacher)
+    teacher = load_model(cfg.teacher, dtype=cfg.dtype)
     wm, key = _key(teacher, cfg, d)
     rows, truth = _traffic(cfg)
     camp_rows = [r for r in rows if r["account_id"] in truth]
@@ -315,11 +332,17 @@ def run_demo(
     harvested, _ = harvested_of(parse_segment(lines, log.name), wm.key_id)
     paths = _students(cfg, harvested, d / "students", say)
     lap("distil")
-    models = {k: load_model(str(v)) for k, v in paths.items()}
-    ctrls = [models["control-1"], models["control-2"]]
+    # the reference's and the controls' answers are computed once and reused by the second
+    # bundle (the query cache); every answer still enters each bundle's transcripts
+    from distilltrace.models.cache import CachedModel
+
+    models = {k: load_model(str(v), dtype=cfg.dtype) for k, v in paths.items()}
+    cache = d / "query-cache"
+    ref = CachedModel(teacher, cache)
+    ctrls = [CachedModel(models[f"control-{i + 1}"], cache) for i in range(cfg.n_controls)]
     bundles = {}
     for name in ("harvested", "benign"):
-        bundles[name] = _bundle(name, models[name], teacher, ctrls, log, d / "scan",
+        bundles[name] = _bundle(name, models[name], ref, ctrls, log, d / "scan",
                                 int(found.cluster_id), key, cfg, d, say)  # fmt: skip
     lap("custody")
     err = _tampered(d / "bundle-harvested", d)
@@ -334,7 +357,7 @@ def run_demo(
         "tampered_copy_fails": bool(err),
     }
     result = DemoResult(
-        tier, sec,
+        tier, asdict(cfg), sec,
         {"cluster_id": int(found.cluster_id), "name": found.name, "flagged": found.flagged,
          "pvalue_adjusted": found.pvalue_adjusted, "n_accounts": found.n_accounts,
          "true_accounts_found": len(truth & set(found.members)), "true_accounts": len(truth)},

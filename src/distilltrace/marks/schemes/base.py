@@ -42,6 +42,9 @@ class WatermarkScheme:
     four methods, and call `register_scheme` on the class."""
 
     name: ClassVar[str] = ""
+    # each sample keeps the model's distribution: the mark moves a choice only where the
+    # model was unsure (closed-mode radioactivity then scores those tokens: custody/claims.py)
+    distortion_free: ClassVar[bool] = False
 
     def to_dict(self) -> dict[str, Any]:
         """The scheme's own parameters (key files store them; the key MAC covers them)."""

@@ -24,6 +24,7 @@ class Gumbel(WatermarkScheme):
     """No parameters of its own: the window hashing decides everything."""
 
     name: ClassVar[str] = "gumbel"
+    distortion_free: ClassVar[bool] = True
 
     def score(self, bits: np.ndarray) -> np.ndarray:
         return -np.log1p(-bits_to_uniform(bits))

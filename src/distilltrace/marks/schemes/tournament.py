@@ -80,6 +80,7 @@ class Tournament(WatermarkScheme):
     earlier in the sequence unmarked (generation) and unscored (detection)."""
 
     name: ClassVar[str] = "tournament"
+    distortion_free: ClassVar[bool] = True
     layers: int = 30
     mask_repeated: bool = True
 
