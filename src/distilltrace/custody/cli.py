@@ -120,11 +120,14 @@ def demo(
     teacher: str | None = typer.Option(
         None, help="Served model spec instead of SmolLM2 (e.g. a tiny test model)."
     ),
+    student: str | None = typer.Option(
+        None, help="The base fine-tuned into every student instead of the tier's (a spec)."
+    ),
 ) -> None:
     """Serve a watermarked SmolLM2, harvest it, distil, build and verify custody bundles."""
     from distilltrace.custody.demo import run_demo
 
-    res = run_demo(out, tier, note=_say, teacher=teacher)
+    res = run_demo(out, tier, note=_say, teacher=teacher, student=student)
     for name, b in res.bundles.items():
         ps = ", ".join(f"{k} {v:.3g}" for k, v in b["pvalues"].items() if v is not None)
         typer.echo(f"{name} student: {ps}")

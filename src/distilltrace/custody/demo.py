@@ -290,16 +290,24 @@ def _bundle(name, student, teacher, controls, log, scan_dir, cid, key, cfg, d, n
 
 
 def run_demo(
-    out: str | Path, tier: str = "quick", note: Note | None = None, teacher: str | None = None
+    out: str | Path,
+    tier: str = "quick",
+    note: Note | None = None,
+    teacher: str | None = None,
+    student: str | None = None,
+    config: DemoConfig | None = None,
 ) -> DemoResult:
-    """The whole chain (see the module docstring); writes OUT/demo.json."""
+    """The whole chain (see the module docstring); writes OUT/demo.json. `config` replaces
+    the tier's sizes; `teacher` and `student` replace its model specs."""
     from distilltrace.models import load_model
     from distilltrace.traffic import scan
 
     say = note or (lambda m: None)
-    cfg = DemoConfig.for_tier(tier)
+    cfg = config or DemoConfig.for_tier(tier)
     if teacher is not None:
         cfg = replace(cfg, teacher=teacher)
+    if student is not None:
+        cfg = replace(cfg, student=student)
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
     sec: dict[str, float] = {}
