@@ -243,4 +243,4 @@ def test_target_head_falls_back_where_the_logits_are_not_the_head_of_the_decoder
     b = _pair_batch(teacher, train_set)
     got, _ = ce_loss(hf, b)
     assert _HEADS[hf] is None
-    assert float(got) == pytest.approx(float(ce_loss_full(hf, b)[0]), abs=1e-6)
+    assert got.item() == pytest.approx(ce_loss_full(hf, b)[0].item(), abs=1e-6)
