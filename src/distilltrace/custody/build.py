@@ -58,7 +58,7 @@ class CustodyConfig:
     provenance: dict[str, Any] = field(default_factory=dict)  # ProvenanceConfig overrides
 
     def __post_init__(self) -> None:
-        if self.closed_selection not in ("auto", "both"):
+        if self.closed_selection not in C.CLOSED_SELECTIONS:
             raise CustodyError(
                 f"closed_selection must be auto or both, got {self.closed_selection!r}"
             )

@@ -128,6 +128,10 @@ def harvest_mark_claim(
     return _mark_claim(HARVEST_MARK, null, rep.pooled, extra)
 
 
+#: The values of CustodyConfig.closed_selection (see closed_selection).
+CLOSED_SELECTIONS = ("auto", "both")
+
+
 def closed_selection(wm: Any, cfg: Mapping[str, Any], have_probs: bool) -> tuple[int | None, bool]:
     """Which tokens closed mode scores: (window filter's min count or None, whether only the
     tokens our model was unsure of).
@@ -146,7 +150,7 @@ def closed_selection(wm: Any, cfg: Mapping[str, Any], have_probs: bool) -> tuple
         if unsure and wm.impl.distortion_free:
             return None, True
         return fmc, False
-    if mode != "both":
+    if mode not in CLOSED_SELECTIONS:
         raise ValueError(f"closed_selection must be auto or both, got {mode!r}")
     return fmc, unsure
 

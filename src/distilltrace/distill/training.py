@@ -271,8 +271,8 @@ def _head_parts(model: Any, b: _Batch) -> tuple | None:
 
 def ce_loss(model: Any, b: _Batch) -> tuple[torch.Tensor, int]:
     """Mean next-token cross-entropy over the target tokens. The output head runs on the
-    target positions only (with a 262k-token vocabulary it is most of a step's work, and a
-    chat pair's prompt and padding carry no loss); a model whose logits are not
+    target positions only (a chat pair's prompt and padding carry no loss; with a 262k-token
+    vocabulary the head is a large share of a step's work); a model whose logits are not
     head(decoder output) gets the full logits (`ce_loss_full`)."""
     parts = _head_parts(model, b)
     if parts is None:
