@@ -20,7 +20,12 @@ process do not fit in 24 GiB. Results are appended as JSON lines to OUT/results.
 
     OMP_NUM_THREADS=2 .venv/bin/python -m benchmarks.marks_closed_radio --out OUT \\
         [--prompts 240] [--held 96] [--tokens 128] [--scheme tournament|greenlist] \\
-        [--mixes 1.0,0.1,0.0] [--null-keys 20]
+        [--mixes 1.0,0.1,0.0] [--null-keys 20] [--precision float32|bf16]
+
+Only the prompts that the largest mix takes get a marked answer (the mixes are nested:
+a smaller mix takes a prefix of the same shuffled order). ``--precision bf16`` loads the
+models in bfloat16 where the CPU has native support and trains bf16-mixed (2-2.7x
+faster on this machine, "Compute precision" in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ def _key(model: Any, scheme: str, word: str = "reelicit") -> Any:
     return make_watermark(params, TokenizerBinding.of_model(model), Secret(raw))
 
 
+def _r(z: float | None) -> float | None:
+    return None if z is None else round(z, 2)  # None: nothing was scored
+
+
 def _log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
 
@@ -61,23 +70,40 @@ def _prompts(a: argparse.Namespace) -> tuple[list[str], list[str]]:
     return allp[: a.prompts], allp[a.prompts :]
 
 
-def harvest(a: argparse.Namespace, work: Path) -> dict[str, list[str]]:
+def _order(n: int) -> list[int]:
+    """The training prompts in the order that their marked answers are taken (nested)."""
+    order = list(range(n))
+    random.Random(0).shuffle(order)
+    return order
+
+
+def _dtype(a: argparse.Namespace) -> str | None:
+    return "auto" if a.precision == "bf16" else None
+
+
+def harvest(a: argparse.Namespace, work: Path) -> dict[str, list[str | None]]:
+    """Marked answers for the prompts the largest mix takes (None elsewhere), plain for all."""
     from distilltrace.models import load_model
 
     path = work / "harvest.json"
     if path.exists():
         return json.loads(path.read_text())
-    m = load_model("smollm2-135m-instruct")
+    m = load_model("smollm2-135m-instruct", dtype=_dtype(a))
     m.batch_size = 16
     train, _ = _prompts(a)
+    top = max(float(x) for x in a.mixes.split(","))
+    need = sorted(_order(len(train))[: int(round(top * len(train)))])
     kw = {"max_new_tokens": a.tokens, "temperature": 0.7, "seed": 0}
     t0 = time.time()
     procs = _key(m, a.scheme).logits_processors(m)
-    marked = [g.text for g in m.generate(train, logits_processors=procs, **kw)]
+    got = m.generate([train[i] for i in need], logits_processors=procs, **kw)
+    marked: list[str | None] = [None] * len(train)
+    for i, g in zip(need, got, strict=True):
+        marked[i] = g.text
     plain = [g.text for g in m.generate(train, **kw)]
     h = {"marked": marked, "plain": plain}
     path.write_text(json.dumps(h))
-    _log(f"harvest: {2 * len(train)} answers in {time.time() - t0:.0f} s")
+    _log(f"harvest: {len(need) + len(train)} answers in {time.time() - t0:.0f} s")
     return h
 
 
@@ -91,10 +117,13 @@ def _closed(wm, teacher, student, prompts, marked, tokens, null_keys) -> dict[st
     plain, _ = score_closed(wm, outs, prompts, tok)
     filt, _ = score_closed(wm, outs, prompts, tok, marked_texts=marked, filter_min_count=2)
     ours, _ = score_closed(wm, outs, prompts, tok, reference_probs=probs)
-    row = {k: [t.n_scored, round(t.z, 2), t.pvalue] for k, t in
+    row = {k: [t.n_scored, _r(t.z), t.pvalue] for k, t in
            (("all", plain), ("filter", filt), ("ours_unsure", ours))}  # fmt: skip
     nps = [score_closed(k, outs, prompts, tok, reference_probs=probs)[0].pvalue for k in null_keys]
-    row["random_keys_ours_unsure"] = {"n": len(nps), "fpr_0.01": sum(p <= 0.01 for p in nps)}
+    row["random_keys_ours_unsure"] = {
+        "n": len(nps),
+        "fpr_0.01": sum(p is not None and p <= 0.01 for p in nps),
+    }
     return row
 
 
@@ -108,27 +137,29 @@ def student(a: argparse.Namespace, work: Path, mix: float) -> dict[str, Any]:
 
     h = harvest(a, work)
     train, held = _prompts(a)
-    order = list(range(len(train)))
-    random.Random(0).shuffle(order)
+    order = _order(len(train))
     chosen = set(order[: int(round(mix * len(train)))])
+    if any(h["marked"][i] is None for i in chosen):
+        sys.exit(f"{work / 'harvest.json'} has no marked answers for mix {mix}: use a new --out")
     recs = [Record(p, (h["marked"] if i in chosen else h["plain"])[i], {}) for i, p in
             enumerate(train)]  # fmt: skip
     write_records(work / f"mix-{mix:g}.jsonl", recs)
     t0 = time.time()
-    cfg = TrainConfig(epochs=2.0, lr=1e-4, batch_size=16, progress=False, seed=0)
+    prec = "bf16-mixed" if a.precision == "bf16" else "float32"
+    cfg = TrainConfig(epochs=2.0, lr=1e-4, batch_size=16, progress=False, seed=0, precision=prec)
     tr = train_seq_kd(make_student("smollm2-135m-instruct", seed=1), work / f"mix-{mix:g}.jsonl",
                       work / f"student-{mix:g}", cfg)  # fmt: skip
     _log(f"student {mix:.0%}: trained in {time.time() - t0:.0f} s, final loss {tr.final_loss:.3f}")
-    teacher = load_model("smollm2-135m-instruct")
-    s = load_model(str(work / f"student-{mix:g}"))
+    teacher = load_model("smollm2-135m-instruct", dtype=_dtype(a))
+    s = load_model(str(work / f"student-{mix:g}"), dtype=_dtype(a))
     s.batch_size = teacher.batch_size = 16
     wm = _key(teacher, a.scheme)
     nulls = [_key(teacher, a.scheme, f"null{i}") for i in range(a.null_keys)]
     idx = sorted(chosen) or order[: max(1, round(0.1 * len(train)))]
     ask, marked = [train[i] for i in idx], [h["marked"][i] for i in idx]
     o = score_open(wm, read_open(s, marked, marked_prompts=ask, batch_size=16))
-    row = {"scheme": a.scheme, "mix": mix, "n_marked": len(chosen), "loss": tr.final_loss,
-           "open": [o.n_scored, round(o.z, 2), o.pvalue]}  # fmt: skip
+    row = {"scheme": a.scheme, "mix": mix, "prompts": len(train), "precision": a.precision, "n_marked": len(chosen), "loss": tr.final_loss,
+           "open": [o.n_scored, _r(o.z), o.pvalue]}  # fmt: skip
     row["held"] = _closed(wm, teacher, s, held, marked, a.tokens, nulls)
     row["reelicited"] = _closed(wm, teacher, s, ask, marked, a.tokens, nulls)
     return row
@@ -143,6 +174,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--scheme", choices=("tournament", "greenlist"), default="tournament")
     ap.add_argument("--mixes", default="1.0,0.1,0.0")
     ap.add_argument("--null-keys", type=int, default=20)
+    ap.add_argument(
+        "--precision",
+        choices=("float32", "bf16"),
+        default="float32",
+        help="bf16: models in bfloat16 where the CPU has it, bf16-mixed training",
+    )
     ap.add_argument("--student", type=float, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     work = a.out / a.scheme

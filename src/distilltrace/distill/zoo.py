@@ -863,14 +863,9 @@ def _human_text_student(b: _ZooBuild, sp: StudentPlan, st: Any, folder: Path, cf
 
 def _sharegpt_records(b: _ZooBuild, n: int, seed: int) -> list[Any]:
     """`n` ShareGPT (prompt, ChatGPT answer) pairs, answers clipped like a teacher's."""
-    from distilltrace.data.sharegpt import chat_pairs
-    from distilltrace.distill.dataset import Record
+    from distilltrace.distill.dataset import sharegpt_records
 
-    limit = b.plan.answer_chars
-    return [
-        Record(p, _clip(a, limit), {"finish_reason": "stop" if len(a) <= limit else "length"})
-        for p, a in chat_pairs(n, seed=seed)
-    ]
+    return sharegpt_records(n, seed, b.plan.answer_chars, clip=_clip)
 
 
 def _sharegpt_student(b: _ZooBuild, sp: StudentPlan, st: Any, folder: Path, cfg: Any):
