@@ -12,7 +12,7 @@ from pathlib import Path
 
 from distilltrace.errors import InputError
 from distilltrace.models.base import Model
-from distilltrace.models.precision import DTYPES
+from distilltrace.models.precision import check_dtype
 from distilltrace.provenance.config import MIN_CONTROLS, WHY_CONTROLS, ProvenanceConfig
 
 
@@ -43,8 +43,7 @@ def check_config(cfg: ProvenanceConfig) -> None:
         raise InputError("control_rule 'matched' needs the capability check (capability_check on)")
     if not 0 <= cfg.agreement_margin < 1:
         raise InputError(f"agreement_margin must be in [0, 1), got {cfg.agreement_margin}")
-    if cfg.dtype not in DTYPES:
-        raise InputError(f"dtype must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
+    check_dtype(cfg.dtype)
 
 
 def _control_lists(

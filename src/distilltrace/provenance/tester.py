@@ -360,8 +360,7 @@ def _fixed_tests(run: _Run, data: _Data) -> dict[str, dict[str, TestResult]]:
     out: dict[str, dict[str, TestResult]] = {r: {} for r in run.refs}
     order = _fixed_order(run, data)
     todo = [(r, t) for r in run.active for t in order]
-    k = max(1, len(order) + len(_stream_tests(run)))  # at least the Bonferroni factor
-    level = run.cfg.target_p / (k * max(1, len(run.active)))
+    level = _decided_level(run, len(order) + len(_stream_tests(run)))  # at most Bonferroni's
     for i, (r, t) in enumerate(todo):  # a progress line per test (scoring can be long)
         best = smallest_p(out[r])
         if run.cfg.stop_when_decided and best <= level:
@@ -404,7 +403,7 @@ def _stream(
     records = {r: StreamRecord.empty(run.ctrl_labs[r]) for r in active}
     if not _stream_tests(run) or not active:
         return records
-    stop = {r: run.cfg.target_p / (_n_tests(run, fixed[r]) * max(1, len(active))) for r in active}
+    stop = {r: _decided_level(run, _n_tests(run, fixed[r])) for r in active}
     for r in active:  # decided before the stream: its p-value, never computed, counts as 1
         fixed_min = smallest_p(fixed[r])
         if run.cfg.stop_when_decided and fixed_min <= stop[r]:
@@ -415,6 +414,12 @@ def _stream(
     plan = StreamPlan(data.stream_prompts, run.plan.greedy_max, run.fixed_spent, stop)
     run_stream(run.sess, run.suspect, run.ctrl_labs, records, plan, run.note)
     return records
+
+
+def _decided_level(run: _Run, n_tests: int) -> float:
+    """The p-value at which one reference is decided: target_p, Bonferroni over its
+    `n_tests` tests and over the active references."""
+    return run.cfg.target_p / (max(1, n_tests) * max(1, len(run.active)))
 
 
 def _n_tests(run: _Run, fixed: Mapping[str, TestResult]) -> int:
