@@ -21,6 +21,7 @@ process do not fit in 24 GiB. Results are appended as JSON lines to OUT/results.
     OMP_NUM_THREADS=2 .venv/bin/python -m benchmarks.marks_closed_radio --out OUT \\
         [--prompts 240] [--held 96] [--tokens 128] [--scheme tournament|greenlist] \\
         [--mixes 1.0,0.1,0.0] [--null-keys 20] [--precision float32|bf16]
+    ... --prefix MIX [--stride 4]   # prefix mode on a trained student (-1: the teacher)
 
 Only the prompts that the largest mix takes get a marked answer (the mixes are nested:
 a smaller mix takes a prefix of the same shuffled order). ``--precision bf16`` loads the
@@ -165,6 +166,38 @@ def student(a: argparse.Namespace, work: Path, mix: float) -> dict[str, Any]:
     return row
 
 
+def prefix(a: argparse.Namespace, work: Path, mix: float) -> dict[str, Any]:
+    """Prefix mode on student `mix` (or on the teacher itself when mix < 0: a null twin)
+    over the marked answers that the `mix` student trained on (for a null, those of
+    --prefix-texts-mix): our answers cut every --stride tokens, the greedy next token."""
+    from distilltrace.marks.radioactivity import score_open
+    from distilltrace.marks.radioactivity_prefix import read_prefix
+    from distilltrace.models import load_model
+
+    h = harvest(a, work)
+    train, _ = _prompts(a)
+    take = mix if mix >= 0 else a.prefix_texts_mix
+    idx = sorted(_order(len(train))[: int(round(take * len(train)))])
+    ask, marked = [train[i] for i in idx], [h["marked"][i] for i in idx]
+    spec = str(work / f"student-{mix:g}") if mix >= 0 else "smollm2-135m-instruct"
+    s = load_model(spec, dtype=_dtype(a))
+    wm = _key(s, a.scheme)
+    t0 = time.time()
+    reading = read_prefix(s, marked, ask, s.tokenizer, context_width=wm.context_width,
+                          stride=a.stride)  # fmt: skip
+    wall = time.time() - t0
+    t = score_open(wm, reading)
+    nps = [score_open(_key(s, a.scheme, f"null{i}"), reading).pvalue for i in range(a.null_keys)]
+    queries = sum(len(range(wm.context_width, len(q), a.stride)) for q in reading.seqs)
+    usable = sum(1 for p in reading.preds for x in p if x != -1)
+    return {"scheme": a.scheme, "prefix_of": "teacher" if mix < 0 else mix, "texts": len(idx),
+            "stride": a.stride, "queries": queries, "usable": usable,
+            "prefix": [t.n_scored, _r(t.z), t.pvalue],
+            "wall_s": round(wall), "random_keys": {"n": len(nps),
+            "fpr_0.01": sum(p is not None and p <= 0.01 for p in nps),
+            "pvalues": [None if p is None else round(p, 4) for p in nps]}}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -181,11 +214,24 @@ def main(argv: list[str] | None = None) -> None:
         help="bf16: models in bfloat16 where the CPU has it, bf16-mixed training",
     )
     ap.add_argument("--student", type=float, default=None, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--prefix",
+        type=float,
+        default=None,
+        help="prefix mode on the trained student MIX (-1: the teacher, a null)",
+    )
+    ap.add_argument("--stride", type=int, default=4, help="prefix mode: probe every N tokens")
+    ap.add_argument(
+        "--prefix-texts-mix",
+        type=float,
+        default=0.1,
+        help="prefix mode on the teacher: the marked answers of this mix",
+    )
     a = ap.parse_args(argv)
     work = a.out / a.scheme
     work.mkdir(parents=True, exist_ok=True)
-    if a.student is not None:
-        row = student(a, work, a.student)
+    if a.student is not None or a.prefix is not None:
+        row = student(a, work, a.student) if a.prefix is None else prefix(a, work, a.prefix)
         with open(a.out / "results.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         _log(json.dumps(row))

@@ -630,6 +630,11 @@ def generate_prompts(n: int, seed: int = 0, families: Sequence[str] | None = Non
 # --- loading user prompt files ------------------------------------------------------------
 
 
+def unescape_pattern(text: str | None) -> str | None:
+    """A prompt pattern typed on the command line, with \\n and \\t written as escapes."""
+    return None if text is None else text.replace("\\n", "\n").replace("\\t", "\t")
+
+
 def load_prompts(path: str | Path, column: str | None = None) -> list[str]:
     """Prompts from a file: one per line (.txt and others), JSONL (`column`, default
     "prompt") or CSV (`column`, default "prompt"). Errors name the file and line number."""

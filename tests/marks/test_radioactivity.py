@@ -121,3 +121,129 @@ def test_open_mode_bad_inputs(setup, tmp_path):
         radioactivity_open(wm, Remote(), ["text"])
     few = radioactivity_open(wm, students["plain"], ["abc"])
     assert few.test.verdict == "not enough evidence" and few.test.pvalue is None
+
+
+# ---- prefix mode: open mode through a text-completion interface ----------------------------
+
+
+def _prefix_inputs(rows, n=30):
+    return [r["response"] for r in rows[:n]], [r["prompt"] for r in rows[:n]]
+
+
+@pytest.mark.slow
+def test_prefix_mode_reads_what_open_mode_reads(setup):
+    """Stride 1: the greedy next token after each prefix is the top-1 prediction that open
+    mode reads from the weights (the same student, the same marked contexts)."""
+    from distilltrace.marks.radioactivity import read_open
+    from distilltrace.marks.radioactivity_prefix import read_prefix
+
+    wm, students, rows, _ = setup
+    texts, prompts = _prefix_inputs(rows, 8)
+    s = students["marked"]
+    pre = read_prefix(s, texts, prompts, s.tokenizer, context_width=wm.context_width, stride=1)
+    op = read_open(s, texts, marked_prompts=prompts)
+    same = total = 0
+    for seq, pp, start, po, oseq in zip(
+        pre.seqs, pre.preds, op.starts, op.preds, op.seqs, strict=True
+    ):
+        assert tuple(oseq[start:]) == seq  # the same answer tokens
+        for t in range(wm.context_width, len(seq)):
+            if pp[t] >= 0:
+                total += 1
+                same += pp[t] == po[start + t]
+    assert total > 0.9 * sum(len(q) - wm.context_width for q in pre.seqs)
+    assert same >= 0.98 * total, (same, total)
+
+
+@pytest.mark.slow
+def test_prefix_mode_detects_the_marked_student_and_not_the_plain_one(setup):
+    from distilltrace.marks.radioactivity_prefix import radioactivity_prefix
+
+    wm, students, rows, _ = setup
+    texts, prompts = _prefix_inputs(rows)
+    s = students["marked"]
+    hit = radioactivity_prefix(wm, s, texts, prompts, s.tokenizer, stride=2)
+    assert hit.test.verdict == MARKED and hit.test.pvalue < 1e-4, hit.test
+    assert hit.mode == "prefix" and hit.name == "radioactivity_prefix"
+    assert hit.settings["n_queries"] >= hit.settings["n_usable_probes"] > 0
+    plain = students["plain"]
+    clean = radioactivity_prefix(wm, plain, texts, prompts, plain.tokenizer, stride=2)
+    assert clean.test.pvalue is not None and clean.test.pvalue > 1e-3, clean.test
+
+
+@pytest.mark.slow
+def test_prefix_mode_null_under_random_keys_and_a_copying_suspect(setup, make_wm):
+    """H0 (the suspect's weights do not depend on the key): the plain student's reading
+    under 200 keys, and a suspect that copies what followed the same window earlier in its
+    context, scored under the marking key itself (open mode's skip rule)."""
+    from scipy import stats
+
+    from distilltrace.marks.radioactivity import score_open
+    from distilltrace.marks.radioactivity_prefix import radioactivity_prefix, read_prefix
+
+    wm, students, rows, _ = setup
+    texts, prompts = _prefix_inputs(rows)
+    plain = students["plain"]
+    reading = read_prefix(plain, texts, prompts, plain.tokenizer, context_width=1, stride=2)
+    ps = [score_open(make_wm(context_width=1), reading).pvalue for _ in range(200)]
+    assert sum(p <= 0.01 for p in ps) <= 6 and stats.kstest(ps, "uniform").pvalue > 1e-3
+
+    class Copier:  # the token that followed the last window earlier in the text, else "e"
+        info = plain.info
+
+        def format_prompt(self, prompt, chat=True):
+            return prompt + "\n"
+
+        def generate(self, ps, **kw):
+            from distilltrace.models.base import Generation
+
+            out = []
+            for p in ps:
+                i = p[:-1].rfind(p[-1])
+                out.append(Generation(p, p[i + 1] if i >= 0 else "e"))
+            return out
+
+    tok = plain.tokenizer
+    cp = radioactivity_prefix(wm, Copier(), texts, prompts, tok, stride=1)
+    assert cp.test.n_repeated_window > 0 and cp.test.pvalue > 1e-3, cp.test
+
+
+@pytest.mark.slow
+def test_prefix_mode_through_serve_equals_local(setup):
+    """The same probes over HTTP (/v1/completions of a real `distilltrace serve`), with the
+    prompt format given as a pattern, read the same tokens as the local model."""
+    from distilltrace.marks.radioactivity_prefix import read_prefix
+    from distilltrace.models import load_model
+    from tests.serve_helpers import running_server
+
+    wm, students, rows, _ = setup
+    texts, prompts = _prefix_inputs(rows, 4)
+    s = students["marked"]
+    fmt = s.format_prompt("{prompt}")
+    kw = dict(context_width=wm.context_width, stride=5, max_tokens=40)
+    local = read_prefix(s, texts, prompts, s.tokenizer, **kw)
+    with running_server(s.info.spec) as url:
+        remote = load_model(f"openai:{url};model={s.info.name}")
+        over = read_prefix(remote, texts, prompts, s.tokenizer, prompt_format=fmt, **kw)
+    assert over.preds == local.preds and sum(x >= 0 for p in over.preds for x in p) > 10
+
+
+@pytest.mark.slow
+def test_prefix_mode_bad_inputs(setup):
+    from distilltrace.marks.radioactivity_prefix import radioactivity_prefix
+
+    wm, students, rows, teacher = setup
+    s = students["plain"]
+    texts, prompts = _prefix_inputs(rows, 2)
+    with pytest.raises(InputError, match="stride must be >= 1"):
+        radioactivity_prefix(wm, s, texts, prompts, s.tokenizer, stride=0)
+    with pytest.raises(InputError, match="with their prompts"):
+        radioactivity_prefix(wm, s, texts, prompts[:1], s.tokenizer)
+    with pytest.raises(InputError, match="must contain"):
+        radioactivity_prefix(wm, s, texts, prompts, s.tokenizer, prompt_format="Q: ")
+
+    class Remote:  # an endpoint: generate only, its chat format unknown
+        info = teacher.info
+
+    with pytest.raises(InputError, match="--prefix-format"):
+        radioactivity_prefix(wm, Remote(), texts, prompts, s.tokenizer)

@@ -395,7 +395,9 @@ def test_cli_too_few_controls_one_line_error(zoo, capsys):
         main([*base, "--control", paths["C1"], "--control", paths["C2"], "--dtype", "fp8"])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "unknown dtype 'fp8'; expected one of auto, float32, bfloat16" in err[0]
+    assert (
+        len(err) == 1 and "unknown dtype 'fp8'; expected one of auto, float32, bfloat16" in err[0]
+    )
 
 
 def test_cli_controls_per_reference(zoo, tmp_path):

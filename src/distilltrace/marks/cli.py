@@ -222,7 +222,11 @@ def _texts_of(file: Path, column: str | None, prompt_column: str | None):
 def radioactivity(
     key: Path = typer.Option(..., "--key", help="Watermark key file."),
     suspect: str = typer.Option(..., "--suspect", help="Suspect model spec."),
-    mode: str = typer.Option("closed", help="closed | open | both"),
+    mode: str = typer.Option(
+        "closed",
+        help="closed | open | both (closed and open) | prefix (open mode through a suspect that "
+        "continues a given text: our marked answers cut every --stride tokens).",
+    ),
     marked: Path | None = typer.Option(
         None,
         help="JSONL of our marked outputs (prompt, response): open-mode input and the "
@@ -250,6 +254,13 @@ def radioactivity(
     temperature: float | None = typer.Option(
         None, help="Closed mode: suspect sampling temperature.", show_default="0"
     ),
+    stride: int = typer.Option(4, help="Prefix mode: probe every N-th token of each answer."),
+    prefix_format: str | None = typer.Option(
+        None,
+        help="Prefix mode: the suspect's prompt format with {prompt} (default: its chat "
+        "template; needed for an endpoint), e.g. '<|im_start|>user\\n{prompt}<|im_end|>"
+        "\\n<|im_start|>assistant\\n'.",
+    ),
     seed: int = typer.Option(0),
     tokenizer: str | None = typer.Option(None, help="Model spec to take the tokenizer from."),
     alpha: float | None = typer.Option(None, show_default="0.001"),
@@ -262,15 +273,19 @@ def radioactivity(
     from distilltrace.marks.detect import DEFAULT_ALPHA
     from distilltrace.marks.keys import load_watermark
     from distilltrace.marks.radioactivity import radioactivity_closed, radioactivity_open
+    from distilltrace.marks.radioactivity_prefix import radioactivity_prefix
     from distilltrace.marks.reporting import write_radioactivity_report
     from distilltrace.models import load_model
+    from distilltrace.prompts import unescape_pattern
     from distilltrace.stats import holm
 
     alpha = DEFAULT_ALPHA if alpha is None else alpha
-    if mode not in ("closed", "open", "both"):
-        raise InputError(f"--mode must be closed, open or both, got {mode!r}")
+    if mode not in ("closed", "open", "both", "prefix"):
+        raise InputError(f"--mode must be closed, open, both or prefix, got {mode!r}")
     wm = load_watermark(key)
     marked_texts, marked_prompts = _read_marked(marked, marked_column, n_prompts)
+    if mode == "prefix" and marked_prompts is None:
+        raise InputError("prefix mode needs --marked with a prompt column")
     model = load_model(suspect)
     ours = load_model(reference) if reference is not None and mode != "open" else None
     tests = dict(alpha=alpha, filter_min_count=filter_min_count, **_given(min_scored=min_scored))
@@ -309,6 +324,21 @@ def radioactivity(
                     marked_texts,
                     marked_prompts=marked_prompts,
                     on_batch=lambda n: bar.update(task, completed=n),
+                    **tests,
+                )
+            )
+        if mode == "prefix":
+            task = bar.add_task("prefix: probing the suspect", total=None)
+            results.append(
+                radioactivity_prefix(
+                    wm,
+                    model,
+                    marked_texts,
+                    marked_prompts,
+                    _scoring_tokenizer(wm, model, tokenizer),
+                    stride=stride,
+                    prompt_format=unescape_pattern(prefix_format),
+                    on_batch=lambda n, total: bar.update(task, completed=n, total=total),
                     **tests,
                 )
             )

@@ -14,6 +14,8 @@ Following Sander et al. (2024), "Watermarking Makes Language Models Radioactive"
   score the suspect's top-1 next-token prediction after each window, de-duplicated;
   windows already seen earlier in the same marked context are skipped (a model that
   copies from its context would otherwise echo the marked tokens).
+- prefix mode (`distilltrace.marks.radioactivity_prefix`): open mode's reading taken
+  through a suspect that continues a given text, one greedy token per probe.
 
 H0: the suspect's weights are independent of the key (it was not trained on text marked
 with it). Under H0 the scored tuples carry independent key-derived uniforms, so the
@@ -390,7 +392,13 @@ def score_open(
     scorer = TupleScorer(wm, allowed_seeds=allowed_seeds)
     for seq, start, pred in zip(reading.seqs, reading.starts, reading.preds, strict=True):
         if len(seq) > wm.context_width:
-            scorer.add_sequence(seq, start=max(start, 1), tokens=pred, context_is_marked=True)
+            scorer.add_sequence(
+                seq,
+                start=max(start, 1),
+                tokens=pred,
+                context_is_marked=True,
+                select=[p >= 0 for p in pred],  # -1: no prediction there (prefix mode)
+            )
     return scorer.test(alpha, min_scored)
 
 

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import typer
 
 from distilltrace.errors import InputError
+from distilltrace.prompts import unescape_pattern
 from distilltrace.provenance.config import DEFAULTS, MIN_CONTROLS, WHY_CONTROLS
 
 app = typer.Typer(no_args_is_help=True)
@@ -192,11 +193,6 @@ def _load_models(
     return s, refs, [[get(c) for c in cl] for cl in per_ref]
 
 
-def _unescape(v: str | None) -> str | None:
-    """A pattern from the command line with \\n and \\t written out as escapes."""
-    return None if v is None else v.replace("\\n", "\n").replace("\\t", "\t")
-
-
 @app.command("test")
 def test(
     suspect: str = typer.Option(..., "--suspect", help="Model spec of the suspect."),
@@ -304,8 +300,8 @@ def test(
         adaptive=False if no_adaptive else None,
         stop_when_decided=False if always_stream else None,
         reverse_margin=reverse_margin,
-        suspect_format=_unescape(suspect_format),
-        format_candidates=tuple(_unescape(f) for f in try_format) or None,
+        suspect_format=unescape_pattern(suspect_format),
+        format_candidates=tuple(unescape_pattern(f) for f in try_format) or None,
         control_rule=control_rule,
         tests=tuple(test_names) or None,
         dtype=dtype,
