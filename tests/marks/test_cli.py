@@ -132,14 +132,15 @@ def test_keygen_detect_radioactivity(tmp_path, tiny_folder, capsys):
 
     # prefix mode: our marked answers cut every 3 tokens, the suspect's prompt format given
     args = ["marks", "radioactivity", "--key", str(key), "--suspect", str(tiny_folder)]
-    args += ["--mode", "prefix", "--marked", str(marked), "--stride", "3"]
+    args += ["--mode", "prefix", "--marked", str(marked), "--stride", "3", "--prefix-tokens", "2"]
     code, out, err = run([*args, "--prefix-format", r"Q: {prompt}\nA: ", "--out",
                           str(tmp_path / "radio-prefix")], capsys)  # fmt: skip
     assert code == 0, err
     (pre,) = json.loads((tmp_path / "radio-prefix" / "result.json").read_text())["results"]
     assert pre["mode"] == "prefix" and pre["settings"]["prompt_format"] == "Q: {prompt}\nA: "
     assert pre["settings"]["stride"] == 3 and pre["test"]["n_scored"] > 0
-    code, out, err = run([*args[:-4], "--out", str(tmp_path / "x")], capsys)
+    assert pre["settings"]["new_tokens"] == 2
+    code, out, err = run([*args[:-6], "--out", str(tmp_path / "x")], capsys)
     assert code != 0 and "prefix mode needs --marked" in err
 
 

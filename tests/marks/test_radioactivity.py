@@ -235,8 +235,10 @@ def test_prefix_mode_bad_inputs(setup):
     wm, students, rows, teacher = setup
     s = students["plain"]
     texts, prompts = _prefix_inputs(rows, 2)
-    with pytest.raises(InputError, match="stride must be >= 1"):
+    with pytest.raises(InputError, match="stride and new_tokens must be >= 1"):
         radioactivity_prefix(wm, s, texts, prompts, s.tokenizer, stride=0)
+    with pytest.raises(InputError, match="stride and new_tokens must be >= 1"):
+        radioactivity_prefix(wm, s, texts, prompts, s.tokenizer, new_tokens=0)
     with pytest.raises(InputError, match="with their prompts"):
         radioactivity_prefix(wm, s, texts, prompts[:1], s.tokenizer)
     with pytest.raises(InputError, match="must contain"):

@@ -255,6 +255,9 @@ def radioactivity(
         None, help="Closed mode: suspect sampling temperature.", show_default="0"
     ),
     stride: int = typer.Option(4, help="Prefix mode: probe every N-th token of each answer."),
+    prefix_tokens: int = typer.Option(
+        1, help="Prefix mode: tokens the suspect writes per probe (> 1 for another tokenizer)."
+    ),
     prefix_format: str | None = typer.Option(
         None,
         help="Prefix mode: the suspect's prompt format with {prompt} (default: its chat "
@@ -337,6 +340,7 @@ def radioactivity(
                     marked_prompts,
                     _scoring_tokenizer(wm, model, tokenizer),
                     stride=stride,
+                    new_tokens=prefix_tokens,
                     prompt_format=unescape_pattern(prefix_format),
                     on_batch=lambda n, total: bar.update(task, completed=n, total=total),
                     **tests,

@@ -83,13 +83,15 @@ def read_prefix(
     stride: int = DEFAULT_STRIDE,
     prompt_format: str | None = None,
     max_tokens: int = 256,
+    new_tokens: int = 1,
     batch_size: int = 16,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> OpenReading:
     """The suspect's greedy next token after `stride`-spaced prefixes of each marked answer
-    (our tokenizer's ids; -1 where not probed or dropped), as an `OpenReading`."""
-    if stride < 1:
-        raise InputError(f"stride must be >= 1, got {stride}")
+    (our tokenizer's ids; -1 where not probed or dropped), as an `OpenReading`. A suspect
+    with another tokenizer may need `new_tokens` > 1 to cover one of our tokens."""
+    if stride < 1 or new_tokens < 1:
+        raise InputError(f"stride and new_tokens must be >= 1, got {stride} and {new_tokens}")
     if len(marked_prompts) != len(marked_texts) or not marked_texts:
         raise InputError("prefix mode needs marked texts with their prompts (--marked)")
     answers = [encode_text(tokenizer, t)[:max_tokens] for t in marked_texts]
@@ -101,7 +103,7 @@ def read_prefix(
         texts = [tokenizer.decode(answers[i][:t]) for i, t in chunk]
         gens = suspect.generate(
             [heads[i] + x for (i, _), x in zip(chunk, texts, strict=True)],
-            max_new_tokens=1,
+            max_new_tokens=new_tokens,
             temperature=0.0,
             chat=False,
         )
@@ -125,6 +127,7 @@ def radioactivity_prefix(
     prompt_format: str | None = None,
     filter_min_count: int | None = None,
     max_tokens: int = 256,
+    new_tokens: int = 1,
     batch_size: int = 16,
     alpha: float = DEFAULT_ALPHA,
     min_scored: int = DEFAULT_MIN_SCORED,
@@ -141,6 +144,7 @@ def radioactivity_prefix(
         stride=stride,
         prompt_format=prompt_format,
         max_tokens=max_tokens,
+        new_tokens=new_tokens,
         batch_size=batch_size,
         on_batch=on_batch,
     )
@@ -158,6 +162,7 @@ def radioactivity_prefix(
         settings={
             "stride": stride,
             "max_tokens": max_tokens,
+            "new_tokens": new_tokens,
             "prompt_format": prompt_format or "the suspect's chat template",
             "n_queries": len(_probes([list(s) for s in reading.seqs], wm.context_width, stride)),
             "n_usable_probes": n_probes,
