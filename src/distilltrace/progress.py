@@ -81,3 +81,28 @@ class LineProgress:
             text += f", ETA {spent * (t.total - t.completed) / t.completed:.0f} s"
         info = t.fields.get("info")
         return text + (f", {info}" if info else "")
+
+
+def progress_display(transient: bool = False) -> Any:
+    """Rich's bar with an ETA on a terminal; elsewhere (a log, CI) `LineProgress`, the same
+    add_task/update API printing lines."""
+    if not sys.stderr.isatty():
+        return LineProgress()
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        transient=transient,
+    )

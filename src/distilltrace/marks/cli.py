@@ -271,14 +271,13 @@ def radioactivity(
     out: Path = typer.Option(..., "--out", help="Folder for result.json and report.html."),
 ) -> None:
     """Test whether SUSPECT learned from text marked with KEY (Sander et al. 2024)."""
-    from rich.progress import Progress
-
     from distilltrace.marks.detect import DEFAULT_ALPHA
     from distilltrace.marks.keys import load_watermark
     from distilltrace.marks.radioactivity import radioactivity_closed, radioactivity_open
     from distilltrace.marks.radioactivity_prefix import radioactivity_prefix
     from distilltrace.marks.reporting import write_radioactivity_report
     from distilltrace.models import load_model
+    from distilltrace.progress import progress_display
     from distilltrace.prompts import unescape_pattern
     from distilltrace.stats import holm
 
@@ -293,7 +292,7 @@ def radioactivity(
     ours = load_model(reference) if reference is not None and mode != "open" else None
     tests = dict(alpha=alpha, filter_min_count=filter_min_count, **_given(min_scored=min_scored))
     results = []
-    with Progress(transient=True) as bar:
+    with progress_display(transient=True) as bar:
         if mode in ("closed", "both"):
             plist = _closed_prompts(prompts, marked_prompts, n_prompts)
             task = bar.add_task("closed: prompting the suspect", total=len(plist))

@@ -30,33 +30,6 @@ def _cache_file(cache: Path | None) -> Path | None:
     return cache / "queries.sqlite"
 
 
-def _progress():
-    """Rich's bar on a terminal; elsewhere (a log, CI) the same API printing lines."""
-    import sys
-
-    if not sys.stderr.isatty():
-        from distilltrace.progress import LineProgress
-
-        return LineProgress()
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    )
-
-
 def default_cache() -> Path:
     """The query cache used when --cache is not given: reference and control answers and
     scores are kept across runs, so a second suspect against the same references and
@@ -314,7 +287,9 @@ def test(
     check_format(cfg.suspect_format, cfg.format_candidates)
     selected(cfg.tests)
     s, refs, ctrls = _load_models(suspect, reference, per_ref, cf, cfg.dtype)
-    with _progress() as prog:
+    from distilltrace.progress import progress_display
+
+    with progress_display() as prog:
         task = prog.add_task("provenance", total=None)
 
         def note(msg: str, done: int, total: int) -> None:
