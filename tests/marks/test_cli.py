@@ -139,7 +139,8 @@ def test_keygen_detect_radioactivity(tmp_path, tiny_folder, capsys):
     (pre,) = json.loads((tmp_path / "radio-prefix" / "result.json").read_text())["results"]
     assert pre["mode"] == "prefix" and pre["settings"]["prompt_format"] == "Q: {prompt}\nA: "
     assert pre["settings"]["stride"] == 3 and pre["test"]["n_scored"] > 0
-    assert pre["settings"]["new_tokens"] == 2
+    assert pre["settings"]["new_tokens"] == 2 and "not probed or dropped" in out
+    assert "not probed or dropped" in (tmp_path / "radio-prefix" / "report.html").read_text()
     code, out, err = run([*args[:-6], "--out", str(tmp_path / "x")], capsys)
     assert code != 0 and "prefix mode needs --marked" in err
 

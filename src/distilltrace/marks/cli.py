@@ -376,12 +376,15 @@ def _closed_prompts(prompts: Path | None, marked_prompts: list[str] | None, limi
     raise InputError("closed mode needs --prompts (or --marked with a prompt column)")
 
 
+_UNSELECTED = {"closed": "our model sure", "prefix": "not probed or dropped"}
+
+
 def _echo_radioactivity(results: list) -> None:
     for r in results:
         t = r.test
         typer.echo(
             f"{r.mode}: {t.n_scored} scored tuples (dup {t.n_duplicate}, excluded {t.n_excluded}, "
-            f"filtered {t.n_filtered}, our model sure {t.n_unselected}), "
+            f"filtered {t.n_filtered}, {_UNSELECTED.get(r.mode, 'unselected')} {t.n_unselected}), "
             f"statistic {t.statistic:.1f} vs {t.expected:.1f} expected, "
             f"p={t.pvalue_text}: {t.verdict}"
         )
