@@ -428,22 +428,43 @@ def radioactivity_open(
         batch_size=batch_size,
         on_batch=on_batch,
     )
+    settings = {"max_tokens": max_tokens, "with_prompts": marked_prompts is not None,
+                "scored": "top-1 next-token predictions"}  # fmt: skip
+    return open_result(
+        "open", wm, suspect, reading, suspect.tokenizer, marked_texts, settings,
+        filter_min_count=filter_min_count, alpha=alpha, min_scored=min_scored,
+    )  # fmt: skip
+
+
+def open_result(
+    mode: str,
+    wm: Watermark,
+    suspect: Any,
+    reading: OpenReading,
+    tokenizer: Any,
+    marked_texts: Sequence[str],
+    settings: dict[str, Any],
+    *,
+    filter_min_count: int | None,
+    alpha: float,
+    min_scored: int,
+) -> RadioactivityResult:
+    """Score an `OpenReading` (open or prefix mode), with the supervised window filter
+    when `filter_min_count` is given, as a result with the mode's own `settings`."""
     allowed = None
     if filter_min_count is not None:
-        allowed = frequent_window_seeds(wm, suspect.tokenizer, list(marked_texts), filter_min_count)
+        allowed = frequent_window_seeds(wm, tokenizer, list(marked_texts), filter_min_count)
     test = score_open(wm, reading, allowed_seeds=allowed, alpha=alpha, min_scored=min_scored)
     return RadioactivityResult(
-        mode="open",
+        mode=mode,
         suspect=_suspect_info(suspect),
         key=wm.to_dict(),
         test=test,
         n_inputs=len(reading.seqs),
         settings={
-            "max_tokens": max_tokens,
+            **settings,
             "filter_min_count": filter_min_count,
             "n_allowed_windows": None if allowed is None else len(allowed),
-            "with_prompts": marked_prompts is not None,
-            "scored": "top-1 next-token predictions",
         },
         samples=tuple({"input": t[:400], "output": ""} for t in list(marked_texts)[:3]),
     )

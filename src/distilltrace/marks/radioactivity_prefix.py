@@ -34,8 +34,7 @@ from distilltrace.marks.radioactivity import (
     OpenReading,
     RadioactivityResult,
     _suspect_info,
-    frequent_window_seeds,
-    score_open,
+    open_result,
 )
 from distilltrace.marks.schemes import Watermark
 
@@ -148,27 +147,16 @@ def radioactivity_prefix(
         batch_size=batch_size,
         on_batch=on_batch,
     )
-    allowed = None
-    if filter_min_count is not None:
-        allowed = frequent_window_seeds(wm, tokenizer, list(marked_texts), filter_min_count)
-    test = score_open(wm, reading, allowed_seeds=allowed, alpha=alpha, min_scored=min_scored)
-    n_probes = sum(1 for p in reading.preds for x in p if x != -1)
-    return RadioactivityResult(
-        mode="prefix",
-        suspect=_suspect_info(suspect),
-        key=wm.to_dict(),
-        test=test,
-        n_inputs=len(reading.seqs),
-        settings={
-            "stride": stride,
-            "max_tokens": max_tokens,
-            "new_tokens": new_tokens,
-            "prompt_format": prompt_format or "the suspect's chat template",
-            "n_queries": len(_probes([list(s) for s in reading.seqs], wm.context_width, stride)),
-            "n_usable_probes": n_probes,
-            "filter_min_count": filter_min_count,
-            "n_allowed_windows": None if allowed is None else len(allowed),
-            "scored": "the suspect's greedy next token after prefixes of our marked answers",
-        },
-        samples=tuple({"input": t[:400], "output": ""} for t in list(marked_texts)[:3]),
-    )
+    settings = {
+        "stride": stride,
+        "max_tokens": max_tokens,
+        "new_tokens": new_tokens,
+        "prompt_format": prompt_format or "the suspect's chat template",
+        "n_queries": len(_probes([list(s) for s in reading.seqs], wm.context_width, stride)),
+        "n_usable_probes": sum(1 for p in reading.preds for x in p if x != -1),
+        "scored": "the suspect's greedy next token after prefixes of our marked answers",
+    }
+    return open_result(
+        "prefix", wm, suspect, reading, tokenizer, marked_texts, settings,
+        filter_min_count=filter_min_count, alpha=alpha, min_scored=min_scored,
+    )  # fmt: skip
