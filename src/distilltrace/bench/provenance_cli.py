@@ -56,12 +56,13 @@ def bench(
 ) -> None:
     """Every suspect in the zoo against every teacher, scored against the manifest."""
     from distilltrace.bench.provenance import run_bench
-    from distilltrace.provenance.cli import _cache_file, _progress
+    from distilltrace.progress import progress_display
+    from distilltrace.provenance.cli import _cache_file
     from distilltrace.provenance.inputs import check_out_dir
 
     check_out_dir(out)
     cf = _cache_file(cache if cache is not None else out / "cache")
-    with _progress() as prog:
+    with progress_display() as prog:
         task = prog.add_task("bench", total=None)
 
         def note(msg: str, done: int, total: int) -> None:
