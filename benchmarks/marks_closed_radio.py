@@ -183,15 +183,14 @@ def prefix(a: argparse.Namespace, work: Path, mix: float) -> dict[str, Any]:
     s = load_model(spec, dtype=_dtype(a))
     wm = _key(s, a.scheme)
     t0 = time.time()
-    reading = read_prefix(s, marked, ask, s.tokenizer, context_width=wm.context_width,
-                          stride=a.stride)  # fmt: skip
+    probed = read_prefix(s, marked, ask, s.tokenizer, context_width=wm.context_width,
+                         stride=a.stride)  # fmt: skip
+    reading = probed.reading
     wall = time.time() - t0
     t = score_open(wm, reading)
     nps = [score_open(_key(s, a.scheme, f"null{i}"), reading).pvalue for i in range(a.null_keys)]
-    queries = sum(len(range(wm.context_width, len(q), a.stride)) for q in reading.seqs)
-    usable = sum(1 for p in reading.preds for x in p if x != -1)
     return {"scheme": a.scheme, "prefix_of": "teacher" if mix < 0 else mix, "texts": len(idx),
-            "stride": a.stride, "queries": queries, "usable": usable,
+            "stride": a.stride, "queries": probed.n_queries, "usable": probed.n_usable,
             "prefix": [t.n_scored, _r(t.z), t.pvalue],
             "wall_s": round(wall), "random_keys": {"n": len(nps),
             "fpr_0.01": sum(p is not None and p <= 0.01 for p in nps),

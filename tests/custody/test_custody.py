@@ -22,13 +22,18 @@ from tests.torch_threads import one_thread  # noqa: E402,F401 - autouse fixture
 def built(tmp_path_factory):
     d = tmp_path_factory.mktemp("custody")
     # Sized for the bundle's files and their verification, not for the tests' power (no
-    # radioactivity or provenance p-value is asserted here): a student of 2 epochs, and the
-    # provenance test without its control capability check (tests/provenance covers it).
-    w = build_world(d, student_epochs=2)
+    # radioactivity or provenance p-value is asserted here): a student of 6 epochs (after 2,
+    # its greedy next token is the end of the answer everywhere, and prefix mode reads
+    # nothing), and the provenance test without its control capability check
+    # (tests/provenance covers it).
+    w = build_world(d, student_epochs=6)
     prov = {**PROV, "capability_check": False}
-    # sampled probe answers: greedy, this 2-epoch byte student repeats one phrase and gives
+    # sampled probe answers: greedy, a byte student this small repeats one phrase and gives
     # too few distinct tuples for the closed-mode test to run
-    cfg = CustodyConfig(n_probes=24, max_new_tokens=48, temperature=0.7, provenance=prov)
+    # prefix mode "on": the student's weights are local (open mode runs), and it is also
+    # asked through its text completion, so both readings of the harvest are in the bundle
+    cfg = CustodyConfig(n_probes=24, max_new_tokens=48, temperature=0.7, provenance=prov,
+                        prefix_mode="on")  # fmt: skip
     inputs = CustodyInputs(
         [w["log"]], w["scan"], w["cluster"], [w["key"]], w["student"], w["teacher"],
         w["controls"],
@@ -50,7 +55,8 @@ def test_bundle_verifies_with_and_without_the_secret(built):
     rep = built["res"].report
     names = [c["name"] for c in rep["claims"]]
     assert names == [
-        "campaign", "harvest_mark", "radioactivity_closed", "radioactivity_open", "provenance",
+        "campaign", "harvest_mark", "radioactivity_closed", "radioactivity_open",
+        "radioactivity_prefix", "provenance",
     ]  # fmt: skip
     camp = rep["claims"][0]
     scan_camp = built["campaign"]
@@ -70,7 +76,9 @@ def test_bundle_verifies_with_and_without_the_secret(built):
         assert v.recomputed[c["name"]] == c["pvalue"]
     v2 = verify_bundle(built["bundle"])
     assert set(v2.recomputed) == {"campaign", "provenance"}
-    assert set(v2.not_recomputed) == {"harvest_mark", "radioactivity_closed", "radioactivity_open"}
+    assert set(v2.not_recomputed) == {
+        "harvest_mark", "radioactivity_closed", "radioactivity_open", "radioactivity_prefix",
+    }  # fmt: skip
     m = json.loads((built["bundle"] / MANIFEST).read_text())
     kinds = {f["kind"] for f in m["files"]}
     assert kinds == {
@@ -90,6 +98,114 @@ def test_bundle_verifies_with_and_without_the_secret(built):
         "n_duplicate", "n_excluded", "n_filtered", "n_unselected")) + rep["claims"][2]["n"]  # fmt: skip
     assert "secret" not in (built["bundle"] / "key_commitment.json").read_text()
     assert m["key_commitment"]["key_id"] == rep["key_id"]
+
+
+def test_prefix_claim_reads_the_harvest_through_text_completion(built):
+    """Prefix mode's transcript holds one continuation per probed position (every 4th token
+    of each harvested response after the key's window), the queries are its prompt in the
+    suspect's format followed by our first tokens, and the claim enters the Holm family."""
+    rep = built["res"].report
+    by = {c["name"]: c for c in rep["claims"]}
+    pre = by["radioactivity_prefix"]
+    t = json.loads((built["bundle"] / "transcripts" / "radioactivity_prefix.json").read_text())
+    assert len(t["heads"]) == pre["details"]["n_texts"]
+    assert len(t["probes"]) == pre["details"]["n_queries"] >= pre["details"]["n_usable_probes"]
+    assert pre["details"]["n_usable_probes"] >= 0.9 * pre["details"]["n_queries"]
+    assert pre["details"]["stride"] == 4 and pre["details"]["new_tokens"] == 1
+    assert {p["position"] % 4 for p in t["probes"]} == {1}  # context width 1, stride 4
+    assert pre["n"] > 16 and pre["statistic"] is not None
+    assert [c["name"] for c in rep["family"]["details"]["claims"]][4] == "radioactivity_prefix"
+    harvested = [
+        json.loads(x) for x in (built["bundle"] / "harvested.jsonl").read_text().splitlines()
+    ]
+    opened = json.loads((built["bundle"] / "transcripts" / "radioactivity_open.json").read_text())
+    assert all(a > 0 for a in opened["starts"])  # open mode reads each response after its prompt
+    assert len(harvested) == len(t["heads"])
+    assert all(x["prompt"] in h for h, x in zip(t["heads"], harvested, strict=True))
+
+
+def _forge_prefix(built, name: str, edit) -> Path:
+    """A forger who holds the secret (so the HMAC holds) and edits the prefix transcript."""
+    from distilltrace.marks.secret import Secret
+
+    b = _copy(built, name)
+    p = b / "transcripts" / "radioactivity_prefix.json"
+    t = json.loads(p.read_text())
+    edit(t)
+    p.write_text(json.dumps(t))
+    _reseal(b, Secret(bytes(range(32))))
+    return b
+
+
+def test_a_forged_prefix_transcript_fails_recomputation(built):
+    """Edited continuations change the recomputed statistic; a dropped probe no longer
+    matches the positions the stride gives: both fail, naming the claim or the file."""
+
+    def blank(t):
+        for p in t["probes"]:
+            p["continuation"] = "e"
+
+    with pytest.raises(VerifyError, match="radioactivity_prefix"):
+        verify_bundle(_forge_prefix(built, "forged-cont", blank), built["key"])
+    with pytest.raises(VerifyError, match="radioactivity_prefix.json: the probed positions"):
+        verify_bundle(_forge_prefix(built, "forged-drop", lambda t: t["probes"].pop(3)),
+                      built["key"])  # fmt: skip
+
+
+def test_prefix_mode_auto_and_a_suspect_without_a_prompt_format(built, tmp_path):
+    """ "auto" skips prefix mode when open mode read the weights; a suspect that exposes no
+    prompt format (an endpoint given without --prefix-format) is named as skipped under
+    "auto" and refused under "on"."""
+    from distilltrace.custody import CustodyError
+
+    w = built
+    ok = dict(logs=[w["log"]], scan_dir=w["scan"], campaign=w["cluster"], key_files=[w["key"]])
+    small = CustodyConfig(n_probes=4, max_new_tokens=8)
+    r = build_bundle(CustodyInputs(**ok, suspect=w["student"]), tmp_path / "auto", small)
+    assert "open mode read the suspect's weights" in r.report["skipped"]["radioactivity_prefix"]
+
+    class Endpointish:  # generates, but has no weights and no chat template to show
+        info = w["student"].info
+
+        def generate(self, prompts, **kw):
+            return w["student"].generate(prompts, **kw)
+
+    r = build_bundle(CustodyInputs(**ok, suspect=Endpointish()), tmp_path / "ep", small)
+    why = r.report["skipped"]["radioactivity_prefix"]
+    assert "cannot ask this suspect" in why and "--prefix-format" in why
+    # three claims skipped (open, prefix, provenance): the page lists them in claim order
+    # whatever order report.json's sorted keys give, so it still verifies
+    assert len(r.report["skipped"]) == 3
+    verify_bundle(tmp_path / "ep", w["key"])
+    with pytest.raises(CustodyError, match="prefix mode: .*prompt format"):
+        build_bundle(CustodyInputs(**ok, suspect=Endpointish()), tmp_path / "on",
+                     CustodyConfig(n_probes=4, max_new_tokens=8, prefix_mode="on"))  # fmt: skip
+    with pytest.raises(CustodyError, match="prefix_mode"):
+        CustodyConfig(prefix_mode="sometimes")
+
+
+def test_cli_build_with_prefix_options(built, tmp_path, capsys):
+    """`custody build --prefix-mode on --prefix-stride 8 --prefix-format P` records the
+    pattern's queries; a bad mode is one line and exit 2."""
+    w = built
+    base = ["custody", "build", "--log", str(w["log"]), "--scan", str(w["scan"]),
+            "--campaign", str(w["cluster"]), "--key", str(w["key"]),
+            "--suspect", str(w["dir"] / "student"), "--n-probes", "4", "--no-open"]  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--prefix-mode", "on", "--prefix-stride", "8",
+              "--prefix-format", "Q: {prompt}\\nA: ", "--out", str(tmp_path / "b")])  # fmt: skip
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "radioactivity_prefix" in out and "radioactivity_open" in out
+    t = json.loads((tmp_path / "b" / "transcripts" / "radioactivity_prefix.json").read_text())
+    assert t["heads"][0].startswith("Q: ") and t["heads"][0].endswith("\nA: ")
+    assert {p["position"] % 8 for p in t["probes"]} == {1}
+    verify_bundle(tmp_path / "b", w["key"])
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--prefix-mode", "maybe", "--out", str(tmp_path / "c")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "prefix_mode must be auto, on or off" in err and "Traceback" not in err
 
 
 def _targets(bundle: Path) -> list[str]:

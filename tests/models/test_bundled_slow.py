@@ -67,5 +67,8 @@ def test_gemma3_assembles_verifies_and_completes():
         "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
     )
     assert m.encode_prompt("x", chat=False)[0] == m.tokenizer.bos_token_id
+    # a chat template rendered as raw text (prefix-mode probes) opens with BOS: not twice
+    templated = m.encode_prompt(m.format_prompt("x", True), chat=False)
+    assert templated == m.encode_prompt("x", chat=True) and templated.count(templated[0]) == 1
     g = m.generate(["The capital of France is Paris. The capital of Italy is"], 6, chat=False)[0]
     assert "Rome" in g.text, g.text

@@ -31,6 +31,7 @@ from distilltrace.custody.record import RecordingModel
 from distilltrace.evidence import EvidenceResult
 
 Note = Callable[[str], None]
+PREFIX_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,14 @@ class CustodyConfig:
     open_mode: bool = True  # also open mode when the suspect's weights are local
     open_max_tokens: int = 256
     open_batch_size: int = 8
+    # prefix mode (marks.radioactivity_prefix): open mode through the suspect's text
+    # completion; "auto" runs it when open mode cannot (an endpoint, another tokenizer)
+    prefix_mode: str = "auto"
+    prefix_stride: int = 4  # probe every N-th token of each harvested response
+    prefix_format: str | None = None  # the suspect's prompt pattern ({prompt}); None: its template
+    prefix_tokens: int | None = None  # tokens per probe; None: 1 on the key's tokenizer, else 3
+    prefix_filter_min_count: int | None = None  # the supervised window filter (None: off)
+    prefix_batch_size: int = 16
     provenance: dict[str, Any] = field(default_factory=dict)  # ProvenanceConfig overrides
 
     def __post_init__(self) -> None:
@@ -62,6 +71,10 @@ class CustodyConfig:
             raise CustodyError(
                 f"closed_selection must be auto or both, got {self.closed_selection!r}"
             )
+        if self.prefix_mode not in PREFIX_MODES:
+            raise CustodyError(f"prefix_mode must be auto, on or off, got {self.prefix_mode!r}")
+        if self.prefix_stride < 1 or (self.prefix_tokens is not None and self.prefix_tokens < 1):
+            raise CustodyError("prefix_stride and prefix_tokens must be >= 1")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -255,15 +268,67 @@ def _open(inputs, wm, tok, cfg, harvested, out: Path) -> EvidenceResult | str:
     if not cfg.open_mode:
         return "open mode turned off"
     if not hasattr(s, "hf_model") or getattr(s, "tokenizer", None) is None:
-        return "the suspect's weights are not local (an endpoint): closed mode only"
+        return "the suspect's weights are not local (an endpoint)"
     if not wm.tokenizer.matches(s.tokenizer):
         return "the suspect's tokenizer is not the key's: open mode cannot score its predictions"
-    texts = [h["response"] for h in harvested]
-    r = read_open(s, texts, max_tokens=cfg.open_max_tokens, batch_size=cfg.open_batch_size)
+    # each response read after its prompt in the suspect's chat format: the context a
+    # student trained on it saw (prompt tokens are context only, never scored)
+    texts, prompts = [h["response"] for h in harvested], [h["prompt"] for h in harvested]
+    r = read_open(s, texts, marked_prompts=prompts, max_tokens=cfg.open_max_tokens,
+                  batch_size=cfg.open_batch_size)  # fmt: skip
     reading = {"seqs": [list(x) for x in r.seqs], "starts": list(r.starts),
                "preds": [list(x) for x in r.preds]}  # fmt: skip
     write_json(out / "transcripts" / "radioactivity_open.json", reading)
     return C.radio_open_claim(wm, tok, reading, harvested, cfg.to_dict())
+
+
+def _prefix(inputs, wm, tok, cfg, harvested, out: Path, open_ran: bool, note: Note):
+    """Prefix mode (`prefix_mode` "on", or "auto" when open mode did not run); every query's
+    continuation is recorded so verify recomputes the reading from the bundle."""
+    from distilltrace.errors import CapabilityError, InputError
+    from distilltrace.marks.radioactivity_prefix import read_prefix
+
+    s = inputs.suspect
+    if cfg.prefix_mode == "off":
+        return "prefix mode turned off"
+    if cfg.prefix_mode == "auto" and open_ran:
+        return "open mode read the suspect's weights (prefix_mode 'on' also asks its completions)"
+    same = getattr(s, "tokenizer", None) is not None and wm.tokenizer.matches(s.tokenizer)
+    k = cfg.prefix_tokens or (1 if same else 3)
+    try:
+        got = read_prefix(
+            s, [h["response"] for h in harvested], [h["prompt"] for h in harvested], tok,
+            context_width=wm.context_width, stride=cfg.prefix_stride,
+            prompt_format=cfg.prefix_format, max_tokens=cfg.open_max_tokens, new_tokens=k,
+            batch_size=cfg.prefix_batch_size, on_batch=_every_tenth(note, "prefix mode"),
+        )  # fmt: skip
+    except (InputError, CapabilityError) as e:
+        if cfg.prefix_mode == "on":
+            raise CustodyError(f"prefix mode: {e}") from None
+        return f"prefix mode cannot ask this suspect: {e}"
+    transcript = {
+        "prompt_format": cfg.prefix_format,
+        "new_tokens": k,
+        "heads": list(got.heads),
+        "probes": [{"text": i, "position": t, "continuation": c, "finish_reason": f}
+                   for (i, t), c, f in zip(got.positions, got.continuations,
+                                           got.finish_reasons, strict=True)],
+    }  # fmt: skip
+    write_json(out / "transcripts" / "radioactivity_prefix.json", transcript)
+    return C.radio_prefix_claim(wm, tok, transcript, harvested, cfg.to_dict())
+
+
+def _every_tenth(note: Note, what: str) -> Callable[[int, int], None]:
+    """A progress callback that notes about every tenth of the work (and the end)."""
+    last = [-1]
+
+    def on(done: int, total: int) -> None:
+        tenth = 10 * done // max(1, total)
+        if tenth != last[0]:
+            last[0] = tenth
+            note(f"{what}: {done}/{total} queries")
+
+    return on
 
 
 def _provenance(inputs, cfg, out: Path, note: Note) -> tuple[EvidenceResult | str, dict]:
@@ -329,6 +394,12 @@ def build_bundle(
         skipped[C.RADIO_OPEN] = r_open
     else:
         results.append(r_open)
+    say("suspect: prefix-mode radioactivity")
+    r_pre = _prefix(inputs, wm, tok, cfg, harvested, out, not isinstance(r_open, str), say)
+    if isinstance(r_pre, str):
+        skipped[C.RADIO_PREFIX] = r_pre
+    else:
+        results.append(r_pre)
     say("suspect: provenance test against the reference and controls")
     r_prov, prov_models = _provenance(inputs, cfg, out, say)
     if isinstance(r_prov, str):

@@ -11,7 +11,8 @@ Layout (every path relative to the bundle folder)::
     harvested.jsonl           the exchanges the campaign harvested (derived from the segments)
     campaign.json             the campaign's member tails, customer units, clusters tested
     probes.jsonl              probe prompts of the closed-mode radioactivity test
-    transcripts/*.json[l]     every suspect answer (and every provenance query and answer)
+    transcripts/*.json[l]     every suspect answer (closed mode), prediction (open mode) and
+                              continuation (prefix mode), and every provenance query and answer
     models.json               model identities (weight hashes, or endpoint + transcript hash)
     report.json, report.html  the claims and their Holm family, in numbers and in words
 

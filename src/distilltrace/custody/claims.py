@@ -15,8 +15,11 @@ CAMPAIGN = "campaign"
 HARVEST_MARK = "harvest_mark"
 RADIO_CLOSED = "radioactivity_closed"
 RADIO_OPEN = "radioactivity_open"
+RADIO_PREFIX = "radioactivity_prefix"
 PROVENANCE = "provenance"
-ORDER = (CAMPAIGN, HARVEST_MARK, RADIO_CLOSED, RADIO_OPEN, PROVENANCE)
+ORDER = (CAMPAIGN, HARVEST_MARK, RADIO_CLOSED, RADIO_OPEN, RADIO_PREFIX, PROVENANCE)
+#: The claims about the suspect (the others are about the campaign and its harvest).
+SUSPECT_SIDE = (RADIO_CLOSED, RADIO_OPEN, RADIO_PREFIX, PROVENANCE)
 
 #: What each p-value shows, and what it does not, in plain words (the report prints these).
 MEANING: dict[str, dict[str, str]] = {
@@ -41,6 +44,15 @@ MEANING: dict[str, dict[str, str]] = {
         "shows": "reading our harvested marked text, the suspect predicts the key's favoured "
         "tokens more often than chance: it learned from text marked with our key",
         "not": "who trained it, nor how much of its training data was ours",
+    },
+    RADIO_PREFIX: {
+        "shows": "given the beginnings of our harvested marked answers, the suspect continues "
+        "them with the key's favoured tokens more often than chance: it learned from text "
+        "marked with our key (open mode asked through its text-completion interface, without "
+        "its weights)",
+        "not": "who trained it, nor how much of its training data was ours; a model that "
+        "copies from its context gains nothing (windows seen earlier in an answer are not "
+        "scored)",
     },
     PROVENANCE: {
         "shows": "the suspect is closer to the reference model than comparable independent "
@@ -189,6 +201,21 @@ def radio_closed_claim(
     return _mark_claim(RADIO_CLOSED, null, test, extra)
 
 
+def _open_test(wm: Any, tokenizer: Any, reading: Any, harvested, fmc, cfg) -> Any:
+    """Open mode's test of a reading (open or prefix mode), with the supervised window
+    filter when `fmc` is given."""
+    from distilltrace.marks.radioactivity import frequent_window_seeds, score_open
+
+    allowed = None
+    if fmc is not None:
+        texts = [str(h["response"]) for h in harvested]
+        allowed = frequent_window_seeds(wm, tokenizer, texts, int(fmc))
+    return score_open(
+        wm, reading, allowed_seeds=allowed, alpha=float(cfg["mark_alpha"]),
+        min_scored=int(cfg["min_scored"]),
+    )  # fmt: skip
+
+
 def radio_open_claim(
     wm: Any,
     tokenizer: Any,
@@ -197,24 +224,55 @@ def radio_open_claim(
     cfg: Mapping[str, Any],
 ) -> EvidenceResult:
     """Open mode: the suspect's recorded top-1 predictions along the harvested text."""
-    from distilltrace.marks.radioactivity import OpenReading, frequent_window_seeds, score_open
+    from distilltrace.marks.radioactivity import OpenReading
 
     r = OpenReading(
         tuple(tuple(int(t) for t in s) for s in reading["seqs"]),
         tuple(int(s) for s in reading["starts"]),
         tuple(tuple(int(t) for t in p) for p in reading["preds"]),
     )
-    fmc = cfg.get("filter_min_count")
-    allowed = None
-    if fmc is not None:
-        texts = [str(h["response"]) for h in harvested]
-        allowed = frequent_window_seeds(wm, tokenizer, texts, int(fmc))
-    test = score_open(
-        wm, r, allowed_seeds=allowed, alpha=float(cfg["mark_alpha"]),
-        min_scored=int(cfg["min_scored"]),
-    )  # fmt: skip
+    test = _open_test(wm, tokenizer, r, harvested, cfg.get("filter_min_count"), cfg)
     null = "the suspect's weights are independent of our key (not trained on text marked with it)"
     return _mark_claim(RADIO_OPEN, null, test, {"n_texts": len(r.seqs)})
+
+
+def radio_prefix_claim(
+    wm: Any,
+    tokenizer: Any,
+    transcript: Mapping[str, Any],
+    harvested: Sequence[Mapping[str, Any]],
+    cfg: Mapping[str, Any],
+) -> EvidenceResult:
+    """Prefix mode: the suspect's recorded continuations of prefixes of the harvested
+    responses, re-tokenised with the key's tokenizer and scored as open mode
+    (marks.radioactivity_prefix). The probed positions are recomputed from the harvest and
+    the stride; a transcript whose probes differ from them raises ValueError."""
+    from distilltrace.marks.detect import encode_text
+    from distilltrace.marks.radioactivity_prefix import prefix_positions, prefix_predictions
+
+    n = int(cfg["open_max_tokens"])
+    answers = [encode_text(tokenizer, str(h["response"]))[:n] for h in harvested]
+    want = prefix_positions(answers, wm.context_width, int(cfg["prefix_stride"]))
+    probes = transcript["probes"]
+    if [(int(p["text"]), int(p["position"])) for p in probes] != want:
+        raise ValueError(
+            f"the probed positions are not every {cfg['prefix_stride']}-th token of the "
+            "harvested responses"
+        )
+    if len(transcript["heads"]) != len(answers):
+        raise ValueError("one suspect prompt (head) per harvested response is needed")
+    conts = [str(p["continuation"]) for p in probes]
+    reading = prefix_predictions(tokenizer, answers, want, conts)
+    test = _open_test(wm, tokenizer, reading, harvested, cfg.get("prefix_filter_min_count"), cfg)
+    null = "the suspect's weights are independent of our key (not trained on text marked with it)"
+    extra = {
+        "n_texts": len(answers),
+        "n_queries": len(want),
+        "n_usable_probes": reading.n_predicted,
+        "stride": int(cfg["prefix_stride"]),
+        "new_tokens": int(transcript["new_tokens"]),
+    }
+    return _mark_claim(RADIO_PREFIX, null, test, extra)
 
 
 def provenance_claim(res: Any) -> EvidenceResult:
@@ -251,7 +309,7 @@ def combine(claims: Sequence[EvidenceResult], alpha: float) -> FamilyResult:
 def attribution(fam: FamilyResult, claims: Sequence[EvidenceResult]) -> dict[str, Any]:
     """The one family-wise statement: attributed when every claim ran and Holm rejects each
     at alpha; the suspect-side claims decide whether the suspect is implicated."""
-    suspect_side = [c for c in fam.claims if c.name in (RADIO_CLOSED, RADIO_OPEN, PROVENANCE)]
+    suspect_side = [c for c in fam.claims if c.name in SUSPECT_SIDE]
     ran = {c.name for c in fam.claims}
     all_ran = all(c.name in ran for c in claims)
     attributed = all_ran and fam.all_rejected and bool(suspect_side)

@@ -61,6 +61,18 @@ def build(
     n_probes: int | None = typer.Option(None, help="Closed-mode probe prompts (default 64)."),
     seed: int | None = typer.Option(None, help="Seed of the suspect's sampling."),
     no_open: bool = typer.Option(False, "--no-open", help="Skip open mode."),
+    prefix_mode: str = typer.Option(
+        "auto", help="Prefix mode: auto (when open mode cannot run), on or off."
+    ),
+    prefix_stride: int | None = typer.Option(None, help="Prefix mode: probe every N tokens."),
+    prefix_format: str | None = typer.Option(
+        None,
+        help="The suspect's prompt pattern with {prompt} (\\n escapes); default its "
+        "chat template (local weights). An endpoint needs it.",
+    ),
+    prefix_tokens: int | None = typer.Option(
+        None, help="Prefix mode: tokens per probe (default 1 on the key's tokenizer, else 3)."
+    ),
     provenance_option: list[str] = typer.Option(
         [], "--provenance-option", help="ProvenanceConfig field KEY=VALUE (JSON value)."
     ),
@@ -70,8 +82,11 @@ def build(
 
     from distilltrace.custody import CustodyConfig, CustodyInputs, build_bundle
     from distilltrace.models import load_model
+    from distilltrace.prompts import unescape_pattern
 
-    given = {"alpha": alpha, "n_probes": n_probes, "seed": seed}
+    given = {"alpha": alpha, "n_probes": n_probes, "seed": seed, "prefix_mode": prefix_mode,
+             "prefix_stride": prefix_stride, "prefix_tokens": prefix_tokens,
+             "prefix_format": unescape_pattern(prefix_format)}  # fmt: skip
     cfg = replace(CustodyConfig(), **{k: v for k, v in given.items() if v is not None})
     cfg = replace(cfg, open_mode=not no_open, provenance=_options(provenance_option))
     camp = _campaign(campaign)

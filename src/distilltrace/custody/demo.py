@@ -344,7 +344,8 @@ def run_demo(
     err = _tampered(d / "bundle-harvested", d)
     sec["total"] = round(time.perf_counter() - t_all, 1)
     hp, bp = bundles["harvested"]["pvalues"], bundles["benign"]["pvalues"]
-    suspect_side = ("radioactivity_closed", "radioactivity_open", "provenance")
+    from distilltrace.custody.claims import SUSPECT_SIDE as suspect_side
+
     targets = {
         "harvested_all_p_le_1e-4": all(p is not None and p <= 1e-4 for p in hp.values()),
         "benign_suspect_p_ge_0.01": all((bp.get(k) or 1.0) >= 0.01 for k in suspect_side),

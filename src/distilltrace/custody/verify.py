@@ -30,7 +30,7 @@ from distilltrace.custody.bundle import (
 from distilltrace.custody.logs import customer_units, harvested_of, parse_segment
 from distilltrace.evidence import EvidenceResult
 
-NEEDS_SECRET = (C.HARVEST_MARK, C.RADIO_CLOSED, C.RADIO_OPEN)
+NEEDS_SECRET = (C.HARVEST_MARK, C.RADIO_CLOSED, C.RADIO_OPEN, C.RADIO_PREFIX)
 
 
 @dataclass
@@ -189,12 +189,29 @@ def _open(root, wm, tok, cfg, harvested) -> EvidenceResult:
     where = "transcripts/radioactivity_open.json"
     reading = read_json(root / where)
     n = int(cfg["open_max_tokens"])
-    want = [encode_text(tok, h["response"])[:n] for h in harvested]
-    if reading.get("seqs") != want or any(int(s) != 0 for s in reading.get("starts", [1])):
+    try:
+        seqs, starts = reading["seqs"], [int(s) for s in reading["starts"]]
+        # each sequence: the prompt in the suspect's chat format (context, never scored),
+        # then the harvested response, cut at open_max_tokens in all
+        ok = len(seqs) == len(starts) == len(harvested) and all(
+            s[a:] == encode_text(tok, h["response"])[: max(0, n - a)]
+            for s, a, h in zip(seqs, starts, harvested, strict=True)
+        )
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
         raise VerifyError(f"{where}: the read sequences are not the harvested responses")
-    if [len(p) for p in reading.get("preds", [])] != [len(s) for s in want]:
+    if [len(p) for p in reading.get("preds", [])] != [len(s) for s in seqs]:
         raise VerifyError(f"{where}: predictions do not align with the sequences")
     return C.radio_open_claim(wm, tok, reading, harvested, cfg)
+
+
+def _prefix(root, wm, tok, cfg, harvested) -> EvidenceResult:
+    where = "transcripts/radioactivity_prefix.json"
+    try:
+        return C.radio_prefix_claim(wm, tok, read_json(root / where), harvested, cfg)
+    except (KeyError, TypeError, ValueError) as e:
+        raise VerifyError(f"{where}: {e}") from None
 
 
 def _provenance(root: Path, cfg: dict) -> EvidenceResult:
@@ -233,6 +250,8 @@ def _recompute(root, man, wm, tok, cfg, reported) -> tuple[dict, dict]:
             new[name] = _closed(root, wm, tok, cfg, harvested)
         elif name == C.RADIO_OPEN:
             new[name] = _open(root, wm, tok, cfg, harvested)
+        elif name == C.RADIO_PREFIX:
+            new[name] = _prefix(root, wm, tok, cfg, harvested)
         elif name == C.PROVENANCE:
             new[name] = _provenance(root, cfg)
         elif name != C.CAMPAIGN:
@@ -263,7 +282,7 @@ def verify_bundle(
         cfg = CustodyConfig.from_dict(man.config)
     except (KeyError, TypeError) as e:
         raise VerifyError(f"report.json or manifest.json: malformed ({e})") from None
-    if cfg.to_dict() != report.get("config"):
+    if man.config != report.get("config"):  # as recorded (defaults added since stay out)
         raise VerifyError("report.json: its config differs from the manifest's")
     new, why = _recompute(root, man, wm, tok, cfg.to_dict(), reported)
     try:

@@ -328,6 +328,11 @@ class OpenReading:
     starts: tuple[int, ...]  # first position of the marked part of each sequence
     preds: tuple[tuple[int, ...], ...]  # preds[i][t]: the prediction for position t
 
+    @property
+    def n_predicted(self) -> int:
+        """Positions with a prediction (prefix mode leaves -1 where not probed or dropped)."""
+        return sum(1 for p in self.preds for x in p if x >= 0)
+
 
 def read_open(
     suspect: Any,

@@ -26,6 +26,7 @@ tokens), depend on the stride and on the suspect's text, never on the key.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from distilltrace.errors import InputError
@@ -58,18 +59,62 @@ def chat_prefix(suspect: Any, prompt: str, prompt_format: str | None) -> str:
     return fmt(prompt, True)
 
 
-def _probes(answers: Sequence[list[int]], h: int, stride: int) -> list[tuple[int, int]]:
+def prefix_positions(
+    answers: Sequence[Sequence[int]], h: int, stride: int
+) -> list[tuple[int, int]]:
     """(answer index, position t) for every probed position: t = h, h + stride, ..."""
     return [(i, t) for i, ids in enumerate(answers) for t in range(h, len(ids), stride)]
 
 
-def _predicted(tokenizer: Any, ids: list[int], t: int, head: str, cont: str) -> int:
+def _predicted(tokenizer: Any, ids: Sequence[int], t: int, head: str, cont: str) -> int:
     """Our tokenizer's token t after the suspect continued ids[:t] (decoded as `head`) with
     `cont`; -1 when it ended or its text does not re-tokenise onto ids[:t]."""
     if not cont:
         return -1
     again = encode_text(tokenizer, head + cont)
-    return int(again[t]) if len(again) > t and again[:t] == ids[:t] else -1
+    return int(again[t]) if len(again) > t and list(again[:t]) == list(ids[:t]) else -1
+
+
+def prefix_predictions(
+    tokenizer: Any,
+    answers: Sequence[Sequence[int]],
+    positions: Sequence[tuple[int, int]],
+    continuations: Sequence[str],
+) -> OpenReading:
+    """The reading a set of probes gives: at (i, t), our token t re-tokenised from our first t
+    tokens of answer i followed by the suspect's continuation (-1 elsewhere). A pure function
+    of the recorded text, so a custody bundle's verify recomputes it without the suspect."""
+    if len(positions) != len(continuations):
+        raise InputError(f"{len(positions)} probes but {len(continuations)} continuations")
+    preds = [[-1] * len(a) for a in answers]
+    for (i, t), cont in zip(positions, continuations, strict=True):
+        head = tokenizer.decode(list(answers[i][:t]))
+        preds[i][t] = _predicted(tokenizer, answers[i], t, head, cont)
+    return OpenReading(
+        tuple(tuple(a) for a in answers), (0,) * len(answers), tuple(tuple(p) for p in preds)
+    )
+
+
+@dataclass(frozen=True)
+class PrefixReading:
+    """What prefix mode asked and heard: the suspect's text before each answer (`heads`),
+    the probed positions, the suspect's continuations, and the `reading` they give. The
+    query of probe (i, t) was ``heads[i]`` + our first t tokens of answer i, decoded."""
+
+    heads: tuple[str, ...]
+    positions: tuple[tuple[int, int], ...]
+    continuations: tuple[str, ...]
+    finish_reasons: tuple[str | None, ...]
+    reading: OpenReading
+
+    @property
+    def n_queries(self) -> int:
+        return len(self.positions)
+
+    @property
+    def n_usable(self) -> int:
+        """Probes that gave one of our tokens (not ended, and re-tokenised onto ours)."""
+        return self.reading.n_predicted
 
 
 def read_prefix(
@@ -85,34 +130,33 @@ def read_prefix(
     new_tokens: int = 1,
     batch_size: int = 16,
     on_batch: Callable[[int, int], None] | None = None,
-) -> OpenReading:
+) -> PrefixReading:
     """The suspect's greedy next token after `stride`-spaced prefixes of each marked answer
-    (our tokenizer's ids; -1 where not probed or dropped), as an `OpenReading`. A suspect
-    with another tokenizer may need `new_tokens` > 1 to cover one of our tokens."""
+    (our tokenizer's ids; -1 where not probed or dropped). A suspect with another tokenizer
+    may need `new_tokens` > 1 to cover one of our tokens."""
     if stride < 1 or new_tokens < 1:
         raise InputError(f"stride and new_tokens must be >= 1, got {stride} and {new_tokens}")
     if len(marked_prompts) != len(marked_texts) or not marked_texts:
         raise InputError("prefix mode needs marked texts with their prompts (--marked)")
     answers = [encode_text(tokenizer, t)[:max_tokens] for t in marked_texts]
-    heads = [chat_prefix(suspect, p, prompt_format) for p in marked_prompts]
-    probes = _probes(answers, context_width, stride)
-    preds = [[-1] * len(a) for a in answers]
-    for a in range(0, len(probes), batch_size):
-        chunk = probes[a : a + batch_size]
-        texts = [tokenizer.decode(answers[i][:t]) for i, t in chunk]
+    heads = tuple(chat_prefix(suspect, p, prompt_format) for p in marked_prompts)
+    positions = prefix_positions(answers, context_width, stride)
+    conts: list[str] = []
+    finish: list[str | None] = []
+    for a in range(0, len(positions), batch_size):
+        chunk = positions[a : a + batch_size]
         gens = suspect.generate(
-            [heads[i] + x for (i, _), x in zip(chunk, texts, strict=True)],
+            [heads[i] + tokenizer.decode(answers[i][:t]) for i, t in chunk],
             max_new_tokens=new_tokens,
             temperature=0.0,
             chat=False,
         )
-        for (i, t), x, g in zip(chunk, texts, gens, strict=True):
-            preds[i][t] = _predicted(tokenizer, answers[i], t, x, g.text)
+        conts += [g.text for g in gens]
+        finish += [getattr(g, "finish_reason", None) for g in gens]
         if on_batch is not None:
-            on_batch(a + len(chunk), len(probes))
-    return OpenReading(
-        tuple(tuple(a) for a in answers), (0,) * len(answers), tuple(tuple(p) for p in preds)
-    )
+            on_batch(a + len(chunk), len(positions))
+    reading = prefix_predictions(tokenizer, answers, positions, conts)
+    return PrefixReading(heads, tuple(positions), tuple(conts), tuple(finish), reading)
 
 
 def radioactivity_prefix(
@@ -134,7 +178,7 @@ def radioactivity_prefix(
 ) -> RadioactivityResult:
     """Probe the suspect with prefixes of our marked answers and test its next tokens."""
     wm.check_tokenizer(tokenizer, what="the scoring tokenizer")
-    reading = read_prefix(
+    probed = read_prefix(
         suspect,
         marked_texts,
         marked_prompts,
@@ -152,11 +196,11 @@ def radioactivity_prefix(
         "max_tokens": max_tokens,
         "new_tokens": new_tokens,
         "prompt_format": prompt_format or "the suspect's chat template",
-        "n_queries": len(_probes([list(s) for s in reading.seqs], wm.context_width, stride)),
-        "n_usable_probes": sum(1 for p in reading.preds for x in p if x != -1),
+        "n_queries": probed.n_queries,
+        "n_usable_probes": probed.n_usable,
         "scored": "the suspect's greedy next token after prefixes of our marked answers",
     }
     return open_result(
-        "prefix", wm, suspect, reading, tokenizer, marked_texts, settings,
+        "prefix", wm, suspect, probed.reading, tokenizer, marked_texts, settings,
         filter_min_count=filter_min_count, alpha=alpha, min_scored=min_scored,
     )  # fmt: skip

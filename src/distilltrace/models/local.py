@@ -229,7 +229,11 @@ class TransformersModel:
                 "input_ids"
             ]
         else:
-            ids = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+            # raw text that already opens with BOS (a chat template rendered as text, as in
+            # prefix-mode probes) gets no second one
+            bos = self.tokenizer.bos_token
+            opens = bool(bos) and prompt.startswith(bos)
+            ids = self.tokenizer(prompt, add_special_tokens=not opens)["input_ids"]
         if not ids:  # an empty raw prompt: start from BOS (or EOS) so there is a context
             start = self.tokenizer.bos_token_id
             ids = [int(start if start is not None else self.pad_id)]
