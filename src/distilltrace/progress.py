@@ -83,11 +83,13 @@ class LineProgress:
         return text + (f", {info}" if info else "")
 
 
-def progress_display(transient: bool = False) -> Any:
-    """Rich's bar with an ETA on a terminal; elsewhere (a log, CI) `LineProgress`, the same
-    add_task/update API printing lines."""
+def progress_display(transient: bool = False, info: bool = False) -> Any:
+    """Rich's bar with an ETA on a terminal (on stderr); elsewhere (a log, CI)
+    `LineProgress`, the same add_task/update API printing lines. `info`: a free-text
+    column, the task's ``info`` field (loss, tokens/s)."""
     if not sys.stderr.isatty():
         return LineProgress()
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -97,12 +99,14 @@ def progress_display(transient: bool = False) -> Any:
         TimeRemainingColumn,
     )
 
-    return Progress(
+    cols = [
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
-        transient=transient,
-    )
+    ]
+    if info:
+        cols.append(TextColumn("{task.fields[info]}"))
+    return Progress(*cols, console=Console(stderr=True), transient=transient)

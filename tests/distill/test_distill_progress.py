@@ -52,3 +52,21 @@ def test_disabled_is_silent(capsys):
     with progress.progress_bar("x", 10, enabled=False) as bar:
         bar.update(10)
     assert capsys.readouterr().err == ""
+
+
+def test_terminal_gets_rich_bar_with_eta_and_info_on_stderr(monkeypatch):
+    """On a terminal: Rich's bar on stderr, with an ETA column and, for training runs, the
+    free-text info column (one display for the provenance, marks and distill commands)."""
+    from rich.progress import Progress, TimeRemainingColumn
+
+    monkeypatch.setattr(lines.sys.stderr, "isatty", lambda: True, raising=False)
+    plain, with_info = lines.progress_display(), lines.progress_display(info=True)
+    for p in (plain, with_info):
+        assert isinstance(p, Progress) and p.console.stderr
+        assert any(isinstance(c, TimeRemainingColumn) for c in p.columns)
+    assert len(with_info.columns) == len(plain.columns) + 1
+    with progress.progress_bar("train", 4) as bar:
+        bar.update(2, "loss 1.5")
+        assert isinstance(bar._p, Progress)
+        task = bar._p.tasks[0]
+        assert task.completed == 2 and task.fields["info"] == "loss 1.5"

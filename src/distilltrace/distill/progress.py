@@ -3,7 +3,6 @@ with an ETA instead when stderr is not a terminal (a log file, CI)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,35 +21,11 @@ class _Bar:
 @contextmanager
 def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[_Bar]:
     """A progress bar with a free-text field (loss, tokens/s); a no-op when disabled; lines
-    when stderr is not a terminal."""
+    when stderr is not a terminal (`progress.progress_display`)."""
     if not enabled:
         yield _Bar(None, None)
         return
-    if not sys.stderr.isatty():
-        from distilltrace.progress import LineProgress
+    from distilltrace.progress import progress_display
 
-        lines = LineProgress()
-        yield _Bar(lines, lines.add_task(description, total=total, info=""))
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-        console=Console(stderr=True),
-        transient=False,
-    ) as p:
-        task = p.add_task(description, total=total, info="")
-        yield _Bar(p, task)
+    with progress_display(info=True) as p:
+        yield _Bar(p, p.add_task(description, total=total, info=""))
