@@ -21,6 +21,11 @@ ORDER = (CAMPAIGN, HARVEST_MARK, RADIO_CLOSED, RADIO_OPEN, RADIO_PREFIX, PROVENA
 #: The claims about the suspect (the others are about the campaign and its harvest).
 SUSPECT_SIDE = (RADIO_CLOSED, RADIO_OPEN, RADIO_PREFIX, PROVENANCE)
 
+#: The null of the three radioactivity claims (each adds its test's own null in brackets).
+WEIGHTS_NULL = (
+    "the suspect's weights are independent of our key (not trained on text marked with it)"
+)
+
 #: What each p-value shows, and what it does not, in plain words (the report prints these).
 MEANING: dict[str, dict[str, str]] = {
     CAMPAIGN: {
@@ -195,10 +200,9 @@ def radio_closed_claim(
         alpha=float(cfg["mark_alpha"]),
         min_scored=int(cfg["min_scored"]),
     )
-    null = "the suspect's weights are independent of our key (not trained on text marked with it)"
     extra = {"n_probes": len(probes), "n_allowed_windows": n_allowed, "filter_min_count": fmc,
              "max_reference_prob": float(cap) if use else None}  # fmt: skip
-    return _mark_claim(RADIO_CLOSED, null, test, extra)
+    return _mark_claim(RADIO_CLOSED, WEIGHTS_NULL, test, extra)
 
 
 def _open_test(wm: Any, tokenizer: Any, reading: Any, harvested, fmc, cfg) -> Any:
@@ -232,8 +236,7 @@ def radio_open_claim(
         tuple(tuple(int(t) for t in p) for p in reading["preds"]),
     )
     test = _open_test(wm, tokenizer, r, harvested, cfg.get("filter_min_count"), cfg)
-    null = "the suspect's weights are independent of our key (not trained on text marked with it)"
-    return _mark_claim(RADIO_OPEN, null, test, {"n_texts": len(r.seqs)})
+    return _mark_claim(RADIO_OPEN, WEIGHTS_NULL, test, {"n_texts": len(r.seqs)})
 
 
 def radio_prefix_claim(
@@ -264,7 +267,6 @@ def radio_prefix_claim(
     conts = [str(p["continuation"]) for p in probes]
     reading = prefix_predictions(tokenizer, answers, want, conts)
     test = _open_test(wm, tokenizer, reading, harvested, cfg.get("prefix_filter_min_count"), cfg)
-    null = "the suspect's weights are independent of our key (not trained on text marked with it)"
     extra = {
         "n_texts": len(answers),
         "n_queries": len(want),
@@ -272,7 +274,7 @@ def radio_prefix_claim(
         "stride": int(cfg["prefix_stride"]),
         "new_tokens": int(transcript["new_tokens"]),
     }
-    return _mark_claim(RADIO_PREFIX, null, test, extra)
+    return _mark_claim(RADIO_PREFIX, WEIGHTS_NULL, test, extra)
 
 
 def provenance_claim(res: Any) -> EvidenceResult:
