@@ -10,7 +10,10 @@ text with sqlglot (`to_dialect`), so there is one definition of the pipeline.
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import tempfile
+from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
@@ -66,6 +69,38 @@ class Engine(Protocol):
         """Release resources."""
 
 
+SPILL_PREFIX = "distilltrace-duckdb-"
+
+
+def _spill_prefix() -> str:
+    """This process's spill-folder prefix: host and PID, so a later run can tell a dead
+    run's folder (kill -9 skips the clean-up, and a 10M scan can spill gigabytes)."""
+    host = "".join(c for c in socket.gethostname() if c.isalnum())[:24] or "host"
+    return f"{SPILL_PREFIX}{host}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_stale_spill(root: str | None = None) -> list[Path]:
+    """Remove spill folders that this host's dead processes left behind; returns them."""
+    mine = _spill_prefix().rsplit("-", 2)[0] + "-"
+    gone = []
+    for p in Path(root or tempfile.gettempdir()).glob(f"{mine}*-*"):
+        pid = p.name[len(mine) :].split("-", 1)[0]
+        if p.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p)
+    return gone
+
+
 class DuckDBEngine:
     """The embedded default: an in-process DuckDB database."""
 
@@ -80,7 +115,8 @@ class DuckDBEngine:
     ) -> None:
         import duckdb
 
-        self._tmp = tempfile.TemporaryDirectory(prefix="distilltrace-duckdb-")
+        sweep_stale_spill()
+        self._tmp = tempfile.TemporaryDirectory(prefix=_spill_prefix())
         self.con = duckdb.connect(":memory:")
         self.con.execute("SET TimeZone='UTC'")
         self.con.execute(f"SET temp_directory='{temp_dir or self._tmp.name}'")
