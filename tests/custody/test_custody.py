@@ -297,6 +297,29 @@ def test_a_claim_that_differs_under_another_version_names_the_versions(built):
     assert f"built with distilltrace 0.0.9, this is {__version__}" in str(e.value)
 
 
+def test_a_bundle_without_a_later_setting_verifies_as_built(built, tmp_path):
+    """A bundle written before `closed_selection` existed recorded no such key and applied
+    both selections: verify reads the recorded config, so it recomputes "both" (the
+    claims' meaning of an absent key), not today's default "auto"."""
+    from distilltrace.marks.secret import Secret
+
+    w = built
+    cfg = CustodyConfig(n_probes=8, max_new_tokens=24, closed_selection="both")
+    ins = CustodyInputs([w["log"]], w["scan"], w["cluster"], [w["key"]], w["student"],
+                        w["teacher"])  # fmt: skip
+    b = build_bundle(ins, tmp_path / "old", cfg).out
+    for name in (MANIFEST, "report.json"):
+        d = json.loads((b / name).read_text())
+        del d["config"]["closed_selection"]
+        (b / name).write_text(json.dumps(d))
+    _reseal(b, Secret(bytes(range(32))))
+    v = verify_bundle(b, w["key"])
+    rep = json.loads((b / "report.json").read_text())
+    closed = [c for c in rep["claims"] if c["name"] == "radioactivity_closed"][0]
+    assert v.recomputed["radioactivity_closed"] == closed["pvalue"]
+    assert closed["details"]["max_reference_prob"] is not None  # both selections applied
+
+
 def test_wrong_secret_fails_and_cli_exit_codes(built, tmp_path, capsys):
     wrong = tmp_path / "wrong.hex"
     wrong.write_text("11" * 32)

@@ -284,7 +284,9 @@ def verify_bundle(
         raise VerifyError(f"report.json or manifest.json: malformed ({e})") from None
     if man.config != report.get("config"):  # as recorded (defaults added since stay out)
         raise VerifyError("report.json: its config differs from the manifest's")
-    new, why = _recompute(root, man, wm, tok, cfg.to_dict(), reported)
+    # the claims read the config as recorded: a setting added since (absent in an older
+    # bundle) takes the meaning the claims give its absence, not today's default
+    new, why = _recompute(root, man, wm, tok, dict(man.config), reported)
     try:
         for name, e in new.items():
             if name not in reported:
