@@ -195,8 +195,11 @@ def test_cli_build_with_prefix_options(built, tmp_path, capsys):
         main([*base, "--prefix-mode", "on", "--prefix-stride", "8",
               "--prefix-format", "Q: {prompt}\\nA: ", "--out", str(tmp_path / "b")])  # fmt: skip
     assert e.value.code == 0
-    out = capsys.readouterr().out
+    cap = capsys.readouterr()
+    out = cap.out
     assert "radioactivity_prefix" in out and "radioactivity_open" in out
+    lines = [x for x in cap.err.splitlines() if "prefix mode: " in x]  # progress, with ETA
+    assert lines and all(" s, ETA " in x for x in lines) and lines[-1].count("/") == 1
     t = json.loads((tmp_path / "b" / "transcripts" / "radioactivity_prefix.json").read_text())
     assert t["heads"][0].startswith("Q: ") and t["heads"][0].endswith("\nA: ")
     assert {p["position"] % 8 for p in t["probes"]} == {1}

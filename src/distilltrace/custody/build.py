@@ -319,14 +319,19 @@ def _prefix(inputs, wm, tok, cfg, harvested, out: Path, open_ran: bool, note: No
 
 
 def _every_tenth(note: Note, what: str) -> Callable[[int, int], None]:
-    """A progress callback that notes about every tenth of the work (and the end)."""
-    last = [-1]
+    """A progress callback that notes about every tenth of the work (and the end), with
+    the time spent and an ETA."""
+    import time
+
+    t0, last = time.perf_counter(), [-1]
 
     def on(done: int, total: int) -> None:
         tenth = 10 * done // max(1, total)
         if tenth != last[0]:
             last[0] = tenth
-            note(f"{what}: {done}/{total} queries")
+            spent = time.perf_counter() - t0
+            eta = spent * (total - done) / done if done else 0.0
+            note(f"{what}: {done}/{total} queries, {spent:.0f} s, ETA {eta:.0f} s")
 
     return on
 
