@@ -318,22 +318,29 @@ def _prefix(inputs, wm, tok, cfg, harvested, out: Path, open_ran: bool, note: No
     return C.radio_prefix_claim(wm, tok, transcript, harvested, cfg.to_dict())
 
 
+class _NoteStream:
+    """A text stream whose lines go to `note` (so `progress.LineProgress` reports through the
+    build's note callback)."""
+
+    def __init__(self, note: Note) -> None:
+        self.note = note
+
+    def write(self, text: str) -> None:
+        if text.strip():
+            self.note(text.strip())
+
+    def flush(self) -> None:
+        return None
+
+
 def _every_tenth(note: Note, what: str) -> Callable[[int, int], None]:
-    """A progress callback that notes about every tenth of the work (and the end), with
-    the time spent and an ETA."""
-    import time
+    """A progress callback: `progress.LineProgress` lines (each tenth of the work, and at
+    least every 30 s) with the time spent and an ETA, through `note`."""
+    from distilltrace.progress import LineProgress
 
-    t0, last = time.perf_counter(), [-1]
-
-    def on(done: int, total: int) -> None:
-        tenth = 10 * done // max(1, total)
-        if tenth != last[0]:
-            last[0] = tenth
-            spent = time.perf_counter() - t0
-            eta = spent * (total - done) / done if done else 0.0
-            note(f"{what}: {done}/{total} queries, {spent:.0f} s, ETA {eta:.0f} s")
-
-    return on
+    lines = LineProgress(stream=_NoteStream(note))
+    task = lines.add_task(what, total=None)
+    return lambda done, total: lines.update(task, completed=done, total=total)
 
 
 def _provenance(inputs, cfg, out: Path, note: Note) -> tuple[EvidenceResult | str, dict]:
