@@ -78,6 +78,40 @@ def test_open_mode_detects_the_student_of_marked_data_and_not_the_other(setup):
 
 
 @pytest.mark.slow
+def test_open_mode_with_prompts_is_calibrated_under_random_keys(setup, make_wm):
+    """H0 (the suspect's weights do not depend on the key): open mode reading each response
+    after its prompt (starts > 0, the custody build's reading), scored under 200 keys that
+    marked nothing, with and without the supervised window filter. Both students qualify:
+    the plain one saw no marked text, and the marked one was trained under another key, so
+    its predictions are independent of every key drawn here. FPR at 1e-2 within binomial
+    slack (mean 2, at most 6 of 200) and a one-sided KS test against uniform."""
+    from scipy import stats
+
+    from distilltrace.marks.radioactivity import frequent_window_seeds, read_open, score_open
+
+    wm, students, rows, _ = setup
+    texts, prompts = [r["response"] for r in rows], [r["prompt"] for r in rows]
+    for name in ("plain", "marked"):
+        s = students[name]
+        reading = read_open(s, texts, marked_prompts=prompts)
+        assert min(reading.starts) > 0  # the prompts are in the context, not scored
+        for filtered in (False, True):
+            ps = []
+            for _ in range(200):
+                key = make_wm(context_width=1)
+                allowed = frequent_window_seeds(key, s.tokenizer, texts, 5) if filtered else None
+                t = score_open(key, reading, allowed_seeds=allowed)
+                assert t.n_scored >= 50, t  # the null is exercised, not skipped
+                ps.append(t.pvalue)
+            fp = sum(p <= 0.01 for p in ps)
+            assert fp <= 6, (name, filtered, fp)
+            # one-sided: too many small p-values (the exact binomial test's discrete
+            # p-values sit above uniform, which a two-sided KS would also flag)
+            ks = stats.kstest(ps, "uniform", alternative="greater")
+            assert ks.pvalue > 1e-3, (name, filtered, ks)
+
+
+@pytest.mark.slow
 def test_closed_mode_runs_with_exclusion_and_filter(setup):
     wm, students, rows, _ = setup
     prompts = [r["prompt"] for r in rows[:10]]

@@ -30,3 +30,12 @@ def test_next_engine_sweeps_a_dead_runs_spill_folder_only(tmp_path, monkeypatch)
         eng.close()
     assert not os.path.exists(spill)
     assert E.sweep_stale_spill(str(tmp_path)) == []  # the live one stays
+
+
+def test_the_sweep_runs_once_per_process_and_temp_root(tmp_path, monkeypatch):
+    monkeypatch.setattr(E.tempfile, "tempdir", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(E, "sweep_stale_spill", lambda root=None: calls.append(root) or [])
+    for _ in range(3):
+        E.DuckDBEngine().close()
+    assert calls == [str(tmp_path)]

@@ -101,6 +101,18 @@ def sweep_stale_spill(root: str | None = None) -> list[Path]:
     return gone
 
 
+_SWEPT: set[str] = set()  # temp roots this process has already swept
+
+
+def _sweep_once() -> None:
+    """Sweep the temp root once per process (not at every engine: a benchmark or a test
+    session builds hundreds, and the folders of dead processes do not come back)."""
+    root = tempfile.gettempdir()
+    if root not in _SWEPT:
+        _SWEPT.add(root)
+        sweep_stale_spill(root)
+
+
 class DuckDBEngine:
     """The embedded default: an in-process DuckDB database."""
 
@@ -115,7 +127,7 @@ class DuckDBEngine:
     ) -> None:
         import duckdb
 
-        sweep_stale_spill()
+        _sweep_once()
         self._tmp = tempfile.TemporaryDirectory(prefix=_spill_prefix())
         self.con = duckdb.connect(":memory:")
         self.con.execute("SET TimeZone='UTC'")
