@@ -359,6 +359,53 @@ def test_report_explains_each_pvalue_and_escapes_text(built):
     assert "<script>alert(1)" not in out and "&lt;script&gt;" in out
 
 
+def test_provenance_claim_shows_each_test_per_control(built):
+    """The provenance claim carries each test's p-value and, per control, the difference it
+    tested and its p-value: the intersection-union p-value of a test is the largest over
+    the controls, and the claim's is Bonferroni over the tests. The page shows the table."""
+    rep = json.loads((built["bundle"] / "report.json").read_text())
+    prov = [c for c in rep["claims"] if c["name"] == "provenance"][0]
+    d = prov["details"]
+    assert set(d["per_test"]) == set(d["per_test_pvalue"]) and d["per_test"]
+    for name, t in d["per_test"].items():
+        assert t["pvalue"] == d["per_test_pvalue"][name]
+        assert set(t["per_control"]) <= set(d["controls"]) and t["per_control"]
+        ps = [v["pvalue"] for v in t["per_control"].values() if v["pvalue"] is not None]
+        assert ps and t["pvalue"] >= max(ps) - 1e-12  # intersection-union: the largest
+    assert prov["pvalue"] == pytest.approx(
+        min(1.0, len(d["per_test"]) * min(d["per_test_pvalue"].values()))
+    )
+    html = (built["bundle"] / "report.html").read_text()
+    assert all(f"<td>{name}</td>" in html for name in d["per_test"])
+    assert f"{d['controls'][0]}: difference / p" in html
+
+
+def test_a_bundle_written_before_per_test_evidence_verifies(built):
+    """Bundles written before the provenance claim carried `per_test` (same version) still
+    verify: a detail added since is compared only when the bundle has it."""
+    from distilltrace.custody.report import render
+    from distilltrace.marks.secret import Secret
+
+    b = _copy(built, "before-per-test")
+    rep = json.loads((b / "report.json").read_text())
+    assert rep["claims"][-1]["name"] == "provenance"
+    per_test = rep["claims"][-1]["details"].pop("per_test")
+    (b / "report.json").write_text(json.dumps(rep, sort_keys=True))
+    (b / "report.html").write_text(render(json.loads((b / "report.json").read_text())))
+    _reseal(b, Secret(bytes(range(32))))
+    assert "difference / p" not in (b / "report.html").read_text()
+    v = verify_bundle(b, built["key"])
+    assert "provenance" in v.recomputed
+    name = sorted(per_test)[0]
+    per_test[name]["pvalue"] = 0.5 if per_test[name]["pvalue"] != 0.5 else 0.25
+    rep["claims"][-1]["details"]["per_test"] = per_test
+    (b / "report.json").write_text(json.dumps(rep, sort_keys=True))
+    (b / "report.html").write_text(render(json.loads((b / "report.json").read_text())))
+    _reseal(b, Secret(bytes(range(32))))
+    with pytest.raises(VerifyError, match="details differ"):  # present: compared in full
+        verify_bundle(b, built["key"])
+
+
 def test_build_refuses_bad_inputs(built, tmp_path):
     from distilltrace.custody import CustodyError
 

@@ -277,6 +277,40 @@ def radio_prefix_claim(
     return _mark_claim(RADIO_PREFIX, WEIGHTS_NULL, test, extra)
 
 
+# Detail keys added to a claim after bundles were first written: verify compares them only
+# when the bundle has them (an older bundle of the same version still verifies).
+LATER_DETAILS = {PROVENANCE: ("per_test",)}
+
+
+def _finite(x: Any) -> float | None:
+    """A JSON-stable number: None for missing or non-finite values (NaN != NaN)."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
+
+
+def _provenance_evidence(t: Any) -> dict[str, Any]:
+    """One provenance test's evidence per control: its p-value and the mean difference it
+    tested (after the margin where the test has one), so a reader sees which control
+    decided the intersection-union p-value and by how much."""
+    return {
+        "pvalue": _finite(t.pvalue),
+        "effect": _finite(t.effect),
+        "effect_label": t.effect_label,
+        "margin": _finite(t.details.get("margin")),
+        "per_control": {
+            c: {
+                "pvalue": _finite(v.get("pvalue")),
+                "difference": _finite(v.get("mean_difference")),
+                "n": int(v.get("n") or 0),
+            }  # fmt: skip
+            for c, v in t.per_control.items()
+        },
+    }
+
+
 def provenance_claim(res: Any) -> EvidenceResult:
     """The provenance test's combined p-value for the (one) reference: Bonferroni over the
     tests that ran, each an intersection-union test against every control."""
@@ -295,6 +329,7 @@ def provenance_claim(res: Any) -> EvidenceResult:
             "reference": ref.reference,
             "controls": list(ref.controls),
             "per_test_pvalue": ran,
+            "per_test": {k: _provenance_evidence(t) for k, t in ref.tests.items() if t.ran},
             "skipped": {k: t.skipped for k, t in ref.tests.items() if not t.ran},
             "identical": ref.identical,
             "suspect_queries": int(res.suspect_queries),
