@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
 test: $(STAMP) sysdeps lint
-	$(PY) -m pytest -q -p no:cacheprovider --timeout=1800
+	$(PY) -m pytest -q -p no:cacheprovider --timeout=1800 --durations=20
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all $(BENCH)

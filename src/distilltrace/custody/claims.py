@@ -305,7 +305,7 @@ def _provenance_evidence(t: Any) -> dict[str, Any]:
                 "pvalue": _finite(v.get("pvalue")),
                 "difference": _finite(v.get("mean_difference")),
                 "n": int(v.get("n") or 0),
-            }  # fmt: skip
+            }
             for c, v in t.per_control.items()
         },
     }
