@@ -38,8 +38,9 @@ def built(tmp_path_factory):
         [w["log"]], w["scan"], w["cluster"], [w["key"]], w["student"], w["teacher"],
         w["controls"],
     )  # fmt: skip
-    res = build_bundle(inputs, d / "bundle", cfg)
-    return {**w, "dir": d, "bundle": d / "bundle", "res": res}
+    notes: list[str] = []
+    res = build_bundle(inputs, d / "bundle", cfg, note=notes.append)
+    return {**w, "dir": d, "bundle": d / "bundle", "res": res, "notes": notes}
 
 
 def _copy(built, name: str) -> Path:
@@ -98,6 +99,23 @@ def test_bundle_verifies_with_and_without_the_secret(built):
         "n_duplicate", "n_excluded", "n_filtered", "n_unselected")) + rep["claims"][2]["n"]  # fmt: skip
     assert "secret" not in (built["bundle"] / "key_commitment.json").read_text()
     assert m["key_commitment"]["key_id"] == rep["key_id"]
+
+
+def test_build_announces_and_times_each_phase_outside_the_bundle(built):
+    """Each phase is announced as it starts and its wall time noted as it ends; the times
+    are in the build's result (where the time goes), never in the bundle's files."""
+    sec, notes = built["res"].seconds, built["notes"]
+    assert list(sec) == ["campaign", "harvest", "closed", "open", "prefix", "provenance"]
+    assert all(isinstance(s, float) and s >= 0 for s in sec.values())
+    assert notes[0] == "campaign: reading the scan and the logs"
+    for name in sec:
+        done = [i for i, n in enumerate(notes) if n.startswith(f"{name}: done in ")]
+        assert len(done) == 1, (name, notes)
+    order = [next(i for i, n in enumerate(notes) if n.startswith(f"{k}: done in ")) for k in sec]
+    assert order == sorted(order)
+    assert any(n.startswith("provenance: ") and "/" in n for n in notes)  # its own progress
+    assert not any("done in" in p.read_text(errors="ignore")
+                   for p in built["bundle"].rglob("*.json*") if p.is_file())  # fmt: skip
 
 
 def test_prefix_claim_reads_the_harvest_through_text_completion(built):

@@ -222,7 +222,9 @@ def test_prefix_mode_null_under_random_keys_and_a_copying_suspect(setup, make_wm
     plain = students["plain"]
     reading = read_prefix(plain, texts, prompts, plain.tokenizer, context_width=1, stride=2).reading
     ps = [score_open(make_wm(context_width=1), reading).pvalue for _ in range(200)]
-    assert sum(p <= 0.01 for p in ps) <= 6 and stats.kstest(ps, "uniform").pvalue > 1e-3
+    assert sum(p <= 0.01 for p in ps) <= 6
+    # one-sided: p-values no smaller than uniform (a discrete statistic may be conservative)
+    assert stats.kstest(ps, "uniform", alternative="greater").pvalue > 1e-3
 
     class Copier:  # the token that followed the last window earlier in the text, else "e"
         info = plain.info

@@ -10,7 +10,9 @@ import dataclasses
 import datetime as _dt
 import json
 import random
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +107,24 @@ class BuildResult:
     out: Path
     manifest_sha256: str
     report: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each phase
+
+
+class _Phases:
+    """Announces each phase of a build through `note` and times it (`seconds`): what a
+    build spends its time on, shown as it goes and kept in the result (not in the bundle:
+    timings are not evidence)."""
+
+    def __init__(self, note: Note) -> None:
+        self.note, self.seconds = note, {}
+
+    @contextmanager
+    def __call__(self, name: str, what: str) -> Iterator[None]:
+        self.note(what)
+        t0 = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - t0, 1)
+        self.note(f"{name}: done in {self.seconds[name]:.0f} s")
 
 
 def _scan_campaign(scan_dir: Path, campaign: int | Sequence[str]) -> dict[str, Any]:
@@ -300,7 +320,7 @@ def _prefix(inputs, wm, tok, cfg, harvested, out: Path, open_ran: bool, note: No
             s, [h["response"] for h in harvested], [h["prompt"] for h in harvested], tok,
             context_width=wm.context_width, stride=cfg.prefix_stride,
             prompt_format=cfg.prefix_format, max_tokens=cfg.open_max_tokens, new_tokens=k,
-            batch_size=cfg.prefix_batch_size, on_batch=_every_tenth(note, "prefix mode"),
+            batch_size=cfg.prefix_batch_size, on_batch=_line_progress(note, "prefix mode"),
         )  # fmt: skip
     except (InputError, CapabilityError) as e:
         if cfg.prefix_mode == "on":
@@ -333,7 +353,7 @@ class _NoteStream:
         return None
 
 
-def _every_tenth(note: Note, what: str) -> Callable[[int, int], None]:
+def _line_progress(note: Note, what: str) -> Callable[[int, int], None]:
     """A progress callback: `progress.LineProgress` lines (each tenth of the work, and at
     least every 30 s) with the time spent and an ETA, through `note`."""
     from distilltrace.progress import LineProgress
@@ -375,13 +395,13 @@ def build_bundle(
     from distilltrace.custody.report import write_report
 
     cfg = config or CustodyConfig()
-    say = note or (lambda msg: None)
+    phase = _Phases(note or (lambda msg: None))
     out = Path(out)
     _check_out(out)
     wm, public_key, secret = _load_key(inputs.key_files)
-    say("campaign: reading the scan and the logs")
-    camp = _scan_campaign(Path(inputs.scan_dir), inputs.campaign)
-    rows, sources = _segments(inputs, out, camp["members"])
+    with phase("campaign", "campaign: reading the scan and the logs"):
+        camp = _scan_campaign(Path(inputs.scan_dir), inputs.campaign)
+        rows, sources = _segments(inputs, out, camp["members"])
     camp["units"] = customer_units(rows, camp["members"])
     harvested, left_out = harvested_of(rows, wm.key_id)
     if not harvested:
@@ -393,31 +413,25 @@ def build_bundle(
     tok = _tokenizer(inputs, wm)
     tok.save_pretrained(str(out / "tokenizer"))
     results: list[EvidenceResult] = [C.campaign_claim(camp)]
-    say(f"harvest: pooled mark test over {len(harvested)} responses")
-    results.append(C.harvest_mark_claim(wm, tok, harvested, cfg.to_dict()))
+    with phase("harvest", f"harvest: pooled mark test over {len(harvested)} responses"):
+        results.append(C.harvest_mark_claim(wm, tok, harvested, cfg.to_dict()))
     probes = _probes(inputs, cfg, harvested)
     write_jsonl(out / "probes.jsonl", [{"prompt": p} for p in probes])
-    say(f"suspect: closed-mode radioactivity on {len(probes)} probes")
-    results.append(_closed(inputs, wm, tok, cfg, probes, harvested, out))
+    with phase("closed", f"suspect: closed-mode radioactivity on {len(probes)} probes"):
+        results.append(_closed(inputs, wm, tok, cfg, probes, harvested, out))
+    with phase("open", "suspect: open-mode radioactivity"):
+        r_open = _open(inputs, wm, tok, cfg, harvested, out)
+    with phase("prefix", "suspect: prefix-mode radioactivity"):
+        r_pre = _prefix(inputs, wm, tok, cfg, harvested, out, not isinstance(r_open, str),
+                        phase.note)  # fmt: skip
+    with phase("provenance", "suspect: provenance test against the reference and controls"):
+        r_prov, prov_models = _provenance(inputs, cfg, out, phase.note)
     skipped: dict[str, str] = {}
-    say("suspect: open-mode radioactivity")
-    r_open = _open(inputs, wm, tok, cfg, harvested, out)
-    if isinstance(r_open, str):
-        skipped[C.RADIO_OPEN] = r_open
-    else:
-        results.append(r_open)
-    say("suspect: prefix-mode radioactivity")
-    r_pre = _prefix(inputs, wm, tok, cfg, harvested, out, not isinstance(r_open, str), say)
-    if isinstance(r_pre, str):
-        skipped[C.RADIO_PREFIX] = r_pre
-    else:
-        results.append(r_pre)
-    say("suspect: provenance test against the reference and controls")
-    r_prov, prov_models = _provenance(inputs, cfg, out, say)
-    if isinstance(r_prov, str):
-        skipped[C.PROVENANCE] = r_prov
-    else:
-        results.append(r_prov)
+    for name, r in ((C.RADIO_OPEN, r_open), (C.RADIO_PREFIX, r_pre), (C.PROVENANCE, r_prov)):
+        if isinstance(r, str):
+            skipped[name] = r
+        else:
+            results.append(r)
     models = {"suspect": inputs.suspect.info.to_dict(), "provenance": prov_models}
     write_json(out / "models.json", models)
     report = write_report(out, results, skipped, cfg, camp, wm.key_id, models)
@@ -446,4 +460,4 @@ def build_bundle(
              ("report.json", "report"), ("report.html", "report")]  # fmt: skip
     add_files(out, man, [(out / p, k) for p, k in kinds if (out / p).exists()])
     digest = seal(out, man, secret)
-    return BuildResult(out, digest, report)
+    return BuildResult(out, digest, report, phase.seconds)

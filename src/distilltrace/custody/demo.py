@@ -273,6 +273,7 @@ def _bundle(name, student, teacher, controls, log, scan_dir, cid, key, cfg, d, n
         "recomputed": sorted(v.recomputed),
         "manifest_sha256": res.manifest_sha256,
         "build_s": round(t_build, 1),
+        "phase_s": res.seconds,
         "verify_s": round(time.perf_counter() - t0, 1),
     }
 
