@@ -366,7 +366,8 @@ class TransformersModel:
         if streamer is not None and len(prompts) != 1:
             raise InputError("streaming supports exactly one prompt")
         out: list[tuple[Generation, list[TokenStep] | None] | None] = [None] * len(prompts)
-        # Sort by length so batches pad little; results do not depend on the batch.
+        # Sort by length so batches pad little. In float32 results do not depend on the
+        # batch (beyond last-bit rounding); in bfloat16 they do (docs/models.md, "Sampling").
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         done = 0
         with self._lock:

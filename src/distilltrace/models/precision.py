@@ -4,7 +4,10 @@ bfloat16 halves the memory traffic of every matrix product. On a CPU with native
 instructions (AVX512-BF16 or AMX) or a CUDA GPU that supports it, a small model generates
 2.5-2.9x and scores 2.3-2.7x faster than in float32 (docs/benchmarks.md, "Compute
 precision"); per-token log-probabilities move by 0.02-0.03 nats on average, and about one
-greedy answer in five differs within its first 40 characters. "auto" picks
+greedy answer in five differs within its first 40 characters. In bfloat16 a prompt's answer
+also depends on the batch it is computed in (rounding moves with the batch's shape: on
+SmolLM2 about half the greedy answers changed between batches of 16 and 4; float32 none),
+so a bfloat16 run repeats only with the same batching. "auto" picks
 bfloat16 only where the hardware runs it natively (elsewhere bf16 is emulated, and slower).
 
 A result computed in bfloat16 is a statement about the model run in bfloat16, as a
