@@ -19,12 +19,11 @@ def test_quick_demo_attributes_the_harvested_student_only_and_verifies(tmp_path)
     radioactivity and provenance claims are tested under their nulls and it must not be
     attributed (asserted: the false-accusation side); both bundles verify from their files
     alone, and a flipped byte fails. The harvested student carries the mark's trace: its
-    campaign, harvest and radioactivity claims hold at 0.01 in every run so far (closed mode
-    at 4.6e-4 at worst, open mode below 1e-17), asserted. Whether it is attributed is
-    decided by its provenance claim, which is measured, not asserted: at the quick tier's
-    budget it gave 1.7e-6 to 4.8e-3 in 6 runs and p = 1 in one (session 26;
-    docs/benchmarks.md, "Custody: quick demo"), so a power claim on it would fail at
-    random; the test checks that the verdict is the Holm rule applied to the claims."""
+    campaign and harvest claims, and open-mode radioactivity (below 1e-17 in every run so
+    far), are asserted. Closed mode and provenance are measured, not asserted: closed gave
+    0.017 in 1 of 8 runs and provenance p = 1 in 1 of 8 (session 26; docs/benchmarks.md,
+    "Custody: quick demo"), so power claims on them fail at random; the test checks that
+    the attribution verdict is the Holm rule applied to the claims."""
     from distilltrace.custody.demo import run_demo
 
     res = run_demo(tmp_path / "demo", "quick")
@@ -35,10 +34,9 @@ def test_quick_demo_attributes_the_harvested_student_only_and_verifies(tmp_path)
     assert res.targets["benign_suspect_p_ge_0.01"]
     harvested = res.bundles["harvested"]
     p = harvested["pvalues"]
-    for name in ("campaign", "harvest_mark", "radioactivity_closed", "radioactivity_open"):
-        assert p[name] <= 0.01, p
-    assert p["harvest_mark"] <= 1e-4
-    assert 0.0 <= p["provenance"] <= 1.0
+    assert p["campaign"] <= 0.01 and p["harvest_mark"] <= 1e-4, p
+    assert p["radioactivity_open"] <= 1e-6, p
+    assert 0.0 <= p["provenance"] <= 1.0 and 0.0 <= p["radioactivity_closed"] <= 1.0
     ordered = sorted(p.values())  # Holm at 0.01 rejects every claim
     holm_all = all(q <= 0.01 / (len(ordered) - i) for i, q in enumerate(ordered))
     assert harvested["attributed"] == holm_all, p
