@@ -42,10 +42,10 @@ def reverse_advantage(test) -> dict[str, float]:
     return {c: round(float(s) - float(v), 4) for c, v in ctl.items()} if s is not None else {}
 
 
-def one(suspect: str, controls: list[str], models: dict, ref, cfg) -> dict:
+def one(suspect: str, controls: list[str], models: dict, ref, cfg, label: dict) -> dict:
+    """One provenance test; `label` names each model object (id -> name)."""
     from distilltrace.provenance.tester import test_provenance
 
-    label = {id(m): n for n, m in models.items()} | {id(ref): "reference"}
     t0 = time.perf_counter()
     res = test_provenance(
         models[suspect], [ref], [models[c] for c in controls], config=cfg,
@@ -86,11 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         n: CachedModel(load_model(str(a.demo / "students" / n), dtype=dtype), cache)
         for n in ("harvested", *NULL)
     }
-    rows = []
-    for i, (s, ctl) in enumerate(pairs()):
-        rows.append(one(s, ctl, models, ref, cfg))
+    label = {id(m): n for n, m in models.items()} | {id(ref): "reference"}
+    rows, todo = [], pairs()
+    for i, (s, ctl) in enumerate(todo):
+        rows.append(one(s, ctl, models, ref, cfg, label))
         r = rows[-1]
-        print(f"[{i + 1}/{len(pairs())}] {s}: Holm p {r['holm_pvalue']:.3g} "
+        print(f"[{i + 1}/{len(todo)}] {s}: Holm p {r['holm_pvalue']:.3g} "
               f"({r['suspect_queries']} queries, {r['seconds']:.0f} s)", flush=True)  # fmt: skip
     nulls = [r for r in rows if not r["derived"]]
     fp = sum(r["holm_pvalue"] is not None and r["holm_pvalue"] <= a.alpha for r in nulls)

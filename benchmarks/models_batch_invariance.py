@@ -27,7 +27,7 @@ def answers(model, prompts: list[str], batch: int, temperature: float, tokens: i
 
 
 def scores(model, prompts: list[str], texts: list[str], batch: int) -> np.ndarray:
-    model.batch_size = batch
+    model.score_batch_size = batch
     return np.array([r.total_logprob for r in model.score(prompts, texts)], dtype=float)
 
 
@@ -39,12 +39,12 @@ def compare(spec: str, dtype: str, prompts: list[str], batches: tuple[int, int],
     m = load_model(spec, dtype=dtype)
     a, b = batches
     row = {"dtype": m.info.extra.get("dtype", dtype), "n": len(prompts)}
+    texts = {}
     for name, temp in (("greedy", 0.0), ("sampled", 0.8)):
         x, y = (answers(m, prompts, bs, temp, tokens) for bs in (a, b))
         row[name] = sum(u != v for u, v in zip(x, y, strict=True))
-        if name == "greedy":
-            greedy = x
-    s_a, s_b = scores(m, prompts, greedy, a), scores(m, prompts, greedy, b)
+        texts[name] = x
+    s_a, s_b = (scores(m, prompts, texts["greedy"], bs) for bs in (a, b))
     row["score_max_abs"] = float(np.max(np.abs(s_a - s_b)))
     row["score_mean_abs"] = float(np.mean(np.abs(s_a - s_b)))
     row["score_mean"] = float(np.mean(s_a))

@@ -113,9 +113,27 @@ def test_build_announces_and_times_each_phase_outside_the_bundle(built):
         assert len(done) == 1, (name, notes)
     order = [next(i for i, n in enumerate(notes) if n.startswith(f"{k}: done in ")) for k in sec]
     assert order == sorted(order)
+    assert not any(": skipped (" in n for n in notes)  # every phase ran in this build
     assert any(n.startswith("provenance: ") and "/" in n for n in notes)  # its own progress
     assert not any("done in" in p.read_text(errors="ignore")
                    for p in built["bundle"].rglob("*.json*") if p.is_file())  # fmt: skip
+
+
+def test_a_phase_that_does_not_run_is_noted_as_skipped_with_its_reason():
+    """A phase whose step returns a reason (a str) ends with "skipped (reason)", not with a
+    "done in 0 s" that reads as if it ran; its time is still kept."""
+    from distilltrace.custody.build import _Phases
+
+    notes: list[str] = []
+    phase = _Phases(notes.append)
+    with phase("prefix", "suspect: prefix-mode radioactivity") as ph:
+        r = phase.ran(ph, "open mode read the suspect's weights")
+    with phase("open", "suspect: open-mode radioactivity") as ph:
+        phase.ran(ph, object())
+    assert r == "open mode read the suspect's weights"
+    assert notes[:2] == ["suspect: prefix-mode radioactivity",
+                         "prefix: skipped (open mode read the suspect's weights)"]  # fmt: skip
+    assert notes[3].startswith("open: done in ") and set(phase.seconds) == {"prefix", "open"}
 
 
 def test_prefix_claim_reads_the_harvest_through_text_completion(built):

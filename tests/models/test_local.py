@@ -50,6 +50,23 @@ def test_batch_does_not_change_outputs(tiny_model):
         assert batched == single
 
 
+def test_generation_batches_respect_the_row_and_token_caps(tiny_model, monkeypatch):
+    """Rows sorted by prompt length go in consecutive batches of at most batch_size rows
+    and max_batch_tokens padded tokens; a row over the token cap gets a batch of its own;
+    and the split does not change outputs (float32)."""
+    monkeypatch.setattr(tiny_model, "batch_size", 3)
+    monkeypatch.setattr(tiny_model, "max_batch_tokens", 100)
+    got = tiny_model._gen_batches([5, 5, 10, 20, 30, 200, 200], 10, 3)
+    # rows 0-2: 3 x (10 + 10) = 60 (a 4th row is over batch_size); rows 3-4: 2 x (30 + 10)
+    # = 80; rows 5 and 6 are 210 wide each, over the cap alone
+    assert [list(r) for r in got] == [[0, 1, 2], [3, 4], [5], [6]]
+    assert tiny_model._gen_batches([], 10, 3) == []
+    assert [list(r) for r in tiny_model._gen_batches([1] * 7, 0, 3)] == [[0, 1, 2], [3, 4, 5], [6]]
+    wide = tiny_model.generate(PROMPTS, max_new_tokens=12)
+    monkeypatch.setattr(tiny_model, "max_batch_tokens", 1)  # one row per batch
+    assert tiny_model.generate(PROMPTS, max_new_tokens=12) == wide
+
+
 def test_seed_changes_sampled_output(tiny_model):
     outs = {
         tiny_model.generate(PROMPTS[:1], max_new_tokens=16, temperature=1.0, seed=s)[0].text
@@ -71,7 +88,7 @@ def test_batched_score_equals_full_log_softmax_per_row(tiny_model):
     """score keeps only the continuation positions' logits; the values must equal a full
     log-softmax computed one row at a time (no padding), including empty continuations."""
     conts = ["General Kenobi!", "", "Once upon a time, two plus two."]
-    tiny_model.batch_size = 3
+    tiny_model.score_batch_size = 3
     got = tiny_model.score(PROMPTS, conts)
     for p, c, sc in zip(PROMPTS, conts, got, strict=True):
         p_ids = tiny_model.encode_prompt(p, True)

@@ -119,12 +119,25 @@ class _Phases:
         self.note, self.seconds = note, {}
 
     @contextmanager
-    def __call__(self, name: str, what: str) -> Iterator[None]:
+    def __call__(self, name: str, what: str) -> Iterator[dict[str, str]]:
+        """Yields a dict; a phase that did not run sets its "skipped" reason in it, and
+        its end is noted as skipped with that reason instead of done."""
         self.note(what)
         t0 = time.perf_counter()
-        yield
+        outcome: dict[str, str] = {}
+        yield outcome
         self.seconds[name] = round(time.perf_counter() - t0, 1)
-        self.note(f"{name}: done in {self.seconds[name]:.0f} s")
+        if "skipped" in outcome:
+            self.note(f"{name}: skipped ({outcome['skipped']})")
+        else:
+            self.note(f"{name}: done in {self.seconds[name]:.0f} s")
+
+    @staticmethod
+    def ran(outcome: dict[str, str], result: Any) -> Any:
+        """`result`, with its skip reason recorded in `outcome` when it is one (a str)."""
+        if isinstance(result, str):
+            outcome["skipped"] = result
+        return result
 
 
 def _scan_campaign(scan_dir: Path, campaign: int | Sequence[str]) -> dict[str, Any]:
@@ -419,13 +432,14 @@ def build_bundle(
     write_jsonl(out / "probes.jsonl", [{"prompt": p} for p in probes])
     with phase("closed", f"suspect: closed-mode radioactivity on {len(probes)} probes"):
         results.append(_closed(inputs, wm, tok, cfg, probes, harvested, out))
-    with phase("open", "suspect: open-mode radioactivity"):
-        r_open = _open(inputs, wm, tok, cfg, harvested, out)
-    with phase("prefix", "suspect: prefix-mode radioactivity"):
-        r_pre = _prefix(inputs, wm, tok, cfg, harvested, out, not isinstance(r_open, str),
-                        phase.note)  # fmt: skip
-    with phase("provenance", "suspect: provenance test against the reference and controls"):
+    with phase("open", "suspect: open-mode radioactivity") as ph:
+        r_open = phase.ran(ph, _open(inputs, wm, tok, cfg, harvested, out))
+    with phase("prefix", "suspect: prefix-mode radioactivity") as ph:
+        r_pre = phase.ran(ph, _prefix(inputs, wm, tok, cfg, harvested, out,
+                                      not isinstance(r_open, str), phase.note))  # fmt: skip
+    with phase("provenance", "suspect: provenance test against the reference and controls") as ph:
         r_prov, prov_models = _provenance(inputs, cfg, out, phase.note)
+        phase.ran(ph, r_prov)
     skipped: dict[str, str] = {}
     for name, r in ((C.RADIO_OPEN, r_open), (C.RADIO_PREFIX, r_pre), (C.PROVENANCE, r_prov)):
         if isinstance(r, str):

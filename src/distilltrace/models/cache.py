@@ -150,7 +150,7 @@ class CachedModel:
     ``tokenizer``...) pass through to the wrapped model.
     """
 
-    def __init__(self, model: Model, cache: str | Path | QueryCache, *, chunk_size: int = 16):
+    def __init__(self, model: Model, cache: str | Path | QueryCache, *, chunk_size: int = 64):
         self.model = model
         self.cache = cache if isinstance(cache, QueryCache) else QueryCache(cache)
         self.chunk_size = max(1, int(chunk_size))

@@ -68,7 +68,15 @@ def _as_float(input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
 class TransformersModel:
     """A transformers causal LM and its tokenizer behind the distilltrace Model protocol."""
 
-    batch_size: int = 16
+    # Prompts generated together. Generation is bound by per-step overhead on CPU, so wide
+    # batches pay: 128 SmolLM2 prompts x 64 tokens take 24 s at 16, 12 s at 64
+    # (docs/benchmarks.md, "Generation batch size"). Batches are also capped at
+    # max_batch_tokens padded tokens (prompt + new), so long prompts get fewer rows.
+    batch_size: int = 64
+    max_batch_tokens: int = 16384
+    # Rows per forward pass when scoring (score, next_token_logprobs) and when generation
+    # returns per-token log-probabilities: one pass, so padding and logits memory count.
+    score_batch_size: int = 16
 
     def __init__(
         self,
@@ -287,8 +295,24 @@ class TransformersModel:
         return picked - lse, width
 
     def _batches(self, n: int) -> list[range]:
-        b = max(1, int(self.batch_size))
+        """Scoring batches: score_batch_size rows each."""
+        b = max(1, int(self.score_batch_size))
         return [range(i, min(n, i + b)) for i in range(0, n, b)]
+
+    def _gen_batches(self, lengths: Sequence[int], new: int, rows: int) -> list[range]:
+        """Generation batches over rows sorted by prompt length (ascending): consecutive
+        runs of at most `rows` rows whose padded size, rows x (longest prompt + `new`), stays
+        within max_batch_tokens (a row longer than that alone gets a batch of its own)."""
+        out: list[range] = []
+        start, cap = 0, int(self.max_batch_tokens)
+        for i, n in enumerate(lengths):
+            width = i - start + 1
+            if i > start and (width > rows or width * (n + new) > cap):
+                out.append(range(start, i))
+                start = i
+        if lengths:
+            out.append(range(start, len(lengths)))
+        return out
 
     # ------------------------------------------------------------------ protocol
     def generate(
@@ -369,9 +393,13 @@ class TransformersModel:
         # Sort by length so batches pad little. In float32 results do not depend on the
         # batch (beyond last-bit rounding); in bfloat16 they do (docs/models.md, "Sampling").
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+        rows = self.batch_size if top_logprobs is None else self.score_batch_size
+        batches = self._gen_batches(
+            [len(encoded[i]) for i in order], max_new_tokens, max(1, int(rows))
+        )
         done = 0
         with self._lock:
-            for rng in self._batches(len(order)):
+            for rng in batches:
                 idx = [order[k] for k in rng]
                 gens = self._generate_batch(
                     [prompts[i] for i in idx],
