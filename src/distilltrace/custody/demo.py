@@ -49,7 +49,7 @@ class DemoConfig:
     max_tokens: int = 64
     temperature: float = 0.8
     scheme: dict[str, Any] = field(default_factory=dict)  # SchemeParams; {}: the default mark
-    clients: int = 8
+    clients: int = 32  # concurrent HTTP clients, and the server's batch (rows generated together)
     student: str = "smollm2-135m-instruct"  # the base fine-tuned (an arch name: from scratch)
     n_controls: int = 3  # the likelihood and lexical tests need 3 for their margins
     epochs: int = 2
@@ -77,17 +77,13 @@ class DemoConfig:
 class _Server:
     """The watermarked model behind the OpenAI-compatible app, in a thread on 127.0.0.1."""
 
-    def __init__(self, model: Any, wm: Any):
+    def __init__(self, model: Any, wm: Any, max_batch: int):
         import uvicorn
 
         from distilltrace.serve.app import create_app
+        from distilltrace.serve.batching import BatchConfig
 
-        try:
-            from distilltrace.serve.batching import BatchConfig
-
-            app = create_app(model, watermark=wm, batching=BatchConfig(max_batch=8))
-        except ImportError:  # pragma: no cover - older serve without batching
-            app = create_app(model, watermark=wm)
+        app = create_app(model, watermark=wm, batching=BatchConfig(max_batch=max_batch))
         cfg = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -317,7 +313,7 @@ def run_demo(
     send = camp_rows + benign[: cfg.n_benign_http]
     lap("setup")
     say(f"serving {cfg.teacher} with key {wm.key_id}; {len(send)} requests over HTTP")
-    with _Server(teacher, wm) as base:
+    with _Server(teacher, wm, cfg.clients) as base:
         _query(base, send, cfg, say)
     log = _write_log(rows, d / "log.jsonl")
     lap("serve_and_query")
