@@ -19,7 +19,7 @@ import time
 
 
 def measure(name: str, n_prompts: int, tokens: int, batches: list[int], dtype: str) -> list[dict]:
-    """Greedy and sampled generation, then scoring of the greedy answers, per batch size."""
+    """Greedy and sampled generation, then scoring of the sampled answers, per batch size."""
     from distilltrace.models import load_model
     from distilltrace.provenance.probes import builtin_prompts
 

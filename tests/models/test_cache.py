@@ -54,6 +54,13 @@ def test_interrupted_run_resumes_without_recomputing(tiny_model, tmp_path):
     assert out == tiny_model.generate(PROMPTS, max_new_tokens=5)
 
 
+def test_chunk_follows_the_model_batch(tiny_model, tmp_path, monkeypatch):
+    """Misses are computed a model batch at a time, so the cache never narrows it."""
+    assert CachedModel(tiny_model, tmp_path / "a.sqlite").chunk_size == tiny_model.batch_size
+    monkeypatch.setattr(tiny_model, "batch_size", 128)
+    assert CachedModel(tiny_model, tmp_path / "b.sqlite").chunk_size == 128
+
+
 def test_uncacheable_processors_bypass_the_cache(cached_model):
     def identity(input_ids, scores):
         return scores

@@ -150,10 +150,16 @@ class CachedModel:
     ``tokenizer``...) pass through to the wrapped model.
     """
 
-    def __init__(self, model: Model, cache: str | Path | QueryCache, *, chunk_size: int = 64):
+    def __init__(
+        self, model: Model, cache: str | Path | QueryCache, *, chunk_size: int | None = None
+    ):
         self.model = model
         self.cache = cache if isinstance(cache, QueryCache) else QueryCache(cache)
-        self.chunk_size = max(1, int(chunk_size))
+        # misses are computed a model batch at a time (64 for a model without batch_size),
+        # so the cache never narrows the model's own batches
+        own = getattr(model, "batch_size", None)
+        chunk = chunk_size or (own if isinstance(own, int) and own > 0 else 64)
+        self.chunk_size = max(1, int(chunk))
         self.stats = CacheStats()
         self.info: ModelInfo = model.info
 
