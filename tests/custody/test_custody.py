@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from world import PROV, build_world
+from world import PROV, PrintableAscii, build_world
 
 from distilltrace.cli import main
 from distilltrace.custody import CustodyConfig, CustodyInputs, VerifyError, build_bundle
@@ -36,7 +36,7 @@ def built(tmp_path_factory):
                         prefix_mode="on")  # fmt: skip
     inputs = CustodyInputs(
         [w["log"]], w["scan"], w["cluster"], [w["key"]], w["student"], w["teacher"],
-        w["controls"],
+        w["controls"], serving_processors=[PrintableAscii()],
     )  # fmt: skip
     notes: list[str] = []
     res = build_bundle(inputs, d / "bundle", cfg, note=notes.append)
@@ -56,8 +56,8 @@ def test_bundle_verifies_with_and_without_the_secret(built):
     rep = built["res"].report
     names = [c["name"] for c in rep["claims"]]
     assert names == [
-        "campaign", "harvest_mark", "radioactivity_closed", "radioactivity_open",
-        "radioactivity_prefix", "provenance",
+        "campaign", "harvest_mark", "harvest_membership", "radioactivity_closed",
+        "radioactivity_open", "radioactivity_prefix", "provenance",
     ]  # fmt: skip
     camp = rep["claims"][0]
     scan_camp = built["campaign"]
@@ -76,7 +76,7 @@ def test_bundle_verifies_with_and_without_the_secret(built):
     for c in rep["claims"]:
         assert v.recomputed[c["name"]] == c["pvalue"]
     v2 = verify_bundle(built["bundle"])
-    assert set(v2.recomputed) == {"campaign", "provenance"}
+    assert set(v2.recomputed) == {"campaign", "harvest_membership", "provenance"}
     assert set(v2.not_recomputed) == {
         "harvest_mark", "radioactivity_closed", "radioactivity_open", "radioactivity_prefix",
     }  # fmt: skip
@@ -89,14 +89,14 @@ def test_bundle_verifies_with_and_without_the_secret(built):
     # the reference (our marking teacher) is local: its probabilities are recorded per
     # token, so verify can recompute either selection without it; with this green-list key
     # closed_selection "auto" keeps the window filter alone (claims.closed_selection)
-    closed = rep["claims"][2]["details"]
+    closed = rep["claims"][3]["details"]
     assert closed["max_reference_prob"] is None and closed["filter_min_count"] == 2
     rows = [json.loads(x) for x in (built["bundle"] / "transcripts" /
             "radioactivity_closed.jsonl").read_text().splitlines()]  # fmt: skip
     assert rows and all(len(r["reference_probs"]) == len(built["teacher"].tokenizer(
         r["output"], add_special_tokens=False)["input_ids"]) for r in rows)  # fmt: skip
     assert closed["n_tokens"] == sum(closed[k] for k in (
-        "n_duplicate", "n_excluded", "n_filtered", "n_unselected")) + rep["claims"][2]["n"]  # fmt: skip
+        "n_duplicate", "n_excluded", "n_filtered", "n_unselected")) + rep["claims"][3]["n"]  # fmt: skip
     assert "secret" not in (built["bundle"] / "key_commitment.json").read_text()
     assert m["key_commitment"]["key_id"] == rep["key_id"]
 
@@ -105,7 +105,9 @@ def test_build_announces_and_times_each_phase_outside_the_bundle(built):
     """Each phase is announced as it starts and its wall time noted as it ends; the times
     are in the build's result (where the time goes), never in the bundle's files."""
     sec, notes = built["res"].seconds, built["notes"]
-    assert list(sec) == ["campaign", "harvest", "closed", "open", "prefix", "provenance"]
+    assert list(sec) == [
+        "campaign", "harvest", "membership", "closed", "open", "prefix", "provenance",
+    ]  # fmt: skip
     assert all(isinstance(s, float) and s >= 0 for s in sec.values())
     assert notes[0] == "campaign: reading the scan and the logs"
     for name in sec:
@@ -150,7 +152,7 @@ def test_prefix_claim_reads_the_harvest_through_text_completion(built):
     assert pre["details"]["stride"] == 4 and pre["details"]["new_tokens"] == 1
     assert {p["position"] % 4 for p in t["probes"]} == {1}  # context width 1, stride 4
     assert pre["n"] > 16 and pre["statistic"] is not None
-    assert [c["name"] for c in rep["family"]["details"]["claims"]][4] == "radioactivity_prefix"
+    assert [c["name"] for c in rep["family"]["details"]["claims"]][5] == "radioactivity_prefix"
     harvested = [
         json.loads(x) for x in (built["bundle"] / "harvested.jsonl").read_text().splitlines()
     ]
@@ -209,10 +211,14 @@ def test_prefix_mode_auto_and_a_suspect_without_a_prompt_format(built, tmp_path)
     r = build_bundle(CustodyInputs(**ok, suspect=Endpointish()), tmp_path / "ep", small)
     why = r.report["skipped"]["radioactivity_prefix"]
     assert "cannot ask this suspect" in why and "--prefix-format" in why
-    # three claims skipped (open, prefix, provenance): the page lists them in claim order
-    # whatever order report.json's sorted keys give, so it still verifies
-    assert len(r.report["skipped"]) == 3
+    # four claims skipped (membership, open, prefix, provenance): the page lists them in
+    # claim order whatever order report.json's sorted keys give, so it still verifies
+    assert len(r.report["skipped"]) == 4
     verify_bundle(tmp_path / "ep", w["key"])
+    # with our model given, membership still needs the suspect's scores
+    r = build_bundle(CustodyInputs(**ok, suspect=Endpointish(), reference=w["teacher"]),
+                     tmp_path / "ep2", small)  # fmt: skip
+    assert "cannot score text" in r.report["skipped"]["harvest_membership"]
     with pytest.raises(CustodyError, match="prefix mode: .*prompt format"):
         build_bundle(CustodyInputs(**ok, suspect=Endpointish()), tmp_path / "on",
                      CustodyConfig(n_probes=4, max_new_tokens=8, prefix_mode="on"))  # fmt: skip
@@ -245,6 +251,27 @@ def test_cli_build_with_prefix_options(built, tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "prefix_mode must be auto, on or off" in err and "Traceback" not in err
+
+
+def test_cli_build_with_membership_options(built, tmp_path, capsys):
+    """`--membership-fresh 2` draws two fresh answers per exchange (three answers scored in
+    each transcript row, verify recomputes the claim); `--no-membership` skips it, saying so."""
+    w = built
+    base = ["custody", "build", "--log", str(w["log"]), "--scan", str(w["scan"]),
+            "--campaign", str(w["cluster"]), "--key", str(w["key"]),
+            "--suspect", str(w["dir"] / "student"), "--reference", str(w["dir"] / "teacher"),
+            "--n-probes", "4", "--no-open", "--prefix-mode", "off"]  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--membership-fresh", "2", "--out", str(tmp_path / "m")])
+    assert e.value.code == 0
+    assert "harvest_membership" in capsys.readouterr().out
+    rows = (tmp_path / "m" / "transcripts" / "harvest_membership.jsonl").read_text().splitlines()
+    assert rows and all(len(json.loads(r)["answers"]) == 3 for r in rows)
+    assert verify_bundle(tmp_path / "m", w["key"]).recomputed["harvest_membership"] is not None
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--no-membership", "--out", str(tmp_path / "n")])
+    assert e.value.code == 0
+    assert "harvest_membership     did not run: membership turned off" in capsys.readouterr().out
 
 
 def _targets(bundle: Path) -> list[str]:
@@ -298,6 +325,11 @@ def _reseal(b: Path, secret=None) -> None:
         ("harvested.jsonl", lambda t: t.replace('"response":"', '"response":"X', 1), "harvested"),
         ("report.json", lambda t: t.replace('"attributed": false', '"attributed": true'), "report"),
         ("campaign.json", lambda t: t.replace("0.", "0.0", 1), "campaign"),
+        (
+            "transcripts/harvest_membership.jsonl",
+            lambda t: t.replace('"suspect_logprob":[-', '"suspect_logprob":[1', 1),
+            "harvest_membership",
+        ),
     ],
 )
 def test_a_consistently_rehashed_forgery_fails_recomputation(built, path, edit, needs):
@@ -537,3 +569,76 @@ def test_closed_selection_picks_one_selection_by_the_scheme():
     assert closed_selection(green, {**auto, "max_reference_prob": None}, True) == (2, False)
     with pytest.raises(Exception, match="closed_selection must be auto or both"):
         CustodyConfig(closed_selection="neither")
+
+
+def test_membership_claim_finds_the_harvest_in_the_student(built):
+    """Every harvested exchange is tested or counted as left out; the transcript holds the
+    served answer first, as the log has it, under the logged settings; the claim's numbers
+    are the rank test's on the recorded scores. (This byte student, 6 epochs on 300 strings
+    of random printable bytes, barely memorises them: the claim's power is asserted on
+    SmolLM2 in the demo test, and on scores in tests/provenance/test_membership.py.)"""
+    from distilltrace.provenance.membership import membership_test, per_char_score
+
+    rep = built["res"].report
+    c = next(c for c in rep["claims"] if c["name"] == "harvest_membership")
+    d = c["details"]
+    harvested = [
+        json.loads(x) for x in (built["bundle"] / "harvested.jsonl").read_text().splitlines()
+    ]
+    assert c["n"] + sum(d["left_out"].values()) == len(harvested)
+    assert c["n"] == min(len(harvested), 128) and d["k"] == 1
+    rows = [json.loads(x) for x in (built["bundle"] / "transcripts" /
+            "harvest_membership.jsonl").read_text().splitlines()]  # fmt: skip
+    by_id = {h["request_id"]: h for h in harvested}
+    for r in rows:
+        assert r["answers"][0] == by_id[r["request_id"]]["response"]
+        assert r["settings"] == {"temperature": 1.0, "max_tokens": 48, "top_p": 1.0,
+                                 "system_prompt": False}  # fmt: skip
+        assert len(r["answers"]) == len(r["suspect_logprob"]) == len(r["reference_logprob"]) == 2
+    sc = [[per_char_score(a, b, t) for a, b, t in zip(r["suspect_logprob"], r["reference_logprob"],
+                                                      r["answers"], strict=True)] for r in rows]  # fmt: skip
+    t = membership_test([x[0] for x in sc], [x[1:] for x in sc], seed=0)
+    assert (c["pvalue"], c["statistic"], d["rank_sum"]) == (t.pvalue, t.statistic, t.rank_sum)
+    assert d["served_beats_every_fresh"] == sum(x[0] > x[1] for x in sc)
+
+
+def test_membership_claim_is_calibrated_on_suspects_that_never_saw_the_answers(built):
+    """Null: the suspect's weights do not depend on the served answers. Served answers are
+    drawn anew for each of 30 trials (the teacher, the key and the server's processors,
+    temperature 1, seed = trial), fresh ones by the build's own code; the suspects are
+    the two controls (random models that never saw either). Of the 60 p-values at most
+    alpha + binomial slack fall at or below 0.05 and 0.2, and the test is not trivially
+    conservative (some fall below 0.5)."""
+    import numpy as np
+
+    from distilltrace.custody.build import _fresh_answers
+    from distilltrace.marks.keys import load_watermark
+    from distilltrace.provenance.membership import membership_test, per_char_score, relative_scores
+    from distilltrace.stats import binomial_slack
+
+    teacher, wm = built["teacher"], load_watermark(built["key"])
+    harvested = [
+        json.loads(x) for x in (built["bundle"] / "harvested.jsonl").read_text().splitlines()
+    ]
+    prompts = sorted({h["prompt"] for h in harvested})[:24]
+    procs = [PrintableAscii(), *wm.logits_processors(teacher)]
+    st = [{"temperature": 1.0, "top_p": 1.0, "max_tokens": 24}] * len(prompts)
+    ps = []
+    for trial in range(30):
+        served = [g.text for g in teacher.generate(prompts, max_new_tokens=24, temperature=1.0,
+                                                   seed=trial, logits_processors=procs)]  # fmt: skip
+        fresh = _fresh_answers(teacher, wm, prompts, st, CustodyConfig(membership_seed=10_000 + trial),
+                               [PrintableAscii()])  # fmt: skip
+        texts = [t for s, f in zip(served, fresh, strict=True) for t in (s, *f)]
+        flat = [p for p in prompts for _ in range(2)]
+        for suspect in built["controls"]:
+            s_lp, r_lp = relative_scores(suspect, teacher, flat, texts)
+            sc = np.array(
+                [per_char_score(a, b, t) for a, b, t in zip(s_lp, r_lp, texts, strict=True)]
+            )
+            sc = sc.reshape(len(prompts), 2)
+            ps.append(membership_test(sc[:, 0], sc[:, 1:], seed=trial).pvalue)
+    ps = np.asarray(ps)
+    for a in (0.05, 0.2):
+        assert (ps <= a).mean() <= a + binomial_slack(len(ps), a), ps
+    assert (ps <= 0.5).mean() >= 0.2, ps

@@ -60,6 +60,8 @@ def build_world(d: Path, student_epochs: int = 6) -> dict:
     df["response"] = ""
     df.loc[camp, "response"] = [g.text for g in gens]
     df[KEY_COL] = wm.key_id
+    df.loc[camp, "temperature"] = 1.0  # the serving settings, as a provider logs them
+    df.loc[camp, "max_tokens"] = 48
     df["timestamp"] = df["timestamp"].map(lambda t: t.isoformat())
     df["account_created_at"] = df["account_created_at"].map(
         lambda t: None if pd.isna(t) else t.isoformat()

@@ -69,6 +69,35 @@ def test_uncacheable_processors_bypass_the_cache(cached_model):
     assert cached_model.stats.uncacheable == 1 and cached_model.stats.misses == 0
 
 
+def test_watermark_processors_are_cached_by_key_id_never_the_secret(tiny_model, tmp_path):
+    """A marked generation is cached under its processor's key id and scheme: the same key
+    again is a hit with the same answers, another key a miss; the secret is neither in the
+    processor's cache key nor in the cache file."""
+    from distilltrace.marks.keys import make_watermark
+    from distilltrace.marks.schemes import SchemeParams, TokenizerBinding
+    from distilltrace.marks.secret import Secret
+
+    path = tmp_path / "q.sqlite"
+    m = CachedModel(tiny_model, path)
+    keys = [
+        make_watermark(
+            SchemeParams(), TokenizerBinding.of_model(tiny_model), Secret(bytes([i]) * 32)
+        )
+        for i in (1, 2)
+    ]
+    kw = dict(max_new_tokens=6, temperature=0.8, seed=3)
+    a = m.generate(PROMPTS[:4], logits_processors=keys[0].logits_processors(tiny_model), **kw)
+    b = m.generate(PROMPTS[:4], logits_processors=keys[0].logits_processors(tiny_model), **kw)
+    assert a == b and m.stats.hits == 4 and m.stats.uncacheable == 0
+    m.generate(PROMPTS[:4], logits_processors=keys[1].logits_processors(tiny_model), **kw)
+    assert m.stats.misses == 8
+    raw = path.read_bytes()
+    secret = bytes([1]) * 32
+    assert secret not in raw and secret.hex().encode() not in raw
+    proc = keys[0].logits_processors(tiny_model)[0]
+    assert keys[0].key_id in proc.cache_key and secret.hex() not in proc.cache_key
+
+
 def test_load_model_with_cache_and_passthrough(tiny_dir, tmp_path):
     m = load_model(str(tiny_dir), cache=tmp_path / "c.sqlite")
     assert isinstance(m, CachedModel)

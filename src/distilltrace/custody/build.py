@@ -67,6 +67,16 @@ class CustodyConfig:
     prefix_filter_min_count: int | None = None  # the supervised window filter (None: off)
     prefix_batch_size: int = 16
     provenance: dict[str, Any] = field(default_factory=dict)  # ProvenanceConfig overrides
+    # harvest membership (provenance.membership): the suspect's likelihood of the served
+    # answers against fresh answers our model draws under the same settings and key
+    membership: bool = True
+    membership_fresh: int = 1  # fresh answers per exchange (k; the rank is out of k + 1)
+    membership_max: int = 128  # exchanges tested at most (a seeded sample beyond it)
+    membership_seed: int = 1_000_003  # fresh answer j is drawn with seed membership_seed + j
+    # the serving settings, for log rows that lack them (None: such rows are left out)
+    served_temperature: float | None = None
+    served_max_tokens: int | None = None
+    served_top_p: float = 1.0
 
     def __post_init__(self) -> None:
         if self.closed_selection not in C.CLOSED_SELECTIONS:
@@ -77,6 +87,8 @@ class CustodyConfig:
             raise CustodyError(f"prefix_mode must be auto, on or off, got {self.prefix_mode!r}")
         if self.prefix_stride < 1 or (self.prefix_tokens is not None and self.prefix_tokens < 1):
             raise CustodyError("prefix_stride and prefix_tokens must be >= 1")
+        if self.membership_fresh < 1 or self.membership_max < 1:
+            raise CustodyError("membership_fresh and membership_max must be >= 1")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -100,6 +112,9 @@ class CustodyInputs:
     controls: Sequence[Any] = ()
     tokenizer: Any | None = None  # the key's tokenizer (default: the suspect's or key spec's)
     probes: Sequence[str] | None = None
+    # logits processors the server applied before the watermark's, if any: fresh answers
+    # (the membership claim) are drawn through the same pipeline as the served ones
+    serving_processors: Sequence[Any] = ()
 
 
 @dataclass(frozen=True)
@@ -376,6 +391,66 @@ def _line_progress(note: Note, what: str) -> Callable[[int, int], None]:
     return lambda done, total: lines.update(task, completed=done, total=total)
 
 
+def _fresh_answers(ref, wm, prompts, settings, cfg, serving=()) -> list[list[str]]:
+    """k fresh answers per exchange from our model, marked with the key, under each
+    exchange's serving settings (one generate call per setting group and draw); `serving`:
+    the server's own processors, applied before the watermark's as the server does."""
+    procs = [*serving, *wm.logits_processors(ref)]
+    fresh: list[list[str]] = [[] for _ in prompts]
+    groups: dict[tuple, list[int]] = {}
+    for i, st in enumerate(settings):
+        groups.setdefault((st["temperature"], st["top_p"], st["max_tokens"]), []).append(i)
+    for j in range(cfg.membership_fresh):
+        for (temp, top_p, most), idx in groups.items():
+            gens = ref.generate([prompts[i] for i in idx], max_new_tokens=int(most),
+                                temperature=float(temp), top_p=float(top_p),
+                                seed=cfg.membership_seed + j, logits_processors=procs, chat=True)  # fmt: skip
+            for i, g in zip(idx, gens, strict=True):
+                fresh[i].append(g.text)
+    return fresh
+
+
+def _membership(inputs, wm, cfg, rows, harvested, out: Path) -> EvidenceResult | str:
+    """The harvest-membership claim: fresh answers from our model, every answer scored by
+    the suspect and by our model, all recorded so verify recomputes the test."""
+    from distilltrace.custody.logs import serving_settings
+    from distilltrace.errors import CapabilityError, InputError
+    from distilltrace.marks.schemes import TokenizerMismatchError
+    from distilltrace.provenance.membership import relative_scores
+
+    ref = inputs.reference
+    if not cfg.membership:
+        return "membership turned off"
+    if ref is None or getattr(ref, "tokenizer", None) is None:
+        return "fresh answers need our served model, local (no reference model given)"
+    if not callable(getattr(inputs.suspect, "score", None)):
+        return "the suspect cannot score text (no weights or log-probabilities)"
+    settings = serving_settings(rows, harvested, cfg.to_dict())
+    idx, left = C.membership_exchanges(harvested, settings, cfg.to_dict())
+    if not idx:
+        return f"no exchange can be tested (left out: {left})"
+    prompts = [str(harvested[i]["prompt"]) for i in idx]
+    chosen = [settings[i] for i in idx]
+    try:
+        fresh = _fresh_answers(ref, wm, prompts, chosen, cfg, inputs.serving_processors)
+        answers = [[str(harvested[i]["response"]), *f] for i, f in zip(idx, fresh, strict=True)]
+        flat_p = [p for p, a in zip(prompts, answers, strict=True) for _ in a]
+        s_lp, r_lp = relative_scores(inputs.suspect, ref, flat_p, [x for a in answers for x in a])
+    except TokenizerMismatchError as e:
+        return f"our model cannot mark fresh answers with this key: {e}"
+    except (CapabilityError, InputError, NotImplementedError) as e:
+        return f"the suspect cannot score text: {e}"
+    k1 = cfg.membership_fresh + 1
+    transcript = [
+        {"request_id": str(harvested[i]["request_id"]), "settings": st, "answers": a,
+         "suspect_logprob": s_lp[n * k1 : (n + 1) * k1],
+         "reference_logprob": r_lp[n * k1 : (n + 1) * k1]}
+        for n, (i, st, a) in enumerate(zip(idx, chosen, answers, strict=True))
+    ]  # fmt: skip
+    write_jsonl(out / "transcripts" / "harvest_membership.jsonl", transcript)
+    return C.membership_claim(transcript, left, cfg.to_dict())
+
+
 def _provenance(inputs, cfg, out: Path, note: Note) -> tuple[EvidenceResult | str, dict]:
     from distilltrace.provenance.tester import test_provenance
 
@@ -428,6 +503,9 @@ def build_bundle(
     results: list[EvidenceResult] = [C.campaign_claim(camp)]
     with phase("harvest", f"harvest: pooled mark test over {len(harvested)} responses"):
         results.append(C.harvest_mark_claim(wm, tok, harvested, cfg.to_dict()))
+    what = "suspect: its likelihood of the served answers against fresh ones (membership)"
+    with phase("membership", what) as ph:
+        r_mem = phase.ran(ph, _membership(inputs, wm, cfg, rows, harvested, out))
     probes = _probes(inputs, cfg, harvested)
     write_jsonl(out / "probes.jsonl", [{"prompt": p} for p in probes])
     with phase("closed", f"suspect: closed-mode radioactivity on {len(probes)} probes"):
@@ -441,11 +519,14 @@ def build_bundle(
         r_prov, prov_models = _provenance(inputs, cfg, out, phase.note)
         phase.ran(ph, r_prov)
     skipped: dict[str, str] = {}
-    for name, r in ((C.RADIO_OPEN, r_open), (C.RADIO_PREFIX, r_pre), (C.PROVENANCE, r_prov)):
+    later = ((C.MEMBERSHIP, r_mem), (C.RADIO_OPEN, r_open), (C.RADIO_PREFIX, r_pre),
+             (C.PROVENANCE, r_prov))  # fmt: skip
+    for name, r in later:
         if isinstance(r, str):
             skipped[name] = r
         else:
             results.append(r)
+    results.sort(key=lambda c: C.ORDER.index(c.name))
     models = {"suspect": inputs.suspect.info.to_dict(), "provenance": prov_models}
     write_json(out / "models.json", models)
     report = write_report(out, results, skipped, cfg, camp, wm.key_id, models)

@@ -17,9 +17,10 @@ RADIO_CLOSED = "radioactivity_closed"
 RADIO_OPEN = "radioactivity_open"
 RADIO_PREFIX = "radioactivity_prefix"
 PROVENANCE = "provenance"
-ORDER = (CAMPAIGN, HARVEST_MARK, RADIO_CLOSED, RADIO_OPEN, RADIO_PREFIX, PROVENANCE)
+MEMBERSHIP = "harvest_membership"
+ORDER = (CAMPAIGN, HARVEST_MARK, MEMBERSHIP, RADIO_CLOSED, RADIO_OPEN, RADIO_PREFIX, PROVENANCE)
 #: The claims about the suspect (the others are about the campaign and its harvest).
-SUSPECT_SIDE = (RADIO_CLOSED, RADIO_OPEN, RADIO_PREFIX, PROVENANCE)
+SUSPECT_SIDE = (MEMBERSHIP, RADIO_CLOSED, RADIO_OPEN, RADIO_PREFIX, PROVENANCE)
 
 #: The null of the three radioactivity claims (each adds its test's own null in brackets).
 WEIGHTS_NULL = (
@@ -39,6 +40,16 @@ MEANING: dict[str, dict[str, str]] = {
         "shows": "the responses these accounts received carry our watermark: they are our "
         "model's outputs served under this key",
         "not": "anything about the suspect model; only that this harvested text is ours",
+    },
+    MEMBERSHIP: {
+        "shows": "the suspect finds the exact answers this campaign received likelier (relative "
+        "to our model) than fresh answers our model gives the same prompts under the same "
+        "settings: it was trained on these exchanges, the campaign's own harvest, not merely "
+        "on text like our model's",
+        "not": "who trained it, nor what else it learned from; it rests on the fresh answers "
+        "being drawn as the served ones were (our model, its settings and key, another seed), "
+        "which the bundle records but only a holder of our model can redraw, and it needs the "
+        "suspect's scores (its weights, or an API that returns log-probabilities)",
     },
     RADIO_CLOSED: {
         "shows": "the suspect's own answers to fresh prompts carry our watermark's bias: its "
@@ -275,6 +286,67 @@ def radio_prefix_claim(
         "new_tokens": int(transcript["new_tokens"]),
     }
     return _mark_claim(RADIO_PREFIX, WEIGHTS_NULL, test, extra)
+
+
+def membership_exchanges(
+    harvested: Sequence[Mapping[str, Any]],
+    settings: Sequence[Mapping[str, Any] | None],
+    cfg: Mapping[str, Any],
+) -> tuple[list[int], dict[str, int]]:
+    """Which harvested exchanges the membership claim tests (indices, in harvest order), and
+    how many were left out, by reason: serving settings unknown (`logs.serving_settings`),
+    served after a system prompt (our model's fresh answers are drawn from the user's
+    prompt alone, so they would not be draws of the served distribution), greedy (temperature 0: a fresh answer is the served one, no information), a repeat of
+    an earlier (prompt, answer) pair (one draw counts once: the exact test needs independent
+    exchanges), and over `membership_max` (a seeded sample is kept)."""
+    import random
+
+    left = {"unknown_settings": 0, "system_prompt": 0, "greedy": 0, "duplicate": 0,
+            "over_max": 0}  # fmt: skip
+    keep, seen = [], set()
+    for i, (h, st) in enumerate(zip(harvested, settings, strict=True)):
+        pair = (str(h["prompt"]), str(h["response"]))
+        if st is None:
+            left["unknown_settings"] += 1
+        elif st.get("system_prompt"):
+            left["system_prompt"] += 1
+        elif float(st["temperature"]) <= 0:
+            left["greedy"] += 1
+        elif pair in seen:
+            left["duplicate"] += 1
+        else:
+            seen.add(pair)
+            keep.append(i)
+    most = int(cfg.get("membership_max", 128))
+    if len(keep) > most:
+        left["over_max"] = len(keep) - most
+        keep = sorted(random.Random(int(cfg.get("seed", 0))).sample(keep, most))
+    return keep, left
+
+
+def membership_claim(
+    transcript: Sequence[Mapping[str, Any]], left_out: Mapping[str, int], cfg: Mapping[str, Any]
+) -> EvidenceResult:
+    """The exact rank test of the served answers against fresh ones
+    (provenance.membership), from the recorded log-probabilities: for each exchange the
+    served answer first, then its fresh answers, each scored by the suspect and our model."""
+    from distilltrace.provenance.membership import membership_test, per_char_score
+
+    scores = [
+        [per_char_score(s, r, a) for s, r, a in
+         zip(t["suspect_logprob"], t["reference_logprob"], t["answers"], strict=True)]
+        for t in transcript
+    ]  # fmt: skip
+    k = int(cfg.get("membership_fresh", 1))
+    if any(len(x) != k + 1 for x in scores):
+        raise ValueError(f"each exchange needs its served answer and {k} fresh answers")
+    test = membership_test([x[0] for x in scores], [x[1:] for x in scores],
+                           seed=int(cfg.get("seed", 0)))  # fmt: skip
+    wins = sum(1 for x in scores if all(x[0] > f for f in x[1:]))
+    extra = {"n_exchanges": test.n, "served_beats_every_fresh": wins,
+             "left_out": dict(left_out)}  # fmt: skip
+    e = EvidenceResult.of(test, name=MEMBERSHIP)
+    return EvidenceResult(e.name, e.null, e.statistic, e.pvalue, e.n, {**e.details, **extra})
 
 
 # Detail keys added to a claim after bundles were first written: verify compares them only

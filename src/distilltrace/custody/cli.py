@@ -76,6 +76,16 @@ def build(
     provenance_option: list[str] = typer.Option(
         [], "--provenance-option", help="ProvenanceConfig field KEY=VALUE (JSON value)."
     ),
+    no_membership: bool = typer.Option(False, "--no-membership", help="Skip membership."),
+    membership_fresh: int | None = typer.Option(
+        None, help="Membership: fresh answers per exchange (default 1)."
+    ),
+    served_temperature: float | None = typer.Option(
+        None, help="Membership: the serving temperature, for log rows without one."
+    ),
+    served_max_tokens: int | None = typer.Option(
+        None, help="Membership: the serving length cap, for log rows without one."
+    ),
 ) -> None:
     """Build the evidence bundle of one campaign and one suspect."""
     from dataclasses import replace
@@ -86,9 +96,12 @@ def build(
 
     given = {"alpha": alpha, "n_probes": n_probes, "seed": seed, "prefix_mode": prefix_mode,
              "prefix_stride": prefix_stride, "prefix_tokens": prefix_tokens,
-             "prefix_format": unescape_pattern(prefix_format)}  # fmt: skip
+             "prefix_format": unescape_pattern(prefix_format),
+             "membership_fresh": membership_fresh, "served_temperature": served_temperature,
+             "served_max_tokens": served_max_tokens}  # fmt: skip
     cfg = replace(CustodyConfig(), **{k: v for k, v in given.items() if v is not None})
-    cfg = replace(cfg, open_mode=not no_open, provenance=_options(provenance_option))
+    cfg = replace(cfg, open_mode=not no_open, membership=not no_membership,
+                  provenance=_options(provenance_option))  # fmt: skip
     camp = _campaign(campaign)
     inputs = CustodyInputs(
         logs=log, scan_dir=scan, campaign=camp, key_files=key, suspect=load_model(suspect),

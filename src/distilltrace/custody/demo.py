@@ -130,6 +130,9 @@ def _query(base: str, rows: list[dict], cfg: DemoConfig, note: Note) -> None:
         resp = httpx.post(f"{base}/chat/completions", json=body, timeout=3600.0)
         resp.raise_for_status()
         j = resp.json()
+        # the log records what was served: these settings, and no system prompt
+        r.update(temperature=cfg.temperature, max_tokens=cfg.max_tokens)
+        r.pop("system_prompt", None)
         r["response"] = j["choices"][0]["message"]["content"]
         r[KEY_COLUMN] = j["watermark"]["key_id"]
         r["output_tokens"] = int(j["usage"]["completion_tokens"])

@@ -119,6 +119,51 @@ def harvested_of(rows: Iterable[Mapping[str, Any]], key_id: str) -> tuple[list[d
     return out, skipped
 
 
+#: The log columns of the serving settings a fresh answer must repeat (schema: temperature,
+#: max_tokens; top_p where the provider logs it).
+SETTING_COLUMNS = ("temperature", "max_tokens", "top_p")
+
+
+def _setting(v: Any, kind: type) -> Any:
+    try:
+        x = kind(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def serving_settings(
+    rows: Iterable[Mapping[str, Any]],
+    harvested: Sequence[Mapping[str, Any]],
+    defaults: Mapping[str, Any],
+) -> list[dict[str, Any] | None]:
+    """The settings each harvested exchange was served with: its log row's temperature,
+    max_tokens and top_p (the first row of its request id, as `harvested_of` keeps), else
+    `defaults` ("served_temperature", "served_max_tokens", "served_top_p"); None where the
+    temperature or the length cap is known from neither. "system_prompt" says whether the
+    row was served after a system prompt (fresh answers are drawn without one)."""
+    first: dict[str, Mapping[str, Any]] = {}
+    for r in rows:
+        first.setdefault(str(r.get("request_id")), r)
+    fallback = {
+        "temperature": defaults.get("served_temperature"),
+        "max_tokens": defaults.get("served_max_tokens"),
+        "top_p": defaults.get("served_top_p", 1.0),
+    }
+    out: list[dict[str, Any] | None] = []
+    for h in harvested:
+        r = first.get(str(h["request_id"]), {})
+        got = {}
+        for col, kind in zip(SETTING_COLUMNS, (float, int, float), strict=True):
+            v = r.get(col)
+            v = fallback[col] if v in (None, "") else v
+            got[col] = None if v is None else _setting(v, kind)
+        ok = got["temperature"] is not None and got["max_tokens"] is not None
+        system = bool(str(r.get("system_prompt") or "").strip())
+        out.append({**got, "top_p": got["top_p"] or 1.0, "system_prompt": system} if ok else None)
+    return out
+
+
 def customer_units(rows: Iterable[Mapping[str, Any]], members: Sequence[str]) -> list[str]:
     """One label per member naming its declared customer (same org_id and payment
     fingerprint: one unit; neither: its own unit), as the scan's cluster test counts them.

@@ -225,6 +225,30 @@ def _prefix(root, wm, tok, cfg, harvested) -> EvidenceResult:
         raise VerifyError(f"{where}: {e}") from None
 
 
+def _membership(root: Path, cfg: dict, rows: list[dict], harvested: list[dict]) -> EvidenceResult:
+    """The membership claim from its transcript: the tested exchanges must be the ones the
+    log and the config select, with their served answers and settings; the scores are the
+    recorded ones (verify queries no model)."""
+    from distilltrace.custody.logs import serving_settings
+
+    where = "transcripts/harvest_membership.jsonl"
+    settings = serving_settings(rows, harvested, cfg)
+    idx, left = C.membership_exchanges(harvested, settings, cfg)
+    t = read_jsonl(root / where)
+    try:
+        want = [(str(harvested[i]["request_id"]), settings[i], str(harvested[i]["response"]))
+                for i in idx]  # fmt: skip
+        got = [(r["request_id"], r["settings"], r["answers"][0]) for r in t]
+        if got != want:
+            raise VerifyError(
+                f"{where}: the tested exchanges are not the harvest's (request ids, serving "
+                "settings or served answers differ)"
+            )
+        return C.membership_claim(t, left, cfg)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise VerifyError(f"{where}: malformed ({e})") from None
+
+
 def _provenance(root: Path, cfg: dict) -> EvidenceResult:
     from distilltrace.custody.build import provenance_config
     from distilltrace.custody.record import ReplayModel, model_info_from_dict
@@ -265,6 +289,8 @@ def _recompute(root, man, wm, tok, cfg, reported) -> tuple[dict, dict]:
             new[name] = _prefix(root, wm, tok, cfg, harvested)
         elif name == C.PROVENANCE:
             new[name] = _provenance(root, cfg)
+        elif name == C.MEMBERSHIP:
+            new[name] = _membership(root, cfg, rows, harvested)
         elif name != C.CAMPAIGN:
             raise VerifyError(f"report.json: unknown claim {name!r}")
     return new, why

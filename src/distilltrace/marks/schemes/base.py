@@ -120,6 +120,13 @@ class KeyedProcessor:
     def __reduce__(self):
         raise TypeError("a watermark processor holds a secret and cannot be pickled")
 
+    @property
+    def cache_key(self) -> str:
+        """How the query cache (models.cache) tells this processor's generations apart:
+        the processor, the key id (a one-way hash of the secret: never the secret) and
+        the scheme's parameters."""
+        return f"{type(self).__name__}:{self._wm.key_id}:{self._wm.params!r}"
+
     def process_rows(self, seqs: Sequence[Sequence[int]], scores: Any) -> Any:
         """The processor on rows of different lengths at once (serve's running batch),
         each row as it would be processed alone on its own tokens.

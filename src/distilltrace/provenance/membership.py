@@ -1,0 +1,160 @@
+"""Membership of served answers: did the suspect train on the exact answers we served?
+
+A provider knows what it served: each harvested exchange is a prompt x_i and the answer
+y_i our model sampled for it. It can draw k fresh answers y_i1..y_ik to the same prompt
+from the same model under the same settings (temperature, length cap, watermark key),
+with fresh randomness. Whatever the suspect is, if its weights do not depend on the
+served answers, then given the prompts (and the key) the k + 1 answers of each exchange
+are exchangeable: the served one is just one of k + 1 independent draws from the same
+distribution. So any score computed the same way for each of them puts the served answer
+at a uniformly random rank among its k + 1, independently across exchanges.
+
+The score is the suspect's per-character log-likelihood of the answer relative to our
+model's, (log p_S(y | x) - log p_R(y | x)) / len(y): a model trained on y_i gives it more
+probability than our model's own draws, while the reference term removes how likely an
+answer is in itself (a short, generic answer is likely under every model). Any fixed
+score keeps the test valid; this one is where training on y_i shows.
+
+The test (exact, no resampling): rank r_i in {0, ..., k} of the served answer among its
+exchange's k + 1 answers (the number of fresh answers scoring below it; ties broken by a
+seeded coin, so the rank stays uniform), T = sum_i r_i, and p = P(T' >= T) for T' a sum
+of n independent Uniform{0, ..., k}, counted exactly with integers. With k = 1 this is
+the sign test.
+
+What the null needs, stated: the fresh answers are drawn as the served ones were (same
+model and weights, chat format, temperature, top-p, length cap and key; only the seed
+differs), and exchanges that share one draw are counted once (the caller de-duplicates
+identical (prompt, answer) pairs). Floating-point differences between the serving batch
+and the build's batch are the one departure we know of; `benchmarks/custody_membership.py`
+measures the null on models that never saw the answers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+NAME = "harvest_membership"
+NULL = (
+    "the suspect's weights do not depend on the answers we served to these exchanges: "
+    "given each prompt, the served answer and k fresh answers drawn from our model under "
+    "the same settings are exchangeable, so the served answer's rank by the suspect's "
+    "likelihood (relative to our model's) is uniform on {0, ..., k}, independently across "
+    "exchanges"
+)
+MIN_P = 1e-300  # the smallest p-value reported (a float64 floor, as the mark tests')
+
+
+@dataclass(frozen=True)
+class MembershipResult:
+    """The rank test of served answers against fresh ones (the evidence protocol)."""
+
+    n: int  # exchanges
+    k: int  # fresh answers per exchange
+    rank_sum: int  # T: sum of the served answers' ranks, each in 0..k
+    pvalue: float
+    n_ties: int  # exchanges whose served score equals a fresh one (broken by the coin)
+    mean_margin: float  # mean over exchanges of served score minus mean fresh score
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    name = NAME
+    null = NULL
+
+    @property
+    def statistic(self) -> float:
+        """The served answers' mean rank, scaled to [0, 1] (0.5 expected under the null)."""
+        return self.rank_sum / (self.n * self.k) if self.n else float("nan")
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return {
+            "k": self.k,
+            "rank_sum": self.rank_sum,
+            "expected_rank_sum": self.n * self.k / 2,
+            "n_ties": self.n_ties,
+            "mean_margin": self.mean_margin,
+            **self.extra,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "null": self.null, "statistic": self.statistic,
+                "pvalue": self.pvalue, "n": self.n, "details": self.details}  # fmt: skip
+
+
+def rank_sum_sf(t: int, n: int, k: int) -> float:
+    """P(sum of n independent Uniform{0..k} >= t), exactly (integer counts of the
+    (k + 1)^n equally likely rank vectors), floored at MIN_P."""
+    if t <= 0:
+        return 1.0
+    if t > n * k:
+        return 0.0
+    counts = [1]  # coefficients of (1 + x + ... + x^k)^m, m = 0..n
+    for _ in range(n):
+        prefix = [0]
+        for c in counts:
+            prefix.append(prefix[-1] + c)
+        width = len(counts) + k
+        counts = [prefix[min(j + 1, len(counts))] - prefix[max(0, j - k)] for j in range(width)]
+    p = Fraction(sum(counts[t:]), (k + 1) ** n)
+    return max(float(p), MIN_P)
+
+
+def served_ranks(
+    served: Sequence[float], fresh: Sequence[Sequence[float]], seed: int
+) -> tuple[np.ndarray, int]:
+    """Each served score's rank among its exchange's fresh scores (ties broken by a seeded
+    coin per tied pair), and the number of exchanges with a tie."""
+    s = np.asarray(served, dtype=float)
+    f = np.asarray(fresh, dtype=float).reshape(len(s), -1)
+    rng = np.random.default_rng(seed)
+    coins = rng.random(f.shape) < 0.5
+    below = (f < s[:, None]) | ((f == s[:, None]) & coins)
+    ties = int(np.any(f == s[:, None], axis=1).sum())
+    return below.sum(axis=1).astype(int), ties
+
+
+def membership_test(
+    served: Sequence[float], fresh: Sequence[Sequence[float]], seed: int = 0
+) -> MembershipResult:
+    """The exact rank test of `served` scores (one per exchange) against `fresh` scores
+    (k per exchange, the same k for every exchange); see the module docstring.
+
+    H0: each served score is exchangeable with its exchange's k fresh scores,
+    independently across exchanges. H1 (one-sided): served answers score higher."""
+    s = np.asarray(served, dtype=float)
+    f = np.asarray(fresh, dtype=float)
+    if f.ndim != 2 or len(f) != len(s) or f.shape[1] < 1:
+        raise ValueError("fresh scores must be one row of k >= 1 scores per served score")
+    if not (np.isfinite(s).all() and np.isfinite(f).all()):
+        raise ValueError("scores must be finite")
+    n, k = len(s), f.shape[1]
+    if n == 0:
+        return MembershipResult(0, k, 0, 1.0, 0, float("nan"))
+    ranks, ties = served_ranks(s, f, seed)
+    t = int(ranks.sum())
+    margin = float(np.mean(s - f.mean(axis=1)))
+    return MembershipResult(n, k, t, rank_sum_sf(t, n, k), ties, margin)
+
+
+def relative_scores(
+    suspect: Any, reference: Any, prompts: Sequence[str], answers: Sequence[str]
+) -> tuple[list[float], list[float]]:
+    """Each answer's total log-probability under the suspect and under our model (chat
+    format, as served); the test's score is their difference per character
+    (`per_char_score`)."""
+    s = [c.total_logprob for c in suspect.score(list(prompts), list(answers), chat=True)]
+    r = [c.total_logprob for c in reference.score(list(prompts), list(answers), chat=True)]
+    return s, r
+
+
+def per_char_score(suspect_lp: float, reference_lp: float, text: str) -> float:
+    """(log p_S - log p_R) / characters; 0 for an empty answer (every model agrees)."""
+    if not text:
+        return 0.0
+    d = (float(suspect_lp) - float(reference_lp)) / len(text)
+    return d if math.isfinite(d) else 0.0
