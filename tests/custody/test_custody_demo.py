@@ -19,8 +19,8 @@ def test_quick_demo_attributes_the_harvested_student_only_and_verifies(tmp_path)
     radioactivity and provenance claims are tested under their nulls and it must not be
     attributed (asserted: the false-accusation side); both bundles verify from their files
     alone, and a flipped byte fails. The harvested student carries the mark's trace: its
-    campaign and harvest claims, and open-mode radioactivity (below 1e-17 in every run so
-    far), are asserted. Closed mode and provenance are measured, not asserted: closed gave
+    campaign and harvest claims, open-mode radioactivity (below 1e-17 in every run so
+    far) and the membership of its served answers (1.7e-24 in session 28), are asserted. Closed mode and provenance are measured, not asserted: closed gave
     0.017 in 1 of 8 runs and provenance p = 1 in 1 of 8 (session 26; docs/benchmarks.md,
     "Custody: quick demo"), so power claims on them fail at random; the test checks that
     the attribution verdict is the Holm rule applied to the claims."""
@@ -38,6 +38,9 @@ def test_quick_demo_attributes_the_harvested_student_only_and_verifies(tmp_path)
     p = harvested["pvalues"]
     assert p["campaign"] <= 0.01 and p["harvest_mark"] <= 1e-4, p
     assert p["radioactivity_open"] <= 1e-6, p
+    # the student trained on the 79 served answers: 79 of 79 above their fresh twins in
+    # session 28 (p = 2^-79); its benign twin is under the claim's null (asserted above)
+    assert p["harvest_membership"] <= 1e-6, p
     assert 0.0 <= p["provenance"] <= 1.0 and 0.0 <= p["radioactivity_closed"] <= 1.0
     holm_all = bool(multipletests(list(p.values()), alpha=0.01, method="holm")[0].all())
     assert harvested["attributed"] == holm_all, p  # Holm at 0.01 rejects every claim
