@@ -410,7 +410,7 @@ def _fresh_answers(ref, wm, prompts, settings, cfg, serving=()) -> list[list[str
     return fresh
 
 
-def _membership(inputs, wm, cfg, rows, harvested, out: Path) -> EvidenceResult | str:
+def _membership(inputs, wm, cfg, rows, harvested, out: Path, note: Note) -> EvidenceResult | str:
     """The harvest-membership claim: fresh answers from our model, every answer scored by
     the suspect and by our model, all recorded so verify recomputes the test."""
     from distilltrace.custody.logs import serving_settings
@@ -431,13 +431,17 @@ def _membership(inputs, wm, cfg, rows, harvested, out: Path) -> EvidenceResult |
         return f"no exchange can be tested (left out: {left})"
     prompts = [str(harvested[i]["prompt"]) for i in idx]
     chosen = [settings[i] for i in idx]
+    note(f"membership: {len(idx)} exchanges, {cfg.membership_fresh} fresh answer(s) each "
+         f"(left out: {sum(left.values())})")  # fmt: skip
     try:
         fresh = _fresh_answers(ref, wm, prompts, chosen, cfg, inputs.serving_processors)
-        answers = [[str(harvested[i]["response"]), *f] for i, f in zip(idx, fresh, strict=True)]
-        flat_p = [p for p, a in zip(prompts, answers, strict=True) for _ in a]
+    except (TokenizerMismatchError, CapabilityError, InputError) as e:
+        return f"our model cannot redraw the answers under this key: {e}"
+    answers = [[str(harvested[i]["response"]), *f] for i, f in zip(idx, fresh, strict=True)]
+    flat_p = [p for p, a in zip(prompts, answers, strict=True) for _ in a]
+    note(f"membership: fresh answers drawn; {len(flat_p)} answers to score")
+    try:
         s_lp, r_lp = relative_scores(inputs.suspect, ref, flat_p, [x for a in answers for x in a])
-    except TokenizerMismatchError as e:
-        return f"our model cannot mark fresh answers with this key: {e}"
     except (CapabilityError, InputError, NotImplementedError) as e:
         return f"the suspect cannot score text: {e}"
     k1 = cfg.membership_fresh + 1
@@ -505,7 +509,7 @@ def build_bundle(
         results.append(C.harvest_mark_claim(wm, tok, harvested, cfg.to_dict()))
     what = "suspect: its likelihood of the served answers against fresh ones (membership)"
     with phase("membership", what) as ph:
-        r_mem = phase.ran(ph, _membership(inputs, wm, cfg, rows, harvested, out))
+        r_mem = phase.ran(ph, _membership(inputs, wm, cfg, rows, harvested, out, phase.note))
     probes = _probes(inputs, cfg, harvested)
     write_jsonl(out / "probes.jsonl", [{"prompt": p} for p in probes])
     with phase("closed", f"suspect: closed-mode radioactivity on {len(probes)} probes"):
