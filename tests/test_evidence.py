@@ -44,6 +44,7 @@ def _results(wm, byte_tok) -> dict:
     from distilltrace.marks.detect import detect_texts
     from distilltrace.marks.radioactivity import RadioactivityResult, score_closed
     from distilltrace.provenance.likelihood import likelihood_test
+    from distilltrace.provenance.membership import membership_test
     from distilltrace.provenance.paired import signflip_test
     from distilltrace.traffic.fusion import cluster_test
 
@@ -61,6 +62,7 @@ def _results(wm, byte_tok) -> dict:
         "paired": signflip_test(rng.normal(0, 1, 30), n_resamples=999),
         "provenance": prov,
         "holm": holm([0.01, 0.2, 0.03]),
+        "membership": membership_test(rng.normal(size=25), rng.normal(size=(25, 2))),
     }
 
 
