@@ -28,7 +28,7 @@ def test_tail_is_the_exact_count_of_rank_vectors():
 @pytest.mark.parametrize("k,discrete", [(1, False), (3, False), (2, True)])
 def test_pvalues_are_calibrated_on_exchangeable_scores(k, discrete):
     """Null: each exchange's served score and its k fresh scores are i.i.d. (continuous,
-    or rounded so that ties are common: the seeded coin keeps ranks uniform). Over 3,000
+    or rounded so that ties are common: a seeded random order keeps ranks uniform). Over 3,000
     null draws P(p <= a) <= a + binomial slack at a = 0.01, 0.05, 0.1, and the test is not
     needlessly conservative: P(p <= 0.1) >= 0.05."""
     rng = np.random.default_rng(11 + k)
@@ -56,12 +56,18 @@ def test_served_answers_the_suspect_favours_give_a_small_pvalue():
     assert membership_test(-served, -fresh).pvalue > 0.99  # one-sided
 
 
-def test_ties_are_broken_by_a_seeded_coin():
-    s = np.zeros(200)
-    f = np.zeros((200, 1))
+def test_ties_are_broken_in_a_random_order_that_keeps_the_rank_uniform():
+    """With the served score tied with all k fresh ones, its rank is uniform on {0..k}
+    (not a sum of coins, which would pile up in the middle); reproducible by seed."""
+    s = np.zeros(6000)
+    f = np.zeros((6000, 2))
     ranks, ties = served_ranks(s, f, seed=5)
-    assert ties == 200 and 60 < ranks.sum() < 140
-    assert (served_ranks(s, f, seed=5)[0] == ranks).all()  # reproducible (verify recomputes)
+    assert ties == 6000
+    share = np.bincount(ranks, minlength=3) / len(ranks)
+    assert np.allclose(share, 1 / 3, atol=0.03), share
+    assert (served_ranks(s, f, seed=5)[0] == ranks).all()  # verify recomputes the same
+    ranks, _ = served_ranks([1.0, 1.0], [[0.0, 1.0], [2.0, 1.0]], seed=0)
+    assert ranks[0] in (1, 2) and ranks[1] in (0, 1)  # strictly below, plus its tie place
 
 
 def test_bad_scores_raise():

@@ -16,8 +16,8 @@ answer is in itself (a short, generic answer is likely under every model). Any f
 score keeps the test valid; this one is where training on y_i shows.
 
 The test (exact, no resampling): rank r_i in {0, ..., k} of the served answer among its
-exchange's k + 1 answers (the number of fresh answers scoring below it; ties broken by a
-seeded coin, so the rank stays uniform), T = sum_i r_i, and p = P(T' >= T) for T' a sum
+exchange's k + 1 answers (the number of fresh answers scoring below it; ties broken in a
+seeded random order, so the rank stays uniform), T = sum_i r_i, and p = P(T' >= T) for T' a sum
 of n independent Uniform{0, ..., k}, counted exactly with integers. With k = 1 this is
 the sign test.
 
@@ -58,7 +58,7 @@ class MembershipResult:
     k: int  # fresh answers per exchange
     rank_sum: int  # T: sum of the served answers' ranks, each in 0..k
     pvalue: float
-    n_ties: int  # exchanges whose served score equals a fresh one (broken by the coin)
+    n_ties: int  # exchanges whose served score equals a fresh one (broken at random)
     mean_margin: float  # mean over exchanges of served score minus mean fresh score
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -107,15 +107,17 @@ def rank_sum_sf(t: int, n: int, k: int) -> float:
 def served_ranks(
     served: Sequence[float], fresh: Sequence[Sequence[float]], seed: int
 ) -> tuple[np.ndarray, int]:
-    """Each served score's rank among its exchange's fresh scores (ties broken by a seeded
-    coin per tied pair), and the number of exchanges with a tie."""
+    """Each served score's rank among its exchange's fresh scores, and the number of
+    exchanges with a tie. Ties are broken at random (seeded): with t fresh scores equal to
+    the served one, its rank is the count strictly below plus a uniform draw from
+    {0, ..., t}, its place in a random order of the t + 1 tied answers, so the rank stays
+    uniform on {0, ..., k} under the null."""
     s = np.asarray(served, dtype=float)
     f = np.asarray(fresh, dtype=float).reshape(len(s), -1)
-    rng = np.random.default_rng(seed)
-    coins = rng.random(f.shape) < 0.5
-    below = (f < s[:, None]) | ((f == s[:, None]) & coins)
-    ties = int(np.any(f == s[:, None], axis=1).sum())
-    return below.sum(axis=1).astype(int), ties
+    below = (f < s[:, None]).sum(axis=1)
+    tied = (f == s[:, None]).sum(axis=1)
+    u = np.random.default_rng(seed).integers(0, tied + 1)
+    return (below + u).astype(int), int((tied > 0).sum())
 
 
 def membership_test(
