@@ -76,3 +76,49 @@ def test_bad_scores_raise():
     with pytest.raises(ValueError, match="finite"):
         membership_test([float("nan")], [[0.0]])
     assert membership_test([], np.zeros((0, 1))).pvalue == 1.0
+
+
+def test_cli_reads_served_answers_and_tests_them(tmp_path, capsys):
+    """`provenance membership` on a tiny teacher's served answers (JSON Lines with their
+    serving settings; a malformed row is quarantined and counted against the file's rows).
+    The suspect here is the teacher itself, which never trained on its own samples: it
+    scores every answer exactly as our model does, so every exchange is a tie and the
+    p-value is the null's (the seeded random order). The claim's power is measured on
+    real models (docs/benchmarks.md, "Custody: quick demo", session 28)."""
+    import json
+
+    from distilltrace.cli import main
+    from distilltrace.models import load_model
+    from distilltrace.models.tiny import make_tiny_model
+
+    teacher_dir = make_tiny_model(tmp_path / "teacher", seed=5)
+    teacher = load_model(str(teacher_dir))
+    prompts = [f"question {i}: what is {i} plus {i}?" for i in range(20)]
+    gens = teacher.generate(prompts, max_new_tokens=12, temperature=1.0, seed=0)
+    served = tmp_path / "served.jsonl"
+    with open(served, "w") as f:
+        for p, g in zip(prompts, gens, strict=True):
+            f.write(json.dumps({"prompt": p, "response": g.text or "x"}) + "\n")
+        f.write("{not json\n")
+    base = ["provenance", "membership", "--reference", str(teacher_dir), "--served", str(served),
+            "--suspect", str(teacher_dir)]  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--fresh", "2", "--temperature", "1.0", "--max-tokens", "12",
+              "--out", str(tmp_path / "m.json")])  # fmt: skip
+    assert e.value.code == 0
+    assert "21 rows read: 20 exchanges, 1 quarantined" in capsys.readouterr().out
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert doc["n"] == 20 and doc["details"]["k"] == 2 and doc["details"]["n_ties"] == 20
+    assert 0.0 < doc["pvalue"] <= 1.0 and doc["quarantined"] == 1
+    assert [t["answers"][0] for t in doc["transcript"]] == [g.text or "x" for g in gens]
+    assert all(len(t["answers"]) == 3 for t in doc["transcript"])
+    # without the serving settings (no columns, no options) nothing can be tested
+    with pytest.raises(SystemExit) as e:
+        main(base)
+    assert e.value.code == 2
+    assert "no served exchange can be tested" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--temperature", "1", "--max-tokens", "12",
+              "--out", str(tmp_path / "no" / "m.json")])  # fmt: skip
+    assert e.value.code == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -393,21 +393,12 @@ def _line_progress(note: Note, what: str) -> Callable[[int, int], None]:
 
 def _fresh_answers(ref, wm, prompts, settings, cfg, serving=()) -> list[list[str]]:
     """k fresh answers per exchange from our model, marked with the key, under each
-    exchange's serving settings (one generate call per setting group and draw); `serving`:
-    the server's own processors, applied before the watermark's as the server does."""
+    exchange's serving settings; `serving`: the server's own processors, applied before the
+    watermark's as the server does (provenance.membership.draw_fresh)."""
+    from distilltrace.provenance.membership import draw_fresh
+
     procs = [*serving, *wm.logits_processors(ref)]
-    fresh: list[list[str]] = [[] for _ in prompts]
-    groups: dict[tuple, list[int]] = {}
-    for i, st in enumerate(settings):
-        groups.setdefault((st["temperature"], st["top_p"], st["max_tokens"]), []).append(i)
-    for j in range(cfg.membership_fresh):
-        for (temp, top_p, most), idx in groups.items():
-            gens = ref.generate([prompts[i] for i in idx], max_new_tokens=int(most),
-                                temperature=float(temp), top_p=float(top_p),
-                                seed=cfg.membership_seed + j, logits_processors=procs, chat=True)  # fmt: skip
-            for i, g in zip(idx, gens, strict=True):
-                fresh[i].append(g.text)
-    return fresh
+    return draw_fresh(ref, prompts, settings, cfg.membership_fresh, cfg.membership_seed, procs)
 
 
 def _membership(inputs, wm, cfg, rows, harvested, out: Path, note: Note) -> EvidenceResult | str:

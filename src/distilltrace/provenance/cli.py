@@ -308,3 +308,12 @@ def test(
         )
     typer.echo(f"plausible parents: {', '.join(res.plausible_parents) or 'none'}")
     typer.echo(f"wrote {paths['json']} and {paths['html']}")
+
+
+def _register_membership() -> None:
+    from distilltrace.provenance.membership_cli import membership
+
+    app.command("membership")(membership)
+
+
+_register_membership()

@@ -32,7 +32,7 @@ measures the null on models that never saw the answers.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -60,6 +60,7 @@ class MembershipResult:
     pvalue: float
     n_ties: int  # exchanges whose served score equals a fresh one (broken at random)
     mean_margin: float  # mean over exchanges of served score minus mean fresh score
+    n_above_all: int = 0  # exchanges whose served score is above every fresh one
     extra: dict[str, Any] = field(default_factory=dict)
 
     name = NAME
@@ -78,6 +79,7 @@ class MembershipResult:
             "expected_rank_sum": self.n * self.k / 2,
             "n_ties": self.n_ties,
             "mean_margin": self.mean_margin,
+            "served_beats_every_fresh": self.n_above_all,
             **self.extra,
         }
 
@@ -140,7 +142,36 @@ def membership_test(
     ranks, ties = served_ranks(s, f, seed)
     t = int(ranks.sum())
     margin = float(np.mean(s - f.mean(axis=1)))
-    return MembershipResult(n, k, t, rank_sum_sf(t, n, k), ties, margin)
+    above = int((f < s[:, None]).all(axis=1).sum())
+    return MembershipResult(n, k, t, rank_sum_sf(t, n, k), ties, margin, above)
+
+
+def draw_fresh(
+    model: Any,
+    prompts: Sequence[str],
+    settings: Sequence[Mapping[str, Any]],
+    k: int,
+    seed: int,
+    processors: Sequence[Any] = (),
+) -> list[list[str]]:
+    """k fresh answers per prompt from our model, each under its exchange's serving
+    settings ("temperature", "top_p", "max_tokens"), through `processors` (the server's
+    own, then the watermark's, as it served them); draw j uses seed `seed + j` (one
+    generate call per setting group and draw)."""
+    fresh: list[list[str]] = [[] for _ in prompts]
+    groups: dict[tuple, list[int]] = {}
+    for i, st in enumerate(settings):
+        groups.setdefault((st["temperature"], st["top_p"], st["max_tokens"]), []).append(i)
+    for j in range(k):
+        for (temp, top_p, most), idx in groups.items():
+            gens = model.generate(
+                [prompts[i] for i in idx], max_new_tokens=int(most), temperature=float(temp),
+                top_p=float(top_p), seed=seed + j, logits_processors=list(processors) or None,
+                chat=True,
+            )  # fmt: skip
+            for i, g in zip(idx, gens, strict=True):
+                fresh[i].append(g.text)
+    return fresh
 
 
 def relative_scores(

@@ -1,0 +1,161 @@
+"""`distilltrace provenance membership`: did the suspect learn the answers we served?
+
+The provider's own question, when it logged what it served: the exact rank test of
+`provenance.membership` on a file of served exchanges (JSON Lines with `prompt` and
+`response`, and the serving settings `temperature`, `max_tokens`, `top_p` per row or as
+options; traffic-log rows qualify). Our model draws `--fresh` answers per exchange under
+the same settings (and the watermark key the answers were served under, `--key`), the
+suspect and our model score every answer, and the test ranks each served answer among
+its fresh ones. The same test is the custody claim `harvest_membership`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from distilltrace.errors import InputError
+
+CHUNK = 64  # exchanges per progress step (draw and score)
+
+
+def read_served(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The served exchanges of a JSON Lines file (one id per row, in file order), and the
+    number of rows quarantined (not JSON objects, or without a non-empty string prompt
+    and response)."""
+    if not path.is_file():
+        raise InputError(f"--served {path}: no such file")
+    rows, bad = [], 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                bad += 1
+                continue
+            ok = isinstance(r, dict) and all(
+                isinstance(r.get(k), str) and r.get(k) for k in ("prompt", "response")
+            )
+            if not ok:
+                bad += 1
+                continue
+            rows.append({**r, "request_id": f"row-{len(rows) + bad}"})
+    return rows, bad
+
+
+def _chunks(n: int) -> list[range]:
+    return [range(i, min(n, i + CHUNK)) for i in range(0, n, CHUNK)]
+
+
+def selection(rows: list[dict], cfg: dict[str, Any]) -> tuple[list, list[int], dict[str, int]]:
+    """Each row's serving settings, the exchanges tested (custody's rules) and the counts
+    left out; InputError when none can be tested (checked before any model is loaded)."""
+    from distilltrace.custody.claims import membership_exchanges
+    from distilltrace.custody.logs import serving_settings
+
+    settings = serving_settings(rows, rows, cfg)
+    idx, left = membership_exchanges(rows, settings, cfg)
+    if not idx:
+        raise InputError(
+            f"no served exchange can be tested (left out: {left}); rows without temperature "
+            "and max_tokens need --temperature and --max-tokens"
+        )
+    return settings, idx, left
+
+
+def run_membership(
+    suspect: Any, reference: Any, rows: list[dict], cfg: dict[str, Any], processors: list
+) -> tuple[Any, list[dict], dict[str, int]]:
+    """Select the exchanges (custody's rules), draw fresh answers, score, test. Returns the
+    result, the transcript (one row per tested exchange) and the left-out counts."""
+    from distilltrace.progress import progress_display
+    from distilltrace.provenance.membership import (
+        draw_fresh,
+        membership_test,
+        per_char_score,
+        relative_scores,
+    )
+
+    settings, idx, left = selection(rows, cfg)
+    k = int(cfg["membership_fresh"])
+    transcript: list[dict] = []
+    with progress_display() as bar:
+        task = bar.add_task("membership: draw and score", total=len(idx))
+        for part in _chunks(len(idx)):
+            ex = [rows[idx[i]] for i in part]
+            st = [settings[idx[i]] for i in part]
+            prompts = [str(r["prompt"]) for r in ex]
+            fresh = draw_fresh(reference, prompts, st, k, int(cfg["membership_seed"]), processors)
+            answers = [[str(r["response"]), *f] for r, f in zip(ex, fresh, strict=True)]
+            flat_p = [p for p, a in zip(prompts, answers, strict=True) for _ in a]
+            s_lp, r_lp = relative_scores(
+                suspect, reference, flat_p, [x for a in answers for x in a]
+            )
+            for n, (r, s, a) in enumerate(zip(ex, st, answers, strict=True)):
+                sl = slice(n * (k + 1), (n + 1) * (k + 1))
+                transcript.append({"row": r["request_id"], "settings": s, "answers": a,
+                                   "suspect_logprob": s_lp[sl], "reference_logprob": r_lp[sl]})  # fmt: skip
+            bar.update(task, completed=len(transcript))
+    sc = [[per_char_score(a, b, t) for a, b, t in
+           zip(x["suspect_logprob"], x["reference_logprob"], x["answers"], strict=True)]
+          for x in transcript]  # fmt: skip
+    res = membership_test([x[0] for x in sc], [x[1:] for x in sc], seed=int(cfg["seed"]))
+    return res, transcript, left
+
+
+def membership(
+    suspect: str = typer.Option(
+        ..., "--suspect", help="Model spec of the suspect (it must score text)."
+    ),
+    reference: str = typer.Option(
+        ..., "--reference", help="Our model: the one that served the answers."
+    ),
+    served: Path = typer.Option(
+        ..., "--served", help="JSON Lines of served exchanges (prompt, response)."
+    ),
+    key: Path | None = typer.Option(
+        None, "--key", help="Watermark key file the answers were served under."
+    ),
+    fresh: int = typer.Option(1, "--fresh", min=1, help="Fresh answers per exchange (k)."),
+    temperature: float | None = typer.Option(
+        None, help="Serving temperature, for rows without one."
+    ),
+    max_tokens: int | None = typer.Option(None, help="Serving length cap, for rows without one."),
+    top_p: float = typer.Option(1.0, help="Serving top-p, for rows without one."),
+    most: int = typer.Option(128, "--max", min=1, help="Exchanges tested at most (seeded sample)."),
+    seed: int = typer.Option(0, help="Seed of the sample and the tie-breaking."),
+    out: Path | None = typer.Option(None, "--out", help="Write the result and transcript (JSON)."),
+) -> None:
+    """Did the suspect learn the exact answers we served? An exact rank test."""
+    from distilltrace.models import load_model
+
+    if out is not None and not out.parent.is_dir():
+        raise InputError(f"--out {out}: folder {out.parent} does not exist")
+    rows, bad = read_served(served)
+    cfg = {"served_temperature": temperature, "served_max_tokens": max_tokens,
+           "served_top_p": top_p, "membership_fresh": fresh, "membership_max": most,
+           "membership_seed": 1_000_003, "seed": seed}  # fmt: skip
+    selection(rows, cfg)  # fails before the models load
+    s, ref = load_model(suspect), load_model(reference)
+    procs = []
+    if key is not None:
+        from distilltrace.marks.keys import load_watermark
+
+        procs = load_watermark(key).logits_processors(ref)
+    res, transcript, left = run_membership(s, ref, rows, cfg, procs)
+    typer.echo(f"{len(rows) + bad} rows read: {len(rows)} exchanges, {bad} quarantined "
+               f"(no prompt or response); tested {res.n}, left out {left}")  # fmt: skip
+    typer.echo(f"served answer ranked above all {fresh} fresh answer(s) in "
+               f"{res.n_above_all} of {res.n} (expected about "
+               f"{res.n / (fresh + 1):.1f} under the null)")  # fmt: skip
+    typer.echo(f"membership p = {res.pvalue:.3g} (mean rank {res.statistic:.3f}; null: {res.null})")
+    if out is not None:
+        doc = {**res.to_dict(), "left_out": left, "quarantined": bad, "config": cfg,
+               "suspect": suspect, "reference": reference, "transcript": transcript}  # fmt: skip
+        out.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        typer.echo(f"written {out}")
