@@ -106,7 +106,10 @@ def test_cli_reads_served_answers_and_tests_them(tmp_path, capsys):
         main([*base, "--fresh", "2", "--temperature", "1.0", "--max-tokens", "12",
               "--out", str(tmp_path / "m.json")])  # fmt: skip
     assert e.value.code == 0
-    assert "21 rows read: 20 exchanges, 1 quarantined" in capsys.readouterr().out
+    cap = capsys.readouterr()
+    assert "21 rows read: 20 exchanges, 1 quarantined" in cap.out
+    # progress: a line per fresh draw and per scoring of each chunk (not on a terminal)
+    assert "membership: fresh answers, then scores: 3/3" in cap.err
     doc = json.loads((tmp_path / "m.json").read_text())
     assert doc["n"] == 20 and doc["details"]["k"] == 2 and doc["details"]["n_ties"] == 20
     assert 0.0 < doc["pvalue"] <= 1.0 and doc["quarantined"] == 1

@@ -84,14 +84,24 @@ def run_membership(
     settings, idx, left = selection(rows, cfg)
     k = int(cfg["membership_fresh"])
     transcript: list[dict] = []
+    chunks = _chunks(len(idx))
     with progress_display() as bar:
-        task = bar.add_task("membership: draw and score", total=len(idx))
-        for part in _chunks(len(idx)):
+        # one step per fresh draw of a chunk and one for its scoring: a line at least
+        # every chunk's draw (tens of seconds on 2 cores), never minutes of silence
+        task = bar.add_task("membership: fresh answers, then scores", total=len(chunks) * (k + 1))
+        step = 0
+        for part in chunks:
             ex = [rows[idx[i]] for i in part]
             st = [settings[idx[i]] for i in part]
             prompts = [str(r["prompt"]) for r in ex]
-            fresh = draw_fresh(reference, prompts, st, k, int(cfg["membership_seed"]), processors)
-            answers = [[str(r["response"]), *f] for r, f in zip(ex, fresh, strict=True)]
+            answers = [[str(r["response"])] for r in ex]
+            for j in range(k):
+                seed = int(cfg["membership_seed"]) + j
+                for a, f in zip(answers, draw_fresh(reference, prompts, st, 1, seed, processors),
+                                strict=True):  # fmt: skip
+                    a.append(f[0])
+                step += 1
+                bar.update(task, completed=step)
             flat_p = [p for p, a in zip(prompts, answers, strict=True) for _ in a]
             s_lp, r_lp = relative_scores(
                 suspect, reference, flat_p, [x for a in answers for x in a]
@@ -100,7 +110,8 @@ def run_membership(
                 sl = slice(n * (k + 1), (n + 1) * (k + 1))
                 transcript.append({"row": r["request_id"], "settings": s, "answers": a,
                                    "suspect_logprob": s_lp[sl], "reference_logprob": r_lp[sl]})  # fmt: skip
-            bar.update(task, completed=len(transcript))
+            step += 1
+            bar.update(task, completed=step)
     sc = [[per_char_score(a, b, t) for a, b, t in
            zip(x["suspect_logprob"], x["reference_logprob"], x["answers"], strict=True)]
           for x in transcript]  # fmt: skip
