@@ -49,27 +49,10 @@ def _exchanges(demo: Path) -> tuple[list[dict], list[dict], dict]:
     return [harvested[i] for i in idx], [settings[i] for i in idx], cfg
 
 
-def _logprobs(model, prompts: list[str], answers: list[list[str]]) -> list[list[float]]:
-    flat_p = [p for p, a in zip(prompts, answers, strict=True) for _ in a]
-    flat_a = [x for a in answers for x in a]
-    lp = [c.total_logprob for c in model.score(flat_p, flat_a, chat=True)]
-    k1 = len(answers[0])
-    return [lp[i * k1 : (i + 1) * k1] for i in range(len(answers))]
-
-
-def _test(s_lp, r_lp, answers, seed: int):
-    from distilltrace.provenance.membership import membership_test, per_char_score
-
-    sc = [[per_char_score(a, b, t) for a, b, t in zip(s, r, ans, strict=True)]
-          for s, r, ans in zip(s_lp, r_lp, answers, strict=True)]  # fmt: skip
-    return membership_test([x[0] for x in sc], [x[1:] for x in sc], seed=seed)
-
-
 def _draw(ref, wm, prompts, settings, k: int, seed: int) -> list[list[str]]:
-    from distilltrace.custody.build import CustodyConfig, _fresh_answers
+    from distilltrace.provenance.membership import draw_fresh
 
-    return _fresh_answers(ref, wm, prompts, settings,
-                          CustodyConfig(membership_fresh=k, membership_seed=seed))  # fmt: skip
+    return draw_fresh(ref, prompts, settings, k, seed, wm.logits_processors(ref))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     from distilltrace.marks.keys import load_watermark
     from distilltrace.models import load_model
+    from distilltrace.provenance.membership import exchange_logprobs as lps
+    from distilltrace.provenance.membership import test_logprobs
 
     demo = json.loads((a.demo / "demo.json").read_text(encoding="utf-8"))
     dtype = demo["config"]["dtype"]
@@ -95,10 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(ex)} exchanges; drawing {a.fresh} fresh answers each", flush=True)
     fresh = _draw(ref, wm, prompts, settings, a.fresh, int(cfg.get("membership_seed", 1_000_003)))
     answers = [[str(h["response"]), *f] for h, f in zip(ex, fresh, strict=True)]
-    r_lp = _logprobs(ref, prompts, answers)
+    r_lp = lps(ref, prompts, answers)
     part1 = {}
     for n, m in suspects.items():
-        t = _test(_logprobs(m, prompts, answers), r_lp, answers, seed=0)
+        t = test_logprobs(lps(m, prompts, answers), r_lp, answers, seed=0)
         part1[n] = {"pvalue": t.pvalue, "statistic": t.statistic, "n": t.n, "k": t.k,
                     "mean_margin": t.mean_margin}  # fmt: skip
         print(f"served answers, {n}: p {t.pvalue:.3g}, mean rank {t.statistic:.3f} "
@@ -108,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         served = _draw(ref, wm, prompts, settings, 1, 500 + d)
         new = _draw(ref, wm, prompts, settings, 1, 900_000 + d)
         ans = [[s[0], f[0]] for s, f in zip(served, new, strict=True)]
-        r2 = _logprobs(ref, prompts, ans)
+        r2 = lps(ref, prompts, ans)
         for n in part2:
-            part2[n].append(_test(_logprobs(suspects[n], prompts, ans), r2, ans, seed=d).pvalue)
+            part2[n].append(test_logprobs(lps(suspects[n], prompts, ans), r2, ans, seed=d).pvalue)
         print(f"null trial {d + 1}/{a.draws} ({time.perf_counter() - t0:.0f} s)", flush=True)
     ps = [p for v in part2.values() for p in v]
     fpr = {str(x): (sum(p <= x for p in ps) / len(ps) if ps else None)

@@ -613,7 +613,7 @@ def test_membership_claim_is_calibrated_on_suspects_that_never_saw_the_answers(b
 
     from distilltrace.custody.build import _fresh_answers
     from distilltrace.marks.keys import load_watermark
-    from distilltrace.provenance.membership import membership_test, per_char_score, relative_scores
+    from distilltrace.provenance.membership import score_exchanges, test_logprobs
     from distilltrace.stats import binomial_slack
 
     teacher, wm = built["teacher"], load_watermark(built["key"])
@@ -629,15 +629,10 @@ def test_membership_claim_is_calibrated_on_suspects_that_never_saw_the_answers(b
                                                    seed=trial, logits_processors=procs)]  # fmt: skip
         fresh = _fresh_answers(teacher, wm, prompts, st, CustodyConfig(membership_seed=10_000 + trial),
                                [PrintableAscii()])  # fmt: skip
-        texts = [t for s, f in zip(served, fresh, strict=True) for t in (s, *f)]
-        flat = [p for p in prompts for _ in range(2)]
+        answers = [[s, *f] for s, f in zip(served, fresh, strict=True)]
         for suspect in built["controls"]:
-            s_lp, r_lp = relative_scores(suspect, teacher, flat, texts)
-            sc = np.array(
-                [per_char_score(a, b, t) for a, b, t in zip(s_lp, r_lp, texts, strict=True)]
-            )
-            sc = sc.reshape(len(prompts), 2)
-            ps.append(membership_test(sc[:, 0], sc[:, 1:], seed=trial).pvalue)
+            s_lp, r_lp = score_exchanges(suspect, teacher, prompts, answers)
+            ps.append(test_logprobs(s_lp, r_lp, answers, seed=trial).pvalue)
     ps = np.asarray(ps)
     for a in (0.05, 0.2):
         assert (ps <= a).mean() <= a + binomial_slack(len(ps), a), ps

@@ -1,11 +1,11 @@
 """The membership benchmark's reading of a demo folder (benchmarks/custody_membership.py):
-which exchanges it tests, with which settings, and its test on recorded scores."""
+which exchanges it tests, with which settings."""
 
 from __future__ import annotations
 
 import json
 
-from benchmarks.custody_membership import _exchanges, _test
+from benchmarks.custody_membership import _exchanges
 
 
 def _demo(tmp_path, rows, harvested, cfg):
@@ -36,13 +36,3 @@ def test_the_bench_tests_the_bundles_exchanges_with_their_logged_settings(tmp_pa
     assert [h["request_id"] for h in ex] == ["r1", "r3"]
     assert [(s["temperature"], s["max_tokens"]) for s in st] == [(0.8, 64), (0.5, 32)]
     assert cfg == {"seed": 0}
-
-
-def test_the_bench_ranks_scores_per_character_against_our_model():
-    """Served answers the suspect favours over our model, per character, rank first."""
-    answers = [["aaaa", "bbbb"]] * 12
-    suspect = [[-1.0, -8.0]] * 12  # the served answer: 1.75 nats/char above the fresh one
-    ours = [[-4.0, -4.0]] * 12
-    t = _test(suspect, ours, answers, seed=0)
-    assert t.rank_sum == 12 and t.pvalue == 2.0**-12
-    assert _test(ours, ours, answers, seed=0).n_ties == 12  # our model against itself: ties

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from distilltrace.provenance.membership import MIN_P, membership_test, rank_sum_sf, served_ranks
+from distilltrace.provenance.membership import (
+    MIN_P,
+    membership_test,
+    rank_sum_sf,
+    served_ranks,
+    test_logprobs,
+)
 from distilltrace.stats import binomial_slack
 
 
@@ -68,6 +74,16 @@ def test_ties_are_broken_in_a_random_order_that_keeps_the_rank_uniform():
     assert (served_ranks(s, f, seed=5)[0] == ranks).all()  # verify recomputes the same
     ranks, _ = served_ranks([1.0, 1.0], [[0.0, 1.0], [2.0, 1.0]], seed=0)
     assert ranks[0] in (1, 2) and ranks[1] in (0, 1)  # strictly below, plus its tie place
+
+
+def test_recorded_logprobs_are_ranked_per_character_against_our_model():
+    """Served answers the suspect favours over our model, per character, rank first."""
+    answers = [["aaaa", "bbbb"]] * 12
+    suspect = [[-1.0, -8.0]] * 12  # the served answer: 1.75 nats/char above the fresh one
+    ours = [[-4.0, -4.0]] * 12
+    t = test_logprobs(suspect, ours, answers, seed=0)
+    assert t.rank_sum == 12 and t.pvalue == 2.0**-12
+    assert test_logprobs(ours, ours, answers, seed=0).n_ties == 12  # our model against itself: ties
 
 
 def test_bad_scores_raise():

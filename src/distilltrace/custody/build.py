@@ -407,7 +407,7 @@ def _membership(inputs, wm, cfg, rows, harvested, out: Path, note: Note) -> Evid
     from distilltrace.custody.logs import serving_settings
     from distilltrace.errors import CapabilityError, InputError
     from distilltrace.marks.schemes import TokenizerMismatchError
-    from distilltrace.provenance.membership import relative_scores
+    from distilltrace.provenance.membership import score_exchanges
 
     ref = inputs.reference
     if not cfg.membership:
@@ -429,18 +429,15 @@ def _membership(inputs, wm, cfg, rows, harvested, out: Path, note: Note) -> Evid
     except (TokenizerMismatchError, CapabilityError, InputError) as e:
         return f"our model cannot redraw the answers under this key: {e}"
     answers = [[str(harvested[i]["response"]), *f] for i, f in zip(idx, fresh, strict=True)]
-    flat_p = [p for p, a in zip(prompts, answers, strict=True) for _ in a]
-    note(f"membership: fresh answers drawn; {len(flat_p)} answers to score")
+    note(f"membership: fresh answers drawn; {sum(map(len, answers))} answers to score")
     try:
-        s_lp, r_lp = relative_scores(inputs.suspect, ref, flat_p, [x for a in answers for x in a])
+        s_lp, r_lp = score_exchanges(inputs.suspect, ref, prompts, answers)
     except (CapabilityError, InputError, NotImplementedError) as e:
         return f"the suspect cannot score text: {e}"
-    k1 = cfg.membership_fresh + 1
     transcript = [
         {"request_id": str(harvested[i]["request_id"]), "settings": st, "answers": a,
-         "suspect_logprob": s_lp[n * k1 : (n + 1) * k1],
-         "reference_logprob": r_lp[n * k1 : (n + 1) * k1]}
-        for n, (i, st, a) in enumerate(zip(idx, chosen, answers, strict=True))
+         "suspect_logprob": sl, "reference_logprob": rl}
+        for i, st, a, sl, rl in zip(idx, chosen, answers, s_lp, r_lp, strict=True)
     ]  # fmt: skip
     write_jsonl(out / "transcripts" / "harvest_membership.jsonl", transcript)
     return C.membership_claim(transcript, left, cfg.to_dict())

@@ -330,18 +330,14 @@ def membership_claim(
     """The exact rank test of the served answers against fresh ones
     (provenance.membership), from the recorded log-probabilities: for each exchange the
     served answer first, then its fresh answers, each scored by the suspect and our model."""
-    from distilltrace.provenance.membership import membership_test, per_char_score
+    from distilltrace.provenance.membership import test_logprobs
 
-    scores = [
-        [per_char_score(s, r, a) for s, r, a in
-         zip(t["suspect_logprob"], t["reference_logprob"], t["answers"], strict=True)]
-        for t in transcript
-    ]  # fmt: skip
     k = int(cfg.get("membership_fresh", 1))
-    if any(len(x) != k + 1 for x in scores):
+    if any(len(t["answers"]) != k + 1 for t in transcript):
         raise ValueError(f"each exchange needs its served answer and {k} fresh answers")
-    test = membership_test([x[0] for x in scores], [x[1:] for x in scores],
-                           seed=int(cfg.get("seed", 0)))  # fmt: skip
+    test = test_logprobs([t["suspect_logprob"] for t in transcript],
+                         [t["reference_logprob"] for t in transcript],
+                         [t["answers"] for t in transcript], seed=int(cfg.get("seed", 0)))  # fmt: skip
     extra = {"n_exchanges": test.n, "left_out": dict(left_out)}
     e = EvidenceResult.of(test, name=MEMBERSHIP)
     return EvidenceResult(e.name, e.null, e.statistic, e.pvalue, e.n, {**e.details, **extra})

@@ -174,15 +174,30 @@ def draw_fresh(
     return fresh
 
 
-def relative_scores(
-    suspect: Any, reference: Any, prompts: Sequence[str], answers: Sequence[str]
-) -> tuple[list[float], list[float]]:
-    """Each answer's total log-probability under the suspect and under our model (chat
-    format, as served); the test's score is their difference per character
-    (`per_char_score`)."""
-    s = [c.total_logprob for c in suspect.score(list(prompts), list(answers), chat=True)]
-    r = [c.total_logprob for c in reference.score(list(prompts), list(answers), chat=True)]
-    return s, r
+def exchange_logprobs(
+    model: Any, prompts: Sequence[str], answers: Sequence[Sequence[str]]
+) -> list[list[float]]:
+    """Each answer's total log-probability under `model` (chat format, as served), per
+    exchange (served answer first, then its fresh ones), in one `score` call."""
+    flat_p = [p for p, a in zip(prompts, answers, strict=True) for _ in a]
+    flat_a = [x for a in answers for x in a]
+    lp = [c.total_logprob for c in model.score(flat_p, flat_a, chat=True)]
+    out, i = [], 0
+    for a in answers:
+        out.append(lp[i : i + len(a)])
+        i += len(a)
+    return out
+
+
+def score_exchanges(
+    suspect: Any, reference: Any, prompts: Sequence[str], answers: Sequence[Sequence[str]]
+) -> tuple[list[list[float]], list[list[float]]]:
+    """`exchange_logprobs` under the suspect and under our model: the test's score is
+    their difference per character (`per_char_score`)."""
+    return (
+        exchange_logprobs(suspect, prompts, answers),
+        exchange_logprobs(reference, prompts, answers),
+    )
 
 
 def per_char_score(suspect_lp: float, reference_lp: float, text: str) -> float:
@@ -191,3 +206,19 @@ def per_char_score(suspect_lp: float, reference_lp: float, text: str) -> float:
         return 0.0
     d = (float(suspect_lp) - float(reference_lp)) / len(text)
     return d if math.isfinite(d) else 0.0
+
+
+def test_logprobs(
+    suspect_lp: Sequence[Sequence[float]],
+    reference_lp: Sequence[Sequence[float]],
+    answers: Sequence[Sequence[str]],
+    seed: int = 0,
+) -> MembershipResult:
+    """`membership_test` on recorded log-probabilities: per exchange, the served answer
+    first, then its fresh ones, each with the suspect's and our model's total."""
+    sc = [[per_char_score(a, b, t) for a, b, t in zip(s, r, ans, strict=True)]
+          for s, r, ans in zip(suspect_lp, reference_lp, answers, strict=True)]  # fmt: skip
+    return membership_test([x[0] for x in sc], [x[1:] for x in sc], seed=seed)
+
+
+test_logprobs.__test__ = False  # not a pytest test

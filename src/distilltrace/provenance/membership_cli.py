@@ -69,19 +69,19 @@ def selection(rows: list[dict], cfg: dict[str, Any]) -> tuple[list, list[int], d
 
 
 def run_membership(
-    suspect: Any, reference: Any, rows: list[dict], cfg: dict[str, Any], processors: list
-) -> tuple[Any, list[dict], dict[str, int]]:
-    """Select the exchanges (custody's rules), draw fresh answers, score, test. Returns the
-    result, the transcript (one row per tested exchange) and the left-out counts."""
+    suspect: Any,
+    reference: Any,
+    rows: list[dict],
+    cfg: dict[str, Any],
+    processors: list,
+    chosen: tuple[list, list[int], dict[str, int]],
+) -> tuple[Any, list[dict]]:
+    """Draw fresh answers for the `chosen` exchanges (`selection`), score, test. Returns the
+    result and the transcript (one row per tested exchange)."""
     from distilltrace.progress import progress_display
-    from distilltrace.provenance.membership import (
-        draw_fresh,
-        membership_test,
-        per_char_score,
-        relative_scores,
-    )
+    from distilltrace.provenance.membership import draw_fresh, score_exchanges, test_logprobs
 
-    settings, idx, left = selection(rows, cfg)
+    settings, idx, _ = chosen
     k = int(cfg["membership_fresh"])
     transcript: list[dict] = []
     chunks = _chunks(len(idx))
@@ -102,21 +102,16 @@ def run_membership(
                     a.append(f[0])
                 step += 1
                 bar.update(task, completed=step)
-            flat_p = [p for p, a in zip(prompts, answers, strict=True) for _ in a]
-            s_lp, r_lp = relative_scores(
-                suspect, reference, flat_p, [x for a in answers for x in a]
-            )
-            for n, (r, s, a) in enumerate(zip(ex, st, answers, strict=True)):
-                sl = slice(n * (k + 1), (n + 1) * (k + 1))
-                transcript.append({"row": r["request_id"], "settings": s, "answers": a,
-                                   "suspect_logprob": s_lp[sl], "reference_logprob": r_lp[sl]})  # fmt: skip
+            s_lp, r_lp = score_exchanges(suspect, reference, prompts, answers)
+            transcript += [{"row": r["request_id"], "settings": s, "answers": a,
+                            "suspect_logprob": sl, "reference_logprob": rl}
+                           for r, s, a, sl, rl in zip(ex, st, answers, s_lp, r_lp, strict=True)]  # fmt: skip
             step += 1
             bar.update(task, completed=step)
-    sc = [[per_char_score(a, b, t) for a, b, t in
-           zip(x["suspect_logprob"], x["reference_logprob"], x["answers"], strict=True)]
-          for x in transcript]  # fmt: skip
-    res = membership_test([x[0] for x in sc], [x[1:] for x in sc], seed=int(cfg["seed"]))
-    return res, transcript, left
+    res = test_logprobs([x["suspect_logprob"] for x in transcript],
+                        [x["reference_logprob"] for x in transcript],
+                        [x["answers"] for x in transcript], seed=int(cfg["seed"]))  # fmt: skip
+    return res, transcript
 
 
 def membership(
@@ -151,14 +146,15 @@ def membership(
     cfg = {"served_temperature": temperature, "served_max_tokens": max_tokens,
            "served_top_p": top_p, "membership_fresh": fresh, "membership_max": most,
            "membership_seed": 1_000_003, "seed": seed}  # fmt: skip
-    selection(rows, cfg)  # fails before the models load
+    chosen = selection(rows, cfg)  # fails before the models load
     s, ref = load_model(suspect), load_model(reference)
     procs = []
     if key is not None:
         from distilltrace.marks.keys import load_watermark
 
         procs = load_watermark(key).logits_processors(ref)
-    res, transcript, left = run_membership(s, ref, rows, cfg, procs)
+    res, transcript = run_membership(s, ref, rows, cfg, procs, chosen)
+    left = chosen[2]
     typer.echo(f"{len(rows) + bad} rows read: {len(rows)} exchanges, {bad} quarantined "
                f"(no prompt or response); tested {res.n}, left out {left}")  # fmt: skip
     typer.echo(f"served answer ranked above all {fresh} fresh answer(s) in "
