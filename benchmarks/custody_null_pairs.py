@@ -6,7 +6,9 @@ recipe: `harvested` (the campaign's marked answers) and four that never saw the
 reference's outputs (`benign` and `control-1..3`, ShareGPT answers). Each of those four is
 tested as the suspect against the other three (a null pair: it does not derive from the
 reference), and `harvested` against the demo's three controls, with the demo's provenance
-settings and its query cache (the reference's and controls' answers are reused).
+settings and its query cache (the reference's and controls' answers are reused). Each
+line also gives the model-level standing p-values (provenance.standing) of the tests that
+measured one.
 
     .venv/bin/python -m benchmarks.custody_null_pairs custody-demo/ [--budget 400]
 
@@ -59,6 +61,11 @@ def one(suspect: str, controls: list[str], models: dict, ref, cfg, label: dict) 
         "holm_pvalue": r.holm_pvalue,
         "tests": {k: t.pvalue for k, t in r.tests.items()},
         "reverse_advantage": reverse_advantage(r.tests.get("likelihood_reverse")),
+        "standing": {  # model-level p (provenance.standing), where the test measured it
+            k: t.details["standing"]["pvalue"]
+            for k, t in r.tests.items()
+            if t.ran and t.details.get("standing")
+        },
         "suspect_queries": res.suspect_queries,
         "warnings": list(res.warnings),
         "seconds": round(time.perf_counter() - t0, 1),
@@ -91,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     for i, (s, ctl) in enumerate(todo):
         rows.append(one(s, ctl, models, ref, cfg, label))
         r = rows[-1]
+        st = ", ".join(f"{k} {v:.2g}" for k, v in sorted(r["standing"].items()))
         print(f"[{i + 1}/{len(todo)}] {s}: Holm p {r['holm_pvalue']:.3g} "
-              f"({r['suspect_queries']} queries, {r['seconds']:.0f} s)", flush=True)  # fmt: skip
+              f"({r['suspect_queries']} queries, {r['seconds']:.0f} s); "
+              f"model-level standing p: {st or 'none measured'}", flush=True)  # fmt: skip
     nulls = [r for r in rows if not r["derived"]]
     fp = sum(r["holm_pvalue"] is not None and r["holm_pvalue"] <= a.alpha for r in nulls)
     out = {

@@ -448,6 +448,42 @@ def test_provenance_claim_shows_each_test_per_control(built):
     assert f"{d['controls'][0]}: difference / p" in html
 
 
+def test_report_shows_the_model_level_standing(built):
+    """With 3 or more controls the provenance claim carries each test's model-level
+    standing (provenance.standing); the page states it and the rank p-value's floor."""
+    from distilltrace.custody.report import render
+
+    rep = json.loads((built["bundle"] / "report.json").read_text())
+    prov = [c for c in rep["claims"] if c["name"] == "provenance"][0]
+    assert "Model-level standing" not in render(rep)  # this world has 2 controls
+    prov["details"]["standing"] = {
+        "likelihood": {"statistic": 13.4, "pvalue": 0.0028, "pvalue_rank": 0.25, "n": 3}
+    }
+    html = render(rep)
+    assert "Model-level standing" in html and "13.4 spreads above" in html
+    assert "Student's t with 2 degrees of freedom" in html and "rank among 4 models" in html
+    assert "can fall below 0.25" in " ".join(html.split())
+
+
+def test_provenance_recomputed_from_the_transcripts_alone(built, tmp_path):
+    """`recompute_provenance` (and the standing benchmark on it) replays the bundle's
+    provenance transcript with no model: the same claim as the report's."""
+    from benchmarks.custody_standing import main, rows
+    from distilltrace.custody.verify import recompute_provenance
+
+    rep = json.loads((built["bundle"] / "report.json").read_text())
+    prov = [c for c in rep["claims"] if c["name"] == "provenance"][0]
+    again = recompute_provenance(built["bundle"]).to_dict()
+    assert again["pvalue"] == prov["pvalue"] and again["details"]["per_test"] == prov[
+        "details"]["per_test"]  # fmt: skip
+    rs = rows(built["bundle"])
+    assert {r["test"] for r in rs} == set(prov["details"]["per_test"])
+    assert all(r["standing_pvalue"] is None for r in rs)  # 2 controls
+    assert main([str(built["bundle"])]) == 0
+    with pytest.raises(VerifyError, match="manifest.json"):
+        recompute_provenance(tmp_path)
+
+
 def test_a_bundle_written_before_per_test_evidence_verifies(built):
     """Bundles written before the provenance claim carried `per_test` (same version) still
     verify: a detail added since is compared only when the bundle has it."""
@@ -458,6 +494,7 @@ def test_a_bundle_written_before_per_test_evidence_verifies(built):
     rep = json.loads((b / "report.json").read_text())
     assert rep["claims"][-1]["name"] == "provenance"
     per_test = rep["claims"][-1]["details"].pop("per_test")
+    assert rep["claims"][-1]["details"].pop("standing") == {}  # 2 controls: none measured
     (b / "report.json").write_text(json.dumps(rep, sort_keys=True))
     (b / "report.html").write_text(render(json.loads((b / "report.json").read_text())))
     _reseal(b, Secret(bytes(range(32))))

@@ -232,6 +232,18 @@ def test_report_escapes_model_output(zoo, tmp_path):
     ref = data["references"][0]
     assert set(ref["tests"]) >= {"greedy_agreement", "likelihood", "lexical_fingerprint"}
     assert ref["combined_pvalue"] is not None and data["suspect_queries"] > 0
+    # 2 controls: no model-level standing; with one, the report shows its table
+    assert "Model-level standing" not in html
+    from distilltrace.provenance.standing import standing_test
+
+    v = {"C1": 0.0, "C2": 1.0, "C3": 2.0}
+    st = standing_test({c: 4.0 - x for c, x in v.items()},
+                       {(g, c): v[g] - v[c] for g in v for c in v if g != c})  # fmt: skip
+    t = next(t for t in res.references[0].tests.values() if t.ran)
+    t.details["standing"] = st.to_dict()
+    html = Path(write_report(res, tmp_path / "st")["html"]).read_text()
+    assert "Model-level standing" in html and f"{st.pvalue:.3g}" in html
+    assert "0.25 (3 controls)" in html
 
 
 def test_too_few_controls_is_a_clear_error(zoo):

@@ -345,7 +345,7 @@ def membership_claim(
 
 # Detail keys added to a claim after bundles were first written: verify compares them only
 # when the bundle has them (an older bundle of the same version still verifies).
-LATER_DETAILS = {PROVENANCE: ("per_test",)}
+LATER_DETAILS = {PROVENANCE: ("per_test", "standing")}
 
 
 def _finite(x: Any) -> float | None:
@@ -377,6 +377,17 @@ def _provenance_evidence(t: Any) -> dict[str, Any]:
     }
 
 
+def _standing(st: dict[str, Any]) -> dict[str, Any]:
+    """A test's model-level standing (provenance.standing): would one more independent
+    model of the controls' kind stand as far above them as the suspect does?"""
+    return {
+        "statistic": _finite(st["statistic"]),
+        "pvalue": _finite(st["pvalue"]),
+        "pvalue_rank": _finite(st["pvalue_rank"]),
+        "n": int(st["n"]),
+    }
+
+
 def provenance_claim(res: Any) -> EvidenceResult:
     """The provenance test's combined p-value for the (one) reference: Bonferroni over the
     tests that ran, each an intersection-union test against every control."""
@@ -396,6 +407,11 @@ def provenance_claim(res: Any) -> EvidenceResult:
             "controls": list(ref.controls),
             "per_test_pvalue": ran,
             "per_test": {k: _provenance_evidence(t) for k, t in ref.tests.items() if t.ran},
+            "standing": {
+                k: _standing(t.details["standing"])
+                for k, t in ref.tests.items()
+                if t.ran and t.details.get("standing")
+            },
             "skipped": {k: t.skipped for k, t in ref.tests.items() if not t.ran},
             "identical": ref.identical,
             "suspect_queries": int(res.suspect_queries),

@@ -271,6 +271,17 @@ def _provenance(root: Path, cfg: dict) -> EvidenceResult:
     return C.provenance_claim(res)
 
 
+def recompute_provenance(bundle: str | Path) -> EvidenceResult:
+    """A bundle's provenance claim recomputed from its transcripts alone (no model, no
+    secret; hashes not checked: `verify_bundle` does that)."""
+    root = Path(bundle)
+    try:
+        cfg = read_json(root / "manifest.json")["config"]
+    except (OSError, KeyError, TypeError, ValueError) as e:
+        raise VerifyError(f"{root}: no readable manifest.json ({e})") from None
+    return _provenance(root, dict(cfg))
+
+
 def _recompute(root, man, wm, tok, cfg, reported) -> tuple[dict, dict]:
     """Every reported claim recomputed (or why not)."""
     rows, harvested = _harvest(root, man, man.key_commitment.get("key_id", ""))

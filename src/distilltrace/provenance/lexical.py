@@ -29,12 +29,14 @@ from distilltrace.provenance.paired import (
     DEFAULT_RESAMPLES,
     MIN_MARGIN_CONTROLS,
     control_margin,
+    control_pair_means,
     intersection_union,
     signflip_test,
     too_few_for_margin,
 )
 from distilltrace.provenance.registry import QueryNeeds, TestInputs
 from distilltrace.provenance.result import TestResult
+from distilltrace.provenance.standing import standing_of
 from distilltrace.provenance.textmatch import ngrams, words
 
 NAME = "lexical_fingerprint"
@@ -112,10 +114,12 @@ def lexical_test(
         f_c = np.array([fingerprint_score(t, w) for t in test_outputs[c]])
         return f_g - f_c
 
-    margin = control_margin(controls, stat)
+    pairs = control_pair_means(controls, stat)
+    margin = control_margin(controls, stat, pairs)
+    raw = {c: stat(suspect, c) for c in controls}
     per = {}
     for i, c in enumerate(controls):
-        r = signflip_test(stat(suspect, c) - margin, seed=seed + i, n_resamples=n_resamples)
+        r = signflip_test(raw[c] - margin, seed=seed + i, n_resamples=n_resamples)
         per[c] = {"pvalue": r.pvalue, "mean_difference": r.mean, "sd": r.sd, "t": r.t, "n": r.n}
     p = intersection_union({c: v["pvalue"] for c, v in per.items()})
     # Evidence: n-grams over-represented both in S's outputs and in R's (vs the controls).
@@ -138,6 +142,7 @@ def lexical_test(
         details={
             "method": "leave-one-control-out fingerprint, studentized sign-flip, max over controls",
             "margin": margin,
+            "standing": standing_of(raw, pairs),
             "shared_overrepresented": [
                 {"ngram": w, "z_suspect": zs, "z_reference": zr} for w, zs, zr in shared
             ],

@@ -40,12 +40,14 @@ from distilltrace.provenance.paired import (
     DEFAULT_RESAMPLES,
     MIN_MARGIN_CONTROLS,
     control_margin,
+    control_pair_means,
     intersection_union,
     signflip_test,
     too_few_for_margin,
 )
 from distilltrace.provenance.registry import QueryNeeds, TestInputs
 from distilltrace.provenance.result import TestResult, skipped_test
+from distilltrace.provenance.standing import standing_of
 
 NAME = "likelihood"
 NULL = (
@@ -109,11 +111,14 @@ def likelihood_test(
         b_c = np.mean([scores[(o, c)] for o in others], axis=0)
         return (scores[(reference, g)] - b_g) - (scores[(reference, c)] - b_c)
 
-    margin = control_margin(controls, stat)
-    diffs = {c: stat(suspect, c) - margin for c in controls}
+    pairs = control_pair_means(controls, stat)
+    margin = control_margin(controls, stat, pairs)
+    raw = {c: stat(suspect, c) for c in controls}
+    diffs = {c: d - margin for c, d in raw.items()}
     extra = {
         "margin": margin,
         "margin_rule": "largest mean statistic between two controls (leave-one-out), 0 if < 3 controls",
+        "standing": standing_of(raw, pairs),
         "reference_score_of_suspect": float(np.mean(scores[(reference, suspect)])),
         "reference_score_of_controls": {
             c: float(np.mean(scores[(reference, c)])) for c in controls

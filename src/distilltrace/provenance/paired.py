@@ -133,14 +133,26 @@ def intersection_union(pvalues: Mapping[str, float]) -> float:
     return max(pvalues.values(), default=1.0)
 
 
-def control_margin(controls: Sequence[str], stat: Callable[[str, str], np.ndarray]) -> float:
-    """How far apart independent models already are: the largest mean of `stat(g, c)`
-    with control g in the suspect's place against another control c (at least 0; 0 with
+def control_pair_means(
+    controls: Sequence[str], stat: Callable[[str, str], np.ndarray]
+) -> dict[tuple[str, str], float]:
+    """The mean of `stat(g, c)` for every ordered pair of distinct controls (empty with
     fewer than MIN_MARGIN_CONTROLS controls, where no baseline model would be left)."""
     if len(controls) < MIN_MARGIN_CONTROLS:
-        return 0.0
-    m = max(float(np.nanmean(stat(g, c))) for g in controls for c in controls if g != c)
-    return max(0.0, m)
+        return {}
+    return {(g, c): float(np.nanmean(stat(g, c))) for g in controls for c in controls if g != c}
+
+
+def control_margin(
+    controls: Sequence[str],
+    stat: Callable[[str, str], np.ndarray],
+    pairs: Mapping[tuple[str, str], float] | None = None,
+) -> float:
+    """How far apart independent models already are: the largest mean of `stat(g, c)`
+    with control g in the suspect's place against another control c (at least 0; 0 with
+    fewer than MIN_MARGIN_CONTROLS controls). `pairs`: those means, already computed."""
+    pairs = control_pair_means(controls, stat) if pairs is None else pairs
+    return max(0.0, max(pairs.values(), default=0.0))
 
 
 def too_few_for_margin(name: str, null: str, k: int) -> TestResult:

@@ -69,6 +69,7 @@ from distilltrace.provenance.session import (
     can_score,
     label_models,
 )
+from distilltrace.provenance.standing import standing_warnings
 from distilltrace.provenance.stream import StreamPlan, StreamRecord, run_stream
 from distilltrace.provenance.suspect_format import (
     MOSTLY_DEGENERATE,
@@ -452,6 +453,7 @@ def _combine(run: _Run, data: _Data, tests: _Tests) -> ProvenanceResult:
             run.warnings += [
                 f"reference {r}: {d['message']}" for d in res.deciding_controls if d.get("message")
             ]
+        run.warnings += [f"reference {r}: {w}" for w in standing_warnings(res.tests, run.cfg.alpha)]
         results.append(res)
     parents = apply_holm(results, run.cfg.alpha)
     ident = [x.reference for x in results if x.identical]
