@@ -118,9 +118,10 @@ def test_cli_reads_served_answers_and_tests_them(tmp_path, capsys):
         f.write("{not json\n")
     base = ["provenance", "membership", "--reference", str(teacher_dir), "--served", str(served),
             "--suspect", str(teacher_dir)]  # fmt: skip
+    run = [*base, "--fresh", "2", "--temperature", "1.0", "--max-tokens", "12",
+           "--cache", str(tmp_path / "cache")]  # fmt: skip
     with pytest.raises(SystemExit) as e:
-        main([*base, "--fresh", "2", "--temperature", "1.0", "--max-tokens", "12",
-              "--out", str(tmp_path / "m.json")])  # fmt: skip
+        main([*run, "--out", str(tmp_path / "m.json")])
     assert e.value.code == 0
     cap = capsys.readouterr()
     assert "21 rows read: 20 exchanges, 1 quarantined" in cap.out
@@ -131,6 +132,18 @@ def test_cli_reads_served_answers_and_tests_them(tmp_path, capsys):
     assert 0.0 < doc["pvalue"] <= 1.0 and doc["quarantined"] == 1
     assert [t["answers"][0] for t in doc["transcript"]] == [g.text or "x" for g in gens]
     assert all(len(t["answers"]) == 3 for t in doc["transcript"])
+    # our model's fresh answers and scores come from the query cache the second time, and
+    # the same without a cache (seeded draws)
+    assert (tmp_path / "cache" / "queries.sqlite").is_file()
+    for extra in (["--out", str(tmp_path / "m2.json")], ["--no-cache", "--out", str(tmp_path / "m3.json")]):  # fmt: skip
+        with pytest.raises(SystemExit) as e:
+            main([*run, *extra])
+        assert e.value.code == 0
+    capsys.readouterr()
+    for again in ("m2.json", "m3.json"):
+        d2 = json.loads((tmp_path / again).read_text())
+        assert [t["answers"] for t in d2["transcript"]] == [t["answers"] for t in doc["transcript"]]
+        assert d2["pvalue"] == doc["pvalue"]
     # without the serving settings (no columns, no options) nothing can be tested
     with pytest.raises(SystemExit) as e:
         main(base)

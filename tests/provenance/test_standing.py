@@ -135,3 +135,16 @@ def test_standing_warning_only_when_the_test_rejects_and_the_standing_does_not()
         "skipped": TestResult("skipped", "", None, skipped="why"),
     }
     assert standing_warnings(tests, 0.01) == [w]
+
+
+def test_standing_benchmark_pieces():
+    """benchmarks/provenance_standing.py: the margin rule's limit with 3 controls (6.6%,
+    well above 1%) and the likelihood worlds' p-values."""
+    from benchmarks.provenance_standing import likelihood_worlds, main, margin_limit
+
+    assert margin_limit(3, 200_000, np.random.default_rng(0)) == pytest.approx(0.066, abs=0.003)
+    assert margin_limit(8, 200_000, np.random.default_rng(0)) < 0.005
+    r = likelihood_worlds(6, 200, seed=0)
+    assert set(r) == {"test", "standing", "rank"} and all(len(v) == 6 for v in r.values())
+    assert all(((v >= 0) & (v <= 1)).all() for v in r.values())
+    assert main(["--worlds", "2", "--prompts", "50"]) == 0

@@ -5,7 +5,8 @@ The provider's own question, when it logged what it served: the exact rank test 
 `response`, and the serving settings `temperature`, `max_tokens`, `top_p` per row or as
 options; traffic-log rows qualify). Our model draws `--fresh` answers per exchange under
 the same settings (and the watermark key the answers were served under, `--key`), the
-suspect and our model score every answer, and the test ranks each served answer among
+suspect and our model score every answer (our model's answers and scores are kept in the
+query cache, `--cache`, so a second suspect costs only its own scores), and the test ranks each served answer among
 its fresh ones. The same test is the custody claim `harvest_membership`.
 """
 
@@ -136,6 +137,13 @@ def membership(
     most: int = typer.Option(128, "--max", min=1, help="Exchanges tested at most (seeded sample)."),
     seed: int = typer.Option(0, help="Seed of the sample and the tie-breaking."),
     out: Path | None = typer.Option(None, "--out", help="Write the result and transcript (JSON)."),
+    cache: Path | None = typer.Option(
+        None,
+        "--cache",
+        help="Query cache for our model's fresh answers and scores, reused "
+        "across suspects (default: the provenance cache).",
+    ),  # fmt: skip
+    no_cache: bool = typer.Option(False, "--no-cache", help="Keep no query cache on disk."),
 ) -> None:
     """Did the suspect learn the exact answers we served? An exact rank test."""
     from distilltrace.models import load_model
@@ -148,6 +156,11 @@ def membership(
            "membership_seed": 1_000_003, "seed": seed}  # fmt: skip
     chosen = selection(rows, cfg)  # fails before the models load
     s, ref = load_model(suspect), load_model(reference)
+    if not no_cache:  # our model's fresh answers and scores do not depend on the suspect
+        from distilltrace.models.cache import CachedModel
+        from distilltrace.provenance.cli import _cache_file, default_cache
+
+        ref = CachedModel(ref, _cache_file(cache if cache is not None else default_cache()))
     procs = []
     if key is not None:
         from distilltrace.marks.keys import load_watermark
