@@ -26,7 +26,7 @@ import platform
 import time
 from pathlib import Path
 
-DEFAULT_SETS = "1.0:3,0.1:9,0.01:31"  # share:k (k fresh answers per served answer)
+DEFAULT_SETS = "1.0:3,0.1:9,0.01:99"  # share:k (k fresh answers per served answer)
 
 
 def served_rows(zoo: Path, teacher: str) -> list[dict]:
@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sets", default=DEFAULT_SETS, help="share:k,... (default %(default)s)")
     ap.add_argument("--cache", type=Path, default=None, help="default: ZOO/membership-cache")
     ap.add_argument("--out", type=Path, default=None, help="default: ZOO/membership")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="the rank test's tie-breaking seed")
+    ap.add_argument("--fresh-seed", type=int, default=1_000_003,
+                    help="seed of the first fresh draw (another value: an independent replicate)")  # fmt: skip
     a = ap.parse_args(argv)
     from distilltrace.models import load_model
     from distilltrace.models.cache import CachedModel
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         for s, k in parse_sets(a.sets):
             n = first_rows(len(rows), s)
             sub = rows[:n]
-            cfg = {"membership_fresh": k, "membership_max": n, "membership_seed": 1_000_003,
+            cfg = {"membership_fresh": k, "membership_max": n, "membership_seed": a.fresh_seed,
                    "seed": a.seed, "served_top_p": 1.0}  # fmt: skip
             t0 = time.perf_counter()
             res, _ = run_membership(suspect, ref, sub, cfg, [], selection(sub, cfg))
@@ -104,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         del suspect
     doc = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
            "machine": platform.processor() or platform.machine(), "zoo": str(a.zoo),
-           "teacher": a.teacher, "sets": a.sets, "results": results}  # fmt: skip
+           "teacher": a.teacher, "sets": a.sets, "fresh_seed": a.fresh_seed,
+           "results": results}  # fmt: skip
     (out / "membership.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
     print("| suspect | trained on | " + " | ".join(
         f"first {first_rows(len(rows), s)} (k={k})" for s, k in parse_sets(a.sets)) + " |")  # fmt: skip
