@@ -91,8 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         for s, k in parse_sets(a.sets):
             n = first_rows(len(rows), s)
             sub = rows[:n]
-            cfg = {"membership_fresh": k, "membership_max": n, "membership_seed": a.fresh_seed,
-                   "seed": a.seed, "served_top_p": 1.0}  # fmt: skip
+            cfg = {
+                "membership_fresh": k,
+                "membership_max": n,
+                "membership_seed": a.fresh_seed,
+                "seed": a.seed,
+            }  # the rows carry their serving settings
             t0 = time.perf_counter()
             res, _ = run_membership(suspect, ref, sub, cfg, [], selection(sub, cfg))
             r = {"suspect": name, "trained_share": share, "set_share": s, "n": res.n, "k": k,

@@ -5,9 +5,10 @@ The provider's own question, when it logged what it served: the exact rank test 
 `response`, and the serving settings `temperature`, `max_tokens`, `top_p` per row or as
 options; traffic-log rows qualify). Our model draws `--fresh` answers per exchange under
 the same settings (and the watermark key the answers were served under, `--key`), the
-suspect and our model score every answer (our model's answers and scores are kept in the
-query cache, `--cache`, so a second suspect costs only its own scores), and the test ranks each served answer among
-its fresh ones. The same test is the custody claim `harvest_membership`.
+suspect and our model score every answer, and the test ranks each served answer among
+its fresh ones. Our model's answers and scores are kept in the query cache (`--cache`),
+so a second suspect costs only its own scores. The same test is the custody claim
+`harvest_membership`.
 """
 
 from __future__ import annotations
