@@ -22,6 +22,7 @@ process do not fit in 24 GiB. Results are appended as JSON lines to OUT/results.
         [--prompts 240] [--held 96] [--tokens 128] [--scheme tournament|greenlist] \\
         [--mixes 1.0,0.1,0.0] [--null-keys 20] [--precision float32|bf16]
     ... --prefix MIX [--stride 4]   # prefix mode on a trained student (-1: the teacher)
+    ... --logprobs MIX [--top-k 20] # logprobs mode on a trained student (-1: the teacher)
 
 Only the prompts that the largest mix takes get a marked answer (the mixes are nested:
 a smaller mix takes a prefix of the same shuffled order). ``--precision bf16`` loads the
@@ -147,7 +148,8 @@ def student(a: argparse.Namespace, work: Path, mix: float) -> dict[str, Any]:
     write_records(work / f"mix-{mix:g}.jsonl", recs)
     t0 = time.time()
     prec = "bf16-mixed" if a.precision == "bf16" else "float32"
-    cfg = TrainConfig(epochs=2.0, lr=1e-4, batch_size=16, progress=False, seed=0, precision=prec)
+    cfg = TrainConfig(epochs=2.0, lr=1e-4, batch_size=16, progress=False, seed=a.train_seed,
+                      precision=prec)  # fmt: skip
     tr = train_seq_kd(make_student("smollm2-135m-instruct", seed=1), work / f"mix-{mix:g}.jsonl",
                       work / f"student-{mix:g}", cfg)  # fmt: skip
     _log(f"student {mix:.0%}: trained in {time.time() - t0:.0f} s, final loss {tr.final_loss:.3f}")
@@ -197,6 +199,48 @@ def prefix(a: argparse.Namespace, work: Path, mix: float) -> dict[str, Any]:
             "pvalues": [None if p is None else round(p, 4) for p in nps]}}  # fmt: skip
 
 
+def logprobs(a: argparse.Namespace, work: Path, mix: float) -> dict[str, Any]:
+    """Logprobs mode on student `mix` (mix < 0: the teacher itself): its greedy answers to
+    the re-elicited prompts (for mix <= 0, those of --prefix-texts-mix) and the held-out
+    ones, with their top-k log-probabilities, weighted by q and by q - p (p: the unmarked
+    teacher), under the benchmark key and --null-keys random keys."""
+    from distilltrace.marks.radioactivity_logprobs import (
+        read_steps,
+        reference_candidates,
+        score_logprobs,
+    )
+    from distilltrace.models import load_model
+
+    train, held = _prompts(a)
+    take = mix if mix > 0 else a.prefix_texts_mix  # a null: the 10% student's prompts
+    idx = sorted(_order(len(train))[: int(round(take * len(train)))])
+    teacher = load_model("smollm2-135m-instruct", dtype=_dtype(a))
+    spec = str(work / f"student-{mix:g}") if mix >= 0 else "smollm2-135m-instruct"
+    s = load_model(spec, dtype=_dtype(a))
+    s.batch_size = teacher.batch_size = 16
+    wm = _key(teacher, a.scheme)
+    nulls = [_key(teacher, a.scheme, f"null{i}") for i in range(a.null_keys)]
+    row: dict[str, Any] = {"scheme": a.scheme, "logprobs_of": "teacher" if mix < 0 else mix,
+                           "top_k": a.top_k, "texts": len(idx)}  # fmt: skip
+    for name, ask in (("reelicited", [train[i] for i in idx]), ("held", held)):
+        t0 = time.time()
+        r = read_steps(wm, s, ask, teacher.tokenizer, top_k=a.top_k, max_new_tokens=a.tokens)
+        ref = reference_candidates(teacher, r, batch_size=16)
+        row[f"{name}_wall_s"] = round(time.time() - t0)
+        for w, rp in (("q", None), ("q-p", ref)):
+            t = score_logprobs(wm, r, teacher.tokenizer, reference_probs=rp)
+            nps = [score_logprobs(k, r, teacher.tokenizer, reference_probs=rp).pvalue
+                   for k in nulls]  # fmt: skip
+            row[f"{name}/{w}"] = [t.n_scored, _r(t.z), t.pvalue]
+            row[f"{name}/{w}/random_keys"] = {
+                "n": len(nps),
+                "fpr_0.01": sum(p is not None and p <= 0.01 for p in nps),
+                "fpr_0.1": sum(p is not None and p <= 0.1 for p in nps),
+            }
+        _log(f"{name}: {json.dumps({k: v for k, v in row.items() if k.startswith(name)})}")
+    return row
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -214,6 +258,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--student", type=float, default=None, help=argparse.SUPPRESS)
     ap.add_argument(
+        "--train-seed", type=int, default=0, help="the students' training seed (batch order)"
+    )
+    ap.add_argument(
         "--prefix",
         type=float,
         default=None,
@@ -221,16 +268,26 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--stride", type=int, default=4, help="prefix mode: probe every N tokens")
     ap.add_argument(
+        "--logprobs",
+        type=float,
+        default=None,
+        help="logprobs mode on the trained student MIX (-1: the teacher, a null)",
+    )
+    ap.add_argument("--top-k", type=int, default=20, help="logprobs mode: log-probabilities a step")
+    ap.add_argument(
         "--prefix-texts-mix",
         type=float,
         default=0.1,
-        help="prefix mode on the teacher: the marked answers of this mix",
+        help="prefix and logprobs modes on the teacher: the prompts of this mix",
     )
     a = ap.parse_args(argv)
     work = a.out / a.scheme
     work.mkdir(parents=True, exist_ok=True)
-    if a.student is not None or a.prefix is not None:
-        row = student(a, work, a.student) if a.prefix is None else prefix(a, work, a.prefix)
+    if a.student is not None or a.prefix is not None or a.logprobs is not None:
+        if a.logprobs is not None:
+            row = logprobs(a, work, a.logprobs)
+        else:
+            row = student(a, work, a.student) if a.prefix is None else prefix(a, work, a.prefix)
         with open(a.out / "results.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         _log(json.dumps(row))

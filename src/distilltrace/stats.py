@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy import special as _special
 from scipy import stats as _st
+
+# Bentkus and Dzindzalieta (2015, Bernoulli 21(2)): for fair signs e_i and sum a_i^2 <= 1,
+# P(sum a_i e_i >= x) <= c P(N(0, 1) >= x) for every x, with this optimal c
+RADEMACHER_GAUSS_C = 1.0 / (4.0 * float(_st.norm.sf(math.sqrt(2.0))))
+
+
+def rademacher_log_sf(t: float, sd: float) -> float:
+    """ln of a bound on P(S >= t) for S a weighted sum of fair random signs with standard
+    deviation sd: the smaller of Hoeffding's exp(-z^2 / 2) and Bentkus and Dzindzalieta's
+    c P(N >= z), z = t / sd; 0 for t <= 0."""
+    if t <= 0 or not sd > 0:
+        return 0.0 if t <= 0 else -math.inf
+    z = t / sd
+    return min(0.0, -z * z / 2, math.log(RADEMACHER_GAUSS_C) + float(_special.log_ndtr(-z)))
 
 
 @dataclass(frozen=True)

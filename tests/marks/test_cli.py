@@ -144,6 +144,19 @@ def test_keygen_detect_radioactivity(tmp_path, tiny_folder, capsys):
     code, out, err = run([*args[:-6], "--out", str(tmp_path / "x")], capsys)
     assert code != 0 and "prefix mode needs --marked" in err
 
+    # logprobs mode: the suspect's top-k log-probabilities along its answers, q - p weights
+    args = ["marks", "radioactivity", "--key", str(key), "--suspect", str(tiny_folder)]
+    args += ["--mode", "logprobs", "--marked", str(marked), "--reference", str(tiny_folder)]
+    args += ["--top-logprobs", "4", "--max-new-tokens", "20", "--keep-prompt-windows"]
+    code, out, err = run([*args, "--out", str(tmp_path / "radio-lp")], capsys)
+    assert code == 0, err
+    (lp,) = json.loads((tmp_path / "radio-lp" / "result.json").read_text())["results"]
+    assert lp["mode"] == "logprobs" and lp["settings"]["top_k"] == 4
+    assert lp["settings"]["weights"].startswith("q - p") and lp["test"]["n_scored"] > 0
+    assert lp["settings"]["prompt_windows_excluded"] is False and "logprobs:" in out
+    html = (tmp_path / "radio-lp" / "report.html").read_text()
+    assert "logprobs" in html and "<script>a" not in html and secret not in html
+
 
 def test_cli_bad_inputs(tmp_path, capsys, byte_binding):
     from distilltrace.marks.keys import make_watermark, new_secret, write_key_file

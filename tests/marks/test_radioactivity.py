@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -288,3 +289,53 @@ def test_prefix_mode_bad_inputs(setup):
 
     with pytest.raises(InputError, match="--prefix-format"):
         radioactivity_prefix(wm, Remote(), texts, prompts, s.tokenizer)
+
+
+@pytest.mark.slow
+def test_logprobs_mode_runs_on_trained_students(setup):
+    """Logprobs mode on the tiny students (harvested prompts asked again), with and without
+    our model's q - p weights: the student that never saw the key is not flagged, and the
+    counts add up. (These students' greedy answers are degenerate loops, so power is
+    measured on SmolLM2 students: benchmarks/marks_closed_radio.py --logprobs.)"""
+    from distilltrace.marks.radioactivity_logprobs import radioactivity_logprobs
+
+    wm, students, rows, teacher = setup
+    prompts = [r["prompt"] for r in rows[:60]]
+    # a byte tokenizer with windows of one token: the prompts hold nearly every window, so
+    # they are kept (these prompts carry no marked text)
+    kw = dict(top_k=10, max_new_tokens=60, exclude_prompt_windows=False)
+    for ref in (None, teacher):
+        for name in ("marked", "plain"):
+            res = radioactivity_logprobs(wm, students[name], prompts, teacher.tokenizer,
+                                         reference=ref, **kw)  # fmt: skip
+            t = res.test
+            assert t.n_scored >= 10 and t.n_excluded == 0  # loops: few distinct windows
+            # every step after the first window of each answer is a position
+            assert 0 < t.n_tokens <= res.settings["n_steps"]
+            if name == "plain":
+                assert t.pvalue is None or t.pvalue > 1e-3, t
+    d = res.to_dict()
+    assert d["mode"] == "logprobs" and d["name"] == "radioactivity_logprobs"
+    assert d["settings"]["weights"].startswith("q - p") and d["settings"]["top_k"] == 10
+    assert d["settings"]["prompt_windows_excluded"] is False
+
+
+@pytest.mark.slow
+def test_logprobs_mode_through_serve_equals_local(setup):
+    """The same reading over HTTP (/v1/chat/completions with logprobs and top_logprobs of a
+    real `distilltrace serve`) as from the local weights: same tokens, same candidates."""
+    from distilltrace.marks.radioactivity_logprobs import read_steps
+    from distilltrace.models import load_model
+    from tests.serve_helpers import running_server
+
+    wm, students, rows, teacher = setup
+    s = students["marked"]
+    prompts = [r["prompt"] for r in rows[:6]]
+    local = read_steps(wm, s, prompts, teacher.tokenizer, top_k=5, max_new_tokens=30)
+    with running_server(s.info.spec) as url:
+        remote = load_model(f"openai:{url};model={s.info.name}")
+        over = read_steps(wm, remote, prompts, teacher.tokenizer, top_k=5, max_new_tokens=30)
+    assert over.chosen == local.chosen and over.texts == local.texts and over.n_steps > 60
+    for a, b, la, lb in zip(over.top_ids, local.top_ids, over.top_logprobs, local.top_logprobs,
+                            strict=True):  # fmt: skip
+        assert (a == b).all() and np.allclose(la, lb, atol=1e-4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -225,7 +226,8 @@ def radioactivity(
     mode: str = typer.Option(
         "closed",
         help="closed | open | both (closed and open) | prefix (open mode through a suspect that "
-        "continues a given text: our marked answers cut every --stride tokens).",
+        "continues a given text: our marked answers cut every --stride tokens) | logprobs "
+        "(closed mode reading the suspect's top-k log-probabilities along its answers).",
     ),
     marked: Path | None = typer.Option(
         None,
@@ -243,7 +245,8 @@ def radioactivity(
     reference: str | None = typer.Option(
         None,
         help="Closed mode: our own marking model (local weights, the key's tokenizer); only "
-        "tokens it gave <= --max-reference-prob after the suspect's context are scored.",
+        "tokens it gave <= --max-reference-prob after the suspect's context are scored. "
+        "Logprobs mode: weights are the suspect's probabilities less our model's.",
     ),
     max_reference_prob: float = typer.Option(
         0.5, help="Closed mode with --reference: score tokens our model gave at most this."
@@ -253,6 +256,14 @@ def radioactivity(
     ),
     temperature: float | None = typer.Option(
         None, help="Closed mode: suspect sampling temperature.", show_default="0"
+    ),
+    top_logprobs: int = typer.Option(
+        20, help="Logprobs mode: log-probabilities per step the suspect returns (<= 20 over HTTP)."
+    ),
+    keep_prompt_windows: bool = typer.Option(
+        False,
+        help="Logprobs mode: also score windows that occur in the prompts (only for prompts "
+        "that carry no marked text, e.g. users' own questions).",
     ),
     stride: int = typer.Option(4, help="Prefix mode: probe every N-th token of each answer."),
     prefix_tokens: int = typer.Option(
@@ -282,8 +293,8 @@ def radioactivity(
     from distilltrace.stats import holm
 
     alpha = DEFAULT_ALPHA if alpha is None else alpha
-    if mode not in ("closed", "open", "both", "prefix"):
-        raise InputError(f"--mode must be closed, open, both or prefix, got {mode!r}")
+    if mode not in MODES:
+        raise InputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     wm = load_watermark(key)
     marked_texts, marked_prompts = _read_marked(marked, marked_column, n_prompts)
     if mode == "prefix" and marked_prompts is None:
@@ -329,6 +340,23 @@ def radioactivity(
                     **tests,
                 )
             )
+        if mode == "logprobs":
+            plist = _closed_prompts(prompts, marked_prompts, n_prompts)
+            results.append(
+                _logprobs(
+                    bar,
+                    wm,
+                    model,
+                    plist,
+                    _scoring_tokenizer(wm, model, tokenizer),
+                    ours,
+                    top_k=top_logprobs,
+                    exclude_prompt_windows=not keep_prompt_windows,
+                    seed=seed,
+                    alpha=alpha,
+                    **_given(max_new_tokens=max_new_tokens, min_scored=min_scored),
+                )  # fmt: skip
+            )
         if mode == "prefix":
             task = bar.add_task("prefix: probing the suspect", total=None)
             results.append(
@@ -350,6 +378,24 @@ def radioactivity(
     write_radioactivity_report(results, family, out)
     _echo_radioactivity(results)
     typer.echo(f"wrote {out}/result.json and {out}/report.html")
+
+
+MODES = ("closed", "open", "both", "prefix", "logprobs")
+
+
+def _logprobs(bar: Any, wm: Any, model: Any, plist: list, tok: Any, ours: Any, **kw: Any) -> Any:
+    """Logprobs mode with its progress bars (the suspect answering, our model reading)."""
+    from distilltrace.marks.radioactivity_logprobs import radioactivity_logprobs
+
+    task = bar.add_task("logprobs: prompting the suspect", total=len(plist))
+    reading = None
+    if ours is not None:
+        reading = bar.add_task("logprobs: our model reading the answers", total=len(plist))
+    return radioactivity_logprobs(
+        wm, model, plist, tok, reference=ours,
+        on_batch=lambda n: bar.update(task, completed=n),
+        on_reference_batch=lambda n: bar.update(reading, completed=n), **kw,
+    )  # fmt: skip
 
 
 def _read_marked(
@@ -376,7 +422,11 @@ def _closed_prompts(prompts: Path | None, marked_prompts: list[str] | None, limi
     raise InputError("closed mode needs --prompts (or --marked with a prompt column)")
 
 
-_UNSELECTED = {"closed": "our model sure", "prefix": "not probed or dropped"}
+_UNSELECTED = {
+    "closed": "our model sure",
+    "prefix": "not probed or dropped",
+    "logprobs": "window not in the key's tokens",
+}
 
 
 def _echo_radioactivity(results: list) -> None:

@@ -62,6 +62,14 @@ class TokenLogprob:
 
 
 @dataclass(frozen=True)
+class TokenStep:
+    """One generated token with its log-probability and the top alternatives."""
+
+    chosen: TokenLogprob
+    top: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
 class NextTokenLogprobs:
     """The top-k next tokens after a prompt, most likely first."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from distilltrace.models.base import (
     NextTokenLogprobs,
     ScoredContinuation,
     TokenLogprob,
+    TokenStep,
 )
 from distilltrace.models.identity import hash_files, hash_objects, tokenizer_fingerprint
 from distilltrace.models.sampling import (
@@ -50,14 +51,6 @@ def _quiet_transformers() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-
-
-@dataclass(frozen=True)
-class TokenStep:
-    """One generated token with its log-probability and the top alternatives."""
-
-    chosen: TokenLogprob
-    top: tuple[TokenLogprob, ...] = ()
 
 
 def _as_float(input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:

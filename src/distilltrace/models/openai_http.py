@@ -38,6 +38,7 @@ from distilltrace.models.base import (
     NextTokenLogprobs,
     ScoredContinuation,
     TokenLogprob,
+    TokenStep,
 )
 from distilltrace.models.sampling import check_sampling
 from distilltrace.models.spec import ParsedSpec
@@ -281,6 +282,52 @@ class OpenAIModel:
 
         return self._map(one, list(prompts))
 
+    def generate_steps(
+        self,
+        prompts: Sequence[str],
+        *,
+        top_k: int = 20,
+        max_new_tokens: int = 128,
+        seed: int = 0,
+        chat: bool = True,
+        on_batch: Any = None,
+    ) -> list[tuple[Generation, list[TokenStep]]]:
+        """Greedy answers with each generated token's top-k log-probabilities, through
+        ``/v1/chat/completions`` with ``logprobs=true, top_logprobs=k`` (or CapabilityError)."""
+        if not chat:
+            raise CapabilityError("answers with log-probabilities are read from the chat API")
+        if not isinstance(top_k, int) or not 1 <= top_k <= 20:
+            raise InputError(f"top_k must be an integer in 1..20 over HTTP, got {top_k!r}")
+        check_sampling(max_new_tokens, 0.0, 1.0)
+        _check_prompts(prompts)
+        done = [0]
+        lock = threading.Lock()
+
+        def one(p: str) -> tuple[Generation, list[TokenStep]]:
+            body: dict[str, Any] = {"model": self.model, "max_tokens": max_new_tokens,
+                                    "temperature": 0.0, "seed": int(seed), "logprobs": True,
+                                    "top_logprobs": top_k,
+                                    "messages": [{"role": "user", "content": p}]}  # fmt: skip
+            c = _first_choice(self.request("POST", "/chat/completions", body), self.base_url)
+            text = (c.get("message") or {}).get("content") or ""
+            content = (c.get("logprobs") or {}).get("content")
+            if text and not content:
+                raise self._no_capability(LOGPROBS)
+            steps = [
+                TokenStep(
+                    chosen=_token(t), top=tuple(_token(x) for x in t.get("top_logprobs") or [])
+                )
+                for t in content or []
+            ]
+            fr = "stop" if c.get("finish_reason") == "stop" else "length"
+            with lock:
+                done[0] += 1
+                if on_batch is not None:
+                    on_batch(done[0])
+            return Generation(prompt=p, text=text, finish_reason=fr), steps
+
+        return self._map(one, list(prompts))
+
     def score(
         self, prompts: Sequence[str], continuations: Sequence[str], chat: bool = True
     ) -> list[ScoredContinuation]:
@@ -357,6 +404,12 @@ def _first_choice(d: dict[str, Any], where: str) -> dict[str, Any]:
     if not choices or not isinstance(choices[0], dict):
         raise EndpointError(f"{where} returned a response without choices")
     return choices[0]
+
+
+def _token(t: dict[str, Any]) -> TokenLogprob:
+    """A TokenLogprob from an OpenAI logprobs entry (its "id" where the server gives one)."""
+    piece = bytes(t["bytes"]).decode("utf-8", "replace") if t.get("bytes") else t["token"]
+    return TokenLogprob(str(piece), float(t["logprob"]), _opt_int(t.get("id")))
 
 
 def _opt_int(x: Any) -> int | None:

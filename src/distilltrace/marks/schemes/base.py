@@ -76,6 +76,24 @@ class WatermarkScheme:
         the sequence (detection then skips such windows within each text too)."""
         return False
 
+    # Weighted tests (`marks.weighted`): optional, for schemes whose tuple score has a known
+    # null law. Without them a scheme still marks and detects; only weighted tests refuse.
+    def tuple_mean(self) -> float:
+        """The mean of one tuple's score under H0."""
+        raise NotImplementedError
+
+    def centred_cgf(self, t: np.ndarray) -> np.ndarray:
+        """ln E exp(t (score - mean)) of one tuple's score under H0, element-wise in t
+        (+inf where it diverges)."""
+        raise NotImplementedError
+
+    def weighted_log_sf(self, weights: np.ndarray, statistic: float) -> float:
+        """An upper bound on ln P(sum_i w_i (score_i - mean) >= statistic) under H0, for
+        fixed weights and independent tuples: Chernoff's, from `centred_cgf`."""
+        from distilltrace.marks.weighted import chernoff_log_sf
+
+        return chernoff_log_sf(np.asarray(weights, dtype=np.float64), statistic, self.centred_cgf)
+
 
 def register_scheme(cls: type[WatermarkScheme], *, replace: bool = False) -> type:
     """Add a scheme class to `SCHEMES` under `cls.name` (usable as a decorator)."""

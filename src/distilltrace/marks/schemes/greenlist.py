@@ -7,6 +7,7 @@ probability gamma, independently, so the green count K of n tuples is Binomial(n
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -63,6 +64,15 @@ class GreenList(WatermarkScheme):
 
     def processor(self, wm: Any) -> GreenListProcessor:
         return GreenListProcessor(wm)
+
+    def tuple_mean(self) -> float:
+        return self.gamma
+
+    def centred_cgf(self, t: np.ndarray) -> np.ndarray:
+        """A Bernoulli(gamma) indicator, centred: ln(1 - gamma + gamma e^t) - gamma t."""
+        t = np.asarray(t, dtype=np.float64)
+        g = self.gamma
+        return np.logaddexp(math.log1p(-g), math.log(g) + t) - g * t
 
     def randomized_pvalue(self, test: Any, rng: np.random.Generator) -> float | None:
         """P(K > k) + U P(K = k): exactly uniform under H0."""

@@ -38,6 +38,16 @@ class Gumbel(WatermarkScheme):
     def processor(self, wm: Any) -> GumbelProcessor:
         return GumbelProcessor(wm)
 
+    def tuple_mean(self) -> float:
+        return 1.0
+
+    def centred_cgf(self, t: np.ndarray) -> np.ndarray:
+        """An Exp(1) score, centred: -t - ln(1 - t) for t < 1, +inf beyond."""
+        t = np.asarray(t, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = -t - np.log1p(-np.minimum(t, 1.0))
+        return np.where(t < 1.0, out, np.inf)
+
 
 class GumbelProcessor(KeyedProcessor):
     """Decides each row's token as argmax_v u(window, v) ** (1 / p_v); others become -inf."""

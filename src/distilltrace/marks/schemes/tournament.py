@@ -19,6 +19,7 @@ Under H0 the g-values of distinct tuples are independent fair bits, so the total
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -128,6 +129,25 @@ class Tournament(WatermarkScheme):
 
     def processor(self, wm: Any) -> TournamentProcessor:
         return TournamentProcessor(wm)
+
+    def tuple_mean(self) -> float:
+        return 0.5 * self.layers
+
+    def centred_cgf(self, t: np.ndarray) -> np.ndarray:
+        """m fair bits, each centred: m ln cosh(t / 2)."""
+        x = np.abs(np.asarray(t, dtype=np.float64)) / 2
+        return self.layers * (x + np.log1p(np.exp(-2 * x)) - math.log(2.0))
+
+    def weighted_log_sf(self, weights: np.ndarray, statistic: float) -> float:
+        """The weighted sum is a weighted sum of fair random signs (each g-value centred is
+        +-1/2), so besides Chernoff's bound the Gaussian comparison of Bentkus and
+        Dzindzalieta (2015) holds: P(S >= x) <= c P(N(0, var) >= x), c = 1 / (4 P(N >=
+        sqrt 2)) = 3.18; the smaller of the two is reported."""
+        from distilltrace.marks.weighted import rademacher_log_sf
+
+        w = np.asarray(weights, dtype=np.float64)
+        chernoff = super().weighted_log_sf(w, statistic)
+        return min(chernoff, rademacher_log_sf(statistic, math.sqrt(0.25 * self.layers * (w @ w))))
 
     def randomized_pvalue(self, test: Any, rng: np.random.Generator) -> float | None:
         """P(K > k) + U P(K = k): exactly uniform under H0."""
