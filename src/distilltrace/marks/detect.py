@@ -233,46 +233,50 @@ def mark_test(
     counts: dict[str, int] | None = None,
 ) -> MarkTest:
     """The exact test on per-tuple scores; fewer than min_scored gives 'not enough evidence'."""
-    if not 0 < alpha < 1:
-        raise InputError(f"alpha must be in (0, 1), got {alpha}")
-    c = {"n_tokens": len(scores), "n_duplicate": 0, "n_excluded": 0, "n_filtered": 0}
-    c["n_repeated_window"] = 0
-    c.update(counts or {})
     n = len(scores)
     stat = float(np.sum(scores)) if n else 0.0
     expected, z, log_p = score_statistic(wm, n, stat)
-    if n < max(1, int(min_scored)):
-        return MarkTest(
-            key_id=wm.key_id,
-            scheme=wm.scheme,
-            n_scored=n,
-            statistic=stat,
-            expected=expected,
-            z=z if n else None,
-            pvalue=None,
-            log10_pvalue=None,
-            pvalue_floored=False,
-            verdict=NOT_ENOUGH,
-            alpha=alpha,
-            min_scored=int(min_scored),
-            null=null_description(wm),
-            **c,
-        )
-    p, floored = floor_p(log_p)
+    c = {"n_tokens": n, **(counts or {})}
+    return build_mark_test(wm, n, stat, expected, z if n else None, log_p, alpha=alpha,
+                           min_scored=min_scored, null=null_description(wm), counts=c)  # fmt: skip
+
+
+def build_mark_test(
+    wm: Watermark,
+    n: int,
+    statistic: float,
+    expected: float,
+    z: float | None,
+    log_p: float,
+    *,
+    alpha: float,
+    min_scored: int,
+    null: str,
+    counts: dict[str, int] | None = None,
+) -> MarkTest:
+    """A MarkTest from a statistic over n tuples and its ln p-value: no p-value ('not
+    enough evidence') below min_scored tuples; the skip counts default to 0."""
+    if not 0 < alpha < 1:
+        raise InputError(f"alpha must be in (0, 1), got {alpha}")
+    c = {"n_tokens": 0, "n_duplicate": 0, "n_excluded": 0, "n_filtered": 0}
+    c |= {"n_repeated_window": 0, **(counts or {})}
+    enough = n >= max(1, int(min_scored))
+    p, floored = floor_p(log_p) if enough else (None, False)
+    verdict = NOT_ENOUGH if p is None else (MARKED if p <= alpha else NOT_MARKED)
     return MarkTest(
         key_id=wm.key_id,
         scheme=wm.scheme,
         n_scored=n,
-        statistic=stat,
+        statistic=statistic,
         expected=expected,
         z=z,
         pvalue=p,
-        log10_pvalue=log_p / LN10,
+        log10_pvalue=log_p / LN10 if p is not None else None,
         pvalue_floored=floored,
-        verdict=MARKED if p <= alpha else NOT_MARKED,
+        verdict=verdict,
         alpha=alpha,
         min_scored=int(min_scored),
-        null=null_description(wm),
+        null=null,
         **c,
     )
 
