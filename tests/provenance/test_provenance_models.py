@@ -244,6 +244,12 @@ def test_report_escapes_model_output(zoo, tmp_path):
     html = Path(write_report(res, tmp_path / "st")["html"]).read_text()
     assert "Model-level standing" in html and f"{st.pvalue:.3g}" in html
     assert "0.25 (3 controls)" in html
+    # a per-control p-value at the Monte Carlo floor is marked and explained
+    assert "Monte Carlo floor" not in html
+    c = next(iter(t.per_control))
+    t.per_control[c]["monte_carlo_floor"] = True
+    html = Path(write_report(res, tmp_path / "fl")["html"]).read_text()
+    assert "<sup>floor</sup>" in html and "Monte Carlo floor 1 / (B + 1)" in html
 
 
 def test_too_few_controls_is_a_clear_error(zoo):

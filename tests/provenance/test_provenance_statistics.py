@@ -102,8 +102,15 @@ def test_signflip_power_and_no_floor():
     r = signflip_test(x, n_resamples=999)
     bound = rademacher_tail(float(x.sum()), float(np.dot(x, x)))
     assert bound < 1 / 1000 and r.pvalue == pytest.approx(bound)  # not the 1/(B+1) floor
+    assert not r.at_floor and r.per_control()["monte_carlo_floor"] is False
     weak = rng.normal(0.25, 1, 40)  # no draw beyond it, but a bound above the floor
-    assert signflip_test(weak, n_resamples=99, seed=1).pvalue <= 1 / 100
+    w = signflip_test(weak, n_resamples=99, seed=1)
+    assert w.pvalue <= 1 / 100
+    assert w.at_floor == (w.pvalue == 1 / 100) and w.per_control()["pvalue"] == w.pvalue
+    # 27 of 40 at +1: no draw of 19 reaches it, and Hoeffding's bound (0.087) is above 1/20
+    floor = signflip_test([1.0] * 27 + [-1.0] * 13, n_resamples=19, seed=2)
+    assert floor.pvalue == 1 / 20 and floor.at_floor
+    assert not signflip_test(rng.normal(0, 1, 40), n_resamples=99).at_floor
     assert signflip_test([]).pvalue == 1.0
     assert signflip_test(np.zeros(20)).pvalue == 1.0
 

@@ -120,7 +120,7 @@ def lexical_test(
     per = {}
     for i, c in enumerate(controls):
         r = signflip_test(raw[c] - margin, seed=seed + i, n_resamples=n_resamples)
-        per[c] = {"pvalue": r.pvalue, "mean_difference": r.mean, "sd": r.sd, "t": r.t, "n": r.n}
+        per[c] = r.per_control()
     p = intersection_union({c: v["pvalue"] for c, v in per.items()})
     # Evidence: n-grams over-represented both in S's outputs and in R's (vs the controls).
     ctrl_fp = _counts([t for o in controls for t in fp_outputs[o]])

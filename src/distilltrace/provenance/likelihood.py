@@ -79,7 +79,7 @@ def _iut(
     per = {}
     for i, (c, d) in enumerate(diffs.items()):
         r = signflip_test(d, seed=seed + i, n_resamples=n_resamples)
-        per[c] = {"pvalue": r.pvalue, "mean_difference": r.mean, "sd": r.sd, "t": r.t, "n": r.n}
+        per[c] = r.per_control()
     p = intersection_union({c: v["pvalue"] for c, v in per.items()})
     n = min((v["n"] for v in per.values()), default=0)
     effect = min((v["mean_difference"] for v in per.values()), default=None)

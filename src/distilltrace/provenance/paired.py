@@ -58,6 +58,17 @@ class PairedResult:
     def details(self) -> dict:
         return {"mean": self.mean, "sd": self.sd, "n_resamples": self.n_resamples}
 
+    @property
+    def at_floor(self) -> bool:
+        """Whether p is the Monte Carlo floor 1 / (B + 1): no resample reached the observed
+        sum and the tail bound was larger, so the exact p-value may be smaller still."""
+        return self.n_resamples > 0 and self.pvalue == 1.0 / (self.n_resamples + 1)
+
+    def per_control(self) -> dict:
+        """This test as one control's entry of a provenance result's `per_control`."""
+        return {"pvalue": self.pvalue, "mean_difference": self.mean, "sd": self.sd, "t": self.t,
+                "n": self.n, "monte_carlo_floor": self.at_floor}  # fmt: skip
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d.update(name=self.name, null=self.null, statistic=self.statistic, details=self.details)
