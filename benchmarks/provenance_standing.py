@@ -30,7 +30,7 @@ def margin_limit(k: int, n: int, rng: np.random.Generator) -> float:
 
 def likelihood_worlds(worlds: int, prompts: int, seed: int) -> dict[str, np.ndarray]:
     from distilltrace.provenance.likelihood import likelihood_test
-    from tests.provenance.test_provenance_statistics import _sim_scores
+    from distilltrace.provenance.simulate import simulated_scores as _sim_scores
 
     rng = np.random.default_rng(seed)
     ctl = ["c1", "c2", "c3"]

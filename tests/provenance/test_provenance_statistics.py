@@ -11,6 +11,7 @@ from distilltrace.provenance.lexical import lexical_test
 from distilltrace.provenance.likelihood import likelihood_test, reverse_likelihood_test
 from distilltrace.provenance.paired import intersection_union, rademacher_tail, signflip_test
 from distilltrace.provenance.sequential import BettingEProcess, anytime_pvalues
+from distilltrace.provenance.simulate import simulated_scores as _sim_scores
 from distilltrace.provenance.textmatch import prefix_agreement
 from distilltrace.stats import binomial_slack, calibration, combine_pvalues, holm
 
@@ -227,24 +228,6 @@ def test_greedy_agreement_power_on_simulated_student():
 
 
 # ------------------------------------------------------------- likelihood: simulated scores
-
-
-def _sim_scores(rng, n, controls, derived=0.0, skill_sd=0.2, affinity_sd=0.0, skill=None):
-    """Per-char scores s(scorer, generator): scorer skill + generator fluency + a pairwise
-    affinity (a random model-level part with sd `affinity_sd`, as seeds and data order give
-    real models) + noise; models are exchangeable except an added R-S affinity when
-    derived > 0. `skill` fixes the scorers' skills (default: normal with sd `skill_sd`)."""
-    models = ["R", "S", *controls]
-    fluency = {g: rng.normal(0, 0.2) for g in models}
-    skill = skill or {m: rng.normal(0, skill_sd) for m in models}
-    per_prompt = rng.normal(0, 0.3, n)
-    scores = {}
-    for a in models:
-        for g in models:
-            aff = 0.8 if a == g else (derived if {a, g} == {"R", "S"} else 0.0)
-            aff += rng.normal(0, affinity_sd) if a != g else 0.0
-            scores[(a, g)] = -2 + skill[a] + fluency[g] + per_prompt + aff + rng.normal(0, 0.3, n)
-    return scores
 
 
 def test_likelihood_forward_calibrated_with_model_level_differences():

@@ -10,12 +10,12 @@ from scipy import stats
 from distilltrace.provenance.lexical import lexical_test
 from distilltrace.provenance.likelihood import likelihood_test
 from distilltrace.provenance.result import TestResult
+from distilltrace.provenance.simulate import simulated_scores as _sim_scores
 from distilltrace.provenance.standing import (
     standing_test,
     standing_warning,
     standing_warnings,
 )
-from tests.provenance.test_provenance_statistics import _sim_scores
 
 
 def _world(rng, k: int, shift: float = 0.0, noise: float = 0.05):
