@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from distilltrace.errors import CapabilityError, EndpointError, ModelSpecError
+from distilltrace.errors import CapabilityError, EndpointError, InputError, ModelSpecError
 from distilltrace.models import load_model, parse_spec
 from distilltrace.models.openai_http import OpenAIModel
 from tests.serve_helpers import free_port
@@ -170,6 +170,45 @@ def test_without_logprobs_generate_works_and_logprob_ops_raise_capability_error(
             m.score(["hi"], [" there"], chat=False)
         with pytest.raises(CapabilityError):
             m.generate(["hi"], logits_processors=[lambda i, s: s])
+        with pytest.raises(CapabilityError, match="log-probabilities"):
+            m.generate_steps(["hi"], top_k=5)  # an answer without its logprobs
+        with pytest.raises(CapabilityError, match="chat API"):
+            m.generate_steps(["hi"], chat=False)
+        with pytest.raises(InputError, match="top_k"):
+            m.generate_steps(["hi"], top_k=21)
+
+
+def test_answers_with_top_logprobs_over_http():
+    """generate_steps: each step's token, its id where the server gives one (else None),
+    and the top-k alternatives, with the request asking for them."""
+    seen = []
+
+    def entry(tok, lp, i=None):
+        d = {"token": tok, "logprob": lp, "bytes": list(tok.encode())}
+        return d if i is None else {**d, "id": i}
+
+    def plan(path, body, n):
+        if path.endswith("/models"):
+            return 200, MODELS, None
+        seen.append(body)
+        content = [
+            {**entry("Hi", -0.1, 7), "top_logprobs": [entry("Hi", -0.1, 7), entry("Yo", -2.5)]},
+            {**entry("!", -0.3), "top_logprobs": [entry("!", -0.3)]},
+        ]
+        reply = chat_reply("Hi!")
+        reply["choices"][0]["logprobs"] = {"content": content}
+        return 200, reply, None
+
+    with fake_openai(plan) as (url, _):
+        ((gen, steps),) = client(url).generate_steps(["hello"], top_k=2, max_new_tokens=8, seed=3)
+    assert gen.text == "Hi!" and [s.chosen.token for s in steps] == ["Hi", "!"]
+    assert [s.chosen.id for s in steps] == [7, None]
+    assert [(t.token, t.logprob, t.id) for t in steps[0].top] == [
+        ("Hi", -0.1, 7),
+        ("Yo", -2.5, None),
+    ]
+    assert seen[-1]["logprobs"] is True and seen[-1]["top_logprobs"] == 2
+    assert seen[-1]["temperature"] == 0.0 and seen[-1]["max_tokens"] == 8
 
 
 def test_concurrency_limit_is_respected():
