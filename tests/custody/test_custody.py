@@ -32,8 +32,10 @@ def built(tmp_path_factory):
     # too few distinct tuples for the closed-mode test to run
     # prefix mode "on": the student's weights are local (open mode runs), and it is also
     # asked through its text completion, so both readings of the harvest are in the bundle
+    # logprobs mode "on": the student's top-k log-probabilities along its greedy answers to
+    # the probes, weighted against our (local) teacher's probabilities
     cfg = CustodyConfig(n_probes=24, max_new_tokens=48, temperature=0.7, provenance=prov,
-                        prefix_mode="on")  # fmt: skip
+                        prefix_mode="on", logprobs_mode="on", logprobs_top_k=8)  # fmt: skip
     inputs = CustodyInputs(
         [w["log"]], w["scan"], w["cluster"], [w["key"]], w["student"], w["teacher"],
         w["controls"], serving_processors=[PrintableAscii()],
@@ -57,7 +59,7 @@ def test_bundle_verifies_with_and_without_the_secret(built):
     names = [c["name"] for c in rep["claims"]]
     assert names == [
         "campaign", "harvest_mark", "harvest_membership", "radioactivity_closed",
-        "radioactivity_open", "radioactivity_prefix", "provenance",
+        "radioactivity_open", "radioactivity_prefix", "radioactivity_logprobs", "provenance",
     ]  # fmt: skip
     camp = rep["claims"][0]
     scan_camp = built["campaign"]
@@ -79,6 +81,7 @@ def test_bundle_verifies_with_and_without_the_secret(built):
     assert set(v2.recomputed) == {"campaign", "harvest_membership", "provenance"}
     assert set(v2.not_recomputed) == {
         "harvest_mark", "radioactivity_closed", "radioactivity_open", "radioactivity_prefix",
+        "radioactivity_logprobs",
     }  # fmt: skip
     m = json.loads((built["bundle"] / MANIFEST).read_text())
     kinds = {f["kind"] for f in m["files"]}
@@ -106,7 +109,7 @@ def test_build_announces_and_times_each_phase_outside_the_bundle(built):
     are in the build's result (where the time goes), never in the bundle's files."""
     sec, notes = built["res"].seconds, built["notes"]
     assert list(sec) == [
-        "campaign", "harvest", "membership", "closed", "open", "prefix", "provenance",
+        "campaign", "harvest", "membership", "closed", "open", "prefix", "logprobs", "provenance",
     ]  # fmt: skip
     assert all(isinstance(s, float) and s >= 0 for s in sec.values())
     assert notes[0] == "campaign: reading the scan and the logs"
@@ -162,6 +165,54 @@ def test_prefix_claim_reads_the_harvest_through_text_completion(built):
     assert all(x["prompt"] in h for h, x in zip(t["heads"], harvested, strict=True))
 
 
+def test_logprobs_claim_reads_the_suspects_lean_and_verify_recomputes_it(built, tmp_path):
+    """Logprobs mode's transcript holds, per probe, the suspect's greedy answer, its top-k
+    log-probabilities at each step and our model's probabilities of the candidates; verify
+    recomputes the claim from them, and an edited probability fails it. Under "auto" a
+    suspect that returns no log-probabilities is named as skipped; under "on" refused."""
+    from distilltrace.custody import CustodyError
+    from distilltrace.marks.secret import Secret
+
+    rep = built["res"].report
+    lp = {c["name"]: c for c in rep["claims"]}["radioactivity_logprobs"]
+    t = json.loads((built["bundle"] / "transcripts" / "radioactivity_logprobs.json").read_text())
+    probes = [json.loads(x)["prompt"] for x in
+              (built["bundle"] / "probes.jsonl").read_text().splitlines()]  # fmt: skip
+    assert [a["prompt"] for a in t["answers"]] == probes and t["top_k"] == 8
+    a = t["answers"][0]
+    assert len(a["top_ids"]) == len(a["chosen"]) == len(a["reference_probs"])
+    assert len(a["top_ids"][0]) == 8 and len(a["reference_ids"][0]) == 16
+    assert lp["details"]["weights"] == "q - p (our model)" and lp["details"]["top_k"] == 8
+    assert lp["n"] > 16 and lp["statistic"] is not None and "Chernoff" in lp["null"]
+    b = _copy(built, "forged-lp")
+    p = b / "transcripts" / "radioactivity_logprobs.json"
+    for ans in t["answers"]:  # the suspect made to look surer of its top token everywhere
+        for step in ans["top_logprobs"]:
+            step[0] = -0.001
+    p.write_text(json.dumps(t))
+    _reseal(b, Secret(bytes(range(32))))
+    with pytest.raises(VerifyError, match="radioactivity_logprobs"):
+        verify_bundle(b, built["key"])
+
+    w = built
+    ok = dict(logs=[w["log"]], scan_dir=w["scan"], campaign=w["cluster"], key_files=[w["key"]])
+
+    class TextOnly:  # an endpoint that answers but returns no log-probabilities
+        info = w["student"].info
+
+        def generate(self, prompts, **kw):
+            return w["student"].generate(prompts, **kw)
+
+    auto = CustodyConfig(n_probes=4, max_new_tokens=8, logprobs_mode="auto", prefix_mode="off")
+    r = build_bundle(CustodyInputs(**ok, suspect=TextOnly()), tmp_path / "auto", auto)
+    assert "logprobs mode cannot read this suspect" in r.report["skipped"]["radioactivity_logprobs"]
+    with pytest.raises(CustodyError, match="logprobs mode: "):
+        build_bundle(CustodyInputs(**ok, suspect=TextOnly()), tmp_path / "on",
+                     CustodyConfig(n_probes=4, max_new_tokens=8, logprobs_mode="on"))  # fmt: skip
+    with pytest.raises(CustodyError, match="logprobs_mode"):
+        CustodyConfig(logprobs_mode="always")
+
+
 def _forge_prefix(built, name: str, edit) -> Path:
     """A forger who holds the secret (so the HMAC holds) and edits the prefix transcript."""
     from distilltrace.marks.secret import Secret
@@ -211,9 +262,10 @@ def test_prefix_mode_auto_and_a_suspect_without_a_prompt_format(built, tmp_path)
     r = build_bundle(CustodyInputs(**ok, suspect=Endpointish()), tmp_path / "ep", small)
     why = r.report["skipped"]["radioactivity_prefix"]
     assert "cannot ask this suspect" in why and "--prefix-format" in why
-    # four claims skipped (membership, open, prefix, provenance): the page lists them in
-    # claim order whatever order report.json's sorted keys give, so it still verifies
-    assert len(r.report["skipped"]) == 4
+    # five claims skipped (membership, open, prefix, logprobs, provenance): the page lists
+    # them in claim order whatever order report.json's sorted keys give, so it still verifies
+    assert len(r.report["skipped"]) == 5
+    assert r.report["skipped"]["radioactivity_logprobs"] == "logprobs mode turned off"
     verify_bundle(tmp_path / "ep", w["key"])
     # with our model given, membership still needs the suspect's scores
     r = build_bundle(CustodyInputs(**ok, suspect=Endpointish(), reference=w["teacher"]),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import math
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -66,6 +67,10 @@ class CustodyConfig:
     prefix_tokens: int | None = None  # tokens per probe; None: 1 on the key's tokenizer, else 3
     prefix_filter_min_count: int | None = None  # the supervised window filter (None: off)
     prefix_batch_size: int = 16
+    # logprobs mode (marks.radioactivity_logprobs): closed mode read through the top-k
+    # log-probabilities the suspect returns with its answers; "auto" runs it when it can
+    logprobs_mode: str = "off"
+    logprobs_top_k: int = 20
     provenance: dict[str, Any] = field(default_factory=dict)  # ProvenanceConfig overrides
     # harvest membership (provenance.membership): the suspect's likelihood of the served
     # answers against fresh answers our model draws under the same settings and key
@@ -85,6 +90,10 @@ class CustodyConfig:
             )
         if self.prefix_mode not in PREFIX_MODES:
             raise CustodyError(f"prefix_mode must be auto, on or off, got {self.prefix_mode!r}")
+        if self.logprobs_mode not in PREFIX_MODES:
+            raise CustodyError(f"logprobs_mode must be auto, on or off, got {self.logprobs_mode!r}")
+        if not 1 <= self.logprobs_top_k <= 100:
+            raise CustodyError("logprobs_top_k must be in 1..100")
         if self.prefix_stride < 1 or (self.prefix_tokens is not None and self.prefix_tokens < 1):
             raise CustodyError("prefix_stride and prefix_tokens must be >= 1")
         if self.membership_fresh < 1 or self.membership_max < 1:
@@ -296,16 +305,26 @@ def _reference_probs(inputs, wm, tok, cfg, probes, outs) -> list[list[float]] | 
     """The reference's probability of each token of the suspect's answers, when it is our
     local marking model (the key's tokenizer); recorded so verify needs no model."""
     from distilltrace.marks.radioactivity import reference_token_probs
+
+    ref = _our_local_model(inputs, wm)
+    if cfg.max_reference_prob is None or ref is None:
+        return None
+    return reference_token_probs(ref, probes, outs, tok)
+
+
+def _our_local_model(inputs, wm) -> Any:
+    """The reference when it is our marking model with local weights and the key's
+    tokenizer (what reads the suspect's answers token by token), else None."""
     from distilltrace.marks.schemes import TokenizerMismatchError
 
     ref = inputs.reference
-    if cfg.max_reference_prob is None or ref is None or not hasattr(ref, "hf_model"):
+    if ref is None or not hasattr(ref, "hf_model"):
         return None
     try:
         wm.check_tokenizer(ref.tokenizer, what="the reference's tokenizer")
     except TokenizerMismatchError:
         return None
-    return reference_token_probs(ref, probes, outs, tok)
+    return ref
 
 
 def _open(inputs, wm, tok, cfg, harvested, out: Path) -> EvidenceResult | str:
@@ -364,6 +383,38 @@ def _prefix(inputs, wm, tok, cfg, harvested, out: Path, open_ran: bool, note: No
     }  # fmt: skip
     write_json(out / "transcripts" / "radioactivity_prefix.json", transcript)
     return C.radio_prefix_claim(wm, tok, transcript, harvested, cfg.to_dict())
+
+
+def _logprobs(inputs, wm, tok, cfg, probes, out: Path) -> EvidenceResult | str:
+    """Logprobs mode (`logprobs_mode` "on", or "auto" when the suspect can): its greedy
+    answers to the probes with their top-k log-probabilities, and our model's probabilities
+    of the candidates when it is local; all recorded, so verify needs no model."""
+    from distilltrace.errors import CapabilityError, InputError
+    from distilltrace.marks.radioactivity_logprobs import read_steps, reference_candidates
+
+    if cfg.logprobs_mode == "off":
+        return "logprobs mode turned off"
+    try:
+        r = read_steps(wm, inputs.suspect, probes, tok, top_k=cfg.logprobs_top_k,
+                       max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)  # fmt: skip
+    except (InputError, CapabilityError) as e:
+        if cfg.logprobs_mode == "on":
+            raise CustodyError(f"logprobs mode: {e}") from None
+        return f"logprobs mode cannot read this suspect: {e}"
+    ours = _our_local_model(inputs, wm)
+    ref = None if ours is None else reference_candidates(ours, r)
+    answers = []
+    for i in range(len(r.prompts)):
+        lps = [[v if math.isfinite(v) else None for v in x] for x in r.top_logprobs[i].tolist()]
+        row = {"prompt": r.prompts[i], "text": r.texts[i], "chosen": list(r.chosen[i]),
+               "top_ids": r.top_ids[i].tolist(), "top_logprobs": lps}  # fmt: skip
+        if ref is not None:
+            row["reference_ids"] = ref[0][i].tolist()
+            row["reference_probs"] = ref[1][i].tolist()
+        answers.append(row)
+    transcript = {"top_k": r.top_k, "answers": answers}
+    write_json(out / "transcripts" / "radioactivity_logprobs.json", transcript)
+    return C.radio_logprobs_claim(wm, tok, transcript, cfg.to_dict())
 
 
 class _NoteStream:
@@ -507,12 +558,14 @@ def build_bundle(
     with phase("prefix", "suspect: prefix-mode radioactivity") as ph:
         r_pre = phase.ran(ph, _prefix(inputs, wm, tok, cfg, harvested, out,
                                       not isinstance(r_open, str), phase.note))  # fmt: skip
+    with phase("logprobs", "suspect: logprobs-mode radioactivity") as ph:
+        r_lp = phase.ran(ph, _logprobs(inputs, wm, tok, cfg, probes, out))
     with phase("provenance", "suspect: provenance test against the reference and controls") as ph:
         r_prov, prov_models = _provenance(inputs, cfg, out, phase.note)
         phase.ran(ph, r_prov)
     skipped: dict[str, str] = {}
     later = ((C.MEMBERSHIP, r_mem), (C.RADIO_OPEN, r_open), (C.RADIO_PREFIX, r_pre),
-             (C.PROVENANCE, r_prov))  # fmt: skip
+             (C.RADIO_LOGPROBS, r_lp), (C.PROVENANCE, r_prov))  # fmt: skip
     for name, r in later:
         if isinstance(r, str):
             skipped[name] = r

@@ -16,11 +16,13 @@ HARVEST_MARK = "harvest_mark"
 RADIO_CLOSED = "radioactivity_closed"
 RADIO_OPEN = "radioactivity_open"
 RADIO_PREFIX = "radioactivity_prefix"
+RADIO_LOGPROBS = "radioactivity_logprobs"
 PROVENANCE = "provenance"
 MEMBERSHIP = "harvest_membership"
-ORDER = (CAMPAIGN, HARVEST_MARK, MEMBERSHIP, RADIO_CLOSED, RADIO_OPEN, RADIO_PREFIX, PROVENANCE)
+ORDER = (CAMPAIGN, HARVEST_MARK, MEMBERSHIP, RADIO_CLOSED, RADIO_OPEN, RADIO_PREFIX,
+         RADIO_LOGPROBS, PROVENANCE)  # fmt: skip
 #: The claims about the suspect (the others are about the campaign and its harvest).
-SUSPECT_SIDE = (MEMBERSHIP, RADIO_CLOSED, RADIO_OPEN, RADIO_PREFIX, PROVENANCE)
+SUSPECT_SIDE = (MEMBERSHIP, RADIO_CLOSED, RADIO_OPEN, RADIO_PREFIX, RADIO_LOGPROBS, PROVENANCE)
 
 #: The null of the three radioactivity claims (each adds its test's own null in brackets).
 WEIGHTS_NULL = (
@@ -69,6 +71,15 @@ MEANING: dict[str, dict[str, str]] = {
         "not": "who trained it, nor how much of its training data was ours; a model that "
         "copies from its context gains nothing (windows seen earlier in an answer are not "
         "scored)",
+    },
+    RADIO_LOGPROBS: {
+        "shows": "answering the probes, the suspect puts more probability than our own model "
+        "does on the tokens our key favours: its weights lean the way the key pushed our "
+        "outputs, so it learned from text marked with our key (closed mode read through the "
+        "log-probabilities its API returns)",
+        "not": "who trained it, nor how much of its training data was ours; the p-value is "
+        "an upper bound on the exact tail (conservative), and our model's probabilities are "
+        "recorded in the bundle, not recomputed by verify",
     },
     PROVENANCE: {
         "shows": "the suspect is closer to the reference model than comparable independent "
@@ -418,6 +429,38 @@ def provenance_claim(res: Any) -> EvidenceResult:
             "verdict": res.verdict,
         },
     )
+
+
+def radio_logprobs_claim(
+    wm: Any, tokenizer: Any, transcript: Mapping[str, Any], cfg: Mapping[str, Any]
+) -> EvidenceResult:
+    """Logprobs mode (marks.radioactivity_logprobs): the suspect's recorded greedy answers
+    to the probes with their top-k log-probabilities (and our model's probabilities of the
+    candidates, when recorded), weighted q - p (or q) and tested. Malformed: ValueError."""
+    from distilltrace.marks.radioactivity_logprobs import StepReading, score_logprobs
+
+    k = int(transcript["top_k"])
+    rows = transcript["answers"]
+
+    def arr(x: Any, dtype: Any, width: int) -> np.ndarray:
+        a = np.array([[np.nan if v is None else v for v in r] for r in x], dtype=np.float64)
+        a = a.reshape(len(x), width)
+        return a.astype(dtype) if dtype is not np.float64 else a
+
+    ids = [arr(r["top_ids"], np.int64, k) for r in rows]
+    lps = [np.nan_to_num(arr(r["top_logprobs"], np.float64, k), nan=-np.inf) for r in rows]
+    reading = StepReading(tuple(str(r["prompt"]) for r in rows), tuple(str(r["text"]) for r in rows),
+                          tuple(tuple(int(t) for t in r["chosen"]) for r in rows), tuple(ids),
+                          tuple(lps), k)  # fmt: skip
+    ref = None
+    if rows and all("reference_ids" in r for r in rows):
+        ref = ([arr(r["reference_ids"], np.int64, 2 * k) for r in rows],
+               [arr(r["reference_probs"], np.float64, 2 * k) for r in rows])  # fmt: skip
+    test = score_logprobs(wm, reading, tokenizer, reference_probs=ref,
+                          alpha=float(cfg["mark_alpha"]), min_scored=int(cfg["min_scored"]))  # fmt: skip
+    extra = {"n_probes": len(rows), "top_k": k, "n_steps": reading.n_steps,
+             "weights": "q" if ref is None else "q - p (our model)"}  # fmt: skip
+    return _mark_claim(RADIO_LOGPROBS, WEIGHTS_NULL, test, extra)
 
 
 def combine(claims: Sequence[EvidenceResult], alpha: float) -> FamilyResult:

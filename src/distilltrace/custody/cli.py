@@ -73,6 +73,14 @@ def build(
     prefix_tokens: int | None = typer.Option(
         None, help="Prefix mode: tokens per probe (default 1 on the key's tokenizer, else 3)."
     ),
+    logprobs_mode: str = typer.Option(
+        "off",
+        help="Logprobs mode (closed mode read through the top-k log-probabilities the "
+        "suspect returns): auto (when it can), on or off.",
+    ),
+    logprobs_top_k: int | None = typer.Option(
+        None, help="Logprobs mode: log-probabilities per step (default 20; <= 20 over HTTP)."
+    ),
     provenance_option: list[str] = typer.Option(
         [], "--provenance-option", help="ProvenanceConfig field KEY=VALUE (JSON value)."
     ),
@@ -97,6 +105,7 @@ def build(
     given = {"alpha": alpha, "n_probes": n_probes, "seed": seed, "prefix_mode": prefix_mode,
              "prefix_stride": prefix_stride, "prefix_tokens": prefix_tokens,
              "prefix_format": unescape_pattern(prefix_format),
+             "logprobs_mode": logprobs_mode, "logprobs_top_k": logprobs_top_k,
              "membership_fresh": membership_fresh, "served_temperature": served_temperature,
              "served_max_tokens": served_max_tokens}  # fmt: skip
     cfg = replace(CustodyConfig(), **{k: v for k, v in given.items() if v is not None})

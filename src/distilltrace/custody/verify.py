@@ -30,7 +30,7 @@ from distilltrace.custody.bundle import (
 from distilltrace.custody.logs import customer_units, harvested_of, parse_segment
 from distilltrace.evidence import EvidenceResult
 
-NEEDS_SECRET = (C.HARVEST_MARK, C.RADIO_CLOSED, C.RADIO_OPEN, C.RADIO_PREFIX)
+NEEDS_SECRET = (C.HARVEST_MARK, C.RADIO_CLOSED, C.RADIO_OPEN, C.RADIO_PREFIX, C.RADIO_LOGPROBS)
 
 
 @dataclass
@@ -225,6 +225,18 @@ def _prefix(root, wm, tok, cfg, harvested) -> EvidenceResult:
         raise VerifyError(f"{where}: {e}") from None
 
 
+def _logprobs(root, wm, tok, cfg) -> EvidenceResult:
+    where = "transcripts/radioactivity_logprobs.json"
+    t = read_json(root / where)
+    probes = [str(p["prompt"]) for p in read_jsonl(root / "probes.jsonl")]
+    try:
+        if [str(a["prompt"]) for a in t["answers"]] != probes:
+            raise VerifyError(f"{where}: prompts are not probes.jsonl")
+        return C.radio_logprobs_claim(wm, tok, t, cfg)
+    except (KeyError, TypeError, ValueError) as e:
+        raise VerifyError(f"{where}: malformed ({e})") from None
+
+
 def _membership(root: Path, cfg: dict, rows: list[dict], harvested: list[dict]) -> EvidenceResult:
     """The membership claim from its transcript: the tested exchanges must be the ones the
     log and the config select, with their served answers and settings; the scores are the
@@ -298,6 +310,8 @@ def _recompute(root, man, wm, tok, cfg, reported) -> tuple[dict, dict]:
             new[name] = _open(root, wm, tok, cfg, harvested)
         elif name == C.RADIO_PREFIX:
             new[name] = _prefix(root, wm, tok, cfg, harvested)
+        elif name == C.RADIO_LOGPROBS:
+            new[name] = _logprobs(root, wm, tok, cfg)
         elif name == C.PROVENANCE:
             new[name] = _provenance(root, cfg)
         elif name == C.MEMBERSHIP:
