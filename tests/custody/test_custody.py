@@ -175,21 +175,22 @@ def test_logprobs_claim_reads_the_suspects_lean_and_verify_recomputes_it(built, 
 
     rep = built["res"].report
     lp = {c["name"]: c for c in rep["claims"]}["radioactivity_logprobs"]
-    t = json.loads((built["bundle"] / "transcripts" / "radioactivity_logprobs.json").read_text())
+    where = built["bundle"] / "transcripts" / "radioactivity_logprobs.jsonl"
+    rows = [json.loads(x) for x in where.read_text().splitlines()]
     probes = [json.loads(x)["prompt"] for x in
               (built["bundle"] / "probes.jsonl").read_text().splitlines()]  # fmt: skip
-    assert [a["prompt"] for a in t["answers"]] == probes and t["top_k"] == 8
-    a = t["answers"][0]
+    assert [a["prompt"] for a in rows] == probes
+    a = rows[0]
     assert len(a["top_ids"]) == len(a["chosen"]) == len(a["reference_probs"])
     assert len(a["top_ids"][0]) == 8 and len(a["reference_ids"][0]) == 16
     assert lp["details"]["weights"] == "q - p (our model)" and lp["details"]["top_k"] == 8
     assert lp["n"] > 16 and lp["statistic"] is not None and "Chernoff" in lp["null"]
     b = _copy(built, "forged-lp")
-    p = b / "transcripts" / "radioactivity_logprobs.json"
-    for ans in t["answers"]:  # the suspect made to look surer of its top token everywhere
+    p = b / "transcripts" / "radioactivity_logprobs.jsonl"
+    for ans in rows:  # the suspect made to look surer of its top token everywhere
         for step in ans["top_logprobs"]:
             step[0] = -0.001
-    p.write_text(json.dumps(t))
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
     _reseal(b, Secret(bytes(range(32))))
     with pytest.raises(VerifyError, match="radioactivity_logprobs"):
         verify_bundle(b, built["key"])

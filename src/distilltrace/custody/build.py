@@ -404,17 +404,21 @@ def _logprobs(inputs, wm, tok, cfg, probes, out: Path) -> EvidenceResult | str:
     ours = _our_local_model(inputs, wm)
     ref = None if ours is None else reference_candidates(ours, r)
     answers = []
-    for i in range(len(r.prompts)):
-        lps = [[v if math.isfinite(v) else None for v in x] for x in r.top_logprobs[i].tolist()]
+    for i in range(len(r.prompts)):  # 7 significant digits: the claim reads what is stored
         row = {"prompt": r.prompts[i], "text": r.texts[i], "chosen": list(r.chosen[i]),
-               "top_ids": r.top_ids[i].tolist(), "top_logprobs": lps}  # fmt: skip
+               "top_ids": r.top_ids[i].tolist(), "top_logprobs": _sig(r.top_logprobs[i])}  # fmt: skip
         if ref is not None:
             row["reference_ids"] = ref[0][i].tolist()
-            row["reference_probs"] = ref[1][i].tolist()
+            row["reference_probs"] = _sig(ref[1][i])
         answers.append(row)
+    write_jsonl(out / "transcripts" / "radioactivity_logprobs.jsonl", answers)
     transcript = {"top_k": r.top_k, "answers": answers}
-    write_json(out / "transcripts" / "radioactivity_logprobs.json", transcript)
     return C.radio_logprobs_claim(wm, tok, transcript, cfg.to_dict())
+
+
+def _sig(a: Any) -> list[list[float | None]]:
+    """A float matrix as JSON rows, 7 significant digits, None for -inf (missing)."""
+    return [[float(f"{v:.7g}") if math.isfinite(v) else None for v in x] for x in a.tolist()]
 
 
 class _NoteStream:

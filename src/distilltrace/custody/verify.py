@@ -226,12 +226,13 @@ def _prefix(root, wm, tok, cfg, harvested) -> EvidenceResult:
 
 
 def _logprobs(root, wm, tok, cfg) -> EvidenceResult:
-    where = "transcripts/radioactivity_logprobs.json"
-    t = read_json(root / where)
+    where = "transcripts/radioactivity_logprobs.jsonl"
+    answers = read_jsonl(root / where)
     probes = [str(p["prompt"]) for p in read_jsonl(root / "probes.jsonl")]
     try:
-        if [str(a["prompt"]) for a in t["answers"]] != probes:
+        if [str(a["prompt"]) for a in answers] != probes:
             raise VerifyError(f"{where}: prompts are not probes.jsonl")
+        t = {"top_k": int(cfg["logprobs_top_k"]), "answers": answers}
         return C.radio_logprobs_claim(wm, tok, t, cfg)
     except (KeyError, TypeError, ValueError) as e:
         raise VerifyError(f"{where}: malformed ({e})") from None
