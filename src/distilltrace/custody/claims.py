@@ -442,20 +442,18 @@ def radio_logprobs_claim(
     k = int(transcript["top_k"])
     rows = transcript["answers"]
 
-    def arr(x: Any, dtype: Any, width: int) -> np.ndarray:
-        a = np.array([[np.nan if v is None else v for v in r] for r in x], dtype=np.float64)
-        a = a.reshape(len(x), width)
-        return a.astype(dtype) if dtype is not np.float64 else a
+    def arr(x: Any, width: int) -> np.ndarray:  # rows of `width` numbers; None -> nan
+        return np.array(x, dtype=np.float64).reshape(len(x), width)
 
-    ids = [arr(r["top_ids"], np.int64, k) for r in rows]
-    lps = [np.nan_to_num(arr(r["top_logprobs"], np.float64, k), nan=-np.inf) for r in rows]
+    ids = [arr(r["top_ids"], k).astype(np.int64) for r in rows]
+    lps = [np.nan_to_num(arr(r["top_logprobs"], k), nan=-np.inf) for r in rows]
     reading = StepReading(tuple(str(r["prompt"]) for r in rows), tuple(str(r["text"]) for r in rows),
                           tuple(tuple(int(t) for t in r["chosen"]) for r in rows), tuple(ids),
                           tuple(lps), k)  # fmt: skip
     ref = None
     if rows and all("reference_ids" in r for r in rows):
-        ref = ([arr(r["reference_ids"], np.int64, 2 * k) for r in rows],
-               [arr(r["reference_probs"], np.float64, 2 * k) for r in rows])  # fmt: skip
+        ref = ([arr(r["reference_ids"], 2 * k).astype(np.int64) for r in rows],
+               [arr(r["reference_probs"], 2 * k) for r in rows])  # fmt: skip
     test = score_logprobs(wm, reading, tokenizer, reference_probs=ref,
                           alpha=float(cfg["mark_alpha"]), min_scored=int(cfg["min_scored"]))  # fmt: skip
     extra = {"n_probes": len(rows), "top_k": k, "n_steps": reading.n_steps,

@@ -218,10 +218,12 @@ def score_logprobs(
     for i, c in enumerate(reading.chosen):
         if len(c) <= h:
             continue
-        seeds = wm.sequence_seeds([max(0, x) for x in c])  # seeds[t - h]: window before t
+        ids = np.asarray(c, dtype=np.int64)
+        seeds = wm.sequence_seeds(np.maximum(ids, 0).tolist())  # seeds[t - h]: window before t
         t = np.arange(h, len(c))
-        ok = np.array([min(c[j - h : j]) >= 0 for j in t])
-        ex = np.array([int(s) in excluded for s in seeds])
+        # the window before t holds no unmapped token (-1)
+        ok = np.lib.stride_tricks.sliding_window_view(ids >= 0, h)[:-1].all(1)
+        ex = np.isin(seeds, np.fromiter(excluded, dtype=np.uint64, count=len(excluded)))
         counts["n_tokens"] += len(t)
         counts["n_unselected"] += int((~ok).sum())
         counts["n_excluded"] += int((ok & ex).sum())

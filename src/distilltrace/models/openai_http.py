@@ -197,11 +197,12 @@ class OpenAIModel:
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as ex:
             return list(ex.map(fn, items))
 
-    def _no_capability(self, what: str) -> CapabilityError:
+    def _no_capability(self, what: str, needed_for: str | None = None) -> CapabilityError:
         self.info = replace(self.info, supports=self.info.supports - {what})
+        needed_for = needed_for or ("next_token_logprobs" if what == LOGPROBS else "score")
         return CapabilityError(
             f"{self.base_url} (model {self.model}) does not return log-probabilities "
-            f"needed for {'next_token_logprobs' if what == LOGPROBS else 'score'}"
+            f"needed for {needed_for}"
         )
 
     # ------------------------------------------------------------------ protocol
@@ -312,7 +313,7 @@ class OpenAIModel:
             text = (c.get("message") or {}).get("content") or ""
             content = (c.get("logprobs") or {}).get("content")
             if text and not content:
-                raise self._no_capability(LOGPROBS)
+                raise self._no_capability(LOGPROBS, "generate_steps")
             steps = [
                 TokenStep(
                     chosen=_token(t), top=tuple(_token(x) for x in t.get("top_logprobs") or [])
