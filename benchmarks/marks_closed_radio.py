@@ -23,6 +23,7 @@ process do not fit in 24 GiB. Results are appended as JSON lines to OUT/results.
         [--mixes 1.0,0.1,0.0] [--null-keys 20] [--precision float32|bf16]
     ... --prefix MIX [--stride 4]   # prefix mode on a trained student (-1: the teacher)
     ... --logprobs MIX [--top-k 20] # logprobs mode on a trained student (-1: the teacher)
+    ... --sampled MIX [--samples 8] # closed mode from sampled answers (tried, not adopted)
 
 Only the prompts that the largest mix takes get a marked answer (the mixes are nested:
 a smaller mix takes a prefix of the same shuffled order). ``--precision bf16`` loads the
@@ -241,6 +242,56 @@ def logprobs(a: argparse.Namespace, work: Path, mix: float) -> dict[str, Any]:
     return row
 
 
+def sampled(a: argparse.Namespace, work: Path, mix: float) -> dict[str, Any]:
+    """Closed mode from sampled text (a Monte Carlo logprobs mode, tried in session 31 and
+    not adopted): student `mix` answers each re-elicited prompt --samples times at
+    temperature 1; each token x it wrote gets weight 1 - p(x) and each other token y among
+    our model's top 20 gets -p(y) (p: the unmarked teacher), or every written token weight 1
+    ("x"). z is reported after the first 1, 2, 4, ... samples."""
+    import numpy as np
+
+    from distilltrace.marks.radioactivity_logprobs import (
+        StepReading,
+        reference_candidates,
+        score_logprobs,
+    )
+    from distilltrace.models import load_model
+
+    train, _ = _prompts(a)
+    ask = [train[i] for i in sorted(_order(len(train))[: int(round(mix * len(train)))])]
+    teacher = load_model("smollm2-135m-instruct", dtype=_dtype(a))
+    s = load_model(str(work / f"student-{mix:g}"), dtype=_dtype(a))
+    s.batch_size = teacher.batch_size = 16
+    tok, k, t0 = teacher.tokenizer, 20, time.time()
+    wm = _key(teacher, a.scheme)
+    texts = [g.text for j in range(a.samples) for g in
+             s.generate(ask, max_new_tokens=a.tokens, temperature=1.0, seed=1000 + j)]  # fmt: skip
+    chosen = [tuple(tok.encode(t, add_special_tokens=False)) for t in texts]
+    ids = [np.pad(np.array(c, np.int64)[:, None], ((0, 0), (0, k - 1)), constant_values=-1)
+           for c in chosen]  # fmt: skip
+    lps = [np.pad(np.zeros((len(c), 1)), ((0, 0), (0, k - 1)), constant_values=-np.inf)
+           for c in chosen]  # fmt: skip
+    r = StepReading(tuple(ask) * a.samples, tuple(texts), tuple(chosen), tuple(ids), tuple(lps), k)
+    ref = reference_candidates(teacher, r, batch_size=16)
+    row: dict[str, Any] = {"scheme": a.scheme, "sampled_of": mix, "samples": a.samples,
+                           "wall_s": round(time.time() - t0)}  # fmt: skip
+    nulls = [_key(teacher, a.scheme, f"null{i}") for i in range(a.null_keys)]
+    for w, rp in (("x", None), ("x-p", ref)):
+        t = score_logprobs(wm, r, tok, reference_probs=rp)
+        nps = [score_logprobs(key, r, tok, reference_probs=rp).pvalue for key in nulls]
+        row[w] = [t.n_scored, _r(t.z), t.pvalue]
+        row[f"{w}/random_keys"] = {"n": len(nps), "fpr_0.01": sum(p <= 0.01 for p in nps)}
+    m = 1
+    while m < a.samples:
+        n = m * len(ask)
+        part = StepReading(r.prompts[:n], r.texts[:n], r.chosen[:n], r.top_ids[:n],
+                           r.top_logprobs[:n], k)  # fmt: skip
+        row[f"x-p/first_{m}"] = _r(score_logprobs(wm, part, tok, reference_probs=(
+            ref[0][:n], ref[1][:n])).z)  # fmt: skip
+        m *= 2
+    return row
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -275,6 +326,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--top-k", type=int, default=20, help="logprobs mode: log-probabilities a step")
     ap.add_argument(
+        "--sampled",
+        type=float,
+        default=None,
+        help="closed mode from --samples sampled answers per prompt of the trained student MIX",
+    )
+    ap.add_argument("--samples", type=int, default=8, help="sampled mode: answers per prompt")
+    ap.add_argument(
         "--prefix-texts-mix",
         type=float,
         default=0.1,
@@ -283,8 +341,10 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     work = a.out / a.scheme
     work.mkdir(parents=True, exist_ok=True)
-    if a.student is not None or a.prefix is not None or a.logprobs is not None:
-        if a.logprobs is not None:
+    if any(x is not None for x in (a.student, a.prefix, a.logprobs, a.sampled)):
+        if a.sampled is not None:
+            row = sampled(a, work, a.sampled)
+        elif a.logprobs is not None:
             row = logprobs(a, work, a.logprobs)
         else:
             row = student(a, work, a.student) if a.prefix is None else prefix(a, work, a.prefix)

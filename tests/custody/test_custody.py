@@ -182,9 +182,18 @@ def test_logprobs_claim_reads_the_suspects_lean_and_verify_recomputes_it(built, 
     assert [a["prompt"] for a in rows] == probes
     a = rows[0]
     assert len(a["top_ids"]) == len(a["chosen"]) == len(a["reference_probs"])
-    assert len(a["top_ids"][0]) == 8 and len(a["reference_ids"][0]) == 16
+    assert len(a["top_ids"][0]) == 8 and len(a["reference_top_ids"][0]) == 8
+    assert len(a["reference_probs"][0]) == 16
     assert lp["details"]["weights"] == "q - p (our model)" and lp["details"]["top_k"] == 8
     assert lp["n"] > 16 and lp["statistic"] is not None and "Chernoff" in lp["null"]
+    older = _copy(built, "older-lp")  # the earlier layout: all 2k candidate ids stored
+    p = older / "transcripts" / "radioactivity_logprobs.jsonl"
+    old_rows = [{**{k: v for k, v in r.items() if k != "reference_top_ids"},
+                 "reference_ids": [s + o for s, o in zip(r["top_ids"], r["reference_top_ids"],
+                                                         strict=True)]} for r in rows]  # fmt: skip
+    p.write_text("".join(json.dumps(r) + "\n" for r in old_rows))
+    _reseal(older, Secret(bytes(range(32))))
+    assert "radioactivity_logprobs" in verify_bundle(older, built["key"]).recomputed
     b = _copy(built, "forged-lp")
     p = b / "transcripts" / "radioactivity_logprobs.jsonl"
     for ans in rows:  # the suspect made to look surer of its top token everywhere
@@ -518,6 +527,26 @@ def test_report_shows_the_model_level_standing(built):
     assert "can fall below 0.25" in " ".join(html.split())
 
 
+def test_report_flags_per_control_pvalues_at_the_monte_carlo_floor(built):
+    """A per-control p-value that is the sign-flip test's floor 1 / (B + 1) is marked
+    <sup>floor</sup> in its cell, with the note that says what that means; the claim lists
+    such controls per test (`monte_carlo_floor`)."""
+    from distilltrace.custody.report import render
+
+    rep = json.loads((built["bundle"] / "report.json").read_text())
+    d = [c for c in rep["claims"] if c["name"] == "provenance"][0]["details"]
+    floor = d["monte_carlo_floor"]
+    assert all(set(v) <= set(d["controls"]) and k in d["per_test"] for k, v in floor.items())
+    d["monte_carlo_floor"] = {}
+    assert "<sup>floor</sup>" not in render(rep)
+    name = sorted(d["per_test"])[0]
+    ctl = sorted(d["per_test"][name]["per_control"])[0]
+    d["monte_carlo_floor"] = {name: [ctl]}
+    html = render(rep)
+    assert html.count("<sup>floor</sup>") == 2  # the cell and the note
+    assert "Monte Carlo floor 1 / (B + 1)" in " ".join(html.split())
+
+
 def test_provenance_recomputed_from_the_transcripts_alone(built, tmp_path):
     """`recompute_provenance` (and the standing benchmark on it) replays the bundle's
     provenance transcript with no model: the same claim as the report's."""
@@ -548,6 +577,7 @@ def test_a_bundle_written_before_per_test_evidence_verifies(built):
     assert rep["claims"][-1]["name"] == "provenance"
     per_test = rep["claims"][-1]["details"].pop("per_test")
     assert rep["claims"][-1]["details"].pop("standing") == {}  # 2 controls: none measured
+    assert isinstance(rep["claims"][-1]["details"].pop("monte_carlo_floor"), dict)
     (b / "report.json").write_text(json.dumps(rep, sort_keys=True))
     (b / "report.html").write_text(render(json.loads((b / "report.json").read_text())))
     _reseal(b, Secret(bytes(range(32))))

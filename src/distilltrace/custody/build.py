@@ -408,7 +408,7 @@ def _logprobs(inputs, wm, tok, cfg, probes, out: Path) -> EvidenceResult | str:
         row = {"prompt": r.prompts[i], "text": r.texts[i], "chosen": list(r.chosen[i]),
                "top_ids": r.top_ids[i].tolist(), "top_logprobs": _sig(r.top_logprobs[i])}  # fmt: skip
         if ref is not None:
-            row["reference_ids"] = ref[0][i].tolist()
+            row["reference_top_ids"] = ref[0][i][:, r.top_k :].tolist()  # ours; theirs: top_ids
             row["reference_probs"] = _sig(ref[1][i])
         answers.append(row)
     write_jsonl(out / "transcripts" / "radioactivity_logprobs.jsonl", answers)

@@ -356,7 +356,7 @@ def membership_claim(
 
 # Detail keys added to a claim after bundles were first written: verify compares them only
 # when the bundle has them (an older bundle of the same version still verifies).
-LATER_DETAILS = {PROVENANCE: ("per_test", "standing")}
+LATER_DETAILS = {PROVENANCE: ("per_test", "standing", "monte_carlo_floor")}
 
 
 def _finite(x: Any) -> float | None:
@@ -399,6 +399,17 @@ def _standing(st: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _at_floor(tests: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Per test that ran, the controls whose p-value is the sign-flip test's Monte Carlo
+    floor 1 / (B + 1) (`PairedResult.at_floor`): valid, but the exact p is smaller still."""
+    out = {}
+    for k, t in tests.items():
+        hit = [c for c, v in t.per_control.items() if v.get("monte_carlo_floor")] if t.ran else []
+        if hit:
+            out[k] = sorted(hit)
+    return out
+
+
 def provenance_claim(res: Any) -> EvidenceResult:
     """The provenance test's combined p-value for the (one) reference: Bonferroni over the
     tests that ran, each an intersection-union test against every control."""
@@ -423,12 +434,22 @@ def provenance_claim(res: Any) -> EvidenceResult:
                 for k, t in ref.tests.items()
                 if t.ran and t.details.get("standing")
             },
+            "monte_carlo_floor": _at_floor(ref.tests),
             "skipped": {k: t.skipped for k, t in ref.tests.items() if not t.ran},
             "identical": ref.identical,
             "suspect_queries": int(res.suspect_queries),
             "verdict": res.verdict,
         },
     )
+
+
+def _candidate_ids(row: Mapping[str, Any], top_ids: np.ndarray, k: int, arr: Any) -> np.ndarray:
+    """One answer's candidate ids [steps, 2k]: the suspect's top-k, then our model's top-k
+    (`reference_top_ids`; earlier bundles stored all 2k as `reference_ids`)."""
+    if "reference_ids" in row:
+        return arr(row["reference_ids"], 2 * k).astype(np.int64)
+    ours = arr(row["reference_top_ids"], k).astype(np.int64)
+    return np.concatenate([top_ids, ours], 1)
 
 
 def radio_logprobs_claim(
@@ -451,8 +472,8 @@ def radio_logprobs_claim(
                           tuple(tuple(int(t) for t in r["chosen"]) for r in rows), tuple(ids),
                           tuple(lps), k)  # fmt: skip
     ref = None
-    if rows and all("reference_ids" in r for r in rows):
-        ref = ([arr(r["reference_ids"], 2 * k).astype(np.int64) for r in rows],
+    if rows and all("reference_probs" in r for r in rows):
+        ref = ([_candidate_ids(r, i, k, arr) for r, i in zip(rows, ids, strict=True)],
                [arr(r["reference_probs"], 2 * k) for r in rows])  # fmt: skip
     test = score_logprobs(wm, reading, tokenizer, reference_probs=ref,
                           alpha=float(cfg["mark_alpha"]), min_scored=int(cfg["min_scored"]))  # fmt: skip
