@@ -253,6 +253,31 @@ def test(
         "outputs (reverse likelihood test).",
         show_default=str(DEFAULTS.reverse_margin),
     ),
+    served: Path | None = typer.Option(
+        None,
+        "--served",
+        help="JSON Lines of exchanges the reference served (prompt, response): adds the "
+        "harvest_membership test (did the suspect learn these answers?) to the tests run.",
+    ),
+    served_key: Path | None = typer.Option(
+        None, "--served-key", help="The watermark key file the served answers were marked with."
+    ),
+    served_by: str | None = typer.Option(
+        None, "--served-by", help="The reference (spec or name) that served them (with several)."
+    ),
+    served_temperature: float | None = typer.Option(
+        None, "--served-temperature", help="Serving temperature, for served rows without one."
+    ),
+    served_max_tokens: int | None = typer.Option(
+        None, "--served-max-tokens", help="Serving length cap, for served rows without one."
+    ),
+    membership_fresh: int | None = typer.Option(
+        None,
+        "--membership-fresh",
+        min=1,
+        help="Fresh answers from the reference per exchange.",
+        show_default=str(DEFAULTS.membership_fresh),
+    ),
 ) -> None:
     """Test whether SUSPECT derives from each REFERENCE, against CONTROLS."""
     from distilltrace.provenance.inputs import check_out_dir
@@ -276,16 +301,23 @@ def test(
         suspect_format=unescape_pattern(suspect_format),
         format_candidates=tuple(unescape_pattern(f) for f in try_format) or None,
         control_rule=control_rule,
-        tests=tuple(test_names) or None,
+        tests=_with_membership(tuple(test_names), served),
         dtype=dtype,
+        served=None if served is None else str(served),
+        served_key=None if served_key is None else str(served_key),
+        served_by=served_by,
+        served_temperature=served_temperature,
+        served_max_tokens=served_max_tokens,
+        membership_fresh=membership_fresh,
     )
-    from distilltrace.provenance.inputs import check_config
+    from distilltrace.provenance.inputs import check_config, check_request
     from distilltrace.provenance.registry import selected
     from distilltrace.provenance.suspect_format import check_format
 
     check_config(cfg)
     check_format(cfg.suspect_format, cfg.format_candidates)
     selected(cfg.tests)
+    check_request(reference, cfg)  # the served file, before any model loads
     s, refs, ctrls = _load_models(suspect, reference, per_ref, cf, cfg.dtype)
     from distilltrace.progress import progress_display
 
@@ -308,6 +340,16 @@ def test(
         )
     typer.echo(f"plausible parents: {', '.join(res.plausible_parents) or 'none'}")
     typer.echo(f"wrote {paths['json']} and {paths['html']}")
+
+
+def _with_membership(names: tuple[str, ...], served: Path | None) -> tuple[str, ...] | None:
+    """The tests to run: as named (or the defaults), plus harvest_membership with --served."""
+    from distilltrace.provenance.membership import NAME
+
+    if served is None:
+        return names or None
+    names = names or DEFAULTS.tests
+    return names if NAME in names else (*names, NAME)
 
 
 def _register_membership() -> None:

@@ -35,8 +35,11 @@ class ProvenanceConfig:
     # p = 1 in the Bonferroni, so the combined p-value stays valid
     stop_when_decided: bool = True
     # The fixed-sample tests run in this order (cheapest evidence first: the reverse test
-    # needs the reference's outputs and suspect scores only); the others follow
-    fixed_order: tuple[str, ...] = ("likelihood_reverse", "likelihood", "lexical_fingerprint")
+    # needs the reference's outputs and suspect scores only); the others follow. The
+    # served answers' test, when selected, goes first: the sharpest question, no controls
+    fixed_order: tuple[str, ...] = (
+        "harvest_membership", "likelihood_reverse", "likelihood", "lexical_fingerprint"
+    )  # fmt: skip
     max_new_tokens: int = 48
     agreement_unit: str = "char"  # greedy test compares normalised "char"s or "word"s
     k_units: int = 40  # units (characters or words) compared by the greedy test
@@ -60,6 +63,17 @@ class ProvenanceConfig:
     # first_words test (registered, not run by default; the baseline of bench provenance)
     n_first_words: int = 300  # greedy answers compared, per suspect (shared by references)
     first_words_k: int = 3  # words compared at the start of each answer
+    # harvest_membership test (registered, not run by default): the exchanges we served
+    # (JSON Lines, prompt and response, as `provenance membership --served`), the key they
+    # were served under, and the reference that served them (needed with several)
+    served: str = ""
+    served_key: str = ""
+    served_by: str = ""
+    served_temperature: float | None = None  # serving settings for rows without them
+    served_max_tokens: int | None = None
+    served_top_p: float = 1.0
+    membership_fresh: int = 1  # fresh answers from our model per exchange (k)
+    membership_max: int = 128  # exchanges tested at most (a seeded sample)
     # How the suspect is prompted: "chat" (its declared template), "raw" (plain text),
     # "auto" (a control-free pilot picks chat or raw), or a pattern with "{prompt}".
     suspect_format: str = "chat"

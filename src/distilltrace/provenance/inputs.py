@@ -21,11 +21,23 @@ class RepeatedModelWarning(UserWarning):
 
 
 def check_request(references: Sequence[Model], cfg: ProvenanceConfig) -> None:
-    """The checks that need no model: at least one reference, alpha in (0, 1)."""
+    """The checks that need no model: at least one reference, alpha in (0, 1), and for the
+    harvest_membership test readable served exchanges and which reference served them."""
     if not references:
         raise InputError("give at least one reference model")
     if not 0 < cfg.alpha < 1:
         raise InputError(f"alpha must be in (0, 1), got {cfg.alpha}")
+    from distilltrace.provenance.membership import NAME as MEMBERSHIP
+
+    if MEMBERSHIP in cfg.tests:
+        from distilltrace.provenance.served import check_served
+
+        check_served(cfg)
+        if len(references) > 1 and not cfg.served_by:
+            raise InputError(
+                f"the {MEMBERSHIP} test runs against the reference that served the answers: "
+                "with several references, name it (served_by / --served-by)"
+            )
 
 
 def check_config(cfg: ProvenanceConfig) -> None:

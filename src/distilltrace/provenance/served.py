@@ -1,0 +1,110 @@
+"""The registered `harvest_membership` test: `provenance test` with the answers we served.
+
+When the provider knows the exact exchanges it served (its logs), the strongest question
+is not whether the suspect is closer to the reference than the controls are, but whether it
+learned those very answers: `provenance.membership`'s exact rank test of each served
+answer against k fresh answers drawn from our model under the same settings. This module
+registers that test with the provenance registry, so `provenance test --tests ...
+harvest_membership --served FILE` combines it with the other tests (Bonferroni) in one
+verdict. It needs no control, so a mismatched control cannot decide it.
+
+It runs only against the reference that served the answers (`served_by`, or the only
+reference): fresh answers from another model would not be draws of the served
+distribution, so for the other references it is left out. Like `first_words` it is not in
+the default tests: each test that runs multiplies the Bonferroni factor, so it must be
+named. Its suspect queries are scoring calls, one per answer scored ((k + 1) per exchange,
+at most `membership_max` exchanges), reserved from the budget before the greedy stream.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from distilltrace.errors import InputError
+from distilltrace.provenance.config import ProvenanceConfig
+from distilltrace.provenance.membership import NAME, NULL
+from distilltrace.provenance.registry import QueryNeeds, TestInputs
+from distilltrace.provenance.result import TestResult, skipped_test
+
+MEMBERSHIP_SEED = 1_000_003  # our model's fresh draws: seed + j for draw j (as custody's)
+
+
+def membership_settings(cfg: ProvenanceConfig) -> dict[str, Any]:
+    """The membership settings of a provenance config, in the form `membership_cli` and
+    custody read (serving defaults for rows that do not record them)."""
+    return {"served_temperature": cfg.served_temperature, "served_max_tokens":
+            cfg.served_max_tokens, "served_top_p": cfg.served_top_p,
+            "membership_fresh": cfg.membership_fresh, "membership_max": cfg.membership_max,
+            "membership_seed": MEMBERSHIP_SEED, "seed": cfg.seed}  # fmt: skip
+
+
+def check_served(cfg: ProvenanceConfig) -> tuple[list[dict], int, tuple]:
+    """The served rows, the number quarantined and the selection (`membership_cli.selection`),
+    or InputError: called before any model is loaded, and again when the test runs."""
+    from distilltrace.provenance.membership_cli import read_served, selection
+
+    if not cfg.served:
+        raise InputError(f"the {NAME} test needs the served exchanges (--served FILE)")
+    rows, bad = read_served(Path(cfg.served))
+    return rows, bad, selection(rows, membership_settings(cfg))
+
+
+def _serves(data: TestInputs) -> str | None:
+    """Why this reference is not the one that served (None: it is)."""
+    want = data.cfg.served_by
+    info = data.session.models[data.reference].info
+    if want:
+        ok = want in (data.reference, info.name, info.spec)
+        return None if ok else f"served by {want!r}, not this reference"
+    return None
+
+
+class HarvestMembership:
+    """Did the suspect learn the exact answers this reference served? (exact rank test)"""
+
+    name = NAME
+    null = NULL
+
+    def queries(self, cfg: ProvenanceConfig) -> QueryNeeds:
+        """One score per answer: (k + 1) per exchange tested. The plan reserves them for
+        every reference, though only the one that served spends them."""
+        if not cfg.served:
+            return QueryNeeds()
+        _, _, (_, idx, _) = check_served(cfg)
+        return QueryNeeds(suspect_queries=len(idx) * (cfg.membership_fresh + 1))
+
+    def run(self, data: TestInputs) -> TestResult | None:
+        from distilltrace.provenance.membership_cli import run_membership
+
+        if _serves(data) is not None:
+            return None  # another reference's answers: not this one's test
+        if not data.can_score(data.suspect):
+            return skipped_test(NAME, NULL, "the suspect gives no log-probabilities (score)")
+        rows, bad, chosen = check_served(data.cfg)
+        sess, cfg = data.session, membership_settings(data.cfg)
+        procs = []
+        if data.cfg.served_key:
+            from distilltrace.marks.keys import load_watermark
+
+            procs = load_watermark(Path(data.cfg.served_key)).logits_processors(
+                sess.models[data.reference]
+            )
+        res, _ = run_membership(sess.models[data.suspect], sess.models[data.reference], rows,
+                                cfg, procs, chosen)  # fmt: skip
+        sess.counter.add(data.suspect, "score", res.n * (res.k + 1))
+        return TestResult(
+            name=NAME,
+            null=NULL,
+            pvalue=float(res.pvalue),
+            n=res.n,
+            effect=res.statistic,
+            effect_label="served answers' mean rank among their k + 1 (0.5 under the null)",
+            details={
+                **res.details,
+                "statistic": res.statistic,
+                "left_out": chosen[2],
+                "quarantined": bad,
+                "served": str(data.cfg.served),
+            },  # fmt: skip
+        )
