@@ -32,6 +32,7 @@ from distilltrace.custody.bundle import (
 from distilltrace.custody.logs import customer_units, harvested_of, member_lines, parse_segment
 from distilltrace.custody.record import RecordingModel
 from distilltrace.evidence import EvidenceResult
+from distilltrace.provenance.membership import FRESH_SEED
 
 Note = Callable[[str], None]
 PREFIX_MODES = ("auto", "on", "off")
@@ -77,7 +78,7 @@ class CustodyConfig:
     membership: bool = True
     membership_fresh: int = 1  # fresh answers per exchange (k; the rank is out of k + 1)
     membership_max: int = 128  # exchanges tested at most (a seeded sample beyond it)
-    membership_seed: int = 1_000_003  # fresh answer j is drawn with seed membership_seed + j
+    membership_seed: int = FRESH_SEED  # fresh answer j is drawn with seed membership_seed + j
     # the serving settings, for log rows that lack them (None: such rows are left out)
     served_temperature: float | None = None
     served_max_tokens: int | None = None

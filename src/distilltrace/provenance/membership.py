@@ -47,6 +47,7 @@ NULL = (
     "likelihood (relative to our model's) is uniform on {0, ..., k}, independently across "
     "exchanges"
 )
+FRESH_SEED = 1_000_003  # our model's fresh answer j is drawn with seed FRESH_SEED + j
 MIN_P = 1e-300  # the smallest p-value reported (a float64 floor, as the mark tests')
 
 

@@ -148,13 +148,14 @@ def membership(
 ) -> None:
     """Did the suspect learn the exact answers we served? An exact rank test."""
     from distilltrace.models import load_model
+    from distilltrace.provenance.membership import FRESH_SEED
 
     if out is not None and not out.parent.is_dir():
         raise InputError(f"--out {out}: folder {out.parent} does not exist")
     rows, bad = read_served(served)
     cfg = {"served_temperature": temperature, "served_max_tokens": max_tokens,
            "served_top_p": top_p, "membership_fresh": fresh, "membership_max": most,
-           "membership_seed": 1_000_003, "seed": seed}  # fmt: skip
+           "membership_seed": FRESH_SEED, "seed": seed}  # fmt: skip
     chosen = selection(rows, cfg)  # fails before the models load
     s, ref = load_model(suspect), load_model(reference)
     if not no_cache:  # our model's fresh answers and scores do not depend on the suspect

@@ -23,11 +23,9 @@ from typing import Any
 
 from distilltrace.errors import InputError
 from distilltrace.provenance.config import ProvenanceConfig
-from distilltrace.provenance.membership import NAME, NULL
+from distilltrace.provenance.membership import FRESH_SEED, NAME, NULL
 from distilltrace.provenance.registry import QueryNeeds, TestInputs
 from distilltrace.provenance.result import TestResult, skipped_test
-
-MEMBERSHIP_SEED = 1_000_003  # our model's fresh draws: seed + j for draw j (as custody's)
 
 
 def membership_settings(cfg: ProvenanceConfig) -> dict[str, Any]:
@@ -36,7 +34,7 @@ def membership_settings(cfg: ProvenanceConfig) -> dict[str, Any]:
     return {"served_temperature": cfg.served_temperature, "served_max_tokens":
             cfg.served_max_tokens, "served_top_p": cfg.served_top_p,
             "membership_fresh": cfg.membership_fresh, "membership_max": cfg.membership_max,
-            "membership_seed": MEMBERSHIP_SEED, "seed": cfg.seed}  # fmt: skip
+            "membership_seed": FRESH_SEED, "seed": cfg.seed}  # fmt: skip
 
 
 def check_served(cfg: ProvenanceConfig) -> tuple[list[dict], int, tuple]:
@@ -52,12 +50,10 @@ def check_served(cfg: ProvenanceConfig) -> tuple[list[dict], int, tuple]:
 
 def _serves(data: TestInputs) -> str | None:
     """Why this reference is not the one that served (None: it is)."""
-    want = data.cfg.served_by
-    info = data.session.models[data.reference].info
-    if want:
-        ok = want in (data.reference, info.name, info.spec)
-        return None if ok else f"served by {want!r}, not this reference"
-    return None
+    want, info = data.cfg.served_by, data.session.models[data.reference].info
+    if not want or want in (data.reference, info.name, info.spec):
+        return None
+    return f"served by {want!r}, not this reference"
 
 
 class HarvestMembership:
