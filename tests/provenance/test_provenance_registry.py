@@ -186,3 +186,35 @@ def test_a_test_that_overspends_its_declared_queries_is_stopped():
             test_provenance(s, refs, ctrls, budget=400, config=cfg)
     finally:
         unregister(test.name)
+
+
+class _OneReference(_OwnQueries):
+    """Declares its own queries for one reference, but spends them on every reference."""
+
+    name = "toy_one_reference"
+
+    def queries(self, cfg: ProvenanceConfig) -> QueryNeeds:
+        return QueryNeeds(sampled=True, suspect_queries=self.declared, one_reference=True)
+
+    def run(self, data: TestInputs) -> TestResult:
+        i = 0 if data.reference == "R" else 1  # other prompts per reference (not memoised)
+        data.session.greedy(data.suspect, data.prompts[i * self.k : (i + 1) * self.k])
+        return SampledExactMatch.run(self, data)
+
+
+def test_a_one_reference_test_is_reserved_once_and_held_to_it():
+    """one_reference: the plan reserves the test's queries once (not per reference), and
+    the tester checks the total over references, so a test that spends on two references
+    what it reserved for one is stopped at the second."""
+    test = register(_OneReference(k=5, declared=5))
+    try:
+        cfg = ProvenanceConfig(**FAST, tests=(*DEFAULT_TESTS, test.name))
+        plan0 = budget_plan(ProvenanceConfig(**FAST), 400, 2, 3, True)
+        plan = budget_plan(cfg, 400, 2, 3, True)
+        assert plan.own == 5 and plan.greedy_max == plan0.greedy_max - 5
+        s, refs, ctrls = _models()
+        assert len(refs) == 2
+        with pytest.raises(RuntimeError, match="toy_one_reference.*5 new suspect queries.*0 left"):
+            test_provenance(s, refs, ctrls, budget=400, config=cfg)
+    finally:
+        unregister(test.name)

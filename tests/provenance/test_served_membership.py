@@ -144,3 +144,36 @@ def test_cli_served_adds_the_test(tmp_path, capsys):
     t = doc["references"][0]["tests"][NAME]
     assert t["n"] == 8 and 0 < t["pvalue"] <= 1 and t["details"]["k"] == 1
     assert NAME in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_the_plan_reserves_membership_once_whatever_the_references(tmp_path):
+    """harvest_membership runs against the reference that served only, so its scores are
+    reserved once: with two references the plan's own share equals one reference's and
+    the greedy stream keeps the rest."""
+    from distilltrace.provenance.budget import budget_plan
+
+    served, _ = _served(tmp_path, Sampler("R"))
+    cfg = _cfg(served, served_by="R")
+    one, two = budget_plan(cfg, 800, 1, 3, True), budget_plan(cfg, 800, 2, 3, True)
+    assert one.own == two.own == 20 * 3  # 20 exchanges x (k + 1) scores
+    base = budget_plan(ProvenanceConfig(**FAST), 800, 2, 3, True)
+    assert two.greedy_max == base.greedy_max - 60
+
+
+def test_the_served_file_is_read_once_per_content(tmp_path, monkeypatch):
+    """The plan, the readiness check and the test each ask for the served rows; the file
+    is read once, and again when its content changes."""
+    from distilltrace.provenance import membership_cli
+    from distilltrace.provenance.served import check_served
+
+    served, _ = _served(tmp_path, Sampler("R"))
+    reads = []
+    real = membership_cli.read_served
+    monkeypatch.setattr(membership_cli, "read_served", lambda p: reads.append(p) or real(p))
+    cfg = _cfg(served)
+    first = check_served(cfg)
+    assert check_served(cfg) is first and len(reads) == 1
+    assert len(check_served(_cfg(served, seed=3))[2][1]) == 20 and len(reads) == 2
+    served.write_text(served.read_text().replace("question 0", "question zero"))
+    rows, _, _ = check_served(cfg)
+    assert rows[0]["prompt"] == "question zero" and len(reads) == 3

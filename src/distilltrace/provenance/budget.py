@@ -57,7 +57,7 @@ def budget_plan(
     n_rev = min(cfg.n_reverse, max(0, (2 * (budget - n_id)) // (5 * n_refs))) if do_rev else 0
     n_gap = min(cfg.n_gap, n_samp, (budget - n_id) // (10 * max(1, n_union))) if n_rev else 0
     rev_cost = n_rev * n_refs + n_gap * n_union
-    own = n_refs * sum(n.suspect_queries for n in needs)
+    own = sum(n.own_queries(n_refs) for n in needs)
     greedy_max = budget - n_id - n_samp - rev_cost - own
     n_id -= n_pilot + n_cap
     return BudgetPlan(n_id, n_samp, n_rev, n_gap, rev_cost, greedy_max, own, n_pilot, n_cap)

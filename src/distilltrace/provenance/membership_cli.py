@@ -148,15 +148,16 @@ def membership(
 ) -> None:
     """Did the suspect learn the exact answers we served? An exact rank test."""
     from distilltrace.models import load_model
-    from distilltrace.provenance.membership import FRESH_SEED
+    from distilltrace.provenance.config import ProvenanceConfig
+    from distilltrace.provenance.served import check_served, membership_settings
 
     if out is not None and not out.parent.is_dir():
         raise InputError(f"--out {out}: folder {out.parent} does not exist")
-    rows, bad = read_served(served)
-    cfg = {"served_temperature": temperature, "served_max_tokens": max_tokens,
-           "served_top_p": top_p, "membership_fresh": fresh, "membership_max": most,
-           "membership_seed": FRESH_SEED, "seed": seed}  # fmt: skip
-    chosen = selection(rows, cfg)  # fails before the models load
+    pcfg = ProvenanceConfig(served=str(served), served_temperature=temperature,
+                            served_max_tokens=max_tokens, served_top_p=top_p,
+                            membership_fresh=fresh, membership_max=most, seed=seed)  # fmt: skip
+    cfg = membership_settings(pcfg)  # the same settings as `provenance test --served`
+    rows, bad, chosen = check_served(pcfg)  # fails before the models load
     s, ref = load_model(suspect), load_model(reference)
     if not no_cache:  # our model's fresh answers and scores do not depend on the suspect
         from distilltrace.models.cache import CachedModel

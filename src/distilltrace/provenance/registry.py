@@ -42,6 +42,9 @@ class QueryNeeds:
     stream: the test reads the adaptive greedy stream, which takes the budget left.
     suspect_queries: suspect queries the test makes itself through the session, per
         reference (taken off the budget before the greedy stream; checked after `run`).
+    one_reference: the test runs against one reference at most (it returns None for the
+        others), so its `suspect_queries` are reserved once, not once per reference; the
+        tester checks the total over references.
     """
 
     sampled: bool = False
@@ -49,6 +52,11 @@ class QueryNeeds:
     reverse: bool = False
     stream: bool = False
     suspect_queries: int = 0
+    one_reference: bool = False
+
+    def own_queries(self, n_refs: int) -> int:
+        """The suspect queries to reserve for this test over n_refs references."""
+        return self.suspect_queries * (1 if self.one_reference else n_refs)
 
 
 @dataclass(frozen=True)

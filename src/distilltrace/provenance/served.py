@@ -18,6 +18,7 @@ at most `membership_max` exchanges), reserved from the budget before the greedy 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +40,27 @@ def membership_settings(cfg: ProvenanceConfig) -> dict[str, Any]:
 
 def check_served(cfg: ProvenanceConfig) -> tuple[list[dict], int, tuple]:
     """The served rows, the number quarantined and the selection (`membership_cli.selection`),
-    or InputError: called before any model is loaded, and again when the test runs."""
-    from distilltrace.provenance.membership_cli import read_served, selection
-
+    or InputError: called before any model is loaded, and again by the plan and the test.
+    The file is read once per content (path, size, modification time); callers must not
+    change the rows."""
     if not cfg.served:
         raise InputError(f"the {NAME} test needs the served exchanges (--served FILE)")
-    rows, bad = read_served(Path(cfg.served))
-    return rows, bad, selection(rows, membership_settings(cfg))
+    path = Path(cfg.served)
+    try:
+        st = path.stat()
+        stamp = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    except OSError:
+        stamp = (str(path), -1, -1)  # read_served names the missing file
+    settings = membership_settings(cfg)
+    return _read_and_select(stamp, tuple(sorted(settings.items())))
+
+
+@lru_cache(maxsize=4)
+def _read_and_select(stamp: tuple, settings: tuple) -> tuple[list[dict], int, tuple]:
+    from distilltrace.provenance.membership_cli import read_served, selection
+
+    rows, bad = read_served(Path(stamp[0]))
+    return rows, bad, selection(rows, dict(settings))
 
 
 def _serves(data: TestInputs) -> str | None:
@@ -63,12 +78,13 @@ class HarvestMembership:
     null = NULL
 
     def queries(self, cfg: ProvenanceConfig) -> QueryNeeds:
-        """One score per answer: (k + 1) per exchange tested. The plan reserves them for
-        every reference, though only the one that served spends them."""
+        """One score per answer: (k + 1) per exchange tested, against the one reference
+        that served (reserved once, whatever the number of references)."""
         if not cfg.served:
             return QueryNeeds()
         _, _, (_, idx, _) = check_served(cfg)
-        return QueryNeeds(suspect_queries=len(idx) * (cfg.membership_fresh + 1))
+        n = len(idx) * (cfg.membership_fresh + 1)
+        return QueryNeeds(suspect_queries=n, one_reference=True)
 
     def run(self, data: TestInputs) -> TestResult | None:
         from distilltrace.provenance.membership_cli import run_membership

@@ -100,6 +100,7 @@ class _Run:
     checks: dict[str, Any] = field(default_factory=dict)
     cap: ControlCheck | None = None  # the capability check, when it ran
     fixed_spent: int = 0  # suspect queries made before the greedy stream (the trajectory's start)
+    own_spent: dict[str, int] = field(default_factory=dict)  # one-reference test -> queries so far
 
     @property
     def active(self) -> list[str]:
@@ -336,9 +337,10 @@ def _inputs(run: _Run, data: _Data, ref: str, stream: StreamRecord | None = None
 def _run_test(run: _Run, test: ProvenanceTest, inputs: TestInputs) -> TestResult | None:
     """One test on one reference. The new suspect queries it makes must stay within what
     its `queries` hook asked for (its own, plus the reverse-scoring share if it asked;
-    the shared sampled outputs it reads are planned apart)."""
+    the shared sampled outputs it reads are planned apart). A one-reference test's own
+    queries are reserved once, so its total over the references is what is checked."""
     need = test.queries(run.cfg)
-    allowed = need.suspect_queries
+    allowed = need.suspect_queries - run.own_spent.get(test.name, 0)
     if need.reverse:
         allowed += run.plan.n_rev + run.plan.n_gap * len(inputs.controls)
     shared = getattr(inputs.sampled, "charged", {})  # the planned, shared sampled outputs
@@ -346,10 +348,13 @@ def _run_test(run: _Run, test: ProvenanceTest, inputs: TestInputs) -> TestResult
     res = test.run(inputs)
     used = run.sess.counter.total(run.suspect) - shared.get(run.suspect, 0) - before
     if used > allowed:
+        left = " left of its one-reference share" if need.one_reference else ""
         raise RuntimeError(
             f"provenance test {test.name!r} made {used} new suspect queries for reference "
-            f"{inputs.reference!r}, more than the {allowed} its queries() hook planned for"
+            f"{inputs.reference!r}, more than the {allowed}{left} its queries() hook planned for"
         )
+    if need.one_reference:
+        run.own_spent[test.name] = run.own_spent.get(test.name, 0) + used
     return res
 
 
