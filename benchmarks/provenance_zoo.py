@@ -12,6 +12,10 @@ SmolLM2 students and their controls (session 19, docs/benchmarks.md):
         --only smollm2-ft-gemma3-100-s0,smollm2-ft-sharegpt-s0,smollm2-ft-sharegpt-s1,\
 smollm2-ft-sharegpt-s2,smollm2-ft-gemma3-10-s0
 
+With `--served TEACHER=FILE` (or `--served TEACHER --served-first N`: the first N exchanges
+of that teacher's zoo harvest) every suspect also gets the harvest_membership test against
+that teacher, with `--membership-fresh K` fresh answers per exchange (session 32).
+
 Prints a Markdown summary (for docs/benchmarks.md) and writes bench.json / bench.html.
 """
 
@@ -43,6 +47,19 @@ def main() -> None:
     ap.add_argument("--suspects", default=None, help="comma-separated suspects, in this order")
     ap.add_argument("--no-recipe-match", action="store_true", help="any non-derived control")
     ap.add_argument("--one-per-lineage", action="store_true")
+    ap.add_argument(
+        "--served",
+        default=None,
+        help="TEACHER=FILE: add harvest_membership on what that teacher served",
+    )
+    ap.add_argument(
+        "--served-first",
+        type=int,
+        default=None,
+        help="with --served TEACHER (no file): the first N rows of the teacher's "
+        "zoo harvest, as served (written to OUT/served-TEACHER.jsonl)",
+    )
+    ap.add_argument("--membership-fresh", type=int, default=1, help="fresh answers per exchange")
     a = ap.parse_args()
 
     from distilltrace.bench.provenance import run_bench
@@ -59,13 +76,16 @@ def main() -> None:
     from distilltrace.progress import LineProgress
 
     out = Path(a.out)
+    served = _served(a, zoo, out)
     lines = LineProgress()
     task = lines.add_task("bench")
     t0 = time.time()
     res = run_bench(
         zoo, budget=a.budget, alpha=a.alpha, out=out, cache=out / "cache.sqlite",
         seed=a.seed, pool_size=a.pool_size, limit=a.limit,
-        max_controls=a.max_controls, config=ProvenanceConfig(n_sampled=a.n_sampled, dtype=a.dtype),
+        max_controls=a.max_controls, served=served,
+        config=ProvenanceConfig(n_sampled=a.n_sampled, dtype=a.dtype,
+                                membership_fresh=a.membership_fresh),
         match_recipe=not a.no_recipe_match, one_per_lineage=a.one_per_lineage,
         suspects=a.suspects.split(",") if a.suspects else None,
         progress=lambda msg, i, n: lines.update(task, description=msg, completed=i, total=n),
@@ -87,6 +107,9 @@ def main() -> None:
             f"- non-derived pairs: FPR {m['null_fpr']}, KS two-sided p = {m['null_ks_two_sided_pvalue']:.3g}, "
             f"KS super-uniform (one-sided) p = {m['null_ks_superuniform_pvalue']:.3g}"
         )
+    print(f"- tests: {', '.join(res.tests)}" + "".join(
+        f"; harvest_membership on what {t} served ({f}, k = {a.membership_fresh})"
+        for t, f in res.served.items()))  # fmt: skip
     print(f"- queries to reach p <= 0.01 (derived pairs): {json.dumps(m['queries_to_p01'])}")
     print(
         f"- distilled students attributed to their true teacher(s) at Holm p <= 1e-4 and to no other: "
@@ -124,6 +147,25 @@ def main() -> None:
             f"| {p.suspect} | {p.teacher} | {p.derived} | {cp} | {hp} | {'yes' if p.rejected else 'no'} | "
             f"{p.suspect_queries} | {p.queries_to_p01} | {p.baseline_holm_pvalue} | {p.wall_s} | {tp} |"
         )
+
+
+def _served(a: argparse.Namespace, zoo: Path, out: Path) -> tuple[str, Path] | None:
+    """--served TEACHER=FILE as given, or --served TEACHER with --served-first N: the first
+    N exchanges of the teacher's zoo harvest (the same file for every suspect)."""
+    if a.served is None:
+        return None
+    teacher, _, path = a.served.partition("=")
+    if path:
+        return teacher, Path(path)
+    if a.served_first is None:
+        raise SystemExit("--served TEACHER needs =FILE or --served-first N")
+    from benchmarks.provenance_zoo_membership import served_rows
+
+    out.mkdir(parents=True, exist_ok=True)
+    f = out / f"served-{teacher}.jsonl"
+    rows = served_rows(zoo, teacher)[: a.served_first]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return teacher, f
 
 
 if __name__ == "__main__":

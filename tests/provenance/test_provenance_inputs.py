@@ -375,3 +375,25 @@ def test_cli_bench_unknown_suspect_is_one_line(tmp_path, capsys):
          "--suspect", "ghost"], capsys,
     )  # fmt: skip
     assert code == 2 and len(err) == 1 and "not suspects in this zoo: ghost" in err[0]
+
+
+@pytest.mark.parametrize(
+    "served,msg",
+    [("T", "--served takes TEACHER=FILE"), ("ghost=x.jsonl", "not a teacher of this zoo"),
+     ("T=none.jsonl", "no such file")],
+)  # fmt: skip
+def test_cli_bench_served_is_checked_first(tmp_path, capsys, loads, served, msg):
+    """bench provenance --served TEACHER=FILE: a malformed value, a teacher the zoo lacks or
+    a missing file is one readable line before any model is loaded."""
+    from distilltrace.distill.zoo import Manifest, ZooMember
+
+    (tmp_path / "zoo").mkdir()
+    Manifest("quick", "t", [
+        ZooMember("T", "teacher", "bundled", [], "x", 0, {}, {}, spec="t"),
+        ZooMember("S", "student", "seq-kd", ["T"], "x", 0, {}, {}, spec="s"),
+    ]).save(tmp_path / "zoo")  # fmt: skip
+    code, err = _cli(
+        ["bench", "provenance", "--zoo", str(tmp_path / "zoo"), "--out", str(tmp_path / "o"),
+         "--served", served], capsys,
+    )  # fmt: skip
+    assert code == 2 and len(err) == 1 and msg in err[0] and loads == []

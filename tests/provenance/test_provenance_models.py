@@ -503,3 +503,51 @@ def test_bench_on_a_small_manifest(zoo, tmp_path):
     assert json.loads((tmp_path / "out2" / "bench.json").read_text())["pairs"][1]["suspect"] == "S"
     with pytest.raises(InputError, match="not suspects"):
         run_bench(tmp_path, cache=cache / "q.sqlite", config=cfg, suspects=["T"])
+
+
+def test_bench_with_the_teachers_served_answers(zoo, tmp_path):
+    """bench provenance --served T=FILE: the harvest_membership test joins every suspect's
+    test against T on the same file (16 of the exchanges T served, which S trained on);
+    S is found by it, the independent models are not, and the report says which tests ran.
+    A teacher the zoo lacks, or a missing file, is an InputError before any model loads."""
+    from distilltrace.bench.provenance import run_bench
+    from distilltrace.distill.dataset import read_records
+    from distilltrace.distill.zoo import Manifest, ZooMember
+    from distilltrace.provenance.membership import NAME
+
+    paths, cache = zoo
+    recs = read_records(Path(paths["T"]).parent / "harvest.jsonl")[:16]
+    served = tmp_path / "served.jsonl"
+    served.write_text("".join(json.dumps({"prompt": r.prompt, "response": r.response,
+                                          "temperature": 0.7, "max_tokens": 48}) + "\n"
+                              for r in recs))  # fmt: skip
+
+    def member(name, role, teachers, method):
+        return ZooMember(name, role, method, teachers, "tiny-2l", 0, {}, {}, path=paths[name])
+
+    Manifest("quick", "test", [
+        member("T", "teacher", [], "tiny-teacher"), member("S", "student", ["T"], "seq-kd"),
+        member("C1", "independent", [], "human-text"),
+        member("C2", "independent", [], "human-text"),
+        member("D", "independent", [], "human-text"),
+    ]).save(tmp_path)  # fmt: skip
+    cfg = ProvenanceConfig(**{**FAST.to_dict(), "pool_size": 200, "membership_fresh": 3})
+    kw = dict(budget=200, alpha=0.01, cache=cache / "q.sqlite", config=cfg, pool_size=200,
+              match_recipe=False, baseline=False)  # fmt: skip
+    with pytest.raises(InputError, match="not a teacher of this zoo"):
+        run_bench(tmp_path, served=("X", served), **kw)
+    with pytest.raises(InputError, match="no such file"):
+        run_bench(tmp_path, served=("T", tmp_path / "none.jsonl"), **kw)
+    res = run_bench(tmp_path, served=("T", served), out=tmp_path / "out", **kw)
+    by = {p.suspect: p for p in res.pairs}
+    assert set(by) == {"S", "C1", "C2", "D"} and all(NAME in p.test_pvalues for p in res.pairs)
+    assert by["S"].test_pvalues[NAME] <= 1e-3 and by["S"].rejected
+    assert not any(p.rejected for p in res.pairs if not p.derived)
+    assert all(p.test_pvalues[NAME] > 1e-3 for p in res.pairs if not p.derived)
+    assert res.served == {"T": str(served)} and NAME in res.tests
+    doc = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert doc["served"] == {"T": str(served)} and NAME in doc["tests"]
+    assert "harvest_membership test reads the exchanges T served" in (
+        tmp_path / "out" / "bench.html"
+    ).read_text()
+    assert "harvest_membership on what T served" in res.summary()

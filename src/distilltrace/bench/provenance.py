@@ -67,6 +67,8 @@ class BenchResult:
     budget: int
     pairs: list[PairOutcome]
     metrics: dict[str, Any] = field(default_factory=dict)
+    tests: list[str] = field(default_factory=list)  # the provenance tests selected
+    served: dict[str, str] = field(default_factory=dict)  # teacher -> served exchanges file
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +76,8 @@ class BenchResult:
             "tier": self.tier,
             "alpha": self.alpha,
             "budget": self.budget,
+            "tests": self.tests,
+            "served": self.served,
             "metrics": self.metrics,
             "pairs": [asdict(p) for p in self.pairs],
         }
@@ -86,6 +90,9 @@ class BenchResult:
             f"null FPR@0.01 {m.get('null_fpr', {}).get('0.01')}, @0.05 {m.get('null_fpr', {}).get('0.05')}; "
             f"students at p<=1e-4 on true teacher only: {m.get('students_attributed_1e4')}/{m.get('n_students')}"
             + _baseline_summary(m)
+            + "".join(
+                f"; harvest_membership on what {t} served ({f})" for t, f in self.served.items()
+            )  # fmt: skip
         )
 
 
@@ -341,6 +348,7 @@ def run_bench(
     progress: Callable[[str, int, int], None] | None = None,
     suspects: Sequence[str] | None = None,
     baseline: bool = True,
+    served: tuple[str, str | Path] | None = None,
 ) -> BenchResult:
     """Run the benchmark on a zoo folder; writes bench.json/bench.html into out if given.
 
@@ -352,7 +360,10 @@ def run_bench(
     with the square of their number). With `baseline`, every pair also gets the
     first-words agreement baseline on the same suspect budget (its greedy answers on the
     first `budget` pool prompts; Holm over teachers), and the metrics compare the two per
-    fold (`fold_metrics`)."""
+    fold (`fold_metrics`). With `served` (teacher, file of the exchanges it served), the
+    harvest_membership test joins the selected tests against that teacher (`served_config`):
+    the provider's case where it knows what it served. The file is the same for every
+    suspect, derived or not, so the null pairs test it too."""
     from distilltrace.distill.zoo import load_manifest
     from distilltrace.provenance.inputs import check_out_dir
 
@@ -366,6 +377,7 @@ def run_bench(
         seed=seed,
         pool_size=BENCH_POOL_SIZE if pool_size is None else pool_size,
     )
+    cfg = served_config(cfg, man, served)
     tester = _PairTester(man, cfg, cache, baseline)
     pairs: list[PairOutcome] = []
     written = -1  # pairs in the last bench.json written
@@ -402,12 +414,34 @@ def run_bench(
     return result
 
 
+def served_config(cfg: ProvenanceConfig, man: Any, served: tuple[str, str | Path] | None
+                  ) -> ProvenanceConfig:  # fmt: skip
+    """The config with the harvest_membership test against the teacher that served the
+    file (checked before any model loads: a teacher of the zoo, a readable file with
+    exchanges that can be tested)."""
+    if served is None:
+        return cfg
+    from distilltrace.provenance.membership import NAME
+    from distilltrace.provenance.served import check_served
+
+    teacher, path = served
+    teachers = man.names("teacher")
+    if teacher not in teachers:
+        raise InputError(
+            f"--served {teacher}=...: not a teacher of this zoo (teachers: {', '.join(teachers)})"
+        )
+    tests = tuple(dict.fromkeys((*cfg.tests, NAME)))
+    cfg = cfg.with_options(served=str(path), served_by=teacher, tests=tests)
+    check_served(cfg)
+    return cfg
+
+
 def _result(
     zoo: str | Path, man: Any, cfg: ProvenanceConfig, pairs: list[PairOutcome]
 ) -> BenchResult:
-    return BenchResult(
-        str(zoo), man.tier, cfg.alpha, cfg.budget, pairs, score_pairs(pairs, cfg.alpha)
-    )
+    served = {cfg.served_by: cfg.served} if cfg.served else {}
+    return BenchResult(str(zoo), man.tier, cfg.alpha, cfg.budget, pairs,
+                       score_pairs(pairs, cfg.alpha), list(cfg.tests), served)  # fmt: skip
 
 
 def _suspects(man: Any, suspects: Sequence[str] | None, limit: int | None) -> list[str]:

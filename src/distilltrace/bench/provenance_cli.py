@@ -52,6 +52,19 @@ def bench(
         help="all | matched (capability-matched controls only; see provenance test --help).",
         show_default=DEFAULTS.control_rule,
     ),
+    served: str | None = typer.Option(
+        None,
+        "--served",
+        help="TEACHER=FILE: the exchanges that teacher served (JSON Lines, as provenance test "
+        "--served); adds the harvest_membership test against it for every suspect.",
+    ),
+    membership_fresh: int | None = typer.Option(
+        None,
+        "--membership-fresh",
+        min=1,
+        help="Fresh answers per served exchange (k).",
+        show_default=str(DEFAULTS.membership_fresh),
+    ),  # fmt: skip
     dtype: str | None = dtype_option(),
 ) -> None:
     """Every suspect in the zoo against every teacher, scored against the manifest."""
@@ -61,6 +74,7 @@ def bench(
     from distilltrace.provenance.inputs import check_out_dir
 
     check_out_dir(out)
+    pair = parse_served(served)
     cf = _cache_file(cache if cache is not None else out / "cache")
     with progress_display() as prog:
         task = prog.add_task("bench", total=None)
@@ -80,10 +94,26 @@ def bench(
             max_controls=max_controls,
             match_recipe=not any_controls,
             config=DEFAULTS.with_options(
-                n_sampled=n_sampled, control_rule=control_rule, dtype=dtype
-            ),
+                n_sampled=n_sampled,
+                control_rule=control_rule,
+                dtype=dtype,
+                membership_fresh=membership_fresh,
+            ),  # fmt: skip
             progress=note,
             baseline=not no_baseline,
+            served=pair,
         )
     typer.echo(res.summary())
     typer.echo(f"wrote {out / 'bench.json'} and {out / 'bench.html'}")
+
+
+def parse_served(text: str | None) -> tuple[str, Path] | None:
+    """TEACHER=FILE, or a readable error."""
+    from distilltrace.errors import InputError
+
+    if text is None:
+        return None
+    teacher, sep, path = text.partition("=")
+    if not sep or not teacher or not path:
+        raise InputError(f"--served takes TEACHER=FILE, got {text!r}")
+    return teacher, Path(path)
