@@ -200,8 +200,35 @@ def test_bf16_mixed_training_learns_keeps_float32_weights_and_its_own_identity(
     assert again.cached  # the finished run is reused at its own precision ...
     other = train_seq_kd(_student(teacher), train_set, tmp_path / "mixed", stop_after=1, **kw)
     assert not other.cached and other.steps == 1  # ... never for a float32 request
-    with pytest.raises(InputError, match="precision must be one of float32, bf16-mixed"):
+    with pytest.raises(InputError, match="precision must be one of float32, bf16-mixed, auto"):
         train_seq_kd(_student(teacher), train_set, tmp_path / "bad", precision="fp8", **kw)
+
+
+def test_auto_precision_is_bf16_mixed_only_where_bfloat16_is_native(
+    teacher, train_set, tmp_path, monkeypatch
+):
+    """precision "auto": bf16-mixed where the device multiplies bfloat16 natively, float32
+    where it would be emulated (about 25x slower on an AVX2 CPU); the run records and is
+    identified by the concrete precision, so an auto run reuses the matching finished run.
+    bf16-mixed asked for on a device without native bfloat16 runs, with a warning."""
+    from distilltrace.distill.config import TrainConfig
+    from distilltrace.models import precision
+
+    kw = dict(steps=2, lr=5e-3, batch_size=8, progress=False)
+    for native, want in ((False, "float32"), (True, "bf16-mixed")):
+        monkeypatch.setattr(precision, "native_bf16", lambda device="cpu", n=native: n)
+        assert TrainConfig(precision="auto").for_device("cpu").precision == want
+        assert TrainConfig(precision="float32").for_device("cpu").precision == "float32"
+    monkeypatch.setattr(precision, "native_bf16", lambda device="cpu": False)
+    f32 = train_seq_kd(_student(teacher), train_set, tmp_path / "run", **kw)
+    auto = train_seq_kd(_student(teacher), train_set, tmp_path / "run", precision="auto", **kw)
+    assert auto.cached and auto.config == f32.config  # float32, the default: not in it
+    assert "precision" not in auto.config
+    with pytest.warns(UserWarning, match="no native bfloat16"):
+        mixed = train_seq_kd(
+            _student(teacher), train_set, tmp_path / "mixed", precision="bf16-mixed", **kw
+        )
+    assert mixed.complete and mixed.config["precision"] == "bf16-mixed"
 
 
 def _pair_batch(teacher, train_set):

@@ -114,6 +114,6 @@ def test_load_manifest_errors(tmp_path):
 def test_bad_training_precision_refused_before_any_work(tmp_path):
     from distilltrace.distill.zoo import build_zoo
 
-    with pytest.raises(InputError, match="precision must be one of float32, bf16-mixed"):
+    with pytest.raises(InputError, match="precision must be one of float32, bf16-mixed, auto"):
         build_zoo(tmp_path / "z", "quick", precision="fp16", progress=False)
     assert not (tmp_path / "z").exists()  # nothing harvested, trained or written

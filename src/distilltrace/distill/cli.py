@@ -129,8 +129,9 @@ _DEVICE = typer.Option(
 _PRECISION = typer.Option(
     None,
     "--precision",
-    help="float32, or bf16-mixed (bfloat16 autocast forward, float32 weights and "
-    "optimiser; about 2x faster on a CPU with native bf16).",
+    help="float32, bf16-mixed (bfloat16 autocast forward, float32 weights and "
+    "optimiser; about 2x faster on a CPU with native bf16, far slower without), or auto "
+    "(bf16-mixed where the device has native bf16, else float32).",
     show_default=_LIB.precision,
 )
 

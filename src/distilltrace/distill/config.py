@@ -19,7 +19,7 @@ from typing import Any
 
 from distilltrace.errors import InputError
 
-PRECISIONS = ("float32", "bf16-mixed")
+PRECISIONS = ("float32", "bf16-mixed", "auto")
 
 
 def setting(default: Any, *, identity: str | None = "changed", key: str | None = None) -> Any:
@@ -58,8 +58,10 @@ class TrainConfig:
     kd_temperature: float = setting(1.0, identity="logit-kd", key="temperature")
     # numerics: "float32", or "bf16-mixed" (the forward pass and loss under bfloat16
     # autocast; weights, gradients and AdamW stay float32): 1.9-2.2x faster on a CPU with
-    # native bf16 (docs/benchmarks.md, "Compute precision"). Part of the identity
-    # when changed.
+    # native bf16 (docs/benchmarks.md, "Compute precision"), but about 25x slower than
+    # float32 where bfloat16 is emulated (an AVX2-only CPU). "auto" is bf16-mixed where the
+    # training device runs bfloat16 natively, else float32 (`for_device`; the run's identity
+    # and its recorded config hold the concrete one). Part of the identity when changed.
     precision: str = setting("float32")
     # running
     resume: bool = setting(True, identity=None)
@@ -85,6 +87,15 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def for_device(self, device: Any) -> TrainConfig:
+        """This config with precision "auto" made concrete for `device`: "bf16-mixed" where
+        it multiplies bfloat16 natively (models.precision.native_bf16), else "float32"."""
+        if self.precision != "auto":
+            return self
+        from distilltrace.models.precision import native_bf16
+
+        return replace(self, precision="bf16-mixed" if native_bf16(str(device)) else "float32")
 
     def run_identity(self, method: str) -> dict[str, Any]:
         """The settings that identify a training run of `method` (see `setting`)."""

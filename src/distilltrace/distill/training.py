@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -588,6 +589,19 @@ class _Loop:
         )
 
 
+def _warn_emulated_bf16(cfg: TrainConfig, dev: torch.device) -> None:
+    """bf16-mixed asked for on a device that emulates bfloat16: say so (it runs, slowly)."""
+    from distilltrace.models.precision import native_bf16
+
+    if cfg.precision == "bf16-mixed" and not native_bf16(str(dev)):
+        warnings.warn(
+            f"precision bf16-mixed on {dev}, which has no native bfloat16: it is emulated and "
+            "much slower than float32 (about 25x on an AVX2 CPU); precision auto picks float32 "
+            "here",
+            stacklevel=3,
+        )
+
+
 def run_training(
     model: Any,
     tok: Any,
@@ -606,10 +620,12 @@ def run_training(
     this call after that many steps with a checkpoint (complete=False); a rerun continues."""
     cfg = cfg or TrainConfig()
     cfg.check()
+    dev = resolve_device(cfg.device)
+    cfg = cfg.for_device(dev)  # "auto" precision: the concrete one is the run's identity
+    _warn_emulated_bf16(cfg, dev)
     out = Path(out_dir)
     total, config = _run_config(model, tok, examples, cfg, method, extra_config or {})
     fp = _fingerprint(config)
-    dev = resolve_device(cfg.device)
     cached = _finished_run(out, fp, model, cfg.resume)
     if cached is not None:
         return cached
