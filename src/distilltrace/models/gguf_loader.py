@@ -92,8 +92,14 @@ def load_gguf_spec(parsed, status: Callable[[str], None] | None = None) -> Trans
 
 
 def _drop_quantizer(model) -> None:
-    """Forget the GGUF quantizer of a fully de-quantised model, so it saves as plain safetensors."""
+    """Forget the GGUF quantizer of a fully de-quantised model, so it saves as plain
+    safetensors and behaves as a float32 model: transformers also marks the instance
+    `is_quantized` (and names its `quantization_method`), which refuses `.float()` and
+    `.to(dtype)`, so fine-tuning a model on its first, de-quantising load failed."""
     model.hf_quantizer = None
+    for attr in ("is_quantized", "quantization_method"):
+        if attr in vars(model):
+            delattr(model, attr)
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
 
