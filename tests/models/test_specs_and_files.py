@@ -100,14 +100,19 @@ def test_smollm2_is_found_without_importing_it():
         assert f.read(4) == b"GGUF"
 
 
-def test_a_first_dequantising_load_is_a_plain_float32_model():
-    """The first load of a GGUF de-quantises it; the model must then act as a float32 one
-    (transformers marks a GGUF-loaded instance `is_quantized`, which refuses `.float()`:
-    fine-tuning a bundled model failed on a machine whose de-quantised cache was empty)."""
+def test_a_first_dequantising_load_is_a_plain_float32_model(tmp_path, monkeypatch):
+    """The first load of a GGUF de-quantises it (and saves the conversion); the model must
+    then act as a float32 one, like a later load from the saved conversion (transformers
+    marks a GGUF-loaded instance `is_quantized`, which refuses `.float()`: fine-tuning a
+    bundled model failed on a machine whose de-quantised cache was empty)."""
     import torch
 
-    m = load_gguf(bundled.smollm2_gguf_path(), use_cache=False)
-    hf = m.hf_model
-    assert not getattr(hf, "is_quantized", False) and hf.hf_quantizer is None
-    assert hf.float() is hf and {p.dtype for p in hf.parameters()} == {torch.float32}
-    assert hf.to(torch.bfloat16).dtype == torch.bfloat16
+    monkeypatch.setenv("DISTILLTRACE_HOME", str(tmp_path))  # an empty cache
+    first = load_gguf(bundled.smollm2_gguf_path()).hf_model
+    assert not getattr(first, "is_quantized", False) and first.hf_quantizer is None
+    assert first.float() is first and {p.dtype for p in first.parameters()} == {torch.float32}
+    again = load_gguf(bundled.smollm2_gguf_path()).hf_model  # from the saved conversion
+    assert not getattr(again, "is_quantized", False) and again.float() is again
+    w1, w2 = first.get_input_embeddings().weight, again.get_input_embeddings().weight
+    assert torch.equal(w1, w2)
+    assert first.to(torch.bfloat16).dtype == torch.bfloat16
