@@ -4,14 +4,31 @@ HTTP, a real scan, distilled students, bundles verified). Slow: minutes of CPU."
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
+
+from distilltrace.models.precision import native_bf16
 
 # The quick tier took 14 min 44 s on 2 cores of an AMD EPYC (session 22), 939 s in session
 # 25's suite and 28 min 57 s in one standalone run there (docs/benchmarks.md, "Custody:
 # quick demo"): the longest test of the suite, run by CI as the issue asks. Its own timeout
 # is above the suite's 30 min per test (Makefile), which a slow run could otherwise reach.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
+# Those machines multiply bfloat16 natively. On a CPU that emulates it (AVX2 only) the demo
+# trains and queries in float32 and took about 49 minutes (session 32): more than the
+# rest of the suite three times over, and with it near CI's 90-minute limit. There it runs
+# only when asked (DISTILLTRACE_SLOW_DEMO=1); the custody parts are tested apart
+# (test_custody.py) on every machine.
+SLOW_CPU = not native_bf16() and os.environ.get("DISTILLTRACE_SLOW_DEMO") != "1"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(5400),
+    pytest.mark.skipif(
+        SLOW_CPU,
+        reason="no native bfloat16 on this CPU: the quick demo takes about 49 min here "
+        "(session 32); DISTILLTRACE_SLOW_DEMO=1 runs it",
+    ),
+]
 
 
 def test_quick_demo_attributes_the_harvested_student_only_and_verifies(tmp_path):
