@@ -547,7 +547,8 @@ def test_bench_with_the_teachers_served_answers(zoo, tmp_path):
     assert res.served == {"T": str(served)} and NAME in res.tests
     doc = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert doc["served"] == {"T": str(served)} and NAME in doc["tests"]
-    assert "harvest_membership test reads the exchanges T served" in (
-        tmp_path / "out" / "bench.html"
-    ).read_text()
+    assert (
+        "harvest_membership test reads the exchanges T served"
+        in (tmp_path / "out" / "bench.html").read_text()
+    )
     assert "harvest_membership on what T served" in res.summary()

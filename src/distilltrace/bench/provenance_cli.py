@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from distilltrace.bench.provenance import BENCH_POOL_SIZE
-from distilltrace.provenance.cli import dtype_option
+from distilltrace.provenance.cli import dtype_option, membership_fresh_option
 from distilltrace.provenance.config import DEFAULTS
 
 
@@ -58,13 +58,7 @@ def bench(
         help="TEACHER=FILE: the exchanges that teacher served (JSON Lines, as provenance test "
         "--served); adds the harvest_membership test against it for every suspect.",
     ),
-    membership_fresh: int | None = typer.Option(
-        None,
-        "--membership-fresh",
-        min=1,
-        help="Fresh answers per served exchange (k).",
-        show_default=str(DEFAULTS.membership_fresh),
-    ),  # fmt: skip
+    membership_fresh: int | None = membership_fresh_option(),
     dtype: str | None = dtype_option(),
 ) -> None:
     """Every suspect in the zoo against every teacher, scored against the manifest."""

@@ -142,6 +142,17 @@ def dtype_option() -> Any:
     )
 
 
+def membership_fresh_option() -> Any:
+    """The --membership-fresh option (provenance test, bench provenance)."""
+    return typer.Option(
+        None,
+        "--membership-fresh",
+        min=1,
+        help="Fresh answers from the reference per served exchange (k).",
+        show_default=str(DEFAULTS.membership_fresh),
+    )
+
+
 def _load_models(
     suspect: str,
     reference: list[str],
@@ -271,13 +282,7 @@ def test(
     served_max_tokens: int | None = typer.Option(
         None, "--served-max-tokens", help="Serving length cap, for served rows without one."
     ),
-    membership_fresh: int | None = typer.Option(
-        None,
-        "--membership-fresh",
-        min=1,
-        help="Fresh answers from the reference per exchange.",
-        show_default=str(DEFAULTS.membership_fresh),
-    ),
+    membership_fresh: int | None = membership_fresh_option(),
 ) -> None:
     """Test whether SUSPECT derives from each REFERENCE, against CONTROLS."""
     from distilltrace.provenance.inputs import check_out_dir
