@@ -11,7 +11,8 @@ saved tokenizer (e.g. a copy carried to a machine without the bundled packages).
 `--heads target,full` trains each once with the loss as the library computes it (the output
 head on target positions only) and once from the full logits (the loss before session 22).
 `--precisions float32,bf16-mixed` trains each architecture once per precision
-(TrainConfig.precision), the same seed and data, side by side; an arch may also be a model
+(TrainConfig.precision; `auto` is reported with the precision it ran as), the same seed
+and data, side by side; an arch may also be a model
 spec to fine-tune (`--archs smollm2-135m-instruct,gemma3-270m`).
 """
 
@@ -71,6 +72,7 @@ def _one(arch: str, prec: str, head: str, tok: object, recs: list, args, out: Pa
         "params_M": round(n_params / 1e6, 2),
         "device": res.device,
         "precision": prec,
+        "ran_as": res.config.get("precision", "float32"),  # "auto" made concrete
         "steps": res.steps,
         "batch_size": args.batch_size,
         "tokens": res.tokens,
@@ -130,7 +132,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(
-            f"| {r['arch']} | {r['params_M']} | {r['device']} | {r['precision']} | {r['head']} | {r['batch_size']} | {r['steps']} | {r['tokens']} | {r['wall_s']} | {r['tokens_per_s']} | {r['final_loss']:.4f} |"
+            f"| {r['arch']} | {r['params_M']} | {r['device']} | {r['precision']} -> {r['ran_as']} | {r['head']} | {r['batch_size']} | {r['steps']} | {r['tokens']} | {r['wall_s']} | {r['tokens_per_s']} | {r['final_loss']:.4f} |"
         )
 
 

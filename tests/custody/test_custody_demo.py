@@ -15,7 +15,7 @@ from distilltrace.models.precision import native_bf16
 # quick demo"): the longest test of the suite, run by CI as the issue asks. Its own timeout
 # is above the suite's 30 min per test (Makefile), which a slow run could otherwise reach.
 # Those machines multiply bfloat16 natively. On a CPU that emulates it (AVX2 only) the demo
-# trains and queries in float32 and took about 49 minutes (session 32): more than the
+# trains and queries in float32 and took 47 minutes (session 32): more than the
 # rest of the suite three times over, and with it near CI's 90-minute limit. There it runs
 # only when asked (DISTILLTRACE_SLOW_DEMO=1); the custody parts are tested apart
 # (test_custody.py) on every machine.
@@ -25,7 +25,7 @@ pytestmark = [
     pytest.mark.timeout(5400),
     pytest.mark.skipif(
         SLOW_CPU,
-        reason="no native bfloat16 on this CPU: the quick demo takes about 49 min here "
+        reason="no native bfloat16 on this CPU: the quick demo took 47 min on such a CPU "
         "(session 32); DISTILLTRACE_SLOW_DEMO=1 runs it",
     ),
 ]

@@ -208,7 +208,7 @@ def test_auto_precision_is_bf16_mixed_only_where_bfloat16_is_native(
     teacher, train_set, tmp_path, monkeypatch
 ):
     """precision "auto": bf16-mixed where the device multiplies bfloat16 natively, float32
-    where it would be emulated (about 25x slower on an AVX2 CPU); the run records and is
+    where it would be emulated (12x slower to train on an AVX2 CPU); the run records and is
     identified by the concrete precision, so an auto run reuses the matching finished run.
     bf16-mixed asked for on a device without native bfloat16 runs, with a warning."""
     from distilltrace.distill.config import TrainConfig

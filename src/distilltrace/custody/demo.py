@@ -56,7 +56,7 @@ class DemoConfig:
     lr: float = 2e-4
     batch_size: int = 4
     # training precision (TrainConfig.precision): bf16-mixed where the CPU multiplies
-    # bfloat16 natively, else float32 (emulated bfloat16 is about 25x slower)
+    # bfloat16 natively, else float32 (emulated bfloat16 trains 12x slower)
     precision: str = "auto"
     n_probes: int = 160  # closed-mode probes: the harvested prompts asked again first
     provenance: dict[str, Any] = field(

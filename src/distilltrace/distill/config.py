@@ -58,8 +58,8 @@ class TrainConfig:
     kd_temperature: float = setting(1.0, identity="logit-kd", key="temperature")
     # numerics: "float32", or "bf16-mixed" (the forward pass and loss under bfloat16
     # autocast; weights, gradients and AdamW stay float32): 1.9-2.2x faster on a CPU with
-    # native bf16 (docs/benchmarks.md, "Compute precision"), but about 25x slower than
-    # float32 where bfloat16 is emulated (an AVX2-only CPU). "auto" is bf16-mixed where the
+    # native bf16 (docs/benchmarks.md, "Compute precision"), but 12x slower than float32
+    # where bfloat16 is emulated (an AVX2-only CPU, session 32). "auto" is bf16-mixed where the
     # training device runs bfloat16 natively, else float32 (`for_device`; the run's identity
     # and its recorded config hold the concrete one). Part of the identity when changed.
     precision: str = setting("float32")
