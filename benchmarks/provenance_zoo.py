@@ -154,13 +154,15 @@ def _served(a: argparse.Namespace, zoo: Path, out: Path) -> tuple[str, Path] | N
     N exchanges of the teacher's zoo harvest (the same file for every suspect)."""
     if a.served is None:
         return None
-    teacher, _, path = a.served.partition("=")
-    if path:
-        return teacher, Path(path)
+    if "=" in a.served:  # TEACHER=FILE, parsed as `bench provenance --served` does
+        from distilltrace.bench.provenance_cli import parse_served
+
+        return parse_served(a.served)
     if a.served_first is None:
         raise SystemExit("--served TEACHER needs =FILE or --served-first N")
     from benchmarks.provenance_zoo_membership import served_rows
 
+    teacher = a.served
     out.mkdir(parents=True, exist_ok=True)
     f = out / f"served-{teacher}.jsonl"
     rows = served_rows(zoo, teacher)[: a.served_first]
