@@ -458,3 +458,35 @@ def test_progress_names_each_model_in_the_long_phases(models):
     assert [m for m, _, _ in tests] == [f"test likelihood_reverse (reference {r.info.name})"]
     first = msgs.index
     assert first(caps[0][0]) < first(tests[0][0]) < first(gens[0]) < first("greedy probes")
+
+
+def test_long_generation_and_scoring_note_progress_per_cache_piece(models):
+    """Generating or scoring hundreds of texts takes minutes on a CPU: the session notes
+    progress before each piece the model's query cache computes at a time, and at the end;
+    the results are those of one call on the model without a cache."""
+    from distilltrace.provenance.session import QueryCounter, QueryStore, Session
+
+    (r,) = _load(models, "r")
+    r.chunk_size = 4
+    cfg = ProvenanceConfig(max_new_tokens=8, sample_temperature=0.9, seed=5)
+    sess = Session({"r": r}, cfg, QueryCounter(), QueryStore())
+    notes = []
+    sess.note = lambda *a: notes.append(a)
+    prompts = [s.format(t=t) for s in STARTERS[:2] for t in TOPICS[:5]]
+    texts = sess.sampled("r", prompts, "reference outputs")
+    assert notes == [("reference outputs (r)", i, 10) for i in (0, 4, 8, 10)]
+    notes.clear()
+    scores = sess.scores("r", prompts, texts)
+    assert notes == [("scoring (r)", i, 10) for i in (0, 4, 8, 10)]
+    notes.clear()
+    assert list(sess.sampled("r", prompts)) == texts and notes == []  # memoised: no note
+    (plain,) = _load(models, "r", cache=False)
+    gens = plain.generate(prompts, max_new_tokens=8, temperature=0.9, seed=5)
+    assert [g.text for g in gens] == texts
+    scored = plain.score(prompts, texts)
+    whole = [s.total_logprob / max(1, len(t)) for s, t in zip(scored, texts, strict=True)]
+    assert np.allclose(scores, whole, atol=1e-5)
+    one = Session({"r": plain}, cfg, QueryCounter(), QueryStore())
+    one.note = lambda *a: notes.append(a)
+    one.scores("r", prompts, texts)
+    assert notes == [("scoring (r)", 0, 10)]  # no cache: one call, one note

@@ -252,6 +252,24 @@ def test_likelihood_forward_margin_is_zero_with_two_controls():
     assert res.details["margin"] == 0.0
 
 
+@pytest.mark.parametrize("n_controls", [2, 3, 4])
+def test_likelihood_forward_reads_only_the_scores_it_queries(n_controls):
+    """The registered test queries only likelihood_pairs (no control scores its own
+    outputs): the statistic computed from those scores alone is the one from every pair."""
+    from distilltrace.provenance.likelihood import likelihood_pairs
+
+    rng = np.random.default_rng(n_controls)
+    ctl = [f"c{i}" for i in range(n_controls)]
+    full = _sim_scores(rng, 40, ctl, derived=0.3)
+    pairs = likelihood_pairs("R", ctl, "S")
+    assert len(pairs) == len(set(pairs)) == (1 + n_controls) * (1 + n_controls) - n_controls
+    assert not any(a == g for a, g in pairs)
+    only = {k: full[k] for k in pairs}
+    a = likelihood_test(full, "R", ctl, suspect="S", seed=3).to_dict()
+    b = likelihood_test(only, "R", ctl, suspect="S", seed=3).to_dict()
+    assert a == b
+
+
 def test_likelihood_reverse_calibrated_at_its_null_boundary_and_powered():
     """Reverse null: the suspect models R's outputs no better than each control, up to the
     margin. At the boundary (skills differing by less than the margin) FPR <= alpha."""

@@ -81,7 +81,8 @@ class Session:
         self.counter = counter
         self.store = store
         self._seen: set[tuple] = set()
-        self.note: Callable[[str, int, int], None] | None = None  # progress: each generation
+        # progress: (what, done, total) before each piece of a generation or scoring call
+        self.note: Callable[[str, int, int], None] | None = None
 
     def can_score(self, label: str) -> bool:
         return can_score(self.models[label])
@@ -135,19 +136,35 @@ class Session:
             for p, k in dict.fromkeys(zip(prompts, keys, strict=True))
             if k not in self.store.sampled
         ]
-        if todo:
-            if self.note is not None:
-                self.note(f"{what} ({label})", 0, len(todo))
-            gens = self.models[label].generate(
-                todo,
+        model = self.models[label]
+        for chunk in self._chunks(label, todo, what):
+            gens = model.generate(
+                chunk,
                 max_new_tokens=self.cfg.max_new_tokens,
                 temperature=self.cfg.sample_temperature,
                 seed=self.cfg.seed,
                 chat=True,
             )
-            for p, g in zip(todo, gens, strict=True):
+            for p, g in zip(chunk, gens, strict=True):
                 self.store.sampled[self._gen_key(label, p, mode)] = g.text
         return [self.store.sampled[k] for k in keys]
+
+    def _chunks(self, label: str, todo: list, what: str) -> Iterator[list]:
+        """`todo` in the pieces the model's query cache computes at a time (so the model's
+        batches, and results, are those of one call), with a progress note before each
+        piece and at the end: generating or scoring a few hundred texts takes minutes on
+        a CPU. A model without a cache gets one call (its batches span the whole list)."""
+        if not todo:
+            return
+        size = getattr(self.models[label], "chunk_size", None)
+        size = size if isinstance(size, int) and size > 0 else len(todo)
+        name = f"{what} ({label})"
+        for i in range(0, len(todo), size):
+            if self.note is not None:
+                self.note(name, i, len(todo))
+            yield todo[i : i + size]
+        if self.note is not None and size < len(todo):
+            self.note(name, len(todo), len(todo))
 
     def scores(
         self, scorer: str, prompts: Sequence[str], texts: Sequence[str], *, chat: bool = True
@@ -158,9 +175,9 @@ class Session:
         keys = [(ident, p, t) for p, t in zip(prompts, texts, strict=True)]
         self._count(scorer, "score", [("score", *k) for k in keys])
         todo = list(dict.fromkeys(k for k in keys if k not in self.store.scores))
-        if todo:
-            res = self.models[scorer].score([k[1] for k in todo], [k[2] for k in todo], chat=chat)
-            for k, r in zip(todo, res, strict=True):
+        for chunk in self._chunks(scorer, todo, "scoring"):
+            res = self.models[scorer].score([k[1] for k in chunk], [k[2] for k in chunk], chat=chat)
+            for k, r in zip(chunk, res, strict=True):
                 self.store.scores[k] = r.total_logprob / max(1, len(k[2]))
         return np.array([self.store.scores[k] for k in keys], dtype=float)
 
