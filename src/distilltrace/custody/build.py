@@ -79,6 +79,9 @@ class CustodyConfig:
     membership_fresh: int = 1  # fresh answers per exchange (k; the rank is out of k + 1)
     membership_max: int = 128  # exchanges tested at most (a seeded sample beyond it)
     membership_seed: int = FRESH_SEED  # fresh answer j is drawn with seed membership_seed + j
+    # exchanges served after a system prompt are tested, their fresh answers drawn after the
+    # same system prompt (absent in bundles built before: there they were left out)
+    membership_system_prompts: bool = True
     # the serving settings, for log rows that lack them (None: such rows are left out)
     served_temperature: float | None = None
     served_max_tokens: int | None = None
@@ -447,20 +450,22 @@ def _line_progress(note: Note, what: str) -> Callable[[int, int], None]:
     return lambda done, total: lines.update(task, completed=done, total=total)
 
 
-def _fresh_answers(ref, wm, prompts, settings, cfg, serving=()) -> list[list[str]]:
+def _fresh_answers(ref, wm, prompts, settings, cfg, serving=(), systems=None) -> list[list[str]]:
     """k fresh answers per exchange from our model, marked with the key, under each
-    exchange's serving settings; `serving`: the server's own processors, applied before the
-    watermark's as the server does (provenance.membership.draw_fresh)."""
+    exchange's serving settings and after its system prompt (`systems`, "" for none);
+    `serving`: the server's own processors, applied before the watermark's as the server
+    does (provenance.membership.draw_fresh)."""
     from distilltrace.provenance.membership import draw_fresh
 
     procs = [*serving, *wm.logits_processors(ref)]
-    return draw_fresh(ref, prompts, settings, cfg.membership_fresh, cfg.membership_seed, procs)
+    return draw_fresh(ref, prompts, settings, cfg.membership_fresh, cfg.membership_seed, procs,
+                      systems)  # fmt: skip
 
 
 def _membership(inputs, wm, cfg, rows, harvested, out: Path, note: Note) -> EvidenceResult | str:
     """The harvest-membership claim: fresh answers from our model, every answer scored by
     the suspect and by our model, all recorded so verify recomputes the test."""
-    from distilltrace.custody.logs import serving_settings
+    from distilltrace.custody.logs import serving_settings, system_prompts
     from distilltrace.errors import CapabilityError, InputError
     from distilltrace.marks.schemes import TokenizerMismatchError
     from distilltrace.provenance.membership import score_exchanges
@@ -473,7 +478,8 @@ def _membership(inputs, wm, cfg, rows, harvested, out: Path, note: Note) -> Evid
     if not callable(getattr(inputs.suspect, "score", None)):
         return "the suspect cannot score text (no weights or log-probabilities)"
     settings = serving_settings(rows, harvested, cfg.to_dict())
-    idx, left = C.membership_exchanges(harvested, settings, cfg.to_dict())
+    systems = system_prompts(rows, harvested)
+    idx, left = C.membership_exchanges(harvested, settings, cfg.to_dict(), systems)
     if not idx:
         return f"no exchange can be tested (left out: {left})"
     prompts = [str(harvested[i]["prompt"]) for i in idx]
@@ -481,7 +487,8 @@ def _membership(inputs, wm, cfg, rows, harvested, out: Path, note: Note) -> Evid
     note(f"membership: {len(idx)} exchanges, {cfg.membership_fresh} fresh answer(s) each "
          f"(left out: {sum(left.values())})")  # fmt: skip
     try:
-        fresh = _fresh_answers(ref, wm, prompts, chosen, cfg, inputs.serving_processors)
+        fresh = _fresh_answers(ref, wm, prompts, chosen, cfg, inputs.serving_processors,
+                               [systems[i] for i in idx])  # fmt: skip
     except (TokenizerMismatchError, CapabilityError, InputError) as e:
         return f"our model cannot redraw the answers under this key: {e}"
     answers = [[str(harvested[i]["response"]), *f] for i, f in zip(idx, fresh, strict=True)]

@@ -303,23 +303,32 @@ def membership_exchanges(
     harvested: Sequence[Mapping[str, Any]],
     settings: Sequence[Mapping[str, Any] | None],
     cfg: Mapping[str, Any],
+    systems: Sequence[str] | None = None,
 ) -> tuple[list[int], dict[str, int]]:
     """Which harvested exchanges the membership claim tests (indices, in harvest order), and
     how many were left out, by reason: serving settings unknown (`logs.serving_settings`),
-    served after a system prompt (our model's fresh answers are drawn from the user's
-    prompt alone, so they would not be draws of the served distribution), greedy (temperature 0: a fresh answer is the served one, no information), a repeat of
-    an earlier (prompt, answer) pair (one draw counts once: the exact test needs independent
-    exchanges), and over `membership_max` (a seeded sample is kept)."""
+    served after a system prompt that cannot be sent again (`membership_system_prompts`
+    off, as in bundles built before fresh answers could be drawn after the same system
+    prompt; no `systems` texts given; or a logged digest instead of the text: fresh
+    answers drawn without it would not be draws of the served distribution), greedy (temperature 0: a fresh answer
+    is the served one, no information), a repeat of an earlier (prompt, answer) pair (one
+    draw counts once: the exact test needs independent exchanges), and over
+    `membership_max` (a seeded sample is kept)."""
     import random
 
     left = {"unknown_settings": 0, "system_prompt": 0, "greedy": 0, "duplicate": 0,
             "over_max": 0}  # fmt: skip
     keep, seen = [], set()
+    from distilltrace.custody.logs import redrawable_system
+
+    with_system = bool(cfg.get("membership_system_prompts", False)) and systems is not None
     for i, (h, st) in enumerate(zip(harvested, settings, strict=True)):
         pair = (str(h["prompt"]), str(h["response"]))
         if st is None:
             left["unknown_settings"] += 1
-        elif st.get("system_prompt"):
+        elif st.get("system_prompt") and not (
+            with_system and systems is not None and redrawable_system(systems[i])
+        ):
             left["system_prompt"] += 1
         elif float(st["temperature"]) <= 0:
             left["greedy"] += 1

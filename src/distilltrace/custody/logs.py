@@ -8,6 +8,7 @@ import gzip
 import io
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -141,7 +142,7 @@ def serving_settings(
     max_tokens and top_p (the first row of its request id, as `harvested_of` keeps), else
     `defaults` ("served_temperature", "served_max_tokens", "served_top_p"); None where the
     temperature or the length cap is known from neither. "system_prompt" says whether the
-    row was served after a system prompt (fresh answers are drawn without one)."""
+    row was served after a system prompt (its text: `system_prompts`)."""
     first: dict[str, Mapping[str, Any]] = {}
     for r in rows:
         first.setdefault(str(r.get("request_id")), r)
@@ -159,9 +160,36 @@ def serving_settings(
             v = fallback[col] if v in (None, "") else v
             got[col] = None if v is None else _setting(v, kind)
         ok = got["temperature"] is not None and got["max_tokens"] is not None
-        system = bool(str(r.get("system_prompt") or "").strip())
+        system = bool(_system_text(r))
         out.append({**got, "top_p": got["top_p"] or 1.0, "system_prompt": system} if ok else None)
     return out
+
+
+def system_prompts(
+    rows: Iterable[Mapping[str, Any]], harvested: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """The system prompt each harvested exchange was served after ("" for none), from the
+    first log row of its request id (as `serving_settings` reads its settings)."""
+    first: dict[str, Mapping[str, Any]] = {}
+    for r in rows:
+        first.setdefault(str(r.get("request_id")), r)
+    return [_system_text(first.get(str(h["request_id"]), {})) for h in harvested]
+
+
+_DIGEST = re.compile(r"(?:sha256|sha1|md5|sha512)?[:=-]?[0-9a-f]{32,128}", re.IGNORECASE)
+
+
+def redrawable_system(text: str) -> bool:
+    """Whether a logged system prompt can be sent again: the schema allows "system prompt
+    text (or a hash of it)", and a digest (32-128 hex digits, optionally prefixed by its
+    algorithm) is not the text the answer was drawn after."""
+    return not _DIGEST.fullmatch(text.strip())
+
+
+def _system_text(row: Mapping[str, Any]) -> str:
+    """A log row's system prompt, "" when it has none (missing, null or blank)."""
+    text = str(row.get("system_prompt") or "")
+    return text if text.strip() else ""
 
 
 def customer_units(rows: Iterable[Mapping[str, Any]], members: Sequence[str]) -> list[str]:

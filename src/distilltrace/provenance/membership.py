@@ -31,6 +31,7 @@ measures the null on models that never saw the answers.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -154,25 +155,61 @@ def draw_fresh(
     k: int,
     seed: int,
     processors: Sequence[Any] = (),
+    systems: Sequence[str] | None = None,
 ) -> list[list[str]]:
     """k fresh answers per prompt from our model, each under its exchange's serving
     settings ("temperature", "top_p", "max_tokens"), through `processors` (the server's
     own, then the watermark's, as it served them); draw j uses seed `seed + j` (one
-    generate call per setting group and draw)."""
+    generate call per setting group and draw). `systems`: the system prompt each exchange
+    was served after ("" for none); those answers are drawn after the same system prompt,
+    encoded as serve encodes a chat request (`draw_after_system`)."""
+    systems = list(systems) if systems is not None else [""] * len(prompts)
+    if len(systems) != len(prompts):
+        raise ValueError("one system prompt (or '') per prompt is needed")
     fresh: list[list[str]] = [[] for _ in prompts]
     groups: dict[tuple, list[int]] = {}
     for i, st in enumerate(settings):
-        groups.setdefault((st["temperature"], st["top_p"], st["max_tokens"]), []).append(i)
+        key = (st["temperature"], st["top_p"], st["max_tokens"], bool(systems[i]))
+        groups.setdefault(key, []).append(i)
     for j in range(k):
-        for (temp, top_p, most), idx in groups.items():
-            gens = model.generate(
-                [prompts[i] for i in idx], max_new_tokens=int(most), temperature=float(temp),
-                top_p=float(top_p), seed=seed + j, logits_processors=list(processors) or None,
-                chat=True,
-            )  # fmt: skip
-            for i, g in zip(idx, gens, strict=True):
-                fresh[i].append(g.text)
+        for (temp, top_p, most, after_system), idx in groups.items():
+            kw = dict(max_new_tokens=int(most), temperature=float(temp), top_p=float(top_p),
+                      seed=seed + j, logits_processors=list(processors) or None)  # fmt: skip
+            ps = [prompts[i] for i in idx]
+            if after_system:
+                texts = draw_after_system(model, ps, [systems[i] for i in idx], **kw)
+            else:
+                texts = [g.text for g in model.generate(ps, chat=True, **kw)]
+            for i, t in zip(idx, texts, strict=True):
+                fresh[i].append(t)
     return fresh
+
+
+def draw_after_system(
+    model: Any, prompts: Sequence[str], systems: Sequence[str], **kw: Any
+) -> list[str]:
+    """Answers to (system, user) conversations, encoded and seeded as `distilltrace serve`
+    encodes and seeds a chat request (message content never becomes special tokens; the
+    sampler is seeded by the request's seed and the conversation as JSON), so a draw with
+    the seed a request was served with is that request's answer (tested against a
+    running server). Needs a local chat model (a tokenizer and `generate_encoded`)."""
+    from distilltrace.errors import CapabilityError
+
+    if getattr(model, "tokenizer", None) is None or not callable(
+        getattr(model, "generate_encoded", None)
+    ):
+        raise CapabilityError(
+            f"{model.info.name}: fresh answers after a system prompt need our model local "
+            "(its tokenizer and weights)"
+        )
+    from distilltrace.serve.prompts import encode_chat
+
+    convs = [[{"role": "system", "content": s}, {"role": "user", "content": p}]
+             for p, s in zip(prompts, systems, strict=True)]  # fmt: skip
+    encoded = [encode_chat(model, c) for c in convs]
+    labels = [json.dumps(c, ensure_ascii=False) for c in convs]  # serve's label
+    out = model.generate_encoded(labels, encoded, **kw)
+    return [g.text for g, _ in out]
 
 
 def exchange_logprobs(

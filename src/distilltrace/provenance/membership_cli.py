@@ -58,10 +58,10 @@ def selection(rows: list[dict], cfg: dict[str, Any]) -> tuple[list, list[int], d
     """Each row's serving settings, the exchanges tested (custody's rules) and the counts
     left out; InputError when none can be tested (checked before any model is loaded)."""
     from distilltrace.custody.claims import membership_exchanges
-    from distilltrace.custody.logs import serving_settings
+    from distilltrace.custody.logs import serving_settings, system_prompts
 
     settings = serving_settings(rows, rows, cfg)
-    idx, left = membership_exchanges(rows, settings, cfg)
+    idx, left = membership_exchanges(rows, settings, cfg, system_prompts(rows, rows))
     if not idx:
         raise InputError(
             f"no served exchange can be tested (left out: {left}); rows without temperature "
@@ -80,10 +80,12 @@ def run_membership(
 ) -> tuple[Any, list[dict]]:
     """Draw fresh answers for the `chosen` exchanges (`selection`), score, test. Returns the
     result and the transcript (one row per tested exchange)."""
+    from distilltrace.custody.logs import system_prompts
     from distilltrace.progress import progress_display
     from distilltrace.provenance.membership import draw_fresh, score_exchanges, test_logprobs
 
     settings, idx, _ = chosen
+    systems = system_prompts(rows, rows)
     k = int(cfg["membership_fresh"])
     transcript: list[dict] = []
     chunks = _chunks(len(idx))
@@ -96,11 +98,12 @@ def run_membership(
             ex = [rows[idx[i]] for i in part]
             st = [settings[idx[i]] for i in part]
             prompts = [str(r["prompt"]) for r in ex]
+            sys_p = [systems[idx[i]] for i in part]
             answers = [[str(r["response"])] for r in ex]
             for j in range(k):
                 seed = int(cfg["membership_seed"]) + j
-                for a, f in zip(answers, draw_fresh(reference, prompts, st, 1, seed, processors),
-                                strict=True):  # fmt: skip
+                drawn = draw_fresh(reference, prompts, st, 1, seed, processors, sys_p)
+                for a, f in zip(answers, drawn, strict=True):
                     a.append(f[0])
                 step += 1
                 bar.update(task, completed=step)

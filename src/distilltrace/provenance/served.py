@@ -35,7 +35,8 @@ def membership_settings(cfg: ProvenanceConfig) -> dict[str, Any]:
     return {"served_temperature": cfg.served_temperature, "served_max_tokens":
             cfg.served_max_tokens, "served_top_p": cfg.served_top_p,
             "membership_fresh": cfg.membership_fresh, "membership_max": cfg.membership_max,
-            "membership_seed": FRESH_SEED, "seed": cfg.seed}  # fmt: skip
+            "membership_seed": FRESH_SEED, "seed": cfg.seed,
+            "membership_system_prompts": True}  # fmt: skip
 
 
 def check_served(cfg: ProvenanceConfig) -> tuple[list[dict], int, tuple]:

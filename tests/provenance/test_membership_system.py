@@ -1,0 +1,95 @@
+"""Membership for exchanges served after a system prompt: our model's fresh answers are
+drawn after the same system prompt, encoded and seeded as the server does, so they are
+draws of the served distribution (H0 of the rank test holds for those rows too)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from distilltrace.custody.claims import membership_exchanges
+from distilltrace.custody.logs import redrawable_system, serving_settings, system_prompts
+from distilltrace.errors import CapabilityError
+from distilltrace.models import load_model
+from distilltrace.models.tiny import make_tiny_model
+from distilltrace.provenance.membership import draw_after_system, draw_fresh
+from tests.serve_helpers import running_server
+
+SYSTEM = "You are a terse assistant. Answer in one line."
+ST = {"temperature": 1.0, "top_p": 1.0, "max_tokens": 12}
+
+
+def _chat(url: str, model: str, prompt: str, seed: int, system: str = "") -> str:
+    msgs = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": prompt}
+    ]
+    body = {"model": model, "messages": msgs, "temperature": 1.0, "max_tokens": 12, "seed": seed}
+    r = httpx.post(f"{url}/chat/completions", json=body, timeout=120)
+    assert r.status_code == 200, r.text
+    return r.json()["choices"][0]["message"]["content"]
+
+
+def test_fresh_draws_after_a_system_prompt_are_the_servers_draws(tmp_path, capsys):
+    """The answer a running `distilltrace serve` gave a (system, user) request with seed s
+    is our fresh draw with seed s; without the system prompt the draws differ; an endpoint
+    cannot be asked for such draws (one clear error). Then `provenance membership` tests a
+    served file whose rows carry a system prompt instead of leaving them out."""
+    from distilltrace.cli import main
+
+    teacher_dir = make_tiny_model(tmp_path / "teacher", seed=5)
+    teacher = load_model(str(teacher_dir))
+    prompts = [f"question {i}: what is {i} plus {i}?" for i in range(6)]
+    systems = [SYSTEM if i % 2 == 0 else "" for i in range(6)]
+    with running_server(str(teacher_dir)) as url:
+        served = [_chat(url, teacher_dir.name, p, 40 + i, s)
+                  for i, (p, s) in enumerate(zip(prompts, systems, strict=True))]  # fmt: skip
+        endpoint = load_model(f"openai:{url};model={teacher_dir.name}")
+        with pytest.raises(CapabilityError, match="need our model local"):
+            draw_after_system(endpoint, prompts[:1], [SYSTEM], max_new_tokens=4)
+    for i, (p, s) in enumerate(zip(prompts, systems, strict=True)):
+        assert draw_fresh(teacher, [p], [ST], 1, 40 + i, systems=[s]) == [[served[i]]]
+    plain = draw_fresh(teacher, prompts, [ST] * 6, 1, 40)
+    after = draw_fresh(teacher, prompts, [ST] * 6, 1, 40, systems=[SYSTEM] * 6)
+    assert plain != after  # the system prompt is in the context
+    mixed = draw_fresh(teacher, prompts, [ST] * 6, 1, 40, systems=systems)
+    assert mixed == [after[i] if s else plain[i] for i, s in enumerate(systems)]
+
+    path = tmp_path / "served.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p, "response": a or "x", "system_prompt": s,
+                                        "temperature": 1.0, "max_tokens": 12}) + "\n"
+                            for p, a, s in zip(prompts, served, systems, strict=True)))  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        main(["provenance", "membership", "--reference", str(teacher_dir), "--suspect",
+              str(teacher_dir), "--served", str(path), "--no-cache", "--out",
+              str(tmp_path / "m.json")])  # fmt: skip
+    assert e.value.code == 0
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert doc["n"] == 6 and doc["left_out"]["system_prompt"] == 0
+    fresh = draw_fresh(teacher, prompts, [ST] * 6, 1, doc["config"]["membership_seed"],
+                       systems=systems)  # fmt: skip
+    assert [t["answers"][1] for t in doc["transcript"]] == [f[0] for f in fresh]
+    capsys.readouterr()
+
+
+def test_bundles_built_before_keep_leaving_system_prompt_rows_out():
+    """custody verify reads the config as recorded: a bundle without the setting (built
+    when such rows were left out) selects the same exchanges as when it was built. With
+    it, a row is tested when its system prompt's text is logged, not when the log holds a
+    digest of it (the schema allows either: a digest cannot be sent again)."""
+    digest = "sha256:" + "ab12" * 16
+    rows = [{"request_id": f"r{i}", "prompt": f"p{i}", "response": f"a{i}",
+             "system_prompt": [None, "", "  ", "Be brief.", digest, "9F" * 20][i % 6],
+             "temperature": 0.8, "max_tokens": 16} for i in range(12)]  # fmt: skip
+    settings = serving_settings(rows, rows, {})
+    assert [s["system_prompt"] for s in settings] == [False, False, False, True, True, True] * 2
+    systems = system_prompts(rows, rows)
+    assert systems == ["", "", "", "Be brief.", digest, "9F" * 20] * 2
+    old, left_old = membership_exchanges(rows, settings, {}, systems)
+    assert old == [0, 1, 2, 6, 7, 8] and left_old["system_prompt"] == 6
+    on = {"membership_system_prompts": True}
+    new, left_new = membership_exchanges(rows, settings, on, systems)
+    assert new == [0, 1, 2, 3, 6, 7, 8, 9] and left_new["system_prompt"] == 4
+    assert membership_exchanges(rows, settings, on)[0] == old  # no texts: as before
+    assert redrawable_system("You are helpful.") and not redrawable_system("md5-" + "0" * 32)
