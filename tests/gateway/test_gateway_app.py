@@ -66,6 +66,7 @@ def test_chat_is_passed_through_and_logged_before_the_answer(
     assert row["request_id"] == r.headers["x-request-id"]
     assert row["response"] == got["choices"][0]["message"]["content"]
     assert row["prompt"] == "hi <b>x</b>" and row["account_id"] == "acct-1"
+    assert row["context_messages"] == 0  # one user turn: nothing the log does not keep
     assert row["api_key_id"] == key.key_id and row["org_id"] == "org-1"
     assert (row["input_tokens"], row["output_tokens"]) == (
         got["usage"]["prompt_tokens"],
@@ -389,3 +390,26 @@ def test_gateway_run_rejects_bad_batching_options_in_one_line(tmp_path, args, me
     assert message in cli_error(
         "distilltrace.gateway", "run", "no-such-model", "--log-dir", log, *args
     )
+
+
+@pytest.mark.parametrize(
+    "roles,endpoint,want",
+    [
+        (["user"], "chat", 0),
+        (["system", "user"], "chat", 0),
+        (["developer", "system", "user"], "chat", 0),
+        (["system", "user", "assistant", "user"], "chat", 2),
+        (["user", "assistant", "tool"], "chat", 2),  # tool results after the last user turn
+        (["assistant"], "chat", 1),  # no user turn: every other turn counts
+        ([], "completions", 0),
+    ],
+)
+def test_the_log_counts_the_turns_it_does_not_keep(roles, endpoint, want):
+    """The logged prompt is the last user turn (and the system turns, apart): every other
+    turn is context the log does not keep, counted so that custody does not redraw an
+    answer from the last user turn alone."""
+    from distilltrace.gateway.records import context_messages
+
+    body = {"messages": [{"role": r, "content": "x"} for r in roles], "prompt": "p"}
+    assert context_messages(body, endpoint) == want
+    assert context_messages({"messages": "not a list"}, "chat") == 0

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from distilltrace.custody.claims import membership_exchanges
-from distilltrace.custody.logs import redrawable_system, serving_settings, system_prompts
+from distilltrace.custody.logs import exchange_contexts, redrawable_system, serving_settings
 from distilltrace.errors import CapabilityError
 from distilltrace.models import load_model
 from distilltrace.models.tiny import make_tiny_model
@@ -74,22 +74,28 @@ def test_fresh_draws_after_a_system_prompt_are_the_servers_draws(tmp_path, capsy
 
 
 def test_bundles_built_before_keep_leaving_system_prompt_rows_out():
-    """custody verify reads the config as recorded: a bundle without the setting (built
-    when such rows were left out) selects the same exchanges as when it was built. With
-    it, a row is tested when its system prompt's text is logged, not when the log holds a
-    digest of it (the schema allows either: a digest cannot be sent again)."""
+    """custody verify reads the config as recorded: a bundle without `membership_rules`
+    (built when such rows were left out) selects the same exchanges as when it was built.
+    Under rules 2 a row is tested when its system prompt's text is logged, not when the log
+    holds a digest of it (the schema allows either: a digest cannot be sent again), nor
+    when the request held earlier turns the log does not keep (the gateway's
+    `context_messages`)."""
     digest = "sha256:" + "ab12" * 16
     rows = [{"request_id": f"r{i}", "prompt": f"p{i}", "response": f"a{i}",
              "system_prompt": [None, "", "  ", "Be brief.", digest, "9F" * 20][i % 6],
+             "context_messages": 2 if i == 7 else (None if i == 8 else 0),
              "temperature": 0.8, "max_tokens": 16} for i in range(12)]  # fmt: skip
     settings = serving_settings(rows, rows, {})
     assert [s["system_prompt"] for s in settings] == [False, False, False, True, True, True] * 2
-    systems = system_prompts(rows, rows)
-    assert systems == ["", "", "", "Be brief.", digest, "9F" * 20] * 2
-    old, left_old = membership_exchanges(rows, settings, {}, systems)
+    ctx = exchange_contexts(rows, rows)
+    assert [c["system"] for c in ctx] == ["", "", "", "Be brief.", digest, "9F" * 20] * 2
+    assert [c["earlier"] for c in ctx] == [0] * 7 + [2] + [0] * 4
+    old, left_old = membership_exchanges(rows, settings, {}, ctx)
     assert old == [0, 1, 2, 6, 7, 8] and left_old["system_prompt"] == 6
-    on = {"membership_system_prompts": True}
-    new, left_new = membership_exchanges(rows, settings, on, systems)
-    assert new == [0, 1, 2, 3, 6, 7, 8, 9] and left_new["system_prompt"] == 4
-    assert membership_exchanges(rows, settings, on)[0] == old  # no texts: as before
+    assert "earlier_turns" not in left_old  # the old rules' counts, as recorded then
+    on = {"membership_rules": 2}
+    new, left_new = membership_exchanges(rows, settings, on, ctx)
+    assert new == [0, 1, 2, 3, 6, 8, 9] and left_new["system_prompt"] == 4
+    assert left_new["earlier_turns"] == 1
+    assert membership_exchanges(rows, settings, on)[0] == old  # no contexts: as before
     assert redrawable_system("You are helpful.") and not redrawable_system("md5-" + "0" * 32)

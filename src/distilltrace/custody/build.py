@@ -79,9 +79,11 @@ class CustodyConfig:
     membership_fresh: int = 1  # fresh answers per exchange (k; the rank is out of k + 1)
     membership_max: int = 128  # exchanges tested at most (a seeded sample beyond it)
     membership_seed: int = FRESH_SEED  # fresh answer j is drawn with seed membership_seed + j
-    # exchanges served after a system prompt are tested, their fresh answers drawn after the
-    # same system prompt (absent in bundles built before: there they were left out)
-    membership_system_prompts: bool = True
+    # which exchanges membership tests (custody.claims._why_left_out): 2 tests those served
+    # after a system prompt (fresh answers drawn after it) and leaves out requests with
+    # other turns (the log's context_messages); 1, the rules of bundles built before
+    # session 33 (absent there), left every system-prompt exchange out
+    membership_rules: int = C.MEMBERSHIP_RULES
     # the serving settings, for log rows that lack them (None: such rows are left out)
     served_temperature: float | None = None
     served_max_tokens: int | None = None
@@ -102,6 +104,8 @@ class CustodyConfig:
             raise CustodyError("prefix_stride and prefix_tokens must be >= 1")
         if self.membership_fresh < 1 or self.membership_max < 1:
             raise CustodyError("membership_fresh and membership_max must be >= 1")
+        if self.membership_rules not in (1, C.MEMBERSHIP_RULES):
+            raise CustodyError(f"membership_rules must be 1 or {C.MEMBERSHIP_RULES}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -465,7 +469,7 @@ def _fresh_answers(ref, wm, prompts, settings, cfg, serving=(), systems=None) ->
 def _membership(inputs, wm, cfg, rows, harvested, out: Path, note: Note) -> EvidenceResult | str:
     """The harvest-membership claim: fresh answers from our model, every answer scored by
     the suspect and by our model, all recorded so verify recomputes the test."""
-    from distilltrace.custody.logs import serving_settings, system_prompts
+    from distilltrace.custody.logs import exchange_contexts, serving_settings
     from distilltrace.errors import CapabilityError, InputError
     from distilltrace.marks.schemes import TokenizerMismatchError
     from distilltrace.provenance.membership import score_exchanges
@@ -478,8 +482,8 @@ def _membership(inputs, wm, cfg, rows, harvested, out: Path, note: Note) -> Evid
     if not callable(getattr(inputs.suspect, "score", None)):
         return "the suspect cannot score text (no weights or log-probabilities)"
     settings = serving_settings(rows, harvested, cfg.to_dict())
-    systems = system_prompts(rows, harvested)
-    idx, left = C.membership_exchanges(harvested, settings, cfg.to_dict(), systems)
+    contexts = exchange_contexts(rows, harvested)
+    idx, left = C.membership_exchanges(harvested, settings, cfg.to_dict(), contexts)
     if not idx:
         return f"no exchange can be tested (left out: {left})"
     prompts = [str(harvested[i]["prompt"]) for i in idx]
@@ -488,7 +492,7 @@ def _membership(inputs, wm, cfg, rows, harvested, out: Path, note: Note) -> Evid
          f"(left out: {sum(left.values())})")  # fmt: skip
     try:
         fresh = _fresh_answers(ref, wm, prompts, chosen, cfg, inputs.serving_processors,
-                               [systems[i] for i in idx])  # fmt: skip
+                               [contexts[i]["system"] for i in idx])  # fmt: skip
     except (TokenizerMismatchError, CapabilityError, InputError) as e:
         return f"our model cannot redraw the answers under this key: {e}"
     answers = [[str(harvested[i]["response"]), *f] for i, f in zip(idx, fresh, strict=True)]

@@ -299,41 +299,35 @@ def radio_prefix_claim(
     return _mark_claim(RADIO_PREFIX, WEIGHTS_NULL, test, extra)
 
 
+MEMBERSHIP_RULES = 2  # the exchange-selection rules new bundles record (CustodyConfig)
+
+
 def membership_exchanges(
     harvested: Sequence[Mapping[str, Any]],
     settings: Sequence[Mapping[str, Any] | None],
     cfg: Mapping[str, Any],
-    systems: Sequence[str] | None = None,
+    contexts: Sequence[Mapping[str, Any]] | None = None,
 ) -> tuple[list[int], dict[str, int]]:
     """Which harvested exchanges the membership claim tests (indices, in harvest order), and
-    how many were left out, by reason: serving settings unknown (`logs.serving_settings`),
-    served after a system prompt that cannot be sent again (`membership_system_prompts`
-    off, as in bundles built before fresh answers could be drawn after the same system
-    prompt; no `systems` texts given; or a logged digest instead of the text: fresh
-    answers drawn without it would not be draws of the served distribution), greedy (temperature 0: a fresh answer
-    is the served one, no information), a repeat of an earlier (prompt, answer) pair (one
-    draw counts once: the exact test needs independent exchanges), and over
-    `membership_max` (a seeded sample is kept)."""
+    how many were left out, by reason (`_why_left_out`): serving settings unknown, the
+    served context not redrawable, greedy, a repeat of an earlier (prompt, answer) pair
+    (one draw counts once: the exact test needs independent exchanges), and over
+    `membership_max` (a seeded sample is kept). `contexts`: each exchange's logged context
+    (`logs.exchange_contexts`); `membership_rules` (absent: 1, the rules of bundles built
+    before session 33) says which rules apply, so a bundle verifies as it was built."""
     import random
 
+    rules = int(cfg.get("membership_rules", 1))
     left = {"unknown_settings": 0, "system_prompt": 0, "greedy": 0, "duplicate": 0,
-            "over_max": 0}  # fmt: skip
+            "over_max": 0, **({"earlier_turns": 0} if rules >= 2 else {})}  # fmt: skip
     keep, seen = [], set()
-    from distilltrace.custody.logs import redrawable_system
-
-    with_system = bool(cfg.get("membership_system_prompts", False)) and systems is not None
     for i, (h, st) in enumerate(zip(harvested, settings, strict=True)):
         pair = (str(h["prompt"]), str(h["response"]))
-        if st is None:
-            left["unknown_settings"] += 1
-        elif st.get("system_prompt") and not (
-            with_system and systems is not None and redrawable_system(systems[i])
-        ):
-            left["system_prompt"] += 1
-        elif float(st["temperature"]) <= 0:
-            left["greedy"] += 1
-        elif pair in seen:
-            left["duplicate"] += 1
+        why = _why_left_out(st, contexts[i] if contexts is not None else None, rules)
+        if why is None and pair in seen:
+            why = "duplicate"
+        if why is not None:
+            left[why] += 1
         else:
             seen.add(pair)
             keep.append(i)
@@ -342,6 +336,33 @@ def membership_exchanges(
         left["over_max"] = len(keep) - most
         keep = sorted(random.Random(int(cfg.get("seed", 0))).sample(keep, most))
     return keep, left
+
+
+def _why_left_out(
+    st: Mapping[str, Any] | None, ctx: Mapping[str, Any] | None, rules: int
+) -> str | None:
+    """Why one exchange cannot be tested (None: it can). Fresh answers must be draws of
+    the served distribution, so our model must be asked exactly what it was asked:
+    - "unknown_settings": no temperature or length cap (`logs.serving_settings`);
+    - "system_prompt": served after a system prompt that cannot be sent again (rules 1,
+      or no logged context, or a digest instead of the text: `logs.redrawable_system`);
+      under rules 2 the fresh answers are drawn after the same system prompt;
+    - "earlier_turns" (rules 2): the request held other turns than the last user one
+      (the log's `context_messages`), which the log does not keep;
+    - "greedy": temperature 0 (a fresh answer is the served one: no information)."""
+    from distilltrace.custody.logs import redrawable_system
+
+    if st is None:
+        return "unknown_settings"
+    if st.get("system_prompt") and not (
+        rules >= 2 and ctx is not None and redrawable_system(str(ctx.get("system") or ""))
+    ):
+        return "system_prompt"
+    if rules >= 2 and ctx is not None and int(ctx.get("earlier") or 0) > 0:
+        return "earlier_turns"
+    if float(st["temperature"]) <= 0:
+        return "greedy"
+    return None
 
 
 def membership_claim(

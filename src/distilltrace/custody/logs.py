@@ -142,7 +142,7 @@ def serving_settings(
     max_tokens and top_p (the first row of its request id, as `harvested_of` keeps), else
     `defaults` ("served_temperature", "served_max_tokens", "served_top_p"); None where the
     temperature or the length cap is known from neither. "system_prompt" says whether the
-    row was served after a system prompt (its text: `system_prompts`)."""
+    row was served after a system prompt (its text: `exchange_contexts`)."""
     first: dict[str, Mapping[str, Any]] = {}
     for r in rows:
         first.setdefault(str(r.get("request_id")), r)
@@ -165,15 +165,23 @@ def serving_settings(
     return out
 
 
-def system_prompts(
+def exchange_contexts(
     rows: Iterable[Mapping[str, Any]], harvested: Sequence[Mapping[str, Any]]
-) -> list[str]:
-    """The system prompt each harvested exchange was served after ("" for none), from the
-    first log row of its request id (as `serving_settings` reads its settings)."""
+) -> list[dict[str, Any]]:
+    """What each harvested exchange was asked after, from the first log row of its request
+    id (as `serving_settings` reads its settings): "system", the system prompt ("" for
+    none), and "earlier", the request's other turns than the last user one (the gateway's
+    `context_messages` column; 0 where the log has no such column)."""
     first: dict[str, Mapping[str, Any]] = {}
     for r in rows:
         first.setdefault(str(r.get("request_id")), r)
-    return [_system_text(first.get(str(h["request_id"]), {})) for h in harvested]
+    out = []
+    for h in harvested:
+        r = first.get(str(h["request_id"]), {})
+        n = r.get("context_messages")
+        earlier = int(n) if isinstance(n, int | float) and not isinstance(n, bool) and n == n else 0
+        out.append({"system": _system_text(r), "earlier": max(0, earlier)})
+    return out
 
 
 _DIGEST = re.compile(r"(?:sha256|sha1|md5|sha512)?[:=-]?[0-9a-f]{32,128}", re.IGNORECASE)

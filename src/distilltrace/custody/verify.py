@@ -242,11 +242,11 @@ def _membership(root: Path, cfg: dict, rows: list[dict], harvested: list[dict]) 
     """The membership claim from its transcript: the tested exchanges must be the ones the
     log and the config select, with their served answers and settings; the scores are the
     recorded ones (verify queries no model)."""
-    from distilltrace.custody.logs import serving_settings, system_prompts
+    from distilltrace.custody.logs import exchange_contexts, serving_settings
 
     where = "transcripts/harvest_membership.jsonl"
     settings = serving_settings(rows, harvested, cfg)
-    idx, left = C.membership_exchanges(harvested, settings, cfg, system_prompts(rows, harvested))
+    idx, left = C.membership_exchanges(harvested, settings, cfg, exchange_contexts(rows, harvested))
     t = read_jsonl(root / where)
     try:
         want = [(str(harvested[i]["request_id"]), settings[i], str(harvested[i]["response"]))

@@ -45,6 +45,18 @@ def prompt_of(body: dict[str, Any], endpoint: str) -> tuple[str, str | None]:
     return (p if isinstance(p, str) else ""), None
 
 
+def context_messages(body: dict[str, Any], endpoint: str) -> int:
+    """The chat request's turns other than the system turns and its last user turn (earlier
+    user and assistant turns, tool results): the log keeps only the last user turn, so an
+    answer drawn after such turns cannot be drawn again from the log (custody's membership
+    claim leaves it out). 0 for a completion request."""
+    msgs = body.get("messages") if endpoint == "chat" else None
+    msgs = [m for m in msgs if isinstance(m, dict)] if isinstance(msgs, list) else []
+    other = [m for m in msgs if m.get("role") not in ("system", "developer")]
+    users = [i for i, m in enumerate(other) if m.get("role") == "user"]
+    return len(other) - 1 if users else len(other)
+
+
 def _num(v: Any, kind: type) -> Any:
     if isinstance(v, bool) or not isinstance(v, int | float):
         return None
@@ -81,6 +93,7 @@ def base_record(
         "tls_fingerprint": client.get("tls_fingerprint"),
         "model": body.get("model") if isinstance(body.get("model"), str) else None,
         "system_prompt": system,
+        "context_messages": context_messages(body, endpoint),
         "temperature": _num(body.get("temperature"), float),
         "max_tokens": _num(cap, int),
         "endpoint": endpoint,

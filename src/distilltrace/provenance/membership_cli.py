@@ -58,10 +58,10 @@ def selection(rows: list[dict], cfg: dict[str, Any]) -> tuple[list, list[int], d
     """Each row's serving settings, the exchanges tested (custody's rules) and the counts
     left out; InputError when none can be tested (checked before any model is loaded)."""
     from distilltrace.custody.claims import membership_exchanges
-    from distilltrace.custody.logs import serving_settings, system_prompts
+    from distilltrace.custody.logs import exchange_contexts, serving_settings
 
     settings = serving_settings(rows, rows, cfg)
-    idx, left = membership_exchanges(rows, settings, cfg, system_prompts(rows, rows))
+    idx, left = membership_exchanges(rows, settings, cfg, exchange_contexts(rows, rows))
     if not idx:
         raise InputError(
             f"no served exchange can be tested (left out: {left}); rows without temperature "
@@ -80,12 +80,12 @@ def run_membership(
 ) -> tuple[Any, list[dict]]:
     """Draw fresh answers for the `chosen` exchanges (`selection`), score, test. Returns the
     result and the transcript (one row per tested exchange)."""
-    from distilltrace.custody.logs import system_prompts
+    from distilltrace.custody.logs import exchange_contexts
     from distilltrace.progress import progress_display
     from distilltrace.provenance.membership import draw_fresh, score_exchanges, test_logprobs
 
     settings, idx, _ = chosen
-    systems = system_prompts(rows, rows)
+    systems = [c["system"] for c in exchange_contexts(rows, rows)]
     k = int(cfg["membership_fresh"])
     transcript: list[dict] = []
     chunks = _chunks(len(idx))

@@ -31,12 +31,15 @@ from distilltrace.provenance.result import TestResult, skipped_test
 
 def membership_settings(cfg: ProvenanceConfig) -> dict[str, Any]:
     """The membership settings of a provenance config, in the form `membership_cli` and
-    custody read (serving defaults for rows that do not record them)."""
+    custody read (serving defaults for rows that do not record them; the current
+    exchange-selection rules)."""
+    from distilltrace.custody.claims import MEMBERSHIP_RULES
+
     return {"served_temperature": cfg.served_temperature, "served_max_tokens":
             cfg.served_max_tokens, "served_top_p": cfg.served_top_p,
             "membership_fresh": cfg.membership_fresh, "membership_max": cfg.membership_max,
             "membership_seed": FRESH_SEED, "seed": cfg.seed,
-            "membership_system_prompts": True}  # fmt: skip
+            "membership_rules": MEMBERSHIP_RULES}  # fmt: skip
 
 
 def check_served(cfg: ProvenanceConfig) -> tuple[list[dict], int, tuple]:
