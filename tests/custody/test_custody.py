@@ -722,49 +722,16 @@ def test_membership_claim_finds_the_harvest_in_the_student(built):
     assert d["served_beats_every_fresh"] == sum(x[0] > x[1] for x in sc)
 
 
-def test_membership_claim_is_calibrated_on_suspects_that_never_saw_the_answers(built):
+@pytest.mark.parametrize("system", ["", "Reply only with the word ZEBRA, in capitals."])
+def test_membership_claim_is_calibrated_on_suspects_that_never_saw_the_answers(built, system):
     """Null: the suspect's weights do not depend on the served answers. Served answers are
     drawn anew for each of 30 trials (the teacher, the key and the server's processors,
     temperature 1, seed = trial), fresh ones by the build's own code; the suspects are
     the two controls (random models that never saw either). Of the 60 p-values at most
     alpha + binomial slack fall at or below 0.05 and 0.2, and the test is not trivially
-    conservative (some fall below 0.5)."""
-    import numpy as np
-
-    from distilltrace.custody.build import _fresh_answers
-    from distilltrace.marks.keys import load_watermark
-    from distilltrace.provenance.membership import score_exchanges, test_logprobs
-    from distilltrace.stats import binomial_slack
-
-    teacher, wm = built["teacher"], load_watermark(built["key"])
-    harvested = [
-        json.loads(x) for x in (built["bundle"] / "harvested.jsonl").read_text().splitlines()
-    ]
-    prompts = sorted({h["prompt"] for h in harvested})[:24]
-    procs = [PrintableAscii(), *wm.logits_processors(teacher)]
-    st = [{"temperature": 1.0, "top_p": 1.0, "max_tokens": 24}] * len(prompts)
-    ps = []
-    for trial in range(30):
-        served = [g.text for g in teacher.generate(prompts, max_new_tokens=24, temperature=1.0,
-                                                   seed=trial, logits_processors=procs)]  # fmt: skip
-        fresh = _fresh_answers(teacher, wm, prompts, st, CustodyConfig(membership_seed=10_000 + trial),
-                               [PrintableAscii()])  # fmt: skip
-        answers = [[s, *f] for s, f in zip(served, fresh, strict=True)]
-        for suspect in built["controls"]:
-            s_lp, r_lp = score_exchanges(suspect, teacher, prompts, answers)
-            ps.append(test_logprobs(s_lp, r_lp, answers, seed=trial).pvalue)
-    ps = np.asarray(ps)
-    for a in (0.05, 0.2):
-        assert (ps <= a).mean() <= a + binomial_slack(len(ps), a), ps
-    assert (ps <= 0.5).mean() >= 0.2, ps
-
-
-def test_membership_claim_is_calibrated_after_a_system_prompt(built):
-    """The null of the calibration test above for exchanges served after a system prompt
-    (rules 2): served answers drawn after it as serve draws them (`draw_after_system`,
-    seed = trial), fresh ones by the build's own code after the same system prompt; the
-    suspects never saw either. Of the 60 p-values at most alpha + binomial slack fall at
-    or below 0.05 and 0.2, and some fall below 0.5."""
+    conservative (some fall below 0.5). With a system prompt (rules 2) the served answers
+    are drawn after it as serve draws them (`draw_after_system`, the server's answers in
+    tests/provenance/test_membership_system.py) and the fresh ones after it too."""
     import numpy as np
 
     from distilltrace.custody.build import _fresh_answers
@@ -781,14 +748,14 @@ def test_membership_claim_is_calibrated_after_a_system_prompt(built):
         json.loads(x) for x in (built["bundle"] / "harvested.jsonl").read_text().splitlines()
     ]
     prompts = sorted({h["prompt"] for h in harvested})[:24]
-    system = "Reply only with the word ZEBRA, in capitals, several times."
     procs = [PrintableAscii(), *wm.logits_processors(teacher)]
     st = [{"temperature": 1.0, "top_p": 1.0, "max_tokens": 24}] * len(prompts)
     systems = [system] * len(prompts)
     ps = []
     for trial in range(30):
-        served = draw_after_system(teacher, prompts, systems, max_new_tokens=24,
-                                   temperature=1.0, seed=trial, logits_processors=procs)  # fmt: skip
+        kw = dict(max_new_tokens=24, temperature=1.0, seed=trial, logits_processors=procs)
+        served = (draw_after_system(teacher, prompts, systems, **kw) if system
+                  else [g.text for g in teacher.generate(prompts, **kw)])  # fmt: skip
         cfg = CustodyConfig(membership_seed=10_000 + trial)
         fresh = _fresh_answers(teacher, wm, prompts, st, cfg, [PrintableAscii()], systems)
         answers = [[s, *f] for s, f in zip(served, fresh, strict=True)]
