@@ -397,7 +397,9 @@ def test_gateway_run_rejects_bad_batching_options_in_one_line(tmp_path, args, me
     [
         (["user"], "chat", 0),
         (["system", "user"], "chat", 0),
-        (["developer", "system", "user"], "chat", 0),
+        (["developer", "user"], "chat", 0),  # serve reads a developer turn as system
+        (["developer", "system", "user"], "chat", 1),  # two system turns, logged as one
+        (["user", "system"], "chat", 1),  # a system turn after the user turn
         (["system", "user", "assistant", "user"], "chat", 2),
         (["user", "assistant", "tool"], "chat", 2),  # tool results after the last user turn
         (["assistant"], "chat", 1),  # no user turn: every other turn counts
@@ -405,9 +407,9 @@ def test_gateway_run_rejects_bad_batching_options_in_one_line(tmp_path, args, me
     ],
 )
 def test_the_log_counts_the_turns_it_does_not_keep(roles, endpoint, want):
-    """The logged prompt is the last user turn (and the system turns, apart): every other
-    turn is context the log does not keep, counted so that custody does not redraw an
-    answer from the last user turn alone."""
+    """The logged prompt is the last user turn (and the system turns' text, apart): every
+    turn beyond [system, user] is context the row cannot hold, counted so that custody
+    does not redraw an answer from what the row holds alone."""
     from distilltrace.gateway.records import context_messages
 
     body = {"messages": [{"role": r, "content": "x"} for r in roles], "prompt": "p"}

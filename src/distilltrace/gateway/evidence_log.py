@@ -56,8 +56,8 @@ GATEWAY_COLUMNS: dict[str, str] = {
     "http_status": "int",
     "latency_ms": "float",
     "gateway_id": "string",
-    # chat turns besides the system turns and the last user turn (the logged `prompt`):
-    # custody's membership claim cannot redraw an answer given after them
+    # chat turns the row cannot hold (beyond one leading system turn and the last user
+    # turn): custody's membership claim cannot redraw an answer given after them
     "context_messages": "int",
     "extra_json": "string",
 }

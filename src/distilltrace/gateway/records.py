@@ -46,15 +46,19 @@ def prompt_of(body: dict[str, Any], endpoint: str) -> tuple[str, str | None]:
 
 
 def context_messages(body: dict[str, Any], endpoint: str) -> int:
-    """The chat request's turns other than the system turns and its last user turn (earlier
-    user and assistant turns, tool results): the log keeps only the last user turn, so an
-    answer drawn after such turns cannot be drawn again from the log (custody's membership
-    claim leaves it out). 0 for a completion request."""
+    """The chat request's turns that its log row cannot hold. The row keeps the last user
+    turn (`prompt`) and the system turns' text joined (`system_prompt`), so only
+    [user] and [system, user] can be sent again as they were; every other turn counts:
+    earlier user and assistant turns, tool results, and system turns beyond one leading
+    system turn. Custody's membership claim leaves such an answer out (it cannot be drawn
+    again from the log). 0 for a completion request."""
     msgs = body.get("messages") if endpoint == "chat" else None
     msgs = [m for m in msgs if isinstance(m, dict)] if isinstance(msgs, list) else []
-    other = [m for m in msgs if m.get("role") not in ("system", "developer")]
-    users = [i for i, m in enumerate(other) if m.get("role") == "user"]
-    return len(other) - 1 if users else len(other)
+    system = [m.get("role") in ("system", "developer") for m in msgs]
+    other = system.count(False)
+    users = any(m.get("role") == "user" for m in msgs)
+    leading = 1 if msgs and system[0] else 0
+    return (other - 1 if users else other) + system.count(True) - leading
 
 
 def _num(v: Any, kind: type) -> Any:
