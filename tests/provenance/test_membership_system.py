@@ -83,19 +83,20 @@ def test_bundles_built_before_keep_leaving_system_prompt_rows_out():
     digest = "sha256:" + "ab12" * 16
     rows = [{"request_id": f"r{i}", "prompt": f"p{i}", "response": f"a{i}",
              "system_prompt": [None, "", "  ", "Be brief.", digest, "9F" * 20][i % 6],
-             "context_messages": 2 if i == 7 else (None if i == 8 else 0),
+             "context_messages": {2: None, 6: "3", 7: 2, 8: "n/a", 9: ""}.get(i, 0),
              "temperature": 0.8, "max_tokens": 16} for i in range(12)]  # fmt: skip
     settings = serving_settings(rows, rows, {})
     assert [s["system_prompt"] for s in settings] == [False, False, False, True, True, True] * 2
     ctx = exchange_contexts(rows, rows)
     assert [c["system"] for c in ctx] == ["", "", "", "Be brief.", digest, "9F" * 20] * 2
-    assert [c["earlier"] for c in ctx] == [0] * 7 + [2] + [0] * 4
+    # CSV logs give strings: "3" is 3; an unreadable value is an unknown context (1)
+    assert [c["earlier"] for c in ctx] == [0] * 6 + [3, 2, 1] + [0] * 3
     old, left_old = membership_exchanges(rows, settings, {}, ctx)
     assert old == [0, 1, 2, 6, 7, 8] and left_old["system_prompt"] == 6
     assert "earlier_turns" not in left_old  # the old rules' counts, as recorded then
     on = {"membership_rules": 2}
     new, left_new = membership_exchanges(rows, settings, on, ctx)
-    assert new == [0, 1, 2, 3, 6, 8, 9] and left_new["system_prompt"] == 4
-    assert left_new["earlier_turns"] == 1
+    assert new == [0, 1, 2, 3, 9] and left_new["system_prompt"] == 4
+    assert left_new["earlier_turns"] == 3
     assert membership_exchanges(rows, settings, on)[0] == old  # no contexts: as before
     assert redrawable_system("You are helpful.") and not redrawable_system("md5-" + "0" * 32)

@@ -170,8 +170,9 @@ def exchange_contexts(
 ) -> list[dict[str, Any]]:
     """What each harvested exchange was asked after, from the first log row of its request
     id (as `serving_settings` reads its settings): "system", the system prompt ("" for
-    none), and "earlier", the request's other turns than the last user one (the gateway's
-    `context_messages` column; 0 where the log has no such column)."""
+    none), and "earlier", the request's turns its row cannot hold (the gateway's
+    `context_messages` column: 0 where it is missing or empty, 1 where it is unreadable,
+    so that an unknown context is not redrawn)."""
     first: dict[str, Mapping[str, Any]] = {}
     for r in rows:
         first.setdefault(str(r.get("request_id")), r)
@@ -179,8 +180,9 @@ def exchange_contexts(
     for h in harvested:
         r = first.get(str(h["request_id"]), {})
         n = r.get("context_messages")
-        earlier = int(n) if isinstance(n, int | float) and not isinstance(n, bool) and n == n else 0
-        out.append({"system": _system_text(r), "earlier": max(0, earlier)})
+        x = None if isinstance(n, bool) else _setting(n, float)
+        earlier = 0 if n is None or n == "" else (1 if x is None else max(0, int(x)))
+        out.append({"system": _system_text(r), "earlier": earlier})
     return out
 
 

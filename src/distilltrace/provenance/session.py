@@ -150,8 +150,8 @@ class Session:
         return [self.store.sampled[k] for k in keys]
 
     def _chunks(self, label: str, todo: list, what: str) -> Iterator[list]:
-        """`todo` in the pieces the model's query cache computes at a time (so the model's
-        batches, and results, are those of one call), with a progress note before each
+        """`todo` in the pieces the model's query cache computes at a time (on a fresh
+        cache the model's batches are those of one call), with a progress note before each
         piece and at the end: generating or scoring a few hundred texts takes minutes on
         a CPU. A model without a cache gets one call (its batches span the whole list)."""
         if not todo:
