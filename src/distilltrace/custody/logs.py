@@ -143,9 +143,7 @@ def serving_settings(
     `defaults` ("served_temperature", "served_max_tokens", "served_top_p"); None where the
     temperature or the length cap is known from neither. "system_prompt" says whether the
     row was served after a system prompt (its text: `exchange_contexts`)."""
-    first: dict[str, Mapping[str, Any]] = {}
-    for r in rows:
-        first.setdefault(str(r.get("request_id")), r)
+    first = _first_rows(rows)
     fallback = {
         "temperature": defaults.get("served_temperature"),
         "max_tokens": defaults.get("served_max_tokens"),
@@ -165,6 +163,14 @@ def serving_settings(
     return out
 
 
+def _first_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """The first log row of each request id (a retried request keeps its first row)."""
+    first: dict[str, Mapping[str, Any]] = {}
+    for r in rows:
+        first.setdefault(str(r.get("request_id")), r)
+    return first
+
+
 def exchange_contexts(
     rows: Iterable[Mapping[str, Any]], harvested: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -173,9 +179,7 @@ def exchange_contexts(
     none), and "earlier", the request's turns its row cannot hold (the gateway's
     `context_messages` column: 0 where it is missing or empty, 1 where it is unreadable,
     so that an unknown context is not redrawn)."""
-    first: dict[str, Mapping[str, Any]] = {}
-    for r in rows:
-        first.setdefault(str(r.get("request_id")), r)
+    first = _first_rows(rows)
     out = []
     for h in harvested:
         r = first.get(str(h["request_id"]), {})

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import typer
 
@@ -54,20 +54,32 @@ def _chunks(n: int) -> list[range]:
     return [range(i, min(n, i + CHUNK)) for i in range(0, n, CHUNK)]
 
 
-def selection(rows: list[dict], cfg: dict[str, Any]) -> tuple[list, list[int], dict[str, int]]:
-    """Each row's serving settings, the exchanges tested (custody's rules) and the counts
-    left out; InputError when none can be tested (checked before any model is loaded)."""
+class Selection(NamedTuple):
+    """What `selection` chose: per row its serving settings and system prompt ("" for
+    none), the exchanges tested and the counts left out, by reason."""
+
+    settings: list
+    idx: list[int]
+    left: dict[str, int]
+    systems: list[str]
+
+
+def selection(rows: list[dict], cfg: dict[str, Any]) -> Selection:
+    """Each row's serving settings and system prompt, the exchanges tested (custody's
+    rules) and the counts left out; InputError when none can be tested (checked before any
+    model is loaded)."""
     from distilltrace.custody.claims import membership_exchanges
     from distilltrace.custody.logs import exchange_contexts, serving_settings
 
     settings = serving_settings(rows, rows, cfg)
-    idx, left = membership_exchanges(rows, settings, cfg, exchange_contexts(rows, rows))
+    contexts = exchange_contexts(rows, rows)
+    idx, left = membership_exchanges(rows, settings, cfg, contexts)
     if not idx:
         raise InputError(
             f"no served exchange can be tested (left out: {left}); rows without temperature "
             "and max_tokens need --temperature and --max-tokens"
         )
-    return settings, idx, left
+    return Selection(settings, idx, left, [c["system"] for c in contexts])
 
 
 def run_membership(
@@ -76,16 +88,14 @@ def run_membership(
     rows: list[dict],
     cfg: dict[str, Any],
     processors: list,
-    chosen: tuple[list, list[int], dict[str, int]],
+    chosen: Selection,
 ) -> tuple[Any, list[dict]]:
     """Draw fresh answers for the `chosen` exchanges (`selection`), score, test. Returns the
     result and the transcript (one row per tested exchange)."""
-    from distilltrace.custody.logs import exchange_contexts
     from distilltrace.progress import progress_display
     from distilltrace.provenance.membership import draw_fresh, score_exchanges, test_logprobs
 
-    settings, idx, _ = chosen
-    systems = [c["system"] for c in exchange_contexts(rows, rows)]
+    settings, idx, systems = chosen.settings, chosen.idx, chosen.systems
     k = int(cfg["membership_fresh"])
     transcript: list[dict] = []
     chunks = _chunks(len(idx))
@@ -173,7 +183,7 @@ def membership(
 
         procs = load_watermark(key).logits_processors(ref)
     res, transcript = run_membership(s, ref, rows, cfg, procs, chosen)
-    left = chosen[2]
+    left = chosen.left
     typer.echo(f"{len(rows) + bad} rows read: {len(rows)} exchanges, {bad} quarantined "
                f"(no prompt or response); tested {res.n}, left out {left}")  # fmt: skip
     typer.echo(f"served answer ranked above all {fresh} fresh answer(s) in "

@@ -20,13 +20,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from distilltrace.errors import InputError
 from distilltrace.provenance.config import ProvenanceConfig
 from distilltrace.provenance.membership import FRESH_SEED, NAME, NULL
 from distilltrace.provenance.registry import QueryNeeds, TestInputs
 from distilltrace.provenance.result import TestResult, skipped_test
+
+if TYPE_CHECKING:
+    from distilltrace.provenance.membership_cli import Selection
 
 
 def membership_settings(cfg: ProvenanceConfig) -> dict[str, Any]:
@@ -42,7 +45,7 @@ def membership_settings(cfg: ProvenanceConfig) -> dict[str, Any]:
             "membership_rules": MEMBERSHIP_RULES}  # fmt: skip
 
 
-def check_served(cfg: ProvenanceConfig) -> tuple[list[dict], int, tuple]:
+def check_served(cfg: ProvenanceConfig) -> tuple[list[dict], int, Selection]:
     """The served rows, the number quarantined and the selection (`membership_cli.selection`),
     or InputError: called before any model is loaded, and again by the plan and the test.
     The file is read once per content (path, size, modification time); callers must not
@@ -60,7 +63,7 @@ def check_served(cfg: ProvenanceConfig) -> tuple[list[dict], int, tuple]:
 
 
 @lru_cache(maxsize=4)
-def _read_and_select(stamp: tuple, settings: tuple) -> tuple[list[dict], int, tuple]:
+def _read_and_select(stamp: tuple, settings: tuple) -> tuple[list[dict], int, Selection]:
     from distilltrace.provenance.membership_cli import read_served, selection
 
     rows, bad = read_served(Path(stamp[0]))
@@ -86,8 +89,7 @@ class HarvestMembership:
         that served (reserved once, whatever the number of references)."""
         if not cfg.served:
             return QueryNeeds()
-        _, _, (_, idx, _) = check_served(cfg)
-        n = len(idx) * (cfg.membership_fresh + 1)
+        n = len(check_served(cfg)[2].idx) * (cfg.membership_fresh + 1)
         return QueryNeeds(suspect_queries=n, one_reference=True)
 
     def run(self, data: TestInputs) -> TestResult | None:
@@ -119,7 +121,7 @@ class HarvestMembership:
             details={
                 **res.details,
                 "statistic": res.statistic,
-                "left_out": chosen[2],
+                "left_out": chosen.left,
                 "quarantined": bad,
                 "served": str(data.cfg.served),
             },  # fmt: skip
