@@ -100,6 +100,55 @@ def test_batched_score_equals_full_log_softmax_per_row(tiny_model):
         assert [t.logprob for t in sc.tokens] == pytest.approx(want, abs=1e-4)
 
 
+def test_score_runs_a_prefix_every_prompt_shares_once(tiny_model, monkeypatch):
+    """Prompts that open alike (a system prompt, the template's head) have that prefix run
+    once per score call; each batch reuses a copy of its cache and runs only the rest. The
+    log-probabilities equal those computed without it, with empty continuations too."""
+    head = "You are a careful assistant. Answer in one line. "
+    prompts = [head + q for q in ("Why?", "What is two plus two?", "Name a cat.", "Hi")]
+    conts = ["Because.", "Four, I think.", "", "Hello there, friend."]
+    monkeypatch.setattr(tiny_model, "score_batch_size", 2)
+    monkeypatch.setattr(tiny_model, "shared_prefix_min", 0)
+    plain = tiny_model.score(prompts, conts, chat=False)
+    widths: list[tuple[int, int]] = []
+    hook = tiny_model.hf_model.register_forward_pre_hook(
+        lambda mod, args, kw: widths.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        monkeypatch.setattr(tiny_model, "shared_prefix_min", 8)
+        shared = tiny_model.score(prompts, conts, chat=False)
+    finally:
+        hook.remove()
+    n = len(tiny_model.encode_prompt(head, chat=False))  # BOS + the head's bytes
+    assert widths[0] == (1, n)  # the shared prefix, once
+    enc = [tiny_model.encode_prompt(p, chat=False) for p in prompts]
+    longest = max(len(e) + len(c) for e, c in zip(enc, conts, strict=True))
+    assert len(widths) == 3 and all(r == 2 and w <= longest - n for r, w in widths[1:])
+    for a, b in zip(plain, shared, strict=True):
+        assert [t.id for t in a.tokens] == [t.id for t in b.tokens]
+        assert [t.logprob for t in b.tokens] == pytest.approx(
+            [t.logprob for t in a.tokens], abs=1e-4
+        )
+
+
+def test_shared_prefix_only_where_it_is_long_enough_and_safe(tiny_model, monkeypatch):
+    """No shared run for a prefix under shared_prefix_min, for one prompt, or for a model
+    whose sliding attention window is narrower than the longest row; a prompt that is all
+    prefix keeps its last token (whose logits predict the continuation)."""
+    enc = [tiny_model.encode_prompt(p, chat=False) for p in ("abcdefgh", "abcdefghij")]
+    monkeypatch.setattr(tiny_model, "shared_prefix_min", 4)
+    got = tiny_model._shared_prefix(enc, 20)
+    assert got is not None and got.length == len(enc[0]) - 1
+    assert got.expanded(3).get_seq_length() == got.length
+    assert tiny_model._shared_prefix(enc[:1], 20) is None
+    monkeypatch.setattr(tiny_model, "shared_prefix_min", 20)
+    assert tiny_model._shared_prefix(enc, 20) is None
+    monkeypatch.setattr(tiny_model, "shared_prefix_min", 4)
+    monkeypatch.setattr(tiny_model.hf_model.config, "sliding_window", 16, raising=False)
+    assert tiny_model._shared_prefix(enc, 20) is None
+    assert tiny_model._shared_prefix(enc, 16) is not None
+
+
 def test_forcing_processor_decides_the_token(tiny_model):
     target = tiny_model.tokenizer.convert_tokens_to_ids("Z")
 

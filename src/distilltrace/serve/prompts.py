@@ -187,7 +187,7 @@ def score_chat(
     if not c_ids:
         return []
     with model._lock:
-        lp, _ = model._continuation_logprobs([p_ids + c_ids], [c_ids], len(c_ids) + 1)
+        lp = model._continuation_logprobs([p_ids + c_ids], len(c_ids) + 1)
     vals = lp[0, : len(c_ids)].tolist()
     return [
         TokenLogprob(token=model._piece(t), logprob=float(v), id=int(t))
