@@ -111,3 +111,38 @@ def test_duplicate_prompts_are_computed_once(cached_model):
     out = cached_model.generate(["same", "same", "other"], max_new_tokens=4)
     assert out[0] == out[1]
     assert cached_model.stats.misses == 2
+
+
+def test_generation_from_token_ids_is_cached_by_label_ids_and_settings(tiny_model, tmp_path):
+    """generate_encoded (a conversation encoded by the caller, e.g. after a system prompt)
+    is cached per label, token ids and settings: a repeat is all hits and equal to the
+    model's own answers; the same label over other ids is computed again; per-token
+    log-probabilities go straight to the model."""
+    convs = [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": p}]
+             for p in PROMPTS[:4]]  # fmt: skip
+    enc = [tiny_model.encode_messages(c) for c in convs]
+    labels = [str(c) for c in convs]
+    kw = dict(max_new_tokens=6, temperature=0.8, seed=3)
+    want = tiny_model.generate_encoded(labels, enc, **kw)
+    path = tmp_path / "q.sqlite"
+    first = CachedModel(tiny_model, path)
+    assert first.generate_encoded(labels, enc, **kw) == want
+    assert first.stats.misses == 4 and first.stats.hits == 0
+    again = CachedModel(tiny_model, path)
+    assert again.generate_encoded(labels, enc, **kw) == want
+    assert again.stats.hits == 4 and again.stats.misses == 0
+    other = [tiny_model.encode_prompt(p) for p in PROMPTS[:4]]  # same labels, no system turn
+    assert again.generate_encoded(labels, other, **kw) == tiny_model.generate_encoded(
+        labels, other, **kw
+    )
+    assert again.stats.misses == 4
+    steps = again.generate_encoded(labels[:1], enc[:1], top_logprobs=2, **kw)
+    assert steps[0][1] and again.stats.uncacheable == 1
+
+
+def test_generation_from_token_ids_needs_a_local_model(tiny_model, tmp_path):
+    class Remote:  # a backend without token-level generation (as over HTTP)
+        info = tiny_model.info
+
+    with pytest.raises(AttributeError, match="not a local model"):
+        CachedModel(Remote(), tmp_path / "q.sqlite").generate_encoded(["x"], [[1, 2]])

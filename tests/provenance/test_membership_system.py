@@ -73,6 +73,23 @@ def test_fresh_draws_after_a_system_prompt_are_the_servers_draws(tmp_path, capsy
     capsys.readouterr()
 
 
+def test_fresh_draws_after_a_system_prompt_come_from_the_query_cache(tmp_path):
+    """A rerun (of `custody build`, `provenance membership`) draws its fresh answers after
+    a system prompt from the query cache, as it does those without one: the same answers,
+    no model call."""
+    from distilltrace.models.cache import CachedModel
+
+    tiny_model = load_model(str(make_tiny_model(tmp_path / "teacher", seed=5)))
+    prompts = [f"question {i}: what is {i} plus {i}?" for i in range(4)]
+    systems = [SYSTEM, "", SYSTEM, "Answer in French."]
+    want = draw_fresh(tiny_model, prompts, [ST] * 4, 2, 7, systems=systems)
+    first = CachedModel(tiny_model, tmp_path / "q.sqlite")
+    assert draw_fresh(first, prompts, [ST] * 4, 2, 7, systems=systems) == want
+    rerun = CachedModel(tiny_model, tmp_path / "q.sqlite")
+    assert draw_fresh(rerun, prompts, [ST] * 4, 2, 7, systems=systems) == want
+    assert rerun.stats.misses == rerun.stats.uncacheable == 0 and rerun.stats.hits == 8
+
+
 def test_bundles_built_before_keep_leaving_system_prompt_rows_out():
     """custody verify reads the config as recorded: a bundle without `membership_rules`
     (built when such rows were left out) selects the same exchanges as when it was built.

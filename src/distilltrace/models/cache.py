@@ -206,6 +206,24 @@ class CachedModel:
                 out[i] = out[first[keys[i]]]
         return out
 
+    @staticmethod
+    def _gen_params(
+        max_new_tokens: int, temperature: float, top_p: float, seed: int, chat: bool, procs: list
+    ) -> dict[str, Any] | None:
+        """A generation's cache parameters; None when a processor has no `cache_key`."""
+        proc_keys = [getattr(p, "cache_key", None) for p in procs]
+        if any(not isinstance(k, str) for k in proc_keys):
+            return None
+        greedy = float(temperature) == 0.0
+        return {
+            "max_new_tokens": max_new_tokens,
+            "temperature": float(temperature),
+            "top_p": 1.0 if greedy else float(top_p),
+            "seed": 0 if greedy else int(seed),
+            "chat": bool(chat),
+            "processors": proc_keys,
+        }
+
     def generate(
         self,
         prompts: Sequence[str],
@@ -220,21 +238,12 @@ class CachedModel:
         """Complete each prompt (cached per prompt and parameters)."""
         prompts = list(prompts)
         procs = list(logits_processors or [])
-        proc_keys = [getattr(p, "cache_key", None) for p in procs]
-        if any(not isinstance(k, str) for k in proc_keys) or kwargs:
+        params = self._gen_params(max_new_tokens, temperature, top_p, seed, chat, procs)
+        if params is None or kwargs:
             self.stats.uncacheable += len(prompts)
             return self.model.generate(
                 prompts, max_new_tokens, temperature, top_p, seed, procs or None, chat, **kwargs
             )
-        greedy = float(temperature) == 0.0
-        params = {
-            "max_new_tokens": max_new_tokens,
-            "temperature": float(temperature),
-            "top_p": 1.0 if greedy else float(top_p),
-            "seed": 0 if greedy else int(seed),
-            "chat": bool(chat),
-            "processors": proc_keys,
-        }
 
         def compute(idx: list[int]) -> list[Generation]:
             return self.model.generate(
@@ -248,6 +257,49 @@ class CachedModel:
             )
 
         return self._run("generate", [(p, params) for p in prompts], compute, _gen_from)
+
+    def generate_encoded(
+        self,
+        prompts: Sequence[str],
+        encoded: Sequence[Sequence[int]],
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        logits_processors: Sequence[Any] | None = None,
+        *,
+        seed_chat: bool = True,
+        **kwargs: Any,
+    ) -> list[tuple[Generation, None]]:
+        """Generation from token ids the caller encoded (a conversation with a system
+        prompt, as serve encodes it), cached per label (`prompts`, which also seed the
+        sampler), SHA-256 of the ids and parameters. Per-token log-probabilities,
+        streaming, stopping criteria and progress callbacks (`kwargs`) go straight to the
+        model, as do processors without a `cache_key`. Needs a model with
+        `generate_encoded` (a local one)."""
+        inner = getattr(self.model, "generate_encoded", None)
+        if inner is None:
+            raise AttributeError(f"{self.info.name} has no generate_encoded (not a local model)")
+        prompts, encoded = list(prompts), [list(e) for e in encoded]
+        if len(prompts) != len(encoded):
+            raise InputError("one encoding per prompt is needed")
+        procs = list(logits_processors or [])
+        params = self._gen_params(max_new_tokens, temperature, top_p, seed, seed_chat, procs)
+        if params is None or any(v is not None for v in kwargs.values()):
+            self.stats.uncacheable += len(prompts)
+            return inner(prompts, encoded, max_new_tokens, temperature, top_p, seed,
+                         procs or None, seed_chat=seed_chat, **kwargs)  # fmt: skip
+        items = [
+            (p, {**params, "tokens": hashlib.sha256(json.dumps(e).encode()).hexdigest()})
+            for p, e in zip(prompts, encoded, strict=True)
+        ]
+
+        def compute(idx: list[int]) -> list[Generation]:
+            out = inner([prompts[i] for i in idx], [encoded[i] for i in idx], max_new_tokens,
+                        temperature, top_p, seed, procs or None, seed_chat=seed_chat)  # fmt: skip
+            return [g for g, _ in out]
+
+        return [(g, None) for g in self._run("generate_encoded", items, compute, _gen_from)]
 
     def next_token_logprobs(
         self, prompts: Sequence[str], top_k: int = 5, chat: bool = True
