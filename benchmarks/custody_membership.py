@@ -35,8 +35,8 @@ NULL = ("benign", "control-1", "control-2", "control-3")
 
 def _exchanges(demo: Path) -> tuple[list[dict], list[dict], dict]:
     """The harvested bundle's tested exchanges with their serving settings."""
-    from distilltrace.custody import claims as C
-    from distilltrace.custody.logs import parse_segment, serving_settings
+    from distilltrace.custody.logs import parse_segment
+    from distilltrace.custody.verify import tested_exchanges
 
     b = demo / "bundle-harvested"
     cfg = json.loads((b / "manifest.json").read_text(encoding="utf-8"))["config"]
@@ -44,8 +44,7 @@ def _exchanges(demo: Path) -> tuple[list[dict], list[dict], dict]:
     rows = []
     for seg in sorted((b / "log").glob("segment-*.jsonl")):
         rows += parse_segment([x for x in seg.read_text().splitlines() if x.strip()], seg.name)
-    settings = serving_settings(rows, harvested, cfg)
-    idx, _ = C.membership_exchanges(harvested, settings, cfg)
+    settings, idx, _ = tested_exchanges(b, cfg, rows, harvested)
     return [harvested[i] for i in idx], [settings[i] for i in idx], cfg
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -392,6 +393,13 @@ def _reseal(b: Path, secret=None) -> None:
             lambda t: t.replace('"suspect_logprob":[-', '"suspect_logprob":[1', 1),
             "harvest_membership",
         ),
+        (  # our count of one exchange's prompt tokens: its row is selected otherwise
+            "transcripts/membership_context.jsonl",
+            lambda t: re.sub(
+                r'("our_input_tokens": ?)(\d+)', lambda m: f"{m[1]}{int(m[2]) + 1}", t, count=1
+            ),  # fmt: skip
+            "harvest_membership",
+        ),
     ],
 )
 def test_a_consistently_rehashed_forgery_fails_recomputation(built, path, edit, needs):
@@ -451,6 +459,40 @@ def test_a_bundle_without_a_later_setting_verifies_as_built(built, tmp_path):
     closed = [c for c in rep["claims"] if c["name"] == "radioactivity_closed"][0]
     assert v.recomputed["radioactivity_closed"] == closed["pvalue"]
     assert closed["details"]["max_reference_prob"] is not None  # both selections applied
+
+
+def test_membership_leaves_out_exchanges_billed_for_more_than_their_row_shows(built, tmp_path):
+    """Rules 3: an exchange whose logged input_tokens is not our encoding of the prompt its
+    row shows was asked after text the row does not keep (earlier turns in a log without
+    context_messages), so fresh answers drawn without it would not be draws of the served
+    distribution: it is left out ("hidden_context") and counted. Our counts are recorded
+    (transcripts/membership_context.jsonl), so verify selects the same exchanges."""
+    from distilltrace.custody.claims import MEMBERSHIP_RULES
+
+    w = built
+    harvested = [json.loads(x) for x in (w["bundle"] / "harvested.jsonl").read_text().splitlines()]
+    ours = {json.loads(x)["request_id"]: json.loads(x)["our_input_tokens"] for x in
+            (w["bundle"] / "transcripts" / "membership_context.jsonl").read_text().splitlines()}  # fmt: skip
+    assert set(ours) == {h["request_id"] for h in harvested}
+    assert w["res"].report["config"]["membership_rules"] == MEMBERSHIP_RULES == 3
+    hidden = {h["request_id"] for h in harvested[:5]}
+    log = tmp_path / "log.jsonl"
+    with open(log, "w") as f:
+        for line in w["log"].read_text().splitlines():
+            r = json.loads(line)
+            if r.get("request_id") in hidden:
+                r["input_tokens"] = ours[r["request_id"]] + 37  # an earlier turn, unlogged
+            f.write(json.dumps(r) + "\n")
+    cfg = CustodyConfig(n_probes=8, max_new_tokens=24, prefix_mode="off", logprobs_mode="off")
+    ins = CustodyInputs([log], w["scan"], w["cluster"], [w["key"]], w["student"], w["teacher"])
+    res = build_bundle(ins, tmp_path / "b", cfg)
+    c = next(c for c in res.report["claims"] if c["name"] == "harvest_membership")
+    assert c["details"]["left_out"]["hidden_context"] == 5
+    assert c["n"] == min(len(harvested) - 5, 128)
+    tested = {json.loads(x)["request_id"] for x in (res.out / "transcripts" /
+              "harvest_membership.jsonl").read_text().splitlines()}  # fmt: skip
+    assert not tested & hidden
+    assert verify_bundle(res.out).recomputed["harvest_membership"] == c["pvalue"]
 
 
 def test_wrong_secret_fails_and_cli_exit_codes(built, tmp_path, capsys):

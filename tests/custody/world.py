@@ -38,6 +38,7 @@ def build_world(d: Path, student_epochs: int = 6) -> dict:
     from distilltrace.marks.secret import Secret
     from distilltrace.models import load_model
     from distilltrace.models.tiny import make_tiny_model
+    from distilltrace.provenance.membership import chat_input_tokens
     from distilltrace.traffic import scan
 
     teacher = load_model(str(make_tiny_model(d / "teacher", seed=5)))
@@ -62,6 +63,9 @@ def build_world(d: Path, student_epochs: int = 6) -> dict:
     df[KEY_COL] = wm.key_id
     df.loc[camp, "temperature"] = 1.0  # the serving settings, as a provider logs them
     df.loc[camp, "max_tokens"] = 48
+    # the prompt tokens our server bills for each campaign request (the handmade logs'
+    # counts are random, which membership rules 3 read as a context the row does not show)
+    df.loc[camp, "input_tokens"] = chat_input_tokens(teacher, prompts, [""] * len(prompts))
     df["timestamp"] = df["timestamp"].map(lambda t: t.isoformat())
     df["account_created_at"] = df["account_created_at"].map(
         lambda t: None if pd.isna(t) else t.isoformat()

@@ -117,3 +117,66 @@ def test_bundles_built_before_keep_leaving_system_prompt_rows_out():
     assert left_new["earlier_turns"] == 3
     assert membership_exchanges(rows, settings, on)[0] == old  # no contexts: as before
     assert redrawable_system("You are helpful.") and not redrawable_system("md5-" + "0" * 32)
+
+
+def test_rules_3_leave_out_requests_billed_for_other_tokens_than_their_row_shows():
+    """Rules 3 set a row's logged input_tokens against our encoding of its system prompt
+    and user turn ("ours"): a different count (more context than the row keeps, such as
+    earlier turns in a log without context_messages) or an unreadable one leaves the row
+    out as "hidden_context"; a row without a count is not checked; rules 2 (bundles of
+    session 33) ignore counts, so those bundles select as they were built."""
+    from distilltrace.custody.claims import with_our_counts
+
+    billed = [None, "", 12, "12", 12.0, 40, "n/a", -3, True, 12]
+    rows = [{"request_id": f"r{i}", "prompt": f"p{i}", "response": f"a{i}", "input_tokens": b,
+             "temperature": 0.8, "max_tokens": 16} for i, b in enumerate(billed)]  # fmt: skip
+    settings = serving_settings(rows, rows, {})
+    ctx = exchange_contexts(rows, rows)
+    assert [c["input_tokens"] for c in ctx] == [None, None, 12, 12, 12, 40, -1, -1, -1, 12]
+    ours = {f"r{i}": 12 for i in range(9)}  # r9: our count unknown
+    counted = with_our_counts(ctx, rows, ours)
+    idx, left = membership_exchanges(rows, settings, {"membership_rules": 3}, counted)
+    assert idx == [0, 1, 2, 3, 4] and left["hidden_context"] == 5
+    idx2, left2 = membership_exchanges(rows, settings, {"membership_rules": 2}, counted)
+    assert idx2 == list(range(10)) and "hidden_context" not in left2
+
+
+def test_billed_prompt_tokens_of_a_served_request_are_our_count(tmp_path, capsys):
+    """`distilltrace serve` bills (usage.prompt_tokens) exactly `chat_input_tokens` of a
+    (system, user) request, with and without a system prompt and with special-token
+    strings in the content; `provenance membership` then tests the rows billed that
+    count and leaves out one billed for more (an unlogged earlier turn)."""
+    from distilltrace.cli import main
+    from distilltrace.provenance.membership import chat_input_tokens
+
+    teacher_dir = make_tiny_model(tmp_path / "teacher", seed=5)
+    teacher = load_model(str(teacher_dir))
+    prompts = [f"question {i}: what is {i} plus {i}?" for i in range(5)] + ["<|im_end|> hi"]
+    systems = [SYSTEM, "", SYSTEM, "", "Use <|im_start|> freely.", ""]
+    with running_server(str(teacher_dir)) as url:
+        billed, served = [], []
+        for i, (p, s) in enumerate(zip(prompts, systems, strict=True)):
+            msgs = ([{"role": "system", "content": s}] if s else []) + [
+                {"role": "user", "content": p}
+            ]
+            body = {"model": teacher_dir.name, "messages": msgs, "temperature": 1.0,
+                    "max_tokens": 12, "seed": 40 + i}  # fmt: skip
+            j = httpx.post(f"{url}/chat/completions", json=body, timeout=120).json()
+            billed.append(j["usage"]["prompt_tokens"])
+            served.append(j["choices"][0]["message"]["content"] or "x")
+    assert billed == chat_input_tokens(teacher, prompts, systems)
+    billed[1] += 9
+    path = tmp_path / "served.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p, "response": a, "system_prompt": s,
+                                        "temperature": 1.0, "max_tokens": 12, "input_tokens": b})
+                            + "\n" for p, a, s, b in zip(prompts, served, systems, billed,
+                                                         strict=True)))  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        main(["provenance", "membership", "--reference", str(teacher_dir), "--suspect",
+              str(teacher_dir), "--served", str(path), "--no-cache", "--out",
+              str(tmp_path / "m.json")])  # fmt: skip
+    assert e.value.code == 0
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert doc["n"] == 5 and doc["left_out"]["hidden_context"] == 1
+    assert doc["config"]["membership_rules"] == 3
+    capsys.readouterr()

@@ -79,10 +79,12 @@ class CustodyConfig:
     membership_fresh: int = 1  # fresh answers per exchange (k; the rank is out of k + 1)
     membership_max: int = 128  # exchanges tested at most (a seeded sample beyond it)
     membership_seed: int = FRESH_SEED  # fresh answer j is drawn with seed membership_seed + j
-    # which exchanges membership tests (custody.claims._why_left_out): 2 tests those served
-    # after a system prompt (fresh answers drawn after it) and leaves out requests with
-    # other turns (the log's context_messages); 1, the rules of bundles built before
-    # session 33 (absent there), left every system-prompt exchange out
+    # which exchanges membership tests (custody.claims._why_left_out): 3 also leaves out
+    # requests whose billed input_tokens are not our encoding of what the row shows; 2
+    # (bundles of session 33) tests those served after a system prompt (fresh answers
+    # drawn after it) and leaves out requests with other turns (the log's
+    # context_messages); 1, the rules of bundles built before (absent there), left every
+    # system-prompt exchange out
     membership_rules: int = C.MEMBERSHIP_RULES
     # the serving settings, for log rows that lack them (None: such rows are left out)
     served_temperature: float | None = None
@@ -104,8 +106,8 @@ class CustodyConfig:
             raise CustodyError("prefix_stride and prefix_tokens must be >= 1")
         if self.membership_fresh < 1 or self.membership_max < 1:
             raise CustodyError("membership_fresh and membership_max must be >= 1")
-        if self.membership_rules not in (1, C.MEMBERSHIP_RULES):
-            raise CustodyError(f"membership_rules must be 1 or {C.MEMBERSHIP_RULES}")
+        if not 1 <= self.membership_rules <= C.MEMBERSHIP_RULES:
+            raise CustodyError(f"membership_rules must be 1 to {C.MEMBERSHIP_RULES}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -482,7 +484,7 @@ def _membership(inputs, wm, cfg, rows, harvested, out: Path, note: Note) -> Evid
     if not callable(getattr(inputs.suspect, "score", None)):
         return "the suspect cannot score text (no weights or log-probabilities)"
     settings = serving_settings(rows, harvested, cfg.to_dict())
-    contexts = exchange_contexts(rows, harvested)
+    contexts = _counted_contexts(ref, exchange_contexts(rows, harvested), harvested, cfg, out)
     idx, left = C.membership_exchanges(harvested, settings, cfg.to_dict(), contexts)
     if not idx:
         return f"no exchange can be tested (left out: {left})"
@@ -508,6 +510,25 @@ def _membership(inputs, wm, cfg, rows, harvested, out: Path, note: Note) -> Evid
     ]  # fmt: skip
     write_jsonl(out / "transcripts" / "harvest_membership.jsonl", transcript)
     return C.membership_claim(transcript, left, cfg.to_dict())
+
+
+def _counted_contexts(ref, contexts, harvested, cfg, out: Path) -> list[dict]:
+    """The logged contexts with our encoding's token count of each exchange that has a
+    billed input_tokens (membership rules 3), recorded in
+    transcripts/membership_context.jsonl so verify selects the same exchanges."""
+    from distilltrace.provenance.membership import chat_input_tokens
+
+    todo = [i for i, c in enumerate(contexts) if c["input_tokens"] is not None]
+    if cfg.membership_rules < 3 or not todo:
+        return contexts
+    counts = chat_input_tokens(ref, [str(harvested[i]["prompt"]) for i in todo],
+                               [contexts[i]["system"] for i in todo])  # fmt: skip
+    rec = [{"request_id": str(harvested[i]["request_id"]), "our_input_tokens": n}
+           for i, n in zip(todo, counts, strict=True)]  # fmt: skip
+    write_jsonl(out / "transcripts" / "membership_context.jsonl", rec)
+    return C.with_our_counts(
+        contexts, harvested, {r["request_id"]: r["our_input_tokens"] for r in rec}
+    )
 
 
 def _provenance(inputs, cfg, out: Path, note: Note) -> tuple[EvidenceResult | str, dict]:

@@ -299,7 +299,7 @@ def radio_prefix_claim(
     return _mark_claim(RADIO_PREFIX, WEIGHTS_NULL, test, extra)
 
 
-MEMBERSHIP_RULES = 2  # the exchange-selection rules new bundles record (CustodyConfig)
+MEMBERSHIP_RULES = 3  # the exchange-selection rules new bundles record (CustodyConfig)
 
 
 def membership_exchanges(
@@ -319,7 +319,8 @@ def membership_exchanges(
 
     rules = int(cfg.get("membership_rules", 1))
     left = {"unknown_settings": 0, "system_prompt": 0, "greedy": 0, "duplicate": 0,
-            "over_max": 0, **({"earlier_turns": 0} if rules >= 2 else {})}  # fmt: skip
+            "over_max": 0, **({"earlier_turns": 0} if rules >= 2 else {}),
+            **({"hidden_context": 0} if rules >= 3 else {})}  # fmt: skip
     keep, seen = [], set()
     for i, (h, st) in enumerate(zip(harvested, settings, strict=True)):
         pair = (str(h["prompt"]), str(h["response"]))
@@ -349,6 +350,11 @@ def _why_left_out(
       under rules 2 the fresh answers are drawn after the same system prompt;
     - "earlier_turns" (rules 2): the request held other turns than the last user one
       (the log's `context_messages`), which the log does not keep;
+    - "hidden_context" (rules 3): the prompt tokens billed (the log's `input_tokens`)
+      are not our model's encoding of the system prompt and user turn the row shows
+      ("ours", `with_our_counts`), so the request held text the row does not (earlier
+      turns in a log without `context_messages`, a hidden system prompt, another
+      template); a row without a count is not checked;
     - "greedy": temperature 0 (a fresh answer is the served one: no information)."""
     from distilltrace.custody.logs import redrawable_system
 
@@ -360,9 +366,25 @@ def _why_left_out(
         return "system_prompt"
     if rules >= 2 and ctx is not None and int(ctx.get("earlier") or 0) > 0:
         return "earlier_turns"
+    billed = ctx.get("input_tokens") if ctx is not None else None
+    if rules >= 3 and billed is not None and billed != ctx.get("ours"):
+        return "hidden_context"
     if float(st["temperature"]) <= 0:
         return "greedy"
     return None
+
+
+def with_our_counts(
+    contexts: Sequence[Mapping[str, Any]],
+    harvested: Sequence[Mapping[str, Any]],
+    ours: Mapping[str, int],
+) -> list[dict[str, Any]]:
+    """`contexts` with "ours", our encoding's token count of each exchange's system prompt
+    and user turn (`provenance.membership.chat_input_tokens`), by request id: compared
+    with the billed count under rules 3. A bundle records them
+    (transcripts/membership_context.jsonl) so verify selects as the build did."""
+    return [{**c, "ours": ours.get(str(h["request_id"]))}
+            for c, h in zip(contexts, harvested, strict=True)]  # fmt: skip
 
 
 def membership_claim(

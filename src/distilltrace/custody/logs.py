@@ -176,9 +176,12 @@ def exchange_contexts(
 ) -> list[dict[str, Any]]:
     """What each harvested exchange was asked after, from the first log row of its request
     id (as `serving_settings` reads its settings): "system", the system prompt ("" for
-    none), and "earlier", the request's turns its row cannot hold (the gateway's
+    none); "earlier", the request's turns its row cannot hold (the gateway's
     `context_messages` column: 0 where it is missing or empty, 1 where it is unreadable,
-    so that an unknown context is not redrawn)."""
+    so that an unknown context is not redrawn); and "input_tokens", the prompt tokens
+    billed (the schema's column: None where it is missing or empty, -1 where it is not a
+    count), which `claims.with_our_counts` sets against our encoding of what the row
+    shows."""
     first = _first_rows(rows)
     out = []
     for h in harvested:
@@ -186,8 +189,18 @@ def exchange_contexts(
         n = r.get("context_messages")
         x = None if isinstance(n, bool) else _setting(n, float)
         earlier = 0 if n is None or n == "" else (1 if x is None else max(0, int(x)))
-        out.append({"system": _system_text(r), "earlier": earlier})
+        out.append({"system": _system_text(r), "earlier": earlier,
+                    "input_tokens": _count(r.get("input_tokens"))})  # fmt: skip
     return out
+
+
+def _count(v: Any) -> int | None:
+    """A logged token count: None when missing or empty, -1 when it is not a whole number
+    >= 0 (an unknown count is never taken to match)."""
+    if v is None or v == "":
+        return None
+    x = None if isinstance(v, bool) else _setting(v, float)
+    return int(x) if x is not None and x >= 0 and x == int(x) else -1
 
 
 _DIGEST = re.compile(r"(?:sha256|sha1|md5|sha512)?[:=-]?[0-9a-f]{32,128}", re.IGNORECASE)

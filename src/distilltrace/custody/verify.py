@@ -238,15 +238,34 @@ def _logprobs(root, wm, tok, cfg) -> EvidenceResult:
         raise VerifyError(f"{where}: malformed ({e})") from None
 
 
+def tested_exchanges(
+    root: Path, cfg: dict, rows: list[dict], harvested: list[dict]
+) -> tuple[list, list[int], dict[str, int]]:
+    """The serving settings of each harvested exchange, the ones membership tests and the
+    counts left out, as the log, the config and (rules 3) our recorded token counts
+    (transcripts/membership_context.jsonl) select them."""
+    from distilltrace.custody.logs import exchange_contexts, serving_settings
+
+    settings = serving_settings(rows, harvested, cfg)
+    contexts = exchange_contexts(rows, harvested)
+    counted = root / "transcripts" / "membership_context.jsonl"
+    if int(cfg.get("membership_rules", 1)) >= 3:
+        try:
+            ours = {str(r["request_id"]): int(r["our_input_tokens"])
+                    for r in (read_jsonl(counted) if counted.is_file() else [])}  # fmt: skip
+        except (KeyError, TypeError, ValueError) as e:
+            raise VerifyError(f"transcripts/membership_context.jsonl: malformed ({e})") from None
+        contexts = C.with_our_counts(contexts, harvested, ours)
+    idx, left = C.membership_exchanges(harvested, settings, cfg, contexts)
+    return settings, idx, left
+
+
 def _membership(root: Path, cfg: dict, rows: list[dict], harvested: list[dict]) -> EvidenceResult:
     """The membership claim from its transcript: the tested exchanges must be the ones the
     log and the config select, with their served answers and settings; the scores are the
     recorded ones (verify queries no model)."""
-    from distilltrace.custody.logs import exchange_contexts, serving_settings
-
     where = "transcripts/harvest_membership.jsonl"
-    settings = serving_settings(rows, harvested, cfg)
-    idx, left = C.membership_exchanges(harvested, settings, cfg, exchange_contexts(rows, harvested))
+    settings, idx, left = tested_exchanges(root, cfg, rows, harvested)
     t = read_jsonl(root / where)
     try:
         want = [(str(harvested[i]["request_id"]), settings[i], str(harvested[i]["response"]))

@@ -204,12 +204,26 @@ def draw_after_system(
         )
     from distilltrace.serve.prompts import encode_chat
 
-    convs = [[{"role": "system", "content": s}, {"role": "user", "content": p}]
-             for p, s in zip(prompts, systems, strict=True)]  # fmt: skip
+    convs = _conversations(prompts, systems)
     encoded = [encode_chat(model, c) for c in convs]
     labels = [json.dumps(c, ensure_ascii=False) for c in convs]  # serve's label
     out = model.generate_encoded(labels, encoded, **kw)
     return [g.text for g, _ in out]
+
+
+def _conversations(prompts: Sequence[str], systems: Sequence[str]) -> list[list[dict[str, str]]]:
+    """The chat request of each exchange: its system prompt ("" for none), then the user."""
+    return [([{"role": "system", "content": s}] if s else []) + [{"role": "user", "content": p}]
+            for p, s in zip(prompts, systems, strict=True)]  # fmt: skip
+
+
+def chat_input_tokens(model: Any, prompts: Sequence[str], systems: Sequence[str]) -> list[int]:
+    """The prompt tokens `distilltrace serve` bills for each (system, user) request to our
+    model (its usage.prompt_tokens: the conversation through the chat template, content
+    never special tokens), to set against a log's `input_tokens` (membership rules 3)."""
+    from distilltrace.serve.prompts import encode_chat
+
+    return [len(encode_chat(model, c)) for c in _conversations(prompts, systems)]
 
 
 def exchange_logprobs(

@@ -64,15 +64,22 @@ class Selection(NamedTuple):
     systems: list[str]
 
 
-def selection(rows: list[dict], cfg: dict[str, Any]) -> Selection:
+def selection(
+    rows: list[dict], cfg: dict[str, Any], ours: dict[str, int] | None = None
+) -> Selection:
     """Each row's serving settings and system prompt, the exchanges tested (custody's
-    rules) and the counts left out; InputError when none can be tested (checked before any
-    model is loaded)."""
-    from distilltrace.custody.claims import membership_exchanges
+    rules) and the counts left out; InputError when none can be tested. Checked before any
+    model is loaded (`ours` None: billed input_tokens are not yet set against our model's
+    encoding), then again with `ours` (`counted_selection`)."""
+    from distilltrace.custody.claims import membership_exchanges, with_our_counts
     from distilltrace.custody.logs import exchange_contexts, serving_settings
 
     settings = serving_settings(rows, rows, cfg)
     contexts = exchange_contexts(rows, rows)
+    if ours is None:
+        contexts = [{**c, "ours": c["input_tokens"]} for c in contexts]
+    else:
+        contexts = with_our_counts(contexts, rows, ours)
     idx, left = membership_exchanges(rows, settings, cfg, contexts)
     if not idx:
         raise InputError(
@@ -80,6 +87,28 @@ def selection(rows: list[dict], cfg: dict[str, Any]) -> Selection:
             "and max_tokens need --temperature and --max-tokens"
         )
     return Selection(settings, idx, left, [c["system"] for c in contexts])
+
+
+def counted_selection(
+    rows: list[dict], cfg: dict[str, Any], chosen: Selection, reference: Any
+) -> Selection:
+    """`chosen` with the rows whose billed input_tokens are not our model's encoding of
+    their system prompt and user turn left out (membership rules 3, "hidden_context"),
+    once our model is loaded; `chosen` itself when no row has a count. Without our
+    tokenizer (an endpoint) every counted row is left out: its context cannot be checked."""
+    from distilltrace.custody.logs import exchange_contexts
+    from distilltrace.provenance.membership import chat_input_tokens
+
+    ctx = exchange_contexts(rows, rows)
+    todo = [i for i, c in enumerate(ctx) if c["input_tokens"] is not None]
+    if not todo or int(cfg.get("membership_rules", 1)) < 3:
+        return chosen
+    ours: dict[str, int] = {}
+    if getattr(reference, "tokenizer", None) is not None:
+        counts = chat_input_tokens(reference, [str(rows[i]["prompt"]) for i in todo],
+                                   [ctx[i]["system"] for i in todo])  # fmt: skip
+        ours = {str(rows[i]["request_id"]): n for i, n in zip(todo, counts, strict=True)}
+    return selection(rows, cfg, ours)
 
 
 def run_membership(
@@ -172,6 +201,7 @@ def membership(
     cfg = membership_settings(pcfg)  # the same settings as `provenance test --served`
     rows, bad, chosen = check_served(pcfg)  # fails before the models load
     s, ref = load_model(suspect), load_model(reference)
+    chosen = counted_selection(rows, cfg, chosen, ref)
     if not no_cache:  # our model's fresh answers and scores do not depend on the suspect
         from distilltrace.models.cache import CachedModel
         from distilltrace.provenance.cli import _cache_file, default_cache

@@ -93,7 +93,7 @@ class HarvestMembership:
         return QueryNeeds(suspect_queries=n, one_reference=True)
 
     def run(self, data: TestInputs) -> TestResult | None:
-        from distilltrace.provenance.membership_cli import run_membership
+        from distilltrace.provenance.membership_cli import counted_selection, run_membership
 
         if _serves(data) is not None:
             return None  # another reference's answers: not this one's test
@@ -101,6 +101,10 @@ class HarvestMembership:
             return skipped_test(NAME, NULL, "the suspect gives no log-probabilities (score)")
         rows, bad, chosen = check_served(data.cfg)
         sess, cfg = data.session, membership_settings(data.cfg)
+        try:
+            chosen = counted_selection(rows, cfg, chosen, sess.models[data.reference])
+        except InputError as e:
+            return skipped_test(NAME, NULL, str(e))
         procs = []
         if data.cfg.served_key:
             from distilltrace.marks.keys import load_watermark
