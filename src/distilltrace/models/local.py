@@ -75,7 +75,7 @@ class TransformersModel:
     # A prompt prefix shared by every row of a score call (a default system prompt and the
     # template's opening: 24 of SmolLM2's ~95 tokens per scored text) is computed once per
     # call and its key/value cache reused by each batch when it is at least this many
-    # tokens; 0 turns this off. 1.2x on SmolLM2 scoring in float32 (docs/benchmarks.md).
+    # tokens; 0 turns this off. SmolLM2 scores 1.2-1.3x faster in float32 (docs/benchmarks.md).
     shared_prefix_min: int = 16
 
     def __init__(
