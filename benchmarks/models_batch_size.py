@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
+
+from benchmarks import write_rows
 
 
 def measure(name: str, n_prompts: int, tokens: int, batches: list[int], dtype: str) -> list[dict]:
@@ -60,10 +60,7 @@ def main() -> None:
         print(f"{r['model']:24} {r['dtype']:9} {r['batch']:>5} {r['greedy_s']:>9} "
               f"{r['sampled_s']:>9} {r['greedy_tok_s']:>7} {r['score_s']:>8}")  # fmt: skip
     if a.out:
-        meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}  # fmt: skip
-        with open(a.out, "w") as f:
-            json.dump(meta, f, indent=1)
+        write_rows(a.out, rows)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
+
+from benchmarks import write_rows
 
 
 def measure(name: str, n_prompts: int, tokens: int, rounds: int, dtype: str) -> dict:
@@ -68,10 +69,7 @@ def main() -> None:
         print(f"{r['model']:24} {r['dtype']:9} {r['shared_prefix_tokens']:>6} {r['off_s']:>7} "
               f"{r['on_s']:>7} {r['speedup']:>5} {r['max_abs_diff']:>9.2e}")  # fmt: skip
     if a.out:
-        meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}  # fmt: skip
-        with open(a.out, "w") as f:
-            json.dump(meta, f, indent=1)
+        write_rows(a.out, rows)
 
 
 if __name__ == "__main__":

@@ -31,12 +31,27 @@ def _chat(url: str, model: str, prompt: str, seed: int, system: str = "") -> str
     return r.json()["choices"][0]["message"]["content"]
 
 
+def _membership_cli(tmp_path, teacher_dir, rows: list[dict]) -> dict:
+    """`provenance membership` of the teacher against itself on these served rows (at
+    temperature 1, 12 tokens), through the CLI; its JSON output."""
+    from distilltrace.cli import main
+
+    path = tmp_path / "served.jsonl"
+    path.write_text("".join(json.dumps({**r, "temperature": 1.0, "max_tokens": 12}) + "\n"
+                            for r in rows))  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        main(["provenance", "membership", "--reference", str(teacher_dir), "--suspect",
+              str(teacher_dir), "--served", str(path), "--no-cache", "--out",
+              str(tmp_path / "m.json")])  # fmt: skip
+    assert e.value.code == 0
+    return json.loads((tmp_path / "m.json").read_text())
+
+
 def test_fresh_draws_after_a_system_prompt_are_the_servers_draws(tmp_path, capsys):
     """The answer a running `distilltrace serve` gave a (system, user) request with seed s
     is our fresh draw with seed s; without the system prompt the draws differ; an endpoint
     cannot be asked for such draws (one clear error). Then `provenance membership` tests a
     served file whose rows carry a system prompt instead of leaving them out."""
-    from distilltrace.cli import main
 
     teacher_dir = make_tiny_model(tmp_path / "teacher", seed=5)
     teacher = load_model(str(teacher_dir))
@@ -56,16 +71,9 @@ def test_fresh_draws_after_a_system_prompt_are_the_servers_draws(tmp_path, capsy
     mixed = draw_fresh(teacher, prompts, [ST] * 6, 1, 40, systems=systems)
     assert mixed == [after[i] if s else plain[i] for i, s in enumerate(systems)]
 
-    path = tmp_path / "served.jsonl"
-    path.write_text("".join(json.dumps({"prompt": p, "response": a or "x", "system_prompt": s,
-                                        "temperature": 1.0, "max_tokens": 12}) + "\n"
-                            for p, a, s in zip(prompts, served, systems, strict=True)))  # fmt: skip
-    with pytest.raises(SystemExit) as e:
-        main(["provenance", "membership", "--reference", str(teacher_dir), "--suspect",
-              str(teacher_dir), "--served", str(path), "--no-cache", "--out",
-              str(tmp_path / "m.json")])  # fmt: skip
-    assert e.value.code == 0
-    doc = json.loads((tmp_path / "m.json").read_text())
+    doc = _membership_cli(tmp_path, teacher_dir, [
+        {"prompt": p, "response": a or "x", "system_prompt": s}
+        for p, a, s in zip(prompts, served, systems, strict=True)])  # fmt: skip
     assert doc["n"] == 6 and doc["left_out"]["system_prompt"] == 0
     fresh = draw_fresh(teacher, prompts, [ST] * 6, 1, doc["config"]["membership_seed"],
                        systems=systems)  # fmt: skip
@@ -146,7 +154,6 @@ def test_billed_prompt_tokens_of_a_served_request_are_our_count(tmp_path, capsys
     (system, user) request, with and without a system prompt and with special-token
     strings in the content; `provenance membership` then tests the rows billed that
     count and leaves out one billed for more (an unlogged earlier turn)."""
-    from distilltrace.cli import main
     from distilltrace.provenance.membership import chat_input_tokens
 
     teacher_dir = make_tiny_model(tmp_path / "teacher", seed=5)
@@ -166,17 +173,9 @@ def test_billed_prompt_tokens_of_a_served_request_are_our_count(tmp_path, capsys
             served.append(j["choices"][0]["message"]["content"] or "x")
     assert billed == chat_input_tokens(teacher, prompts, systems)
     billed[1] += 9
-    path = tmp_path / "served.jsonl"
-    path.write_text("".join(json.dumps({"prompt": p, "response": a, "system_prompt": s,
-                                        "temperature": 1.0, "max_tokens": 12, "input_tokens": b})
-                            + "\n" for p, a, s, b in zip(prompts, served, systems, billed,
-                                                         strict=True)))  # fmt: skip
-    with pytest.raises(SystemExit) as e:
-        main(["provenance", "membership", "--reference", str(teacher_dir), "--suspect",
-              str(teacher_dir), "--served", str(path), "--no-cache", "--out",
-              str(tmp_path / "m.json")])  # fmt: skip
-    assert e.value.code == 0
-    doc = json.loads((tmp_path / "m.json").read_text())
+    doc = _membership_cli(tmp_path, teacher_dir, [
+        {"prompt": p, "response": a, "system_prompt": s, "input_tokens": b}
+        for p, a, s, b in zip(prompts, served, systems, billed, strict=True)])  # fmt: skip
     assert doc["n"] == 5 and doc["left_out"]["hidden_context"] == 1
     assert doc["config"]["membership_rules"] == 3
     capsys.readouterr()

@@ -516,19 +516,14 @@ def _counted_contexts(ref, contexts, harvested, cfg, out: Path) -> list[dict]:
     """The logged contexts with our encoding's token count of each exchange that has a
     billed input_tokens (membership rules 3), recorded in
     transcripts/membership_context.jsonl so verify selects the same exchanges."""
-    from distilltrace.provenance.membership import chat_input_tokens
+    from distilltrace.provenance.membership import our_counts
 
-    todo = [i for i, c in enumerate(contexts) if c["input_tokens"] is not None]
-    if cfg.membership_rules < 3 or not todo:
+    ours = our_counts(ref, harvested, contexts) if cfg.membership_rules >= 3 else {}
+    if not ours:
         return contexts
-    counts = chat_input_tokens(ref, [str(harvested[i]["prompt"]) for i in todo],
-                               [contexts[i]["system"] for i in todo])  # fmt: skip
-    rec = [{"request_id": str(harvested[i]["request_id"]), "our_input_tokens": n}
-           for i, n in zip(todo, counts, strict=True)]  # fmt: skip
-    write_jsonl(out / "transcripts" / "membership_context.jsonl", rec)
-    return C.with_our_counts(
-        contexts, harvested, {r["request_id"]: r["our_input_tokens"] for r in rec}
-    )
+    write_jsonl(out / "transcripts" / "membership_context.jsonl",
+                [{"request_id": k, "our_input_tokens": n} for k, n in ours.items()])  # fmt: skip
+    return C.with_our_counts(contexts, harvested, ours)
 
 
 def _provenance(inputs, cfg, out: Path, note: Note) -> tuple[EvidenceResult | str, dict]:

@@ -226,6 +226,17 @@ def chat_input_tokens(model: Any, prompts: Sequence[str], systems: Sequence[str]
     return [len(encode_chat(model, c)) for c in _conversations(prompts, systems)]
 
 
+def our_counts(
+    model: Any, exchanges: Sequence[Mapping[str, Any]], contexts: Sequence[Mapping[str, Any]]
+) -> dict[str, int]:
+    """Request id -> `chat_input_tokens` of each exchange whose log row billed a count
+    (`custody.logs.exchange_contexts`: "input_tokens" not None)."""
+    todo = [i for i, c in enumerate(contexts) if c["input_tokens"] is not None]
+    counts = chat_input_tokens(model, [str(exchanges[i]["prompt"]) for i in todo],
+                               [str(contexts[i]["system"]) for i in todo])  # fmt: skip
+    return {str(exchanges[i]["request_id"]): n for i, n in zip(todo, counts, strict=True)}
+
+
 def exchange_logprobs(
     model: Any, prompts: Sequence[str], answers: Sequence[Sequence[str]]
 ) -> list[list[float]]:

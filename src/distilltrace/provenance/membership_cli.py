@@ -97,18 +97,13 @@ def counted_selection(
     once our model is loaded; `chosen` itself when no row has a count. Without our
     tokenizer (an endpoint) every counted row is left out: its context cannot be checked."""
     from distilltrace.custody.logs import exchange_contexts
-    from distilltrace.provenance.membership import chat_input_tokens
+    from distilltrace.provenance.membership import our_counts
 
     ctx = exchange_contexts(rows, rows)
-    todo = [i for i, c in enumerate(ctx) if c["input_tokens"] is not None]
-    if not todo or int(cfg.get("membership_rules", 1)) < 3:
+    if int(cfg.get("membership_rules", 1)) < 3 or all(c["input_tokens"] is None for c in ctx):
         return chosen
-    ours: dict[str, int] = {}
-    if getattr(reference, "tokenizer", None) is not None:
-        counts = chat_input_tokens(reference, [str(rows[i]["prompt"]) for i in todo],
-                                   [ctx[i]["system"] for i in todo])  # fmt: skip
-        ours = {str(rows[i]["request_id"]): n for i, n in zip(todo, counts, strict=True)}
-    return selection(rows, cfg, ours)
+    local = getattr(reference, "tokenizer", None) is not None
+    return selection(rows, cfg, our_counts(reference, rows, ctx) if local else {})
 
 
 def run_membership(
