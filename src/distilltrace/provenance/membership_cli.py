@@ -62,6 +62,7 @@ class Selection(NamedTuple):
     idx: list[int]
     left: dict[str, int]
     systems: list[str]
+    contexts: list[dict]  # each row's logged context (custody.logs.exchange_contexts)
 
 
 def selection(
@@ -75,18 +76,18 @@ def selection(
     from distilltrace.custody.logs import exchange_contexts, serving_settings
 
     settings = serving_settings(rows, rows, cfg)
-    contexts = exchange_contexts(rows, rows)
+    logged = exchange_contexts(rows, rows)
     if ours is None:
-        contexts = [{**c, "ours": c["input_tokens"]} for c in contexts]
+        contexts = [{**c, "ours": c["input_tokens"]} for c in logged]
     else:
-        contexts = with_our_counts(contexts, rows, ours)
+        contexts = with_our_counts(logged, rows, ours)
     idx, left = membership_exchanges(rows, settings, cfg, contexts)
     if not idx:
         raise InputError(
             f"no served exchange can be tested (left out: {left}); rows without temperature "
             "and max_tokens need --temperature and --max-tokens"
         )
-    return Selection(settings, idx, left, [c["system"] for c in contexts])
+    return Selection(settings, idx, left, [c["system"] for c in logged], logged)
 
 
 def counted_selection(
@@ -96,10 +97,9 @@ def counted_selection(
     their system prompt and user turn left out (membership rules 3, "hidden_context"),
     once our model is loaded; `chosen` itself when no row has a count. Without our
     tokenizer (an endpoint) every counted row is left out: its context cannot be checked."""
-    from distilltrace.custody.logs import exchange_contexts
     from distilltrace.provenance.membership import our_counts
 
-    ctx = exchange_contexts(rows, rows)
+    ctx = chosen.contexts
     if int(cfg.get("membership_rules", 1)) < 3 or all(c["input_tokens"] is None for c in ctx):
         return chosen
     local = getattr(reference, "tokenizer", None) is not None
