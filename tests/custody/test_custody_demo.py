@@ -18,7 +18,8 @@ from distilltrace.models.precision import native_bf16
 # trains and queries in float32 and took 47 minutes (session 32): more than the
 # rest of the suite three times over, and with it near CI's 90-minute limit. There it runs
 # only when asked (DISTILLTRACE_SLOW_DEMO=1); the custody parts are tested apart
-# (test_custody.py) on every machine.
+# (test_custody.py), and the demo's whole chain on tiny models
+# (test_custody_demo_chain.py), on every machine.
 SLOW_CPU = not native_bf16() and os.environ.get("DISTILLTRACE_SLOW_DEMO") != "1"
 pytestmark = [
     pytest.mark.slow,

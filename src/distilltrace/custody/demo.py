@@ -137,6 +137,9 @@ def _query(base: str, rows: list[dict], cfg: DemoConfig, note: Note) -> None:
         r.pop("system_prompt", None)
         r["response"] = j["choices"][0]["message"]["content"]
         r[KEY_COLUMN] = j["watermark"]["key_id"]
+        # the prompt tokens billed: the simulator's counts are random, which membership
+        # rules 3 would read as context the row does not show (custody.claims)
+        r["input_tokens"] = int(j["usage"]["prompt_tokens"])
         r["output_tokens"] = int(j["usage"]["completion_tokens"])
         r["status"] = "ok"
 

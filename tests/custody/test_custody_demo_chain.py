@@ -1,0 +1,59 @@
+"""The custody demo's whole chain on tiny models, on every machine: the quick demo on real
+models (test_custody_demo.py) runs only where the CPU multiplies bfloat16 natively, so this
+test keeps its wiring checked everywhere (serve over HTTP, the log, the scan, distillation,
+both bundles, verify and the tampered copy). Sized for the wiring, not for power: no
+suspect's p-value is asserted, only that every claim ran and the verdicts follow Holm."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from world import PROV
+
+from tests.torch_threads import one_thread  # noqa: F401 - autouse fixture
+
+pytestmark = pytest.mark.timeout(1200)
+
+
+def test_demo_chain_runs_end_to_end_on_tiny_models(tmp_path):
+    from statsmodels.stats.multitest import multipletests
+
+    from distilltrace.custody import claims as C
+    from distilltrace.custody.claims import SUSPECT_SIDE
+    from distilltrace.custody.demo import DemoConfig, run_demo
+    from distilltrace.models.tiny import make_tiny_model
+
+    teacher = make_tiny_model(tmp_path / "teacher", seed=5)
+    cfg = DemoConfig(teacher=str(teacher), student=str(teacher), max_tokens=24, clients=16,
+                     epochs=1, lr=1e-3, batch_size=16, n_probes=16,
+                     provenance={**PROV, "capability_check": False})  # fmt: skip
+    claims = {C.CAMPAIGN, C.HARVEST_MARK, C.MEMBERSHIP, C.RADIO_CLOSED, C.RADIO_OPEN,
+              C.PROVENANCE}  # fmt: skip
+    notes: list[str] = []
+    res = run_demo(tmp_path / "demo", config=cfg, note=notes.append)
+    assert res.campaign["flagged"] and res.campaign["true_accounts_found"] > 0
+    assert res.harvested > 0
+    assert res.targets["verify_passes_both"]
+    assert res.targets["tampered_copy_fails"] and "harvested.jsonl" in res.tampered_error
+    for name, b in res.bundles.items():
+        p = b["pvalues"]
+        # every claim the demo makes ran on both students: prefix mode only where the
+        # weights are not open, logprobs mode only when asked
+        assert set(p) == claims, (name, b["skipped"])
+        assert set(b["skipped"]) == set(SUSPECT_SIDE) - claims, name
+        # None: the test ran and found too little to score (a tiny student repeats one
+        # phrase, so closed mode may see few distinct tuples); never attributed on it
+        assert all(v is None or 0.0 <= v <= 1.0 for v in p.values()), (name, p)
+        ps = [v for v in p.values() if v is not None]
+        holm = bool(multipletests(ps, alpha=0.01, method="holm")[0].all())
+        assert b["attributed"] == (holm and len(ps) == len(p)), (name, p)
+        assert set(b["recomputed"]) == set(p), name
+    # the log bills what the server counted, so membership tests every harvested
+    # exchange (none read as asked after unlogged context: membership rules 3)
+    manifest = json.loads((tmp_path / "demo" / "bundle-harvested" / "report.json").read_text())
+    m = next(c for c in manifest["claims"] if c["name"] == "harvest_membership")
+    assert m["details"]["left_out"]["hidden_context"] == 0
+    assert m["n"] == min(res.harvested, 128)
+    assert any(n.startswith("HTTP:") for n in notes)
+    assert json.loads((tmp_path / "demo" / "demo.json").read_text())["targets"] == res.targets
