@@ -657,6 +657,24 @@ def test_build_refuses_bad_inputs(built, tmp_path):
         build_bundle(CustodyInputs(**ok), tmp_path / "full")
 
 
+def test_cli_build_checks_its_folder_before_loading_a_model(built, tmp_path, capsys):
+    """`custody build --out` that cannot take a bundle is one line and exit 2, before the
+    suspect is loaded (it does not exist here, and is never reached)."""
+    w = built
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    base = ["custody", "build", "--log", str(w["log"]), "--scan", str(w["scan"]),
+            "--campaign", str(w["cluster"]), "--key", str(w["key"]),
+            "--suspect", str(tmp_path / "no-such-model")]  # fmt: skip
+    for out, says in ((tmp_path / "full", "not an empty folder"),
+                      (tmp_path / "full" / "x" / "b", "is a file, so no folder")):  # fmt: skip
+        with pytest.raises(SystemExit) as e:
+            main([*base, "--out", str(out)])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and says in err and "no-such-model" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]  # nothing left behind
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not on PATH")
 def test_report_renders_in_headless_chromium(built, tmp_path):

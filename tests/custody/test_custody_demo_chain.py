@@ -57,3 +57,18 @@ def test_demo_chain_runs_end_to_end_on_tiny_models(tmp_path):
     assert m["n"] == min(res.harvested, 128)
     assert any(n.startswith("HTTP:") for n in notes)
     assert json.loads((tmp_path / "demo" / "demo.json").read_text())["targets"] == res.targets
+
+
+def test_demo_checks_its_folder_before_any_work(tmp_path, capsys):
+    """A folder the demo cannot write into is one readable line and exit 2, before a model
+    is loaded (the teacher here does not exist, and is never reached)."""
+    from distilltrace.cli import main
+
+    (tmp_path / "afile").write_text("x")
+    for out, says in ((tmp_path / "afile", "is a file, not a folder"),
+                      (tmp_path / "afile" / "sub", "is a file, so no folder can be made")):  # fmt: skip
+        with pytest.raises(SystemExit) as e:
+            main(["custody", "demo", "--out", str(out), "--teacher", str(tmp_path / "none")])
+        cap = capsys.readouterr()
+        assert e.value.code == 2 and says in cap.err, cap.err
+        assert "Traceback" not in cap.err and "serving" not in cap.err + cap.out

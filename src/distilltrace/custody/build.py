@@ -225,9 +225,19 @@ def _scan_campaign(scan_dir: Path, campaign: int | Sequence[str]) -> dict[str, A
     }
 
 
-def _check_out(out: Path) -> None:
+def check_out(out: str | Path) -> Path:
+    """Raise a one-line error unless `out` is a new or empty folder a bundle can be
+    written in; leaves nothing behind (the CLI runs it before any model is loaded)."""
+    from distilltrace.provenance.inputs import check_out_dir
+
+    out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CustodyError(f"--out {out} exists and is not an empty folder")
+    return check_out_dir(out)
+
+
+def _check_out(out: Path) -> None:
+    check_out(out)
     out.mkdir(parents=True, exist_ok=True)
 
 

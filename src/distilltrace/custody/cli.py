@@ -99,6 +99,7 @@ def build(
     from dataclasses import replace
 
     from distilltrace.custody import CustodyConfig, CustodyInputs, build_bundle
+    from distilltrace.custody.build import check_out
     from distilltrace.models import load_model
     from distilltrace.prompts import unescape_pattern
 
@@ -112,6 +113,7 @@ def build(
     cfg = replace(cfg, open_mode=not no_open, membership=not no_membership,
                   provenance=_options(provenance_option))  # fmt: skip
     camp = _campaign(campaign)
+    check_out(out)  # before any model is loaded
     inputs = CustodyInputs(
         logs=log, scan_dir=scan, campaign=camp, key_files=key, suspect=load_model(suspect),
         reference=load_model(reference) if reference else None,

@@ -293,10 +293,12 @@ def run_demo(
     """The whole chain (see the module docstring); writes OUT/demo.json. `config` replaces
     the tier's sizes; `teacher` and `student` replace its model specs."""
     from distilltrace.models import load_model
+    from distilltrace.provenance.inputs import check_out_dir
     from distilltrace.traffic import scan
 
     say = note or (lambda m: None)
     cfg = config or DemoConfig.for_tier(tier)
+    check_out_dir(out)  # one line before half an hour of work, not a traceback after it
     if teacher is not None:
         cfg = replace(cfg, teacher=teacher)
     if student is not None:
