@@ -51,8 +51,8 @@ def test_demo_chain_runs_end_to_end_on_tiny_models(tmp_path):
         assert set(b["recomputed"]) == set(p), name
     # the log bills what the server counted, so membership tests every harvested
     # exchange (none read as asked after unlogged context: membership rules 3)
-    manifest = json.loads((tmp_path / "demo" / "bundle-harvested" / "report.json").read_text())
-    m = next(c for c in manifest["claims"] if c["name"] == "harvest_membership")
+    report = json.loads((tmp_path / "demo" / "bundle-harvested" / "report.json").read_text())
+    m = next(c for c in report["claims"] if c["name"] == "harvest_membership")
     assert m["details"]["left_out"]["hidden_context"] == 0
     assert m["n"] == min(res.harvested, 128)
     assert any(n.startswith("HTTP:") for n in notes)

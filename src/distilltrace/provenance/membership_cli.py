@@ -55,14 +55,17 @@ def _chunks(n: int) -> list[range]:
 
 
 class Selection(NamedTuple):
-    """What `selection` chose: per row its serving settings and system prompt ("" for
-    none), the exchanges tested and the counts left out, by reason."""
+    """What `selection` chose: per row its serving settings and logged context (system
+    prompt, "" for none), the exchanges tested and the counts left out, by reason."""
 
     settings: list
     idx: list[int]
     left: dict[str, int]
-    systems: list[str]
     contexts: list[dict]  # each row's logged context (custody.logs.exchange_contexts)
+
+    @property
+    def systems(self) -> list[str]:
+        return [c["system"] for c in self.contexts]
 
 
 def selection(
@@ -72,11 +75,18 @@ def selection(
     rules) and the counts left out; InputError when none can be tested. Checked before any
     model is loaded (`ours` None: billed input_tokens are not yet set against our model's
     encoding), then again with `ours` (`counted_selection`)."""
-    from distilltrace.custody.claims import membership_exchanges, with_our_counts
     from distilltrace.custody.logs import exchange_contexts, serving_settings
 
     settings = serving_settings(rows, rows, cfg)
-    logged = exchange_contexts(rows, rows)
+    return _choose(rows, cfg, settings, exchange_contexts(rows, rows), ours)
+
+
+def _choose(
+    rows: list[dict], cfg: dict[str, Any], settings: list, logged: list[dict],
+    ours: dict[str, int] | None,
+) -> Selection:  # fmt: skip
+    from distilltrace.custody.claims import membership_exchanges, with_our_counts
+
     if ours is None:
         contexts = [{**c, "ours": c["input_tokens"]} for c in logged]
     else:
@@ -87,7 +97,7 @@ def selection(
             f"no served exchange can be tested (left out: {left}); rows without temperature "
             "and max_tokens need --temperature and --max-tokens"
         )
-    return Selection(settings, idx, left, [c["system"] for c in logged], logged)
+    return Selection(settings, idx, left, logged)
 
 
 def counted_selection(
@@ -96,14 +106,16 @@ def counted_selection(
     """`chosen` with the rows whose billed input_tokens are not our model's encoding of
     their system prompt and user turn left out (membership rules 3, "hidden_context"),
     once our model is loaded; `chosen` itself when no row has a count. Without our
-    tokenizer (an endpoint) every counted row is left out: its context cannot be checked."""
+    tokenizer (an endpoint) every counted row is left out: its context cannot be checked.
+    The rows' settings and contexts are `chosen`'s, not read again."""
     from distilltrace.provenance.membership import our_counts
 
     ctx = chosen.contexts
     if int(cfg.get("membership_rules", 1)) < 3 or all(c["input_tokens"] is None for c in ctx):
         return chosen
     local = getattr(reference, "tokenizer", None) is not None
-    return selection(rows, cfg, our_counts(reference, rows, ctx) if local else {})
+    ours = our_counts(reference, rows, ctx) if local else {}
+    return _choose(rows, cfg, chosen.settings, ctx, ours)
 
 
 def run_membership(
