@@ -665,7 +665,7 @@ def load_prompts(path: str | Path, column: str | None = None) -> list[str]:
 
 def _load_jsonl(p: Path, raw: str, field: str) -> list[str]:
     out: list[str] = []
-    for i, line in enumerate(raw.splitlines(), start=1):
+    for i, line in enumerate(raw.split("\n"), start=1):
         if not line.strip():
             continue
         try:

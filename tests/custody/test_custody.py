@@ -826,3 +826,15 @@ def test_membership_claim_is_calibrated_on_suspects_that_never_saw_the_answers(b
     for a in (0.05, 0.2):
         assert (ps <= a).mean() <= a + binomial_slack(len(ps), a), ps
     assert (ps <= 0.5).mean() >= 0.2, ps
+
+
+def test_jsonl_rows_keep_unicode_line_separators_inside_their_text(tmp_path):
+    """JSON Lines rows are separated by "\\n" only: U+0085, U+2028 and U+2029 inside a
+    string are written raw (ensure_ascii=False), and a model's answer may hold them (a tiny
+    byte model's transcript did, and verification failed on it)."""
+    from distilltrace.custody.bundle import read_jsonl
+
+    rows = [{"response": "a\x85b\u2028c\u2029d\x1ce"}, {"response": "plain"}]
+    p = tmp_path / "t.jsonl"
+    p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    assert read_jsonl(p) == rows

@@ -83,7 +83,7 @@ def read_gsm8k(path: str | Path = GSM8K_DEFAULT, n: int | None = None) -> list[d
     if not p.is_file():
         raise InputError(f"GSM8K file {p} not found")
     rows = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    for i, line in enumerate(p.read_text(encoding="utf-8").split("\n"), 1):
         if not line.strip():
             continue
         try:

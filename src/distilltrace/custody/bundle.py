@@ -101,7 +101,7 @@ def read_jsonl(path: Path) -> list[Any]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise VerifyError(f"{path.name}: not readable UTF-8 text ({type(e).__name__})") from None
-    for i, line in enumerate(text.splitlines(), 1):
+    for i, line in enumerate(text.split("\n"), 1):  # not splitlines: U+0085 is text
         if not line.strip():
             continue
         try:
