@@ -60,7 +60,9 @@ def unmarked_texts(n: int) -> list[str]:
     import re
 
     out = []
-    for line in GSM8K_TRAIN.read_text(encoding="utf-8").splitlines():
+    for line in GSM8K_TRAIN.read_text(encoding="utf-8").split("\n"):  # not splitlines
+        if not line.strip():
+            continue
         out.append(re.sub(r"<<[^>]*>>", "", json.loads(line)["answer"]))
         if len(out) >= n:
             break
