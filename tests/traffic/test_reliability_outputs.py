@@ -341,3 +341,13 @@ def test_scan_stderr_leaks_no_source_path(tmp_path):
     r = _cli(str(p), "--out", str(tmp_path / "o"))
     assert r.returncode == 0, r.stderr
     assert "fusion.py" not in r.stderr and "Warning" not in r.stderr, r.stderr
+
+
+def test_scan_help_states_the_out_contract_as_flowing_text():
+    """Rich help kept the docstring's hard line breaks after its first paragraph, so a
+    terminal narrower than the source's lines showed ragged half-lines."""
+    from distilltrace.cli import app
+
+    r = CliRunner().invoke(app, ["traffic", "scan", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "staging folder next to it and moved into place" in r.output, r.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import typer
@@ -75,6 +76,13 @@ def scan_command(
     typer.echo(f"report: {res.files.get('report')}")
 
 
+def reflowed(doc: str | None) -> str:
+    """A docstring with each paragraph on one line: Rich help keeps a docstring's hard line
+    breaks after its first paragraph, which wraps them again at a narrower terminal."""
+    paras = inspect.cleandoc(doc or "").split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paras)
+
+
 def register(app: typer.Typer) -> None:
     """Add the scan commands to the traffic app."""
-    app.command("scan")(scan_command)
+    app.command("scan", help=reflowed(scan_command.__doc__))(scan_command)
