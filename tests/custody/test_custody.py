@@ -838,3 +838,74 @@ def test_jsonl_rows_keep_unicode_line_separators_inside_their_text(tmp_path):
     p = tmp_path / "t.jsonl"
     p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
     assert read_jsonl(p) == rows
+
+
+@pytest.fixture
+def served_student(built):
+    """The world's student behind the project's own OpenAI-compatible server (loopback,
+    started here, stopped by the test): an API-only suspect."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from distilltrace.serve.app import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(built["student"])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    state = {"server": server, "thread": th}
+    yield f"openai:http://127.0.0.1:{port}/v1;model=student", state
+    server.should_exit = True
+    th.join(timeout=10)
+
+
+def test_an_endpoint_suspect_is_bundled_and_verified_without_querying_it_again(
+    built, served_student, tmp_path
+):
+    """The API-only case over real HTTP: the suspect is identified by its endpoint and the
+    hashes of what it answered (no weights), open mode is skipped as not local, and verify
+    recomputes every claim that ran from the transcripts after the server has stopped."""
+    from distilltrace.models import load_model
+
+    spec, state = served_student
+    w = built
+    prov = {**PROV, "capability_check": False, "budget": 80}
+    cfg = CustodyConfig(n_probes=8, max_new_tokens=24, temperature=0.7, provenance=prov,
+                        prefix_mode="off", logprobs_mode="auto")  # fmt: skip
+    inputs = CustodyInputs(
+        [w["log"]], w["scan"], w["cluster"], [w["key"]], load_model(spec), w["teacher"],
+        w["controls"], serving_processors=[PrintableAscii()], tokenizer=w["student"].tokenizer,
+    )  # fmt: skip
+    res = build_bundle(inputs, tmp_path / "b", cfg)
+    rep = res.report
+    ran = {c["name"]: c["pvalue"] for c in rep["claims"] if c["pvalue"] is not None}
+    # the project's server returns scores and top-k log-probabilities, so the suspect-side
+    # claims that need them run through the API too
+    assert set(ran) == {
+        "campaign", "harvest_mark", "harvest_membership", "radioactivity_closed",
+        "radioactivity_logprobs", "provenance",
+    }, rep["skipped"]  # fmt: skip
+    assert (
+        rep["skipped"]["radioactivity_open"] == "the suspect's weights are not local (an endpoint)"
+    )
+    suspect = json.loads((tmp_path / "b" / "models.json").read_text())["suspect"]
+    assert suspect["backend"] == "openai" and suspect["spec"] == spec
+    assert "weights" not in suspect["supports"]
+    # the identity the server states for what it serves: the student's own
+    assert suspect["extra"]["served_identity"] == w["student"].info.identity
+    state["server"].should_exit = True  # verify must not need the suspect
+    state["thread"].join(timeout=10)
+    v = verify_bundle(tmp_path / "b", w["key"], expect_digest=res.manifest_sha256)
+    assert set(v.recomputed) == set(ran) and not v.not_recomputed
+    for name, p in ran.items():
+        assert v.recomputed[name] == p, name
