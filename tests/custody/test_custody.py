@@ -909,3 +909,40 @@ def test_an_endpoint_suspect_is_bundled_and_verified_without_querying_it_again(
     assert set(v.recomputed) == set(ran) and not v.not_recomputed
     for name, p in ran.items():
         assert v.recomputed[name] == p, name
+
+
+def test_a_campaign_named_by_its_accounts(built, tmp_path):
+    """--campaign as accounts: the scan's own group, named by its members in any order,
+    gives the cluster's claim; another set (one member dropped) is tested as one more
+    group than the scan tested; the CLI reads a list and @FILE; unknown accounts fail."""
+    from distilltrace.custody import CustodyError
+    from distilltrace.custody.build import _scan_campaign
+    from distilltrace.custody.claims import campaign_claim
+    from distilltrace.custody.cli import _campaign
+    from distilltrace.custody.logs import customer_units, member_lines
+
+    def claim(camp):
+        lines = member_lines(Path(built["log"]), set(camp["members"]))
+        rows = [json.loads(x) for x in lines]
+        return campaign_claim({**camp, "units": customer_units(rows, camp["members"])})
+
+    by_id = _scan_campaign(built["scan"], built["cluster"])
+    members = by_id["members"]
+    assert len(members) >= 3
+    by_list = _scan_campaign(built["scan"], list(reversed(members)))
+    assert by_list == by_id
+    assert claim(by_list).pvalue == claim(by_id).pvalue <= 1e-6
+    fewer = _scan_campaign(built["scan"], members[1:])
+    assert fewer["label"] == f"{len(members) - 1} named accounts"
+    assert fewer["n_clusters_tested"] == by_id["n_clusters_tested"] + 1
+    assert fewer["scan_pvalue_adjusted"] is None
+    assert claim(by_id).pvalue < claim(fewer).pvalue <= 1  # fewer members, one more group
+    f = tmp_path / "accounts.txt"
+    f.write_text("\n".join(members) + "\n\n")
+    assert _campaign(f"@{f}") == members
+    assert _campaign(" , ".join(members)) == members
+    assert _campaign(str(built["cluster"])) == built["cluster"]
+    with pytest.raises(CustodyError, match="file not found"):
+        _campaign(f"@{tmp_path / 'none.txt'}")
+    with pytest.raises(CustodyError, match="are not in"):
+        _scan_campaign(built["scan"], [*members, "no-such-account"])
