@@ -843,30 +843,16 @@ def test_jsonl_rows_keep_unicode_line_separators_inside_their_text(tmp_path):
 @pytest.fixture
 def served_student(built):
     """The world's student behind the project's own OpenAI-compatible server (loopback,
-    started here, stopped by the test): an API-only suspect."""
-    import socket
-    import threading
-    import time
+    started here): an API-only suspect. Yields its spec and the server's context, which
+    the test leaves (stopping the server) before it verifies."""
+    import contextlib
 
-    import uvicorn
-
+    from distilltrace.gateway.demo import serve_in_thread
     from distilltrace.serve.app import create_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(built["student"])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    state = {"server": server, "thread": th}
-    yield f"openai:http://127.0.0.1:{port}/v1;model=student", state
-    server.should_exit = True
-    th.join(timeout=10)
+    with contextlib.ExitStack() as stack:
+        base = stack.enter_context(serve_in_thread(create_app(built["student"])))
+        yield f"openai:{base}/v1;model=student", stack
 
 
 def test_an_endpoint_suspect_is_bundled_and_verified_without_querying_it_again(
@@ -877,7 +863,7 @@ def test_an_endpoint_suspect_is_bundled_and_verified_without_querying_it_again(
     recomputes every claim that ran from the transcripts after the server has stopped."""
     from distilltrace.models import load_model
 
-    spec, state = served_student
+    spec, server = served_student
     w = built
     prov = {**PROV, "capability_check": False, "budget": 80}
     cfg = CustodyConfig(n_probes=8, max_new_tokens=24, temperature=0.7, provenance=prov,
@@ -903,8 +889,7 @@ def test_an_endpoint_suspect_is_bundled_and_verified_without_querying_it_again(
     assert "weights" not in suspect["supports"]
     # the identity the server states for what it serves: the student's own
     assert suspect["extra"]["served_identity"] == w["student"].info.identity
-    state["server"].should_exit = True  # verify must not need the suspect
-    state["thread"].join(timeout=10)
+    server.close()  # the server stops: verify must not need the suspect
     v = verify_bundle(tmp_path / "b", w["key"], expect_digest=res.manifest_sha256)
     assert set(v.recomputed) == set(ran) and not v.not_recomputed
     for name, p in ran.items():
