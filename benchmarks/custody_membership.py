@@ -35,6 +35,7 @@ NULL = ("benign", "control-1", "control-2", "control-3")
 
 def _exchanges(demo: Path) -> tuple[list[dict], list[dict], dict]:
     """The harvested bundle's tested exchanges with their serving settings."""
+    from distilltrace import jsonl
     from distilltrace.custody.bundle import read_jsonl
     from distilltrace.custody.logs import parse_segment
     from distilltrace.custody.verify import tested_exchanges
@@ -44,7 +45,7 @@ def _exchanges(demo: Path) -> tuple[list[dict], list[dict], dict]:
     harvested = read_jsonl(b / "harvested.jsonl")  # split on "\n" only: U+2028 is text
     rows = []
     for seg in sorted((b / "log").glob("segment-*.jsonl")):
-        lines = seg.read_text(encoding="utf-8").split("\n")
+        lines = jsonl.lines(seg.read_text(encoding="utf-8"))
         rows += parse_segment([x for x in lines if x.strip()], seg.name)
     settings, idx, _ = tested_exchanges(b, cfg, rows, harvested)
     return [harvested[i] for i in idx], [settings[i] for i in idx], cfg

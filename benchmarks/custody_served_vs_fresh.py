@@ -26,33 +26,37 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import platform
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks.custody_membership import _exchanges
-
-NULL = ("benign", "control-1", "control-2", "control-3")
+from benchmarks.custody_membership import NULL, _exchanges
 
 
 def paired_t(diffs: list[float]) -> dict[str, float]:
-    """Mean, standard deviation and t of per-prompt differences (t = 0 when they agree)."""
+    """Mean, standard deviation and one-sample t of per-prompt differences (t = 0 when
+    they all agree, where scipy gives nan)."""
+    from scipy import stats
+
     m, s = statistics.mean(diffs), statistics.stdev(diffs)
-    t = m / (s / math.sqrt(len(diffs))) if s > 0 else 0.0
+    t = float(stats.ttest_1samp(diffs, 0.0).statistic) if s > 0 else 0.0
     return {"mean": m, "sd": s, "t": t, "n": len(diffs), "below_zero": sum(d < 0 for d in diffs)}
 
 
 def served_above_fresh(scores: list[list[float]], k: int) -> list[float]:
     """Per prompt, the share of (served, fresh) pairs where the served answer scores higher
-    (ties count half); `scores[i]` holds prompt i's k served scores, then its k fresh."""
+    (ties count half: the Mann-Whitney U of served against fresh over its pairs);
+    `scores[i]` holds prompt i's k served scores, then its k fresh."""
+    from scipy import stats
+
     out = []
     for sc in scores:
         s, f = sc[:k], sc[k:]
-        wins = sum((a > b) + 0.5 * (a == b) for a in s for b in f)
-        out.append(wins / (len(s) * len(f)))
+        out.append(
+            float(stats.mannwhitneyu(s, f, method="asymptotic").statistic) / (len(s) * len(f))
+        )
     return out
 
 
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     from distilltrace.custody.demo import _Server
     from distilltrace.marks.keys import load_watermark
     from distilltrace.models import load_model
-    from distilltrace.provenance.membership import draw_fresh, exchange_logprobs
+    from distilltrace.provenance.membership import draw_fresh, exchange_logprobs, per_char_score
 
     demo = json.loads((a.demo / "demo.json").read_text(encoding="utf-8"))
     dtype, k, t0 = demo["config"]["dtype"], a.draws, time.perf_counter()
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in NULL:
         m = load_model(str(a.demo / "students" / name), dtype=dtype)
         lp = exchange_logprobs(m, prompts, answers)
-        sc = [[(x - y) / max(1, len(t)) for x, y, t in zip(ls, rs, ts, strict=True)]
+        sc = [[per_char_score(x, y, t) for x, y, t in zip(ls, rs, ts, strict=True)]
               for ls, rs, ts in zip(lp, ours, answers, strict=True)]  # fmt: skip
         share = served_above_fresh(sc, k)
         rows[name] = {**paired_t([s - 0.5 for s in share]), "share": statistics.mean(share)}

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from scipy import stats as st
 
+from distilltrace import jsonl
 from distilltrace.bench.marks import _bench_key, _load, make_config
 from distilltrace.bench.marks_quality import perplexity
 from distilltrace.marks.detect import TupleScorer, encode_text
@@ -60,7 +61,7 @@ def unmarked_texts(n: int) -> list[str]:
     import re
 
     out = []
-    for line in GSM8K_TRAIN.read_text(encoding="utf-8").split("\n"):  # not splitlines
+    for line in jsonl.lines(GSM8K_TRAIN.read_text(encoding="utf-8")):
         if not line.strip():
             continue
         out.append(re.sub(r"<<[^>]*>>", "", json.loads(line)["answer"]))

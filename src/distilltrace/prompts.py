@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from distilltrace import jsonl
 from distilltrace.errors import InputError
 
 
@@ -665,7 +666,7 @@ def load_prompts(path: str | Path, column: str | None = None) -> list[str]:
 
 def _load_jsonl(p: Path, raw: str, field: str) -> list[str]:
     out: list[str] = []
-    for i, line in enumerate(raw.split("\n"), start=1):
+    for i, line in enumerate(jsonl.lines(raw), start=1):
         if not line.strip():
             continue
         try:

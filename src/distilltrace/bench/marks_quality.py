@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from distilltrace import jsonl
 from distilltrace.errors import InputError
 
 GSM8K_DEFAULT = Path("/work/shared/data/prompts/gsm8k-test.jsonl")
@@ -83,7 +84,7 @@ def read_gsm8k(path: str | Path = GSM8K_DEFAULT, n: int | None = None) -> list[d
     if not p.is_file():
         raise InputError(f"GSM8K file {p} not found")
     rows = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").split("\n"), 1):
+    for i, line in enumerate(jsonl.lines(p.read_text(encoding="utf-8")), 1):
         if not line.strip():
             continue
         try:

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distilltrace import jsonl
 from distilltrace.errors import DistilltraceError
 
 BUNDLE_FORMAT = "distilltrace-custody-bundle/1"
@@ -101,7 +102,7 @@ def read_jsonl(path: Path) -> list[Any]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise VerifyError(f"{path.name}: not readable UTF-8 text ({type(e).__name__})") from None
-    for i, line in enumerate(text.split("\n"), 1):  # not splitlines: U+0085 is text
+    for i, line in enumerate(jsonl.lines(text), 1):
         if not line.strip():
             continue
         try:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distilltrace import jsonl
 from distilltrace.custody import claims as C
 from distilltrace.custody.bundle import (
     VerifyError,
@@ -159,7 +160,7 @@ def _harvest(root: Path, man: Any, key_id: str) -> tuple[list[dict], list[dict]]
     """The log segments' rows, and the harvested subset (checked against harvested.jsonl)."""
     rows: list[dict] = []
     for f in sorted(man.kind_of("log_segment"), key=lambda f: f.path):
-        lines = [x for x in (root / f.path).read_text(encoding="utf-8").split("\n") if x.strip()]
+        lines = [x for x in jsonl.lines((root / f.path).read_text(encoding="utf-8")) if x.strip()]
         try:
             rows += parse_segment(lines, f.path)
         except Exception as e:
