@@ -14,6 +14,16 @@ from scipy import stats as _st
 # P(sum a_i e_i >= x) <= c P(N(0, 1) >= x) for every x, with this optimal c
 RADEMACHER_GAUSS_C = 1.0 / (4.0 * float(_st.norm.sf(math.sqrt(2.0))))
 
+# The smallest p-value any test reports: below it a float64 tail bound or exact tail can
+# underflow to 0.0, which would read as "impossible under the null" rather than "beyond
+# what is computed". Reports print a floored p as "<= 1e-300".
+PVALUE_FLOOR = 1e-300
+
+
+def floored(p: float) -> float:
+    """p kept within [PVALUE_FLOOR, 1] (a p of 0.0 from an underflowed tail is floored)."""
+    return float(min(1.0, max(PVALUE_FLOOR, p)))
+
 
 def rademacher_log_sf(t: float, sd: float) -> float:
     """ln of a bound on P(S >= t) for S a weighted sum of fair random signs with standard
@@ -86,7 +96,7 @@ def holm(pvalues: Sequence[float], alpha: float = 0.05) -> HolmResult:
 def combine_pvalues(pvalues: Sequence[float], method: str = "fisher") -> float:
     """Combine p-values of independent tests ("fisher", "stouffer") or of dependent
     tests ("bonferroni": min-p times k, valid under any dependence)."""
-    p = np.clip(np.asarray(pvalues, dtype=float), 1e-300, 1.0)
+    p = np.clip(np.asarray(pvalues, dtype=float), PVALUE_FLOOR, 1.0)
     if p.size == 0:
         return 1.0
     if method == "bonferroni":

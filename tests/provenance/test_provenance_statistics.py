@@ -116,6 +116,22 @@ def test_signflip_power_and_no_floor():
     assert signflip_test(np.zeros(20)).pvalue == 1.0
 
 
+def test_pvalues_are_floored_where_their_tails_underflow():
+    """A p of 0.0 would read as impossible under the null; where the exact tail or its
+    bound underflows float64, every provenance test reports PVALUE_FLOOR instead."""
+    from distilltrace.provenance.firstwords import mcnemar_exact
+    from distilltrace.stats import PVALUE_FLOOR
+
+    x = np.full(2_000, 1.0) + np.linspace(0, 0.01, 2_000)  # bound exp(-1000): 0.0 in float64
+    assert rademacher_tail(float(x.sum()), float(np.dot(x, x))) == 0.0
+    r = signflip_test(x, n_resamples=99)
+    assert r.pvalue == PVALUE_FLOOR and r.per_control()["pvalue"] == PVALUE_FLOOR
+    assert mcnemar_exact([True] * 1_200, [False] * 1_200).pvalue == PVALUE_FLOOR
+    e = BettingEProcess()
+    e.extend([1.0] * 2_000)  # wealth beyond exp(745)
+    assert e.max_log_wealth > 745 and e.pvalue == PVALUE_FLOOR
+
+
 def test_rademacher_bound_is_above_the_exact_tail():
     """Hoeffding's bound is at least the exact sign-flip tail (all 2^12 sign vectors)."""
     import itertools

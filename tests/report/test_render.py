@@ -30,3 +30,13 @@ def test_render_html_writes_self_contained_page(tmp_path):
     text = out.read_text()
     assert text.startswith("<!doctype html>")
     assert "Content-Security-Policy" in text
+
+
+def test_pval_shows_the_floor_as_a_bound():
+    from distilltrace.report.render import _env, pval
+    from distilltrace.stats import PVALUE_FLOOR, floored
+
+    assert floored(0.0) == PVALUE_FLOOR and floored(2.0) == 1.0 and floored(0.03) == 0.03
+    assert pval(PVALUE_FLOOR) == "<= 1e-300" and pval(floored(0.0)) == "<= 1e-300"
+    assert pval(2.75e-7) == "2.75e-07" and pval(1.0) == "1" and pval(None) == "n/a"
+    assert _env.from_string("{{ p | pval }}").render(p=1e-300) == "&lt;= 1e-300"

@@ -15,6 +15,7 @@ import jinja2
 from distilltrace.custody import claims as C
 from distilltrace.custody.bundle import write_json
 from distilltrace.evidence import EvidenceResult
+from distilltrace.report.render import pval
 
 REPORT_FORMAT = "distilltrace-custody-report/1"
 
@@ -33,11 +34,8 @@ _env = jinja2.Environment(
 
 
 def fmt_p(p: float | None) -> str:
-    if p is None:
-        return "did not run"
-    if p <= 1e-300:
-        return "<= 1e-300"
-    return f"{p:.3g}"
+    """As the other pages' `pval` filter, with "did not run" for a claim without a p."""
+    return "did not run" if p is None else pval(p)
 
 
 _env.filters["p"] = fmt_p

@@ -14,7 +14,8 @@ import numpy as np
 from scipy import special
 from scipy import stats as st
 
-PVALUE_FLOOR = 1e-300
+from distilltrace.stats import PVALUE_FLOOR
+
 LN10 = math.log(10.0)
 
 

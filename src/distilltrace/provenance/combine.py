@@ -12,7 +12,7 @@ import numpy as np
 from distilltrace.provenance.result import ReferenceResult, TestResult
 from distilltrace.provenance.session import Session
 from distilltrace.provenance.stream import StreamRecord
-from distilltrace.stats import combine_pvalues, holm
+from distilltrace.stats import PVALUE_FLOOR, combine_pvalues, holm
 
 COMBINATION = "bonferroni"
 
@@ -115,6 +115,8 @@ def examples(
 def _fmt(p: float | None) -> str:
     if p is None:
         return "n/a"
+    if p <= PVALUE_FLOOR:
+        return f"<= {PVALUE_FLOOR:.0e}"
     return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
 
 

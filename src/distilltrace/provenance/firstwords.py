@@ -27,6 +27,7 @@ from distilltrace.provenance.paired import intersection_union
 from distilltrace.provenance.registry import QueryNeeds, TestInputs
 from distilltrace.provenance.result import TestResult, skipped_test
 from distilltrace.provenance.textmatch import words
+from distilltrace.stats import floored
 
 NAME = "first_words"
 NULL = (
@@ -76,7 +77,7 @@ def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> McNemarResult:
         p = float(binomtest(n10, n10 + n01, 0.5, alternative="greater").pvalue)
     ra = sum(map(bool, a)) / n if n else 0.0
     rb = sum(map(bool, b)) / n if n else 0.0
-    return McNemarResult(n, n10, n01, ra, rb, min(1.0, p))
+    return McNemarResult(n, n10, n01, ra, rb, floored(p))
 
 
 def first_words_test(

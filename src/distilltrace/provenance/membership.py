@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from distilltrace.stats import PVALUE_FLOOR
+
 NAME = "harvest_membership"
 NULL = (
     "the suspect's weights do not depend on the answers we served to these exchanges: "
@@ -49,7 +51,7 @@ NULL = (
     "exchanges"
 )
 FRESH_SEED = 1_000_003  # our model's fresh answer j is drawn with seed FRESH_SEED + j
-MIN_P = 1e-300  # the smallest p-value reported (a float64 floor, as the mark tests')
+MIN_P = PVALUE_FLOOR  # the smallest p-value reported (a float64 floor, as every test's)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ nulls stop after a few dozen draws.
 
 No floor at 1 / (B + 1) for strong effects: when no draw reaches the observed sum (k = 0),
 p is the smaller of 1 / (B + 1) and Hoeffding's bound on the exact randomisation tail,
-P(sum e_i d_i >= sum d_i) <= exp(-(sum d_i)^2 / (2 sum d_i^2)) for fair signs e_i.
+P(sum e_i d_i >= sum d_i) <= exp(-(sum d_i)^2 / (2 sum d_i^2)) for fair signs e_i,
+floored at distilltrace.stats.PVALUE_FLOOR (1e-300) where the bound underflows.
 Still valid: for alpha >= 1 / (B + 1) the event {p <= alpha} is the Monte Carlo test's;
 below it, it implies the bound, hence the exact p-value, is <= alpha. (The bound is a
 decreasing function of the t statistic, and for a mean-zero null that is not symmetric it
@@ -29,6 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from distilltrace.provenance.result import TestResult, skipped_test
+from distilltrace.stats import floored
 
 DEFAULT_RESAMPLES = 199_999
 DEFAULT_EXCEEDANCES = 20
@@ -126,7 +128,7 @@ def signflip_test(
     p = (1 + exceed) / (n_resamples + 1)
     if exceed == 0 and total - tol > 0:  # beyond every draw: the exact tail's bound
         p = min(p, rademacher_tail(total - tol, float(np.dot(x, x))))
-    return PairedResult(n, float(x.mean()), sd, t_obs, float(min(1.0, p)), n_resamples)
+    return PairedResult(n, float(x.mean()), sd, t_obs, floored(p), n_resamples)
 
 
 def rademacher_tail(t: float, sum_sq: float) -> float:

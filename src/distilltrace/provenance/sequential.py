@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from distilltrace.stats import floored
+
 _ONS_RATE = 2.0 / (2.0 - math.log(3.0))
 LAMBDA_MAX = 0.8
 
@@ -60,8 +62,9 @@ class BettingEProcess:
 
     @property
     def pvalue(self) -> float:
-        """min(1, 1 / max wealth so far): valid under optional stopping."""
-        return float(min(1.0, math.exp(-self.max_log_wealth)))
+        """min(1, 1 / max wealth so far): valid under optional stopping (floored at
+        PVALUE_FLOOR where exp underflows)."""
+        return floored(math.exp(-self.max_log_wealth))
 
     @property
     def e_value(self) -> float:

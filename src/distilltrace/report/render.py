@@ -47,6 +47,21 @@ def num(value: Any, spec: str = "%.2f") -> str:
 _env.filters["num"] = num
 
 
+def pval(value: Any) -> str:
+    """A p-value for a page: "<= 1e-300" at the floor every test reports below (where
+    float64 tails underflow), 3 significant digits otherwise, "n/a" for None."""
+    from distilltrace.stats import PVALUE_FLOOR
+
+    if value is None:
+        return "n/a"
+    if value <= PVALUE_FLOOR:
+        return f"<= {PVALUE_FLOOR:.0e}"
+    return num(value, "%.3g")
+
+
+_env.filters["pval"] = pval
+
+
 def to_jsonable(obj: Any) -> Any:
     """Convert dataclasses, numpy values, paths and datetimes into plain JSON values."""
     if hasattr(obj, "to_dict") and not isinstance(obj, type):
