@@ -589,6 +589,42 @@ def test_report_flags_per_control_pvalues_at_the_monte_carlo_floor(built):
     assert "Monte Carlo floor 1 / (B + 1)" in " ".join(html.split())
 
 
+def test_tests_stopped_before_they_ran_are_not_shown_as_evidence(built):
+    """A test that counts as p = 1 without looking at data (stopped because the earlier
+    tests had decided, or a greedy test whose stream drew no probe) is listed in the
+    claim's `not_run` with why, and the page shows "not run" instead of p = 1."""
+    from distilltrace.custody.claims import _not_run
+    from distilltrace.custody.report import render
+    from distilltrace.provenance.agreement import greedy_agreement_result
+    from distilltrace.provenance.result import TestResult, decided_test
+    from distilltrace.provenance.sequential import IntersectionUnionSequential as IUT
+
+    greedy = greedy_agreement_result(IUT(("a", "b")), [], {"a": [], "b": []})
+    greedy.details["stream_stop"] = "not run: the fixed-sample tests already reached 0.0025"
+    tests = {"lexical_fingerprint": decided_test("lexical_fingerprint", "H0", 0.0025, 1e-9),
+             "greedy_agreement": greedy,
+             "likelihood": TestResult("likelihood", "H0", 1e-9, n=40),
+             "likelihood_reverse": TestResult("likelihood_reverse", "H0", 1.0, n=80)}  # fmt: skip
+    assert greedy.pvalue == 1.0 and greedy.n == 0
+    why = _not_run(tests)
+    assert set(why) == {"lexical_fingerprint", "greedy_agreement"}
+    assert "stopping level 0.0025" in why["lexical_fingerprint"]
+    assert (
+        "no greedy probe drawn" in why["greedy_agreement"] and "0.0025" in why["greedy_agreement"]
+    )
+
+    rep = json.loads((built["bundle"] / "report.json").read_text())
+    d = [c for c in rep["claims"] if c["name"] == "provenance"][0]["details"]
+    assert d["not_run"] == {}  # the test world's tests all ran
+    assert "not run<sup>*</sup>" not in render(rep)
+    name = sorted(d["per_test"])[0]
+    d["not_run"] = {name: "not run (counted as p = 1): <b>decided</b>"}
+    html = " ".join(render(rep).split())
+    assert f"<td>{name}</td><td>not run<sup>*</sup></td>" in html
+    assert html.count('<td class="muted">not run</td>') == len(d["controls"])
+    assert "the test looked at no data" in html and "&lt;b&gt;decided" in html
+
+
 def test_provenance_recomputed_from_the_transcripts_alone(built, tmp_path):
     """`recompute_provenance` (and the standing benchmark on it) replays the bundle's
     provenance transcript with no model: the same claim as the report's."""

@@ -408,7 +408,7 @@ def membership_claim(
 
 # Detail keys added to a claim after bundles were first written: verify compares them only
 # when the bundle has them (an older bundle of the same version still verifies).
-LATER_DETAILS = {PROVENANCE: ("per_test", "standing", "monte_carlo_floor")}
+LATER_DETAILS = {PROVENANCE: ("per_test", "standing", "monte_carlo_floor", "not_run")}
 
 
 def _finite(x: Any) -> float | None:
@@ -462,6 +462,24 @@ def _at_floor(tests: Mapping[str, Any]) -> dict[str, list[str]]:
     return out
 
 
+def _not_run(tests: Mapping[str, Any]) -> dict[str, str]:
+    """Tests that count as p = 1 without having looked at any data, and why: stopped
+    before they ran because the earlier tests had decided (`decided_test`), or the greedy
+    stream that feeds them never started. A reader must not take their p = 1 for evidence
+    of no relation."""
+    out = {}
+    for k, t in tests.items():
+        if not t.ran:
+            continue
+        if t.details.get("decided_before"):
+            out[k] = str(t.skipped)
+        elif t.n == 0 and t.details.get("stream_stop"):
+            out[k] = (
+                f"no greedy probe drawn (counted as p = 1); the stream: {t.details['stream_stop']}"
+            )
+    return out
+
+
 def provenance_claim(res: Any) -> EvidenceResult:
     """The provenance test's combined p-value for the (one) reference: Bonferroni over the
     tests that ran, each an intersection-union test against every control."""
@@ -487,6 +505,7 @@ def provenance_claim(res: Any) -> EvidenceResult:
                 if t.ran and t.details.get("standing")
             },
             "monte_carlo_floor": _at_floor(ref.tests),
+            "not_run": _not_run(ref.tests),
             "skipped": {k: t.skipped for k, t in ref.tests.items() if not t.ran},
             "identical": ref.identical,
             "suspect_queries": int(res.suspect_queries),
