@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from distilltrace.distill.human_text import human_corpus
 
 
@@ -17,3 +19,34 @@ def test_corpus_is_deterministic_clean_and_bounded():
         assert ">>>" not in chunk and ":func:" not in chunk and "``" not in chunk
         assert chunk[0].isupper()
         assert len(chunk) <= 2_000
+
+
+def test_paragraphs_are_cached_on_disk_and_rebuilt_when_damaged(tmp_path, monkeypatch):
+    """The second process reads the cache file instead of the standard library; a damaged
+    file is rebuilt; a folder that cannot be written only costs the extraction."""
+    from distilltrace.distill import human_text as ht
+
+    monkeypatch.setenv("DISTILLTRACE_CACHE", str(tmp_path / "cache"))
+    ht._paragraphs.cache_clear()
+    first = ht._paragraphs()
+    path = ht.cache_path()
+    assert path.is_file() and path.parent.parent == tmp_path / "cache"
+    assert not list(path.parent.glob("*.tmp"))
+    ht._paragraphs.cache_clear()
+
+    def no_extraction():
+        raise AssertionError("read the standard library again")
+
+    monkeypatch.setattr(ht, "_extract_paragraphs", no_extraction)
+    assert ht._paragraphs() == first  # a new process: from the file
+    monkeypatch.undo()
+    monkeypatch.setenv("DISTILLTRACE_CACHE", str(tmp_path / "cache"))
+    ht._paragraphs.cache_clear()
+    path.write_text('["half a list"', encoding="utf-8")
+    assert ht._paragraphs() == first and json.loads(path.read_text(encoding="utf-8")) == list(first)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("DISTILLTRACE_CACHE", str(blocker))
+    ht._paragraphs.cache_clear()
+    assert ht._paragraphs() == first
+    ht._paragraphs.cache_clear()
