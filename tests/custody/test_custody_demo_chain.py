@@ -72,3 +72,40 @@ def test_demo_checks_its_folder_before_any_work(tmp_path, capsys):
         cap = capsys.readouterr()
         assert e.value.code == 2 and says in cap.err, cap.err
         assert "Traceback" not in cap.err and "serving" not in cap.err + cap.out
+
+
+def test_the_demo_seed_gives_other_null_students(tmp_path, monkeypatch):
+    """`custody demo --seed K` reaches the benign and control students' ShareGPT samples:
+    seed 0 keeps the samples 0..3 of every earlier run, another seed draws four others, so
+    repeated demos repeat the null on other models (before session 38 every seed trained
+    the same four)."""
+    from distilltrace.cli import main
+    from distilltrace.custody import demo as D
+    from distilltrace.custody.bundle import CustodyError
+    from distilltrace.distill import dataset, student, training
+
+    assert [D.null_data_seed(0, j) for j in range(4)] == [0, 1, 2, 3]
+    seen: list[int] = []
+    monkeypatch.setattr(dataset, "sharegpt_records", lambda n, seed, clip: seen.append(seed) or [])
+    monkeypatch.setattr(student, "make_student", lambda *a, **k: None)
+    monkeypatch.setattr(
+        training,
+        "train_seq_kd",
+        lambda *a, **k: type("R", (), {"first_loss": 1.0, "final_loss": 1.0})(),
+    )
+    harvest = [{"prompt": "p", "response": "r"}]
+    for seed, want in ((0, [0, 1, 2, 3]), (2, [2000, 2001, 2002, 2003])):
+        seen.clear()
+        D._students(D.DemoConfig(seed=seed), harvest, tmp_path / str(seed), lambda m: None)
+        assert seen == want
+
+    got = {}
+
+    def fake_run_demo(out, tier, **kw):
+        got.update(kw)
+        raise CustodyError("stopped here")
+
+    monkeypatch.setattr(D, "run_demo", fake_run_demo)
+    with pytest.raises(SystemExit):
+        main(["custody", "demo", "--out", str(tmp_path / "d"), "--seed", "7"])
+    assert got["seed"] == 7

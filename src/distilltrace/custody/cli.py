@@ -162,11 +162,17 @@ def demo(
     student: str | None = typer.Option(
         None, help="The base fine-tuned into every student instead of the tier's (a spec)."
     ),
+    seed: int = typer.Option(
+        0,
+        min=0,
+        help="Seed of the traffic, the training and the benign and control students' "
+        "ShareGPT samples: another seed repeats the demo on other models.",
+    ),
 ) -> None:
     """Serve a watermarked SmolLM2, harvest it, distil, build and verify custody bundles."""
     from distilltrace.custody.demo import run_demo
 
-    res = run_demo(out, tier, note=_say, teacher=teacher, student=student)
+    res = run_demo(out, tier, note=_say, teacher=teacher, student=student, seed=seed)
     for name, b in res.bundles.items():
         ps = ", ".join(f"{k} {v:.3g}" for k, v in b["pvalues"].items() if v is not None)
         typer.echo(f"{name} student: {ps}")

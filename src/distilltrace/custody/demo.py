@@ -62,6 +62,8 @@ class DemoConfig:
     provenance: dict[str, Any] = field(
         default_factory=lambda: {"budget": 400, "prompt_source": "builtin"}
     )
+    # the run's seed: the simulated traffic, training order, custody sampling, and which
+    # ShareGPT exchanges the benign student and the controls learn (null_data_seed)
     seed: int = 0
 
     @classmethod
@@ -175,6 +177,14 @@ def _found(res: Any, truth: set[str]) -> Any:
     return best
 
 
+def null_data_seed(seed: int, j: int) -> int:
+    """The ShareGPT sample of the j-th student that never saw the harvest (0: benign, then
+    the controls) in a demo run with `seed`. Seed 0 gives 0, 1, 2, 3 as before session 38;
+    each other seed gives four other samples, so runs with different seeds repeat the null
+    on other models, not on the same four again."""
+    return 1000 * seed + j
+
+
 def _students(cfg: DemoConfig, harvested: list[dict], d: Path, note: Note) -> dict[str, Path]:
     """The base fine-tuned on the harvest; the same base, same recipe, on as many benign
     unmarked exchanges (the benign student); and on other benign samples (the controls)."""
@@ -188,8 +198,8 @@ def _students(cfg: DemoConfig, harvested: list[dict], d: Path, note: Note) -> di
     tc = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
                      precision=cfg.precision, seed=cfg.seed, progress=False)  # fmt: skip
     plan = [("harvested", recs)] + [
-        (name, sharegpt_records(len(recs), seed, clip))
-        for seed, name in enumerate(["benign"] + [f"control-{i + 1}" for i in range(cfg.n_controls)])
+        (name, sharegpt_records(len(recs), null_data_seed(cfg.seed, j), clip))
+        for j, name in enumerate(["benign"] + [f"control-{i + 1}" for i in range(cfg.n_controls)])
     ]  # fmt: skip
     out = {}
     for i, (name, data) in enumerate(plan):
@@ -289,9 +299,10 @@ def run_demo(
     teacher: str | None = None,
     student: str | None = None,
     config: DemoConfig | None = None,
+    seed: int | None = None,
 ) -> DemoResult:
     """The whole chain (see the module docstring); writes OUT/demo.json. `config` replaces
-    the tier's sizes; `teacher` and `student` replace its model specs."""
+    the tier's sizes; `teacher`, `student` and `seed` replace its model specs and seed."""
     from distilltrace.models import load_model
     from distilltrace.provenance.inputs import check_out_dir
     from distilltrace.traffic import scan
@@ -303,6 +314,8 @@ def run_demo(
         cfg = replace(cfg, teacher=teacher)
     if student is not None:
         cfg = replace(cfg, student=student)
+    if seed is not None:
+        cfg = replace(cfg, seed=int(seed))
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
     sec: dict[str, float] = {}
