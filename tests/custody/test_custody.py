@@ -8,6 +8,7 @@ import random
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from world import PROV, PrintableAscii, build_world
@@ -595,12 +596,13 @@ def test_tests_stopped_before_they_ran_are_not_shown_as_evidence(built):
     claim's `not_run` with why, and the page shows "not run" instead of p = 1."""
     from distilltrace.custody.claims import _not_run
     from distilltrace.custody.report import render
-    from distilltrace.provenance.agreement import greedy_agreement_result
+    from distilltrace.provenance.agreement import GreedyAgreement
     from distilltrace.provenance.result import TestResult, decided_test
-    from distilltrace.provenance.sequential import IntersectionUnionSequential as IUT
+    from distilltrace.provenance.stream import StreamRecord
 
-    greedy = greedy_agreement_result(IUT(("a", "b")), [], {"a": [], "b": []})
-    greedy.details["stream_stop"] = "not run: the fixed-sample tests already reached 0.0025"
+    stream = StreamRecord.empty(("a", "b"))
+    stream.stop_reason = "not run: the fixed-sample tests already reached 0.0025"
+    greedy = GreedyAgreement().run(SimpleNamespace(stream=stream))
     tests = {"lexical_fingerprint": decided_test("lexical_fingerprint", "H0", 0.0025, 1e-9),
              "greedy_agreement": greedy,
              "likelihood": TestResult("likelihood", "H0", 1e-9, n=40),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from distilltrace.provenance.config import DEFAULT_TESTS, ProvenanceConfig
+from distilltrace.provenance.report import write_report
 from distilltrace.provenance.tester import test_provenance
 from tests.provenance.test_provenance_registry import FAST, Fake, SampledExactMatch
 
@@ -42,7 +43,7 @@ def _models(copy: float, seed: int = 0):
     return Fake(f"S{seed}", parent=r, copy=copy), [r, r2], ctrls
 
 
-def test_a_decided_reference_skips_the_rest_and_counts_them_as_one(toy):
+def test_a_decided_reference_skips_the_rest_and_counts_them_as_one(toy, tmp_path):
     s, refs, ctrls = _models(copy=0.9)
     early = test_provenance(s, refs, ctrls, budget=400, config=_cfg(True))
     full = test_provenance(s, refs, ctrls, budget=400, config=_cfg(False))
@@ -55,12 +56,17 @@ def test_a_decided_reference_skips_the_rest_and_counts_them_as_one(toy):
     greedy = r.tests["greedy_agreement"]
     assert greedy.n == 0 and greedy.pvalue == 1.0
     assert greedy.details["stream_stop"].startswith("not run")
+    assert greedy.looked_at_no_data and "no greedy probe drawn" in greedy.skipped
+    assert all(r.tests[name].looked_at_no_data for name in FIXED)
+    page = " ".join(write_report(early, tmp_path)["html"].read_text().split())
+    assert "skipped: no greedy probe drawn (counted as p = 1); the stream: not run" in page
     assert r.combined_pvalue == pytest.approx(min(1.0, 5 * r.tests[TOY].pvalue))
     assert early.plausible_parents == full.plausible_parents == [r.reference]
     # the toy test's p-value is the same either way; the combined one is never smaller
     assert r.tests[TOY].pvalue == r_full.tests[TOY].pvalue
     assert r.combined_pvalue >= r_full.combined_pvalue
     assert r_full.tests["greedy_agreement"].n > 0
+    assert not any(t.looked_at_no_data for t in r_full.tests.values())
     # the undecided reference ran everything, as in the full run
     other = early.references[1]
     assert not any((t.skipped or "").startswith("not run") for t in other.tests.values())

@@ -463,21 +463,10 @@ def _at_floor(tests: Mapping[str, Any]) -> dict[str, list[str]]:
 
 
 def _not_run(tests: Mapping[str, Any]) -> dict[str, str]:
-    """Tests that count as p = 1 without having looked at any data, and why: stopped
-    before they ran because the earlier tests had decided (`decided_test`), or the greedy
-    stream that feeds them never started. A reader must not take their p = 1 for evidence
-    of no relation."""
-    out = {}
-    for k, t in tests.items():
-        if not t.ran:
-            continue
-        if t.details.get("decided_before"):
-            out[k] = str(t.skipped)
-        elif t.n == 0 and t.details.get("stream_stop"):
-            out[k] = (
-                f"no greedy probe drawn (counted as p = 1); the stream: {t.details['stream_stop']}"
-            )
-    return out
+    """Tests that count as p = 1 without having looked at any data, and why
+    (`TestResult.looked_at_no_data`: stopped because the earlier tests had decided, or a
+    greedy stream that drew no probe)."""
+    return {k: str(t.skipped) for k, t in tests.items() if t.looked_at_no_data}
 
 
 def provenance_claim(res: Any) -> EvidenceResult:

@@ -20,7 +20,7 @@ import numpy as np
 
 from distilltrace.provenance.config import ProvenanceConfig
 from distilltrace.provenance.registry import QueryNeeds, TestInputs
-from distilltrace.provenance.result import TestResult
+from distilltrace.provenance.result import TestResult, not_run
 from distilltrace.provenance.sequential import IntersectionUnionSequential
 
 NAME = "greedy_agreement"
@@ -97,4 +97,10 @@ class GreedyAgreement:
         res = greedy_agreement_result(rec.iut, rec.agree_r, rec.agree_c)
         if rec.stop_reason:
             res.details["stream_stop"] = rec.stop_reason
+        if res.n == 0:  # the stream drew no probe: its p = 1 is no evidence either way
+            not_run(
+                res,
+                f"no greedy probe drawn (counted as p = 1); the stream: "
+                f"{rec.stop_reason or 'never started'}",
+            )
         return res

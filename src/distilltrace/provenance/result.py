@@ -27,6 +27,12 @@ class TestResult:
         return self.pvalue is not None
 
     @property
+    def looked_at_no_data(self) -> bool:
+        """Counted as p = 1 without having looked at any data (`not_run`): a reader must not
+        take that p = 1 for evidence of no relation."""
+        return self.ran and bool(self.details.get("not_run"))
+
+    @property
     def statistic(self) -> float | None:
         """The evidence protocol's statistic: details["statistic"], else the effect."""
         s = self.details.get("statistic", self.effect)
@@ -47,16 +53,19 @@ def decided_test(name: str, null: str, level: float, best: float) -> TestResult:
     """A test not run because the reference's earlier tests already reached the stopping
     level: it counts as p = 1 in the Bonferroni combination (so the combined p-value is
     never smaller than if it had run, and stays valid)."""
-    return TestResult(
-        name=name,
-        null=null,
-        pvalue=1.0,
-        skipped=(
-            f"not run (counted as p = 1): the earlier tests already reached the stopping "
-            f"level {level:.3g} (p = {best:.3g})"
-        ),
-        details={"decided_before": True},
+    return not_run(
+        TestResult(name=name, null=null, pvalue=1.0),
+        f"not run (counted as p = 1): the earlier tests already reached the stopping "
+        f"level {level:.3g} (p = {best:.3g})",
     )
+
+
+def not_run(res: TestResult, why: str) -> TestResult:
+    """`res` (p = 1) marked as counted without having looked at data, with why (shown as
+    its `skipped` reason on the pages and listed in a custody claim's `not_run`)."""
+    res.pvalue, res.skipped = 1.0, why
+    res.details["not_run"] = True
+    return res
 
 
 @dataclass
