@@ -14,10 +14,10 @@ conversation, in file order, with these rules:
 - every language is kept (ShareGPT is mostly English, with Chinese, Korean, Japanese,
   Spanish and more); nothing is deduplicated (repeats such as "continue" are real).
 
-The result is cached once as Parquet under `$DISTILLTRACE_CACHE` (else
-`$DISTILLTRACE_HOME`, else `~/.cache/distilltrace`) in `sharegpt/`, keyed by the package
-version, the data file's size and the extraction rules, so later calls load in well under a
-second. Only the standard library and pyarrow are imported.
+The result is cached once as Parquet in `sharegpt/` under `distilltrace.paths.cache_dir()`
+(`$DISTILLTRACE_CACHE`, else `$DISTILLTRACE_HOME`, else `~/.cache/distilltrace`, with
+`$XDG_CACHE_HOME` honoured), keyed by the package version, the data file's size and the
+extraction rules, so later calls load in well under a second. Only the standard library and pyarrow are imported.
 """
 
 from __future__ import annotations
@@ -146,16 +146,12 @@ def extract_turns(conversations: Iterator[Any], max_chars: int = MAX_CHARS) -> p
     )
 
 
-def cache_dir() -> Path:
-    """$DISTILLTRACE_CACHE, else $DISTILLTRACE_HOME, else ~/.cache/distilltrace."""
-    env = os.environ.get("DISTILLTRACE_CACHE") or os.environ.get("DISTILLTRACE_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "distilltrace"
-
-
 def cache_path(source: Path | None = None) -> Path:
     """Where the extracted turns of the installed package are cached."""
     source = source or dataset_file()
     key = f"{package_version()}-{source.stat().st_size}-{RULES}"
+    from distilltrace.paths import cache_dir
+
     return cache_dir() / "sharegpt" / f"human_turns-{key}.parquet"
 
 
@@ -280,7 +276,6 @@ def _first_pair(turns: list[Any], max_prompt_chars: int) -> tuple[str, str] | No
 __all__ = [
     "MAX_CHARS",
     "chat_pairs",
-    "cache_dir",
     "cache_path",
     "dataset_file",
     "extract_turns",

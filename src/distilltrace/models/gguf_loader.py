@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 from distilltrace.errors import ModelSpecError
-from distilltrace.models.home import models_dir
 from distilltrace.models.identity import sha256_file
 from distilltrace.models.local import TransformersModel, _one_line, _quiet_transformers
+from distilltrace.paths import models_dir
 
 GGUF_MAGIC = b"GGUF"
 MARKER = "distilltrace_gguf.json"

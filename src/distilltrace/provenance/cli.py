@@ -34,9 +34,9 @@ def default_cache() -> Path:
     """The query cache used when --cache is not given: reference and control answers and
     scores are kept across runs, so a second suspect against the same references and
     controls costs only its own queries."""
-    from distilltrace.models.home import distilltrace_home
+    from distilltrace.paths import home
 
-    return distilltrace_home() / "provenance-cache" / "queries.sqlite"
+    return home() / "provenance-cache" / "queries.sqlite"
 
 
 def _model_key(spec: str) -> str:

@@ -8,7 +8,7 @@ Java 13 and later can write the classes a run loaded to an archive when the JVM 
 the start took 2.7-2.9 s and the first statement 1.5 s with it (docs/benchmarks.md).
 
 - **Where.** ``$DISTILLTRACE_SPARK_CDS``: a folder, or ``off`` to turn this off; by default
-  ``$XDG_CACHE_HOME/distilltrace/spark-cds`` (``~/.cache/distilltrace/spark-cds``).
+  ``spark-cds`` under `distilltrace.paths.cache_dir()` (``~/.cache/distilltrace/spark-cds``).
 - **Which.** The archive's file name hashes the Java runtime (its path and ``-version``),
   the PySpark version, Spark's jar files (names and sizes) and the JVM options it serves,
   so any change to them builds a new archive instead of mapping a stale one.
@@ -54,8 +54,9 @@ def archive_folder() -> Path | None:
         return None
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "distilltrace" / "spark-cds"
+    from distilltrace.paths import cache_dir
+
+    return cache_dir() / "spark-cds"
 
 
 def archive_key(java: str, java_version: str, jvm_opts: str) -> str:
