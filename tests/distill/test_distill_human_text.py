@@ -39,14 +39,15 @@ def test_paragraphs_are_cached_on_disk_and_rebuilt_when_damaged(tmp_path, monkey
 
     monkeypatch.setattr(ht, "_extract_paragraphs", no_extraction)
     assert ht._paragraphs() == first  # a new process: from the file
-    monkeypatch.undo()
-    monkeypatch.setenv("DISTILLTRACE_CACHE", str(tmp_path / "cache"))
+    extractions = []  # from here on the extraction is counted (and not redone for real)
+    monkeypatch.setattr(ht, "_extract_paragraphs", lambda: extractions.append(1) or first)
     ht._paragraphs.cache_clear()
     path.write_text('["half a list"', encoding="utf-8")
     assert ht._paragraphs() == first and json.loads(path.read_text(encoding="utf-8")) == list(first)
+    assert len(extractions) == 1  # the damaged file was rebuilt
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("DISTILLTRACE_CACHE", str(blocker))
     ht._paragraphs.cache_clear()
-    assert ht._paragraphs() == first
+    assert ht._paragraphs() == first and len(extractions) == 2  # unwritable: extracted, kept
     ht._paragraphs.cache_clear()
