@@ -59,3 +59,17 @@ def test_caches_follow_distilltrace_cache_and_spark_keeps_its_own_switch(env, tm
     assert _caches()["spark-cds"] is None
     env.setenv("DISTILLTRACE_CACHE", "  ")  # blank counts as unset
     assert paths.cache_dir() == tmp_path / "home"
+
+
+def test_a_state_folder_that_is_a_file_is_one_readable_error(env, tmp_path):
+    from distilltrace.errors import InputError
+
+    (tmp_path / "file").write_text("not a folder")
+    env.setenv("DISTILLTRACE_HOME", str(tmp_path / "file"))
+    with pytest.raises(InputError, match=r"\$DISTILLTRACE_HOME\) .*file is not a folder"):
+        paths.home()
+    env.setenv("DISTILLTRACE_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "models").write_text("")
+    with pytest.raises(InputError, match="the models folder .* is not a folder"):
+        paths.models_dir()

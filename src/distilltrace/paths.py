@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from distilltrace.errors import InputError
+
 
 def _env_path(name: str) -> Path | None:
     value = os.environ.get(name, "").strip()
@@ -31,10 +33,19 @@ def default_home() -> Path:
 
 
 def home() -> Path:
-    """The state folder (`default_home`), created on demand."""
-    base = default_home()
-    base.mkdir(parents=True, exist_ok=True)
-    return base
+    """The state folder (`default_home`), created on demand (`InputError`, one line, when
+    it cannot be)."""
+    return _folder(default_home(), "the state folder ($DISTILLTRACE_HOME)")
+
+
+def _folder(path: Path, what: str) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"{what} {path} is not a folder: point it at a folder") from None
+    except OSError as e:
+        raise InputError(f"{what} {path} cannot be created: {e.strerror or e}") from None
+    return path
 
 
 def cache_dir() -> Path:
@@ -45,6 +56,4 @@ def cache_dir() -> Path:
 
 def models_dir() -> Path:
     """Folder for assembled bundled models and de-quantised GGUF conversions."""
-    d = home() / "models"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    return _folder(home() / "models", "the models folder")
