@@ -109,3 +109,32 @@ def test_the_demo_seed_gives_other_null_students(tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         main(["custody", "demo", "--out", str(tmp_path / "d"), "--seed", "7"])
     assert got["seed"] == 7
+
+
+def test_a_campaign_the_scan_did_not_flag_is_one_line_naming_its_cluster():
+    """The demo cannot build a chain without a flagged campaign; the error says where the
+    campaign's accounts went (the candidate cluster holding most, its adjusted p and the
+    flagging level) and what to do, instead of only that it was missed."""
+    from types import SimpleNamespace as NS
+
+    from distilltrace.custody import CustodyError
+    from distilltrace.custody.demo import _found
+
+    def camp(cid, members, flagged, p):
+        return NS(cluster_id=cid, name=f"cluster {cid}", members=members, flagged=flagged,
+                  pvalue_adjusted=p)  # fmt: skip
+
+    truth = {f"a{i}" for i in range(19)}
+    other = camp(22, ["x", "y"], True, 1e-5)
+    near = camp(7, sorted(truth), False, 1.0)
+    res = NS(campaigns=[other, near, camp(9, ["a1", "z"], False, 0.5)],
+             summary={"campaign_alpha": 0.001})  # fmt: skip
+    with pytest.raises(CustodyError) as e:
+        _found(res, truth, seed=2)
+    msg = str(e.value)
+    assert "cluster 7 held 19 of its 19 accounts, adjusted p = 1" in msg
+    assert "flagging level 0.001" in msg and "seed 2" in msg and "\n" not in msg
+    with pytest.raises(CustodyError, match="no candidate cluster held any of its accounts"):
+        _found(NS(campaigns=[other], summary={}), truth)
+    near.flagged = True
+    assert _found(res, truth) is near
