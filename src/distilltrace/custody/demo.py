@@ -172,17 +172,17 @@ def _found(res: Any, truth: set[str], seed: int = 0) -> Any:
     """The flagged campaign of the scan holding most of the true campaign's accounts; when
     none holds any, a `CustodyError` saying where the campaign's accounts ended up (the
     candidate cluster holding most of them, with its adjusted p-value)."""
-    flagged = [c for c in res.campaigns if c.flagged]
-    best = max(flagged, key=lambda c: len(truth & set(c.members)), default=None)
-    if best is not None and truth & set(best.members):
+    held = [(len(truth & set(c.members)), c) for c in res.campaigns]  # true accounts in each
+    n, best = max(((k, c) for k, c in held if c.flagged), key=lambda x: x[0], default=(0, None))
+    if n:
         return best
-    near = max(res.campaigns, key=lambda c: len(truth & set(c.members)), default=None)
+    n, near = max(held, key=lambda x: x[0], default=(0, None))
     where = "no candidate cluster held any of its accounts"
-    if near is not None and truth & set(near.members):
+    if n:
         where = (
-            f"{near.name or f'cluster {near.cluster_id}'} held {len(truth & set(near.members))} "
-            f"of its {len(truth)} accounts, adjusted p = {near.pvalue_adjusted:.2g} against the "
-            f"flagging level {res.summary.get('campaign_alpha', 'of the scan')}"
+            f"{near.name or f'cluster {near.cluster_id}'} held {n} of its {len(truth)} "
+            f"accounts, adjusted p = {near.pvalue_adjusted:.2g} against the flagging level "
+            f"{res.summary.get('campaign_alpha', 'of the scan')}"
         )
     raise CustodyError(
         f"the scan did not flag the extraction campaign ({where}); the quick tier keeps only "
