@@ -17,7 +17,15 @@ from distilltrace.models.base import (
     ScoredContinuation,
     TokenLogprob,
 )
-from distilltrace.provenance import QueryNeeds, TestInputs, TestResult, register, unregister
+from distilltrace.provenance import (
+    QueryNeeds,
+    TestInputs,
+    TestResult,
+    not_run,
+    register,
+    unregister,
+    write_report,
+)
 from distilltrace.provenance.budget import budget_plan, min_budget
 from distilltrace.provenance.config import DEFAULT_TESTS, ProvenanceConfig
 from distilltrace.provenance.paired import intersection_union, signflip_test
@@ -132,6 +140,31 @@ def test_registered_test_runs_end_to_end_and_is_combined_with_holm(toy):
     assert toy.name not in base.reference("R").tests
     for name in ("likelihood", "likelihood_reverse", "lexical_fingerprint"):
         assert base.reference("R").tests[name].pvalue == ref.tests[name].pvalue
+
+
+class NeedsLongAnswers(SampledExactMatch):
+    """Toy plugin that only scores answers of at least 50 words, and marks itself not run
+    (through the public `not_run`) when no probe gave one."""
+
+    name = "toy_long_answers"
+
+    def run(self, data: TestInputs) -> TestResult:
+        res = TestResult(self.name, self.null, None, n=0)
+        return not_run(res, "no answer of 50 words or more (counted as p = 1)")
+
+
+def test_a_plugin_marks_itself_not_run_through_the_public_api(tmp_path):
+    test = register(NeedsLongAnswers())
+    try:
+        s, refs, ctrls = _models()
+        cfg = ProvenanceConfig(**FAST, tests=(*DEFAULT_TESTS, test.name))
+        res = test_provenance(s, refs[:1], ctrls, budget=400, alpha=0.01, config=cfg)
+    finally:
+        unregister(test.name)
+    t = res.reference("R").tests[test.name]
+    assert t.pvalue == 1.0 and t.looked_at_no_data and t.skipped.startswith("no answer of 50")
+    page = write_report(res, tmp_path)["html"].read_text()
+    assert "no answer of 50 words or more" in page
 
 
 def test_unknown_and_duplicate_names_are_errors(toy):

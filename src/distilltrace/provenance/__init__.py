@@ -14,6 +14,7 @@ _EXPORTS = {
     "ProvenanceResult": "result",
     "TestResult": "result",
     "skipped_test": "result",
+    "not_run": "result",
     "write_report": "report",
     "ProvenanceTest": "registry",
     "QueryNeeds": "registry",
