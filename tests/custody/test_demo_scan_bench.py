@@ -1,0 +1,23 @@
+"""benchmarks/custody_demo_scan.py: the custody demo's traffic scanned alone."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.custody_demo_scan import main
+
+
+def test_the_demo_population_lets_the_scan_find_seed_2s_campaign(tmp_path, capsys):
+    """Seed 2's campaign was missed when the demo simulated 300 accounts (its 19 accounts
+    were 12% of the log the scan calibrates against); at the demo's 1,000 it is found,
+    with no benign account flagged, and the keyword baseline is scored on the same log."""
+    from distilltrace.custody.demo import DemoConfig
+
+    assert DemoConfig().n_accounts == 1000
+    main(["--seeds", "2", "--accounts", str(DemoConfig().n_accounts), "--out", str(tmp_path)])
+    (out,) = tmp_path.glob("custody-demo-scan-*.json")
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["found"] == run["campaign_accounts"] == 19 and run["benign_flagged"] == 0
+    assert run["campaign_share"] < 0.05 and run["cluster_harvest_pvalue_adjusted"] < 1e-6
+    assert {"keyword_found", "keyword_benign_flagged"} <= set(run)
+    assert "campaign flagged in 1 of 1 seeds" in capsys.readouterr().out
