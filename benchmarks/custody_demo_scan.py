@@ -10,8 +10,9 @@ Reported per run: the campaign's accounts and their share of the accounts active
 log, how many were flagged, the adjusted p-values of the candidate group holding most of
 them (its all-signal test and its harvest test: a campaign is called on the first with
 harvest evidence, or on the second alone, docs/traffic.md), the benign accounts flagged,
-and the naive keyword rule (`traffic.baseline`) on the same log. Nothing here is tuned: the scan's defaults, the demo's simulator settings.
-Prints one line per run and a Markdown table; writes OUT/custody-demo-scan-DATE.json.
+and the naive keyword rule (`traffic.baseline`) on the same log. Nothing here is tuned:
+the scan's defaults, the demo's simulator settings. Prints one line per run and a
+Markdown table; writes OUT/custody-demo-scan-DATE.json (with the command and machine).
 """
 
 from __future__ import annotations
