@@ -9,8 +9,9 @@ from benchmarks.custody_demo_scan import main
 
 def test_the_demo_population_lets_the_scan_find_seed_2s_campaign(tmp_path, capsys):
     """Seed 2's campaign was missed when the demo simulated 300 accounts (its 19 accounts
-    were 12% of the log the scan calibrates against); at the demo's 1,000 it is found,
-    with no benign account flagged, and the keyword baseline is scored on the same log."""
+    and 27 look-alike accounts asking for as much were 30% of the log the scan calibrates
+    against); at the demo's 1,000 it is found, with no benign account flagged, and the
+    keyword baseline is scored on the same log."""
     from distilltrace.custody.demo import DemoConfig
 
     assert DemoConfig().n_accounts == 1000

@@ -143,8 +143,8 @@ def test_registered_test_runs_end_to_end_and_is_combined_with_holm(toy):
 
 
 class NeedsLongAnswers(SampledExactMatch):
-    """Toy plugin that only scores answers of at least 50 words, and marks itself not run
-    (through the public `not_run`) when no probe gave one."""
+    """Toy plugin that would score only answers of at least 50 words; the fake models
+    answer in 8, so it always marks itself not run (through the public `not_run`)."""
 
     name = "toy_long_answers"
 

@@ -41,9 +41,10 @@ class DemoConfig:
     tier: str = "quick"
     teacher: str = "smollm2-135m-instruct"  # the served (reference) model spec
     dtype: str = "auto"  # compute precision of every model loaded (models/precision.py)
-    # simulated population: about 400 accounts active in the day, so the campaign's ~20
-    # kept accounts are a small share (the scan calibrates against the population; at
-    # 300, ~150 active, the campaign was 12-15% of them and 3 of 10 seeds were missed)
+    # simulated population: about 420 accounts active in the day. The scan calibrates
+    # against the population, so the accounts asking extraction-like things (the
+    # campaign's ~20 and the simulator's fixed-size look-alikes) must be a small share:
+    # at 300 (~150 active) they were up to 30% and 3 of 10 seeds were missed
     n_accounts: int = 1000
     campaign: str = "hydra"  # the one extraction archetype simulated
     languages: tuple[str, ...] = ("en",)  # the campaign's language (one the teacher speaks)
