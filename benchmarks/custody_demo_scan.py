@@ -10,7 +10,9 @@ Reported per run: the campaign's accounts and their share of the accounts active
 log, how many were flagged, the adjusted p-values of the candidate group holding most of
 them (its all-signal test and its harvest test: a campaign is called on the first with
 harvest evidence, or on the second alone, docs/traffic.md), the benign accounts flagged,
-and the naive keyword rule (`traffic.baseline`) on the same log. Nothing here is tuned:
+the scan's check of its reference population (the largest discount of a harvest signal,
+`fusion.reference_check`, and whether it warned that the population is not mostly
+benign), and the naive keyword rule (`traffic.baseline`) on the same log. Nothing here is tuned:
 the scan's defaults, the demo's simulator settings. Prints one line per run and a
 Markdown table; writes OUT/custody-demo-scan-DATE.json (with the command and machine).
 """
@@ -64,6 +66,9 @@ def one_run(n_accounts: int, seed: int, work: Path) -> dict:
         "cluster_pvalue_adjusted": None if held is None else held.pvalue_adjusted,
         "cluster_harvest_pvalue_adjusted": None if held is None else held.harvest_pvalue_adjusted,
         "cluster_flagged": bool(held is not None and held.flagged),
+        "reference_discount_log10": max(
+            (r["discount_log10"] or 0.0 for r in res.summary["reference"].values()), default=0.0),
+        "reference_warned": any(r["suspect"] for r in res.summary["reference"].values()),
         "keyword_found": len(kw_flag & truth), "keyword_benign_flagged": len(kw_flag - truth),
         "scan_s": round(secs, 1),
     }  # fmt: skip
@@ -75,6 +80,7 @@ def _line(r: dict) -> str:
         f"| {r['accounts']} | {r['seed']} | {r['active_accounts']} | {r['campaign_accounts']} "
         f"({100 * r['campaign_share']:.1f}%) | {r['found']}/{r['campaign_accounts']} | "
         f"{'-' if p is None else f'{p:.2g} / {h:.2g}'} | {r['benign_flagged']} | "
+        f"{r['reference_discount_log10']:.2f}{' (warned)' * r['reference_warned']} | "
         f"{r['keyword_found']}/{r['campaign_accounts']} | {r['keyword_benign_flagged']} | {r['scan_s']} |"
     )
 
@@ -96,20 +102,27 @@ def main(argv: list[str] | None = None) -> None:
                   flush=True)  # fmt: skip
     head = [
         "| population | seed | active accounts | campaign accounts (share) | found | "
-        "its candidate's adjusted p (all signals / harvest) | benign flagged | keyword rule found | keyword benign flagged | scan s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "its candidate's adjusted p (all signals / harvest) | benign flagged | reference discount (log10) | "
+        "keyword rule found | keyword benign flagged | scan s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     print("\n".join(head + [_line(r) for r in rows]))
     for n in sizes:
         mine = [r for r in rows if r["accounts"] == n]
         print(f"population {n}: campaign flagged in {sum(r['found'] > 0 for r in mine)} of "
               f"{len(mine)} seeds; benign accounts flagged {sum(r['benign_flagged'] for r in mine)} "
-              f"of {sum(r['active_accounts'] - r['campaign_accounts'] for r in mine)}")  # fmt: skip
+              f"of {sum(r['active_accounts'] - r['campaign_accounts'] for r in mine)}; reference "
+              f"warning in {sum(r['reference_warned'] for r in mine)} of {len(mine)} seeds, in "
+              f"{sum(r['reference_warned'] for r in mine if r['found'] == 0)} of "
+              f"{sum(r['found'] == 0 for r in mine)} misses")  # fmt: skip
     meta = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": _machine(),
             "command": "python -m benchmarks.custody_demo_scan " + " ".join(argv or sys.argv[1:])}  # fmt: skip
-    (a.out / f"custody-demo-scan-{meta['date'][:10]}.json").write_text(
-        json.dumps({**meta, "runs": rows}, indent=1)
-    )
+    path, k = a.out / f"custody-demo-scan-{meta['date'][:10]}.json", 1
+    while path.exists():  # an earlier run of the day is kept
+        k += 1
+        path = a.out / f"custody-demo-scan-{meta['date'][:10]}-{k}.json"
+    path.write_text(json.dumps({**meta, "runs": rows}, indent=1))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

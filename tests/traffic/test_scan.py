@@ -151,3 +151,32 @@ def test_cli_scan_and_one_line_errors(small_log, tmp_path):
     )
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"error: {bad}: missing required column 'prompt'"]
+
+
+def test_a_scan_says_what_limits_it_on_the_command_line_and_in_the_report(tmp_path):
+    """A log of 30 accounts: every tail is a rank among them, so no account can be flagged
+    on its own; the scan says so in summary.json, on the command line and in report.html
+    (and says nothing of the kind on a population of hundreds: `small_log`'s tests)."""
+    from distilltrace.cli import app
+
+    path = tmp_path / "few.parquet"
+    make_benign(30, seed=3, hard=False).to_parquet(path, index=False)
+    r = CliRunner().invoke(app, ["traffic", "scan", str(path), "--out", str(tmp_path / "o"),
+                                 "--no-content"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    (w,) = summary["warnings"]
+    assert w.startswith("only 30 accounts") and "no account can be flagged on its own" in w
+    assert f"warning: {w}" in r.output
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert 'id="warnings"' in page and "only 30 accounts" in page
+    assert set(summary["reference"]) == {"elicitation"}  # the harvest signals computed
+
+
+def test_a_population_of_hundreds_gives_no_reference_warning(small_log, tmp_path):
+    path, _ = small_log
+    res = scan(str(path), out_dir=tmp_path / "o", content=False)
+    assert res.summary["warnings"] == [] and res.summary["n_campaigns"] == 1
+    ref = res.summary["reference"]["elicitation"]
+    assert ref["suspect"] is False and ref["discount_log10"] < 1
+    assert 'id="warnings"' not in (tmp_path / "o" / "report.html").read_text()

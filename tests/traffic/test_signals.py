@@ -287,3 +287,40 @@ def test_a_signal_is_one_registry_entry():
     assert {"sig_toy_volume_sq", "tail_toy_volume_sq"} <= set(acc.columns)
     assert res.summary["signal_weights"]["toy_volume_sq"] == 0.1
     assert (acc["sig_toy_volume_sq"] == acc["n_requests"].astype(float) ** 2).all()
+
+
+def _null_stats(rng, n_acc: int, rate: float = 0.03) -> np.ndarray:
+    """-log10 binomial tails of benign accounts at the population's true rate."""
+    from scipy import stats as st
+
+    m = rng.integers(6, 49, n_acc)
+    k = rng.binomial(m, rate)
+    return -np.log10(np.clip(st.binom.sf(k - 1, m, rate), 1e-300, 1))
+
+
+def test_reference_check_is_quiet_on_null_populations_and_warns_past_the_breakdown():
+    """Null: every account's statistic is a -log10 binomial tail at the true rate (a
+    population of benign accounts). On 500 null populations of 60-2,000 accounts the
+    check never calls the reference suspect (its false-warning rate is 0 of 500); with 15%
+    of accounts a campaign (within the 20% `pvalue_tail` tolerates) it stays quiet; with
+    30% it warns, and the discount it reports is the one `pvalue_tail` applies."""
+    rng = np.random.default_rng(5)
+    warned = 0
+    for i in range(500):
+        r = fusion.reference_check(_null_stats(rng, int(rng.integers(60, 2000))))
+        warned += r["suspect"]
+        assert r["discount_log10"] < 0.5 and r["share"] < 0.05, (i, r)
+    assert warned == 0
+    x = _null_stats(rng, 2000)
+    for share, suspect in ((0.15, False), (0.30, True)):
+        y = x.copy()
+        n_camp = int(share * len(y))
+        y[:n_camp] = rng.uniform(3, 8, n_camp)  # the campaign: strong evidence each
+        r = fusion.reference_check(y)
+        assert r["suspect"] is suspect, (share, r)
+        top = np.argmax(y)
+        got = -np.log10(fusion.pvalue_tail(y)[top])
+        assert abs(got - (y[top] - r["discount_log10"])) < 0.01
+    assert r["bulk_quantile"] >= 2 and r["discount_log10"] >= 1.3  # past the breakdown
+    few = fusion.reference_check(x[:40])
+    assert few["discount_log10"] is None and few["suspect"] is False

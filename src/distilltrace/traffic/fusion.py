@@ -32,6 +32,10 @@ from scipy import stats
 DEFAULT_WEIGHT = 0.5
 
 
+#: Below this many accounts every calibrated tail is the empirical one (a rank).
+MIN_CALIBRATED = 50
+
+
 #: Tail scale used when fewer than 5 values fall in the fitting band (one unit of the
 #: statistic; for -log10 p-value statistics this is 2.3x their null scale, conservative).
 FALLBACK_SCALE = 1.0
@@ -60,7 +64,7 @@ def upper_tail(
     ge = n - np.searchsorted(srt, x, side="left")
     emp = (1.0 + ge) / (n + 1.0)
     fin = srt[np.isfinite(srt)]
-    if n < 50 or len(fin) == 0:
+    if n < MIN_CALIBRATED or len(fin) == 0:
         return emp
     q = float(np.quantile(fin, body))
     hi = float(np.quantile(fin, scale_at))
@@ -100,14 +104,57 @@ def pvalue_tail(x: np.ndarray, *, bulk: float = 0.8) -> np.ndarray:
     srt = np.sort(x)
     emp = (1.0 + n - np.searchsorted(srt, x, side="left")) / (n + 1.0)
     fin = srt[np.isfinite(srt)]
-    if n < 50 or len(fin) == 0:
+    if n < MIN_CALIBRATED or len(fin) == 0:
         return emp
+    c, h = _inflation(srt, fin, bulk)
+    model = np.minimum(1.0, c * 10.0 ** (-np.clip(x, 0, None)))
+    return np.where(x > h, np.minimum(model, emp), emp).clip(1e-300, 1.0)
+
+
+def _inflation(srt: np.ndarray, fin: np.ndarray, bulk: float) -> tuple[float, float]:
+    """`pvalue_tail`'s inflation c over the null tail 10^-t, and the bulk quantile h, from
+    the sorted values (``srt``) and their finite ones (``fin``)."""
+    n = len(srt)
     grid = np.quantile(fin, np.linspace(0.5, bulk, 4))
     surv = (1.0 + n - np.searchsorted(srt, grid, side="left")) / (n + 1.0)
     c = float(max(1.0, np.max(surv / 10.0 ** (-np.clip(grid, 0, None)))))
-    h = float(grid[-1])
-    model = np.minimum(1.0, c * 10.0 ** (-np.clip(x, 0, None)))
-    return np.where(x > h, np.minimum(model, emp), emp).clip(1e-300, 1.0)
+    return c, float(grid[-1])
+
+
+#: A reference population is flagged as not mostly benign when its harvest evidence is
+#: discounted by at least this many orders of magnitude (`reference_check`).
+REFERENCE_DISCOUNT_WARN = 1.0
+
+
+def reference_check(x: np.ndarray, *, bulk: float = 0.8, level: float = 2.0) -> dict:
+    """How far the population a -log10 p-value statistic is calibrated against
+    (`pvalue_tail`) departs from the statistic's own null, which the calibration assumes
+    for most accounts.
+
+    ``share``: the fraction of accounts with x >= ``level`` (p <= 1% under the null, where
+    about 1% are expected); ``bulk_quantile``: the ``bulk`` quantile of x;
+    ``discount_log10``: log10 of the inflation c, the orders of magnitude by which every
+    account's evidence is discounted. ``suspect``: a discount of
+    `REFERENCE_DISCOUNT_WARN` orders of magnitude or more, where a campaign can look
+    typical among the accounts it is calibrated against. The calibration tolerates
+    1 - ``bulk`` of accounts in the top; past that (``bulk_quantile`` >= ``level``) the
+    discount is at least log10((1 - bulk) / 10^-level) = 1.3. Fewer than 50 accounts:
+    ranks only, no discount (None)."""
+    x = np.nan_to_num(np.asarray(x, dtype=float), nan=-np.inf)
+    srt = np.sort(x)
+    fin = srt[np.isfinite(srt)]
+    if len(x) < MIN_CALIBRATED or len(fin) == 0:
+        return {"n": int(len(x)), "share": None, "bulk_quantile": None,
+                "discount_log10": None, "suspect": False}  # fmt: skip
+    c, h = _inflation(srt, fin, bulk)
+    d = round(float(np.log10(c)), 3)
+    return {
+        "n": int(len(x)),
+        "share": round(float(np.mean(x >= level)), 4),
+        "bulk_quantile": round(h, 3),
+        "discount_log10": d,
+        "suspect": bool(d >= REFERENCE_DISCOUNT_WARN),
+    }
 
 
 #: Floor of the tail scale (`upper_tail`) for statistics that are -log10 p-values.

@@ -73,6 +73,8 @@ def scan_command(
         f"{s['n_campaigns']} campaign(s), {s['n_flagged_alone_outside']} account(s) flagged on their "
         f"own, {s['n_flagged_accounts']} flagged accounts"
     )
+    for w in s.get("warnings", []):
+        typer.echo(f"warning: {w}", err=True)
     typer.echo(f"report: {res.files.get('report')}")
 
 

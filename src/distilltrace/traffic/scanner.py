@@ -273,6 +273,8 @@ def _empty_result(summary: dict[str, Any], quarantine: pd.DataFrame) -> ScanResu
         n_flagged_alone=0,
         n_flagged_alone_outside=0,
         expected_benign_fpr_bound=0.0,
+        reference={},
+        warnings=["no valid rows: nothing was scanned"],
     )
     reqs = pd.DataFrame(
         {
@@ -871,6 +873,37 @@ def _summary(red, feats, s: _Scored, cfg: ScanConfig, n_flag_req: int) -> dict[s
     }
     if red.content is not None:
         out["content_model"] = red.content.summary()
+    out["reference"] = {
+        k: fusion.reference_check(feats[k].to_numpy(float)) for k in feats.columns if reg[k].harvest
+    }
+    out["warnings"] = _warnings(n_acc, out["reference"], cfg)
+    return out
+
+
+def _warnings(n_acc: int, reference: dict[str, dict], cfg: ScanConfig) -> list[str]:
+    """What limits this scan's power, in words (the flags and p-values stand as they are:
+    these warnings say where a campaign can go unseen, never that one was found)."""
+    out = []
+    if n_acc < fusion.MIN_CALIBRATED:
+        # a lone account needs a tail <= account_alpha / 2 (`_lone`); a rank is >= 1/(n+1)
+        none = 1 / (n_acc + 1) > cfg.account_alpha / 2
+        out.append(
+            f"only {n_acc} accounts: with fewer than {fusion.MIN_CALIBRATED} every "
+            f"calibrated tail is a rank among them (at least 1/{n_acc + 1})"
+            + (f", so no account can be flagged on its own at {cfg.account_alpha}" * none)
+            + "; scan the whole traffic of a period"
+        )
+    for k, r in reference.items():
+        if r["suspect"]:
+            out.append(
+                f"the population is not mostly benign for signal {k}: its bulk (50th-80th "
+                f"percentile) lies {r['discount_log10']:.1f} orders of magnitude beyond the "
+                f"signal's null ({100 * r['share']:.0f}% of accounts at its 1% level), so "
+                "every account's evidence on it is discounted by as much and a campaign "
+                "can look typical among them. A log filtered to suspected accounts, or one "
+                "where extraction-like customers are a large share, hides campaigns: scan "
+                "the whole traffic of a period"
+            )
     return out
 
 
